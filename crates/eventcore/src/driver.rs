@@ -1,0 +1,458 @@
+//! The driver: the loop, the waiter count, callback storage and dispatch.
+//!
+//! Every pending callback lives in one table, `ops`, whose slots are reused.
+//! Operations finish by pushing a [`Ready`] record (the op's key and its
+//! outcome) onto the ready queue; only `process_events` pops that queue and
+//! calls callbacks, from ordinary Rust frames. Cancelling an operation removes
+//! its slot, so a ready record that was already queued for it is skipped: a
+//! cancelled callback never runs.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::events::EventState;
+use crate::handle::{Entry, Handle, HandleKind, Key, Table};
+use crate::remote::{Message, Remote, RemoteShared};
+use crate::sockets::{DatagramState, ListenerState, StreamState};
+use crate::sys;
+use crate::timers::TimerState;
+use crate::{Error, Result};
+
+/// Why [`Driver::process_events`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// At least one callback ran.
+    Idle,
+    /// The timeout elapsed and no callback ran.
+    Timeout,
+    /// Nothing can ever complete: no pending operation, armed timer, active
+    /// listener or queued cross-thread work is left. Checked before waiting, so
+    /// a fresh driver returns this at once.
+    OutOfWaiters,
+    /// [`Driver::exit`] (or [`Remote::exit`]) was called; the request is consumed.
+    Exited,
+}
+
+/// Which OS mechanism a driver uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// Linux epoll (readiness, turned into completions by the backend).
+    Epoll,
+}
+
+impl BackendKind {
+    /// The backends this build can run, the default first.
+    pub fn available() -> &'static [BackendKind] {
+        &[BackendKind::Epoll]
+    }
+
+    /// The name used in test and benchmark output (`epoll`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Epoll => "epoll",
+        }
+    }
+}
+
+/// A pending callback and what it waits for.
+pub(crate) enum Op {
+    Timer(crate::timers::TimerOp),
+    Event(crate::events::EventOp),
+    Socket(crate::sockets::SocketOp),
+    Remote(Box<dyn FnOnce(&mut Driver) + Send>),
+}
+
+/// The outcome of an operation, queued for dispatch.
+pub(crate) enum Outcome {
+    /// A timer wait ended; `true` if the timer fired, `false` if it was stopped.
+    Timer(bool),
+    /// An event was triggered.
+    Event,
+    /// The backend finished an I/O operation.
+    Sys(sys::Completion),
+    /// The operation failed before it reached the backend.
+    Failed(Error),
+    /// A closure sent by a [`Remote`].
+    Remote,
+}
+
+pub(crate) struct Ready {
+    pub op: Key,
+    pub outcome: Outcome,
+}
+
+static NEXT_DRIVER_ID: AtomicU32 = AtomicU32::new(1);
+
+/// A per-thread event driver.
+///
+/// All operations are started through the subsystem views ([`Driver::timers`],
+/// [`Driver::events`], [`Driver::sockets`]) and complete through callbacks that
+/// only [`Driver::process_events`] calls. `Driver` is `!Send`: use
+/// [`Driver::remote`] to reach it from other threads.
+pub struct Driver {
+    pub(crate) id: u32,
+    pub(crate) sys: sys::Backend,
+    pub(crate) ops: Table<Op>,
+    pub(crate) ready: VecDeque<Ready>,
+    completions: Vec<sys::Completion>,
+    inbox: Vec<Message>,
+    pub(crate) timer_table: Table<TimerState>,
+    pub(crate) timer_queue: crate::timer::TimerQueue,
+    pub(crate) event_table: Table<EventState>,
+    pub(crate) stream_table: Table<StreamState>,
+    pub(crate) listener_table: Table<ListenerState>,
+    pub(crate) datagram_table: Table<DatagramState>,
+    remote: Arc<RemoteShared>,
+    exit_requested: bool,
+    backend: BackendKind,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Driver {
+    /// A driver on the platform's default backend.
+    pub fn new() -> Result<Driver> {
+        Driver::with_backend(BackendKind::available()[0])
+    }
+
+    /// A driver on a chosen backend; [`Status::NotSupported`](crate::Status::NotSupported)
+    /// if this build or kernel does not have it.
+    pub fn with_backend(kind: BackendKind) -> Result<Driver> {
+        let sys = match kind {
+            BackendKind::Epoll => sys::Backend::new()?,
+        };
+        let id = NEXT_DRIVER_ID.fetch_add(1, Ordering::Relaxed);
+        let remote = Arc::new(RemoteShared::new(sys.waker()));
+        Ok(Driver {
+            id,
+            sys,
+            ops: Table::new(id),
+            ready: VecDeque::new(),
+            completions: Vec::new(),
+            inbox: Vec::new(),
+            timer_table: Table::new(id),
+            timer_queue: Default::default(),
+            event_table: Table::new(id),
+            stream_table: Table::new(id),
+            listener_table: Table::new(id),
+            datagram_table: Table::new(id),
+            remote,
+            exit_requested: false,
+            backend: kind,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// The backend this driver runs on.
+    pub fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    /// A `Send + Sync` handle for other threads.
+    pub fn remote(&self) -> Remote {
+        Remote::new(self.remote.clone())
+    }
+
+    /// Asks the loop to stop: the current (or next) `process_events` returns
+    /// [`ExitReason::Exited`] once the callbacks of its batch have run.
+    pub fn exit(&mut self) {
+        self.exit_requested = true;
+    }
+
+    /// Forgets an exit request that has not been consumed yet.
+    pub fn clear_exit_flag(&mut self) {
+        self.exit_requested = false;
+    }
+
+    /// Pending one-shot operations, armed timers, active repeating listeners and
+    /// queued cross-thread work. Zero means nothing can ever complete.
+    pub fn waiter_count(&self) -> usize {
+        self.ops.len() + self.timer_queue.len() + self.remote.pending()
+    }
+
+    /// Runs one batch: waits (at most `timeout`; `None` = without limit, zero =
+    /// poll) until something completes, then runs the callbacks that are ready.
+    pub fn process_events(&mut self, timeout: Option<Duration>) -> Result<ExitReason> {
+        if self.exit_requested {
+            self.exit_requested = false;
+            return Ok(ExitReason::Exited);
+        }
+        if self.waiter_count() == 0 && self.ready.is_empty() {
+            return Ok(ExitReason::OutOfWaiters);
+        }
+        let start = Instant::now();
+        let deadline = timeout.and_then(|t| start.checked_add(t));
+        loop {
+            let now = Instant::now();
+            let mut wait = if self.ready.is_empty() {
+                deadline.map(|d| d.saturating_duration_since(now))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Some(next) = self.timer_queue.next_deadline() {
+                let until = next.saturating_duration_since(now);
+                wait = Some(wait.map_or(until, |w| w.min(until)));
+            }
+            let mut completions = std::mem::take(&mut self.completions);
+            let polled = self.sys.poll(wait, &mut completions);
+            for c in completions.drain(..) {
+                self.ready.push_back(Ready {
+                    op: Key::from_u64(c.token, self.id),
+                    outcome: Outcome::Sys(c),
+                });
+            }
+            self.completions = completions;
+            polled?;
+            self.drain_remote();
+            self.expire_timers(Instant::now());
+
+            if !self.ready.is_empty() {
+                let ran = self.dispatch();
+                if self.exit_requested {
+                    self.exit_requested = false;
+                    return Ok(ExitReason::Exited);
+                }
+                if ran {
+                    return Ok(ExitReason::Idle);
+                }
+            }
+            if self.exit_requested {
+                self.exit_requested = false;
+                return Ok(ExitReason::Exited);
+            }
+            if self.waiter_count() == 0 && self.ready.is_empty() {
+                return Ok(ExitReason::OutOfWaiters);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(ExitReason::Timeout);
+            }
+        }
+    }
+
+    /// Runs the callbacks queued before this call; returns whether any ran.
+    /// Records queued while they run wait for the next batch, so a callback that
+    /// keeps re-arming itself cannot starve the wait for new events.
+    fn dispatch(&mut self) -> bool {
+        let mut ran = false;
+        let n = self.ready.len();
+        for _ in 0..n {
+            let Some(Ready { op, outcome }) = self.ready.pop_front() else {
+                break;
+            };
+            ran |= self.complete(op, outcome);
+        }
+        ran
+    }
+
+    /// Finishes one operation; returns whether a user callback ran.
+    fn complete(&mut self, key: Key, outcome: Outcome) -> bool {
+        let kind = match self.ops.get(key) {
+            Some(Op::Timer(_)) => 0,
+            Some(Op::Event(_)) => 1,
+            Some(Op::Socket(_)) => 2,
+            Some(Op::Remote(_)) => 3,
+            // Cancelled (or its handle released) after the record was queued.
+            None => return false,
+        };
+        match kind {
+            0 => self.complete_timer(key, outcome),
+            1 => self.complete_event(key),
+            2 => self.complete_socket(key, outcome),
+            _ => {
+                if let Some(Entry {
+                    value: Op::Remote(f),
+                    ..
+                }) = self.ops.remove(key)
+                {
+                    f(self);
+                }
+                true
+            }
+        }
+    }
+
+    /// Queues an outcome for an operation.
+    pub(crate) fn push_ready(&mut self, op: Key, outcome: Outcome) {
+        self.ready.push_back(Ready { op, outcome });
+    }
+
+    /// Stores a callback-carrying operation and returns its key.
+    pub(crate) fn add_op(&mut self, op: Op) -> Key {
+        self.ops.insert(op)
+    }
+
+    fn drain_remote(&mut self) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.remote.take_messages(&mut inbox);
+        for msg in inbox.drain(..) {
+            match msg {
+                Message::Trigger { event, notify_all } => {
+                    self.trigger_event(event, notify_all);
+                }
+                Message::Run(f) => {
+                    let key = self.add_op(Op::Remote(f));
+                    self.push_ready(key, Outcome::Remote);
+                }
+                Message::Exit => self.exit_requested = true,
+            }
+        }
+        self.inbox = inbox;
+    }
+
+    // ---- reference counting and user data, the same for every handle kind ----
+
+    fn header_mut(
+        &mut self,
+        kind: HandleKind,
+        key: Key,
+    ) -> Option<(&mut u32, &mut Option<Box<dyn std::any::Any>>)> {
+        fn split<T>(e: &mut Entry<T>) -> (&mut u32, &mut Option<Box<dyn std::any::Any>>) {
+            (&mut e.refs, &mut e.user)
+        }
+        match kind {
+            HandleKind::Timer => self.timer_table.entry_mut(key).map(split),
+            HandleKind::Event => self.event_table.entry_mut(key).map(split),
+            HandleKind::Stream => self.stream_table.entry_mut(key).map(split),
+            HandleKind::Listener => self.listener_table.entry_mut(key).map(split),
+            HandleKind::Datagram => self.datagram_table.entry_mut(key).map(split),
+        }
+    }
+
+    /// Whether `h` names a live resource of this driver.
+    pub fn is_valid<H: Handle>(&mut self, h: H) -> bool {
+        self.header_mut(h.kind(), h.key()).is_some()
+    }
+
+    /// Adds a reference to `h`.
+    pub fn add_ref<H: Handle>(&mut self, h: H) -> Result<()> {
+        let (refs, _) = self
+            .header_mut(h.kind(), h.key())
+            .ok_or_else(Error::invalid_handle)?;
+        *refs += 1;
+        Ok(())
+    }
+
+    /// Drops a reference to `h`. At zero the OS resource is closed, pending
+    /// operations are cancelled (their callbacks never run) and the handle
+    /// becomes invalid. Returns whether the resource still lives; a stale handle
+    /// (a double release) gives `Err(InvalidHandle)`.
+    pub fn release_ref<H: Handle>(&mut self, h: H) -> Result<bool> {
+        let (refs, _) = self
+            .header_mut(h.kind(), h.key())
+            .ok_or_else(Error::invalid_handle)?;
+        *refs -= 1;
+        if *refs > 0 {
+            return Ok(true);
+        }
+        let key = h.key();
+        match h.kind() {
+            HandleKind::Timer => self.destroy_timer(key),
+            HandleKind::Event => self.destroy_event(key),
+            HandleKind::Stream => self.destroy_stream(key),
+            HandleKind::Listener => self.destroy_listener(key),
+            HandleKind::Datagram => self.destroy_datagram(key),
+        }
+        Ok(false)
+    }
+
+    /// Attaches user data to `h`, replacing (and dropping) what was there.
+    /// Dropped with the handle.
+    pub fn set_user_data<H: Handle, T: 'static>(&mut self, h: H, data: T) -> Result<()> {
+        let (_, user) = self
+            .header_mut(h.kind(), h.key())
+            .ok_or_else(Error::invalid_handle)?;
+        *user = Some(Box::new(data));
+        Ok(())
+    }
+
+    /// The user data of `h`, if it is set and of type `T`.
+    pub fn user_data<H: Handle, T: 'static>(&mut self, h: H) -> Option<&mut T> {
+        let (_, user) = self.header_mut(h.kind(), h.key())?;
+        user.as_mut()?.downcast_mut::<T>()
+    }
+
+    /// What is still open: a count of live handles and pending operations per kind.
+    pub fn leak_report(&self) -> LeakReport {
+        LeakReport {
+            timers: self.timer_table.len(),
+            events: self.event_table.len(),
+            streams: self.stream_table.len(),
+            listeners: self.listener_table.len(),
+            datagrams: self.datagram_table.len(),
+            operations: self.ops.len(),
+        }
+    }
+}
+
+/// Live handles and pending operations of a driver (see [`Driver::leak_report`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeakReport {
+    /// Live timers.
+    pub timers: usize,
+    /// Live events.
+    pub events: usize,
+    /// Live stream sockets (TCP and Unix).
+    pub streams: usize,
+    /// Live listening sockets.
+    pub listeners: usize,
+    /// Live datagram sockets.
+    pub datagrams: usize,
+    /// Pending operations (callbacks that have not run).
+    pub operations: usize,
+}
+
+impl LeakReport {
+    /// Whether nothing is open.
+    pub fn is_empty(&self) -> bool {
+        *self == LeakReport::default()
+    }
+}
+
+impl fmt::Display for LeakReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} timers, {} events, {} streams, {} listeners, {} datagram sockets, {} pending operations",
+            self.timers, self.events, self.streams, self.listeners, self.datagrams, self.operations
+        )
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.remote.shut_down();
+        let report = self.leak_report();
+        if !report.is_empty() {
+            eprintln!(
+                "eventcore: driver {} dropped with live resources: {report}; closing them",
+                self.id
+            );
+        }
+        // Close sockets through the backend first (it must forget their
+        // registrations before the descriptors are closed); the tables then drop
+        // the callbacks and buffers.
+        for key in self.stream_table.keys() {
+            self.destroy_stream(key);
+        }
+        for key in self.listener_table.keys() {
+            self.destroy_listener(key);
+        }
+        for key in self.datagram_table.keys() {
+            self.destroy_datagram(key);
+        }
+    }
+}
+
+impl fmt::Debug for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driver")
+            .field("id", &self.id)
+            .field("backend", &self.backend)
+            .field("waiters", &self.waiter_count())
+            .finish_non_exhaustive()
+    }
+}

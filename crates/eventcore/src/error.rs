@@ -1,0 +1,177 @@
+//! The contract's statuses and the error type every operation reports.
+//!
+//! An [`Error`] pairs a portable [`Status`] (what happened, in the contract's
+//! words) with the raw OS error code when the OS reported one, and — for I/O
+//! operations — how many bytes had already moved when the error happened.
+
+use std::{fmt, io};
+
+/// What went wrong, in the contract's vocabulary. The same status means the
+/// same thing on every backend; the OS code in [`Error::raw_os_error`] says
+/// exactly what the OS reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// The peer closed or reset the connection, or this side shut it down.
+    Disconnected,
+    /// [`IoMode::Immediate`](crate::IoMode::Immediate) found nothing to transfer.
+    WouldBlock,
+    /// The handle is stale, released, of another driver, or never existed.
+    InvalidHandle,
+    /// A read started past the end of a file.
+    EndOfFile,
+    /// The disk or a buffer is full.
+    NoSpace,
+    /// The operation is not supported here (by this OS, backend or socket type).
+    NotSupported,
+    /// A datagram or file is larger than the operation allows.
+    TooLarge,
+    /// The device reported an I/O error.
+    Io,
+    /// Permission was denied.
+    NotAllowed,
+    /// The remote end refused the connection.
+    Refused,
+    /// The operation timed out (a TCP user timeout or keep-alive failure).
+    TimedOut,
+    /// The address is already in use.
+    AddressInUse,
+    /// The address is not available on this machine, or unreachable.
+    Unreachable,
+    /// A file or path does not exist.
+    NotFound,
+    /// A file that was to be created already exists.
+    AlreadyExists,
+    /// The process or system ran out of descriptors or memory (EMFILE, ENOBUFS…).
+    ResourceExhausted,
+    /// An argument was invalid (an empty buffer where one is needed, a bad path…).
+    InvalidArgument,
+    /// Another operation of the same kind is already pending on this handle.
+    Busy,
+    /// The driver this call tried to reach no longer exists.
+    DriverGone,
+    /// Any other failure; the OS code tells more.
+    Other,
+}
+
+impl Status {
+    fn describe(self) -> &'static str {
+        match self {
+            Status::Disconnected => "disconnected",
+            Status::WouldBlock => "operation would block",
+            Status::InvalidHandle => "invalid handle",
+            Status::EndOfFile => "read past end of file",
+            Status::NoSpace => "no space left",
+            Status::NotSupported => "not supported",
+            Status::TooLarge => "too large",
+            Status::Io => "I/O error",
+            Status::NotAllowed => "not allowed",
+            Status::Refused => "connection refused",
+            Status::TimedOut => "timed out",
+            Status::AddressInUse => "address in use",
+            Status::Unreachable => "address unreachable or unavailable",
+            Status::NotFound => "not found",
+            Status::AlreadyExists => "already exists",
+            Status::ResourceExhausted => "out of resources",
+            Status::InvalidArgument => "invalid argument",
+            Status::Busy => "an operation of this kind is already pending",
+            Status::DriverGone => "the driver no longer exists",
+            Status::Other => "error",
+        }
+    }
+}
+
+/// The error of an eventcore operation: a [`Status`], the OS error code if the
+/// OS reported one, and the number of bytes already transferred (I/O only).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Error {
+    status: Status,
+    os_code: Option<i32>,
+    transferred: usize,
+}
+
+impl Error {
+    /// An error with a status and no OS code.
+    pub fn new(status: Status) -> Error {
+        Error {
+            status,
+            os_code: None,
+            transferred: 0,
+        }
+    }
+
+    /// The contract's status.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The raw OS error code (`errno`, or a Win32 / WinSock code), if any.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.os_code
+    }
+
+    /// Bytes that had already moved before the operation failed (for example
+    /// the 4 bytes an [`IoMode::All`](crate::IoMode::All) read got before the
+    /// peer closed the connection).
+    pub fn transferred(&self) -> usize {
+        self.transferred
+    }
+
+    pub(crate) fn with_transferred(mut self, n: usize) -> Error {
+        self.transferred = n;
+        self
+    }
+
+    pub(crate) fn invalid_handle() -> Error {
+        Error::new(Status::InvalidHandle)
+    }
+
+    /// The same error as a `std::io::Error` (keeping the OS code when there is one).
+    pub fn to_io(&self) -> io::Error {
+        match self.os_code {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::other(self.status.describe()),
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        let status = crate::sys::status_of(&e);
+        Error {
+            status,
+            os_code: e.raw_os_error(),
+            transferred: 0,
+        }
+    }
+}
+
+impl From<Status> for Error {
+    fn from(s: Status) -> Error {
+        Error::new(s)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.status.describe())?;
+        if let Some(code) = self.os_code {
+            write!(f, " ({})", io::Error::from_raw_os_error(code))?;
+        }
+        if self.transferred > 0 {
+            write!(f, " after {} bytes", self.transferred)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The result type of eventcore operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

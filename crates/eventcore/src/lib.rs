@@ -1,0 +1,91 @@
+//! # eventcore
+//!
+//! A per-thread event driver in the proactor style: operations are started
+//! with an owned buffer and a completion callback, and the callbacks run only
+//! from [`Driver::process_events`], on the driver's thread. One contract for
+//! every subsystem — timers, events, sockets (TCP, UDP, Unix) — on native
+//! backends (Linux epoll now; WinAPI and io_uring are in progress).
+//!
+//! ```
+//! use std::time::Duration;
+//! use eventcore::{Driver, ExitReason, IoMode, ListenOptions};
+//!
+//! let mut drv = Driver::new()?;
+//! // An echo server on a free loopback port…
+//! let listener = drv.sockets().listen(
+//!     "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(),
+//!     ListenOptions::default(),
+//!     |drv, _listener, accepted| {
+//!         let (conn, _peer) = accepted.expect("accept");
+//!         drv.sockets().read(conn, vec![0; 64], IoMode::Once, |drv, conn, res, mut buf| {
+//!             buf.truncate(res.expect("read"));
+//!             drv.sockets().write(conn, buf, IoMode::All, |drv, conn, _, _| {
+//!                 drv.release_ref(conn).unwrap();
+//!             });
+//!         });
+//!     },
+//! )?;
+//! let addr = drv.sockets().local_address(listener)?;
+//! // …and a client that sends "hello" and checks the echo.
+//! drv.sockets().connect(addr, None, |drv, conn, res| {
+//!     res.expect("connect");
+//!     drv.sockets().write(conn, b"hello".to_vec(), IoMode::All, |drv, conn, _, _| {
+//!         drv.sockets().read(conn, vec![0; 5], IoMode::All, |drv, conn, res, buf| {
+//!             assert_eq!(res.unwrap(), 5);
+//!             assert_eq!(&buf, b"hello");
+//!             drv.release_ref(conn).unwrap();
+//!             drv.exit();
+//!         });
+//!     });
+//! })?;
+//! while drv.process_events(Some(Duration::from_secs(5)))? == ExitReason::Idle {}
+//! drv.release_ref(listener)?;
+//! # Ok::<(), eventcore::Error>(())
+//! ```
+//!
+//! ## Rules every backend keeps
+//!
+//! - Callbacks never run inside the call that started an operation — not on
+//!   immediate success, failure or an invalid handle.
+//! - Handles are `Copy` (index, generation) pairs: a stale handle is
+//!   [`Status::InvalidHandle`], never another resource.
+//! - A one-shot callback runs exactly once unless its operation is cancelled;
+//!   after a `cancel_*` call returns it never runs.
+//! - Buffers are owned by the operation and come back in its callback (or from
+//!   the cancel call).
+
+#![deny(missing_docs, rust_2018_idioms, unused_imports)]
+
+mod error;
+mod handle;
+mod sys;
+#[allow(dead_code)]
+mod timer;
+
+pub use error::{Error, Result, Status};
+pub use handle::Handle;
+
+#[cfg(eventcore_backend)]
+mod driver;
+#[cfg(eventcore_backend)]
+mod events;
+#[cfg(eventcore_backend)]
+mod remote;
+#[cfg(eventcore_backend)]
+mod sockets;
+#[cfg(eventcore_backend)]
+mod timers;
+
+#[cfg(eventcore_backend)]
+pub use driver::{BackendKind, Driver, ExitReason, LeakReport};
+#[cfg(eventcore_backend)]
+pub use events::{EventId, EventWait, Events};
+#[cfg(eventcore_backend)]
+pub use remote::Remote;
+#[cfg(eventcore_backend)]
+pub use sockets::{
+    Cancelled, ConnectionState, DatagramOptions, DatagramSocket, IoMode, ListenOptions,
+    SocketAddress, SocketHandle, Sockets, StreamListener, StreamSocket,
+};
+#[cfg(eventcore_backend)]
+pub use timers::{TimerCallback, TimerId, Timers};

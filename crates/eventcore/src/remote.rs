@@ -1,0 +1,138 @@
+//! `Remote`: the `Send + Sync` door into a driver from other threads.
+//!
+//! Messages go into a locked queue and the driver's wait is woken through the
+//! backend's waker (an eventfd on Linux). Each message is kept separately, so
+//! two single-waiter triggers wake two waiters even when the OS coalesces the
+//! wake-ups. When the driver is dropped the queue is closed: later calls fail
+//! with [`Status::DriverGone`](crate::Status::DriverGone) and nothing crashes.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::sys::Waker;
+use crate::{Driver, Error, EventId, Result, Status};
+
+pub(crate) enum Message {
+    Trigger { event: EventId, notify_all: bool },
+    Run(Box<dyn FnOnce(&mut Driver) + Send>),
+    Exit,
+}
+
+struct Queue {
+    open: bool,
+    messages: Vec<Message>,
+}
+
+pub(crate) struct RemoteShared {
+    queue: Mutex<Queue>,
+    /// Messages queued and not yet taken by the driver; part of the waiter count.
+    pending: AtomicUsize,
+    waker: Waker,
+}
+
+impl RemoteShared {
+    pub fn new(waker: Waker) -> RemoteShared {
+        RemoteShared {
+            queue: Mutex::new(Queue {
+                open: true,
+                messages: Vec::new(),
+            }),
+            pending: AtomicUsize::new(0),
+            waker,
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A panic while holding this lock cannot leave the queue inconsistent
+        // (every critical section is a push or a swap), so poisoning is ignored.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send(&self, msg: Message) -> Result<()> {
+        {
+            let mut q = self.lock();
+            if !q.open {
+                return Err(Error::new(Status::DriverGone));
+            }
+            q.messages.push(msg);
+            self.pending.fetch_add(1, Ordering::AcqRel);
+        }
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// Moves every queued message into `out` (on the owner thread).
+    pub fn take_messages(&self, out: &mut Vec<Message>) {
+        let mut q = self.lock();
+        let n = q.messages.len();
+        if n == 0 {
+            return;
+        }
+        std::mem::swap(&mut q.messages, out);
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Closes the queue (the driver is being dropped); queued work is dropped.
+    pub fn shut_down(&self) {
+        let dropped = {
+            let mut q = self.lock();
+            q.open = false;
+            self.pending.store(0, Ordering::Release);
+            std::mem::take(&mut q.messages)
+        };
+        drop(dropped);
+    }
+}
+
+/// Reaches a [`Driver`] from any thread: trigger its events, run closures on
+/// its thread, wake it, ask it to exit. `Send + Sync + Clone`; every call
+/// returns `Err(DriverGone)` once the driver has been dropped.
+#[derive(Clone)]
+pub struct Remote {
+    shared: Arc<RemoteShared>,
+}
+
+impl Remote {
+    pub(crate) fn new(shared: Arc<RemoteShared>) -> Remote {
+        Remote { shared }
+    }
+
+    /// Triggers `event` on the driver's thread: wakes its first waiter, or all
+    /// its waiters if `notify_all`. Each call wakes a waiter of its own, also
+    /// when several calls arrive before the driver wakes up.
+    pub fn trigger(&self, event: EventId, notify_all: bool) -> Result<()> {
+        self.shared.send(Message::Trigger { event, notify_all })
+    }
+
+    /// Runs `f` on the driver's thread, from `process_events`. Until it has run
+    /// it counts as a waiter, so the loop does not report `OutOfWaiters`.
+    pub fn run_in_owner_thread(&self, f: impl FnOnce(&mut Driver) + Send + 'static) -> Result<()> {
+        self.shared.send(Message::Run(Box::new(f)))
+    }
+
+    /// Asks the loop to stop (see [`Driver::exit`]).
+    pub fn exit(&self) -> Result<()> {
+        self.shared.send(Message::Exit)
+    }
+
+    /// Wakes the driver's wait without queueing work.
+    pub fn wake(&self) -> Result<()> {
+        if !self.shared.lock().open {
+            return Err(Error::new(Status::DriverGone));
+        }
+        self.shared.waker.wake();
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("pending", &self.shared.pending())
+            .finish()
+    }
+}

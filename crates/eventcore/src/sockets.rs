@@ -1,0 +1,1216 @@
+//! Sockets: what TCP, UDP and Unix-domain sockets mean, on every backend.
+//!
+//! Stream sockets (TCP and Unix stream) share [`StreamSocket`]; listening
+//! sockets are [`StreamListener`]s with a repeating accept callback; UDP and
+//! Unix datagram sockets are [`DatagramSocket`]s. Every transfer takes an owned
+//! buffer and gives it back in its callback, also on failure. At most one read
+//! and one write (or receive and send) may be pending per socket.
+//!
+//! [`IoMode::All`] is implemented here, once, for every backend: the backend
+//! only ever performs "at least one byte" transfers, and the driver re-issues
+//! them at the new offset until the buffer is done or an error ends it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::driver::{Op, Outcome};
+use crate::handle::{define_handle, Entry, Handle, HandleKind, Key};
+use crate::sys::{self, Extra, Request, SourceId};
+use crate::{Driver, Error, Result, Status};
+
+define_handle!(
+    /// A connected (or connecting) stream socket: TCP or Unix-domain.
+    StreamSocket,
+    Stream
+);
+define_handle!(
+    /// A listening stream socket (TCP or Unix-domain) with an accept callback.
+    StreamListener,
+    Listener
+);
+define_handle!(
+    /// A datagram socket: UDP or Unix-domain.
+    DatagramSocket,
+    Datagram
+);
+
+/// How much a read or write must transfer before its callback runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IoMode {
+    /// One non-blocking attempt; if nothing can move, the result is
+    /// [`Status::WouldBlock`]. The callback still runs from `process_events`.
+    Immediate,
+    /// Wait until at least one byte moves; complete with what one transfer did.
+    Once,
+    /// The whole buffer, or an error / end of stream with the count so far in
+    /// [`Error::transferred`]. Datagram sockets treat it as `Once`.
+    All,
+}
+
+/// The state of a stream connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// A connect is in progress.
+    Connecting,
+    /// Both directions are open.
+    Connected,
+    /// The peer finished sending (a read saw end of stream); writing still works.
+    PassiveClose,
+    /// This side shut down writing; reading still works.
+    ActiveClose,
+    /// Both directions are finished, the connection failed, or it was reset.
+    Closed,
+}
+
+/// A socket address: IP (v4 or v6) or Unix-domain.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SocketAddress {
+    /// An IPv4 or IPv6 address and port.
+    Inet(SocketAddr),
+    /// A Unix-domain socket bound to a path.
+    Unix(PathBuf),
+    /// An unbound (unnamed) Unix-domain socket, e.g. the client side of a
+    /// Unix stream connection.
+    Unnamed,
+}
+
+impl SocketAddress {
+    /// The IP socket address, if this is one.
+    pub fn as_inet(&self) -> Option<SocketAddr> {
+        match self {
+            SocketAddress::Inet(a) => Some(*a),
+            _ => None,
+        }
+    }
+
+    fn to_sock_addr(&self) -> Result<SockAddr> {
+        match self {
+            SocketAddress::Inet(a) => Ok(SockAddr::from(*a)),
+            SocketAddress::Unix(p) => SockAddr::unix(p).map_err(Error::from),
+            SocketAddress::Unnamed => Err(Error::new(Status::InvalidArgument)),
+        }
+    }
+
+    fn from_sock_addr(a: &SockAddr) -> SocketAddress {
+        if let Some(inet) = a.as_socket() {
+            return SocketAddress::Inet(inet);
+        }
+        match a.as_pathname() {
+            Some(p) => SocketAddress::Unix(p.to_path_buf()),
+            None => SocketAddress::Unnamed,
+        }
+    }
+
+    fn domain(&self) -> Result<Domain> {
+        match self {
+            SocketAddress::Inet(SocketAddr::V4(_)) => Ok(Domain::IPV4),
+            SocketAddress::Inet(SocketAddr::V6(_)) => Ok(Domain::IPV6),
+            SocketAddress::Unix(_) | SocketAddress::Unnamed => unix_domain(),
+        }
+    }
+}
+
+fn unix_domain() -> Result<Domain> {
+    #[cfg(unix)]
+    return Ok(Domain::UNIX);
+    #[cfg(not(unix))]
+    return Err(Error::new(Status::NotSupported));
+}
+
+impl From<SocketAddr> for SocketAddress {
+    fn from(a: SocketAddr) -> SocketAddress {
+        SocketAddress::Inet(a)
+    }
+}
+
+impl From<&Path> for SocketAddress {
+    fn from(p: &Path) -> SocketAddress {
+        SocketAddress::Unix(p.to_path_buf())
+    }
+}
+
+impl From<PathBuf> for SocketAddress {
+    fn from(p: PathBuf) -> SocketAddress {
+        SocketAddress::Unix(p)
+    }
+}
+
+impl std::fmt::Display for SocketAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SocketAddress::Inet(a) => write!(f, "{a}"),
+            SocketAddress::Unix(p) => write!(f, "unix:{}", p.display()),
+            SocketAddress::Unnamed => f.write_str("unix:(unnamed)"),
+        }
+    }
+}
+
+/// Options of [`Sockets::listen`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// `SO_REUSEADDR` (TCP only): rebind while old connections are in TIME_WAIT.
+    /// Default `true`, as in libuv.
+    pub reuse_address: bool,
+    /// `SO_REUSEPORT` where the OS has it (several listeners share a port);
+    /// [`Status::NotSupported`] elsewhere. Default `false`.
+    pub reuse_port: bool,
+    /// The accept backlog. Default 511, as in libuv and nginx.
+    pub backlog: i32,
+    /// `IPV6_V6ONLY` for IPv6 listeners. Default `false` (dual-stack where the
+    /// OS allows it).
+    pub v6_only: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> ListenOptions {
+        ListenOptions {
+            reuse_address: true,
+            reuse_port: false,
+            backlog: 511,
+            v6_only: false,
+        }
+    }
+}
+
+/// Options of [`Sockets::create_datagram`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DatagramOptions {
+    /// The default target: sends without an address go there, and only its
+    /// datagrams are received (the socket is connected).
+    pub target: Option<SocketAddress>,
+    /// Allow sending to broadcast addresses (`SO_BROADCAST`).
+    pub broadcast: bool,
+    /// `SO_REUSEADDR`: several sockets may bind the same (multicast) address.
+    pub reuse_address: bool,
+}
+
+/// What a cancel found and gave back.
+#[derive(Debug)]
+pub struct Cancelled {
+    /// The operation's buffer, or `None` when the OS may still write into it:
+    /// then the driver keeps it until the aborted operation is reaped and drops
+    /// it (never on epoll; see the backend notes of each cancel call).
+    pub buffer: Option<Vec<u8>>,
+    /// Bytes the operation had already transferred (an [`IoMode::All`]
+    /// operation may have done part of its work).
+    pub transferred: usize,
+}
+
+type StreamCallback = Box<dyn FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<u8>)>;
+type ConnectCallback = Box<dyn FnOnce(&mut Driver, StreamSocket, Result<()>)>;
+type RecvCallback =
+    Box<dyn FnOnce(&mut Driver, DatagramSocket, Result<(usize, SocketAddress)>, Vec<u8>)>;
+type SendCallback = Box<dyn FnOnce(&mut Driver, DatagramSocket, Result<usize>, Vec<u8>)>;
+type AcceptCallback =
+    Box<dyn FnMut(&mut Driver, StreamListener, Result<(StreamSocket, SocketAddress)>)>;
+
+pub(crate) struct StreamState {
+    socket: Socket,
+    src: SourceId,
+    connecting: bool,
+    /// False once a connect failed (the socket is then closed for I/O).
+    usable: bool,
+    read_closed: bool,
+    write_closed: bool,
+    read_op: Option<Key>,
+    write_op: Option<Key>,
+}
+
+pub(crate) struct ListenerState {
+    socket: Socket,
+    src: SourceId,
+    accept_op: Option<Key>,
+    callback: Option<AcceptCallback>,
+}
+
+pub(crate) struct DatagramState {
+    socket: Socket,
+    src: SourceId,
+    recv_op: Option<Key>,
+    send_op: Option<Key>,
+}
+
+enum Callback {
+    Connect(ConnectCallback),
+    Read(StreamCallback),
+    Write(StreamCallback),
+    Recv(RecvCallback),
+    Send(SendCallback),
+    Accept,
+    /// Cancelled while the OS may still touch the buffer: complete silently.
+    Orphaned,
+}
+
+pub(crate) struct SocketOp {
+    handle: Key,
+    src: SourceId,
+    callback: Callback,
+    buf: Vec<u8>,
+    mode: IoMode,
+    done: usize,
+    /// Destination of a datagram send.
+    to: Option<SockAddr>,
+}
+
+impl SocketOp {
+    fn request(&mut self) -> Request {
+        match &self.callback {
+            Callback::Read(_) if self.buf.is_empty() => Request::Readable,
+            Callback::Read(_) => {
+                let rest = &mut self.buf[self.done..];
+                Request::Read {
+                    ptr: rest.as_mut_ptr(),
+                    len: rest.len(),
+                }
+            }
+            Callback::Write(_) => {
+                let rest = &self.buf[self.done..];
+                Request::Write {
+                    ptr: rest.as_ptr(),
+                    len: rest.len(),
+                }
+            }
+            Callback::Recv(_) => Request::RecvFrom {
+                ptr: self.buf.as_mut_ptr(),
+                len: self.buf.len(),
+            },
+            Callback::Send(_) => Request::SendTo {
+                ptr: self.buf.as_ptr(),
+                len: self.buf.len(),
+                to: self.to.clone(),
+            },
+            Callback::Accept => Request::Accept,
+            Callback::Connect(_) | Callback::Orphaned => unreachable!("not re-issued"),
+        }
+    }
+}
+
+/// Implemented by the three socket handle types, for the calls they share
+/// (addresses, user data through [`Driver`]).
+pub trait SocketHandle: Handle {}
+impl SocketHandle for StreamSocket {}
+impl SocketHandle for StreamListener {}
+impl SocketHandle for DatagramSocket {}
+
+/// The socket view of a driver (see [`Driver::sockets`]).
+pub struct Sockets<'a> {
+    drv: &'a mut Driver,
+}
+
+fn new_socket(domain: Domain, ty: Type) -> Result<Socket> {
+    let protocol = if domain == Domain::IPV4 || domain == Domain::IPV6 {
+        if ty == Type::STREAM {
+            Some(socket2::Protocol::TCP)
+        } else {
+            Some(socket2::Protocol::UDP)
+        }
+    } else {
+        None
+    };
+    let s = Socket::new(domain, ty, protocol)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+impl Driver {
+    /// Sockets: TCP, UDP and Unix-domain.
+    pub fn sockets(&mut self) -> Sockets<'_> {
+        Sockets { drv: self }
+    }
+
+    fn socket_ref(&self, kind: HandleKind, key: Key) -> Option<&Socket> {
+        match kind {
+            HandleKind::Stream => self.stream_table.get(key).map(|s| &s.socket),
+            HandleKind::Listener => self.listener_table.get(key).map(|s| &s.socket),
+            HandleKind::Datagram => self.datagram_table.get(key).map(|s| &s.socket),
+            _ => None,
+        }
+    }
+
+    /// Hands a socket operation to the backend (or queues a failure) and
+    /// records its key in the handle's slot.
+    fn start_socket_op(&mut self, op: SocketOp, immediate: bool) -> Key {
+        let src = op.src;
+        let key = self.ops.insert(Op::Socket(op));
+        self.issue(key, src, immediate);
+        key
+    }
+
+    fn issue(&mut self, key: Key, src: SourceId, immediate: bool) {
+        let Some(Op::Socket(op)) = self.ops.get_mut(key) else {
+            return;
+        };
+        let req = op.request();
+        let token = key.to_u64();
+        if immediate {
+            let c = self.sys.attempt(src, token, req);
+            self.push_ready(key, Outcome::Sys(c));
+        } else if let Some(c) = self.sys.submit(src, token, req) {
+            self.push_ready(key, Outcome::Sys(c));
+        }
+    }
+
+    fn fail_op(&mut self, op: SocketOp, err: Error) {
+        let key = self.ops.insert(Op::Socket(op));
+        self.push_ready(key, Outcome::Failed(err));
+    }
+
+    /// Withdraws a socket operation: the callback will never run. Returns what
+    /// can be given back now.
+    fn cancel_socket_op(&mut self, key: Key) -> Option<Cancelled> {
+        let Some(Op::Socket(op)) = self.ops.get_mut(key) else {
+            return None;
+        };
+        if matches!(op.callback, Callback::Orphaned) {
+            return None;
+        }
+        let (src, transferred) = (op.src, op.done);
+        if self.sys.cancel(src, key.to_u64()) {
+            let Some(Entry {
+                value: Op::Socket(op),
+                ..
+            }) = self.ops.remove(key)
+            else {
+                unreachable!()
+            };
+            Some(Cancelled {
+                buffer: Some(op.buf),
+                transferred,
+            })
+        } else {
+            op.callback = Callback::Orphaned;
+            Some(Cancelled {
+                buffer: None,
+                transferred,
+            })
+        }
+    }
+
+    pub(crate) fn complete_socket(&mut self, key: Key, outcome: Outcome) -> bool {
+        let Some(Op::Socket(op)) = self.ops.get_mut(key) else {
+            return false;
+        };
+        let (result, extra) = match outcome {
+            Outcome::Sys(c) => (c.result.map_err(Error::from), c.extra),
+            Outcome::Failed(e) => (Err(e), Extra::None),
+            _ => unreachable!("socket ops complete with I/O outcomes"),
+        };
+        let requested = op.buf.len() - op.done;
+        let mode = op.mode;
+        let handle = op.handle;
+        let src = op.src;
+        // Decide whether the operation goes on (IoMode::All) or ends here.
+        let result = match (&op.callback, result) {
+            (Callback::Orphaned, _) => {
+                self.ops.remove(key);
+                return false;
+            }
+            (Callback::Read(_), Ok(0)) if requested > 0 => {
+                if let Some(s) = self.stream_table.get_mut(handle) {
+                    s.read_closed = true;
+                }
+                Err(Error::new(Status::Disconnected).with_transferred(op.done))
+            }
+            (Callback::Read(_) | Callback::Write(_), Ok(n)) => {
+                op.done += n;
+                if mode == IoMode::All && op.done < op.buf.len() {
+                    self.issue(key, src, false);
+                    return false;
+                }
+                Ok(op.done)
+            }
+            (Callback::Read(_) | Callback::Write(_), Err(e)) => {
+                if e.status() == Status::Disconnected {
+                    if let Some(s) = self.stream_table.get_mut(handle) {
+                        s.read_closed = true;
+                        s.write_closed = true;
+                    }
+                }
+                Err(e.with_transferred(op.done))
+            }
+            (_, r) => r,
+        };
+        let Some(Entry {
+            value: Op::Socket(op),
+            ..
+        }) = self.ops.remove(key)
+        else {
+            unreachable!()
+        };
+        match op.callback {
+            Callback::Connect(cb) => {
+                let sock = StreamSocket(handle);
+                if let Some(s) = self.stream_table.get_mut(handle) {
+                    s.connecting = false;
+                    s.write_op = None;
+                    s.usable = result.is_ok();
+                }
+                cb(self, sock, result.map(drop));
+            }
+            Callback::Read(cb) => {
+                if let Some(s) = self.stream_table.get_mut(handle) {
+                    s.read_op = None;
+                }
+                cb(self, StreamSocket(handle), result, op.buf);
+            }
+            Callback::Write(cb) => {
+                if let Some(s) = self.stream_table.get_mut(handle) {
+                    s.write_op = None;
+                }
+                cb(self, StreamSocket(handle), result, op.buf);
+            }
+            Callback::Recv(cb) => {
+                if let Some(s) = self.datagram_table.get_mut(handle) {
+                    s.recv_op = None;
+                }
+                let result = result.map(|n| {
+                    let from = match &extra {
+                        Extra::From(a) => SocketAddress::from_sock_addr(a),
+                        _ => SocketAddress::Unnamed,
+                    };
+                    (n, from)
+                });
+                cb(self, DatagramSocket(handle), result, op.buf);
+            }
+            Callback::Send(cb) => {
+                if let Some(s) = self.datagram_table.get_mut(handle) {
+                    s.send_op = None;
+                }
+                cb(self, DatagramSocket(handle), result, op.buf);
+            }
+            Callback::Accept => self.accepted(StreamListener(handle), result, extra),
+            Callback::Orphaned => unreachable!("handled above"),
+        }
+        true
+    }
+
+    fn accepted(&mut self, listener: StreamListener, result: Result<usize>, extra: Extra) {
+        let Some(state) = self.listener_table.get_mut(listener.0) else {
+            return;
+        };
+        state.accept_op = None;
+        let Some(mut callback) = state.callback.take() else {
+            return;
+        };
+        let mut keep_accepting = true;
+        let outcome = match (result, extra) {
+            (Ok(_), Extra::Accepted(socket, addr)) => self
+                .adopt_stream_socket(socket, false)
+                .map(|s| (s, SocketAddress::from_sock_addr(&addr))),
+            (Ok(_), _) => Err(Error::new(Status::Other)),
+            (Err(e), _) => {
+                // Transient failures (the peer gave up, or descriptors or memory
+                // ran out — the backend already shed the pending connection)
+                // keep the listener going; anything else ends accepting.
+                keep_accepting = matches!(
+                    e.status(),
+                    Status::ResourceExhausted | Status::Disconnected | Status::NotAllowed
+                );
+                Err(e)
+            }
+        };
+        callback(self, listener, outcome);
+        // The callback may have released the listener.
+        let Some(state) = self.listener_table.get_mut(listener.0) else {
+            return;
+        };
+        if state.callback.is_none() {
+            state.callback = Some(callback);
+        }
+        if keep_accepting && state.accept_op.is_none() {
+            self.arm_accept(listener);
+        }
+    }
+
+    fn arm_accept(&mut self, listener: StreamListener) {
+        let Some(state) = self.listener_table.get(listener.0) else {
+            return;
+        };
+        let op = SocketOp {
+            handle: listener.0,
+            src: state.src,
+            callback: Callback::Accept,
+            buf: Vec::new(),
+            mode: IoMode::Once,
+            done: 0,
+            to: None,
+        };
+        let key = self.start_socket_op(op, false);
+        if let Some(state) = self.listener_table.get_mut(listener.0) {
+            state.accept_op = Some(key);
+        }
+    }
+
+    fn adopt_stream_socket(&mut self, socket: Socket, connecting: bool) -> Result<StreamSocket> {
+        socket.set_nonblocking(true)?;
+        let src = self.sys.add_socket(&socket)?;
+        Ok(StreamSocket(self.stream_table.insert(StreamState {
+            socket,
+            src,
+            connecting,
+            usable: true,
+            read_closed: false,
+            write_closed: false,
+            read_op: None,
+            write_op: None,
+        })))
+    }
+
+    fn remove_op_silently(&mut self, key: Option<Key>) {
+        if let Some(key) = key {
+            // The result (buffer given back or orphaned) is of no interest here.
+            let _ = self.cancel_socket_op(key);
+        }
+    }
+
+    pub(crate) fn destroy_stream(&mut self, key: Key) {
+        let Some(s) = self.stream_table.get(key) else {
+            return;
+        };
+        let (r, w) = (s.read_op, s.write_op);
+        self.remove_op_silently(r);
+        self.remove_op_silently(w);
+        if let Some(entry) = self.stream_table.remove(key) {
+            self.sys.remove_source(entry.value.src);
+        }
+    }
+
+    pub(crate) fn destroy_listener(&mut self, key: Key) {
+        let Some(s) = self.listener_table.get(key) else {
+            return;
+        };
+        let a = s.accept_op;
+        self.remove_op_silently(a);
+        if let Some(entry) = self.listener_table.remove(key) {
+            self.sys.remove_source(entry.value.src);
+            #[cfg(unix)]
+            if let Some(path) = entry
+                .value
+                .socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            {
+                // A Unix listener's socket file would block the next bind to
+                // the same path; remove it with the listener, as libuv does.
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
+    pub(crate) fn destroy_datagram(&mut self, key: Key) {
+        let Some(s) = self.datagram_table.get(key) else {
+            return;
+        };
+        let (r, w) = (s.recv_op, s.send_op);
+        self.remove_op_silently(r);
+        self.remove_op_silently(w);
+        if let Some(entry) = self.datagram_table.remove(key) {
+            self.sys.remove_source(entry.value.src);
+        }
+    }
+}
+
+impl Sockets<'_> {
+    // ---------------------------------------------------------------- streams
+
+    /// Starts connecting to `to` (TCP for IP addresses, Unix stream for paths),
+    /// optionally from the local address `bind`. The returned socket is in state
+    /// [`ConnectionState::Connecting`]; `callback` gets `Ok(())` once connected
+    /// or the failure (refused, unreachable, bind failure …). On failure the
+    /// socket stays allocated until released. Returns `Err` (and drops the
+    /// callback without calling it) only if no socket could be created.
+    pub fn connect(
+        &mut self,
+        to: impl Into<SocketAddress>,
+        bind: Option<SocketAddress>,
+        callback: impl FnOnce(&mut Driver, StreamSocket, Result<()>) + 'static,
+    ) -> Result<StreamSocket> {
+        let to = to.into();
+        let socket = new_socket(to.domain()?, Type::STREAM)?;
+        let sock = self.drv.adopt_stream_socket(socket, true)?;
+        let src = self
+            .drv
+            .stream_table
+            .get(sock.0)
+            .expect("just inserted")
+            .src;
+        let mut op = SocketOp {
+            handle: sock.0,
+            src,
+            callback: Callback::Connect(Box::new(callback)),
+            buf: Vec::new(),
+            mode: IoMode::Once,
+            done: 0,
+            to: None,
+        };
+        let prepared = (|| -> Result<SockAddr> {
+            let addr = to.to_sock_addr()?;
+            if let Some(bind) = &bind {
+                let state = self.drv.stream_table.get(sock.0).expect("live");
+                state.socket.bind(&bind.to_sock_addr()?)?;
+            }
+            Ok(addr)
+        })();
+        let key = match prepared {
+            Ok(addr) => {
+                op.to = None;
+                let key = self.drv.ops.insert(Op::Socket(op));
+                if let Some(c) = self
+                    .drv
+                    .sys
+                    .submit(src, key.to_u64(), Request::Connect(addr))
+                {
+                    self.drv.push_ready(key, Outcome::Sys(c));
+                }
+                key
+            }
+            Err(e) => {
+                let key = self.drv.ops.insert(Op::Socket(op));
+                self.drv.push_ready(key, Outcome::Failed(e));
+                key
+            }
+        };
+        self.drv
+            .stream_table
+            .get_mut(sock.0)
+            .expect("live")
+            .write_op = Some(key);
+        Ok(sock)
+    }
+
+    /// Withdraws a pending connect: its callback will not run. The socket stays
+    /// allocated (state [`ConnectionState::Closed`]) until released. Returns
+    /// whether a connect was pending.
+    pub fn cancel_connect(&mut self, sock: StreamSocket) -> bool {
+        let Some(s) = self.drv.stream_table.get_mut(sock.0) else {
+            return false;
+        };
+        if !s.connecting {
+            return false;
+        }
+        s.connecting = false;
+        s.usable = false;
+        let key = s.write_op.take();
+        key.and_then(|k| self.drv.cancel_socket_op(k)).is_some()
+    }
+
+    /// Binds to `addr` (TCP for IP addresses, Unix stream for paths), listens,
+    /// and calls `on_accept` for every accepted connection (with the peer's
+    /// address) or accept failure, until the listener is released. Failures to
+    /// create, bind or listen are returned here (address in use, permission
+    /// denied …), and `on_accept` is then dropped unused.
+    ///
+    /// Transient accept failures — out of descriptors (EMFILE), aborted
+    /// connections — are reported to `on_accept` and accepting goes on; on
+    /// EMFILE the backend closes the connection it could not take, so the loop
+    /// neither spins nor stalls (the technique of libuv).
+    pub fn listen(
+        &mut self,
+        addr: impl Into<SocketAddress>,
+        options: ListenOptions,
+        on_accept: impl FnMut(&mut Driver, StreamListener, Result<(StreamSocket, SocketAddress)>)
+            + 'static,
+    ) -> Result<StreamListener> {
+        let addr = addr.into();
+        let domain = addr.domain()?;
+        let socket = new_socket(domain, Type::STREAM)?;
+        let inet = domain != unix_domain().unwrap_or(Domain::IPV4)
+            || matches!(addr, SocketAddress::Inet(_));
+        if inet && options.reuse_address {
+            socket.set_reuse_address(true)?;
+        }
+        if options.reuse_port {
+            sys_reuse_port(&socket)?;
+        }
+        if domain == Domain::IPV6 {
+            socket.set_only_v6(options.v6_only)?;
+        }
+        socket.bind(&addr.to_sock_addr()?)?;
+        socket.listen(options.backlog)?;
+        self.adopt_listener_socket(socket, Box::new(on_accept))
+    }
+
+    /// Takes over an already listening OS socket (from `std`, `socket2` or
+    /// another library) and accepts on it as [`Sockets::listen`] does.
+    pub fn adopt_listener(
+        &mut self,
+        socket: impl Into<Socket>,
+        on_accept: impl FnMut(&mut Driver, StreamListener, Result<(StreamSocket, SocketAddress)>)
+            + 'static,
+    ) -> Result<StreamListener> {
+        let socket = socket.into();
+        socket.set_nonblocking(true)?;
+        self.adopt_listener_socket(socket, Box::new(on_accept))
+    }
+
+    fn adopt_listener_socket(
+        &mut self,
+        socket: Socket,
+        on_accept: AcceptCallback,
+    ) -> Result<StreamListener> {
+        let src = self.drv.sys.add_socket(&socket)?;
+        let listener = StreamListener(self.drv.listener_table.insert(ListenerState {
+            socket,
+            src,
+            accept_op: None,
+            callback: Some(on_accept),
+        }));
+        self.drv.arm_accept(listener);
+        Ok(listener)
+    }
+
+    /// Takes over a connected OS stream socket (a `std::net::TcpStream`,
+    /// `UnixStream` or `socket2::Socket`), which is made non-blocking.
+    pub fn adopt_stream(&mut self, socket: impl Into<Socket>) -> Result<StreamSocket> {
+        self.drv.adopt_stream_socket(socket.into(), false)
+    }
+
+    /// A connected pair of Unix-domain stream sockets (`socketpair`).
+    #[cfg(unix)]
+    pub fn stream_pair(&mut self) -> Result<(StreamSocket, StreamSocket)> {
+        let (a, b) = Socket::pair(Domain::UNIX, Type::STREAM, None)?;
+        let a = self.drv.adopt_stream_socket(a, false)?;
+        let b = self.drv.adopt_stream_socket(b, false)?;
+        Ok((a, b))
+    }
+
+    /// The state of a stream connection; `Closed` for an invalid handle.
+    pub fn connection_state(&self, sock: StreamSocket) -> ConnectionState {
+        let Some(s) = self.drv.stream_table.get(sock.0) else {
+            return ConnectionState::Closed;
+        };
+        if s.connecting {
+            return ConnectionState::Connecting;
+        }
+        if !s.usable {
+            return ConnectionState::Closed;
+        }
+        match (s.read_closed, s.write_closed) {
+            (false, false) => ConnectionState::Connected,
+            (true, false) => ConnectionState::PassiveClose,
+            (false, true) => ConnectionState::ActiveClose,
+            (true, true) => ConnectionState::Closed,
+        }
+    }
+
+    /// Reads into `buf` (its whole length) as `mode` says, then calls
+    /// `callback` with the byte count or the error, and the buffer. A
+    /// zero-length buffer with [`IoMode::Once`] or [`IoMode::All`] waits until
+    /// data (or end of stream) is available without consuming anything
+    /// ([`Sockets::wait_for_data`]). End of stream is [`Status::Disconnected`],
+    /// with the bytes read before it in [`Error::transferred`].
+    pub fn read(
+        &mut self,
+        sock: StreamSocket,
+        buf: Vec<u8>,
+        mode: IoMode,
+        callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<u8>) + 'static,
+    ) {
+        self.stream_io(sock, buf, mode, Callback::Read(Box::new(callback)));
+    }
+
+    /// Writes `buf` as `mode` says, then calls `callback` with the byte count or
+    /// the error (with [`Error::transferred`]), and the buffer. Writing after
+    /// this side shut down, or after the peer reset, is [`Status::Disconnected`].
+    pub fn write(
+        &mut self,
+        sock: StreamSocket,
+        buf: Vec<u8>,
+        mode: IoMode,
+        callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<u8>) + 'static,
+    ) {
+        self.stream_io(sock, buf, mode, Callback::Write(Box::new(callback)));
+    }
+
+    /// Calls `callback` once data or end of stream can be read, consuming
+    /// nothing. The same as a zero-length [`Sockets::read`] with [`IoMode::Once`];
+    /// it occupies the socket's read slot and is cancelled by [`Sockets::cancel_read`].
+    pub fn wait_for_data(
+        &mut self,
+        sock: StreamSocket,
+        callback: impl FnOnce(&mut Driver, StreamSocket, Result<()>) + 'static,
+    ) {
+        self.read(sock, Vec::new(), IoMode::Once, move |drv, s, r, _| {
+            callback(drv, s, r.map(drop))
+        });
+    }
+
+    fn stream_io(&mut self, sock: StreamSocket, buf: Vec<u8>, mode: IoMode, callback: Callback) {
+        let reading = matches!(callback, Callback::Read(_));
+        let mut op = SocketOp {
+            handle: sock.0,
+            src: SourceId(0),
+            callback,
+            buf,
+            mode,
+            done: 0,
+            to: None,
+        };
+        let Some(s) = self.drv.stream_table.get(sock.0) else {
+            return self.drv.fail_op(op, Error::invalid_handle());
+        };
+        op.src = s.src;
+        let slot = if reading { s.read_op } else { s.write_op };
+        if s.connecting || !s.usable {
+            return self.drv.fail_op(op, Error::new(Status::Disconnected));
+        }
+        if slot.is_some() {
+            return self.drv.fail_op(op, Error::new(Status::Busy));
+        }
+        if op.buf.is_empty() && (mode == IoMode::Immediate || !reading) {
+            // Nothing to move: complete at once (from process_events).
+            let key = self.drv.ops.insert(Op::Socket(op));
+            self.drv
+                .push_ready(key, Outcome::Sys(sys::Completion::new(key.to_u64(), Ok(0))));
+            return;
+        }
+        let key = self.drv.start_socket_op(op, mode == IoMode::Immediate);
+        let s = self
+            .drv
+            .stream_table
+            .get_mut(sock.0)
+            .expect("checked above");
+        if reading {
+            s.read_op = Some(key);
+        } else {
+            s.write_op = Some(key);
+        }
+    }
+
+    /// Withdraws the pending read (or wait for data): its callback will not run.
+    /// `None` if nothing was pending. On epoll the buffer always comes back here.
+    pub fn cancel_read(&mut self, sock: StreamSocket) -> Option<Cancelled> {
+        let key = self.drv.stream_table.get_mut(sock.0)?.read_op.take()?;
+        self.drv.cancel_socket_op(key)
+    }
+
+    /// Withdraws the pending write: its callback will not run. `None` if nothing
+    /// was pending. [`Cancelled::transferred`] says how much was already sent.
+    pub fn cancel_write(&mut self, sock: StreamSocket) -> Option<Cancelled> {
+        let key = self.drv.stream_table.get_mut(sock.0)?.write_op.take()?;
+        self.drv.cancel_socket_op(key)
+    }
+
+    /// Shuts down reading and/or writing. After shutting down writing the state
+    /// is [`ConnectionState::ActiveClose`] (or `Closed` if the peer had finished
+    /// too) and the peer reads end of stream.
+    pub fn shutdown(&mut self, sock: StreamSocket, read: bool, write: bool) -> Result<()> {
+        let s = self
+            .drv
+            .stream_table
+            .get_mut(sock.0)
+            .ok_or_else(Error::invalid_handle)?;
+        let how = match (read, write) {
+            (true, true) => std::net::Shutdown::Both,
+            (true, false) => std::net::Shutdown::Read,
+            (false, true) => std::net::Shutdown::Write,
+            (false, false) => return Ok(()),
+        };
+        s.socket.shutdown(how)?;
+        if write {
+            s.write_closed = true;
+        }
+        Ok(())
+    }
+
+    /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
+    pub fn set_no_delay(&mut self, sock: StreamSocket, enable: bool) -> Result<()> {
+        let s = self
+            .drv
+            .stream_table
+            .get(sock.0)
+            .ok_or_else(Error::invalid_handle)?;
+        Ok(s.socket.set_nodelay(enable)?)
+    }
+
+    /// Turns TCP keep-alive on or off (`SO_KEEPALIVE`).
+    pub fn set_keep_alive(&mut self, sock: StreamSocket, enable: bool) -> Result<()> {
+        let s = self
+            .drv
+            .stream_table
+            .get(sock.0)
+            .ok_or_else(Error::invalid_handle)?;
+        Ok(s.socket.set_keepalive(enable)?)
+    }
+
+    /// Turns keep-alive on with its parameters: idle time before the first
+    /// probe, the interval between probes, and how many unanswered probes end
+    /// the connection.
+    pub fn set_keep_alive_params(
+        &mut self,
+        sock: StreamSocket,
+        idle: Duration,
+        interval: Duration,
+        probes: u32,
+    ) -> Result<()> {
+        let s = self
+            .drv
+            .stream_table
+            .get(sock.0)
+            .ok_or_else(Error::invalid_handle)?;
+        s.socket.set_keepalive(true)?;
+        let params = socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(interval);
+        #[cfg(unix)]
+        let params = params.with_retries(probes);
+        #[cfg(not(unix))]
+        let _ = probes;
+        Ok(s.socket.set_tcp_keepalive(&params)?)
+    }
+
+    /// Sets the TCP user timeout: how long sent data may stay unacknowledged
+    /// before the connection is dropped (`TCP_USER_TIMEOUT`; Linux only,
+    /// [`Status::NotSupported`] elsewhere).
+    pub fn set_user_timeout(&mut self, sock: StreamSocket, timeout: Duration) -> Result<()> {
+        let s = self
+            .drv
+            .stream_table
+            .get(sock.0)
+            .ok_or_else(Error::invalid_handle)?;
+        sys_user_timeout(&s.socket, timeout)
+    }
+
+    /// The local address of any socket.
+    pub fn local_address<S: SocketHandle>(&self, sock: S) -> Result<SocketAddress> {
+        let s = self
+            .drv
+            .socket_ref(sock.kind(), sock.key())
+            .ok_or_else(Error::invalid_handle)?;
+        Ok(SocketAddress::from_sock_addr(&s.local_addr()?))
+    }
+
+    /// The peer's address of a connected stream or datagram socket.
+    pub fn remote_address<S: SocketHandle>(&self, sock: S) -> Result<SocketAddress> {
+        let s = self
+            .drv
+            .socket_ref(sock.kind(), sock.key())
+            .ok_or_else(Error::invalid_handle)?;
+        Ok(SocketAddress::from_sock_addr(&s.peer_addr()?))
+    }
+
+    // -------------------------------------------------------------- datagrams
+
+    /// A datagram socket bound to `bind` (UDP for IP addresses, Unix datagram
+    /// for paths), with the options' default target, broadcast and reuse.
+    pub fn create_datagram(
+        &mut self,
+        bind: impl Into<SocketAddress>,
+        options: DatagramOptions,
+    ) -> Result<DatagramSocket> {
+        let bind = bind.into();
+        let socket = new_socket(bind.domain()?, Type::DGRAM)?;
+        if options.reuse_address {
+            socket.set_reuse_address(true)?;
+        }
+        if options.broadcast {
+            socket.set_broadcast(true)?;
+        }
+        if bind != SocketAddress::Unnamed {
+            socket.bind(&bind.to_sock_addr()?)?;
+        }
+        if let Some(target) = &options.target {
+            socket.connect(&target.to_sock_addr()?)?;
+        }
+        self.adopt_datagram_socket(socket)
+    }
+
+    /// Takes over an OS datagram socket (`std::net::UdpSocket`,
+    /// `UnixDatagram`, `socket2::Socket`), which is made non-blocking.
+    pub fn adopt_datagram(&mut self, socket: impl Into<Socket>) -> Result<DatagramSocket> {
+        let socket = socket.into();
+        socket.set_nonblocking(true)?;
+        self.adopt_datagram_socket(socket)
+    }
+
+    /// A connected pair of Unix-domain datagram sockets (`socketpair`).
+    #[cfg(unix)]
+    pub fn datagram_pair(&mut self) -> Result<(DatagramSocket, DatagramSocket)> {
+        let (a, b) = Socket::pair(Domain::UNIX, Type::DGRAM, None)?;
+        a.set_nonblocking(true)?;
+        b.set_nonblocking(true)?;
+        Ok((
+            self.adopt_datagram_socket(a)?,
+            self.adopt_datagram_socket(b)?,
+        ))
+    }
+
+    fn adopt_datagram_socket(&mut self, socket: Socket) -> Result<DatagramSocket> {
+        let src = self.drv.sys.add_socket(&socket)?;
+        Ok(DatagramSocket(self.drv.datagram_table.insert(
+            DatagramState {
+                socket,
+                src,
+                recv_op: None,
+                send_op: None,
+            },
+        )))
+    }
+
+    /// Receives one datagram into `buf`; the callback gets its length and
+    /// sender. [`IoMode::Immediate`] gives [`Status::WouldBlock`] when nothing
+    /// is queued; `Once` and `All` wait for a datagram. A datagram longer than
+    /// `buf` is truncated to it.
+    pub fn receive(
+        &mut self,
+        sock: DatagramSocket,
+        buf: Vec<u8>,
+        mode: IoMode,
+        callback: impl FnOnce(&mut Driver, DatagramSocket, Result<(usize, SocketAddress)>, Vec<u8>)
+            + 'static,
+    ) {
+        self.datagram_io(sock, buf, mode, None, Callback::Recv(Box::new(callback)));
+    }
+
+    /// Sends `buf` as one datagram to `to`, or to the default target when `to`
+    /// is `None`. [`IoMode::Immediate`] gives [`Status::WouldBlock`] when the
+    /// send buffer is full; `Once` and `All` wait for room.
+    pub fn send(
+        &mut self,
+        sock: DatagramSocket,
+        buf: Vec<u8>,
+        to: Option<SocketAddress>,
+        mode: IoMode,
+        callback: impl FnOnce(&mut Driver, DatagramSocket, Result<usize>, Vec<u8>) + 'static,
+    ) {
+        self.datagram_io(sock, buf, mode, to, Callback::Send(Box::new(callback)));
+    }
+
+    fn datagram_io(
+        &mut self,
+        sock: DatagramSocket,
+        buf: Vec<u8>,
+        mode: IoMode,
+        to: Option<SocketAddress>,
+        callback: Callback,
+    ) {
+        let receiving = matches!(callback, Callback::Recv(_));
+        let mut op = SocketOp {
+            handle: sock.0,
+            src: SourceId(0),
+            callback,
+            buf,
+            mode,
+            done: 0,
+            to: None,
+        };
+        let Some(s) = self.drv.datagram_table.get(sock.0) else {
+            return self.drv.fail_op(op, Error::invalid_handle());
+        };
+        op.src = s.src;
+        if (if receiving { s.recv_op } else { s.send_op }).is_some() {
+            return self.drv.fail_op(op, Error::new(Status::Busy));
+        }
+        if let Some(to) = to {
+            match to.to_sock_addr() {
+                Ok(a) => op.to = Some(a),
+                Err(e) => return self.drv.fail_op(op, e),
+            }
+        }
+        let key = self.drv.start_socket_op(op, mode == IoMode::Immediate);
+        let s = self
+            .drv
+            .datagram_table
+            .get_mut(sock.0)
+            .expect("checked above");
+        if receiving {
+            s.recv_op = Some(key);
+        } else {
+            s.send_op = Some(key);
+        }
+    }
+
+    /// Withdraws the pending receive: its callback will not run.
+    pub fn cancel_receive(&mut self, sock: DatagramSocket) -> Option<Cancelled> {
+        let key = self.drv.datagram_table.get_mut(sock.0)?.recv_op.take()?;
+        self.drv.cancel_socket_op(key)
+    }
+
+    /// Withdraws the pending send: its callback will not run.
+    pub fn cancel_send(&mut self, sock: DatagramSocket) -> Option<Cancelled> {
+        let key = self.drv.datagram_table.get_mut(sock.0)?.send_op.take()?;
+        self.drv.cancel_socket_op(key)
+    }
+
+    /// Allows or forbids sending to broadcast addresses.
+    pub fn set_broadcast(&mut self, sock: DatagramSocket, enable: bool) -> Result<()> {
+        let s = self
+            .drv
+            .datagram_table
+            .get(sock.0)
+            .ok_or_else(Error::invalid_handle)?;
+        Ok(s.socket.set_broadcast(enable)?)
+    }
+
+    /// Joins the multicast group `group` (IPv4 or IPv6) on the default
+    /// interface (IPv4) or interface index 0 (IPv6).
+    pub fn join_multicast(&mut self, sock: DatagramSocket, group: std::net::IpAddr) -> Result<()> {
+        let s = self
+            .drv
+            .datagram_table
+            .get(sock.0)
+            .ok_or_else(Error::invalid_handle)?;
+        match group {
+            std::net::IpAddr::V4(g) => s
+                .socket
+                .join_multicast_v4(&g, &std::net::Ipv4Addr::UNSPECIFIED)?,
+            std::net::IpAddr::V6(g) => s.socket.join_multicast_v6(&g, 0)?,
+        }
+        Ok(())
+    }
+
+    /// Whether multicast datagrams sent by this socket are looped back to
+    /// local members (IPv4 and IPv6 alike, following the socket's family).
+    pub fn set_multicast_loopback(&mut self, sock: DatagramSocket, enable: bool) -> Result<()> {
+        let s = self
+            .drv
+            .datagram_table
+            .get(sock.0)
+            .ok_or_else(Error::invalid_handle)?;
+        if s.socket.local_addr()?.is_ipv6() {
+            s.socket.set_multicast_loop_v6(enable)?;
+        } else {
+            s.socket.set_multicast_loop_v4(enable)?;
+        }
+        Ok(())
+    }
+
+    /// The TTL (hop limit) of multicast datagrams sent by this socket.
+    pub fn set_multicast_ttl(&mut self, sock: DatagramSocket, ttl: u32) -> Result<()> {
+        let s = self
+            .drv
+            .datagram_table
+            .get(sock.0)
+            .ok_or_else(Error::invalid_handle)?;
+        if s.socket.local_addr()?.is_ipv6() {
+            s.socket.set_multicast_hops_v6(ttl)?;
+        } else {
+            s.socket.set_multicast_ttl_v4(ttl)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sys_user_timeout(socket: &Socket, timeout: Duration) -> Result<()> {
+    Ok(socket.set_tcp_user_timeout(Some(timeout))?)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn sys_user_timeout(_socket: &Socket, _timeout: Duration) -> Result<()> {
+    Err(Error::new(Status::NotSupported))
+}
+
+#[cfg(all(unix, not(target_os = "solaris"), not(target_os = "illumos")))]
+fn sys_reuse_port(socket: &Socket) -> Result<()> {
+    Ok(socket.set_reuse_port(true)?)
+}
+
+#[cfg(not(all(unix, not(target_os = "solaris"), not(target_os = "illumos"))))]
+fn sys_reuse_port(_socket: &Socket) -> Result<()> {
+    Err(Error::new(Status::NotSupported))
+}

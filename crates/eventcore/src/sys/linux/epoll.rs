@@ -1,0 +1,243 @@
+//! The epoll backend: readiness turned into completions.
+//!
+//! Each socket is registered once, edge-triggered, for reading and writing.
+//! A submitted request is tried at once; if the socket is not ready it is
+//! parked in the source's reading or writing slot and retried when epoll
+//! reports the matching edge. Because nothing ever reads into a parked buffer
+//! except this backend, on the loop thread, cancelling is immediate: the
+//! buffer is free as soon as `cancel` returns.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use crate::handle::{Key, Table};
+use crate::sys::unix::{perform, start_connect, syscall, ReserveFd};
+use crate::sys::{Completion, Extra, Request, SourceId, Waker};
+
+/// The epoll data value of the waker; sources use their table key, whose
+/// generation never reaches `u32::MAX` in practice.
+const WAKE_TOKEN: u64 = u64::MAX;
+
+struct Parked {
+    token: u64,
+    req: Request,
+}
+
+struct Source {
+    fd: RawFd,
+    read: Option<Parked>,
+    write: Option<Parked>,
+}
+
+pub(crate) struct Backend {
+    epfd: OwnedFd,
+    waker: Waker,
+    sources: Table<Source>,
+    events: Vec<libc::epoll_event>,
+    reserve: ReserveFd,
+}
+
+impl Backend {
+    pub fn new() -> io::Result<Backend> {
+        let epfd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
+        // SAFETY: epoll_create1 returned a fresh descriptor that nothing else owns.
+        let epfd = unsafe { OwnedFd::from_raw_fd(epfd) };
+        let waker = Waker::new()?;
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: WAKE_TOKEN,
+        };
+        syscall!(epoll_ctl(
+            epfd.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            waker.raw_fd(),
+            &mut ev
+        ))?;
+        Ok(Backend {
+            epfd,
+            waker,
+            sources: Table::new(0),
+            events: Vec::with_capacity(256),
+            reserve: ReserveFd::new(),
+        })
+    }
+
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    pub fn add_socket(&mut self, socket: &impl AsRawFd) -> io::Result<SourceId> {
+        let fd = socket.as_raw_fd();
+        let key = self.sources.insert(Source {
+            fd,
+            read: None,
+            write: None,
+        });
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: key.to_u64(),
+        };
+        if let Err(e) = syscall!(epoll_ctl(
+            self.epfd.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            fd,
+            &mut ev
+        )) {
+            self.sources.remove(key);
+            return Err(e);
+        }
+        Ok(SourceId(key.to_u64()))
+    }
+
+    pub fn remove_source(&mut self, id: SourceId) {
+        if let Some(entry) = self.sources.remove(Key::from_u64(id.0, 0)) {
+            let mut ev = libc::epoll_event { events: 0, u64: 0 };
+            // A closed descriptor has already left the set; nothing to report.
+            let _ = syscall!(epoll_ctl(
+                self.epfd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                entry.value.fd,
+                &mut ev
+            ));
+        }
+    }
+
+    pub fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
+        let Some(src) = self.sources.get_mut(Key::from_u64(id.0, 0)) else {
+            return Some(Completion::new(
+                token,
+                Err(io::Error::from_raw_os_error(libc::EBADF)),
+            ));
+        };
+        if let Request::Connect(addr) = &req {
+            return match start_connect(src.fd, addr) {
+                Ok(true) => Some(Completion::new(token, Ok(0))),
+                Ok(false) => {
+                    src.write = Some(Parked { token, req });
+                    None
+                }
+                Err(e) => Some(Completion::new(token, Err(e))),
+            };
+        }
+        let fd = src.fd;
+        match try_io(fd, &req, &mut self.reserve) {
+            Some(result) => Some(complete(token, result)),
+            None => {
+                let slot = if req.is_reading() {
+                    &mut src.read
+                } else {
+                    &mut src.write
+                };
+                debug_assert!(slot.is_none(), "one request per slot");
+                *slot = Some(Parked { token, req });
+                None
+            }
+        }
+    }
+
+    pub fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
+        let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
+            return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
+        };
+        let result = try_io(src.fd, &req, &mut self.reserve)
+            .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()));
+        complete(token, result)
+    }
+
+    pub fn cancel(&mut self, id: SourceId, token: u64) -> bool {
+        if let Some(src) = self.sources.get_mut(Key::from_u64(id.0, 0)) {
+            for slot in [&mut src.read, &mut src.write] {
+                if slot.as_ref().is_some_and(|p| p.token == token) {
+                    *slot = None;
+                }
+            }
+        }
+        true
+    }
+
+    pub fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
+        let ms = match timeout {
+            None => -1,
+            // Round up so a timer is never woken for before its deadline.
+            Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
+        };
+        self.events.clear();
+        let cap = self.events.capacity() as i32;
+        let n = match syscall!(epoll_wait(
+            self.epfd.as_raw_fd(),
+            self.events.as_mut_ptr(),
+            cap,
+            ms
+        )) {
+            Ok(n) => n as usize,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => return Err(e),
+        };
+        // SAFETY: epoll_wait initialised the first `n` entries (n <= capacity).
+        unsafe { self.events.set_len(n) };
+        for i in 0..n {
+            let ev = self.events[i];
+            let (flags, data) = (ev.events, ev.u64);
+            if data == WAKE_TOKEN {
+                self.waker.drain();
+                continue;
+            }
+            let Some(src) = self.sources.get_mut(Key::from_u64(data, 0)) else {
+                continue;
+            };
+            let fd = src.fd;
+            let readable =
+                (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            let writable = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            if flags & readable != 0 {
+                retry(fd, &mut src.read, &mut self.reserve, out);
+            }
+            if flags & writable != 0 {
+                retry(fd, &mut src.write, &mut self.reserve, out);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Retries a parked request after an edge; completes it unless it would still block.
+fn retry(fd: RawFd, slot: &mut Option<Parked>, reserve: &mut ReserveFd, out: &mut Vec<Completion>) {
+    let Some(parked) = slot else {
+        return;
+    };
+    if let Some(result) = try_io(fd, &parked.req, reserve) {
+        let token = parked.token;
+        *slot = None;
+        out.push(complete(token, result));
+    }
+}
+
+/// One attempt; `None` means "not ready, park it".
+fn try_io(fd: RawFd, req: &Request, reserve: &mut ReserveFd) -> Option<io::Result<(usize, Extra)>> {
+    loop {
+        return match perform(fd, req) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e)
+                if matches!(req, Request::Accept)
+                    && matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+            {
+                reserve.shed_connections(fd);
+                Some(Err(e))
+            }
+            other => Some(other),
+        };
+    }
+}
+
+fn complete(token: u64, result: io::Result<(usize, Extra)>) -> Completion {
+    match result {
+        Ok((n, extra)) => Completion {
+            token,
+            result: Ok(n),
+            extra,
+        },
+        Err(e) => Completion::new(token, Err(e)),
+    }
+}

@@ -1,0 +1,4 @@
+//! Linux mechanisms: epoll and the eventfd waker.
+
+pub(crate) mod epoll;
+pub(crate) mod waker;

@@ -1,0 +1,141 @@
+//! OS backends: the mechanics, none of the contract.
+//!
+//! # What a backend provides
+//!
+//! A backend is a `Backend` type with these operations, all called from the
+//! driver's thread:
+//!
+//! - `new()` and `waker()`: create the OS wait object and a [`Waker`] that any
+//!   thread may use to interrupt `poll`.
+//! - `add_socket(&socket) -> SourceId` / `remove_source(id)`: tell the backend
+//!   about a socket once, when the driver adopts it, and forget it (with every
+//!   operation still parked on it) before the driver closes it.
+//! - `submit(id, token, request) -> Option<Completion>`: start one operation.
+//!   A request is one transfer with "at least one byte" semantics
+//!   ([`IoMode::Once`](crate::IoMode::Once)), an accept, a connect or a wait for
+//!   readability. If it finishes at once the completion is returned, otherwise
+//!   the backend parks it and reports it later from `poll`. At most one reading
+//!   request (read, receive, accept, readable) and one writing request (write,
+//!   send, connect) are submitted per source at a time.
+//! - `attempt(id, token, request) -> Completion`: one non-blocking try that never
+//!   parks ([`IoMode::Immediate`](crate::IoMode::Immediate)); nothing possible is
+//!   `WouldBlock`.
+//! - `cancel(id, token) -> bool`: withdraw a parked request. `true` means the
+//!   backend holds no pointer into the request's buffer any more; `false` means
+//!   the OS may still write into it until the aborted completion comes back from
+//!   `poll`, so the driver must keep the buffer alive until then.
+//! - `poll(timeout, &mut completions)`: wait at most `timeout` (`None` = no
+//!   limit) for completions or a wake-up, and append what finished.
+//!
+//! A backend never calls a user callback, never loops to fill a buffer
+//! ([`IoMode::All`](crate::IoMode::All) is the driver's job) and has no notion
+//! of handle validity: tokens are opaque to it. Buffers are raw pointers into
+//! memory the driver owns and keeps alive as described above.
+
+use std::io;
+
+use crate::Status;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::epoll::Backend;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::waker::Waker;
+
+#[cfg(unix)]
+pub(crate) mod unix;
+
+/// Identifies a source (a socket) registered with a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SourceId(pub u64);
+
+/// One operation handed to a backend. Pointers address buffers the driver owns.
+pub(crate) enum Request {
+    /// Receive into `ptr[..len]` on a connected stream.
+    Read { ptr: *mut u8, len: usize },
+    /// Send `ptr[..len]` on a connected stream.
+    Write { ptr: *const u8, len: usize },
+    /// Receive one datagram into `ptr[..len]`, with its sender's address.
+    RecvFrom { ptr: *mut u8, len: usize },
+    /// Send one datagram, to `to` or to the connected peer.
+    SendTo {
+        ptr: *const u8,
+        len: usize,
+        to: Option<socket2::SockAddr>,
+    },
+    /// Accept one connection.
+    Accept,
+    /// Connect to the address.
+    Connect(socket2::SockAddr),
+    /// Wait until the source is readable, without consuming anything.
+    Readable,
+}
+
+impl Request {
+    /// Whether the request uses the source's reading slot (else the writing one).
+    pub fn is_reading(&self) -> bool {
+        matches!(
+            self,
+            Request::Read { .. } | Request::RecvFrom { .. } | Request::Accept | Request::Readable
+        )
+    }
+}
+
+/// What an operation produced besides its byte count.
+#[derive(Debug)]
+pub(crate) enum Extra {
+    None,
+    /// A connection was accepted.
+    Accepted(socket2::Socket, socket2::SockAddr),
+    /// A datagram arrived from this address.
+    From(socket2::SockAddr),
+}
+
+/// A finished operation: its token, bytes transferred (or the error) and extras.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub token: u64,
+    pub result: io::Result<usize>,
+    pub extra: Extra,
+}
+
+impl Completion {
+    pub fn new(token: u64, result: io::Result<usize>) -> Completion {
+        Completion {
+            token,
+            result,
+            extra: Extra::None,
+        }
+    }
+}
+
+/// The contract's status for an OS error.
+pub(crate) fn status_of(e: &io::Error) -> Status {
+    #[cfg(unix)]
+    if let Some(code) = e.raw_os_error() {
+        if let Some(s) = unix::status_of_errno(code) {
+            return s;
+        }
+    }
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionReset
+        | K::ConnectionAborted
+        | K::BrokenPipe
+        | K::NotConnected
+        | K::UnexpectedEof => Status::Disconnected,
+        K::WouldBlock => Status::WouldBlock,
+        K::PermissionDenied => Status::NotAllowed,
+        K::ConnectionRefused => Status::Refused,
+        K::TimedOut => Status::TimedOut,
+        K::AddrInUse => Status::AddressInUse,
+        K::AddrNotAvailable => Status::Unreachable,
+        K::NotFound => Status::NotFound,
+        K::AlreadyExists => Status::AlreadyExists,
+        K::InvalidInput => Status::InvalidArgument,
+        K::Unsupported => Status::NotSupported,
+        K::OutOfMemory => Status::ResourceExhausted,
+        _ => Status::Other,
+    }
+}

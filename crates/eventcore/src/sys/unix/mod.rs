@@ -1,0 +1,208 @@
+//! POSIX helpers shared by the Unix backends: errno mapping and the
+//! non-blocking socket calls that a readiness backend performs when a source
+//! becomes ready.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
+
+use socket2::SockAddr;
+
+use super::{Extra, Request};
+use crate::Status;
+
+/// Calls a libc function and turns `-1` into the thread's `errno` as `io::Error`.
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        #[allow(unused_unsafe)]
+        // SAFETY: each call site documents why its arguments are valid.
+        let res = unsafe { libc::$fn($($arg),*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+pub(crate) use syscall;
+
+/// The contract's status for an `errno` value, where it is more precise than
+/// the standard library's `ErrorKind`.
+pub(crate) fn status_of_errno(code: i32) -> Option<Status> {
+    Some(match code {
+        libc::ECONNRESET | libc::EPIPE | libc::ENOTCONN | libc::ECONNABORTED | libc::ESHUTDOWN => {
+            Status::Disconnected
+        }
+        libc::EAGAIN => Status::WouldBlock,
+        libc::EBADF => Status::InvalidHandle,
+        libc::ENOSPC => Status::NoSpace,
+        libc::EOPNOTSUPP | libc::ENOSYS | libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT => {
+            Status::NotSupported
+        }
+        libc::EMSGSIZE | libc::EFBIG => Status::TooLarge,
+        libc::EIO => Status::Io,
+        libc::EACCES | libc::EPERM => Status::NotAllowed,
+        libc::ECONNREFUSED => Status::Refused,
+        libc::ETIMEDOUT => Status::TimedOut,
+        libc::EADDRINUSE => Status::AddressInUse,
+        libc::EADDRNOTAVAIL | libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN => {
+            Status::Unreachable
+        }
+        libc::ENOENT => Status::NotFound,
+        libc::EEXIST => Status::AlreadyExists,
+        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => Status::ResourceExhausted,
+        libc::EINVAL | libc::ENAMETOOLONG => Status::InvalidArgument,
+        _ => return None,
+    })
+}
+
+/// Performs `req` once on the non-blocking socket `fd`. Nothing possible is an
+/// error of kind `WouldBlock`. `Connect` here means "the connection attempt has
+/// finished: collect its result".
+///
+/// The caller guarantees that the pointers in `req` address live memory of at
+/// least `len` bytes that nothing else touches during the call.
+pub(crate) fn perform(fd: RawFd, req: &Request) -> io::Result<(usize, Extra)> {
+    match *req {
+        Request::Read { ptr, len } => {
+            let n = syscall!(recv(fd, ptr.cast(), len, 0))?;
+            Ok((n as usize, Extra::None))
+        }
+        Request::Write { ptr, len } => {
+            let n = syscall!(send(fd, ptr.cast(), len, libc::MSG_NOSIGNAL))?;
+            Ok((n as usize, Extra::None))
+        }
+        Request::RecvFrom { ptr, len } => {
+            // SAFETY: `try_init` hands us zeroed storage and its length to fill;
+            // recvfrom writes at most that many bytes of address.
+            let (n, addr) = unsafe {
+                SockAddr::try_init(|storage, addr_len| {
+                    syscall!(recvfrom(fd, ptr.cast(), len, 0, storage.cast(), addr_len))
+                        .map(|n| n as usize)
+                })
+            }?;
+            Ok((n, Extra::From(addr)))
+        }
+        Request::SendTo { ptr, len, ref to } => {
+            let n = match to {
+                Some(addr) => syscall!(sendto(
+                    fd,
+                    ptr.cast(),
+                    len,
+                    libc::MSG_NOSIGNAL,
+                    addr.as_ptr().cast(),
+                    addr.len()
+                ))?,
+                None => syscall!(send(fd, ptr.cast(), len, libc::MSG_NOSIGNAL))?,
+            };
+            Ok((n as usize, Extra::None))
+        }
+        Request::Accept => {
+            // SAFETY: as above, `try_init` provides the address storage.
+            let (sock, addr) = unsafe {
+                SockAddr::try_init(|storage, addr_len| {
+                    syscall!(accept4(
+                        fd,
+                        storage.cast(),
+                        addr_len,
+                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC
+                    ))
+                })
+            }?;
+            // SAFETY: accept4 returned a new descriptor that nothing else owns.
+            let sock = unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(sock) };
+            Ok((0, Extra::Accepted(sock, addr)))
+        }
+        Request::Connect(_) => {
+            let mut err: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            syscall!(getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len
+            ))?;
+            if err != 0 {
+                return Err(io::Error::from_raw_os_error(err));
+            }
+            // SO_ERROR is 0 both when connected and while still connecting;
+            // only a peer name tells them apart.
+            let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            match syscall!(getpeername(fd, storage.as_mut_ptr().cast(), &mut len)) {
+                Ok(_) => Ok((0, Extra::None)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Request::Readable => {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let n = syscall!(poll(&mut pfd, 1, 0))?;
+            if n == 0 {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok((0, Extra::None))
+            }
+        }
+    }
+}
+
+/// Starts a non-blocking connect. `Ok(true)` = connected at once, `Ok(false)` =
+/// in progress.
+pub(crate) fn start_connect(fd: RawFd, addr: &SockAddr) -> io::Result<bool> {
+    match syscall!(connect(fd, addr.as_ptr().cast(), addr.len())) {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EINPROGRESS)
+                || e.raw_os_error() == Some(libc::EAGAIN) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A spare descriptor kept open so that an accept failing with EMFILE can
+/// free one, accept the pending connection and close it at once — otherwise a
+/// connection stuck in the backlog keeps the listener readable forever and an
+/// edge- or level-triggered loop either spins or stalls (libuv does the same).
+pub(crate) struct ReserveFd(Option<std::fs::File>);
+
+impl ReserveFd {
+    pub fn new() -> ReserveFd {
+        ReserveFd(std::fs::File::open("/dev/null").ok())
+    }
+
+    /// Drops every connection pending on `listener` after EMFILE; returns how
+    /// many were dropped.
+    pub fn shed_connections(&mut self, listener: RawFd) -> usize {
+        let mut dropped = 0;
+        while self.0.take().is_some() {
+            match syscall!(accept4(
+                listener,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC
+            )) {
+                Ok(fd) => {
+                    // SAFETY: `fd` was just returned by accept4 and is owned here.
+                    let _ = syscall!(close(fd));
+                    dropped += 1;
+                    self.0 = std::fs::File::open("/dev/null").ok();
+                }
+                Err(_) => {
+                    self.0 = std::fs::File::open("/dev/null").ok();
+                    break;
+                }
+            }
+        }
+        dropped
+    }
+}

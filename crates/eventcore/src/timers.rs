@@ -1,0 +1,211 @@
+//! Timers: what they mean, on every backend.
+//!
+//! A timer is armed with [`Timers::set`] (a timeout and an optional repeat
+//! period) and observed with [`Timers::wait`], which registers one callback for
+//! the next firing. Armed timers keep the loop alive whether or not anyone
+//! waits. A periodic timer skips the periods it missed instead of firing in a
+//! burst. Deadlines live in the portable [`TimerQueue`](crate::timer) that every
+//! backend shares; backends only sleep until the earliest one.
+
+use std::time::{Duration, Instant};
+
+use crate::driver::{Op, Outcome};
+use crate::handle::{define_handle, Key};
+use crate::{Driver, Error, Result};
+
+define_handle!(
+    /// A timer of a [`Driver`].
+    TimerId,
+    Timer
+);
+
+/// The callback of [`Timers::wait`]: `fired` is `true` when the timer fired,
+/// `false` when it was stopped (or was not armed when the wait began).
+pub type TimerCallback = Box<dyn FnOnce(&mut Driver, TimerId, bool)>;
+
+pub(crate) struct TimerState {
+    repeat: Duration,
+    wait: Option<Key>,
+}
+
+pub(crate) struct TimerOp {
+    timer: TimerId,
+    callback: TimerCallback,
+}
+
+/// The timer view of a driver (see [`Driver::timers`]).
+pub struct Timers<'a> {
+    drv: &'a mut Driver,
+}
+
+impl Driver {
+    /// Timers: create, arm, stop and wait.
+    pub fn timers(&mut self) -> Timers<'_> {
+        Timers { drv: self }
+    }
+
+    pub(crate) fn complete_timer(&mut self, key: Key, outcome: Outcome) -> bool {
+        let Some(crate::handle::Entry {
+            value: Op::Timer(op),
+            ..
+        }) = self.ops.remove(key)
+        else {
+            return false;
+        };
+        if let Some(state) = self.timer_table.get_mut(op.timer.0) {
+            if state.wait == Some(key) {
+                state.wait = None;
+            }
+        }
+        let fired = matches!(outcome, Outcome::Timer(true));
+        (op.callback)(self, op.timer, fired);
+        true
+    }
+
+    /// Fires every timer whose deadline has passed: re-arms periodic ones for
+    /// their next future period and queues their waiters.
+    pub(crate) fn expire_timers(&mut self, now: Instant) {
+        while let Some((index, prev)) = self.timer_queue.pop_expired(now) {
+            let Some(key) = self.timer_table.key_at(index) else {
+                continue;
+            };
+            let state = self.timer_table.get_mut(key).expect("armed timer is live");
+            let wait = state.wait.take();
+            let repeat = state.repeat;
+            if !repeat.is_zero() {
+                // Skip missed periods: the next deadline is the first period
+                // boundary after `now`, measured from the old deadline.
+                let behind = now.saturating_duration_since(prev).as_nanos();
+                let periods = behind / repeat.as_nanos() + 1;
+                let next = u64::try_from(repeat.as_nanos() * periods)
+                    .ok()
+                    .and_then(|step| prev.checked_add(Duration::from_nanos(step)))
+                    .unwrap_or(now + repeat);
+                self.timer_queue.arm(index, next);
+            }
+            if let Some(op) = wait {
+                self.push_ready(op, Outcome::Timer(true));
+            }
+        }
+    }
+
+    pub(crate) fn destroy_timer(&mut self, key: Key) {
+        self.timer_queue.disarm(key.index);
+        if let Some(entry) = self.timer_table.remove(key) {
+            if let Some(op) = entry.value.wait {
+                self.ops.remove(op);
+            }
+        }
+    }
+}
+
+impl Timers<'_> {
+    /// A new, unarmed timer with one reference.
+    pub fn create(&mut self) -> TimerId {
+        TimerId(self.drv.timer_table.insert(TimerState {
+            repeat: Duration::ZERO,
+            wait: None,
+        }))
+    }
+
+    /// Arms `timer` to fire after `timeout`, then every `repeat` if `repeat` is
+    /// not zero. Re-arming an armed timer moves its deadline; a pending wait
+    /// stays registered.
+    pub fn set(&mut self, timer: TimerId, timeout: Duration, repeat: Duration) -> Result<()> {
+        let state = self
+            .drv
+            .timer_table
+            .get_mut(timer.0)
+            .ok_or_else(Error::invalid_handle)?;
+        state.repeat = repeat;
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or(now + Duration::from_secs(100 * 365 * 86400));
+        self.drv.timer_queue.arm(timer.0.index, deadline);
+        Ok(())
+    }
+
+    /// Disarms `timer`. A pending wait is completed with `fired = false` (from
+    /// `process_events`, never from inside this call).
+    pub fn stop(&mut self, timer: TimerId) -> Result<()> {
+        let state = self
+            .drv
+            .timer_table
+            .get_mut(timer.0)
+            .ok_or_else(Error::invalid_handle)?;
+        let wait = state.wait.take();
+        self.drv.timer_queue.disarm(timer.0.index);
+        if let Some(op) = wait {
+            self.drv.push_ready(op, Outcome::Timer(false));
+        }
+        Ok(())
+    }
+
+    /// Whether `timer` is armed (false for an invalid handle).
+    pub fn is_pending(&self, timer: TimerId) -> bool {
+        self.drv.timer_table.contains(timer.0) && self.drv.timer_queue.is_armed(timer.0.index)
+    }
+
+    /// Whether `timer` was set with a repeat period (false for an invalid handle).
+    pub fn is_periodic(&self, timer: TimerId) -> bool {
+        self.drv
+            .timer_table
+            .get(timer.0)
+            .is_some_and(|s| !s.repeat.is_zero())
+    }
+
+    /// Calls `callback` at the timer's next firing (`fired = true`) or when it is
+    /// stopped (`fired = false`). If the timer is not armed, the callback runs
+    /// from the next `process_events` with `fired = false`. One wait per timer:
+    /// a second wait while one is pending is [`Status::Busy`](crate::Status::Busy).
+    pub fn wait(
+        &mut self,
+        timer: TimerId,
+        callback: impl FnOnce(&mut Driver, TimerId, bool) + 'static,
+    ) -> Result<()> {
+        let armed = self.drv.timer_queue.is_armed(timer.0.index);
+        let state = self
+            .drv
+            .timer_table
+            .get_mut(timer.0)
+            .ok_or_else(Error::invalid_handle)?;
+        if state.wait.is_some() {
+            return Err(Error::new(crate::Status::Busy));
+        }
+        let key = self.drv.ops.insert(Op::Timer(TimerOp {
+            timer,
+            callback: Box::new(callback),
+        }));
+        self.drv
+            .timer_table
+            .get_mut(timer.0)
+            .expect("checked above")
+            .wait = Some(key);
+        if !armed {
+            self.drv.push_ready(key, Outcome::Timer(false));
+        }
+        Ok(())
+    }
+
+    /// Withdraws the pending wait of `timer`; its callback will not run. Returns
+    /// whether a wait was pending. The timer itself stays armed.
+    pub fn cancel_wait(&mut self, timer: TimerId) -> bool {
+        let Some(state) = self.drv.timer_table.get_mut(timer.0) else {
+            return false;
+        };
+        match state.wait.take() {
+            Some(op) => self.drv.ops.remove(op).is_some(),
+            None => false,
+        }
+    }
+
+    /// The remaining time until `timer` fires, if it is armed.
+    pub fn remaining(&self, timer: TimerId) -> Option<Duration> {
+        if !self.drv.timer_table.contains(timer.0) {
+            return None;
+        }
+        let d = self.drv.timer_queue.deadline(timer.0.index)?;
+        Some(d.saturating_duration_since(Instant::now()))
+    }
+}
