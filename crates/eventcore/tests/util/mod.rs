@@ -1,0 +1,126 @@
+//! The contract-test harness: every scenario is written once, as a function of
+//! the backend, and [`contract_tests!`] instantiates it for every backend this
+//! target has (`epoll` on Linux now; `io_uring` and `winapi` join as they land).
+//! Each instance runs with a watchdog, so a hang fails the test instead of the
+//! whole run.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eventcore::{BackendKind, Driver, ExitReason};
+
+/// Instantiates scenario functions `fn name(kind: BackendKind)` as one `#[test]`
+/// per backend, in a module per backend: `epoll::name`, …
+#[macro_export]
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        #[cfg(target_os = "linux")]
+        mod epoll {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::util::run(eventcore::BackendKind::Epoll, stringify!($name), super::$name);
+                }
+            )*
+        }
+    };
+}
+
+/// How long one scenario may take before the watchdog fails it.
+pub const WATCHDOG: Duration = Duration::from_secs(30);
+
+/// Runs a scenario under a watchdog: if it has not finished after
+/// [`WATCHDOG`], the process aborts with the scenario's name.
+pub fn run(kind: BackendKind, name: &'static str, scenario: fn(BackendKind)) {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < WATCHDOG {
+            if flag.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("watchdog: {} on {} hung for {:?}", name, kind.name(), WATCHDOG);
+        std::process::abort();
+    });
+    scenario(kind);
+    done.store(true, Ordering::Release);
+}
+
+/// A fresh driver on `kind`.
+pub fn driver(kind: BackendKind) -> Driver {
+    Driver::with_backend(kind).expect("driver")
+}
+
+/// Processes events until `process_events` returns something other than
+/// `Idle`, with an overall limit; returns that reason.
+pub fn run_until_not_idle(drv: &mut Driver, limit: Duration) -> ExitReason {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = drv.process_events(Some(left)).expect("process_events");
+        if r != ExitReason::Idle {
+            return r;
+        }
+        if Instant::now() >= deadline {
+            return ExitReason::Timeout;
+        }
+    }
+}
+
+/// Processes events until `done()` holds; panics after `limit`.
+pub fn run_until(drv: &mut Driver, limit: Duration, mut done: impl FnMut(&mut Driver) -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done(drv) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "condition not reached within {limit:?}");
+        let r = drv.process_events(Some(left.min(Duration::from_millis(100)))).expect("process_events");
+        assert_ne!(r, ExitReason::OutOfWaiters, "the loop ran out of waiters before the condition held");
+    }
+}
+
+/// Asserts that the driver has no live handles and no pending operations.
+pub fn assert_no_leaks(drv: &Driver) {
+    let report = drv.leak_report();
+    assert!(report.is_empty(), "leaked: {report}");
+}
+
+/// Whether the test runs inside the network namespace `cargo xtask test`
+/// creates (loopback with multicast, and a black-hole route for 192.0.2.0/24).
+/// Scenarios that need it print why they skip when it is missing.
+pub fn in_test_netns(scenario: &str) -> bool {
+    let yes = std::env::var_os("EVENTCORE_TEST_NETNS").is_some();
+    if !yes {
+        eprintln!("SKIPPED {scenario}: needs the test network namespace (run `cargo xtask test`)");
+    }
+    yes
+}
+
+/// A unique temporary directory for one scenario, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("eventcore-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
