@@ -61,9 +61,10 @@ impl BackendKind {
 
 /// A pending callback and what it waits for.
 pub(crate) enum Op {
+    Dns(crate::dns::DnsOp),
     Timer(crate::timers::TimerOp),
     Event(crate::events::EventOp),
-    Socket(crate::sockets::SocketOp),
+    Io(crate::io::IoOp),
     Remote(Box<dyn FnOnce(&mut Driver) + Send>),
 }
 
@@ -79,6 +80,8 @@ pub(crate) enum Outcome {
     Failed(Error),
     /// A closure sent by a [`Remote`].
     Remote,
+    /// A worker-pool job finished with this output.
+    Job(crate::pool::JobOutput),
 }
 
 pub(crate) struct Ready {
@@ -100,6 +103,8 @@ pub struct Driver {
     pub(crate) ops: Table<Op>,
     pub(crate) ready: VecDeque<Ready>,
     completions: Vec<sys::Completion>,
+    jobs_done: Vec<(u64, crate::pool::JobOutput)>,
+    pool: Option<crate::pool::Pool>,
     inbox: Vec<Message>,
     pub(crate) timer_table: Table<TimerState>,
     pub(crate) timer_queue: crate::timer::TimerQueue,
@@ -107,6 +112,11 @@ pub struct Driver {
     pub(crate) stream_table: Table<StreamState>,
     pub(crate) listener_table: Table<ListenerState>,
     pub(crate) datagram_table: Table<DatagramState>,
+    pub(crate) pipe_table: Table<crate::pipes::PipeState>,
+    pub(crate) signal_table: Table<crate::signals::SignalState>,
+    pub(crate) signal_source: Option<crate::signals::SignalSource>,
+    /// Ops in `ops` that are the driver's own (not waiters).
+    pub(crate) internal_ops: usize,
     remote: Arc<RemoteShared>,
     exit_requested: bool,
     backend: BackendKind,
@@ -133,6 +143,8 @@ impl Driver {
             ops: Table::new(id),
             ready: VecDeque::new(),
             completions: Vec::new(),
+            jobs_done: Vec::new(),
+            pool: None,
             inbox: Vec::new(),
             timer_table: Table::new(id),
             timer_queue: Default::default(),
@@ -140,6 +152,10 @@ impl Driver {
             stream_table: Table::new(id),
             listener_table: Table::new(id),
             datagram_table: Table::new(id),
+            pipe_table: Table::new(id),
+            signal_table: Table::new(id),
+            signal_source: None,
+            internal_ops: 0,
             remote,
             exit_requested: false,
             backend: kind,
@@ -171,7 +187,10 @@ impl Driver {
     /// Pending one-shot operations, armed timers, active repeating listeners and
     /// queued cross-thread work. Zero means nothing can ever complete.
     pub fn waiter_count(&self) -> usize {
-        self.ops.len() + self.timer_queue.len() + self.remote.pending()
+        self.ops.len() - self.internal_ops
+            + self.timer_queue.len()
+            + self.remote.pending()
+            + self.signal_table.len()
     }
 
     /// Runs one batch: waits (at most `timeout`; `None` = without limit, zero =
@@ -207,6 +226,7 @@ impl Driver {
             }
             self.completions = completions;
             polled?;
+            self.drain_pool();
             self.drain_remote();
             self.expire_timers(Instant::now());
 
@@ -253,15 +273,17 @@ impl Driver {
         let kind = match self.ops.get(key) {
             Some(Op::Timer(_)) => 0,
             Some(Op::Event(_)) => 1,
-            Some(Op::Socket(_)) => 2,
+            Some(Op::Io(_)) => 2,
             Some(Op::Remote(_)) => 3,
+            Some(Op::Dns(_)) => 4,
             // Cancelled (or its handle released) after the record was queued.
             None => return false,
         };
         match kind {
             0 => self.complete_timer(key, outcome),
             1 => self.complete_event(key),
-            2 => self.complete_socket(key, outcome),
+            2 => self.complete_io(key, outcome),
+            4 => self.complete_dns(key, outcome),
             _ => {
                 if let Some(Entry {
                     value: Op::Remote(f),
@@ -283,6 +305,40 @@ impl Driver {
     /// Stores a callback-carrying operation and returns its key.
     pub(crate) fn add_op(&mut self, op: Op) -> Key {
         self.ops.insert(op)
+    }
+
+    /// Runs `job` on the worker pool; its output completes operation `op`.
+    pub(crate) fn submit_job(
+        &mut self,
+        op: Key,
+        job: impl FnOnce() -> crate::pool::JobOutput + Send + 'static,
+    ) {
+        let waker = &self.sys;
+        let pool = self
+            .pool
+            .get_or_insert_with(|| crate::pool::Pool::new(waker.waker()));
+        pool.submit(op.to_u64(), job);
+        if !pool.has_threads() {
+            self.push_ready(
+                op,
+                Outcome::Failed(Error::new(crate::Status::ResourceExhausted)),
+            );
+        }
+    }
+
+    fn drain_pool(&mut self) {
+        let Some(pool) = &self.pool else {
+            return;
+        };
+        let mut done = std::mem::take(&mut self.jobs_done);
+        pool.take_done(&mut done);
+        for (token, output) in done.drain(..) {
+            self.ready.push_back(Ready {
+                op: Key::from_u64(token, self.id),
+                outcome: Outcome::Job(output),
+            });
+        }
+        self.jobs_done = done;
     }
 
     fn drain_remote(&mut self) {
@@ -319,6 +375,8 @@ impl Driver {
             HandleKind::Stream => self.stream_table.entry_mut(key).map(split),
             HandleKind::Listener => self.listener_table.entry_mut(key).map(split),
             HandleKind::Datagram => self.datagram_table.entry_mut(key).map(split),
+            HandleKind::Pipe => self.pipe_table.entry_mut(key).map(split),
+            HandleKind::Signal => self.signal_table.entry_mut(key).map(split),
         }
     }
 
@@ -355,6 +413,8 @@ impl Driver {
             HandleKind::Stream => self.destroy_stream(key),
             HandleKind::Listener => self.destroy_listener(key),
             HandleKind::Datagram => self.destroy_datagram(key),
+            HandleKind::Pipe => self.destroy_pipe(key),
+            HandleKind::Signal => self.destroy_signal(key),
         }
         Ok(false)
     }
@@ -383,7 +443,9 @@ impl Driver {
             streams: self.stream_table.len(),
             listeners: self.listener_table.len(),
             datagrams: self.datagram_table.len(),
-            operations: self.ops.len(),
+            pipes: self.pipe_table.len(),
+            signals: self.signal_table.len(),
+            operations: self.ops.len() - self.internal_ops,
         }
     }
 }
@@ -401,6 +463,10 @@ pub struct LeakReport {
     pub listeners: usize,
     /// Live datagram sockets.
     pub datagrams: usize,
+    /// Live pipes.
+    pub pipes: usize,
+    /// Live signal listeners.
+    pub signals: usize,
     /// Pending operations (callbacks that have not run).
     pub operations: usize,
 }
@@ -416,8 +482,16 @@ impl fmt::Display for LeakReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} timers, {} events, {} streams, {} listeners, {} datagram sockets, {} pending operations",
-            self.timers, self.events, self.streams, self.listeners, self.datagrams, self.operations
+            "{} timers, {} events, {} streams, {} listeners, {} datagram sockets, {} pipes, {} signal listeners, \
+             {} pending operations",
+            self.timers,
+            self.events,
+            self.streams,
+            self.listeners,
+            self.datagrams,
+            self.pipes,
+            self.signals,
+            self.operations
         )
     }
 }
@@ -443,6 +517,15 @@ impl Drop for Driver {
         }
         for key in self.datagram_table.keys() {
             self.destroy_datagram(key);
+        }
+        for key in self.pipe_table.keys() {
+            self.destroy_pipe(key);
+        }
+        for key in self.signal_table.keys() {
+            self.destroy_signal(key);
+        }
+        if let Some(source) = self.signal_source.take() {
+            self.sys.remove_source(source.src);
         }
     }
 }

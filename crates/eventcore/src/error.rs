@@ -87,6 +87,8 @@ impl Status {
 pub struct Error {
     status: Status,
     os_code: Option<i32>,
+    resolver_code: Option<i32>,
+    detail: Option<Box<str>>,
     transferred: usize,
 }
 
@@ -96,8 +98,25 @@ impl Error {
         Error {
             status,
             os_code: None,
+            resolver_code: None,
+            detail: None,
             transferred: 0,
         }
+    }
+
+    /// A name-resolution failure with the resolver's own code (`EAI_*` on Unix).
+    pub(crate) fn resolver(status: Status, code: i32, message: String) -> Error {
+        Error {
+            resolver_code: Some(code),
+            detail: Some(message.into()),
+            ..Error::new(status)
+        }
+    }
+
+    /// The resolver's error code (`EAI_*` from `getaddrinfo` on Unix, a
+    /// WinSock code on Windows) of a failed DNS lookup.
+    pub fn resolver_code(&self) -> Option<i32> {
+        self.resolver_code
     }
 
     /// The contract's status.
@@ -139,9 +158,8 @@ impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
         let status = crate::sys::status_of(&e);
         Error {
-            status,
             os_code: e.raw_os_error(),
-            transferred: 0,
+            ..Error::new(status)
         }
     }
 }
@@ -163,6 +181,9 @@ impl fmt::Display for Error {
         f.write_str(self.status.describe())?;
         if let Some(code) = self.os_code {
             write!(f, " ({})", io::Error::from_raw_os_error(code))?;
+        }
+        if let (Some(code), Some(detail)) = (self.resolver_code, &self.detail) {
+            write!(f, " (resolver error {code}: {detail})")?;
         }
         if self.transferred > 0 {
             write!(f, " after {} bytes", self.transferred)?;

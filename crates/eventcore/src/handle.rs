@@ -209,6 +209,8 @@ pub enum HandleKind {
     Stream,
     Listener,
     Datagram,
+    Pipe,
+    Signal,
 }
 
 pub(crate) mod sealed {

@@ -66,26 +66,44 @@ pub use error::{Error, Result, Status};
 pub use handle::Handle;
 
 #[cfg(eventcore_backend)]
+mod dns;
+#[cfg(eventcore_backend)]
 mod driver;
 #[cfg(eventcore_backend)]
 mod events;
 #[cfg(eventcore_backend)]
+mod io;
+#[cfg(eventcore_backend)]
+mod pipes;
+#[cfg(eventcore_backend)]
+mod pool;
+#[cfg(eventcore_backend)]
 mod remote;
+#[cfg(eventcore_backend)]
+mod signals;
 #[cfg(eventcore_backend)]
 mod sockets;
 #[cfg(eventcore_backend)]
 mod timers;
 
 #[cfg(eventcore_backend)]
+pub use dns::{Dns, LookupId};
+#[cfg(eventcore_backend)]
 pub use driver::{BackendKind, Driver, ExitReason, LeakReport};
 #[cfg(eventcore_backend)]
 pub use events::{EventId, EventWait, Events};
 #[cfg(eventcore_backend)]
+pub use io::{Cancelled, IoMode};
+#[cfg(eventcore_backend)]
+pub use pipes::{PipeHandle, Pipes};
+#[cfg(eventcore_backend)]
 pub use remote::Remote;
 #[cfg(eventcore_backend)]
+pub use signals::{SignalListener, Signals};
+#[cfg(eventcore_backend)]
 pub use sockets::{
-    Cancelled, ConnectionState, DatagramOptions, DatagramSocket, IoMode, ListenOptions,
-    SocketAddress, SocketHandle, Sockets, StreamListener, StreamSocket,
+    ConnectionState, DatagramOptions, DatagramSocket, ListenOptions, SocketAddress, SocketHandle,
+    Sockets, StreamListener, StreamSocket,
 };
 #[cfg(eventcore_backend)]
 pub use timers::{TimerCallback, TimerId, Timers};

@@ -6,9 +6,8 @@
 //! buffer and gives it back in its callback, also on failure. At most one read
 //! and one write (or receive and send) may be pending per socket.
 //!
-//! [`IoMode::All`] is implemented here, once, for every backend: the backend
-//! only ever performs "at least one byte" transfers, and the driver re-issues
-//! them at the new offset until the buffer is done or an error ends it.
+//! The I/O modes and the read / write slots are the shared engine of
+//! `io.rs`; this file adds what is particular to sockets.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,8 +16,9 @@ use std::time::Duration;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::driver::{Op, Outcome};
-use crate::handle::{define_handle, Entry, Handle, HandleKind, Key};
-use crate::sys::{self, Extra, Request, SourceId};
+use crate::handle::{define_handle, Handle, HandleKind, Key};
+use crate::io::{Cancelled, IoCallback, IoMode, IoOp, IoSlots, Owner};
+use crate::sys::{Extra, Request, SourceKind};
 use crate::{Driver, Error, Result, Status};
 
 define_handle!(
@@ -36,19 +36,6 @@ define_handle!(
     DatagramSocket,
     Datagram
 );
-
-/// How much a read or write must transfer before its callback runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum IoMode {
-    /// One non-blocking attempt; if nothing can move, the result is
-    /// [`Status::WouldBlock`]. The callback still runs from `process_events`.
-    Immediate,
-    /// Wait until at least one byte moves; complete with what one transfer did.
-    Once,
-    /// The whole buffer, or an error / end of stream with the count so far in
-    /// [`Error::transferred`]. Datagram sockets treat it as `Once`.
-    All,
-}
 
 /// The state of a stream connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,7 +81,7 @@ impl SocketAddress {
         }
     }
 
-    fn from_sock_addr(a: &SockAddr) -> SocketAddress {
+    pub(crate) fn from_sock_addr(a: &SockAddr) -> SocketAddress {
         if let Some(inet) = a.as_socket() {
             return SocketAddress::Inet(inet);
         }
@@ -187,104 +174,36 @@ pub struct DatagramOptions {
     pub reuse_address: bool,
 }
 
-/// What a cancel found and gave back.
-#[derive(Debug)]
-pub struct Cancelled {
-    /// The operation's buffer, or `None` when the OS may still write into it:
-    /// then the driver keeps it until the aborted operation is reaped and drops
-    /// it (never on epoll; see the backend notes of each cancel call).
-    pub buffer: Option<Vec<u8>>,
-    /// Bytes the operation had already transferred (an [`IoMode::All`]
-    /// operation may have done part of its work).
-    pub transferred: usize,
-}
-
-type StreamCallback = Box<dyn FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<u8>)>;
-type ConnectCallback = Box<dyn FnOnce(&mut Driver, StreamSocket, Result<()>)>;
-type RecvCallback =
-    Box<dyn FnOnce(&mut Driver, DatagramSocket, Result<(usize, SocketAddress)>, Vec<u8>)>;
-type SendCallback = Box<dyn FnOnce(&mut Driver, DatagramSocket, Result<usize>, Vec<u8>)>;
 type AcceptCallback =
     Box<dyn FnMut(&mut Driver, StreamListener, Result<(StreamSocket, SocketAddress)>)>;
 
 pub(crate) struct StreamState {
     socket: Socket,
-    src: SourceId,
-    connecting: bool,
-    /// False once a connect failed (the socket is then closed for I/O).
-    usable: bool,
-    read_closed: bool,
-    write_closed: bool,
-    read_op: Option<Key>,
-    write_op: Option<Key>,
+    pub(crate) io: IoSlots,
 }
 
 pub(crate) struct ListenerState {
     socket: Socket,
-    src: SourceId,
-    accept_op: Option<Key>,
+    pub(crate) io: IoSlots,
     callback: Option<AcceptCallback>,
 }
 
 pub(crate) struct DatagramState {
     socket: Socket,
-    src: SourceId,
-    recv_op: Option<Key>,
-    send_op: Option<Key>,
+    pub(crate) io: IoSlots,
 }
 
-enum Callback {
-    Connect(ConnectCallback),
-    Read(StreamCallback),
-    Write(StreamCallback),
-    Recv(RecvCallback),
-    Send(SendCallback),
-    Accept,
-    /// Cancelled while the OS may still touch the buffer: complete silently.
-    Orphaned,
+fn stream_owner(key: Key) -> Owner {
+    Owner {
+        kind: HandleKind::Stream,
+        key,
+    }
 }
 
-pub(crate) struct SocketOp {
-    handle: Key,
-    src: SourceId,
-    callback: Callback,
-    buf: Vec<u8>,
-    mode: IoMode,
-    done: usize,
-    /// Destination of a datagram send.
-    to: Option<SockAddr>,
-}
-
-impl SocketOp {
-    fn request(&mut self) -> Request {
-        match &self.callback {
-            Callback::Read(_) if self.buf.is_empty() => Request::Readable,
-            Callback::Read(_) => {
-                let rest = &mut self.buf[self.done..];
-                Request::Read {
-                    ptr: rest.as_mut_ptr(),
-                    len: rest.len(),
-                }
-            }
-            Callback::Write(_) => {
-                let rest = &self.buf[self.done..];
-                Request::Write {
-                    ptr: rest.as_ptr(),
-                    len: rest.len(),
-                }
-            }
-            Callback::Recv(_) => Request::RecvFrom {
-                ptr: self.buf.as_mut_ptr(),
-                len: self.buf.len(),
-            },
-            Callback::Send(_) => Request::SendTo {
-                ptr: self.buf.as_ptr(),
-                len: self.buf.len(),
-                to: self.to.clone(),
-            },
-            Callback::Accept => Request::Accept,
-            Callback::Connect(_) | Callback::Orphaned => unreachable!("not re-issued"),
-        }
+fn datagram_owner(key: Key) -> Owner {
+    Owner {
+        kind: HandleKind::Datagram,
+        key,
     }
 }
 
@@ -330,168 +249,13 @@ impl Driver {
         }
     }
 
-    /// Hands a socket operation to the backend (or queues a failure) and
-    /// records its key in the handle's slot.
-    fn start_socket_op(&mut self, op: SocketOp, immediate: bool) -> Key {
-        let src = op.src;
-        let key = self.ops.insert(Op::Socket(op));
-        self.issue(key, src, immediate);
-        key
-    }
-
-    fn issue(&mut self, key: Key, src: SourceId, immediate: bool) {
-        let Some(Op::Socket(op)) = self.ops.get_mut(key) else {
+    /// A listener's accept finished: adopt the connection, run the repeating
+    /// callback, and accept again unless the listener is gone or broken.
+    pub(crate) fn accepted(&mut self, key: Key, result: Result<usize>, extra: Extra) {
+        let listener = StreamListener(key);
+        let Some(state) = self.listener_table.get_mut(key) else {
             return;
         };
-        let req = op.request();
-        let token = key.to_u64();
-        if immediate {
-            let c = self.sys.attempt(src, token, req);
-            self.push_ready(key, Outcome::Sys(c));
-        } else if let Some(c) = self.sys.submit(src, token, req) {
-            self.push_ready(key, Outcome::Sys(c));
-        }
-    }
-
-    fn fail_op(&mut self, op: SocketOp, err: Error) {
-        let key = self.ops.insert(Op::Socket(op));
-        self.push_ready(key, Outcome::Failed(err));
-    }
-
-    /// Withdraws a socket operation: the callback will never run. Returns what
-    /// can be given back now.
-    fn cancel_socket_op(&mut self, key: Key) -> Option<Cancelled> {
-        let Some(Op::Socket(op)) = self.ops.get_mut(key) else {
-            return None;
-        };
-        if matches!(op.callback, Callback::Orphaned) {
-            return None;
-        }
-        let (src, transferred) = (op.src, op.done);
-        if self.sys.cancel(src, key.to_u64()) {
-            let Some(Entry {
-                value: Op::Socket(op),
-                ..
-            }) = self.ops.remove(key)
-            else {
-                unreachable!()
-            };
-            Some(Cancelled {
-                buffer: Some(op.buf),
-                transferred,
-            })
-        } else {
-            op.callback = Callback::Orphaned;
-            Some(Cancelled {
-                buffer: None,
-                transferred,
-            })
-        }
-    }
-
-    pub(crate) fn complete_socket(&mut self, key: Key, outcome: Outcome) -> bool {
-        let Some(Op::Socket(op)) = self.ops.get_mut(key) else {
-            return false;
-        };
-        let (result, extra) = match outcome {
-            Outcome::Sys(c) => (c.result.map_err(Error::from), c.extra),
-            Outcome::Failed(e) => (Err(e), Extra::None),
-            _ => unreachable!("socket ops complete with I/O outcomes"),
-        };
-        let requested = op.buf.len() - op.done;
-        let mode = op.mode;
-        let handle = op.handle;
-        let src = op.src;
-        // Decide whether the operation goes on (IoMode::All) or ends here.
-        let result = match (&op.callback, result) {
-            (Callback::Orphaned, _) => {
-                self.ops.remove(key);
-                return false;
-            }
-            (Callback::Read(_), Ok(0)) if requested > 0 => {
-                if let Some(s) = self.stream_table.get_mut(handle) {
-                    s.read_closed = true;
-                }
-                Err(Error::new(Status::Disconnected).with_transferred(op.done))
-            }
-            (Callback::Read(_) | Callback::Write(_), Ok(n)) => {
-                op.done += n;
-                if mode == IoMode::All && op.done < op.buf.len() {
-                    self.issue(key, src, false);
-                    return false;
-                }
-                Ok(op.done)
-            }
-            (Callback::Read(_) | Callback::Write(_), Err(e)) => {
-                if e.status() == Status::Disconnected {
-                    if let Some(s) = self.stream_table.get_mut(handle) {
-                        s.read_closed = true;
-                        s.write_closed = true;
-                    }
-                }
-                Err(e.with_transferred(op.done))
-            }
-            (_, r) => r,
-        };
-        let Some(Entry {
-            value: Op::Socket(op),
-            ..
-        }) = self.ops.remove(key)
-        else {
-            unreachable!()
-        };
-        match op.callback {
-            Callback::Connect(cb) => {
-                let sock = StreamSocket(handle);
-                if let Some(s) = self.stream_table.get_mut(handle) {
-                    s.connecting = false;
-                    s.write_op = None;
-                    s.usable = result.is_ok();
-                }
-                cb(self, sock, result.map(drop));
-            }
-            Callback::Read(cb) => {
-                if let Some(s) = self.stream_table.get_mut(handle) {
-                    s.read_op = None;
-                }
-                cb(self, StreamSocket(handle), result, op.buf);
-            }
-            Callback::Write(cb) => {
-                if let Some(s) = self.stream_table.get_mut(handle) {
-                    s.write_op = None;
-                }
-                cb(self, StreamSocket(handle), result, op.buf);
-            }
-            Callback::Recv(cb) => {
-                if let Some(s) = self.datagram_table.get_mut(handle) {
-                    s.recv_op = None;
-                }
-                let result = result.map(|n| {
-                    let from = match &extra {
-                        Extra::From(a) => SocketAddress::from_sock_addr(a),
-                        _ => SocketAddress::Unnamed,
-                    };
-                    (n, from)
-                });
-                cb(self, DatagramSocket(handle), result, op.buf);
-            }
-            Callback::Send(cb) => {
-                if let Some(s) = self.datagram_table.get_mut(handle) {
-                    s.send_op = None;
-                }
-                cb(self, DatagramSocket(handle), result, op.buf);
-            }
-            Callback::Accept => self.accepted(StreamListener(handle), result, extra),
-            Callback::Orphaned => unreachable!("handled above"),
-        }
-        true
-    }
-
-    fn accepted(&mut self, listener: StreamListener, result: Result<usize>, extra: Extra) {
-        let Some(state) = self.listener_table.get_mut(listener.0) else {
-            return;
-        };
-        state.accept_op = None;
         let Some(mut callback) = state.callback.take() else {
             return;
         };
@@ -514,13 +278,13 @@ impl Driver {
         };
         callback(self, listener, outcome);
         // The callback may have released the listener.
-        let Some(state) = self.listener_table.get_mut(listener.0) else {
+        let Some(state) = self.listener_table.get_mut(key) else {
             return;
         };
         if state.callback.is_none() {
             state.callback = Some(callback);
         }
-        if keep_accepting && state.accept_op.is_none() {
+        if keep_accepting && state.io.read_op.is_none() {
             self.arm_accept(listener);
         }
     }
@@ -529,63 +293,42 @@ impl Driver {
         let Some(state) = self.listener_table.get(listener.0) else {
             return;
         };
-        let op = SocketOp {
-            handle: listener.0,
-            src: state.src,
-            callback: Callback::Accept,
-            buf: Vec::new(),
-            mode: IoMode::Once,
-            done: 0,
-            to: None,
+        let owner = Owner {
+            kind: HandleKind::Listener,
+            key: listener.0,
         };
-        let key = self.start_socket_op(op, false);
+        let mut op = IoOp::new(owner, IoCallback::Accept, Vec::new(), IoMode::Once);
+        op.src = state.io.src;
+        let key = self.start_io(op, false);
         if let Some(state) = self.listener_table.get_mut(listener.0) {
-            state.accept_op = Some(key);
+            state.io.read_op = Some(key);
         }
     }
 
     fn adopt_stream_socket(&mut self, socket: Socket, connecting: bool) -> Result<StreamSocket> {
         socket.set_nonblocking(true)?;
-        let src = self.sys.add_socket(&socket)?;
-        Ok(StreamSocket(self.stream_table.insert(StreamState {
-            socket,
-            src,
-            connecting,
-            usable: true,
-            read_closed: false,
-            write_closed: false,
-            read_op: None,
-            write_op: None,
-        })))
-    }
-
-    fn remove_op_silently(&mut self, key: Option<Key>) {
-        if let Some(key) = key {
-            // The result (buffer given back or orphaned) is of no interest here.
-            let _ = self.cancel_socket_op(key);
-        }
+        let src = self.sys.add_source(&socket, SourceKind::Socket)?;
+        let mut io = IoSlots::new(src);
+        io.connecting = connecting;
+        Ok(StreamSocket(
+            self.stream_table.insert(StreamState { socket, io }),
+        ))
     }
 
     pub(crate) fn destroy_stream(&mut self, key: Key) {
-        let Some(s) = self.stream_table.get(key) else {
-            return;
-        };
-        let (r, w) = (s.read_op, s.write_op);
-        self.remove_op_silently(r);
-        self.remove_op_silently(w);
+        self.cancel_slots(stream_owner(key));
         if let Some(entry) = self.stream_table.remove(key) {
-            self.sys.remove_source(entry.value.src);
+            self.sys.remove_source(entry.value.io.src);
         }
     }
 
     pub(crate) fn destroy_listener(&mut self, key: Key) {
-        let Some(s) = self.listener_table.get(key) else {
-            return;
-        };
-        let a = s.accept_op;
-        self.remove_op_silently(a);
+        self.cancel_slots(Owner {
+            kind: HandleKind::Listener,
+            key,
+        });
         if let Some(entry) = self.listener_table.remove(key) {
-            self.sys.remove_source(entry.value.src);
+            self.sys.remove_source(entry.value.io.src);
             #[cfg(unix)]
             if let Some(path) = entry
                 .value
@@ -602,14 +345,9 @@ impl Driver {
     }
 
     pub(crate) fn destroy_datagram(&mut self, key: Key) {
-        let Some(s) = self.datagram_table.get(key) else {
-            return;
-        };
-        let (r, w) = (s.recv_op, s.send_op);
-        self.remove_op_silently(r);
-        self.remove_op_silently(w);
+        self.cancel_slots(datagram_owner(key));
         if let Some(entry) = self.datagram_table.remove(key) {
-            self.sys.remove_source(entry.value.src);
+            self.sys.remove_source(entry.value.io.src);
         }
     }
 }
@@ -632,33 +370,26 @@ impl Sockets<'_> {
         let to = to.into();
         let socket = new_socket(to.domain()?, Type::STREAM)?;
         let sock = self.drv.adopt_stream_socket(socket, true)?;
-        let src = self
-            .drv
-            .stream_table
-            .get(sock.0)
-            .expect("just inserted")
-            .src;
-        let mut op = SocketOp {
-            handle: sock.0,
-            src,
-            callback: Callback::Connect(Box::new(callback)),
-            buf: Vec::new(),
-            mode: IoMode::Once,
-            done: 0,
-            to: None,
-        };
-        let prepared = (|| -> Result<SockAddr> {
-            let addr = to.to_sock_addr()?;
-            if let Some(bind) = &bind {
-                let state = self.drv.stream_table.get(sock.0).expect("live");
-                state.socket.bind(&bind.to_sock_addr()?)?;
-            }
-            Ok(addr)
-        })();
-        let key = match prepared {
+        let owner = stream_owner(sock.0);
+        let mut op = IoOp::new(
+            owner,
+            IoCallback::Connect(Box::new(move |drv, r| callback(drv, sock, r))),
+            Vec::new(),
+            IoMode::Once,
+        );
+        let state = self.drv.stream_table.get(sock.0).expect("just inserted");
+        let src = state.io.src;
+        op.src = src;
+        let prepared = match &bind {
+            Some(bind) => bind
+                .to_sock_addr()
+                .and_then(|b| state.socket.bind(&b).map_err(Error::from)),
+            None => Ok(()),
+        }
+        .and_then(|()| to.to_sock_addr());
+        let key = self.drv.ops.insert(Op::Io(op));
+        match prepared {
             Ok(addr) => {
-                op.to = None;
-                let key = self.drv.ops.insert(Op::Socket(op));
                 if let Some(c) = self
                     .drv
                     .sys
@@ -666,18 +397,14 @@ impl Sockets<'_> {
                 {
                     self.drv.push_ready(key, Outcome::Sys(c));
                 }
-                key
             }
-            Err(e) => {
-                let key = self.drv.ops.insert(Op::Socket(op));
-                self.drv.push_ready(key, Outcome::Failed(e));
-                key
-            }
-        };
+            Err(e) => self.drv.push_ready(key, Outcome::Failed(e)),
+        }
         self.drv
             .stream_table
             .get_mut(sock.0)
             .expect("live")
+            .io
             .write_op = Some(key);
         Ok(sock)
     }
@@ -689,13 +416,13 @@ impl Sockets<'_> {
         let Some(s) = self.drv.stream_table.get_mut(sock.0) else {
             return false;
         };
-        if !s.connecting {
+        if !s.io.connecting {
             return false;
         }
-        s.connecting = false;
-        s.usable = false;
-        let key = s.write_op.take();
-        key.and_then(|k| self.drv.cancel_socket_op(k)).is_some()
+        s.io.connecting = false;
+        s.io.usable = false;
+        let key = s.io.write_op.take();
+        key.and_then(|k| self.drv.cancel_io(k)).is_some()
     }
 
     /// Binds to `addr` (TCP for IP addresses, Unix stream for paths), listens,
@@ -752,11 +479,10 @@ impl Sockets<'_> {
         socket: Socket,
         on_accept: AcceptCallback,
     ) -> Result<StreamListener> {
-        let src = self.drv.sys.add_socket(&socket)?;
+        let src = self.drv.sys.add_source(&socket, SourceKind::Socket)?;
         let listener = StreamListener(self.drv.listener_table.insert(ListenerState {
             socket,
-            src,
-            accept_op: None,
+            io: IoSlots::new(src),
             callback: Some(on_accept),
         }));
         self.drv.arm_accept(listener);
@@ -783,13 +509,13 @@ impl Sockets<'_> {
         let Some(s) = self.drv.stream_table.get(sock.0) else {
             return ConnectionState::Closed;
         };
-        if s.connecting {
+        if s.io.connecting {
             return ConnectionState::Connecting;
         }
-        if !s.usable {
+        if !s.io.usable {
             return ConnectionState::Closed;
         }
-        match (s.read_closed, s.write_closed) {
+        match (s.io.read_closed, s.io.write_closed) {
             (false, false) => ConnectionState::Connected,
             (true, false) => ConnectionState::PassiveClose,
             (false, true) => ConnectionState::ActiveClose,
@@ -810,7 +536,9 @@ impl Sockets<'_> {
         mode: IoMode,
         callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<u8>) + 'static,
     ) {
-        self.stream_io(sock, buf, mode, Callback::Read(Box::new(callback)));
+        let cb = IoCallback::Read(Box::new(move |drv, r, b| callback(drv, sock, r, b)));
+        self.drv
+            .begin_io(IoOp::new(stream_owner(sock.0), cb, buf, mode));
     }
 
     /// Writes `buf` as `mode` says, then calls `callback` with the byte count or
@@ -823,7 +551,9 @@ impl Sockets<'_> {
         mode: IoMode,
         callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<u8>) + 'static,
     ) {
-        self.stream_io(sock, buf, mode, Callback::Write(Box::new(callback)));
+        let cb = IoCallback::Write(Box::new(move |drv, r, b| callback(drv, sock, r, b)));
+        self.drv
+            .begin_io(IoOp::new(stream_owner(sock.0), cb, buf, mode));
     }
 
     /// Calls `callback` once data or end of stream can be read, consuming
@@ -839,60 +569,18 @@ impl Sockets<'_> {
         });
     }
 
-    fn stream_io(&mut self, sock: StreamSocket, buf: Vec<u8>, mode: IoMode, callback: Callback) {
-        let reading = matches!(callback, Callback::Read(_));
-        let mut op = SocketOp {
-            handle: sock.0,
-            src: SourceId(0),
-            callback,
-            buf,
-            mode,
-            done: 0,
-            to: None,
-        };
-        let Some(s) = self.drv.stream_table.get(sock.0) else {
-            return self.drv.fail_op(op, Error::invalid_handle());
-        };
-        op.src = s.src;
-        let slot = if reading { s.read_op } else { s.write_op };
-        if s.connecting || !s.usable {
-            return self.drv.fail_op(op, Error::new(Status::Disconnected));
-        }
-        if slot.is_some() {
-            return self.drv.fail_op(op, Error::new(Status::Busy));
-        }
-        if op.buf.is_empty() && (mode == IoMode::Immediate || !reading) {
-            // Nothing to move: complete at once (from process_events).
-            let key = self.drv.ops.insert(Op::Socket(op));
-            self.drv
-                .push_ready(key, Outcome::Sys(sys::Completion::new(key.to_u64(), Ok(0))));
-            return;
-        }
-        let key = self.drv.start_socket_op(op, mode == IoMode::Immediate);
-        let s = self
-            .drv
-            .stream_table
-            .get_mut(sock.0)
-            .expect("checked above");
-        if reading {
-            s.read_op = Some(key);
-        } else {
-            s.write_op = Some(key);
-        }
-    }
-
     /// Withdraws the pending read (or wait for data): its callback will not run.
     /// `None` if nothing was pending. On epoll the buffer always comes back here.
     pub fn cancel_read(&mut self, sock: StreamSocket) -> Option<Cancelled> {
-        let key = self.drv.stream_table.get_mut(sock.0)?.read_op.take()?;
-        self.drv.cancel_socket_op(key)
+        let key = self.drv.stream_table.get_mut(sock.0)?.io.read_op.take()?;
+        self.drv.cancel_io(key)
     }
 
     /// Withdraws the pending write: its callback will not run. `None` if nothing
     /// was pending. [`Cancelled::transferred`] says how much was already sent.
     pub fn cancel_write(&mut self, sock: StreamSocket) -> Option<Cancelled> {
-        let key = self.drv.stream_table.get_mut(sock.0)?.write_op.take()?;
-        self.drv.cancel_socket_op(key)
+        let key = self.drv.stream_table.get_mut(sock.0)?.io.write_op.take()?;
+        self.drv.cancel_io(key)
     }
 
     /// Shuts down reading and/or writing. After shutting down writing the state
@@ -912,7 +600,7 @@ impl Sockets<'_> {
         };
         s.socket.shutdown(how)?;
         if write {
-            s.write_closed = true;
+            s.io.write_closed = true;
         }
         Ok(())
     }
@@ -1040,13 +728,11 @@ impl Sockets<'_> {
     }
 
     fn adopt_datagram_socket(&mut self, socket: Socket) -> Result<DatagramSocket> {
-        let src = self.drv.sys.add_socket(&socket)?;
+        let src = self.drv.sys.add_source(&socket, SourceKind::Socket)?;
         Ok(DatagramSocket(self.drv.datagram_table.insert(
             DatagramState {
                 socket,
-                src,
-                recv_op: None,
-                send_op: None,
+                io: IoSlots::new(src),
             },
         )))
     }
@@ -1063,7 +749,14 @@ impl Sockets<'_> {
         callback: impl FnOnce(&mut Driver, DatagramSocket, Result<(usize, SocketAddress)>, Vec<u8>)
             + 'static,
     ) {
-        self.datagram_io(sock, buf, mode, None, Callback::Recv(Box::new(callback)));
+        let mode = if mode == IoMode::All {
+            IoMode::Once
+        } else {
+            mode
+        };
+        let cb = IoCallback::Recv(Box::new(move |drv, r, b| callback(drv, sock, r, b)));
+        self.drv
+            .begin_io(IoOp::new(datagram_owner(sock.0), cb, buf, mode));
     }
 
     /// Sends `buf` as one datagram to `to`, or to the default target when `to`
@@ -1077,63 +770,38 @@ impl Sockets<'_> {
         mode: IoMode,
         callback: impl FnOnce(&mut Driver, DatagramSocket, Result<usize>, Vec<u8>) + 'static,
     ) {
-        self.datagram_io(sock, buf, mode, to, Callback::Send(Box::new(callback)));
-    }
-
-    fn datagram_io(
-        &mut self,
-        sock: DatagramSocket,
-        buf: Vec<u8>,
-        mode: IoMode,
-        to: Option<SocketAddress>,
-        callback: Callback,
-    ) {
-        let receiving = matches!(callback, Callback::Recv(_));
-        let mut op = SocketOp {
-            handle: sock.0,
-            src: SourceId(0),
-            callback,
-            buf,
-            mode,
-            done: 0,
-            to: None,
+        let mode = if mode == IoMode::All {
+            IoMode::Once
+        } else {
+            mode
         };
-        let Some(s) = self.drv.datagram_table.get(sock.0) else {
-            return self.drv.fail_op(op, Error::invalid_handle());
-        };
-        op.src = s.src;
-        if (if receiving { s.recv_op } else { s.send_op }).is_some() {
-            return self.drv.fail_op(op, Error::new(Status::Busy));
-        }
+        let cb = IoCallback::Send(Box::new(move |drv, r, b| callback(drv, sock, r, b)));
+        let mut op = IoOp::new(datagram_owner(sock.0), cb, buf, mode);
         if let Some(to) = to {
             match to.to_sock_addr() {
                 Ok(a) => op.to = Some(a),
-                Err(e) => return self.drv.fail_op(op, e),
+                Err(e) => return self.drv.fail_io(op, e),
             }
         }
-        let key = self.drv.start_socket_op(op, mode == IoMode::Immediate);
-        let s = self
-            .drv
-            .datagram_table
-            .get_mut(sock.0)
-            .expect("checked above");
-        if receiving {
-            s.recv_op = Some(key);
-        } else {
-            s.send_op = Some(key);
-        }
+        self.drv.begin_io(op);
     }
 
     /// Withdraws the pending receive: its callback will not run.
     pub fn cancel_receive(&mut self, sock: DatagramSocket) -> Option<Cancelled> {
-        let key = self.drv.datagram_table.get_mut(sock.0)?.recv_op.take()?;
-        self.drv.cancel_socket_op(key)
+        let key = self.drv.datagram_table.get_mut(sock.0)?.io.read_op.take()?;
+        self.drv.cancel_io(key)
     }
 
     /// Withdraws the pending send: its callback will not run.
     pub fn cancel_send(&mut self, sock: DatagramSocket) -> Option<Cancelled> {
-        let key = self.drv.datagram_table.get_mut(sock.0)?.send_op.take()?;
-        self.drv.cancel_socket_op(key)
+        let key = self
+            .drv
+            .datagram_table
+            .get_mut(sock.0)?
+            .io
+            .write_op
+            .take()?;
+        self.drv.cancel_io(key)
     }
 
     /// Allows or forbids sending to broadcast addresses.

@@ -7,9 +7,10 @@
 //!
 //! - `new()` and `waker()`: create the OS wait object and a [`Waker`] that any
 //!   thread may use to interrupt `poll`.
-//! - `add_socket(&socket) -> SourceId` / `remove_source(id)`: tell the backend
-//!   about a socket once, when the driver adopts it, and forget it (with every
-//!   operation still parked on it) before the driver closes it.
+//! - `add_source(&fd, kind) -> SourceId` / `remove_source(id)`: tell the
+//!   backend about a socket, pipe or other waitable object once, when the
+//!   driver adopts it, and forget it (with every operation still parked on it)
+//!   before the driver closes it.
 //! - `submit(id, token, request) -> Option<Completion>`: start one operation.
 //!   A request is one transfer with "at least one byte" semantics
 //!   ([`IoMode::Once`](crate::IoMode::Once)), an accept, a connect or a wait for
@@ -41,10 +42,27 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::epoll::Backend;
 #[cfg(target_os = "linux")]
+pub(crate) use linux::signals::SignalFd;
+#[cfg(target_os = "linux")]
 pub(crate) use linux::waker::Waker;
+#[cfg(unix)]
+pub(crate) use unix::{pipe, set_nonblocking};
 
 #[cfg(unix)]
 pub(crate) mod unix;
+#[cfg(unix)]
+pub(crate) use unix::block_signals_in_worker;
+#[cfg(unix)]
+pub(crate) use unix::dns::lookup as dns_lookup;
+
+/// How a backend performs reads and writes on a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SourceKind {
+    /// A socket: `recv` / `send` (never raising `SIGPIPE`).
+    Socket,
+    /// Any other descriptor or handle: pipes, signalfd, inotify, pidfd.
+    Fd,
+}
 
 /// Identifies a source (a socket) registered with a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

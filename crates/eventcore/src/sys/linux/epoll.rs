@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::handle::{Key, Table};
 use crate::sys::unix::{perform, start_connect, syscall, ReserveFd};
-use crate::sys::{Completion, Extra, Request, SourceId, Waker};
+use crate::sys::{Completion, Extra, Request, SourceId, SourceKind, Waker};
 
 /// The epoll data value of the waker; sources use their table key, whose
 /// generation never reaches `u32::MAX` in practice.
@@ -26,6 +26,7 @@ struct Parked {
 
 struct Source {
     fd: RawFd,
+    kind: SourceKind,
     read: Option<Parked>,
     write: Option<Parked>,
 }
@@ -67,10 +68,11 @@ impl Backend {
         self.waker.clone()
     }
 
-    pub fn add_socket(&mut self, socket: &impl AsRawFd) -> io::Result<SourceId> {
-        let fd = socket.as_raw_fd();
+    pub fn add_source(&mut self, source: &impl AsRawFd, kind: SourceKind) -> io::Result<SourceId> {
+        let fd = source.as_raw_fd();
         let key = self.sources.insert(Source {
             fd,
+            kind,
             read: None,
             write: None,
         });
@@ -120,8 +122,7 @@ impl Backend {
                 Err(e) => Some(Completion::new(token, Err(e))),
             };
         }
-        let fd = src.fd;
-        match try_io(fd, &req, &mut self.reserve) {
+        match try_io(src.fd, src.kind, &req, &mut self.reserve) {
             Some(result) => Some(complete(token, result)),
             None => {
                 let slot = if req.is_reading() {
@@ -140,7 +141,7 @@ impl Backend {
         let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
             return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
         };
-        let result = try_io(src.fd, &req, &mut self.reserve)
+        let result = try_io(src.fd, src.kind, &req, &mut self.reserve)
             .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()));
         complete(token, result)
     }
@@ -186,15 +187,15 @@ impl Backend {
             let Some(src) = self.sources.get_mut(Key::from_u64(data, 0)) else {
                 continue;
             };
-            let fd = src.fd;
+            let (fd, kind) = (src.fd, src.kind);
             let readable =
                 (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
             let writable = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
             if flags & readable != 0 {
-                retry(fd, &mut src.read, &mut self.reserve, out);
+                retry(fd, kind, &mut src.read, &mut self.reserve, out);
             }
             if flags & writable != 0 {
-                retry(fd, &mut src.write, &mut self.reserve, out);
+                retry(fd, kind, &mut src.write, &mut self.reserve, out);
             }
         }
         Ok(())
@@ -202,11 +203,17 @@ impl Backend {
 }
 
 /// Retries a parked request after an edge; completes it unless it would still block.
-fn retry(fd: RawFd, slot: &mut Option<Parked>, reserve: &mut ReserveFd, out: &mut Vec<Completion>) {
+fn retry(
+    fd: RawFd,
+    kind: SourceKind,
+    slot: &mut Option<Parked>,
+    reserve: &mut ReserveFd,
+    out: &mut Vec<Completion>,
+) {
     let Some(parked) = slot else {
         return;
     };
-    if let Some(result) = try_io(fd, &parked.req, reserve) {
+    if let Some(result) = try_io(fd, kind, &parked.req, reserve) {
         let token = parked.token;
         *slot = None;
         out.push(complete(token, result));
@@ -214,9 +221,14 @@ fn retry(fd: RawFd, slot: &mut Option<Parked>, reserve: &mut ReserveFd, out: &mu
 }
 
 /// One attempt; `None` means "not ready, park it".
-fn try_io(fd: RawFd, req: &Request, reserve: &mut ReserveFd) -> Option<io::Result<(usize, Extra)>> {
+fn try_io(
+    fd: RawFd,
+    kind: SourceKind,
+    req: &Request,
+    reserve: &mut ReserveFd,
+) -> Option<io::Result<(usize, Extra)>> {
     loop {
-        return match perform(fd, req) {
+        return match perform(fd, kind, req) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
             Err(e)

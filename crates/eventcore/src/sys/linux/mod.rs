@@ -1,4 +1,5 @@
 //! Linux mechanisms: epoll and the eventfd waker.
 
 pub(crate) mod epoll;
+pub(crate) mod signals;
 pub(crate) mod waker;

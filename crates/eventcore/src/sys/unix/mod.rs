@@ -8,8 +8,10 @@ use std::os::fd::RawFd;
 
 use socket2::SockAddr;
 
-use super::{Extra, Request};
+use super::{Extra, Request, SourceKind};
 use crate::Status;
+
+pub(crate) mod dns;
 
 /// Calls a libc function and turns `-1` into the thread's `errno` as `io::Error`.
 macro_rules! syscall {
@@ -62,14 +64,22 @@ pub(crate) fn status_of_errno(code: i32) -> Option<Status> {
 ///
 /// The caller guarantees that the pointers in `req` address live memory of at
 /// least `len` bytes that nothing else touches during the call.
-pub(crate) fn perform(fd: RawFd, req: &Request) -> io::Result<(usize, Extra)> {
+pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<(usize, Extra)> {
     match *req {
         Request::Read { ptr, len } => {
-            let n = syscall!(recv(fd, ptr.cast(), len, 0))?;
+            let n = match kind {
+                SourceKind::Socket => syscall!(recv(fd, ptr.cast(), len, 0))?,
+                SourceKind::Fd => syscall!(read(fd, ptr.cast(), len))?,
+            };
             Ok((n as usize, Extra::None))
         }
         Request::Write { ptr, len } => {
-            let n = syscall!(send(fd, ptr.cast(), len, libc::MSG_NOSIGNAL))?;
+            let n = match kind {
+                SourceKind::Socket => syscall!(send(fd, ptr.cast(), len, libc::MSG_NOSIGNAL))?,
+                // Rust programs ignore SIGPIPE from startup, so a closed
+                // reader gives EPIPE here rather than killing the process.
+                SourceKind::Fd => syscall!(write(fd, ptr.cast(), len))?,
+            };
             Ok((n as usize, Extra::None))
         }
         Request::RecvFrom { ptr, len } => {
@@ -205,4 +215,39 @@ impl ReserveFd {
         }
         dropped
     }
+}
+
+/// Blocks every blockable signal in the calling (worker) thread, so that a
+/// signal the driver listens to through signalfd is never delivered to it.
+pub(crate) fn block_signals_in_worker() {
+    // SAFETY: sigfillset initialises the set; pthread_sigmask only changes
+    // this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Puts a descriptor into non-blocking mode.
+pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    let flags = syscall!(fcntl(fd, libc::F_GETFL))?;
+    if flags & libc::O_NONBLOCK == 0 {
+        syscall!(fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK))?;
+    }
+    Ok(())
+}
+
+/// A new pipe, both ends non-blocking and close-on-exec: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC))?;
+    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
 }

@@ -1,0 +1,82 @@
+//! DNS: name lookups that never block the loop thread.
+//!
+//! A lookup runs the system resolver on the worker pool and completes with
+//! every IPv4 and IPv6 address of the name, or the resolver's error (its code
+//! in [`Error::resolver_code`]). Cancelling guarantees the callback never
+//! runs; the worker may still finish, and its result is discarded.
+
+use std::net::IpAddr;
+
+use crate::driver::{Op, Outcome};
+use crate::handle::{Entry, Key};
+use crate::{Driver, Error, Result};
+
+/// Identifies a pending lookup, for [`Dns::cancel_lookup`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LookupId(Key);
+
+type LookupCallback = Box<dyn FnOnce(&mut Driver, LookupId, Result<Vec<IpAddr>>)>;
+
+pub(crate) struct DnsOp {
+    callback: LookupCallback,
+}
+
+/// The DNS view of a driver (see [`Driver::dns`]).
+pub struct Dns<'a> {
+    drv: &'a mut Driver,
+}
+
+impl Driver {
+    /// DNS lookups.
+    pub fn dns(&mut self) -> Dns<'_> {
+        Dns { drv: self }
+    }
+
+    pub(crate) fn complete_dns(&mut self, key: Key, outcome: Outcome) -> bool {
+        let Some(Entry {
+            value: Op::Dns(op), ..
+        }) = self.ops.remove(key)
+        else {
+            return false;
+        };
+        let result = match outcome {
+            Outcome::Job(out) => match out.downcast::<Result<Vec<IpAddr>>>() {
+                Ok(r) => *r,
+                Err(_) => Err(Error::new(crate::Status::Other)),
+            },
+            Outcome::Failed(e) => Err(e),
+            _ => Err(Error::new(crate::Status::Other)),
+        };
+        (op.callback)(self, LookupId(key), result);
+        true
+    }
+}
+
+impl Dns<'_> {
+    /// Resolves `name` (a host name or an address literal) on the worker pool.
+    /// The callback gets all its addresses, or the resolver's error: for
+    /// example [`Status::NotFound`](crate::Status::NotFound) for a name that
+    /// does not exist. A name with a NUL byte is `InvalidArgument`.
+    pub fn lookup(
+        &mut self,
+        name: &str,
+        callback: impl FnOnce(&mut Driver, LookupId, Result<Vec<IpAddr>>) + 'static,
+    ) -> LookupId {
+        let key = self.drv.ops.insert(Op::Dns(DnsOp {
+            callback: Box::new(callback),
+        }));
+        let name = name.to_owned();
+        self.drv
+            .submit_job(key, move || Box::new(crate::sys::dns_lookup(&name)));
+        LookupId(key)
+    }
+
+    /// Withdraws a lookup: its callback will not run. Returns whether it was
+    /// still pending.
+    pub fn cancel_lookup(&mut self, id: LookupId) -> bool {
+        match self.drv.ops.get(id.0) {
+            Some(Op::Dns(_)) => self.drv.ops.remove(id.0).is_some(),
+            _ => false,
+        }
+    }
+}

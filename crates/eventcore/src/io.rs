@@ -1,0 +1,399 @@
+//! The I/O engine shared by every readiness- or completion-driven handle
+//! (stream and datagram sockets, listeners, pipes, and the driver's internal
+//! sources such as signalfd): I/O modes, one read and one write slot per
+//! handle, cancellation with owned buffers, and dispatch of completions.
+//!
+//! [`IoMode::All`] is implemented here, once, for every backend: a backend only
+//! ever performs "at least one byte" transfers, and the driver re-issues them
+//! at the new offset until the buffer is done or an error ends it.
+
+use socket2::SockAddr;
+
+use crate::driver::{Op, Outcome};
+use crate::handle::{Entry, HandleKind, Key};
+use crate::sockets::SocketAddress;
+use crate::sys::{self, Extra, Request, SourceId};
+use crate::{Driver, Error, Result, Status};
+
+/// How much a read or write must transfer before its callback runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IoMode {
+    /// One non-blocking attempt; if nothing can move, the result is
+    /// [`Status::WouldBlock`]. The callback still runs from `process_events`.
+    Immediate,
+    /// Wait until at least one byte moves; complete with what one transfer did.
+    Once,
+    /// The whole buffer, or an error / end of stream with the count so far in
+    /// [`Error::transferred`]. Datagram sockets treat it as `Once`.
+    All,
+}
+
+/// What a cancel found and gave back.
+#[derive(Debug)]
+pub struct Cancelled {
+    /// The operation's buffer, or `None` when the OS (or a worker thread) may
+    /// still write into it: the driver then keeps it until the aborted
+    /// operation is reaped and drops it. Each cancel call documents when.
+    pub buffer: Option<Vec<u8>>,
+    /// Bytes the operation had already transferred (an [`IoMode::All`]
+    /// operation may have done part of its work).
+    pub transferred: usize,
+}
+
+/// The I/O state every I/O handle embeds.
+pub(crate) struct IoSlots {
+    pub src: SourceId,
+    pub read_op: Option<Key>,
+    pub write_op: Option<Key>,
+    /// A connect is in progress (stream sockets only).
+    pub connecting: bool,
+    /// False once the handle cannot do I/O any more (a failed or cancelled connect).
+    pub usable: bool,
+    /// End of stream was read, or the connection was reset.
+    pub read_closed: bool,
+    /// This side shut down writing, or the connection was reset.
+    pub write_closed: bool,
+}
+
+impl IoSlots {
+    pub fn new(src: SourceId) -> IoSlots {
+        IoSlots {
+            src,
+            read_op: None,
+            write_op: None,
+            connecting: false,
+            usable: true,
+            read_closed: false,
+            write_closed: false,
+        }
+    }
+}
+
+/// The handle an I/O operation belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub kind: HandleKind,
+    pub key: Key,
+}
+
+/// The driver's own sources, whose completions are not user callbacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Internal {
+    /// The signalfd became readable.
+    Signals,
+}
+
+pub(crate) type DoneCallback = Box<dyn FnOnce(&mut Driver, Result<usize>, Vec<u8>)>;
+pub(crate) type RecvCallback =
+    Box<dyn FnOnce(&mut Driver, Result<(usize, SocketAddress)>, Vec<u8>)>;
+pub(crate) type ConnectCallback = Box<dyn FnOnce(&mut Driver, Result<()>)>;
+
+pub(crate) enum IoCallback {
+    Connect(ConnectCallback),
+    Read(DoneCallback),
+    Write(DoneCallback),
+    Recv(RecvCallback),
+    Send(DoneCallback),
+    /// A listener's accept; its repeating callback lives in the listener.
+    Accept,
+    /// A driver-internal source became ready.
+    Internal(Internal),
+    /// Cancelled while the OS may still touch the buffer: complete silently.
+    Orphaned,
+}
+
+impl IoCallback {
+    fn is_reading(&self) -> bool {
+        matches!(
+            self,
+            IoCallback::Read(_)
+                | IoCallback::Recv(_)
+                | IoCallback::Accept
+                | IoCallback::Internal(_)
+        )
+    }
+}
+
+pub(crate) struct IoOp {
+    pub owner: Owner,
+    pub src: SourceId,
+    pub callback: IoCallback,
+    pub buf: Vec<u8>,
+    pub mode: IoMode,
+    pub done: usize,
+    /// Destination of a datagram send.
+    pub to: Option<SockAddr>,
+}
+
+impl IoOp {
+    pub fn new(owner: Owner, callback: IoCallback, buf: Vec<u8>, mode: IoMode) -> IoOp {
+        IoOp {
+            owner,
+            src: SourceId(0),
+            callback,
+            buf,
+            mode,
+            done: 0,
+            to: None,
+        }
+    }
+
+    fn request(&mut self) -> Request {
+        match &self.callback {
+            IoCallback::Read(_) if self.buf.is_empty() => Request::Readable,
+            IoCallback::Read(_) => {
+                let rest = &mut self.buf[self.done..];
+                Request::Read {
+                    ptr: rest.as_mut_ptr(),
+                    len: rest.len(),
+                }
+            }
+            IoCallback::Write(_) => {
+                let rest = &self.buf[self.done..];
+                Request::Write {
+                    ptr: rest.as_ptr(),
+                    len: rest.len(),
+                }
+            }
+            IoCallback::Recv(_) => Request::RecvFrom {
+                ptr: self.buf.as_mut_ptr(),
+                len: self.buf.len(),
+            },
+            IoCallback::Send(_) => Request::SendTo {
+                ptr: self.buf.as_ptr(),
+                len: self.buf.len(),
+                to: self.to.clone(),
+            },
+            IoCallback::Accept => Request::Accept,
+            IoCallback::Internal(_) => Request::Readable,
+            IoCallback::Connect(_) | IoCallback::Orphaned => unreachable!("never re-issued"),
+        }
+    }
+}
+
+impl Driver {
+    /// The I/O slots of an I/O handle, if it is live.
+    pub(crate) fn io_slots(&mut self, owner: Owner) -> Option<&mut IoSlots> {
+        match owner.kind {
+            HandleKind::Stream => self.stream_table.get_mut(owner.key).map(|s| &mut s.io),
+            HandleKind::Listener => self.listener_table.get_mut(owner.key).map(|s| &mut s.io),
+            HandleKind::Datagram => self.datagram_table.get_mut(owner.key).map(|s| &mut s.io),
+            HandleKind::Pipe => self.pipe_table.get_mut(owner.key).map(|s| &mut s.io),
+            _ => None,
+        }
+    }
+
+    /// Starts a user I/O operation on `op.owner`: checks the handle and its
+    /// slot, then hands the request to the backend. Every failure is delivered
+    /// through the callback from `process_events`.
+    pub(crate) fn begin_io(&mut self, mut op: IoOp) {
+        let reading = op.callback.is_reading();
+        let Some(io) = self.io_slots(op.owner) else {
+            return self.fail_io(op, Error::invalid_handle());
+        };
+        op.src = io.src;
+        if io.connecting || !io.usable {
+            return self.fail_io(op, Error::new(Status::Disconnected));
+        }
+        if (if reading { io.read_op } else { io.write_op }).is_some() {
+            return self.fail_io(op, Error::new(Status::Busy));
+        }
+        let owner = op.owner;
+        let key = if op.buf.is_empty() && (op.mode == IoMode::Immediate || !reading) {
+            // Nothing to move: complete at once (from process_events).
+            let key = self.ops.insert(Op::Io(op));
+            self.push_ready(key, Outcome::Sys(sys::Completion::new(key.to_u64(), Ok(0))));
+            key
+        } else {
+            let immediate = op.mode == IoMode::Immediate;
+            self.start_io(op, immediate)
+        };
+        let io = self.io_slots(owner).expect("checked above");
+        if reading {
+            io.read_op = Some(key);
+        } else {
+            io.write_op = Some(key);
+        }
+    }
+
+    /// Stores an operation and hands it to the backend; returns its key.
+    pub(crate) fn start_io(&mut self, op: IoOp, immediate: bool) -> Key {
+        if matches!(op.callback, IoCallback::Internal(_)) {
+            self.internal_ops += 1;
+        }
+        let src = op.src;
+        let key = self.ops.insert(Op::Io(op));
+        self.issue(key, src, immediate);
+        key
+    }
+
+    fn issue(&mut self, key: Key, src: SourceId, immediate: bool) {
+        let Some(Op::Io(op)) = self.ops.get_mut(key) else {
+            return;
+        };
+        let req = op.request();
+        let token = key.to_u64();
+        if immediate {
+            let c = self.sys.attempt(src, token, req);
+            self.push_ready(key, Outcome::Sys(c));
+        } else if let Some(c) = self.sys.submit(src, token, req) {
+            self.push_ready(key, Outcome::Sys(c));
+        }
+    }
+
+    /// Queues `op` to complete with `err` (no slot is taken).
+    pub(crate) fn fail_io(&mut self, op: IoOp, err: Error) {
+        let key = self.ops.insert(Op::Io(op));
+        self.push_ready(key, Outcome::Failed(err));
+    }
+
+    fn remove_io(&mut self, key: Key) -> Option<IoOp> {
+        match self.ops.remove(key) {
+            Some(Entry {
+                value: Op::Io(op), ..
+            }) => {
+                if matches!(op.callback, IoCallback::Internal(_)) {
+                    self.internal_ops -= 1;
+                }
+                Some(op)
+            }
+            Some(_) => unreachable!("an I/O key names an I/O op"),
+            None => None,
+        }
+    }
+
+    /// Withdraws an I/O operation: its callback will never run. Returns what
+    /// can be given back now.
+    pub(crate) fn cancel_io(&mut self, key: Key) -> Option<Cancelled> {
+        let Some(Op::Io(op)) = self.ops.get_mut(key) else {
+            return None;
+        };
+        if matches!(op.callback, IoCallback::Orphaned) {
+            return None;
+        }
+        let (src, transferred) = (op.src, op.done);
+        if self.sys.cancel(src, key.to_u64()) {
+            let op = self.remove_io(key).expect("checked above");
+            Some(Cancelled {
+                buffer: Some(op.buf),
+                transferred,
+            })
+        } else {
+            if matches!(op.callback, IoCallback::Internal(_)) {
+                self.internal_ops -= 1;
+            }
+            op.callback = IoCallback::Orphaned;
+            Some(Cancelled {
+                buffer: None,
+                transferred,
+            })
+        }
+    }
+
+    /// Cancels both slots of a handle that is going away.
+    pub(crate) fn cancel_slots(&mut self, owner: Owner) {
+        let Some(io) = self.io_slots(owner) else {
+            return;
+        };
+        let (r, w) = (io.read_op.take(), io.write_op.take());
+        for key in [r, w].into_iter().flatten() {
+            // What comes back is of no interest: the handle is going away.
+            let _ = self.cancel_io(key);
+        }
+    }
+
+    pub(crate) fn complete_io(&mut self, key: Key, outcome: Outcome) -> bool {
+        let Some(Op::Io(op)) = self.ops.get_mut(key) else {
+            return false;
+        };
+        let (result, extra) = match outcome {
+            Outcome::Sys(c) => (c.result.map_err(Error::from), c.extra),
+            Outcome::Failed(e) => (Err(e), Extra::None),
+            _ => unreachable!("I/O ops complete with I/O outcomes"),
+        };
+        let requested = op.buf.len() - op.done;
+        let owner = op.owner;
+        // Decide whether the operation goes on (IoMode::All) or ends here.
+        let result = match (&op.callback, result) {
+            (IoCallback::Orphaned, _) => {
+                self.ops.remove(key);
+                return false;
+            }
+            (IoCallback::Read(_), Ok(0)) if requested > 0 => {
+                let done = op.done;
+                if let Some(io) = self.io_slots(owner) {
+                    io.read_closed = true;
+                }
+                Err(Error::new(Status::Disconnected).with_transferred(done))
+            }
+            (IoCallback::Read(_) | IoCallback::Write(_), Ok(n)) => {
+                op.done += n;
+                if op.mode == IoMode::All && op.done < op.buf.len() {
+                    let src = op.src;
+                    self.issue(key, src, false);
+                    return false;
+                }
+                Ok(op.done)
+            }
+            (IoCallback::Read(_) | IoCallback::Write(_), Err(e)) => {
+                let done = op.done;
+                if e.status() == Status::Disconnected {
+                    if let Some(io) = self.io_slots(owner) {
+                        io.read_closed = true;
+                        io.write_closed = true;
+                    }
+                }
+                Err(e.with_transferred(done))
+            }
+            (_, r) => r,
+        };
+        let op = self.remove_io(key).expect("checked above");
+        let reading = op.callback.is_reading();
+        if let Some(io) = self.io_slots(owner) {
+            let slot = if reading {
+                &mut io.read_op
+            } else {
+                &mut io.write_op
+            };
+            if *slot == Some(key) {
+                *slot = None;
+            }
+        }
+        match op.callback {
+            IoCallback::Connect(cb) => {
+                if let Some(io) = self.io_slots(owner) {
+                    io.connecting = false;
+                    io.usable = result.is_ok();
+                }
+                cb(self, result.map(drop));
+            }
+            IoCallback::Read(cb) | IoCallback::Write(cb) | IoCallback::Send(cb) => {
+                cb(self, result, op.buf)
+            }
+            IoCallback::Recv(cb) => {
+                let result = result.map(|n| {
+                    let from = match &extra {
+                        Extra::From(a) => SocketAddress::from_sock_addr(a),
+                        _ => SocketAddress::Unnamed,
+                    };
+                    (n, from)
+                });
+                cb(self, result, op.buf);
+            }
+            IoCallback::Accept => self.accepted(owner.key, result, extra),
+            IoCallback::Internal(which) => return self.internal_ready(which, owner, result),
+
+            IoCallback::Orphaned => unreachable!("handled above"),
+        }
+        true
+    }
+}
+
+impl Driver {
+    /// A driver-internal source is ready; returns whether a user callback ran.
+    fn internal_ready(&mut self, which: Internal, _owner: Owner, _result: Result<usize>) -> bool {
+        match which {
+            Internal::Signals => self.signals_ready(),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Pipes: reads and writes on OS pipes, with the same I/O modes, slots and
+//! cancellation as stream sockets.
+//!
+//! End of stream (the writer closed) is [`Status::Disconnected`]; writing to a
+//! pipe whose reader is gone is `Disconnected` too (EPIPE — Rust programs
+//! ignore `SIGPIPE`). Pipes are also how child processes' standard streams
+//! are reached (see [`Processes`](crate::Processes)).
+
+#[cfg(unix)]
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use crate::handle::{define_handle, HandleKind, Key};
+use crate::io::{Cancelled, IoCallback, IoMode, IoOp, IoSlots, Owner};
+use crate::sys::SourceKind;
+use crate::{Driver, Error, Result};
+
+define_handle!(
+    /// One end of an OS pipe.
+    PipeHandle,
+    Pipe
+);
+
+pub(crate) struct PipeState {
+    fd: OwnedFd,
+    pub(crate) io: IoSlots,
+}
+
+fn owner(key: Key) -> Owner {
+    Owner {
+        kind: HandleKind::Pipe,
+        key,
+    }
+}
+
+/// The pipe view of a driver (see [`Driver::pipes`]).
+pub struct Pipes<'a> {
+    drv: &'a mut Driver,
+}
+
+impl Driver {
+    /// Pipes: adopt, read, write, wait for data, close.
+    pub fn pipes(&mut self) -> Pipes<'_> {
+        Pipes { drv: self }
+    }
+
+    pub(crate) fn adopt_pipe_fd(&mut self, fd: OwnedFd) -> Result<PipeHandle> {
+        crate::sys::set_nonblocking(fd.as_raw_fd())?;
+        let src = self.sys.add_source(&fd, SourceKind::Fd)?;
+        Ok(PipeHandle(self.pipe_table.insert(PipeState {
+            fd,
+            io: IoSlots::new(src),
+        })))
+    }
+
+    pub(crate) fn destroy_pipe(&mut self, key: Key) {
+        self.cancel_slots(owner(key));
+        if let Some(entry) = self.pipe_table.remove(key) {
+            self.sys.remove_source(entry.value.io.src);
+            drop(entry.value.fd);
+        }
+    }
+}
+
+impl Pipes<'_> {
+    /// Takes over one end of an OS pipe (from `std::process::ChildStdout`,
+    /// `std::io::pipe`, `OwnedFd` …), which is made non-blocking. A descriptor
+    /// that cannot be polled (a regular file) is `NotAllowed`.
+    pub fn adopt(&mut self, fd: impl Into<OwnedFd>) -> Result<PipeHandle> {
+        self.drv.adopt_pipe_fd(fd.into())
+    }
+
+    /// A new OS pipe: (read end, write end).
+    pub fn create(&mut self) -> Result<(PipeHandle, PipeHandle)> {
+        let (r, w) = crate::sys::pipe()?;
+        let r = self.drv.adopt_pipe_fd(r)?;
+        match self.drv.adopt_pipe_fd(w) {
+            Ok(w) => Ok((r, w)),
+            Err(e) => {
+                self.drv.destroy_pipe(r.0);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads into `buf` as `mode` says; see [`Sockets::read`](crate::Sockets::read).
+    /// End of stream is [`Status::Disconnected`](crate::Status::Disconnected).
+    pub fn read(
+        &mut self,
+        pipe: PipeHandle,
+        buf: Vec<u8>,
+        mode: IoMode,
+        callback: impl FnOnce(&mut Driver, PipeHandle, Result<usize>, Vec<u8>) + 'static,
+    ) {
+        let cb = IoCallback::Read(Box::new(move |drv, r, b| callback(drv, pipe, r, b)));
+        self.drv.begin_io(IoOp::new(owner(pipe.0), cb, buf, mode));
+    }
+
+    /// Writes `buf` as `mode` says; see [`Sockets::write`](crate::Sockets::write).
+    pub fn write(
+        &mut self,
+        pipe: PipeHandle,
+        buf: Vec<u8>,
+        mode: IoMode,
+        callback: impl FnOnce(&mut Driver, PipeHandle, Result<usize>, Vec<u8>) + 'static,
+    ) {
+        let cb = IoCallback::Write(Box::new(move |drv, r, b| callback(drv, pipe, r, b)));
+        self.drv.begin_io(IoOp::new(owner(pipe.0), cb, buf, mode));
+    }
+
+    /// Calls `callback` once data or end of stream can be read, consuming nothing.
+    pub fn wait_for_data(
+        &mut self,
+        pipe: PipeHandle,
+        callback: impl FnOnce(&mut Driver, PipeHandle, Result<()>) + 'static,
+    ) {
+        self.read(pipe, Vec::new(), IoMode::Once, move |drv, p, r, _| {
+            callback(drv, p, r.map(drop))
+        });
+    }
+
+    /// Withdraws the pending read: its callback will not run. On epoll the
+    /// buffer always comes back here.
+    pub fn cancel_read(&mut self, pipe: PipeHandle) -> Option<Cancelled> {
+        let key = self.drv.pipe_table.get_mut(pipe.0)?.io.read_op.take()?;
+        self.drv.cancel_io(key)
+    }
+
+    /// Withdraws the pending write: its callback will not run.
+    pub fn cancel_write(&mut self, pipe: PipeHandle) -> Option<Cancelled> {
+        let key = self.drv.pipe_table.get_mut(pipe.0)?.io.write_op.take()?;
+        self.drv.cancel_io(key)
+    }
+
+    /// Closes the pipe now, whatever its reference count: pending operations
+    /// are cancelled (their callbacks never run) and the handle becomes
+    /// invalid. The other end sees end of stream (or EPIPE).
+    pub fn close(&mut self, pipe: PipeHandle) -> Result<()> {
+        if !self.drv.pipe_table.contains(pipe.0) {
+            return Err(Error::invalid_handle());
+        }
+        self.drv.destroy_pipe(pipe.0);
+        Ok(())
+    }
+}
