@@ -66,6 +66,7 @@ pub(crate) enum Op {
     Event(crate::events::EventOp),
     Io(crate::io::IoOp),
     Remote(Box<dyn FnOnce(&mut Driver) + Send>),
+    ProcessWait(crate::processes::ProcessWaitOp),
 }
 
 /// The outcome of an operation, queued for dispatch.
@@ -115,6 +116,8 @@ pub struct Driver {
     pub(crate) pipe_table: Table<crate::pipes::PipeState>,
     pub(crate) signal_table: Table<crate::signals::SignalState>,
     pub(crate) signal_source: Option<crate::signals::SignalSource>,
+    pub(crate) process_table: Table<crate::processes::ProcessState>,
+    pub(crate) orphans: Vec<crate::processes::Orphan>,
     /// Ops in `ops` that are the driver's own (not waiters).
     pub(crate) internal_ops: usize,
     remote: Arc<RemoteShared>,
@@ -155,6 +158,8 @@ impl Driver {
             pipe_table: Table::new(id),
             signal_table: Table::new(id),
             signal_source: None,
+            process_table: Table::new(id),
+            orphans: Vec::new(),
             internal_ops: 0,
             remote,
             exit_requested: false,
@@ -276,6 +281,7 @@ impl Driver {
             Some(Op::Io(_)) => 2,
             Some(Op::Remote(_)) => 3,
             Some(Op::Dns(_)) => 4,
+            Some(Op::ProcessWait(_)) => 5,
             // Cancelled (or its handle released) after the record was queued.
             None => return false,
         };
@@ -284,6 +290,7 @@ impl Driver {
             1 => self.complete_event(key),
             2 => self.complete_io(key, outcome),
             4 => self.complete_dns(key, outcome),
+            5 => self.complete_process_wait(key),
             _ => {
                 if let Some(Entry {
                     value: Op::Remote(f),
@@ -349,7 +356,7 @@ impl Driver {
                 Message::Trigger { event, notify_all } => {
                     self.trigger_event(event, notify_all);
                 }
-                Message::Run(f) => {
+                Message::Run(f) | Message::RunInternal(f) => {
                     let key = self.add_op(Op::Remote(f));
                     self.push_ready(key, Outcome::Remote);
                 }
@@ -377,6 +384,7 @@ impl Driver {
             HandleKind::Datagram => self.datagram_table.entry_mut(key).map(split),
             HandleKind::Pipe => self.pipe_table.entry_mut(key).map(split),
             HandleKind::Signal => self.signal_table.entry_mut(key).map(split),
+            HandleKind::Process => self.process_table.entry_mut(key).map(split),
         }
     }
 
@@ -415,6 +423,7 @@ impl Driver {
             HandleKind::Datagram => self.destroy_datagram(key),
             HandleKind::Pipe => self.destroy_pipe(key),
             HandleKind::Signal => self.destroy_signal(key),
+            HandleKind::Process => self.destroy_process(key),
         }
         Ok(false)
     }
@@ -445,6 +454,7 @@ impl Driver {
             datagrams: self.datagram_table.len(),
             pipes: self.pipe_table.len(),
             signals: self.signal_table.len(),
+            processes: self.process_table.len(),
             operations: self.ops.len() - self.internal_ops,
         }
     }
@@ -467,6 +477,8 @@ pub struct LeakReport {
     pub pipes: usize,
     /// Live signal listeners.
     pub signals: usize,
+    /// Live process handles.
+    pub processes: usize,
     /// Pending operations (callbacks that have not run).
     pub operations: usize,
 }
@@ -483,7 +495,7 @@ impl fmt::Display for LeakReport {
         write!(
             f,
             "{} timers, {} events, {} streams, {} listeners, {} datagram sockets, {} pipes, {} signal listeners, \
-             {} pending operations",
+             {} processes, {} pending operations",
             self.timers,
             self.events,
             self.streams,
@@ -491,6 +503,7 @@ impl fmt::Display for LeakReport {
             self.datagrams,
             self.pipes,
             self.signals,
+            self.processes,
             self.operations
         )
     }
@@ -524,6 +537,10 @@ impl Drop for Driver {
         for key in self.signal_table.keys() {
             self.destroy_signal(key);
         }
+        for key in self.process_table.keys() {
+            self.destroy_process(key);
+        }
+        self.drop_orphans();
         if let Some(source) = self.signal_source.take() {
             self.sys.remove_source(source.src);
         }

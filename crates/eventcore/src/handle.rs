@@ -211,6 +211,7 @@ pub enum HandleKind {
     Datagram,
     Pipe,
     Signal,
+    Process,
 }
 
 pub(crate) mod sealed {

@@ -81,6 +81,8 @@ pub(crate) struct Owner {
 pub(crate) enum Internal {
     /// The signalfd became readable.
     Signals,
+    /// A process's pidfd became readable: it exited.
+    ProcessExit,
 }
 
 pub(crate) type DoneCallback = Box<dyn FnOnce(&mut Driver, Result<usize>, Vec<u8>)>;
@@ -391,9 +393,10 @@ impl Driver {
 
 impl Driver {
     /// A driver-internal source is ready; returns whether a user callback ran.
-    fn internal_ready(&mut self, which: Internal, _owner: Owner, _result: Result<usize>) -> bool {
+    fn internal_ready(&mut self, which: Internal, owner: Owner, _result: Result<usize>) -> bool {
         match which {
             Internal::Signals => self.signals_ready(),
+            Internal::ProcessExit => self.process_exit_ready(owner),
         }
     }
 }

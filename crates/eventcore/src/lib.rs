@@ -78,6 +78,8 @@ mod pipes;
 #[cfg(eventcore_backend)]
 mod pool;
 #[cfg(eventcore_backend)]
+mod processes;
+#[cfg(eventcore_backend)]
 mod remote;
 #[cfg(eventcore_backend)]
 mod signals;
@@ -96,6 +98,8 @@ pub use events::{EventId, EventWait, Events};
 pub use io::{Cancelled, IoMode};
 #[cfg(eventcore_backend)]
 pub use pipes::{PipeHandle, Pipes};
+#[cfg(eventcore_backend)]
+pub use processes::{Child, Command, ExitStatus, ProcessId, ProcessWait, Processes, Stdio};
 #[cfg(eventcore_backend)]
 pub use remote::Remote;
 #[cfg(eventcore_backend)]

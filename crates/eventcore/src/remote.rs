@@ -13,9 +13,20 @@ use crate::sys::Waker;
 use crate::{Driver, Error, EventId, Result, Status};
 
 pub(crate) enum Message {
-    Trigger { event: EventId, notify_all: bool },
+    Trigger {
+        event: EventId,
+        notify_all: bool,
+    },
     Run(Box<dyn FnOnce(&mut Driver) + Send>),
+    /// Work of the driver itself (not a waiter), e.g. a process watcher thread's news.
+    RunInternal(Box<dyn FnOnce(&mut Driver) + Send>),
     Exit,
+}
+
+impl Message {
+    fn is_waiter(&self) -> bool {
+        !matches!(self, Message::RunInternal(_))
+    }
 }
 
 struct Queue {
@@ -58,8 +69,10 @@ impl RemoteShared {
             if !q.open {
                 return Err(Error::new(Status::DriverGone));
             }
+            if msg.is_waiter() {
+                self.pending.fetch_add(1, Ordering::AcqRel);
+            }
             q.messages.push(msg);
-            self.pending.fetch_add(1, Ordering::AcqRel);
         }
         self.waker.wake();
         Ok(())
@@ -68,10 +81,10 @@ impl RemoteShared {
     /// Moves every queued message into `out` (on the owner thread).
     pub fn take_messages(&self, out: &mut Vec<Message>) {
         let mut q = self.lock();
-        let n = q.messages.len();
-        if n == 0 {
+        if q.messages.is_empty() {
             return;
         }
+        let n = q.messages.iter().filter(|m| m.is_waiter()).count();
         std::mem::swap(&mut q.messages, out);
         self.pending.fetch_sub(n, Ordering::AcqRel);
     }
@@ -112,6 +125,12 @@ impl Remote {
     /// it counts as a waiter, so the loop does not report `OutOfWaiters`.
     pub fn run_in_owner_thread(&self, f: impl FnOnce(&mut Driver) + Send + 'static) -> Result<()> {
         self.shared.send(Message::Run(Box::new(f)))
+    }
+
+    /// Runs `f` on the driver's thread as the driver's own work: it does not
+    /// count as a waiter.
+    pub(crate) fn run_internal(&self, f: impl FnOnce(&mut Driver) + Send + 'static) -> Result<()> {
+        self.shared.send(Message::RunInternal(Box::new(f)))
     }
 
     /// Asks the loop to stop (see [`Driver::exit`]).
