@@ -67,6 +67,7 @@ pub(crate) enum Op {
     Io(crate::io::IoOp),
     Remote(Box<dyn FnOnce(&mut Driver) + Send>),
     ProcessWait(crate::processes::ProcessWaitOp),
+    File(crate::files::FileOp),
 }
 
 /// The outcome of an operation, queued for dispatch.
@@ -118,6 +119,7 @@ pub struct Driver {
     pub(crate) signal_source: Option<crate::signals::SignalSource>,
     pub(crate) process_table: Table<crate::processes::ProcessState>,
     pub(crate) orphans: Vec<crate::processes::Orphan>,
+    pub(crate) file_table: Table<crate::files::FileState>,
     /// Ops in `ops` that are the driver's own (not waiters).
     pub(crate) internal_ops: usize,
     remote: Arc<RemoteShared>,
@@ -160,6 +162,7 @@ impl Driver {
             signal_source: None,
             process_table: Table::new(id),
             orphans: Vec::new(),
+            file_table: Table::new(id),
             internal_ops: 0,
             remote,
             exit_requested: false,
@@ -282,6 +285,7 @@ impl Driver {
             Some(Op::Remote(_)) => 3,
             Some(Op::Dns(_)) => 4,
             Some(Op::ProcessWait(_)) => 5,
+            Some(Op::File(_)) => 6,
             // Cancelled (or its handle released) after the record was queued.
             None => return false,
         };
@@ -291,6 +295,7 @@ impl Driver {
             2 => self.complete_io(key, outcome),
             4 => self.complete_dns(key, outcome),
             5 => self.complete_process_wait(key),
+            6 => self.complete_file(key, outcome),
             _ => {
                 if let Some(Entry {
                     value: Op::Remote(f),
@@ -385,6 +390,7 @@ impl Driver {
             HandleKind::Pipe => self.pipe_table.entry_mut(key).map(split),
             HandleKind::Signal => self.signal_table.entry_mut(key).map(split),
             HandleKind::Process => self.process_table.entry_mut(key).map(split),
+            HandleKind::File => self.file_table.entry_mut(key).map(split),
         }
     }
 
@@ -424,6 +430,7 @@ impl Driver {
             HandleKind::Pipe => self.destroy_pipe(key),
             HandleKind::Signal => self.destroy_signal(key),
             HandleKind::Process => self.destroy_process(key),
+            HandleKind::File => self.destroy_file(key),
         }
         Ok(false)
     }
@@ -455,6 +462,7 @@ impl Driver {
             pipes: self.pipe_table.len(),
             signals: self.signal_table.len(),
             processes: self.process_table.len(),
+            files: self.file_table.len(),
             operations: self.ops.len() - self.internal_ops,
         }
     }
@@ -479,6 +487,8 @@ pub struct LeakReport {
     pub signals: usize,
     /// Live process handles.
     pub processes: usize,
+    /// Open files.
+    pub files: usize,
     /// Pending operations (callbacks that have not run).
     pub operations: usize,
 }
@@ -495,7 +505,7 @@ impl fmt::Display for LeakReport {
         write!(
             f,
             "{} timers, {} events, {} streams, {} listeners, {} datagram sockets, {} pipes, {} signal listeners, \
-             {} processes, {} pending operations",
+             {} processes, {} files, {} pending operations",
             self.timers,
             self.events,
             self.streams,
@@ -504,6 +514,7 @@ impl fmt::Display for LeakReport {
             self.pipes,
             self.signals,
             self.processes,
+            self.files,
             self.operations
         )
     }

@@ -42,6 +42,9 @@ pub enum Status {
     NotFound,
     /// A file that was to be created already exists.
     AlreadyExists,
+    /// Another process has the file open in a way that excludes this one
+    /// (Windows sharing violation).
+    SharingViolation,
     /// The process or system ran out of descriptors or memory (EMFILE, ENOBUFS…).
     ResourceExhausted,
     /// An argument was invalid (an empty buffer where one is needed, a bad path…).
@@ -72,6 +75,7 @@ impl Status {
             Status::Unreachable => "address unreachable or unavailable",
             Status::NotFound => "not found",
             Status::AlreadyExists => "already exists",
+            Status::SharingViolation => "sharing violation",
             Status::ResourceExhausted => "out of resources",
             Status::InvalidArgument => "invalid argument",
             Status::Busy => "an operation of this kind is already pending",

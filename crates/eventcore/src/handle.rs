@@ -212,6 +212,7 @@ pub enum HandleKind {
     Pipe,
     Signal,
     Process,
+    File,
 }
 
 pub(crate) mod sealed {

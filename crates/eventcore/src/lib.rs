@@ -72,6 +72,8 @@ mod driver;
 #[cfg(eventcore_backend)]
 mod events;
 #[cfg(eventcore_backend)]
+mod files;
+#[cfg(eventcore_backend)]
 mod io;
 #[cfg(eventcore_backend)]
 mod pipes;
@@ -94,6 +96,8 @@ pub use dns::{Dns, LookupId};
 pub use driver::{BackendKind, Driver, ExitReason, LeakReport};
 #[cfg(eventcore_backend)]
 pub use events::{EventId, EventWait, Events};
+#[cfg(eventcore_backend)]
+pub use files::{FileHandle, Files, OpenMode};
 #[cfg(eventcore_backend)]
 pub use io::{Cancelled, IoMode};
 #[cfg(eventcore_backend)]

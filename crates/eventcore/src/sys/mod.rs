@@ -56,6 +56,8 @@ pub(crate) mod unix;
 pub(crate) use unix::block_signals_in_worker;
 #[cfg(unix)]
 pub(crate) use unix::dns::lookup as dns_lookup;
+#[cfg(unix)]
+pub(crate) use unix::files;
 
 /// How a backend performs reads and writes on a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use super::{Extra, Request, SourceKind};
 use crate::Status;
 
 pub(crate) mod dns;
+pub(crate) mod files;
 
 /// Calls a libc function and turns `-1` into the thread's `errno` as `io::Error`.
 macro_rules! syscall {

@@ -1,0 +1,401 @@
+//! Files: open, positional read / write, truncate and close, off the loop
+//! thread.
+//!
+//! Regular files are always "ready" to the OS's readiness APIs, so on Unix
+//! every blocking call runs on the worker pool: `open`, `pread` / `pwrite`
+//! (positional, so concurrent operations never race on a shared file offset),
+//! `ftruncate` and `close`. A job owns the buffer while it runs and hands it
+//! back with the result; cancelling an operation therefore cannot return the
+//! buffer at once ([`Cancelled::buffer`] is `None`): the driver drops it when
+//! the worker is done, and no memory the caller holds is ever written.
+//!
+//! One read and one write may be in flight per file at once.
+//!
+//! [`IoMode::Immediate`] reads use `preadv2(RWF_NOWAIT)`: only what is in the
+//! page cache, else `WouldBlock`. Immediate writes are a plain `pwrite` on the
+//! loop thread (buffered writes go to the page cache).
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::driver::{Op, Outcome};
+use crate::handle::{define_handle, Entry, Key};
+use crate::io::{Cancelled, IoMode};
+use crate::sys::files as sys_files;
+use crate::{Driver, Error, Result, Status};
+
+define_handle!(
+    /// An open file of a [`Driver`].
+    FileHandle,
+    File
+);
+
+/// How [`Files::open`] opens a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and write; the file must exist.
+    ReadWrite,
+    /// Create a new file for reading and writing; `AlreadyExists` if it exists.
+    CreateNew,
+    /// Create or truncate to zero, for reading and writing.
+    CreateTruncate,
+    /// Create if missing; every write goes to the end (the offset is ignored,
+    /// as with `O_APPEND`).
+    Append,
+}
+
+type OpenCallback = Box<dyn FnOnce(&mut Driver, Result<FileHandle>)>;
+type IoDone = Box<dyn FnOnce(&mut Driver, FileHandle, Result<usize>, Vec<u8>)>;
+type UnitDone = Box<dyn FnOnce(&mut Driver, Result<()>)>;
+
+/// What a file job returns.
+enum JobResult {
+    Opened(std::io::Result<File>),
+    Transferred(Vec<u8>, std::io::Result<usize>),
+    Unit(std::io::Result<()>),
+}
+
+enum FileCallback {
+    Open(OpenCallback),
+    Read(IoDone),
+    Write(IoDone),
+    Unit(UnitDone),
+    /// Cancelled: the job's result is dropped.
+    Orphaned,
+}
+
+pub(crate) struct FileOp {
+    file: Key,
+    callback: FileCallback,
+    /// The buffer, while no job holds it.
+    buf: Option<Vec<u8>>,
+    offset: u64,
+    mode: IoMode,
+    done: usize,
+}
+
+pub(crate) struct FileState {
+    file: Arc<File>,
+    read_op: Option<Key>,
+    write_op: Option<Key>,
+}
+
+/// The file view of a driver (see [`Driver::files`]).
+pub struct Files<'a> {
+    drv: &'a mut Driver,
+}
+
+fn open_options(mode: OpenMode) -> OpenOptions {
+    let mut o = OpenOptions::new();
+    match mode {
+        OpenMode::Read => o.read(true),
+        OpenMode::ReadWrite => o.read(true).write(true),
+        OpenMode::CreateNew => o.read(true).write(true).create_new(true),
+        OpenMode::CreateTruncate => o.read(true).write(true).create(true).truncate(true),
+        OpenMode::Append => o.read(true).append(true).create(true),
+    };
+    o
+}
+
+impl Driver {
+    /// Files: open, read, write, truncate, close.
+    pub fn files(&mut self) -> Files<'_> {
+        Files { drv: self }
+    }
+
+    fn file_op(&mut self, file: Key, callback: FileCallback) -> Key {
+        self.ops.insert(Op::File(FileOp {
+            file,
+            callback,
+            buf: None,
+            offset: 0,
+            mode: IoMode::Once,
+            done: 0,
+        }))
+    }
+
+    /// Hands the op's buffer to a pread / pwrite job at the op's current offset.
+    fn issue_file_io(&mut self, key: Key) {
+        let Some(Op::File(op)) = self.ops.get_mut(key) else {
+            return;
+        };
+        let Some(state) = self.file_table.get(op.file) else {
+            return;
+        };
+        let file = state.file.clone();
+        let buf = op.buf.take().expect("buffer is home between jobs");
+        let (start, offset, writing, mode) = (op.done, op.offset + op.done as u64, matches!(op.callback, FileCallback::Write(_)), op.mode);
+        if mode == IoMode::Immediate {
+            let mut buf = buf;
+            let r = if writing {
+                sys_files::write_at(&file, &buf[start..], offset)
+            } else {
+                sys_files::read_at_nowait(&file, &mut buf[start..], offset)
+            };
+            self.push_ready(key, Outcome::Job(Box::new(JobResult::Transferred(buf, r))));
+            return;
+        }
+        self.submit_job(key, move || {
+            let mut buf = buf;
+            let r = if writing {
+                sys_files::write_at(&file, &buf[start..], offset)
+            } else {
+                sys_files::read_at(&file, &mut buf[start..], offset)
+            };
+            Box::new(JobResult::Transferred(buf, r))
+        });
+    }
+
+    pub(crate) fn complete_file(&mut self, key: Key, outcome: Outcome) -> bool {
+        let Some(Op::File(op)) = self.ops.get_mut(key) else {
+            return false;
+        };
+        let result = match outcome {
+            Outcome::Job(out) => match out.downcast::<JobResult>() {
+                Ok(r) => Ok(*r),
+                Err(_) => Err(Error::new(Status::Other)),
+            },
+            Outcome::Failed(e) => Err(e),
+            _ => Err(Error::new(Status::Other)),
+        };
+        if matches!(op.callback, FileCallback::Orphaned) {
+            self.ops.remove(key);
+            return false;
+        }
+        // Reads and writes may go on (IoMode::All).
+        let io_result = match result {
+            Ok(JobResult::Transferred(buf, r)) => {
+                let requested = buf.len() - op.done;
+                op.buf = Some(buf);
+                let reading = matches!(op.callback, FileCallback::Read(_));
+                match r {
+                    Ok(0) if requested > 0 && reading => Some(Err(Error::new(Status::EndOfFile).with_transferred(op.done))),
+                    Ok(0) if requested > 0 => Some(Err(Error::new(Status::NoSpace).with_transferred(op.done))),
+                    Ok(n) => {
+                        op.done += n;
+                        if op.mode == IoMode::All && n < requested {
+                            self.issue_file_io(key);
+                            return false;
+                        }
+                        Some(Ok(op.done))
+                    }
+                    Err(e) => Some(Err(Error::from(e).with_transferred(op.done))),
+                }
+            }
+            Ok(other) => {
+                let Some(Entry { value: Op::File(op), .. }) = self.ops.remove(key) else {
+                    unreachable!()
+                };
+                return self.finish_file_other(op, Ok(other));
+            }
+            Err(e) => {
+                // A failure before any job ran: the buffer is still home.
+                Some(Err(e))
+            }
+        };
+        let Some(Entry { value: Op::File(op), .. }) = self.ops.remove(key) else {
+            unreachable!()
+        };
+        let handle = FileHandle(op.file);
+        if let Some(state) = self.file_table.get_mut(op.file) {
+            for slot in [&mut state.read_op, &mut state.write_op] {
+                if *slot == Some(key) {
+                    *slot = None;
+                }
+            }
+        }
+        let result = io_result.expect("set above");
+        let buf = op.buf.unwrap_or_default();
+        match op.callback {
+            FileCallback::Read(cb) | FileCallback::Write(cb) => cb(self, handle, result, buf),
+            FileCallback::Open(cb) => cb(self, result.map(|_| handle)),
+            FileCallback::Unit(cb) => cb(self, result.map(drop)),
+            FileCallback::Orphaned => unreachable!("handled above"),
+        }
+        true
+    }
+
+    fn finish_file_other(&mut self, op: FileOp, result: Result<JobResult>) -> bool {
+        match (op.callback, result) {
+            (FileCallback::Open(cb), Ok(JobResult::Opened(r))) => {
+                let r = r.map_err(Error::from).map(|file| {
+                    FileHandle(self.file_table.insert(FileState {
+                        file: Arc::new(file),
+                        read_op: None,
+                        write_op: None,
+                    }))
+                });
+                cb(self, r);
+            }
+            (FileCallback::Unit(cb), Ok(JobResult::Unit(r))) => cb(self, r.map_err(Error::from)),
+            (FileCallback::Open(cb), Err(e)) => cb(self, Err(e)),
+            (FileCallback::Unit(cb), Err(e)) => cb(self, Err(e)),
+            _ => return false,
+        }
+        true
+    }
+
+    fn orphan_file_op(&mut self, key: Key) -> Option<Cancelled> {
+        let Some(Op::File(op)) = self.ops.get_mut(key) else {
+            return None;
+        };
+        let transferred = op.done;
+        match op.buf.take() {
+            // No job holds the buffer (a failure is queued): give it back now.
+            Some(buf) => {
+                self.ops.remove(key);
+                Some(Cancelled {
+                    buffer: Some(buf),
+                    transferred,
+                })
+            }
+            None => {
+                op.callback = FileCallback::Orphaned;
+                Some(Cancelled {
+                    buffer: None,
+                    transferred,
+                })
+            }
+        }
+    }
+
+    /// Removes a file from the table, orphans its operations, and closes it on
+    /// the pool (or when the last in-flight job lets go of it).
+    fn take_file(&mut self, key: Key) -> Option<Arc<File>> {
+        let entry = self.file_table.remove(key)?;
+        for op in [entry.value.read_op, entry.value.write_op].into_iter().flatten() {
+            let _ = self.orphan_file_op(op);
+        }
+        Some(entry.value.file)
+    }
+
+    pub(crate) fn destroy_file(&mut self, key: Key) {
+        if let Some(file) = self.take_file(key) {
+            // Dropping the last reference closes it; do that off the loop thread.
+            let op = self.file_op(key, FileCallback::Orphaned);
+            self.submit_job(op, move || {
+                drop(file);
+                Box::new(())
+            });
+        }
+    }
+}
+
+impl Files<'_> {
+    /// Opens `path` on the worker pool; the callback gets the file or the
+    /// open status: `NotFound`, `NotAllowed`, `AlreadyExists` (for
+    /// [`OpenMode::CreateNew`]), `InvalidArgument` (a NUL byte in the path) …
+    pub fn open(&mut self, path: impl AsRef<Path>, mode: OpenMode, callback: impl FnOnce(&mut Driver, Result<FileHandle>) + 'static) {
+        let path: PathBuf = path.as_ref().to_owned();
+        let key = self.drv.file_op(Key { index: 0, gen: 0, driver: 0 }, FileCallback::Open(Box::new(callback)));
+        self.drv.submit_job(key, move || Box::new(JobResult::Opened(open_options(mode).open(&path))));
+    }
+
+    /// Takes over an open `std::fs::File`.
+    pub fn adopt(&mut self, file: File) -> FileHandle {
+        FileHandle(self.drv.file_table.insert(FileState {
+            file: Arc::new(file),
+            read_op: None,
+            write_op: None,
+        }))
+    }
+
+    /// The file's size in bytes.
+    pub fn size(&self, file: FileHandle) -> Result<u64> {
+        let state = self.drv.file_table.get(file.0).ok_or_else(Error::invalid_handle)?;
+        Ok(state.file.metadata()?.len())
+    }
+
+    /// Reads into `buf` from `offset` as `mode` says. Reading at or past the
+    /// end of the file is [`Status::EndOfFile`] (with the bytes read before it
+    /// in [`Error::transferred`] for [`IoMode::All`]).
+    pub fn read(
+        &mut self,
+        file: FileHandle,
+        offset: u64,
+        buf: Vec<u8>,
+        mode: IoMode,
+        callback: impl FnOnce(&mut Driver, FileHandle, Result<usize>, Vec<u8>) + 'static,
+    ) {
+        self.start(file, offset, buf, mode, FileCallback::Read(Box::new(callback)));
+    }
+
+    /// Writes `buf` at `offset` as `mode` says.
+    pub fn write(
+        &mut self,
+        file: FileHandle,
+        offset: u64,
+        buf: Vec<u8>,
+        mode: IoMode,
+        callback: impl FnOnce(&mut Driver, FileHandle, Result<usize>, Vec<u8>) + 'static,
+    ) {
+        self.start(file, offset, buf, mode, FileCallback::Write(Box::new(callback)));
+    }
+
+    fn start(&mut self, file: FileHandle, offset: u64, buf: Vec<u8>, mode: IoMode, callback: FileCallback) {
+        let reading = matches!(callback, FileCallback::Read(_));
+        let empty = buf.is_empty();
+        let key = self.drv.ops.insert(Op::File(FileOp {
+            file: file.0,
+            callback,
+            buf: Some(buf),
+            offset,
+            mode,
+            done: 0,
+        }));
+        let Some(state) = self.drv.file_table.get_mut(file.0) else {
+            return self.drv.push_ready(key, Outcome::Failed(Error::invalid_handle()));
+        };
+        let slot = if reading { &mut state.read_op } else { &mut state.write_op };
+        if slot.is_some() {
+            return self.drv.push_ready(key, Outcome::Failed(Error::new(Status::Busy)));
+        }
+        *slot = Some(key);
+        if empty {
+            let Some(Op::File(op)) = self.drv.ops.get_mut(key) else { unreachable!() };
+            let buf = op.buf.take().unwrap_or_default();
+            self.drv.push_ready(key, Outcome::Job(Box::new(JobResult::Transferred(buf, Ok(0)))));
+            return;
+        }
+        self.drv.issue_file_io(key);
+    }
+
+    /// Withdraws the pending read: its callback will not run. The buffer stays
+    /// with the worker until it finishes ([`Cancelled::buffer`] is `None`).
+    pub fn cancel_read(&mut self, file: FileHandle) -> Option<Cancelled> {
+        let key = self.drv.file_table.get_mut(file.0)?.read_op.take()?;
+        self.drv.orphan_file_op(key)
+    }
+
+    /// Withdraws the pending write: its callback will not run. The write may
+    /// still happen (the worker may already be in `pwrite`).
+    pub fn cancel_write(&mut self, file: FileHandle) -> Option<Cancelled> {
+        let key = self.drv.file_table.get_mut(file.0)?.write_op.take()?;
+        self.drv.orphan_file_op(key)
+    }
+
+    /// Sets the file's size on the worker pool.
+    pub fn truncate(&mut self, file: FileHandle, size: u64, callback: impl FnOnce(&mut Driver, Result<()>) + 'static) {
+        let key = self.drv.file_op(file.0, FileCallback::Unit(Box::new(callback)));
+        let Some(state) = self.drv.file_table.get(file.0) else {
+            return self.drv.push_ready(key, Outcome::Failed(Error::invalid_handle()));
+        };
+        let f = state.file.clone();
+        self.drv.submit_job(key, move || Box::new(JobResult::Unit(f.set_len(size))));
+    }
+
+    /// Closes the file now, whatever its reference count: the handle becomes
+    /// invalid, pending operations are cancelled (their callbacks never run),
+    /// and the descriptor is closed on the worker pool; the callback gets the
+    /// result of `close`.
+    pub fn close(&mut self, file: FileHandle, callback: impl FnOnce(&mut Driver, Result<()>) + 'static) {
+        let key = self.drv.file_op(file.0, FileCallback::Unit(Box::new(callback)));
+        let Some(f) = self.drv.take_file(file.0) else {
+            return self.drv.push_ready(key, Outcome::Failed(Error::invalid_handle()));
+        };
+        self.drv.submit_job(key, move || Box::new(JobResult::Unit(sys_files::close(f))));
+    }
+}
