@@ -68,6 +68,7 @@ pub(crate) enum Op {
     Remote(Box<dyn FnOnce(&mut Driver) + Send>),
     ProcessWait(crate::processes::ProcessWaitOp),
     File(crate::files::FileOp),
+    Walk(crate::watchers::WalkOp),
 }
 
 /// The outcome of an operation, queued for dispatch.
@@ -120,6 +121,8 @@ pub struct Driver {
     pub(crate) process_table: Table<crate::processes::ProcessState>,
     pub(crate) orphans: Vec<crate::processes::Orphan>,
     pub(crate) file_table: Table<crate::files::FileState>,
+    pub(crate) watcher_table: Table<crate::watchers::WatcherState>,
+    pub(crate) watch_source: Option<crate::watchers::WatchSource>,
     /// Ops in `ops` that are the driver's own (not waiters).
     pub(crate) internal_ops: usize,
     remote: Arc<RemoteShared>,
@@ -163,6 +166,8 @@ impl Driver {
             process_table: Table::new(id),
             orphans: Vec::new(),
             file_table: Table::new(id),
+            watcher_table: Table::new(id),
+            watch_source: None,
             internal_ops: 0,
             remote,
             exit_requested: false,
@@ -199,6 +204,7 @@ impl Driver {
             + self.timer_queue.len()
             + self.remote.pending()
             + self.signal_table.len()
+            + self.watcher_table.len()
     }
 
     /// Runs one batch: waits (at most `timeout`; `None` = without limit, zero =
@@ -286,6 +292,7 @@ impl Driver {
             Some(Op::Dns(_)) => 4,
             Some(Op::ProcessWait(_)) => 5,
             Some(Op::File(_)) => 6,
+            Some(Op::Walk(_)) => 7,
             // Cancelled (or its handle released) after the record was queued.
             None => return false,
         };
@@ -296,6 +303,7 @@ impl Driver {
             4 => self.complete_dns(key, outcome),
             5 => self.complete_process_wait(key),
             6 => self.complete_file(key, outcome),
+            7 => self.complete_walk(key, outcome),
             _ => {
                 if let Some(Entry {
                     value: Op::Remote(f),
@@ -391,6 +399,7 @@ impl Driver {
             HandleKind::Signal => self.signal_table.entry_mut(key).map(split),
             HandleKind::Process => self.process_table.entry_mut(key).map(split),
             HandleKind::File => self.file_table.entry_mut(key).map(split),
+            HandleKind::Watcher => self.watcher_table.entry_mut(key).map(split),
         }
     }
 
@@ -431,6 +440,7 @@ impl Driver {
             HandleKind::Signal => self.destroy_signal(key),
             HandleKind::Process => self.destroy_process(key),
             HandleKind::File => self.destroy_file(key),
+            HandleKind::Watcher => self.destroy_watcher(key),
         }
         Ok(false)
     }
@@ -463,6 +473,7 @@ impl Driver {
             signals: self.signal_table.len(),
             processes: self.process_table.len(),
             files: self.file_table.len(),
+            watchers: self.watcher_table.len(),
             operations: self.ops.len() - self.internal_ops,
         }
     }
@@ -489,6 +500,8 @@ pub struct LeakReport {
     pub processes: usize,
     /// Open files.
     pub files: usize,
+    /// Active directory watchers.
+    pub watchers: usize,
     /// Pending operations (callbacks that have not run).
     pub operations: usize,
 }
@@ -505,7 +518,7 @@ impl fmt::Display for LeakReport {
         write!(
             f,
             "{} timers, {} events, {} streams, {} listeners, {} datagram sockets, {} pipes, {} signal listeners, \
-             {} processes, {} files, {} pending operations",
+             {} processes, {} files, {} watchers, {} pending operations",
             self.timers,
             self.events,
             self.streams,
@@ -515,6 +528,7 @@ impl fmt::Display for LeakReport {
             self.signals,
             self.processes,
             self.files,
+            self.watchers,
             self.operations
         )
     }
@@ -552,6 +566,12 @@ impl Drop for Driver {
             self.destroy_process(key);
         }
         self.drop_orphans();
+        for key in self.watcher_table.keys() {
+            self.destroy_watcher(key);
+        }
+        if let Some(source) = self.watch_source.take() {
+            self.sys.remove_source(source.src);
+        }
         if let Some(source) = self.signal_source.take() {
             self.sys.remove_source(source.src);
         }

@@ -145,6 +145,11 @@ impl Error {
         self
     }
 
+    pub(crate) fn with_status(mut self, status: Status) -> Error {
+        self.status = status;
+        self
+    }
+
     pub(crate) fn invalid_handle() -> Error {
         Error::new(Status::InvalidHandle)
     }

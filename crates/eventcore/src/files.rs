@@ -127,7 +127,12 @@ impl Driver {
         };
         let file = state.file.clone();
         let buf = op.buf.take().expect("buffer is home between jobs");
-        let (start, offset, writing, mode) = (op.done, op.offset + op.done as u64, matches!(op.callback, FileCallback::Write(_)), op.mode);
+        let (start, offset, writing, mode) = (
+            op.done,
+            op.offset + op.done as u64,
+            matches!(op.callback, FileCallback::Write(_)),
+            op.mode,
+        );
         if mode == IoMode::Immediate {
             let mut buf = buf;
             let r = if writing {
@@ -172,8 +177,12 @@ impl Driver {
                 op.buf = Some(buf);
                 let reading = matches!(op.callback, FileCallback::Read(_));
                 match r {
-                    Ok(0) if requested > 0 && reading => Some(Err(Error::new(Status::EndOfFile).with_transferred(op.done))),
-                    Ok(0) if requested > 0 => Some(Err(Error::new(Status::NoSpace).with_transferred(op.done))),
+                    Ok(0) if requested > 0 && reading => {
+                        Some(Err(Error::new(Status::EndOfFile).with_transferred(op.done)))
+                    }
+                    Ok(0) if requested > 0 => {
+                        Some(Err(Error::new(Status::NoSpace).with_transferred(op.done)))
+                    }
                     Ok(n) => {
                         op.done += n;
                         if op.mode == IoMode::All && n < requested {
@@ -186,7 +195,11 @@ impl Driver {
                 }
             }
             Ok(other) => {
-                let Some(Entry { value: Op::File(op), .. }) = self.ops.remove(key) else {
+                let Some(Entry {
+                    value: Op::File(op),
+                    ..
+                }) = self.ops.remove(key)
+                else {
                     unreachable!()
                 };
                 return self.finish_file_other(op, Ok(other));
@@ -196,7 +209,11 @@ impl Driver {
                 Some(Err(e))
             }
         };
-        let Some(Entry { value: Op::File(op), .. }) = self.ops.remove(key) else {
+        let Some(Entry {
+            value: Op::File(op),
+            ..
+        }) = self.ops.remove(key)
+        else {
             unreachable!()
         };
         let handle = FileHandle(op.file);
@@ -266,7 +283,10 @@ impl Driver {
     /// the pool (or when the last in-flight job lets go of it).
     fn take_file(&mut self, key: Key) -> Option<Arc<File>> {
         let entry = self.file_table.remove(key)?;
-        for op in [entry.value.read_op, entry.value.write_op].into_iter().flatten() {
+        for op in [entry.value.read_op, entry.value.write_op]
+            .into_iter()
+            .flatten()
+        {
             let _ = self.orphan_file_op(op);
         }
         Some(entry.value.file)
@@ -288,10 +308,24 @@ impl Files<'_> {
     /// Opens `path` on the worker pool; the callback gets the file or the
     /// open status: `NotFound`, `NotAllowed`, `AlreadyExists` (for
     /// [`OpenMode::CreateNew`]), `InvalidArgument` (a NUL byte in the path) …
-    pub fn open(&mut self, path: impl AsRef<Path>, mode: OpenMode, callback: impl FnOnce(&mut Driver, Result<FileHandle>) + 'static) {
+    pub fn open(
+        &mut self,
+        path: impl AsRef<Path>,
+        mode: OpenMode,
+        callback: impl FnOnce(&mut Driver, Result<FileHandle>) + 'static,
+    ) {
         let path: PathBuf = path.as_ref().to_owned();
-        let key = self.drv.file_op(Key { index: 0, gen: 0, driver: 0 }, FileCallback::Open(Box::new(callback)));
-        self.drv.submit_job(key, move || Box::new(JobResult::Opened(open_options(mode).open(&path))));
+        let key = self.drv.file_op(
+            Key {
+                index: 0,
+                gen: 0,
+                driver: 0,
+            },
+            FileCallback::Open(Box::new(callback)),
+        );
+        self.drv.submit_job(key, move || {
+            Box::new(JobResult::Opened(open_options(mode).open(&path)))
+        });
     }
 
     /// Takes over an open `std::fs::File`.
@@ -305,7 +339,11 @@ impl Files<'_> {
 
     /// The file's size in bytes.
     pub fn size(&self, file: FileHandle) -> Result<u64> {
-        let state = self.drv.file_table.get(file.0).ok_or_else(Error::invalid_handle)?;
+        let state = self
+            .drv
+            .file_table
+            .get(file.0)
+            .ok_or_else(Error::invalid_handle)?;
         Ok(state.file.metadata()?.len())
     }
 
@@ -320,7 +358,13 @@ impl Files<'_> {
         mode: IoMode,
         callback: impl FnOnce(&mut Driver, FileHandle, Result<usize>, Vec<u8>) + 'static,
     ) {
-        self.start(file, offset, buf, mode, FileCallback::Read(Box::new(callback)));
+        self.start(
+            file,
+            offset,
+            buf,
+            mode,
+            FileCallback::Read(Box::new(callback)),
+        );
     }
 
     /// Writes `buf` at `offset` as `mode` says.
@@ -332,10 +376,23 @@ impl Files<'_> {
         mode: IoMode,
         callback: impl FnOnce(&mut Driver, FileHandle, Result<usize>, Vec<u8>) + 'static,
     ) {
-        self.start(file, offset, buf, mode, FileCallback::Write(Box::new(callback)));
+        self.start(
+            file,
+            offset,
+            buf,
+            mode,
+            FileCallback::Write(Box::new(callback)),
+        );
     }
 
-    fn start(&mut self, file: FileHandle, offset: u64, buf: Vec<u8>, mode: IoMode, callback: FileCallback) {
+    fn start(
+        &mut self,
+        file: FileHandle,
+        offset: u64,
+        buf: Vec<u8>,
+        mode: IoMode,
+        callback: FileCallback,
+    ) {
         let reading = matches!(callback, FileCallback::Read(_));
         let empty = buf.is_empty();
         let key = self.drv.ops.insert(Op::File(FileOp {
@@ -347,17 +404,30 @@ impl Files<'_> {
             done: 0,
         }));
         let Some(state) = self.drv.file_table.get_mut(file.0) else {
-            return self.drv.push_ready(key, Outcome::Failed(Error::invalid_handle()));
+            return self
+                .drv
+                .push_ready(key, Outcome::Failed(Error::invalid_handle()));
         };
-        let slot = if reading { &mut state.read_op } else { &mut state.write_op };
+        let slot = if reading {
+            &mut state.read_op
+        } else {
+            &mut state.write_op
+        };
         if slot.is_some() {
-            return self.drv.push_ready(key, Outcome::Failed(Error::new(Status::Busy)));
+            return self
+                .drv
+                .push_ready(key, Outcome::Failed(Error::new(Status::Busy)));
         }
         *slot = Some(key);
         if empty {
-            let Some(Op::File(op)) = self.drv.ops.get_mut(key) else { unreachable!() };
+            let Some(Op::File(op)) = self.drv.ops.get_mut(key) else {
+                unreachable!()
+            };
             let buf = op.buf.take().unwrap_or_default();
-            self.drv.push_ready(key, Outcome::Job(Box::new(JobResult::Transferred(buf, Ok(0)))));
+            self.drv.push_ready(
+                key,
+                Outcome::Job(Box::new(JobResult::Transferred(buf, Ok(0)))),
+            );
             return;
         }
         self.drv.issue_file_io(key);
@@ -378,24 +448,43 @@ impl Files<'_> {
     }
 
     /// Sets the file's size on the worker pool.
-    pub fn truncate(&mut self, file: FileHandle, size: u64, callback: impl FnOnce(&mut Driver, Result<()>) + 'static) {
-        let key = self.drv.file_op(file.0, FileCallback::Unit(Box::new(callback)));
+    pub fn truncate(
+        &mut self,
+        file: FileHandle,
+        size: u64,
+        callback: impl FnOnce(&mut Driver, Result<()>) + 'static,
+    ) {
+        let key = self
+            .drv
+            .file_op(file.0, FileCallback::Unit(Box::new(callback)));
         let Some(state) = self.drv.file_table.get(file.0) else {
-            return self.drv.push_ready(key, Outcome::Failed(Error::invalid_handle()));
+            return self
+                .drv
+                .push_ready(key, Outcome::Failed(Error::invalid_handle()));
         };
         let f = state.file.clone();
-        self.drv.submit_job(key, move || Box::new(JobResult::Unit(f.set_len(size))));
+        self.drv
+            .submit_job(key, move || Box::new(JobResult::Unit(f.set_len(size))));
     }
 
     /// Closes the file now, whatever its reference count: the handle becomes
     /// invalid, pending operations are cancelled (their callbacks never run),
     /// and the descriptor is closed on the worker pool; the callback gets the
     /// result of `close`.
-    pub fn close(&mut self, file: FileHandle, callback: impl FnOnce(&mut Driver, Result<()>) + 'static) {
-        let key = self.drv.file_op(file.0, FileCallback::Unit(Box::new(callback)));
+    pub fn close(
+        &mut self,
+        file: FileHandle,
+        callback: impl FnOnce(&mut Driver, Result<()>) + 'static,
+    ) {
+        let key = self
+            .drv
+            .file_op(file.0, FileCallback::Unit(Box::new(callback)));
         let Some(f) = self.drv.take_file(file.0) else {
-            return self.drv.push_ready(key, Outcome::Failed(Error::invalid_handle()));
+            return self
+                .drv
+                .push_ready(key, Outcome::Failed(Error::invalid_handle()));
         };
-        self.drv.submit_job(key, move || Box::new(JobResult::Unit(sys_files::close(f))));
+        self.drv
+            .submit_job(key, move || Box::new(JobResult::Unit(sys_files::close(f))));
     }
 }

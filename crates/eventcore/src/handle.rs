@@ -213,6 +213,7 @@ pub enum HandleKind {
     Signal,
     Process,
     File,
+    Watcher,
 }
 
 pub(crate) mod sealed {
@@ -243,6 +244,7 @@ macro_rules! define_handle {
         }
     };
 }
+#[allow(unused_imports)] // Unused on targets without a backend yet.
 pub(crate) use define_handle;
 
 #[cfg(test)]

@@ -83,6 +83,8 @@ pub(crate) enum Internal {
     Signals,
     /// A process's pidfd became readable: it exited.
     ProcessExit,
+    /// The inotify descriptor became readable.
+    Watchers,
 }
 
 pub(crate) type DoneCallback = Box<dyn FnOnce(&mut Driver, Result<usize>, Vec<u8>)>;
@@ -397,6 +399,7 @@ impl Driver {
         match which {
             Internal::Signals => self.signals_ready(),
             Internal::ProcessExit => self.process_exit_ready(owner),
+            Internal::Watchers => self.watchers_ready(),
         }
     }
 }

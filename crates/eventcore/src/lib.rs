@@ -89,6 +89,8 @@ mod signals;
 mod sockets;
 #[cfg(eventcore_backend)]
 mod timers;
+#[cfg(eventcore_backend)]
+mod watchers;
 
 #[cfg(eventcore_backend)]
 pub use dns::{Dns, LookupId};
@@ -115,3 +117,5 @@ pub use sockets::{
 };
 #[cfg(eventcore_backend)]
 pub use timers::{TimerCallback, TimerId, Timers};
+#[cfg(eventcore_backend)]
+pub use watchers::{ChangeKind, FileChange, WatcherId, Watchers};

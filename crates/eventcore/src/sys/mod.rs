@@ -42,6 +42,8 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::epoll::Backend;
 #[cfg(target_os = "linux")]
+pub(crate) use linux::inotify;
+#[cfg(target_os = "linux")]
 pub(crate) use linux::process;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::signals::SignalFd;

@@ -45,7 +45,12 @@ pub fn run(kind: BackendKind, name: &'static str, scenario: fn(BackendKind)) {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!("watchdog: {} on {} hung for {:?}", name, kind.name(), WATCHDOG);
+        eprintln!(
+            "watchdog: {} on {} hung for {:?}",
+            name,
+            kind.name(),
+            WATCHDOG
+        );
         std::process::abort();
     });
     scenario(kind);
@@ -79,8 +84,14 @@ pub fn run_until(drv: &mut Driver, limit: Duration, mut done: impl FnMut(&mut Dr
     while !done(drv) {
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(!left.is_zero(), "condition not reached within {limit:?}");
-        let r = drv.process_events(Some(left.min(Duration::from_millis(100)))).expect("process_events");
-        assert_ne!(r, ExitReason::OutOfWaiters, "the loop ran out of waiters before the condition held");
+        let r = drv
+            .process_events(Some(left.min(Duration::from_millis(100))))
+            .expect("process_events");
+        assert_ne!(
+            r,
+            ExitReason::OutOfWaiters,
+            "the loop ran out of waiters before the condition held"
+        );
     }
 }
 

@@ -38,9 +38,22 @@ pub(crate) fn read_at_nowait(file: &File, buf: &mut [u8], offset: u64) -> io::Re
         iov_len: buf.len(),
     };
     // SAFETY: one iovec describing `buf`, which is live and exclusively ours.
-    match syscall!(preadv2(file.as_raw_fd(), &iov, 1, offset as libc::off_t, libc::RWF_NOWAIT)) {
+    match syscall!(preadv2(
+        file.as_raw_fd(),
+        &iov,
+        1,
+        offset as libc::off_t,
+        libc::RWF_NOWAIT
+    )) {
         Ok(n) => Ok(n as usize),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)) => read_at(file, buf, offset),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+            ) =>
+        {
+            read_at(file, buf, offset)
+        }
         Err(e) => Err(e),
     }
 }

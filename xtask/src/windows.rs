@@ -1,0 +1,234 @@
+//! The Windows leg: cross-building the library's unit tests for
+//! `x86_64-pc-windows-gnu` with Debian's Rust toolchain and running them
+//! under Wine, in a Wine prefix that belongs to the project.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::cmd::{Job, Result};
+use crate::fail;
+
+/// The Rust target the leg builds for.
+pub const TARGET: &str = "x86_64-pc-windows-gnu";
+
+/// Debian's `cargo` (package cargo-web), used by absolute path so that the
+/// rustup toolchain can stay first on `PATH` for everything else.
+const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+/// Debian's `rustc` (package rustc-web).
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+/// Debian's `rustdoc` (package rustc-web).
+const DEBIAN_RUSTDOC: &str = "/usr/bin/rustdoc";
+/// The MinGW-w64 C compiler, which is also the linker for the target.
+const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
+
+/// Bumped whenever the prefix setup below changes, so that existing
+/// prefixes are set up again.
+const PREFIX_FORMAT: &str = "eventcore wine prefix v1";
+
+/// Paths the leg uses, all under the workspace's `target/` directory.
+pub struct Layout {
+    /// The workspace root.
+    pub root: PathBuf,
+    /// Cargo's target directory for the Windows build, kept apart from the
+    /// Linux one so that the two toolchains never share artifacts.
+    pub target_dir: PathBuf,
+    /// The Wine prefix.
+    pub prefix: PathBuf,
+    /// Where the `bcryptprimitives.dll` shim is built.
+    pub shim_dir: PathBuf,
+}
+
+impl Layout {
+    /// The layout for the workspace at `root`.
+    pub fn new(root: &Path) -> Self {
+        let target = root.join("target");
+        Layout {
+            root: root.to_owned(),
+            target_dir: target.join("windows"),
+            prefix: target.join("wine-prefix"),
+            shim_dir: target.join("wine-shim"),
+        }
+    }
+
+    /// Adds the Wine variables every Wine command needs.
+    fn wine_env(&self, job: Job) -> Job {
+        job.env("WINEPREFIX", &self.prefix).env("WINEDEBUG", "-all")
+    }
+
+    /// A run of Debian's cargo for the Windows unit tests of the library.
+    /// `extra` goes before the `--` that separates cargo's own options from
+    /// the test harness's, and `harness` after it.
+    pub fn cargo_test(&self, extra: &[&str], harness: &[String]) -> Job {
+        let job = Job::new(DEBIAN_CARGO)
+            .args(["test", "-p", "eventcore", "--lib", "--target", TARGET])
+            .arg("-Zbuild-std=std,panic_abort,test")
+            .arg("--target-dir")
+            .arg(&self.target_dir)
+            .args(extra)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("RUSTC", DEBIAN_RUSTC)
+            .env("RUSTDOC", DEBIAN_RUSTDOC)
+            // `cargo run` points these at the rustup toolchain; the Debian
+            // toolchain must not pick up its libraries or its settings.
+            .env_remove("LD_LIBRARY_PATH")
+            .env_remove("RUSTC_WRAPPER")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET");
+        let job = if harness.is_empty() {
+            job
+        } else {
+            job.arg("--").args(harness)
+        };
+        self.wine_env(job)
+    }
+
+    /// Creates the Wine prefix if needed, makes it headless, and installs
+    /// the `bcryptprimitives.dll` shim into it. Safe to run every time: the
+    /// slow steps happen only when something is missing or out of date.
+    pub fn prepare_prefix(&self) -> Result<()> {
+        let marker = self.prefix.join(".xtask-prefix");
+        let wine_version = wine_version()?;
+        let wanted = format!("{PREFIX_FORMAT}\n{wine_version}\n");
+        let current = std::fs::read_to_string(&marker).unwrap_or_default();
+        if current != wanted {
+            self.create_prefix()?;
+            std::fs::write(&marker, &wanted)?;
+        } else {
+            println!(
+                "The Wine prefix {} is ready ({wine_version}).",
+                self.prefix.display()
+            );
+        }
+        self.install_shim()
+    }
+
+    fn create_prefix(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.prefix)?;
+        let log = self.prefix.join("xtask-wineboot.log");
+        println!(
+            "Setting up the Wine prefix {} (its log is {}).",
+            self.prefix.display(),
+            log.display()
+        );
+        let started = Instant::now();
+        // `wineboot -i` creates (or updates) the prefix. It prints harmless
+        // complaints about the missing 32-bit half of Wine, hence the log.
+        // Wine is told not to offer to install Mono or Gecko; the tests need
+        // neither, and there is nobody to answer the dialog.
+        let ok = self
+            .wine_env(Job::new("wineboot").arg("-i"))
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .quiet(&self.root, Some(&log))?;
+        if !ok {
+            return Err(fail!(
+                "`wineboot -i` failed; see {} for what Wine printed.",
+                log.display()
+            ));
+        }
+        // Headless windows: the null graphics driver instead of X11.
+        let reg_log = self.prefix.join("xtask-reg.log");
+        let ok = self
+            .wine_env(Job::new("wine").args([
+                "reg",
+                "add",
+                r"HKCU\Software\Wine\Drivers",
+                "/v",
+                "Graphics",
+                "/d",
+                "null",
+                "/f",
+            ]))
+            .quiet(&self.root, Some(&reg_log))?;
+        if !ok {
+            return Err(fail!(
+                "Setting Wine's Graphics driver to null failed; see {}.",
+                reg_log.display()
+            ));
+        }
+        self.wait_for_wineserver()?;
+        let user_reg = std::fs::read_to_string(self.prefix.join("user.reg")).unwrap_or_default();
+        if !user_reg.contains("\"Graphics\"=\"null\"") {
+            return Err(fail!(
+                "Wine accepted the Graphics=null setting but {} does not record it.",
+                self.prefix.join("user.reg").display()
+            ));
+        }
+        println!(
+            "The Wine prefix was set up in {:.1} s.",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// Waits until the prefix's wineserver has exited, so that the registry
+    /// is written out and no wineserver outside the test namespace serves
+    /// the Wine processes inside it.
+    pub fn wait_for_wineserver(&self) -> Result<()> {
+        self.wine_env(Job::new("wineserver").arg("-w"))
+            .quiet(&self.root, None)?;
+        Ok(())
+    }
+
+    /// Stops whatever the prefix's wineserver still runs.
+    pub fn kill_wineserver(&self) -> Result<()> {
+        self.wine_env(Job::new("wineserver").arg("-k"))
+            .quiet(&self.root, None)?;
+        Ok(())
+    }
+
+    /// Builds the `bcryptprimitives.dll` shim (see `xtask/wine/`) and copies
+    /// it into the prefix's `system32` when it differs from the copy there.
+    fn install_shim(&self) -> Result<()> {
+        let source_dir = self.root.join("xtask").join("wine");
+        let source = source_dir.join("bcryptprimitives.c");
+        let def = source_dir.join("bcryptprimitives.def");
+        let dll = self.shim_dir.join("bcryptprimitives.dll");
+        if is_stale(&dll, &[&source, &def]) {
+            std::fs::create_dir_all(&self.shim_dir)?;
+            Job::new(MINGW_GCC)
+                .args(["-shared", "-O2", "-Wall", "-Wextra", "-s", "-o"])
+                .arg(&dll)
+                .arg(&source)
+                .arg(&def)
+                .arg("-lbcrypt")
+                .run(&self.root)?;
+        }
+        let installed = self
+            .prefix
+            .join("drive_c")
+            .join("windows")
+            .join("system32")
+            .join("bcryptprimitives.dll");
+        let built = std::fs::read(&dll)?;
+        if std::fs::read(&installed).ok().as_deref() != Some(&built[..]) {
+            std::fs::write(&installed, &built)?;
+            println!("Installed the ProcessPrng shim as {}.", installed.display());
+        }
+        Ok(())
+    }
+}
+
+/// Whether `output` is missing or older than any of `inputs`.
+fn is_stale(output: &Path, inputs: &[&Path]) -> bool {
+    let Ok(built) = output.metadata().and_then(|m| m.modified()) else {
+        return true;
+    };
+    inputs.iter().any(|input| {
+        input
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|changed| changed > built)
+            .unwrap_or(true)
+    })
+}
+
+/// The installed Wine's version line, such as `wine-8.0 (Debian 8.0~repack-4)`.
+fn wine_version() -> Result<String> {
+    let output = std::process::Command::new("wine")
+        .arg("--version")
+        .env("WINEDEBUG", "-all")
+        .output()
+        .map_err(|e| fail!("Cannot run `wine --version`: {e}."))?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
