@@ -53,6 +53,10 @@ impl Driver {
         else {
             return false;
         };
+        // Released after a trigger chose this waiter: the wait died with it.
+        if !self.event_table.contains(op.event.0) {
+            return false;
+        }
         (op.callback)(self, op.event);
         true
     }

@@ -25,7 +25,11 @@ pub type TimerCallback = Box<dyn FnOnce(&mut Driver, TimerId, bool)>;
 
 pub(crate) struct TimerState {
     repeat: Duration,
+    /// The registered wait, not yet completed.
     wait: Option<Key>,
+    /// Waits whose completion is queued but has not run yet; releasing the
+    /// timer or `cancel_wait` still withdraws them.
+    queued: Vec<Key>,
 }
 
 pub(crate) struct TimerOp {
@@ -52,11 +56,12 @@ impl Driver {
         else {
             return false;
         };
-        if let Some(state) = self.timer_table.get_mut(op.timer.0) {
-            if state.wait == Some(key) {
-                state.wait = None;
-            }
-        }
+        // The wait stays registered until now, so that releasing the timer or
+        // cancelling the wait still withdraws a completion already queued.
+        let Some(state) = self.timer_table.get_mut(op.timer.0) else {
+            return false;
+        };
+        state.queued.retain(|k| *k != key);
         let fired = matches!(outcome, Outcome::Timer(true));
         (op.callback)(self, op.timer, fired);
         true
@@ -71,6 +76,7 @@ impl Driver {
             };
             let state = self.timer_table.get_mut(key).expect("armed timer is live");
             let wait = state.wait.take();
+            state.queued.extend(wait);
             let repeat = state.repeat;
             if !repeat.is_zero() {
                 // Skip missed periods: the next deadline is the first period
@@ -92,7 +98,7 @@ impl Driver {
     pub(crate) fn destroy_timer(&mut self, key: Key) {
         self.timer_queue.disarm(key.index);
         if let Some(entry) = self.timer_table.remove(key) {
-            if let Some(op) = entry.value.wait {
+            for op in entry.value.wait.into_iter().chain(entry.value.queued) {
                 self.ops.remove(op);
             }
         }
@@ -105,6 +111,7 @@ impl Timers<'_> {
         TimerId(self.drv.timer_table.insert(TimerState {
             repeat: Duration::ZERO,
             wait: None,
+            queued: Vec::new(),
         }))
     }
 
@@ -135,6 +142,7 @@ impl Timers<'_> {
             .get_mut(timer.0)
             .ok_or_else(Error::invalid_handle)?;
         let wait = state.wait.take();
+        state.queued.extend(wait);
         self.drv.timer_queue.disarm(timer.0.index);
         if let Some(op) = wait {
             self.drv.push_ready(op, Outcome::Timer(false));
@@ -188,16 +196,23 @@ impl Timers<'_> {
         Ok(())
     }
 
-    /// Withdraws the pending wait of `timer`; its callback will not run. Returns
-    /// whether a wait was pending. The timer itself stays armed.
+    /// Withdraws the wait of `timer`: the registered one, or — if none is
+    /// registered — those whose completion (fired or stopped) is queued but
+    /// has not run yet. Their callbacks will not run. Returns whether anything
+    /// was withdrawn. The timer itself stays armed.
     pub fn cancel_wait(&mut self, timer: TimerId) -> bool {
         let Some(state) = self.drv.timer_table.get_mut(timer.0) else {
             return false;
         };
-        match state.wait.take() {
-            Some(op) => self.drv.ops.remove(op).is_some(),
-            None => false,
+        let ops: Vec<Key> = match state.wait.take() {
+            Some(op) => vec![op],
+            None => state.queued.drain(..).collect(),
+        };
+        let mut any = false;
+        for op in ops {
+            any |= self.drv.ops.remove(op).is_some();
         }
+        any
     }
 
     /// The remaining time until `timer` fires, if it is armed.
