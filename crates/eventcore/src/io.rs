@@ -275,7 +275,15 @@ impl Driver {
         if matches!(op.callback, IoCallback::Orphaned) {
             return None;
         }
-        let (src, transferred) = (op.src, op.done);
+        let (src, mut transferred) = (op.src, op.done);
+        // The backend may already have done the transfer, with its completion
+        // still queued: then the bytes are in the buffer (or on the wire) and
+        // the caller must hear how many.
+        for ready in self.ready.iter().filter(|r| r.op == key) {
+            if let Outcome::Sys(sys::Completion { result: Ok(n), .. }) = &ready.outcome {
+                transferred += n;
+            }
+        }
         if self.sys.cancel(src, key.to_u64()) {
             let op = self.remove_io(key).expect("checked above");
             Some(Cancelled {
@@ -341,10 +349,18 @@ impl Driver {
             }
             (IoCallback::Read(_) | IoCallback::Write(_), Err(e)) => {
                 let done = op.done;
+                let reading = matches!(op.callback, IoCallback::Read(_));
                 if e.status() == Status::Disconnected {
+                    // A reset ends both directions; EPIPE after our own
+                    // shutdown (or end of stream) ends only this one.
+                    let reset = e.to_io().kind() == std::io::ErrorKind::ConnectionReset;
                     if let Some(io) = self.io_slots(owner) {
-                        io.read_closed = true;
-                        io.write_closed = true;
+                        if reading || reset {
+                            io.read_closed = true;
+                        }
+                        if !reading || reset {
+                            io.write_closed = true;
+                        }
                     }
                 }
                 Err(e.with_transferred(done))

@@ -235,8 +235,15 @@ fn try_io(
                 if matches!(req, Request::Accept)
                     && matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
             {
-                reserve.shed_connections(fd);
-                Some(Err(e))
+                // accept4 needs a free descriptor before it even looks at the
+                // backlog, so EMFILE also comes with an empty backlog. Report
+                // it only when a connection had to be dropped; otherwise wait
+                // for the next connection (the next edge), or the loop spins.
+                if reserve.shed_connections(fd) > 0 {
+                    Some(Err(e))
+                } else {
+                    None
+                }
             }
             other => Some(other),
         };
