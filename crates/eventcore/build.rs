@@ -4,13 +4,13 @@
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(eventcore_backend)");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if os == "linux" {
+    if os == "linux" || os == "windows" {
         println!("cargo::rustc-cfg=eventcore_backend");
     } else {
         println!(
             "cargo::warning=eventcore has no backend for target_os = \"{os}\" yet: only the \
              backend-neutral parts (handle table, timer queue, statuses) are built; `Driver` \
-             is not available. The WinAPI backend is in progress."
+             is not available. "
         );
     }
 }

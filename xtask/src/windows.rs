@@ -38,6 +38,10 @@ pub struct Layout {
     pub shim_dir: PathBuf,
 }
 
+/// The contract-test files (crates/eventcore/tests/*.rs) that run on the
+/// WinAPI backend. A subsystem joins this list when the backend implements it.
+const WINDOWS_TEST_TARGETS: &[&str] = &["driver", "timers", "events", "tcp", "udp"];
+
 impl Layout {
     /// The layout for the workspace at `root`.
     pub fn new(root: &Path) -> Self {
@@ -55,12 +59,14 @@ impl Layout {
         job.env("WINEPREFIX", &self.prefix).env("WINEDEBUG", "-all")
     }
 
-    /// A run of Debian's cargo for the Windows unit tests of the library.
+    /// A run of Debian's cargo for the Windows tests of the library: its unit
+    /// tests and the contract tests of the subsystems the WinAPI backend has.
     /// `extra` goes before the `--` that separates cargo's own options from
     /// the test harness's, and `harness` after it.
     pub fn cargo_test(&self, extra: &[&str], harness: &[String]) -> Job {
         let job = Job::new(DEBIAN_CARGO)
             .args(["test", "-p", "eventcore", "--lib", "--target", TARGET])
+            .args(WINDOWS_TEST_TARGETS.iter().flat_map(|t| ["--test", t]))
             .arg("-Zbuild-std=std,panic_abort,test")
             .arg("--target-dir")
             .arg(&self.target_dir)

@@ -35,6 +35,11 @@ pub enum ExitReason {
     OutOfWaiters,
     /// [`Driver::exit`] (or [`Remote::exit`]) was called; the request is consumed.
     Exited,
+    /// Windows: the thread's message queue delivered `WM_QUIT` (posted by the
+    /// program with `PostQuitMessage`) with this exit code. The message was
+    /// taken off the queue; a program that goes on to run its own
+    /// `GetMessage` loop should post it again. Never returned elsewhere.
+    Quit(i32),
 }
 
 /// Which OS mechanism a driver uses.
@@ -43,18 +48,25 @@ pub enum ExitReason {
 pub enum BackendKind {
     /// Linux epoll (readiness, turned into completions by the backend).
     Epoll,
+    /// Windows: overlapped I/O with completion routines, and a wait that pumps
+    /// the thread's window messages.
+    WinApi,
 }
 
 impl BackendKind {
     /// The backends this build can run, the default first.
     pub fn available() -> &'static [BackendKind] {
-        &[BackendKind::Epoll]
+        #[cfg(target_os = "linux")]
+        return &[BackendKind::Epoll];
+        #[cfg(windows)]
+        return &[BackendKind::WinApi];
     }
 
     /// The name used in test and benchmark output (`epoll`).
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Epoll => "epoll",
+            BackendKind::WinApi => "winapi",
         }
     }
 }
@@ -66,8 +78,11 @@ pub(crate) enum Op {
     Event(crate::events::EventOp),
     Io(crate::io::IoOp),
     Remote(Box<dyn FnOnce(&mut Driver) + Send>),
+    #[cfg(unix)]
     ProcessWait(crate::processes::ProcessWaitOp),
+    #[cfg(unix)]
     File(crate::files::FileOp),
+    #[cfg(unix)]
     Walk(crate::watchers::WalkOp),
 }
 
@@ -115,13 +130,21 @@ pub struct Driver {
     pub(crate) stream_table: Table<StreamState>,
     pub(crate) listener_table: Table<ListenerState>,
     pub(crate) datagram_table: Table<DatagramState>,
+    #[cfg(unix)]
     pub(crate) pipe_table: Table<crate::pipes::PipeState>,
+    #[cfg(unix)]
     pub(crate) signal_table: Table<crate::signals::SignalState>,
+    #[cfg(unix)]
     pub(crate) signal_source: Option<crate::signals::SignalSource>,
+    #[cfg(unix)]
     pub(crate) process_table: Table<crate::processes::ProcessState>,
+    #[cfg(unix)]
     pub(crate) orphans: Vec<crate::processes::Orphan>,
+    #[cfg(unix)]
     pub(crate) file_table: Table<crate::files::FileState>,
+    #[cfg(unix)]
     pub(crate) watcher_table: Table<crate::watchers::WatcherState>,
+    #[cfg(unix)]
     pub(crate) watch_source: Option<crate::watchers::WatchSource>,
     /// Ops in `ops` that are the driver's own (not waiters).
     pub(crate) internal_ops: usize,
@@ -140,9 +163,10 @@ impl Driver {
     /// A driver on a chosen backend; [`Status::NotSupported`](crate::Status::NotSupported)
     /// if this build or kernel does not have it.
     pub fn with_backend(kind: BackendKind) -> Result<Driver> {
-        let sys = match kind {
-            BackendKind::Epoll => sys::Backend::new()?,
-        };
+        if !BackendKind::available().contains(&kind) {
+            return Err(Error::new(crate::Status::NotSupported));
+        }
+        let sys = sys::Backend::new()?;
         let id = NEXT_DRIVER_ID.fetch_add(1, Ordering::Relaxed);
         let remote = Arc::new(RemoteShared::new(sys.waker()));
         Ok(Driver {
@@ -160,13 +184,21 @@ impl Driver {
             stream_table: Table::new(id),
             listener_table: Table::new(id),
             datagram_table: Table::new(id),
+            #[cfg(unix)]
             pipe_table: Table::new(id),
+            #[cfg(unix)]
             signal_table: Table::new(id),
+            #[cfg(unix)]
             signal_source: None,
+            #[cfg(unix)]
             process_table: Table::new(id),
+            #[cfg(unix)]
             orphans: Vec::new(),
+            #[cfg(unix)]
             file_table: Table::new(id),
+            #[cfg(unix)]
             watcher_table: Table::new(id),
+            #[cfg(unix)]
             watch_source: None,
             internal_ops: 0,
             remote,
@@ -203,8 +235,15 @@ impl Driver {
         self.ops.len() - self.internal_ops
             + self.timer_queue.len()
             + self.remote.pending()
-            + self.signal_table.len()
-            + self.watcher_table.len()
+            + self.listener_count()
+    }
+
+    /// Active repeating listeners that are not an op of their own.
+    fn listener_count(&self) -> usize {
+        #[cfg(unix)]
+        return self.signal_table.len() + self.watcher_table.len();
+        #[cfg(not(unix))]
+        return 0;
     }
 
     /// Runs one batch: waits (at most `timeout`; `None` = without limit, zero =
@@ -232,6 +271,7 @@ impl Driver {
             }
             let mut completions = std::mem::take(&mut self.completions);
             let polled = self.sys.poll(wait, &mut completions);
+            let mut activity = false;
             for c in completions.drain(..) {
                 self.ready.push_back(Ready {
                     op: Key::from_u64(c.token, self.id),
@@ -239,7 +279,11 @@ impl Driver {
                 });
             }
             self.completions = completions;
-            polled?;
+            activity |= polled?;
+            if let Some(code) = self.sys.take_quit() {
+                self.dispatch();
+                return Ok(ExitReason::Quit(code));
+            }
             self.drain_pool();
             self.drain_remote();
             self.expire_timers(Instant::now());
@@ -253,6 +297,9 @@ impl Driver {
                 if ran {
                     return Ok(ExitReason::Idle);
                 }
+            }
+            if activity {
+                return Ok(ExitReason::Idle);
             }
             if self.exit_requested {
                 self.exit_requested = false;
@@ -290,8 +337,11 @@ impl Driver {
             Some(Op::Io(_)) => 2,
             Some(Op::Remote(_)) => 3,
             Some(Op::Dns(_)) => 4,
+            #[cfg(unix)]
             Some(Op::ProcessWait(_)) => 5,
+            #[cfg(unix)]
             Some(Op::File(_)) => 6,
+            #[cfg(unix)]
             Some(Op::Walk(_)) => 7,
             // Cancelled (or its handle released) after the record was queued.
             None => return false,
@@ -301,8 +351,11 @@ impl Driver {
             1 => self.complete_event(key),
             2 => self.complete_io(key, outcome),
             4 => self.complete_dns(key, outcome),
+            #[cfg(unix)]
             5 => self.complete_process_wait(key),
+            #[cfg(unix)]
             6 => self.complete_file(key, outcome),
+            #[cfg(unix)]
             7 => self.complete_walk(key, outcome),
             _ => {
                 if let Some(Entry {
@@ -395,11 +448,18 @@ impl Driver {
             HandleKind::Stream => self.stream_table.entry_mut(key).map(split),
             HandleKind::Listener => self.listener_table.entry_mut(key).map(split),
             HandleKind::Datagram => self.datagram_table.entry_mut(key).map(split),
+            #[cfg(unix)]
             HandleKind::Pipe => self.pipe_table.entry_mut(key).map(split),
+            #[cfg(unix)]
             HandleKind::Signal => self.signal_table.entry_mut(key).map(split),
+            #[cfg(unix)]
             HandleKind::Process => self.process_table.entry_mut(key).map(split),
+            #[cfg(unix)]
             HandleKind::File => self.file_table.entry_mut(key).map(split),
+            #[cfg(unix)]
             HandleKind::Watcher => self.watcher_table.entry_mut(key).map(split),
+            #[cfg(not(unix))]
+            _ => None,
         }
     }
 
@@ -436,11 +496,18 @@ impl Driver {
             HandleKind::Stream => self.destroy_stream(key),
             HandleKind::Listener => self.destroy_listener(key),
             HandleKind::Datagram => self.destroy_datagram(key),
+            #[cfg(unix)]
             HandleKind::Pipe => self.destroy_pipe(key),
+            #[cfg(unix)]
             HandleKind::Signal => self.destroy_signal(key),
+            #[cfg(unix)]
             HandleKind::Process => self.destroy_process(key),
+            #[cfg(unix)]
             HandleKind::File => self.destroy_file(key),
+            #[cfg(unix)]
             HandleKind::Watcher => self.destroy_watcher(key),
+            #[cfg(not(unix))]
+            _ => {}
         }
         Ok(false)
     }
@@ -463,19 +530,25 @@ impl Driver {
 
     /// What is still open: a count of live handles and pending operations per kind.
     pub fn leak_report(&self) -> LeakReport {
-        LeakReport {
+        #[allow(unused_mut)]
+        let mut report = LeakReport {
             timers: self.timer_table.len(),
             events: self.event_table.len(),
             streams: self.stream_table.len(),
             listeners: self.listener_table.len(),
             datagrams: self.datagram_table.len(),
-            pipes: self.pipe_table.len(),
-            signals: self.signal_table.len(),
-            processes: self.process_table.len(),
-            files: self.file_table.len(),
-            watchers: self.watcher_table.len(),
             operations: self.ops.len() - self.internal_ops,
+            ..LeakReport::default()
+        };
+        #[cfg(unix)]
+        {
+            report.pipes = self.pipe_table.len();
+            report.signals = self.signal_table.len();
+            report.processes = self.process_table.len();
+            report.files = self.file_table.len();
+            report.watchers = self.watcher_table.len();
         }
+        report
     }
 }
 
@@ -556,6 +629,24 @@ impl Drop for Driver {
         for key in self.datagram_table.keys() {
             self.destroy_datagram(key);
         }
+        #[cfg(unix)]
+        self.drop_unix_resources();
+    }
+}
+
+impl fmt::Debug for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driver")
+            .field("id", &self.id)
+            .field("backend", &self.backend)
+            .field("waiters", &self.waiter_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    #[cfg(unix)]
+    fn drop_unix_resources(&mut self) {
         for key in self.pipe_table.keys() {
             self.destroy_pipe(key);
         }
@@ -575,15 +666,5 @@ impl Drop for Driver {
         if let Some(source) = self.signal_source.take() {
             self.sys.remove_source(source.src);
         }
-    }
-}
-
-impl fmt::Debug for Driver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Driver")
-            .field("id", &self.id)
-            .field("backend", &self.backend)
-            .field("waiters", &self.waiter_count())
-            .finish_non_exhaustive()
     }
 }

@@ -145,6 +145,7 @@ impl Error {
         self
     }
 
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn with_status(mut self, status: Status) -> Error {
         self.status = status;
         self

@@ -80,10 +80,13 @@ pub(crate) struct Owner {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Internal {
     /// The signalfd became readable.
+    #[cfg(unix)]
     Signals,
     /// A process's pidfd became readable: it exited.
+    #[cfg(unix)]
     ProcessExit,
     /// The inotify descriptor became readable.
+    #[cfg(unix)]
     Watchers,
 }
 
@@ -101,6 +104,7 @@ pub(crate) enum IoCallback {
     /// A listener's accept; its repeating callback lives in the listener.
     Accept,
     /// A driver-internal source became ready.
+    #[cfg_attr(not(unix), allow(dead_code))]
     Internal(Internal),
     /// Cancelled while the OS may still touch the buffer: complete silently.
     Orphaned,
@@ -182,6 +186,7 @@ impl Driver {
             HandleKind::Stream => self.stream_table.get_mut(owner.key).map(|s| &mut s.io),
             HandleKind::Listener => self.listener_table.get_mut(owner.key).map(|s| &mut s.io),
             HandleKind::Datagram => self.datagram_table.get_mut(owner.key).map(|s| &mut s.io),
+            #[cfg(unix)]
             HandleKind::Pipe => self.pipe_table.get_mut(owner.key).map(|s| &mut s.io),
             _ => None,
         }
@@ -412,9 +417,13 @@ impl Driver {
 impl Driver {
     /// A driver-internal source is ready; returns whether a user callback ran.
     fn internal_ready(&mut self, which: Internal, owner: Owner, _result: Result<usize>) -> bool {
+        let _ = owner;
         match which {
+            #[cfg(unix)]
             Internal::Signals => self.signals_ready(),
+            #[cfg(unix)]
             Internal::ProcessExit => self.process_exit_ready(owner),
+            #[cfg(unix)]
             Internal::Watchers => self.watchers_ready(),
         }
     }

@@ -71,25 +71,27 @@ mod dns;
 mod driver;
 #[cfg(eventcore_backend)]
 mod events;
-#[cfg(eventcore_backend)]
+#[cfg(all(eventcore_backend, unix))]
 mod files;
+#[cfg(all(eventcore_backend, windows))]
+mod gui;
 #[cfg(eventcore_backend)]
 mod io;
-#[cfg(eventcore_backend)]
+#[cfg(all(eventcore_backend, unix))]
 mod pipes;
 #[cfg(eventcore_backend)]
 mod pool;
-#[cfg(eventcore_backend)]
+#[cfg(all(eventcore_backend, unix))]
 mod processes;
 #[cfg(eventcore_backend)]
 mod remote;
-#[cfg(eventcore_backend)]
+#[cfg(all(eventcore_backend, unix))]
 mod signals;
 #[cfg(eventcore_backend)]
 mod sockets;
 #[cfg(eventcore_backend)]
 mod timers;
-#[cfg(eventcore_backend)]
+#[cfg(all(eventcore_backend, unix))]
 mod watchers;
 
 #[cfg(eventcore_backend)]
@@ -98,17 +100,19 @@ pub use dns::{Dns, LookupId};
 pub use driver::{BackendKind, Driver, ExitReason, LeakReport};
 #[cfg(eventcore_backend)]
 pub use events::{EventId, EventWait, Events};
-#[cfg(eventcore_backend)]
+#[cfg(all(eventcore_backend, unix))]
 pub use files::{FileHandle, Files, OpenMode};
+#[cfg(all(eventcore_backend, windows))]
+pub use gui::{AttachedDriver, MessageHook};
 #[cfg(eventcore_backend)]
 pub use io::{Cancelled, IoMode};
-#[cfg(eventcore_backend)]
+#[cfg(all(eventcore_backend, unix))]
 pub use pipes::{PipeHandle, Pipes};
-#[cfg(eventcore_backend)]
+#[cfg(all(eventcore_backend, unix))]
 pub use processes::{Child, Command, ExitStatus, ProcessId, ProcessWait, Processes, Stdio};
 #[cfg(eventcore_backend)]
 pub use remote::Remote;
-#[cfg(eventcore_backend)]
+#[cfg(all(eventcore_backend, unix))]
 pub use signals::{SignalListener, Signals};
 #[cfg(eventcore_backend)]
 pub use sockets::{
@@ -117,5 +121,5 @@ pub use sockets::{
 };
 #[cfg(eventcore_backend)]
 pub use timers::{TimerCallback, TimerId, Timers};
-#[cfg(eventcore_backend)]
+#[cfg(all(eventcore_backend, unix))]
 pub use watchers::{ChangeKind, FileChange, WatcherId, Watchers};

@@ -18,6 +18,7 @@ pub(crate) enum Message {
         notify_all: bool,
     },
     Run(Box<dyn FnOnce(&mut Driver) + Send>),
+    #[cfg_attr(not(unix), allow(dead_code))]
     /// Work of the driver itself (not a waiter), e.g. a process watcher thread's news.
     RunInternal(Box<dyn FnOnce(&mut Driver) + Send>),
     Exit,
@@ -127,6 +128,7 @@ impl Remote {
         self.shared.send(Message::Run(Box::new(f)))
     }
 
+    #[cfg_attr(not(unix), allow(dead_code))]
     /// Runs `f` on the driver's thread as the driver's own work: it does not
     /// count as a waiter.
     pub(crate) fn run_internal(&self, f: impl FnOnce(&mut Driver) + Send + 'static) -> Result<()> {

@@ -85,8 +85,8 @@ impl SocketAddress {
         if let Some(inet) = a.as_socket() {
             return SocketAddress::Inet(inet);
         }
-        match a.as_pathname() {
-            Some(p) => SocketAddress::Unix(p.to_path_buf()),
+        match crate::sys::unix_path(a) {
+            Some(p) => SocketAddress::Unix(p),
             None => SocketAddress::Unnamed,
         }
     }
@@ -101,10 +101,8 @@ impl SocketAddress {
 }
 
 fn unix_domain() -> Result<Domain> {
-    #[cfg(unix)]
-    return Ok(Domain::UNIX);
-    #[cfg(not(unix))]
-    return Err(Error::new(Status::NotSupported));
+    // Windows has AF_UNIX stream sockets since Windows 10 1803.
+    Ok(Domain::UNIX)
 }
 
 impl From<SocketAddr> for SocketAddress {
@@ -329,13 +327,12 @@ impl Driver {
         });
         if let Some(entry) = self.listener_table.remove(key) {
             self.sys.remove_source(entry.value.io.src);
-            #[cfg(unix)]
             if let Some(path) = entry
                 .value
                 .socket
                 .local_addr()
                 .ok()
-                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                .and_then(|a| crate::sys::unix_path(&a))
             {
                 // A Unix listener's socket file would block the next bind to
                 // the same path; remove it with the listener, as libuv does.

@@ -25,8 +25,12 @@
 //!   backend holds no pointer into the request's buffer any more; `false` means
 //!   the OS may still write into it until the aborted completion comes back from
 //!   `poll`, so the driver must keep the buffer alive until then.
-//! - `poll(timeout, &mut completions)`: wait at most `timeout` (`None` = no
-//!   limit) for completions or a wake-up, and append what finished.
+//! - `poll(timeout, &mut completions) -> bool`: wait at most `timeout`
+//!   (`None` = no limit) for completions or a wake-up, and append what
+//!   finished. `true` means the backend itself did something that counts as
+//!   activity (on Windows: it dispatched window messages).
+//! - `take_quit()`: a `WM_QUIT` exit code the backend took off the thread's
+//!   message queue (Windows; always `None` elsewhere).
 //!
 //! A backend never calls a user callback, never loops to fill a buffer
 //! ([`IoMode::All`](crate::IoMode::All) is the driver's job) and has no notion
@@ -54,12 +58,19 @@ pub(crate) use unix::{pipe, set_nonblocking};
 
 #[cfg(unix)]
 pub(crate) mod unix;
+
+#[cfg(windows)]
+mod windows;
 #[cfg(unix)]
 pub(crate) use unix::block_signals_in_worker;
 #[cfg(unix)]
 pub(crate) use unix::dns::lookup as dns_lookup;
 #[cfg(unix)]
 pub(crate) use unix::files;
+#[cfg(windows)]
+pub(crate) use windows::dns::lookup as dns_lookup;
+#[cfg(windows)]
+pub(crate) use windows::{block_signals_in_worker, Backend, Waker};
 
 /// How a backend performs reads and writes on a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +78,7 @@ pub(crate) enum SourceKind {
     /// A socket: `recv` / `send` (never raising `SIGPIPE`).
     Socket,
     /// Any other descriptor or handle: pipes, signalfd, inotify, pidfd.
+    #[cfg_attr(not(unix), allow(dead_code))]
     Fd,
 }
 
@@ -142,6 +154,12 @@ pub(crate) fn status_of(e: &io::Error) -> Status {
             return s;
         }
     }
+    #[cfg(windows)]
+    if let Some(code) = e.raw_os_error() {
+        if let Some(s) = windows::status_of_code(code) {
+            return s;
+        }
+    }
     use io::ErrorKind as K;
     match e.kind() {
         K::ConnectionReset
@@ -161,5 +179,32 @@ pub(crate) fn status_of(e: &io::Error) -> Status {
         K::Unsupported => Status::NotSupported,
         K::OutOfMemory => Status::ResourceExhausted,
         _ => Status::Other,
+    }
+}
+
+/// The path of a Unix-domain socket address, if it has one.
+pub(crate) fn unix_path(addr: &socket2::SockAddr) -> Option<std::path::PathBuf> {
+    #[cfg(unix)]
+    return addr.as_pathname().map(std::path::Path::to_path_buf);
+    #[cfg(windows)]
+    {
+        // sockaddr_un on Windows: a u16 family and a NUL-terminated UTF-8 path.
+        if !addr.is_unix() {
+            return None;
+        }
+        let len = addr.len() as usize;
+        if len <= 2 {
+            return None;
+        }
+        // SAFETY: the address holds `len` initialised bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(addr.as_ptr().cast::<u8>(), len) };
+        let path = &bytes[2..];
+        let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+        if end == 0 {
+            return None;
+        }
+        std::str::from_utf8(&path[..end])
+            .ok()
+            .map(std::path::PathBuf::from)
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use eventcore::{BackendKind, Driver, ExitReason};
 
 /// Instantiates scenario functions `fn name(kind: BackendKind)` as one `#[test]`
-/// per backend, in a module per backend: `epoll::name`, …
+/// per backend, in a module per backend: `epoll::name`, `winapi::name`, …
 #[macro_export]
 macro_rules! contract_tests {
     ($($name:ident),* $(,)?) => {
@@ -23,6 +23,15 @@ macro_rules! contract_tests {
                 #[test]
                 fn $name() {
                     $crate::util::run(eventcore::BackendKind::Epoll, stringify!($name), super::$name);
+                }
+            )*
+        }
+        #[cfg(windows)]
+        mod winapi {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::util::run(eventcore::BackendKind::WinApi, stringify!($name), super::$name);
                 }
             )*
         }

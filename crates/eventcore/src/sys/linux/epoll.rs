@@ -157,7 +157,16 @@ impl Backend {
         true
     }
 
-    pub fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
+    /// A `WM_QUIT` exit code; Linux has no message queue.
+    pub fn take_quit(&mut self) -> Option<i32> {
+        None
+    }
+
+    pub fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+    ) -> io::Result<bool> {
         let ms = match timeout {
             None => -1,
             // Round up so a timer is never woken for before its deadline.
@@ -198,7 +207,7 @@ impl Backend {
                 retry(fd, kind, &mut src.write, &mut self.reserve, out);
             }
         }
-        Ok(())
+        Ok(false)
     }
 }
 

@@ -1,0 +1,971 @@
+//! The per-thread executor: tasks, wakers, `block_on`, and the door for
+//! `Send` futures from other threads.
+//!
+//! One [`Executor`] owns one [`Driver`]. Its loop alternates between polling
+//! the tasks that were woken and one batch of [`Driver::process_events`]:
+//! without a woken task it waits in the driver as long as it takes; with one,
+//! it only polls the driver (a zero timeout), so I/O completions are never
+//! starved by busy tasks.
+//!
+//! **Wakers** are `Arc`s of a small record (task key + the executor's shared
+//! queue), built with [`std::task::Wake`], so they are `Send + Sync` as the
+//! standard library requires. Waking pushes the task's key onto a mutex-guarded
+//! queue. A wake from the loop's own thread needs nothing else: the loop looks
+//! at the queue before it waits, and a wake from inside a driver callback makes
+//! `process_events` return anyway (a callback ran). A wake from any other
+//! thread also sends an empty closure through the driver's [`Remote`]
+//! (`run_in_owner_thread`), which wakes the driver's wait — but only for the
+//! first key since the loop last emptied the queue.
+//!
+//! **Driver access.** Futures reach the driver through the executor's
+//! [`Core`], an `Rc` held by every handle and every started operation, and
+//! found through a thread-local while the executor runs. The driver lives in a
+//! `RefCell`: it is borrowed for the length of one driver call and never across
+//! user code. Driver callbacks, which receive `&mut Driver` while the loop holds
+//! that borrow, only store results into shared slots and wake tasks.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use crate::{Driver, Error, ExitReason, Handle, LeakReport, Remote, Result, Status};
+
+type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
+type SendFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Deferred = Box<dyn FnOnce(&mut Driver)>;
+
+/// The key of `block_on`'s own future in the wake queue.
+const MAIN: u64 = u64::MAX;
+
+/// How long the executor's keep-alive timer waits while it parks (see
+/// [`Core::park`]); when it expires the executor simply parks again.
+const PARK_TIMEOUT: Duration = Duration::from_secs(3600);
+
+static NEXT_EXECUTOR_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The executor whose `block_on` (or `turn`) runs on this thread.
+    static CURRENT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+    /// The id of that executor (0 = none): wakers compare it with their own.
+    static RUNNING: Cell<u64> = const { Cell::new(0) };
+}
+
+// ------------------------------------------------------------------ wakers
+
+/// What wakers and [`Spawner`]s on any thread share with the executor.
+struct Shared {
+    id: u64,
+    state: Mutex<SharedState>,
+    remote: Remote,
+}
+
+struct SharedState {
+    /// Keys of woken tasks, in the order they were woken.
+    woken: Vec<u64>,
+    /// Futures sent by [`Spawner::spawn`], not yet turned into tasks.
+    injected: Vec<SendFuture>,
+    /// The executor is gone: spawning fails.
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, SharedState> {
+        // Every critical section is a push, a swap or a flag: a panic cannot
+        // leave the state inconsistent, so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues work with `push` and, if the loop may be waiting in the driver
+    /// on another thread, wakes it.
+    fn notify(&self, push: impl FnOnce(&mut SharedState)) {
+        let was_empty = {
+            let mut s = self.lock();
+            let was_empty = s.woken.is_empty() && s.injected.is_empty();
+            push(&mut s);
+            was_empty
+        };
+        if was_empty && RUNNING.with(Cell::get) != self.id {
+            // The loop empties the queue before it waits, so only the first
+            // item since then needs a wake-up. The closure is zero-sized (no
+            // allocation); running it makes `process_events` return. If the
+            // driver is gone there is nobody left to wake.
+            let _ = self.remote.run_in_owner_thread(|_| {});
+        }
+    }
+}
+
+/// A task's waker: its key and the queue to push it onto.
+struct TaskWaker {
+    key: u64,
+    /// Set while the key is in the queue, so a task is queued at most once.
+    queued: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.shared.notify(|s| s.woken.push(self.key));
+        }
+    }
+}
+
+// ------------------------------------------------------------------- tasks
+
+enum TaskState {
+    Free,
+    Idle(LocalFuture),
+    /// Taken out for polling; `aborted` if its JoinHandle aborted it meanwhile.
+    Running {
+        aborted: bool,
+    },
+}
+
+struct TaskSlot {
+    gen: u32,
+    state: TaskState,
+    waker: Option<Arc<TaskWaker>>,
+}
+
+#[derive(Default)]
+struct Tasks {
+    slots: Vec<TaskSlot>,
+    free: Vec<u32>,
+}
+
+fn task_key(index: u32, gen: u32) -> u64 {
+    (u64::from(gen) << 32) | u64::from(index)
+}
+
+fn split_key(key: u64) -> (usize, u32) {
+    ((key & 0xffff_ffff) as usize, (key >> 32) as u32)
+}
+
+impl Tasks {
+    fn slot(&mut self, key: u64) -> Option<&mut TaskSlot> {
+        let (index, gen) = split_key(key);
+        self.slots.get_mut(index).filter(|s| s.gen == gen)
+    }
+
+    fn free(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        slot.gen = slot.gen.wrapping_add(1);
+        slot.state = TaskState::Free;
+        slot.waker = None;
+        self.free.push(index as u32);
+    }
+}
+
+// -------------------------------------------------------------------- core
+
+/// The executor's state that handles and futures share: the driver, the
+/// tasks, and the queue wakers push onto.
+pub(crate) struct Core {
+    driver: RefCell<Driver>,
+    tasks: RefCell<Tasks>,
+    shared: Arc<Shared>,
+    /// Driver work that came up while the driver was borrowed (a handle
+    /// dropped from inside a driver callback); run before the next poll.
+    deferred: RefCell<Vec<Deferred>>,
+}
+
+impl Core {
+    /// Runs `f` with the driver. Panics if the driver is already borrowed,
+    /// which only happens when this is called from inside a driver callback
+    /// (that callback already has the `&mut Driver` to use).
+    pub(crate) fn with_driver<R>(&self, f: impl FnOnce(&mut Driver) -> R) -> R {
+        let mut drv = self.driver.try_borrow_mut().expect(
+            "eventcore::rt: the driver is in use: an async operation was started from inside a \
+             driver callback (use the callback's `&mut Driver` there)",
+        );
+        f(&mut drv)
+    }
+
+    /// Runs `f` with the driver now, or — if the driver is borrowed (a drop
+    /// from inside a driver callback) — right after the current driver call.
+    pub(crate) fn run_or_defer(&self, f: impl FnOnce(&mut Driver) + 'static) {
+        match self.driver.try_borrow_mut() {
+            Ok(mut drv) => f(&mut drv),
+            Err(_) => self.deferred.borrow_mut().push(Box::new(f)),
+        }
+    }
+
+    /// Drops one reference to `h` (now or deferred, see [`Core::run_or_defer`]).
+    pub(crate) fn release<H: Handle + 'static>(&self, h: H) {
+        self.run_or_defer(move |drv| {
+            // A handle the driver already closed (a pipe closed by `close`)
+            // is InvalidHandle here: nothing left to release.
+            let _ = drv.release_ref(h);
+        });
+    }
+
+    fn run_deferred(&self) {
+        loop {
+            let work = std::mem::take(&mut *self.deferred.borrow_mut());
+            if work.is_empty() {
+                return;
+            }
+            let mut drv = self.driver.borrow_mut();
+            for f in work {
+                f(&mut drv);
+            }
+        }
+    }
+
+    fn spawn_boxed(&self, future: LocalFuture) -> u64 {
+        let mut tasks = self.tasks.borrow_mut();
+        let index = match tasks.free.pop() {
+            Some(i) => i as usize,
+            None => {
+                tasks.slots.push(TaskSlot {
+                    gen: 0,
+                    state: TaskState::Free,
+                    waker: None,
+                });
+                tasks.slots.len() - 1
+            }
+        };
+        let slot = &mut tasks.slots[index];
+        let key = task_key(index as u32, slot.gen);
+        let waker = Arc::new(TaskWaker {
+            key,
+            queued: AtomicBool::new(false),
+            shared: self.shared.clone(),
+        });
+        slot.state = TaskState::Idle(future);
+        slot.waker = Some(waker.clone());
+        drop(tasks);
+        waker.wake_by_ref();
+        key
+    }
+
+    /// Polls one task, if its key is still current.
+    fn run_task(&self, key: u64) {
+        let (mut future, waker) = {
+            let mut tasks = self.tasks.borrow_mut();
+            let Some(slot) = tasks.slot(key) else {
+                return;
+            };
+            match std::mem::replace(&mut slot.state, TaskState::Running { aborted: false }) {
+                TaskState::Idle(f) => (f, slot.waker.clone().expect("a live task has a waker")),
+                other => {
+                    slot.state = other;
+                    return;
+                }
+            }
+        };
+        waker.queued.store(false, Ordering::Release);
+        let waker = Waker::from(waker);
+        // If the task panics, its slot is freed on the way out (and the panic
+        // goes on through `block_on`).
+        let guard = FreeOnUnwind { core: self, key };
+        let done = future
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready();
+        std::mem::forget(guard);
+        let mut tasks = self.tasks.borrow_mut();
+        let (index, _) = split_key(key);
+        let aborted = matches!(
+            tasks.slots[index].state,
+            TaskState::Running { aborted: true }
+        );
+        if done || aborted {
+            tasks.free(index);
+            drop(tasks);
+            // Dropped outside the borrow: the future's handles release their
+            // driver resources, and may spawn or abort other tasks.
+            drop(future);
+        } else {
+            tasks.slots[index].state = TaskState::Idle(future);
+        }
+    }
+
+    /// Drops a task's future (see [`JoinHandle::abort`]).
+    fn abort(&self, key: u64) {
+        let future = {
+            let mut tasks = self.tasks.borrow_mut();
+            let Some(slot) = tasks.slot(key) else {
+                return;
+            };
+            match &mut slot.state {
+                TaskState::Running { aborted } => {
+                    *aborted = true;
+                    return;
+                }
+                TaskState::Free => return,
+                TaskState::Idle(_) => {}
+            }
+            let TaskState::Idle(f) = std::mem::replace(&mut slot.state, TaskState::Free) else {
+                unreachable!("checked above")
+            };
+            let (index, _) = split_key(key);
+            tasks.free(index);
+            f
+        };
+        drop(future);
+    }
+
+    /// Takes the woken keys; turns injected futures into tasks (which wake
+    /// themselves, so they run in the next round).
+    fn take_woken(&self) -> Vec<u64> {
+        let (woken, injected) = {
+            let mut s = self.shared.lock();
+            (
+                std::mem::take(&mut s.woken),
+                std::mem::take(&mut s.injected),
+            )
+        };
+        for future in injected {
+            self.spawn_boxed(future);
+        }
+        woken
+    }
+
+    fn has_woken(&self) -> bool {
+        let s = self.shared.lock();
+        !s.woken.is_empty() || !s.injected.is_empty()
+    }
+
+    /// One batch of driver events: a poll when tasks are runnable, else a wait.
+    fn process(&self, busy: bool) {
+        let timeout = if busy { Some(Duration::ZERO) } else { None };
+        let r = self.driver.borrow_mut().process_events(timeout);
+        match r {
+            Ok(ExitReason::OutOfWaiters) if !busy => self.park(),
+            Ok(_) => {}
+            Err(e) => panic!("eventcore::rt: process_events failed: {e}"),
+        }
+    }
+
+    /// Nothing in the driver can complete and no task is runnable: only
+    /// another thread (a cross-thread waker, a [`Spawner`], a [`Remote`])
+    /// can make progress now. An armed timer keeps the driver's wait alive
+    /// until such a wake-up arrives (a future that nobody ever wakes blocks
+    /// forever, as on any executor).
+    fn park(&self) {
+        let mut drv = self.driver.borrow_mut();
+        let keep_alive = drv.timers().create();
+        let _ = drv
+            .timers()
+            .set(keep_alive, PARK_TIMEOUT, Duration::ZERO);
+        let r = drv.process_events(None);
+        let _ = drv.release_ref(keep_alive);
+        if let Err(e) = r {
+            panic!("eventcore::rt: process_events failed: {e}");
+        }
+    }
+
+    /// Drops every task (the executor is going away).
+    fn drop_tasks(&self) {
+        loop {
+            let futures: Vec<LocalFuture> = {
+                let mut tasks = self.tasks.borrow_mut();
+                let mut out = Vec::new();
+                for index in 0..tasks.slots.len() {
+                    if let TaskState::Idle(_) = tasks.slots[index].state {
+                        let TaskState::Idle(f) =
+                            std::mem::replace(&mut tasks.slots[index].state, TaskState::Free)
+                        else {
+                            unreachable!()
+                        };
+                        tasks.free(index);
+                        out.push(f);
+                    }
+                }
+                out
+            };
+            if futures.is_empty() {
+                return;
+            }
+            // Dropping a future may spawn another: loop until none is left.
+            drop(futures);
+            self.run_deferred();
+        }
+    }
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("executor", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Frees a task's slot if its poll unwinds.
+struct FreeOnUnwind<'a> {
+    core: &'a Core,
+    key: u64,
+}
+
+impl Drop for FreeOnUnwind<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut tasks) = self.core.tasks.try_borrow_mut() {
+            let (index, _) = split_key(self.key);
+            tasks.free(index);
+        }
+    }
+}
+
+/// Makes `core` the current executor of this thread until dropped.
+struct Enter {
+    prev: Option<Rc<Core>>,
+    prev_running: u64,
+}
+
+impl Enter {
+    fn new(core: &Rc<Core>) -> Enter {
+        Enter {
+            prev: CURRENT.with(|c| c.replace(Some(core.clone()))),
+            prev_running: RUNNING.with(|r| r.replace(core.shared.id)),
+        }
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        CURRENT.with(|c| *c.borrow_mut() = prev);
+        RUNNING.with(|r| r.set(self.prev_running));
+    }
+}
+
+/// The executor running on this thread; panics outside one.
+pub(crate) fn current() -> Rc<Core> {
+    try_current().expect(
+        "eventcore::rt: no executor is running on this thread (call this inside \
+         Executor::block_on)",
+    )
+}
+
+fn try_current() -> Option<Rc<Core>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+// ---------------------------------------------------------------- executor
+
+/// A single-threaded executor over a [`Driver`].
+///
+/// It runs one future to completion with [`Executor::block_on`], and with it
+/// every task [`spawn`](Executor::spawn)ed on it. Tasks are `!Send` futures
+/// polled on this thread only; other threads reach the executor through a
+/// [`Spawner`] (for `Send` futures) or through wakers, which are `Send + Sync`
+/// and wake the driver's wait through its [`Remote`].
+///
+/// Every async operation of [`rt`](crate::rt) finds the executor of the
+/// thread while `block_on` runs, so they must be polled inside it.
+///
+/// ```
+/// use std::time::Duration;
+/// use eventcore::{rt, Driver};
+///
+/// let mut ex = rt::Executor::new(Driver::new()?);
+/// let answer = ex.block_on(async {
+///     let task = rt::spawn(async {
+///         rt::sleep(Duration::from_millis(5)).await;
+///         21
+///     });
+///     task.await * 2
+/// });
+/// assert_eq!(answer, 42);
+/// assert!(ex.leak_report().is_empty());
+/// # Ok::<(), eventcore::Error>(())
+/// ```
+///
+/// Dropping the executor drops every task that has not finished (which
+/// cancels their operations) and closes its [`Spawner`]s. The driver itself
+/// is dropped once the last handle that uses it is.
+pub struct Executor {
+    core: Rc<Core>,
+    /// A `!Send` marker (the core holds one too; this documents it).
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Executor {
+    /// An executor that owns `driver`.
+    pub fn new(driver: Driver) -> Executor {
+        let shared = Arc::new(Shared {
+            id: NEXT_EXECUTOR_ID.fetch_add(1, Ordering::Relaxed),
+            state: Mutex::new(SharedState {
+                woken: Vec::new(),
+                injected: Vec::new(),
+                closed: false,
+            }),
+            remote: driver.remote(),
+        });
+        Executor {
+            core: Rc::new(Core {
+                driver: RefCell::new(driver),
+                tasks: RefCell::new(Tasks::default()),
+                shared,
+                deferred: RefCell::new(Vec::new()),
+            }),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Runs `future` to completion on this thread, running spawned tasks and
+    /// driver callbacks meanwhile; returns its output.
+    ///
+    /// Tasks that have not finished when `future` completes stay in the
+    /// executor and go on at the next `block_on` (or [`Executor::turn`]).
+    /// An exit request ([`Driver::exit`], [`Remote::exit`]) does not end
+    /// `block_on`. A panic of `future` or of a task goes on through
+    /// `block_on` (the panicking task is dropped).
+    pub fn block_on<F: Future>(&mut self, future: F) -> F::Output {
+        let core = self.core.clone();
+        let _enter = Enter::new(&core);
+        let mut future = std::pin::pin!(future);
+        let main = Arc::new(TaskWaker {
+            key: MAIN,
+            queued: AtomicBool::new(false),
+            shared: core.shared.clone(),
+        });
+        let main_waker = Waker::from(main.clone());
+        main.wake_by_ref();
+        loop {
+            core.run_deferred();
+            let mut main_woken = false;
+            for key in core.take_woken() {
+                if key == MAIN {
+                    main_woken = true;
+                } else {
+                    core.run_task(key);
+                }
+            }
+            if main_woken {
+                main.queued.store(false, Ordering::Release);
+                if let Poll::Ready(out) = future
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&main_waker))
+                {
+                    core.run_deferred();
+                    return out;
+                }
+            }
+            core.run_deferred();
+            core.process(core.has_woken());
+        }
+    }
+
+    /// One turn of the loop without blocking on a future: polls the tasks
+    /// that are woken, then runs one batch of driver events, waiting at most
+    /// `timeout` (`None`: until something happens, zero: not at all) — or not
+    /// at all if tasks are runnable. Returns what the driver said.
+    ///
+    /// This is how a loop that is not the executor's own (a GUI message loop,
+    /// a game loop) keeps tasks going: call `turn(Some(Duration::ZERO))` from
+    /// it. Unlike `block_on`, it returns [`ExitReason::OutOfWaiters`] instead
+    /// of parking when nothing can complete.
+    pub fn turn(&mut self, timeout: Option<Duration>) -> Result<ExitReason> {
+        let core = self.core.clone();
+        let _enter = Enter::new(&core);
+        core.run_deferred();
+        for key in core.take_woken() {
+            core.run_task(key);
+        }
+        core.run_deferred();
+        let timeout = if core.has_woken() {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
+        let r = core.driver.borrow_mut().process_events(timeout);
+        core.run_deferred();
+        for key in core.take_woken() {
+            core.run_task(key);
+        }
+        core.run_deferred();
+        r
+    }
+
+    /// Starts `future` as a task of this executor; it runs while the executor
+    /// runs (`block_on`, `turn`). The [`JoinHandle`] gives its output;
+    /// dropping the handle detaches the task.
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        spawn_on(&self.core, future)
+    }
+
+    /// A `Send + Sync` handle through which other threads spawn `Send`
+    /// futures onto this executor.
+    pub fn spawner(&self) -> Spawner {
+        Spawner {
+            shared: self.core.shared.clone(),
+        }
+    }
+
+    /// Runs `f` with the driver, for the callback API (options this layer
+    /// does not wrap, handles of its own). Panics if called from inside a
+    /// driver callback.
+    pub fn with_driver<R>(&self, f: impl FnOnce(&mut Driver) -> R) -> R {
+        self.core.with_driver(f)
+    }
+
+    /// What is still open in the driver (see [`Driver::leak_report`]).
+    ///
+    /// Some releases finish in the driver after the handle is dropped (a file
+    /// is closed on the worker pool): let the loop run a little — e.g.
+    /// `block_on(rt::sleep(..))` — before expecting an empty report.
+    pub fn leak_report(&self) -> LeakReport {
+        self.core.with_driver(|drv| drv.leak_report())
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        let _enter = Enter::new(&self.core);
+        let injected = {
+            let mut s = self.core.shared.lock();
+            s.closed = true;
+            std::mem::take(&mut s.injected)
+        };
+        // Dropped outside the lock: their drop wakes the threads waiting for
+        // them, which may be this one.
+        drop(injected);
+        self.core.drop_tasks();
+        self.core.run_deferred();
+    }
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("id", &self.core.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+// ------------------------------------------------------------ local spawns
+
+struct JoinState<T> {
+    output: Option<T>,
+    waker: Option<Waker>,
+    finished: bool,
+    /// The task was dropped before it finished (its executor was dropped).
+    dropped: bool,
+}
+
+/// Sets the join state's `dropped` flag if the task is dropped unfinished.
+struct JoinGuard<T> {
+    state: Rc<RefCell<JoinState<T>>>,
+}
+
+impl<T> Drop for JoinGuard<T> {
+    fn drop(&mut self) {
+        let waker = {
+            let mut s = self.state.borrow_mut();
+            if s.finished {
+                return;
+            }
+            s.dropped = true;
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+fn spawn_on<F>(core: &Rc<Core>, future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let state = Rc::new(RefCell::new(JoinState {
+        output: None,
+        waker: None,
+        finished: false,
+        dropped: false,
+    }));
+    let guard = JoinGuard {
+        state: state.clone(),
+    };
+    let key = core.spawn_boxed(Box::pin(async move {
+        let output = future.await;
+        let waker = {
+            let mut s = guard.state.borrow_mut();
+            s.output = Some(output);
+            s.finished = true;
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }));
+    JoinHandle {
+        state,
+        core: core.clone(),
+        key,
+    }
+}
+
+/// Starts `future` as a task of the executor running on this thread (see
+/// [`Executor::spawn`]). Panics outside an executor.
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    spawn_on(&current(), future)
+}
+
+/// A [`Spawner`] for the executor running on this thread. Panics outside an
+/// executor.
+pub fn spawner() -> Spawner {
+    Spawner {
+        shared: current().shared.clone(),
+    }
+}
+
+/// Runs `f` with the driver of the executor running on this thread, for the
+/// callback API. Panics outside an executor, and when called from inside a
+/// driver callback (which has its own `&mut Driver`).
+pub fn with_driver<R>(f: impl FnOnce(&mut Driver) -> R) -> R {
+    current().with_driver(f)
+}
+
+/// Yields once to the executor: the task is woken at once and polled again
+/// after the other runnable tasks and a poll of the driver.
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
+}
+
+/// The output of a spawned task: a future that completes with it.
+///
+/// Dropping the handle detaches the task (it goes on running); use
+/// [`JoinHandle::abort`] to stop it.
+///
+/// Awaiting a handle whose task was dropped before it finished — its executor
+/// was dropped, or it panicked — panics.
+pub struct JoinHandle<T> {
+    state: Rc<RefCell<JoinState<T>>>,
+    core: Rc<Core>,
+    key: u64,
+}
+
+impl<T> JoinHandle<T> {
+    /// Whether the task has finished.
+    pub fn is_finished(&self) -> bool {
+        self.state.borrow().finished
+    }
+
+    /// Stops the task: its future is dropped (which cancels the operations
+    /// it was waiting for) at once — or, if the task is the one calling this,
+    /// when its current poll returns.
+    pub fn abort(self) {
+        if !self.is_finished() {
+            self.core.abort(self.key);
+        }
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let mut s = self.state.borrow_mut();
+        if let Some(out) = s.output.take() {
+            return Poll::Ready(out);
+        }
+        assert!(
+            !s.finished,
+            "eventcore::rt: JoinHandle polled after its output was taken"
+        );
+        assert!(
+            !s.dropped,
+            "eventcore::rt: the task was dropped before it finished (its executor was dropped, \
+             or it panicked)"
+        );
+        match &mut s.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("finished", &self.is_finished())
+            .finish_non_exhaustive()
+    }
+}
+
+// ----------------------------------------------------------- remote spawns
+
+/// Spawns `Send` futures onto an executor from any thread (see
+/// [`Executor::spawner`]). `Send + Sync + Clone`.
+///
+/// The future is queued for the executor's thread, whose driver wait is woken
+/// through its [`Remote`]; it runs there as a task, whenever that thread runs
+/// its executor (`block_on`, `turn`).
+#[derive(Clone)]
+pub struct Spawner {
+    shared: Arc<Shared>,
+}
+
+impl Spawner {
+    /// Queues `future` to run as a task on the spawner's executor.
+    /// [`Status::DriverGone`] if that executor has been dropped.
+    pub fn spawn<F>(&self, future: F) -> Result<RemoteJoinHandle<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let state = Arc::new(Mutex::new(RemoteJoinState {
+            output: None,
+            waker: None,
+            finished: false,
+            dropped: false,
+        }));
+        let task = RemoteTask {
+            future: Box::pin(future),
+            state: state.clone(),
+        };
+        let mut refused = None;
+        self.shared.notify(|s| {
+            if s.closed {
+                refused = Some(task);
+            } else {
+                s.injected.push(Box::pin(task));
+            }
+        });
+        if let Some(task) = refused {
+            // Dropped outside the lock (its guard wakes nobody: no one waits yet).
+            drop(task);
+            return Err(Error::new(Status::DriverGone));
+        }
+        Ok(RemoteJoinHandle { state })
+    }
+}
+
+impl std::fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawner")
+            .field("executor", &self.shared.id)
+            .finish()
+    }
+}
+
+struct RemoteJoinState<T> {
+    output: Option<T>,
+    waker: Option<Waker>,
+    finished: bool,
+    dropped: bool,
+}
+
+fn lock_state<T>(m: &Mutex<RemoteJoinState<T>>) -> MutexGuard<'_, RemoteJoinState<T>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A future sent by a [`Spawner`], with the state its handle reads.
+struct RemoteTask<F: Future> {
+    future: Pin<Box<F>>,
+    state: Arc<Mutex<RemoteJoinState<F::Output>>>,
+}
+
+impl<F: Future> Future for RemoteTask<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let output = std::task::ready!(self.future.as_mut().poll(cx));
+        let waker = {
+            let mut s = lock_state(&self.state);
+            s.output = Some(output);
+            s.finished = true;
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Poll::Ready(())
+    }
+}
+
+impl<F: Future> Drop for RemoteTask<F> {
+    fn drop(&mut self) {
+        let waker = {
+            let mut s = lock_state(&self.state);
+            if s.finished {
+                return;
+            }
+            s.dropped = true;
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// The output of a future spawned through a [`Spawner`]; a `Send` future
+/// that completes with it, or with [`Status::DriverGone`] if the target
+/// executor was dropped before the future finished.
+///
+/// Dropping the handle detaches the task.
+pub struct RemoteJoinHandle<T> {
+    state: Arc<Mutex<RemoteJoinState<T>>>,
+}
+
+impl<T> RemoteJoinHandle<T> {
+    /// Whether the task has finished.
+    pub fn is_finished(&self) -> bool {
+        lock_state(&self.state).finished
+    }
+}
+
+impl<T> Future for RemoteJoinHandle<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let mut s = lock_state(&self.state);
+        if let Some(out) = s.output.take() {
+            return Poll::Ready(Ok(out));
+        }
+        if s.dropped {
+            return Poll::Ready(Err(Error::new(Status::DriverGone)));
+        }
+        assert!(
+            !s.finished,
+            "eventcore::rt: RemoteJoinHandle polled after its output was taken"
+        );
+        match &mut s.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> std::fmt::Debug for RemoteJoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteJoinHandle")
+            .field("finished", &self.is_finished())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,825 @@
+//! The WinAPI backend proper.
+//!
+//! # The wait
+//!
+//! `poll` waits in `MsgWaitForMultipleObjectsEx` on the waker's event and a
+//! (high-resolution where available) waitable timer, with `QS_ALLINPUT` —
+//! not `QS_ALLEVENTS`, which misses cross-thread `SendMessage` — and
+//! `MWMO_ALERTABLE | MWMO_INPUTAVAILABLE`. During the wait the OS runs the
+//! completion routines of finished overlapped requests; they only record.
+//! After the wait the backend reaps them into completions, then drains the
+//! thread's message queue (`PeekMessageW` / `TranslateMessage` /
+//! `DispatchMessageW`, after the program's hook), so windows created on the
+//! driver's thread stay live while the driver waits for I/O. `WM_QUIT` is
+//! handed to the driver (it returns `ExitReason::Quit`), never swallowed.
+//!
+//! The wait set holds two handles whatever the number of sockets: sockets
+//! report through completion routines and window messages, never handles, so
+//! the 64-handle limit of the wait functions does not apply.
+//!
+//! # Requests
+//!
+//! Reads, writes, datagrams and waits for data are overlapped `WSARecv` /
+//! `WSASend` / `WSARecvFrom` / `WSASendTo` with a completion routine (a wait
+//! for data is a zero-byte `WSARecv`; on a datagram socket a zero-byte
+//! `MSG_PEEK`, which does not consume the datagram). `Immediate` requests are
+//! plain non-blocking calls — never an overlapped request that is started and
+//! cancelled, which loses datagrams. Accept and connect use `WSAAsyncSelect`
+//! on the driver's message-only window: `accept` / `connect` are tried at once
+//! and, if they would block, retried when `FD_ACCEPT` / `FD_CONNECT` arrives.
+//!
+//! Cancelling an overlapped request is `CancelIoEx`; its routine still runs
+//! (with `ERROR_OPERATION_ABORTED` or the result it had reached), so `cancel`
+//! answers `false` and the driver keeps the buffer until then.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::windows::io::{AsRawSocket, FromRawSocket};
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::SockAddr;
+use windows_sys::Win32::Foundation::{CloseHandle, BOOL, HANDLE, HWND, WAIT_FAILED};
+use windows_sys::Win32::Networking::WinSock::{
+    accept, connect, getsockopt, recv, recvfrom, send, sendto, WSAAsyncSelect, WSAGetLastError,
+    WSARecv, WSARecvFrom, WSASend, WSASendTo, FD_ACCEPT, FD_CONNECT, INVALID_SOCKET, MSG_PEEK,
+    SOCKADDR, SOCKADDR_STORAGE, SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_TYPE, WSABUF, WSAEMSGSIZE,
+    WSAEWOULDBLOCK, WSA_IO_PENDING,
+};
+use windows_sys::Win32::System::Threading::{
+    CreateEventW, CreateWaitableTimerExW, SetEvent, SetWaitableTimer, INFINITE,
+};
+use windows_sys::Win32::System::IO::CancelIoEx;
+use windows_sys::Win32::UI::WindowsAndMessaging::{
+    DispatchMessageW, MsgWaitForMultipleObjectsEx, PeekMessageW, PostMessageW, TranslateMessage,
+    MSG, MWMO_ALERTABLE, MWMO_INPUTAVAILABLE, PM_REMOVE, QS_ALLINPUT, WM_QUIT,
+};
+
+use super::overlapped::{self, on_socket_done, Slot, Slots};
+use super::window::{Window, WindowShared, WM_PUMP, WM_SOCKET};
+use crate::handle::{Key, Table};
+use crate::sys::{Completion, Extra, Request, SourceId, SourceKind};
+
+const CREATE_WAITABLE_TIMER_HIGH_RESOLUTION: u32 = 0x0000_0002;
+const TIMER_ALL_ACCESS: u32 = 0x001F_0003;
+/// Most messages dispatched per poll, so a flood of messages cannot starve I/O.
+const MESSAGE_BUDGET: usize = 512;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The program's look at each message before it is dispatched; `true` means
+/// "handled, do not translate or dispatch" (for `IsDialogMessage`, accelerators).
+pub(crate) type MessageHook = Box<dyn FnMut(&MSG) -> bool>;
+
+struct EventHandle(HANDLE);
+
+impl Drop for EventHandle {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle and close it once.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+// SAFETY: an event handle may be signalled from any thread.
+unsafe impl Send for EventHandle {}
+// SAFETY: as above; SetEvent is thread-safe.
+unsafe impl Sync for EventHandle {}
+
+/// Wakes the driver's wait from any thread: an auto-reset event in the wait
+/// set, plus a `WM_PUMP` to the driver's window when the driver is attached to
+/// a program's message loop (whose `GetMessage` does not see the event).
+#[derive(Clone)]
+pub(crate) struct Waker {
+    event: Arc<EventHandle>,
+    pump_window: Arc<AtomicIsize>,
+}
+
+impl Waker {
+    fn new() -> io::Result<Waker> {
+        // SAFETY: an unnamed auto-reset event, initially not signalled.
+        let h = unsafe { CreateEventW(std::ptr::null(), 0, 0, std::ptr::null()) };
+        if h == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Waker {
+            event: Arc::new(EventHandle(h)),
+            pump_window: Arc::new(AtomicIsize::new(0)),
+        })
+    }
+
+    pub fn wake(&self) {
+        // SAFETY: signalling our own event.
+        unsafe { SetEvent(self.event.0) };
+        let hwnd = self.pump_window.load(Ordering::Acquire);
+        if hwnd != 0 {
+            // SAFETY: posting to a window is allowed from any thread; a window
+            // that is gone makes the call fail harmlessly.
+            unsafe { PostMessageW(hwnd, WM_PUMP, 0, 0) };
+        }
+    }
+}
+
+enum Parked {
+    /// An overlapped request the OS holds.
+    InFlight { token: u64, slot: *mut Slot },
+    /// An accept waiting for `FD_ACCEPT`.
+    Accept { token: u64 },
+    /// A connect waiting for `FD_CONNECT`.
+    Connect { token: u64 },
+}
+
+impl Parked {
+    fn token(&self) -> u64 {
+        match *self {
+            Parked::InFlight { token, .. }
+            | Parked::Accept { token }
+            | Parked::Connect { token } => token,
+        }
+    }
+}
+
+struct Source {
+    sock: SOCKET,
+    datagram: bool,
+    selected: bool,
+    read: Option<Parked>,
+    write: Option<Parked>,
+}
+
+pub(crate) struct Backend {
+    id: u64,
+    waker: Waker,
+    timer: HANDLE,
+    window: Window,
+    sources: Table<Source>,
+    by_socket: HashMap<SOCKET, SourceId>,
+    slots: Slots,
+    reaped: Vec<*mut Slot>,
+    hook: Option<MessageHook>,
+    quit: Option<i32>,
+    /// False while attached to a program's message loop, which dispatches.
+    pump_messages: bool,
+}
+
+fn last_wsa_error() -> io::Error {
+    // SAFETY: reads the calling thread's last WinSock error.
+    io::Error::from_raw_os_error(unsafe { WSAGetLastError() })
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(WSAEWOULDBLOCK)
+}
+
+impl Backend {
+    pub fn new() -> io::Result<Backend> {
+        super::wsa_startup();
+        let waker = Waker::new()?;
+        // SAFETY: an unnamed waitable timer; the high-resolution kind first
+        // (Windows 10 1803+), a plain one where the system has none.
+        let mut timer = unsafe {
+            CreateWaitableTimerExW(
+                std::ptr::null(),
+                std::ptr::null(),
+                CREATE_WAITABLE_TIMER_HIGH_RESOLUTION,
+                TIMER_ALL_ACCESS,
+            )
+        };
+        if timer == 0 {
+            // SAFETY: as above, without the flag.
+            timer = unsafe {
+                CreateWaitableTimerExW(std::ptr::null(), std::ptr::null(), 0, TIMER_ALL_ACCESS)
+            };
+        }
+        if timer == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let window = match Window::new() {
+            Ok(w) => w,
+            Err(e) => {
+                // SAFETY: closing the timer we just created.
+                unsafe { CloseHandle(timer) };
+                return Err(e);
+            }
+        };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(Backend {
+            id,
+            waker,
+            timer,
+            window,
+            sources: Table::new(0),
+            by_socket: HashMap::new(),
+            slots: Slots::new(id),
+            reaped: Vec::new(),
+            hook: None,
+            quit: None,
+            pump_messages: true,
+        })
+    }
+
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    pub fn add_source(
+        &mut self,
+        source: &impl AsRawSocket,
+        _kind: SourceKind,
+    ) -> io::Result<SourceId> {
+        let sock = source.as_raw_socket() as SOCKET;
+        let mut ty: i32 = 0;
+        let mut len = std::mem::size_of::<i32>() as i32;
+        // SAFETY: reads SO_TYPE into an i32 of the given length.
+        let rc = unsafe {
+            getsockopt(
+                sock,
+                SOL_SOCKET,
+                SO_TYPE,
+                (&mut ty as *mut i32).cast(),
+                &mut len,
+            )
+        };
+        let datagram = rc == 0 && ty == 2; // SOCK_DGRAM
+        let key = self.sources.insert(Source {
+            sock,
+            datagram,
+            selected: false,
+            read: None,
+            write: None,
+        });
+        let id = SourceId(key.to_u64());
+        self.by_socket.insert(sock, id);
+        Ok(id)
+    }
+
+    pub fn remove_source(&mut self, id: SourceId) {
+        let Some(entry) = self.sources.remove(Key::from_u64(id.0, 0)) else {
+            return;
+        };
+        let src = entry.value;
+        self.by_socket.remove(&src.sock);
+        if src.selected {
+            // SAFETY: ends the async-select association of a socket we still own.
+            unsafe { WSAAsyncSelect(src.sock, self.window.hwnd(), 0, 0) };
+        }
+        if src
+            .read
+            .iter()
+            .chain(src.write.iter())
+            .any(|p| matches!(p, Parked::InFlight { .. }))
+        {
+            // SAFETY: cancels every request on the socket; their routines still
+            // run, and their slots are freed then.
+            unsafe { CancelIoEx(src.sock as HANDLE, std::ptr::null()) };
+        }
+    }
+
+    fn source(&mut self, id: SourceId) -> Option<&mut Source> {
+        self.sources.get_mut(Key::from_u64(id.0, 0))
+    }
+
+    fn select(&mut self, id: SourceId, events: u32) -> io::Result<()> {
+        let hwnd = self.window.hwnd();
+        let src = self.source(id).ok_or_else(bad_handle)?;
+        // SAFETY: associates our window with a socket we own.
+        if unsafe { WSAAsyncSelect(src.sock, hwnd, WM_SOCKET, events as i32) } == SOCKET_ERROR {
+            return Err(last_wsa_error());
+        }
+        src.selected = events != 0;
+        Ok(())
+    }
+
+    pub fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
+        let Some(src) = self.source(id) else {
+            return Some(Completion::new(token, Err(bad_handle())));
+        };
+        let sock = src.sock;
+        match req {
+            Request::Accept => match accept_now(sock, self.window.hwnd()) {
+                Err(e) if would_block(&e) => {
+                    if let Err(e) = self.select(id, FD_ACCEPT) {
+                        return Some(Completion::new(token, Err(e)));
+                    }
+                    self.source(id).expect("live").read = Some(Parked::Accept { token });
+                    None
+                }
+                Ok((s, a)) => Some(Completion {
+                    token,
+                    result: Ok(0),
+                    extra: Extra::Accepted(s, a),
+                }),
+                Err(e) => Some(Completion::new(token, Err(e))),
+            },
+            Request::Connect(addr) => {
+                if let Err(e) = self.select(id, FD_CONNECT) {
+                    return Some(Completion::new(token, Err(e)));
+                }
+                // SAFETY: connects with an address socket2 built.
+                let rc = unsafe { connect(sock, addr.as_ptr().cast(), addr.len()) };
+                if rc == 0 {
+                    let _ = self.select(id, 0);
+                    return Some(Completion::new(token, Ok(0)));
+                }
+                let e = last_wsa_error();
+                if would_block(&e) {
+                    self.source(id).expect("live").write = Some(Parked::Connect { token });
+                    None
+                } else {
+                    let _ = self.select(id, 0);
+                    Some(Completion::new(token, Err(e)))
+                }
+            }
+            req => self.start_overlapped(id, token, req),
+        }
+    }
+
+    fn start_overlapped(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
+        let reading = req.is_reading();
+        let src = self
+            .sources
+            .get(Key::from_u64(id.0, 0))
+            .expect("checked by submit");
+        let (sock, datagram) = (src.sock, src.datagram);
+        let slot = self.slots.alloc(token, id, reading);
+        // SAFETY: `slot` is a live, boxed slot that stays allocated until its
+        // completion routine has run; the buffers belong to the driver, which
+        // keeps them alive until the completion is reaped (see sys/mod.rs).
+        let rc = unsafe {
+            let s = &mut *slot;
+            let ov = &mut s.ov as *mut _;
+            match req {
+                Request::Read { ptr, len } => {
+                    let buf = WSABUF {
+                        len: len.min(u32::MAX as usize) as u32,
+                        buf: ptr,
+                    };
+                    WSARecv(
+                        sock,
+                        &buf,
+                        1,
+                        std::ptr::null_mut(),
+                        &mut s.flags,
+                        ov,
+                        Some(on_socket_done),
+                    )
+                }
+                Request::Readable => {
+                    let buf = WSABUF {
+                        len: 0,
+                        buf: std::ptr::null_mut(),
+                    };
+                    if datagram {
+                        s.flags = MSG_PEEK as u32;
+                        s.peek = true;
+                    }
+                    WSARecv(
+                        sock,
+                        &buf,
+                        1,
+                        std::ptr::null_mut(),
+                        &mut s.flags,
+                        ov,
+                        Some(on_socket_done),
+                    )
+                }
+                Request::Write { ptr, len } => {
+                    let buf = WSABUF {
+                        len: len.min(u32::MAX as usize) as u32,
+                        buf: ptr as *mut u8,
+                    };
+                    WSASend(
+                        sock,
+                        &buf,
+                        1,
+                        std::ptr::null_mut(),
+                        0,
+                        ov,
+                        Some(on_socket_done),
+                    )
+                }
+                Request::RecvFrom { ptr, len } => {
+                    let buf = WSABUF {
+                        len: len.min(u32::MAX as usize) as u32,
+                        buf: ptr,
+                    };
+                    s.want_from = true;
+                    WSARecvFrom(
+                        sock,
+                        &buf,
+                        1,
+                        std::ptr::null_mut(),
+                        &mut s.flags,
+                        (&mut s.from as *mut SOCKADDR_STORAGE).cast::<SOCKADDR>(),
+                        &mut s.from_len,
+                        ov,
+                        Some(on_socket_done),
+                    )
+                }
+                Request::SendTo { ptr, len, to } => {
+                    let buf = WSABUF {
+                        len: len.min(u32::MAX as usize) as u32,
+                        buf: ptr as *mut u8,
+                    };
+                    s.to = to;
+                    match &s.to {
+                        Some(addr) => WSASendTo(
+                            sock,
+                            &buf,
+                            1,
+                            std::ptr::null_mut(),
+                            0,
+                            addr.as_ptr().cast(),
+                            addr.len(),
+                            ov,
+                            Some(on_socket_done),
+                        ),
+                        None => WSASend(
+                            sock,
+                            &buf,
+                            1,
+                            std::ptr::null_mut(),
+                            0,
+                            ov,
+                            Some(on_socket_done),
+                        ),
+                    }
+                }
+                Request::Accept | Request::Connect(_) => unreachable!("handled by submit"),
+            }
+        };
+        if rc == SOCKET_ERROR {
+            let e = last_wsa_error();
+            if e.raw_os_error() != Some(WSA_IO_PENDING) {
+                // The request never started: no routine will run for it.
+                self.slots.free(slot);
+                return Some(Completion::new(token, Err(e)));
+            }
+        }
+        // Started (even if it finished at once, its routine is queued).
+        let src = self.source(id).expect("live");
+        let parked = Parked::InFlight { token, slot };
+        if reading {
+            src.read = Some(parked);
+        } else {
+            src.write = Some(parked);
+        }
+        None
+    }
+
+    pub fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
+        let Some(src) = self.source(id) else {
+            return Completion::new(token, Err(bad_handle()));
+        };
+        let sock = src.sock;
+        let len_hint = req_len(&req);
+        // SAFETY: plain non-blocking calls on a socket we own, with buffers the
+        // driver owns for the duration of the call.
+        let result = unsafe {
+            match req {
+                Request::Read { ptr, len } => {
+                    check(recv(sock, ptr, clamp(len), 0)).map(|n| (n, Extra::None))
+                }
+                Request::Write { ptr, len } => {
+                    check(send(sock, ptr, clamp(len), 0)).map(|n| (n, Extra::None))
+                }
+                Request::RecvFrom { ptr, len } => {
+                    let mut from: SOCKADDR_STORAGE = std::mem::zeroed();
+                    let mut from_len = std::mem::size_of::<SOCKADDR_STORAGE>() as i32;
+                    check(recvfrom(
+                        sock,
+                        ptr,
+                        clamp(len),
+                        0,
+                        (&mut from as *mut SOCKADDR_STORAGE).cast(),
+                        &mut from_len,
+                    ))
+                    .map(|n| (n, Extra::From(SockAddr::new(from, from_len))))
+                }
+                Request::SendTo { ptr, len, to } => match to {
+                    Some(addr) => check(sendto(
+                        sock,
+                        ptr,
+                        clamp(len),
+                        0,
+                        addr.as_ptr().cast(),
+                        addr.len(),
+                    )),
+                    None => check(send(sock, ptr, clamp(len), 0)),
+                }
+                .map(|n| (n, Extra::None)),
+                Request::Readable | Request::Accept | Request::Connect(_) => {
+                    Err(io::Error::from(io::ErrorKind::Unsupported))
+                }
+            }
+        };
+        let result = match result {
+            // A datagram larger than the buffer: Windows fails the call but
+            // has filled the buffer; the contract truncates, like POSIX.
+            Err(e) if e.raw_os_error() == Some(WSAEMSGSIZE) => match len_hint {
+                Some(len) => Ok((len, Extra::None)),
+                None => Err(e),
+            },
+            r => r,
+        };
+        match result {
+            Ok((n, extra)) => Completion {
+                token,
+                result: Ok(n),
+                extra,
+            },
+            Err(e) => Completion::new(token, Err(e)),
+        }
+    }
+
+    pub fn cancel(&mut self, id: SourceId, token: u64) -> bool {
+        let Some(src) = self.source(id) else {
+            return true;
+        };
+        let sock = src.sock;
+        let mut reclaimable = true;
+        let mut deselect = false;
+        for slot in [&mut src.read, &mut src.write] {
+            if slot.as_ref().is_some_and(|p| p.token() == token) {
+                match slot.take().expect("checked") {
+                    Parked::InFlight { slot: s, .. } => {
+                        // SAFETY: `s` is in flight on `sock`; its routine runs
+                        // after the cancel, and only then is the slot freed.
+                        unsafe { CancelIoEx(sock as HANDLE, &(*s).ov) };
+                        reclaimable = false;
+                    }
+                    Parked::Accept { .. } | Parked::Connect { .. } => deselect = true,
+                }
+            }
+        }
+        if deselect {
+            let _ = self.select(id, 0);
+        }
+        reclaimable
+    }
+
+    /// Installs or removes the program's message hook.
+    pub fn set_message_hook(&mut self, hook: Option<MessageHook>) {
+        self.hook = hook;
+    }
+
+    /// The exit code of a `WM_QUIT` the pump took off the queue, once.
+    pub fn take_quit(&mut self) -> Option<i32> {
+        self.quit.take()
+    }
+
+    /// The shared state of the driver's window (for the message-loop pump).
+    pub(crate) fn window_shared(&self) -> &WindowShared {
+        self.window.shared()
+    }
+
+    /// Starts or stops pumping from a program's own message loop: the waker
+    /// also posts `WM_PUMP`, and a timer pumps every `interval_ms`.
+    pub(crate) fn set_attached(&mut self, interval_ms: Option<u32>) {
+        let hwnd = if interval_ms.is_some() {
+            self.window.hwnd()
+        } else {
+            0
+        };
+        self.waker.pump_window.store(hwnd, Ordering::Release);
+        self.pump_messages = interval_ms.is_none();
+        self.window.set_pump_timer(interval_ms);
+    }
+
+    /// Waits, reaps completion routines, pumps messages. Returns whether a
+    /// message was dispatched (which counts as activity for the driver).
+    pub fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+    ) -> io::Result<bool> {
+        let pending =
+            overlapped::any_done() || !self.window.shared().socket_events.borrow().is_empty();
+        let ms = if pending {
+            0
+        } else {
+            match timeout {
+                None => INFINITE,
+                Some(d) if d.is_zero() => 0,
+                Some(d) => {
+                    // Relative due time in 100 ns units (negative = relative),
+                    // rounded up so nothing fires early.
+                    let due = -(i64::try_from(d.as_nanos().div_ceil(100)).unwrap_or(i64::MAX));
+                    // SAFETY: arms our own timer once, without a routine.
+                    let ok: BOOL =
+                        unsafe { SetWaitableTimer(self.timer, &due, 0, None, std::ptr::null(), 0) };
+                    if ok != 0 {
+                        INFINITE
+                    } else {
+                        (d.as_millis() + 1).min(u128::from(INFINITE - 1)) as u32
+                    }
+                }
+            }
+        };
+        let handles = [self.waker.event.0, self.timer];
+        // SAFETY: waits on two handles we own; completion routines run here.
+        let rc = unsafe {
+            MsgWaitForMultipleObjectsEx(
+                handles.len() as u32,
+                handles.as_ptr(),
+                ms,
+                QS_ALLINPUT,
+                MWMO_ALERTABLE | MWMO_INPUTAVAILABLE,
+            )
+        };
+        if rc == WAIT_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        self.reap(out);
+        let dispatched = self.pump_messages && self.pump_messages();
+        // A window procedure may have waited alertably: reap again.
+        self.reap(out);
+        self.socket_events(out);
+        Ok(dispatched)
+    }
+
+    fn pump_messages(&mut self) -> bool {
+        let mut any = false;
+        for _ in 0..MESSAGE_BUDGET {
+            // SAFETY: MSG is plain data; PeekMessageW fills it.
+            let mut msg: MSG = unsafe { std::mem::zeroed() };
+            // SAFETY: removes the next message of any window of this thread
+            // (or a thread message).
+            if unsafe { PeekMessageW(&mut msg, 0, 0, 0, PM_REMOVE) } == 0 {
+                break;
+            }
+            any = true;
+            if msg.message == WM_QUIT {
+                self.quit = Some(msg.wParam as i32);
+                break;
+            }
+            if let Some(hook) = &mut self.hook {
+                if hook(&msg) {
+                    continue;
+                }
+            }
+            // SAFETY: the standard translate / dispatch of a message we took.
+            unsafe {
+                TranslateMessage(&msg);
+                DispatchMessageW(&msg);
+            }
+        }
+        any
+    }
+
+    /// Turns finished slots into completions and frees them.
+    fn reap(&mut self, out: &mut Vec<Completion>) {
+        overlapped::take_done(self.id, &mut self.reaped);
+        for slot in self.reaped.drain(..) {
+            // SAFETY: the routine has run for this slot; it is ours and live.
+            let s = unsafe { &mut *slot };
+            let mut result = if s.error == 0 {
+                Ok(s.bytes as usize)
+            } else {
+                Err(io::Error::from_raw_os_error(s.error as i32))
+            };
+            if s.peek && s.error == WSAEMSGSIZE as u32 {
+                // A zero-byte peek found a datagram: readable.
+                result = Ok(0);
+            }
+            let extra = if s.want_from && result.is_ok() {
+                // SAFETY: the OS wrote a sockaddr of `from_len` bytes.
+                Extra::From(unsafe { SockAddr::new(s.from, s.from_len) })
+            } else {
+                Extra::None
+            };
+            let (token, source, reading) = (s.token, s.source, s.reading);
+            self.slots.free(slot);
+            if let Some(src) = self.sources.get_mut(Key::from_u64(source.0, 0)) {
+                let parked = if reading {
+                    &mut src.read
+                } else {
+                    &mut src.write
+                };
+                if parked.as_ref().is_some_and(|p| p.token() == token) {
+                    *parked = None;
+                }
+            }
+            out.push(Completion {
+                token,
+                result,
+                extra,
+            });
+        }
+    }
+
+    /// Handles the `WSAAsyncSelect` notifications the window recorded.
+    fn socket_events(&mut self, out: &mut Vec<Completion>) {
+        let events = std::mem::take(&mut *self.window.shared().socket_events.borrow_mut());
+        for (sock, event, error) in events {
+            let Some(&id) = self.by_socket.get(&sock) else {
+                continue;
+            };
+            let hwnd = self.window.hwnd();
+            let Some(src) = self.source(id) else {
+                continue;
+            };
+            if u32::from(event) & FD_ACCEPT != 0 {
+                if let Some(Parked::Accept { token }) = src.read {
+                    match accept_now(sock, hwnd) {
+                        Err(e) if would_block(&e) => {}
+                        r => {
+                            src.read = None;
+                            let _ = self.select(id, 0);
+                            out.push(match r {
+                                Ok((s, a)) => Completion {
+                                    token,
+                                    result: Ok(0),
+                                    extra: Extra::Accepted(s, a),
+                                },
+                                Err(e) => Completion::new(token, Err(e)),
+                            });
+                        }
+                    }
+                }
+            }
+            let Some(src) = self.source(id) else {
+                continue;
+            };
+            if u32::from(event) & FD_CONNECT != 0 {
+                if let Some(Parked::Connect { token }) = src.write {
+                    src.write = None;
+                    let _ = self.select(id, 0);
+                    let result = if error == 0 {
+                        Ok(0)
+                    } else {
+                        Err(io::Error::from_raw_os_error(i32::from(error)))
+                    };
+                    out.push(Completion::new(token, result));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        // Requests still in flight (their sockets are closed by now, so they
+        // finish promptly) must complete before their slots are freed: wait
+        // alertably for their routines, for a bounded time.
+        let mut scratch = Vec::new();
+        for _ in 0..200 {
+            if self.slots.in_flight == 0 {
+                break;
+            }
+            // SAFETY: an alertable sleep lets the pending routines run.
+            unsafe { windows_sys::Win32::System::Threading::SleepEx(10, 1) };
+            self.reap(&mut scratch);
+        }
+        if self.slots.in_flight != 0 {
+            // The OS may still write into them: leak rather than free.
+            self.slots.leak();
+        }
+        // SAFETY: the timer is ours.
+        unsafe { CloseHandle(self.timer) };
+    }
+}
+
+fn bad_handle() -> io::Error {
+    io::Error::from_raw_os_error(10038) // WSAENOTSOCK
+}
+
+fn clamp(len: usize) -> i32 {
+    len.min(i32::MAX as usize) as i32
+}
+
+fn req_len(req: &Request) -> Option<usize> {
+    match *req {
+        Request::RecvFrom { len, .. } | Request::Read { len, .. } => Some(len),
+        _ => None,
+    }
+}
+
+fn check(rc: i32) -> io::Result<usize> {
+    if rc == SOCKET_ERROR {
+        Err(last_wsa_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+/// One non-blocking `accept`; the new socket leaves the listener's
+/// async-select association (which it inherits) and stays non-blocking.
+fn accept_now(listener: SOCKET, hwnd: HWND) -> io::Result<(socket2::Socket, SockAddr)> {
+    // SAFETY: accept into zeroed storage of the length we pass.
+    unsafe {
+        let mut storage: SOCKADDR_STORAGE = std::mem::zeroed();
+        let mut len = std::mem::size_of::<SOCKADDR_STORAGE>() as i32;
+        let s = accept(
+            listener,
+            (&mut storage as *mut SOCKADDR_STORAGE).cast(),
+            &mut len,
+        );
+        if s == INVALID_SOCKET {
+            return Err(last_wsa_error());
+        }
+        WSAAsyncSelect(s, hwnd, 0, 0);
+        let socket = socket2::Socket::from_raw_socket(s as _);
+        Ok((socket, SockAddr::new(storage, len)))
+    }
+}
