@@ -289,7 +289,8 @@ impl Driver {
                 transferred += n;
             }
         }
-        if self.sys.cancel(src, key.to_u64()) {
+        if let Some(moved) = self.sys.cancel(src, key.to_u64()) {
+            transferred += moved;
             let op = self.remove_io(key).expect("checked above");
             Some(Cancelled {
                 buffer: Some(op.buf),

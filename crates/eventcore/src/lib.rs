@@ -85,6 +85,8 @@ mod pool;
 mod processes;
 #[cfg(eventcore_backend)]
 mod remote;
+#[cfg(eventcore_backend)]
+pub mod rt;
 #[cfg(all(eventcore_backend, unix))]
 mod signals;
 #[cfg(eventcore_backend)]

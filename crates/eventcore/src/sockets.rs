@@ -136,8 +136,10 @@ impl std::fmt::Display for SocketAddress {
 /// Options of [`Sockets::listen`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListenOptions {
-    /// `SO_REUSEADDR` (TCP only): rebind while old connections are in TIME_WAIT.
-    /// Default `true`, as in libuv.
+    /// Rebind while old connections are in TIME_WAIT (`SO_REUSEADDR` on Unix).
+    /// Default `true`, as in libuv. On Windows rebinding over TIME_WAIT is the
+    /// default and `SO_REUSEADDR` would let the port be taken from a live
+    /// listener, so nothing is set there (as in libuv).
     pub reuse_address: bool,
     /// `SO_REUSEPORT` where the OS has it (several listeners share a port);
     /// [`Status::NotSupported`] elsewhere. Default `false`.
@@ -445,10 +447,10 @@ impl Sockets<'_> {
         let inet = domain != unix_domain().unwrap_or(Domain::IPV4)
             || matches!(addr, SocketAddress::Inet(_));
         if inet && options.reuse_address {
-            socket.set_reuse_address(true)?;
+            crate::sys::socket_options::set_listener_reuse_address(&socket)?;
         }
         if options.reuse_port {
-            sys_reuse_port(&socket)?;
+            crate::sys::socket_options::set_reuse_port(&socket)?;
         }
         if domain == Domain::IPV6 {
             socket.set_only_v6(options.v6_only)?;
@@ -649,15 +651,17 @@ impl Sockets<'_> {
     }
 
     /// Sets the TCP user timeout: how long sent data may stay unacknowledged
-    /// before the connection is dropped (`TCP_USER_TIMEOUT`; Linux only,
-    /// [`Status::NotSupported`] elsewhere).
+    /// before the connection is dropped (`TCP_USER_TIMEOUT` on Linux;
+    /// `TCP_MAXRT`, in whole seconds rounded up, on Windows).
     pub fn set_user_timeout(&mut self, sock: StreamSocket, timeout: Duration) -> Result<()> {
         let s = self
             .drv
             .stream_table
             .get(sock.0)
             .ok_or_else(Error::invalid_handle)?;
-        sys_user_timeout(&s.socket, timeout)
+        Ok(crate::sys::socket_options::set_user_timeout(
+            &s.socket, timeout,
+        )?)
     }
 
     /// The local address of any socket.
@@ -858,24 +862,4 @@ impl Sockets<'_> {
         }
         Ok(())
     }
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn sys_user_timeout(socket: &Socket, timeout: Duration) -> Result<()> {
-    Ok(socket.set_tcp_user_timeout(Some(timeout))?)
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn sys_user_timeout(_socket: &Socket, _timeout: Duration) -> Result<()> {
-    Err(Error::new(Status::NotSupported))
-}
-
-#[cfg(all(unix, not(target_os = "solaris"), not(target_os = "illumos")))]
-fn sys_reuse_port(socket: &Socket) -> Result<()> {
-    Ok(socket.set_reuse_port(true)?)
-}
-
-#[cfg(not(all(unix, not(target_os = "solaris"), not(target_os = "illumos"))))]
-fn sys_reuse_port(_socket: &Socket) -> Result<()> {
-    Err(Error::new(Status::NotSupported))
 }

@@ -356,9 +356,7 @@ impl Core {
     fn park(&self) {
         let mut drv = self.driver.borrow_mut();
         let keep_alive = drv.timers().create();
-        let _ = drv
-            .timers()
-            .set(keep_alive, PARK_TIMEOUT, Duration::ZERO);
+        let _ = drv.timers().set(keep_alive, PARK_TIMEOUT, Duration::ZERO);
         let r = drv.process_events(None);
         let _ = drv.release_ref(keep_alive);
         if let Err(e) = r {
@@ -546,9 +544,8 @@ impl Executor {
             }
             if main_woken {
                 main.queued.store(false, Ordering::Release);
-                if let Poll::Ready(out) = future
-                    .as_mut()
-                    .poll(&mut Context::from_waker(&main_waker))
+                if let Poll::Ready(out) =
+                    future.as_mut().poll(&mut Context::from_waker(&main_waker))
                 {
                     core.run_deferred();
                     return out;

@@ -117,7 +117,7 @@ pub(crate) trait Operation: Unpin {
     type Output: 'static;
     /// What `cancel`, `ready` and `discard` need to know about the started
     /// operation (its handle, its wait id).
-    type Token: Copy + 'static;
+    type Token: Copy + Unpin + 'static;
     /// What the future returns.
     type Ret;
 

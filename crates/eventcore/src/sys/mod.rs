@@ -21,10 +21,11 @@
 //! - `attempt(id, token, request) -> Completion`: one non-blocking try that never
 //!   parks ([`IoMode::Immediate`](crate::IoMode::Immediate)); nothing possible is
 //!   `WouldBlock`.
-//! - `cancel(id, token) -> bool`: withdraw a parked request. `true` means the
-//!   backend holds no pointer into the request's buffer any more; `false` means
-//!   the OS may still write into it until the aborted completion comes back from
-//!   `poll`, so the driver must keep the buffer alive until then.
+//! - `cancel(id, token) -> Option<usize>`: withdraw a parked request.
+//!   `Some(n)` means the backend holds no pointer into the request's buffer
+//!   any more, and the request had moved `n` bytes when it stopped; `None`
+//!   means the OS may still write into it until the aborted completion comes
+//!   back from `poll`, so the driver must keep the buffer alive until then.
 //! - `poll(timeout, &mut completions) -> bool`: wait at most `timeout`
 //!   (`None` = no limit) for completions or a wake-up, and append what
 //!   finished. `true` means the backend itself did something that counts as
@@ -62,15 +63,15 @@ pub(crate) mod unix;
 #[cfg(windows)]
 mod windows;
 #[cfg(unix)]
-pub(crate) use unix::block_signals_in_worker;
-#[cfg(unix)]
 pub(crate) use unix::dns::lookup as dns_lookup;
 #[cfg(unix)]
 pub(crate) use unix::files;
+#[cfg(unix)]
+pub(crate) use unix::{block_signals_in_worker, socket_options};
 #[cfg(windows)]
 pub(crate) use windows::dns::lookup as dns_lookup;
 #[cfg(windows)]
-pub(crate) use windows::{block_signals_in_worker, Backend, Waker};
+pub(crate) use windows::{block_signals_in_worker, socket_options, Backend, Waker};
 
 /// How a backend performs reads and writes on a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -146,7 +146,8 @@ impl Backend {
         complete(token, result)
     }
 
-    pub fn cancel(&mut self, id: SourceId, token: u64) -> bool {
+    /// Parked requests never touched their buffer: always reclaimed, 0 bytes.
+    pub fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
         if let Some(src) = self.sources.get_mut(Key::from_u64(id.0, 0)) {
             for slot in [&mut src.read, &mut src.write] {
                 if slot.as_ref().is_some_and(|p| p.token == token) {
@@ -154,7 +155,7 @@ impl Backend {
                 }
             }
         }
-        true
+        Some(0)
     }
 
     /// A `WM_QUIT` exit code; Linux has no message queue.

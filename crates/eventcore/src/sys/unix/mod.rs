@@ -252,3 +252,29 @@ pub(crate) fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>
         )
     })
 }
+
+/// Socket options whose spelling differs per OS.
+pub(crate) mod socket_options {
+    use std::io;
+    use std::time::Duration;
+
+    use socket2::Socket;
+
+    /// `TCP_USER_TIMEOUT` (Linux); `Unsupported` on other Unixes.
+    pub(crate) fn set_user_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        return socket.set_tcp_user_timeout(Some(timeout));
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        return Err(io::ErrorKind::Unsupported.into());
+    }
+
+    /// `SO_REUSEPORT`.
+    pub(crate) fn set_reuse_port(socket: &Socket) -> io::Result<()> {
+        socket.set_reuse_port(true)
+    }
+
+    /// `SO_REUSEADDR`: rebinding over TIME_WAIT.
+    pub(crate) fn set_listener_reuse_address(socket: &Socket) -> io::Result<()> {
+        socket.set_reuse_address(true)
+    }
+}

@@ -48,7 +48,7 @@ use windows_sys::Win32::Networking::WinSock::{
     WSAEWOULDBLOCK, WSA_IO_PENDING,
 };
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, CreateWaitableTimerExW, SetEvent, SetWaitableTimer, INFINITE,
+    CreateEventW, CreateWaitableTimerExW, SetEvent, SetWaitableTimer, SleepEx, INFINITE,
 };
 use windows_sys::Win32::System::IO::CancelIoEx;
 use windows_sys::Win32::UI::WindowsAndMessaging::{
@@ -63,6 +63,13 @@ use crate::sys::{Completion, Extra, Request, SourceId, SourceKind};
 
 const CREATE_WAITABLE_TIMER_HIGH_RESOLUTION: u32 = 0x0000_0002;
 const TIMER_ALL_ACCESS: u32 = 0x001F_0003;
+/// How long a cancel waits for the cancelled request's routine before leaving
+/// it to finish later.
+const CANCEL_WAIT: Duration = Duration::from_millis(100);
+/// Largest transfer one overlapped send request carries: an `IoMode::All`
+/// write is a series of such requests, so a failure part-way reports how far
+/// it got, and a cancel gives back a buffer the OS is no longer reading.
+const MAX_SEND: usize = 1 << 20;
 /// Most messages dispatched per poll, so a flood of messages cannot starve I/O.
 const MESSAGE_BUDGET: usize = 512;
 
@@ -118,6 +125,11 @@ impl Waker {
             unsafe { PostMessageW(hwnd, WM_PUMP, 0, 0) };
         }
     }
+}
+
+enum ReqKind {
+    RecvFrom,
+    Other,
 }
 
 enum Parked {
@@ -342,6 +354,11 @@ impl Backend {
             .expect("checked by submit");
         let (sock, datagram) = (src.sock, src.datagram);
         let slot = self.slots.alloc(token, id, reading);
+        let req_kind = if matches!(req, Request::RecvFrom { .. }) {
+            ReqKind::RecvFrom
+        } else {
+            ReqKind::Other
+        };
         // SAFETY: `slot` is a live, boxed slot that stays allocated until its
         // completion routine has run; the buffers belong to the driver, which
         // keeps them alive until the completion is reaped (see sys/mod.rs).
@@ -350,6 +367,7 @@ impl Backend {
             let ov = &mut s.ov as *mut _;
             match req {
                 Request::Read { ptr, len } => {
+                    s.len = len;
                     let buf = WSABUF {
                         len: len.min(u32::MAX as usize) as u32,
                         buf: ptr,
@@ -385,7 +403,7 @@ impl Backend {
                 }
                 Request::Write { ptr, len } => {
                     let buf = WSABUF {
-                        len: len.min(u32::MAX as usize) as u32,
+                        len: len.min(MAX_SEND) as u32,
                         buf: ptr as *mut u8,
                     };
                     WSASend(
@@ -399,6 +417,7 @@ impl Backend {
                     )
                 }
                 Request::RecvFrom { ptr, len } => {
+                    s.len = len;
                     let buf = WSABUF {
                         len: len.min(u32::MAX as usize) as u32,
                         buf: ptr,
@@ -450,7 +469,34 @@ impl Backend {
         };
         if rc == SOCKET_ERROR {
             let e = last_wsa_error();
-            if e.raw_os_error() != Some(WSA_IO_PENDING) {
+            if e.raw_os_error() == Some(WSAEMSGSIZE) {
+                // A datagram longer than the buffer, received (truncated) at
+                // once. Wine still queues the routine for it; Windows
+                // documents that no routine follows an immediate error. Look
+                // for the routine; without it, complete now and leave the
+                // slot to a routine that may still come (its completion then
+                // names no operation and is dropped).
+                // SAFETY: an alertable zero sleep runs queued routines.
+                unsafe { SleepEx(0, 1) };
+                // SAFETY: the routine sets `done` on this thread.
+                if !unsafe { (*slot).done } {
+                    // SAFETY: the slot stays allocated; only its token changes.
+                    let (len, from) = unsafe {
+                        (*slot).token = u64::MAX;
+                        ((*slot).len, SockAddr::new((*slot).from, (*slot).from_len))
+                    };
+                    let extra = if matches!(req_kind, ReqKind::RecvFrom) {
+                        Extra::From(from)
+                    } else {
+                        Extra::None
+                    };
+                    return Some(Completion {
+                        token,
+                        result: Ok(len),
+                        extra,
+                    });
+                }
+            } else if e.raw_os_error() != Some(WSA_IO_PENDING) {
                 // The request never started: no routine will run for it.
                 self.slots.free(slot);
                 return Some(Completion::new(token, Err(e)));
@@ -532,22 +578,22 @@ impl Backend {
         }
     }
 
-    pub fn cancel(&mut self, id: SourceId, token: u64) -> bool {
-        let Some(src) = self.source(id) else {
-            return true;
-        };
+    /// Cancels with `CancelIoEx` and then waits, alertably and briefly, for the
+    /// request's completion routine: a cancelled socket request normally
+    /// finishes at once, and once its routine has run the OS is done with the
+    /// buffer, which can then go back to the caller from the cancel call,
+    /// together with the bytes the request had already moved (a read that had
+    /// completed before the cancel keeps its data). If the routine does not
+    /// come within the bound, the request is left to finish later (`None`).
+    pub fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
+        let src = self.source(id)?;
         let sock = src.sock;
-        let mut reclaimable = true;
+        let mut in_flight = None;
         let mut deselect = false;
         for slot in [&mut src.read, &mut src.write] {
             if slot.as_ref().is_some_and(|p| p.token() == token) {
                 match slot.take().expect("checked") {
-                    Parked::InFlight { slot: s, .. } => {
-                        // SAFETY: `s` is in flight on `sock`; its routine runs
-                        // after the cancel, and only then is the slot freed.
-                        unsafe { CancelIoEx(sock as HANDLE, &(*s).ov) };
-                        reclaimable = false;
-                    }
+                    Parked::InFlight { slot: s, .. } => in_flight = Some(s),
                     Parked::Accept { .. } | Parked::Connect { .. } => deselect = true,
                 }
             }
@@ -555,7 +601,31 @@ impl Backend {
         if deselect {
             let _ = self.select(id, 0);
         }
-        reclaimable
+        let Some(slot) = in_flight else {
+            return Some(0);
+        };
+        // SAFETY: `slot` is in flight on `sock`; it is freed only after its
+        // routine has run (here, or later in `reap`).
+        unsafe { CancelIoEx(sock as HANDLE, &(*slot).ov) };
+        let deadline = std::time::Instant::now() + CANCEL_WAIT;
+        loop {
+            // SAFETY: an alertable zero sleep runs this thread's queued routines.
+            unsafe { SleepEx(0, 1) };
+            // SAFETY: the routine sets `done` on this thread.
+            if unsafe { (*slot).done } {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            // SAFETY: as above.
+            unsafe { SleepEx(1, 1) };
+        }
+        overlapped::take_slot(slot);
+        // SAFETY: the routine has run: the slot is ours again.
+        let (error, bytes) = unsafe { ((*slot).error, (*slot).bytes) };
+        self.slots.free(slot);
+        Some(if error == 0 { bytes as usize } else { 0 })
     }
 
     /// Installs or removes the program's message hook.
@@ -678,11 +748,12 @@ impl Backend {
             } else {
                 Err(io::Error::from_raw_os_error(s.error as i32))
             };
-            if s.peek && s.error == WSAEMSGSIZE as u32 {
-                // A zero-byte peek found a datagram: readable.
-                result = Ok(0);
+            if s.error == WSAEMSGSIZE as u32 {
+                // A zero-byte peek found a datagram: readable. A datagram
+                // longer than the buffer filled it: truncated, as on POSIX.
+                result = Ok(if s.peek { 0 } else { s.len });
             }
-            let extra = if s.want_from && result.is_ok() {
+            let extra = if s.want_from && result.is_ok() && !s.peek {
                 // SAFETY: the OS wrote a sockaddr of `from_len` bytes.
                 Extra::From(unsafe { SockAddr::new(s.from, s.from_len) })
             } else {
@@ -768,7 +839,7 @@ impl Drop for Backend {
                 break;
             }
             // SAFETY: an alertable sleep lets the pending routines run.
-            unsafe { windows_sys::Win32::System::Threading::SleepEx(10, 1) };
+            unsafe { SleepEx(10, 1) };
             self.reap(&mut scratch);
         }
         if self.slots.in_flight != 0 {

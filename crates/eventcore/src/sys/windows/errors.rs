@@ -16,8 +16,8 @@ pub(crate) fn status_of_code(code: i32) -> Option<Status> {
         10040 => Status::TooLarge,                    // WSAEMSGSIZE
         10013 => Status::NotAllowed,                  // WSAEACCES
         10038 | 10009 => Status::InvalidHandle,       // WSAENOTSOCK, WSAEBADF
-        10045 | 10047 | 10043 | 10044 => Status::NotSupported, // OPNOTSUPP, AFNOSUPPORT, PROTONOSUPPORT, SOCKTNOSUPPORT
-        10022 => Status::InvalidArgument,                      // WSAEINVAL
+        10045 | 10047 | 10043 | 10044 | 10042 => Status::NotSupported, // OPNOTSUPP, AFNOSUPPORT, PROTONOSUPPORT, SOCKTNOSUPPORT, NOPROTOOPT
+        10022 => Status::InvalidArgument,                              // WSAEINVAL
         // Win32.
         2 | 3 => Status::NotFound,  // FILE_NOT_FOUND, PATH_NOT_FOUND
         5 => Status::NotAllowed,    // ACCESS_DENIED

@@ -37,3 +37,45 @@ pub(crate) fn wsa_startup() {
         }
     });
 }
+
+/// Socket options whose spelling differs per OS.
+pub(crate) mod socket_options {
+    use std::io;
+    use std::os::windows::io::AsRawSocket;
+    use std::time::Duration;
+
+    use socket2::Socket;
+    use windows_sys::Win32::Networking::WinSock::{setsockopt, IPPROTO_TCP, SOCKET_ERROR};
+
+    /// `TCP_MAXRT` (seconds): how long retransmissions go on before the
+    /// connection is dropped — Windows' form of a TCP user timeout.
+    pub(crate) fn set_user_timeout(socket: &Socket, timeout: Duration) -> io::Result<()> {
+        const TCP_MAXRT: i32 = 5;
+        let secs = u32::try_from(timeout.as_millis().div_ceil(1000)).unwrap_or(u32::MAX);
+        // SAFETY: sets a DWORD option from a live u32 of the given size.
+        let rc = unsafe {
+            setsockopt(
+                socket.as_raw_socket() as usize,
+                IPPROTO_TCP,
+                TCP_MAXRT,
+                (&secs as *const u32).cast(),
+                std::mem::size_of::<u32>() as i32,
+            )
+        };
+        if rc == SOCKET_ERROR {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Windows has no `SO_REUSEPORT`.
+    pub(crate) fn set_reuse_port(_socket: &Socket) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Nothing: rebinding over TIME_WAIT is Windows' default, and
+    /// `SO_REUSEADDR` there would let a second socket take a live port.
+    pub(crate) fn set_listener_reuse_address(_socket: &Socket) -> io::Result<()> {
+        Ok(())
+    }
+}

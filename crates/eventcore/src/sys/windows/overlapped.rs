@@ -35,6 +35,7 @@ pub(crate) struct Slot {
     pub source: SourceId,
     pub reading: bool,
     /// Filled by the routine.
+    pub done: bool,
     pub error: u32,
     pub bytes: u32,
     /// WSARecv flags (in and out).
@@ -47,6 +48,8 @@ pub(crate) struct Slot {
     pub to: Option<SockAddr>,
     /// A zero-byte peek on a datagram socket: "too large" means "readable".
     pub peek: bool,
+    /// The buffer length of a receive ("too large" means "truncated to it").
+    pub len: usize,
 }
 
 thread_local! {
@@ -70,6 +73,7 @@ pub(crate) unsafe extern "system" fn on_socket_done(
     unsafe {
         (*slot).error = error;
         (*slot).bytes = bytes;
+        (*slot).done = true;
     }
     // Cell::take/set cannot panic, so nothing unwinds out of the routine.
     DONE.with(|d| {
@@ -102,6 +106,15 @@ pub(crate) fn take_done(owner: u64, out: &mut Vec<*mut Slot>) {
                 true
             }
         });
+        d.set(list);
+    });
+}
+
+/// Takes one finished slot off the list (a cancel that reaped it at once).
+pub(crate) fn take_slot(slot: *mut Slot) {
+    DONE.with(|d| {
+        let mut list = d.take();
+        list.retain(|&s| s != slot);
         d.set(list);
     });
 }
@@ -147,6 +160,7 @@ impl Slots {
         slot.token = token;
         slot.source = source;
         slot.reading = reading;
+        slot.done = false;
         slot.error = 0;
         slot.bytes = 0;
         slot.flags = 0;
@@ -154,6 +168,7 @@ impl Slots {
         slot.want_from = false;
         slot.to = None;
         slot.peek = false;
+        slot.len = 0;
         &mut **slot as *mut Slot
     }
 

@@ -1,0 +1,708 @@
+//! Byte streams — stream sockets (TCP, Unix) and pipes — with owned-buffer
+//! reads and writes, and the `futures-io` traits on top.
+//!
+//! [`ByteStream`] offers two ways in, which should not be mixed on one
+//! stream's direction while either has something in flight:
+//!
+//! - **Owned buffers** ([`ByteStream::read`], [`ByteStream::write_all`] …):
+//!   the buffer moves into the driver and comes back with the result, as
+//!   `(Result<usize>, Vec<u8>)`. These take `&self`, so one read and one write
+//!   can be in flight at once (from two tasks sharing the stream, or joined
+//!   in one); a second read while one is in flight fails with
+//!   [`Status::Busy`](crate::Status::Busy) without reaching the driver.
+//! - **`futures-io`**: `ByteStream` implements [`AsyncRead`],
+//!   [`AsyncBufRead`] and [`AsyncWrite`] with an internal buffer on each side
+//!   (16 KiB), so the ecosystem's codecs and protocols plug in.
+//!   [`ByteStream::split`] gives a reading and a writing half that can be
+//!   driven concurrently.
+//!
+//! End of stream: the owned-buffer calls report it as the driver does, as
+//! [`Status::Disconnected`](crate::Status::Disconnected) (without an OS
+//! code; a reset carries the OS code). `AsyncRead` reports it as `Ok(0)`.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
+
+use super::executor::Core;
+use super::op::{Completer, OpFuture, Operation, Slot};
+use super::BufResult;
+#[cfg(unix)]
+use crate::PipeHandle;
+use crate::{Driver, Error, Handle, IoMode, Result, Status, StreamSocket};
+
+/// Size of the internal buffers behind the `futures-io` traits.
+const BUF_SIZE: usize = 16 * 1024;
+
+mod sealed {
+    use super::*;
+
+    /// What a byte stream needs from its driver handle.
+    pub trait RawStream: Handle + Unpin + 'static {
+        fn read(
+            self,
+            drv: &mut Driver,
+            buf: Vec<u8>,
+            mode: IoMode,
+            done: Completer<BufResult<usize>>,
+        );
+        fn write(
+            self,
+            drv: &mut Driver,
+            buf: Vec<u8>,
+            mode: IoMode,
+            done: Completer<BufResult<usize>>,
+        );
+        fn cancel_read(self, drv: &mut Driver);
+        fn cancel_write(self, drv: &mut Driver);
+        /// Ends the writing direction. Returns whether the handle is gone
+        /// with it (a pipe is closed; a socket is only shut down).
+        fn shutdown_write(self, drv: &mut Driver) -> Result<bool>;
+    }
+}
+
+/// A driver handle a [`ByteStream`] can run on: a
+/// [`StreamSocket`], or a [`PipeHandle`](crate::PipeHandle) (Unix). Sealed.
+pub trait StreamHandle: sealed::RawStream {}
+
+impl StreamHandle for StreamSocket {}
+#[cfg(unix)]
+impl StreamHandle for PipeHandle {}
+
+impl sealed::RawStream for StreamSocket {
+    fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: Completer<BufResult<usize>>) {
+        drv.sockets().read(self, buf, mode, move |_, _, r, b| {
+            let _ = done.complete((r, b));
+        });
+    }
+    fn write(
+        self,
+        drv: &mut Driver,
+        buf: Vec<u8>,
+        mode: IoMode,
+        done: Completer<BufResult<usize>>,
+    ) {
+        drv.sockets().write(self, buf, mode, move |_, _, r, b| {
+            let _ = done.complete((r, b));
+        });
+    }
+    fn cancel_read(self, drv: &mut Driver) {
+        drv.sockets().cancel_read(self);
+    }
+    fn cancel_write(self, drv: &mut Driver) {
+        drv.sockets().cancel_write(self);
+    }
+    fn shutdown_write(self, drv: &mut Driver) -> Result<bool> {
+        drv.sockets().shutdown(self, false, true)?;
+        Ok(false)
+    }
+}
+
+#[cfg(unix)]
+impl sealed::RawStream for PipeHandle {
+    fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: Completer<BufResult<usize>>) {
+        drv.pipes().read(self, buf, mode, move |_, _, r, b| {
+            let _ = done.complete((r, b));
+        });
+    }
+    fn write(
+        self,
+        drv: &mut Driver,
+        buf: Vec<u8>,
+        mode: IoMode,
+        done: Completer<BufResult<usize>>,
+    ) {
+        drv.pipes().write(self, buf, mode, move |_, _, r, b| {
+            let _ = done.complete((r, b));
+        });
+    }
+    fn cancel_read(self, drv: &mut Driver) {
+        drv.pipes().cancel_read(self);
+    }
+    fn cancel_write(self, drv: &mut Driver) {
+        drv.pipes().cancel_write(self);
+    }
+    fn shutdown_write(self, drv: &mut Driver) -> Result<bool> {
+        drv.pipes().close(self)?;
+        Ok(true)
+    }
+}
+
+/// Whether a read error is a plain end of stream (not a reset).
+fn is_eof(e: &Error) -> bool {
+    e.status() == Status::Disconnected && e.raw_os_error().is_none()
+}
+
+/// An eventcore error as a `std::io::Error`: the OS code when there is one,
+/// otherwise the closest `ErrorKind`, with the eventcore error inside.
+pub(crate) fn to_io_error(e: &Error) -> io::Error {
+    if let Some(code) = e.raw_os_error() {
+        return io::Error::from_raw_os_error(code);
+    }
+    let kind = match e.status() {
+        Status::Disconnected => io::ErrorKind::BrokenPipe,
+        Status::WouldBlock => io::ErrorKind::WouldBlock,
+        Status::EndOfFile => io::ErrorKind::UnexpectedEof,
+        Status::NotAllowed => io::ErrorKind::PermissionDenied,
+        Status::Refused => io::ErrorKind::ConnectionRefused,
+        Status::TimedOut => io::ErrorKind::TimedOut,
+        Status::AddressInUse => io::ErrorKind::AddrInUse,
+        Status::NotFound => io::ErrorKind::NotFound,
+        Status::AlreadyExists => io::ErrorKind::AlreadyExists,
+        Status::InvalidArgument => io::ErrorKind::InvalidInput,
+        Status::NotSupported => io::ErrorKind::Unsupported,
+        Status::Busy => io::ErrorKind::ResourceBusy,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e.clone())
+}
+
+/// The handle, and which of its two directions have an operation in flight.
+pub(crate) struct IoCore<H: StreamHandle> {
+    pub core: Rc<Core>,
+    pub handle: H,
+    reading: Cell<bool>,
+    writing: Cell<bool>,
+    /// The handle was closed through `shutdown_write` (pipes): nothing to release.
+    gone: Cell<bool>,
+}
+
+impl<H: StreamHandle> Drop for IoCore<H> {
+    fn drop(&mut self) {
+        if !self.gone.get() {
+            // Releasing the last reference cancels pending operations.
+            self.core.release(self.handle);
+        }
+    }
+}
+
+/// An owned-buffer transfer on one direction of a stream.
+struct Transfer<H: StreamHandle> {
+    handle: H,
+    buf: Option<Vec<u8>>,
+    mode: IoMode,
+    write: bool,
+}
+
+impl<H: StreamHandle> Unpin for Transfer<H> {}
+
+impl<H: StreamHandle> Operation for Transfer<H> {
+    type Output = BufResult<usize>;
+    type Token = (H, bool);
+    type Ret = BufResult<usize>;
+
+    fn start(
+        &mut self,
+        drv: &mut Driver,
+        done: Completer<BufResult<usize>>,
+    ) -> Result<(H, bool), BufResult<usize>> {
+        let buf = self.buf.take().expect("started once");
+        if self.write {
+            self.handle.write(drv, buf, self.mode, done);
+        } else {
+            self.handle.read(drv, buf, self.mode, done);
+        }
+        Ok((self.handle, self.write))
+    }
+
+    fn cancel(drv: &mut Driver, (handle, write): (H, bool)) {
+        if write {
+            handle.cancel_write(drv);
+        } else {
+            handle.cancel_read(drv);
+        }
+    }
+
+    fn ready(&mut self, _: &Rc<Core>, _: (H, bool), out: BufResult<usize>) -> BufResult<usize> {
+        out
+    }
+
+    fn busy(&mut self) -> BufResult<usize> {
+        (
+            Err(Error::new(Status::Busy)),
+            self.buf.take().unwrap_or_default(),
+        )
+    }
+}
+
+/// Reads for the `futures-io` traits: the internal buffer and its pending read.
+struct ReadState {
+    /// `buf[pos..filled]` is data not yet consumed. Empty while lent to the driver.
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+    pending: Option<Rc<Slot<BufResult<usize>>>>,
+    eof: bool,
+}
+
+/// Writes for the `futures-io` traits: bytes accepted but not yet handed to
+/// the driver, and the write in flight.
+struct WriteState {
+    buf: Vec<u8>,
+    /// A buffer that came back from the driver, reused for the next batch.
+    spare: Vec<u8>,
+    pending: Option<Rc<Slot<BufResult<usize>>>>,
+    /// A failed write; every later write and flush reports it.
+    error: Option<Error>,
+    closed: bool,
+}
+
+/// A byte stream over a driver handle: a stream socket ([`TcpStream`],
+/// [`UnixStream`]) or a pipe ([`Pipe`], and a child's standard streams).
+///
+/// Dropping it releases the handle, which cancels operations still in
+/// flight (their buffers stay with the driver until the OS is done) and
+/// loses bytes still in the write buffer of the `futures-io` side: flush (or
+/// close) first.
+///
+/// [`TcpStream`]: super::net::TcpStream
+/// [`UnixStream`]: super::net::UnixStream
+/// [`Pipe`]: crate::rt::Pipe
+pub struct ByteStream<H: StreamHandle> {
+    io: IoCore<H>,
+    r: ReadState,
+    w: WriteState,
+}
+
+impl<H: StreamHandle> ByteStream<H> {
+    pub(crate) fn from_raw(core: Rc<Core>, handle: H) -> ByteStream<H> {
+        ByteStream {
+            io: IoCore {
+                core,
+                handle,
+                reading: Cell::new(false),
+                writing: Cell::new(false),
+                gone: Cell::new(false),
+            },
+            r: ReadState {
+                buf: Vec::new(),
+                pos: 0,
+                filled: 0,
+                pending: None,
+                eof: false,
+            },
+            w: WriteState {
+                buf: Vec::new(),
+                spare: Vec::new(),
+                pending: None,
+                error: None,
+                closed: false,
+            },
+        }
+    }
+
+    /// The driver handle, for calls this layer does not wrap. Do not start
+    /// reads or writes on it while this stream has one in flight.
+    pub fn raw_handle(&self) -> H {
+        self.io.handle
+    }
+
+    fn transfer(
+        &self,
+        buf: Vec<u8>,
+        mode: IoMode,
+        write: bool,
+    ) -> impl Future<Output = BufResult<usize>> + '_ {
+        let guard = if write {
+            &self.io.writing
+        } else {
+            &self.io.reading
+        };
+        OpFuture::guarded(
+            Transfer {
+                handle: self.io.handle,
+                buf: Some(buf),
+                mode,
+                write,
+            },
+            guard,
+        )
+    }
+
+    /// Reads at least one byte into `buf` (its whole length is available):
+    /// the count and the buffer. End of stream is
+    /// [`Status::Disconnected`](crate::Status::Disconnected).
+    ///
+    /// Bypasses the internal buffer of the `futures-io` side.
+    ///
+    /// **Cancel safety:** not cancel-safe once polled: dropping the future
+    /// withdraws the read, but bytes the OS already moved into the buffer are
+    /// lost with it (a backend may transfer before it reports: epoll tries at
+    /// once). For reading that survives being dropped — a `select` loop — use
+    /// the `futures-io` side, whose read in flight belongs to the stream.
+    pub fn read(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>> + '_ {
+        self.transfer(buf, IoMode::Once, false)
+    }
+
+    /// Fills all of `buf`; end of stream first is `Disconnected`, with the
+    /// count read before it in [`Error::transferred`].
+    ///
+    /// **Cancel safety:** not cancel-safe: dropped while pending, the bytes
+    /// read so far are lost.
+    pub fn read_exact(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>> + '_ {
+        self.transfer(buf, IoMode::All, false)
+    }
+
+    /// Writes at least one byte of `buf`: the count and the buffer.
+    ///
+    /// **Cancel safety:** not cancel-safe once polled: dropping the future
+    /// withdraws the write, but some bytes may already be on their way (the
+    /// driver counts them for a cancel; a dropped future cannot tell).
+    pub fn write(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>> + '_ {
+        self.transfer(buf, IoMode::Once, true)
+    }
+
+    /// Writes all of `buf`, or fails with the count written so far in
+    /// [`Error::transferred`].
+    ///
+    /// **Cancel safety:** not cancel-safe: dropped while pending, an unknown
+    /// prefix of `buf` may have been written.
+    pub fn write_all(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>> + '_ {
+        self.transfer(buf, IoMode::All, true)
+    }
+
+    /// Waits until data (or end of stream) can be read, consuming nothing.
+    ///
+    /// **Cancel safety:** cancel-safe.
+    pub async fn readable(&self) -> Result<()> {
+        self.transfer(Vec::new(), IoMode::Once, false)
+            .await
+            .0
+            .map(drop)
+    }
+
+    /// Borrows the stream as a reading half and a writing half, which can be
+    /// used concurrently (for example `futures::join!` of a reader and a
+    /// writer, or a line reader and a writer in one loop).
+    pub fn split(&mut self) -> (ReadHalf<'_, H>, WriteHalf<'_, H>) {
+        (
+            ReadHalf {
+                io: &self.io,
+                r: &mut self.r,
+            },
+            WriteHalf {
+                io: &self.io,
+                w: &mut self.w,
+            },
+        )
+    }
+
+    pub(crate) fn core(&self) -> &Rc<Core> {
+        &self.io.core
+    }
+}
+
+impl<H: StreamHandle> std::fmt::Debug for ByteStream<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByteStream")
+            .field("handle", &self.io.handle)
+            .field("buffered_in", &(self.r.filled - self.r.pos))
+            .field("buffered_out", &self.w.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+// -------------------------------------------------------------- futures-io
+
+impl ReadState {
+    /// Makes sure there is buffered data or end of stream.
+    fn poll_fill<H: StreamHandle>(
+        &mut self,
+        io: &IoCore<H>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if self.pos < self.filled || self.eof {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(slot) = &self.pending {
+                let (res, buf) = std::task::ready!(slot.poll(cx));
+                self.pending = None;
+                io.reading.set(false);
+                self.buf = buf;
+                self.pos = 0;
+                self.filled = 0;
+                match res {
+                    Ok(n) => self.filled = n,
+                    Err(e) if is_eof(&e) => self.eof = true,
+                    Err(e) => return Poll::Ready(Err(to_io_error(&e))),
+                }
+                continue;
+            }
+            if io.reading.get() {
+                return Poll::Ready(Err(to_io_error(&Error::new(Status::Busy))));
+            }
+            if self.buf.is_empty() {
+                self.buf = vec![0; BUF_SIZE];
+            }
+            let slot = Slot::new();
+            let buf = std::mem::take(&mut self.buf);
+            io.reading.set(true);
+            let done = Completer(slot.clone());
+            io.core
+                .with_driver(|drv| io.handle.read(drv, buf, IoMode::Once, done));
+            self.pending = Some(slot);
+        }
+    }
+
+    fn poll_read<H: StreamHandle>(
+        &mut self,
+        io: &IoCore<H>,
+        cx: &mut Context<'_>,
+        out: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if out.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        std::task::ready!(self.poll_fill(io, cx))?;
+        let n = (self.filled - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_fill_buf<H: StreamHandle>(
+        &mut self,
+        io: &IoCore<H>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<&[u8]>> {
+        std::task::ready!(self.poll_fill(io, cx))?;
+        Poll::Ready(Ok(&self.buf[self.pos..self.filled]))
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.filled);
+    }
+}
+
+impl WriteState {
+    /// Waits for the write in flight, if any; keeps its error.
+    fn poll_in_flight<H: StreamHandle>(
+        &mut self,
+        io: &IoCore<H>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        if let Some(slot) = &self.pending {
+            let (res, mut buf) = std::task::ready!(slot.poll(cx));
+            self.pending = None;
+            io.writing.set(false);
+            if let Err(e) = res {
+                self.error.get_or_insert(e);
+            }
+            buf.clear();
+            self.spare = buf;
+        }
+        Poll::Ready(())
+    }
+
+    /// Hands the buffered bytes to the driver as one `All` write.
+    fn start_write<H: StreamHandle>(&mut self, io: &IoCore<H>) -> io::Result<()> {
+        if io.writing.get() {
+            return Err(to_io_error(&Error::new(Status::Busy)));
+        }
+        let data = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
+        let slot = Slot::new();
+        io.writing.set(true);
+        let done = Completer(slot.clone());
+        io.core
+            .with_driver(|drv| io.handle.write(drv, data, IoMode::All, done));
+        self.pending = Some(slot);
+        Ok(())
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if let Some(e) = &self.error {
+            return Err(to_io_error(e));
+        }
+        if self.closed {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "eventcore::rt: write after close",
+            ));
+        }
+        Ok(())
+    }
+
+    fn poll_write<H: StreamHandle>(
+        &mut self,
+        io: &IoCore<H>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.check()?;
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if self.buf.len() >= BUF_SIZE {
+            std::task::ready!(self.poll_in_flight(io, cx));
+            self.check()?;
+            self.start_write(io)?;
+        }
+        let n = data.len().min(BUF_SIZE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.pending.is_none() {
+            // Nothing in flight: send now; later writes gather behind it.
+            self.start_write(io)?;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush<H: StreamHandle>(
+        &mut self,
+        io: &IoCore<H>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            std::task::ready!(self.poll_in_flight(io, cx));
+            if let Some(e) = &self.error {
+                return Poll::Ready(Err(to_io_error(e)));
+            }
+            if self.buf.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            self.start_write(io)?;
+        }
+    }
+
+    fn poll_close<H: StreamHandle>(
+        &mut self,
+        io: &IoCore<H>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.closed {
+            return Poll::Ready(Ok(()));
+        }
+        std::task::ready!(self.poll_flush(io, cx))?;
+        self.closed = true;
+        let gone = io
+            .core
+            .with_driver(|drv| io.handle.shutdown_write(drv))
+            .map_err(|e| to_io_error(&e))?;
+        io.gone.set(gone);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<H: StreamHandle> AsyncRead for ByteStream<H> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.r.poll_read(&this.io, cx, buf)
+    }
+}
+
+impl<H: StreamHandle> AsyncBufRead for ByteStream<H> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        this.r.poll_fill_buf(&this.io, cx)
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        self.get_mut().r.consume(amt);
+    }
+}
+
+impl<H: StreamHandle> AsyncWrite for ByteStream<H> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.w.poll_write(&this.io, cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.w.poll_flush(&this.io, cx)
+    }
+
+    /// Flushes, then ends the writing direction: a socket is shut down for
+    /// writing (the peer reads end of stream; reading goes on), a pipe is
+    /// closed.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.w.poll_close(&this.io, cx)
+    }
+}
+
+/// The reading half of a [`ByteStream`] (see [`ByteStream::split`]):
+/// [`AsyncRead`] and [`AsyncBufRead`].
+pub struct ReadHalf<'a, H: StreamHandle> {
+    io: &'a IoCore<H>,
+    r: &'a mut ReadState,
+}
+
+/// The writing half of a [`ByteStream`] (see [`ByteStream::split`]):
+/// [`AsyncWrite`].
+pub struct WriteHalf<'a, H: StreamHandle> {
+    io: &'a IoCore<H>,
+    w: &'a mut WriteState,
+}
+
+impl<H: StreamHandle> AsyncRead for ReadHalf<'_, H> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.r.poll_read(this.io, cx, buf)
+    }
+}
+
+impl<H: StreamHandle> AsyncBufRead for ReadHalf<'_, H> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        this.r.poll_fill_buf(this.io, cx)
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        self.get_mut().r.consume(amt);
+    }
+}
+
+impl<H: StreamHandle> AsyncWrite for WriteHalf<'_, H> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.w.poll_write(this.io, cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.w.poll_flush(this.io, cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.w.poll_close(this.io, cx)
+    }
+}
+
+impl<H: StreamHandle> std::fmt::Debug for ReadHalf<'_, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadHalf")
+            .field("handle", &self.io.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: StreamHandle> std::fmt::Debug for WriteHalf<'_, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteHalf")
+            .field("handle", &self.io.handle)
+            .finish_non_exhaustive()
+    }
+}

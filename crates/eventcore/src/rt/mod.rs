@@ -1,0 +1,108 @@
+//! The async layer: a per-thread executor over [`Driver`], and futures for
+//! every subsystem.
+//!
+//! ```
+//! use std::time::Duration;
+//! use eventcore::rt::{self, Executor, Listener, TcpStream};
+//!
+//! let mut ex = Executor::new(eventcore::Driver::new()?);
+//! ex.block_on(async {
+//!     let listener = Listener::bind("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap())?;
+//!     let addr = listener.local_addr()?;
+//!     let server = rt::spawn(async move {
+//!         let (conn, _peer) = listener.accept().await?;
+//!         let (n, buf) = conn.read(vec![0; 64]).await;
+//!         let mut buf = buf;
+//!         buf.truncate(n?);
+//!         conn.write_all(buf).await.0
+//!     });
+//!     let client = TcpStream::connect(addr).await?;
+//!     client.write_all(b"hello".to_vec()).await.0?;
+//!     let (n, buf) = rt::timeout(Duration::from_secs(5), client.read_exact(vec![0; 5]))
+//!         .await
+//!         .expect("echo in time");
+//!     assert_eq!((n?, &buf[..]), (5, &b"hello"[..]));
+//!     server.await?;
+//!     Ok::<(), eventcore::Error>(())
+//! })?;
+//! assert!(ex.leak_report().is_empty());
+//! # Ok::<(), eventcore::Error>(())
+//! ```
+//!
+//! ## How it fits the driver
+//!
+//! - **One executor per thread**, owning its [`Driver`]: [`Executor::block_on`]
+//!   polls the woken tasks, then runs one batch of `process_events`, and so on.
+//!   Tasks are local (`!Send`) futures ([`spawn`]); `Send` futures reach another
+//!   thread's executor through a [`Spawner`], which wakes that driver through
+//!   its [`Remote`](crate::Remote). Wakers are `Send + Sync`: a wake from
+//!   another thread also goes through the `Remote`.
+//! - **Futures start their operation on the first poll** and complete from the
+//!   driver callback, which only stores the result into a slot and wakes the
+//!   task. Operations need the executor: poll them inside `block_on`.
+//! - **Handles are RAII types** ([`TcpStream`], [`File`], [`Child`] …): dropping
+//!   one releases the driver reference, which cancels what is still pending.
+//! - **Owned buffers**: reads and writes take a `Vec<u8>` and give it back with
+//!   the result, as a [`BufResult`]. Dropping a future cancels its operation
+//!   (`cancel_read`, `cancel_lookup` …); the driver keeps the buffer for as
+//!   long as the OS or a worker may still write into it. Each method documents
+//!   its **cancel safety**: what is lost if its future is dropped.
+//! - **Ecosystem**: [`ByteStream`] (TCP and Unix streams, pipes, child stdio)
+//!   implements the `futures-io` traits [`AsyncRead`](futures_io::AsyncRead),
+//!   [`AsyncBufRead`](futures_io::AsyncBufRead) and
+//!   [`AsyncWrite`](futures_io::AsyncWrite) over an internal buffer.
+//!
+//! Nothing here is OS-specific: the layer only uses the driver's API, so it
+//! runs on every backend. Files, pipes, processes, signals and directory
+//! watchers are available where the driver has them (Unix today).
+//!
+//! ## Windows GUI programs
+//!
+//! On the WinAPI backend the driver's wait pumps the thread's window
+//! messages, so windows stay live during `block_on`. A program whose own
+//! message loop is in charge keeps tasks going by calling
+//! [`Executor::turn`] with a zero timeout from that loop (a timer or idle
+//! handler).
+
+mod dns;
+mod event;
+mod executor;
+#[cfg(unix)]
+mod fs;
+mod io;
+mod net;
+mod op;
+#[cfg(unix)]
+mod pipe;
+#[cfg(unix)]
+mod process;
+#[cfg(unix)]
+mod signal;
+mod time;
+#[cfg(unix)]
+mod watch;
+
+pub use dns::lookup;
+pub use event::{Event, EventTrigger, Notified, Notify, NotifyHandle, WaitEvent};
+pub use executor::{
+    spawn, spawner, with_driver, yield_now, Executor, JoinHandle, RemoteJoinHandle, Spawner,
+};
+#[cfg(unix)]
+pub use fs::File;
+pub use io::{ByteStream, ReadHalf, StreamHandle, WriteHalf};
+pub use net::{
+    DatagramSocket, Listener, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener,
+    UnixStream,
+};
+#[cfg(unix)]
+pub use pipe::Pipe;
+#[cfg(unix)]
+pub use process::{Child, ChildStderr, ChildStdin, ChildStdout};
+#[cfg(unix)]
+pub use signal::Signal;
+pub use time::{interval, sleep, sleep_until, timeout, Elapsed, Interval, Sleep};
+#[cfg(unix)]
+pub use watch::DirectoryWatcher;
+
+/// The result of an owned-buffer operation: its outcome, and the buffer back.
+pub type BufResult<T> = (crate::Result<T>, Vec<u8>);

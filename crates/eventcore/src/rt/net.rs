@@ -1,0 +1,507 @@
+//! Sockets as futures: stream listeners, stream connections (TCP and Unix,
+//! both [`ByteStream<StreamSocket>`]), and datagram sockets (UDP and Unix).
+//!
+//! As in the driver, TCP and Unix-domain sockets are one type each, told
+//! apart by their address ([`SocketAddress::Inet`] or
+//! [`SocketAddress::Unix`]); the aliases [`TcpListener`], [`UnixListener`],
+//! [`TcpStream`], [`UnixStream`], [`UdpSocket`] and [`UnixDatagram`] name the
+//! intent.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::rc::Rc;
+
+use super::executor::{current, Core};
+use super::io::ByteStream;
+use super::op::{Completer, OpFuture, Operation, Queue};
+use super::BufResult;
+use crate::{
+    ConnectionState, DatagramOptions, Driver, Error, ListenOptions, Result, SocketAddress, Status,
+    StreamListener, StreamSocket,
+};
+
+/// A TCP connection: a [`ByteStream`] over a stream socket.
+pub type TcpStream = ByteStream<StreamSocket>;
+/// A Unix-domain stream connection (the same type as [`TcpStream`]).
+pub type UnixStream = ByteStream<StreamSocket>;
+/// A TCP listener.
+pub type TcpListener = Listener;
+/// A Unix-domain stream listener (the same type as [`TcpListener`]).
+pub type UnixListener = Listener;
+/// A UDP socket.
+pub type UdpSocket = DatagramSocket;
+/// A Unix-domain datagram socket (the same type as [`UdpSocket`]).
+pub type UnixDatagram = DatagramSocket;
+
+// ----------------------------------------------------------------- connect
+
+struct Connect {
+    to: Option<SocketAddress>,
+    bind: Option<SocketAddress>,
+}
+
+impl Operation for Connect {
+    type Output = Result<()>;
+    type Token = StreamSocket;
+    type Ret = Result<ByteStream<StreamSocket>>;
+
+    fn start(
+        &mut self,
+        drv: &mut Driver,
+        done: Completer<Result<()>>,
+    ) -> Result<StreamSocket, Self::Ret> {
+        let to = self.to.take().expect("started once");
+        drv.sockets()
+            .connect(to, self.bind.take(), move |_, _, r| {
+                let _ = done.complete(r);
+            })
+            .map_err(Err)
+    }
+
+    fn cancel(drv: &mut Driver, sock: StreamSocket) {
+        drv.sockets().cancel_connect(sock);
+        let _ = drv.release_ref(sock);
+    }
+
+    fn ready(&mut self, core: &Rc<Core>, sock: StreamSocket, out: Result<()>) -> Self::Ret {
+        match out {
+            Ok(()) => Ok(ByteStream::from_raw(core.clone(), sock)),
+            Err(e) => {
+                core.release(sock);
+                Err(e)
+            }
+        }
+    }
+
+    fn discard(core: &Rc<Core>, sock: StreamSocket, _: Result<()>) {
+        core.release(sock);
+    }
+}
+
+impl ByteStream<StreamSocket> {
+    /// Connects to `to`: TCP for an IP address, Unix stream for a path.
+    ///
+    /// **Cancel safety:** cancel-safe: dropping the future withdraws the
+    /// connect and closes the socket (a connection that was already made is
+    /// closed too).
+    pub fn connect(
+        to: impl Into<SocketAddress>,
+    ) -> impl Future<Output = Result<ByteStream<StreamSocket>>> {
+        OpFuture::new(Connect {
+            to: Some(to.into()),
+            bind: None,
+        })
+    }
+
+    /// Connects to `to` from the local address `bind`.
+    pub fn connect_from(
+        to: impl Into<SocketAddress>,
+        bind: impl Into<SocketAddress>,
+    ) -> impl Future<Output = Result<ByteStream<StreamSocket>>> {
+        OpFuture::new(Connect {
+            to: Some(to.into()),
+            bind: Some(bind.into()),
+        })
+    }
+
+    /// A connected pair of Unix-domain stream sockets.
+    #[cfg(unix)]
+    pub fn pair() -> Result<(UnixStream, UnixStream)> {
+        let core = current();
+        let (a, b) = core.with_driver(|drv| drv.sockets().stream_pair())?;
+        Ok((
+            ByteStream::from_raw(core.clone(), a),
+            ByteStream::from_raw(core, b),
+        ))
+    }
+
+    /// Takes over a connected OS stream socket (`std::net::TcpStream`,
+    /// `UnixStream`, `socket2::Socket`).
+    pub fn adopt(socket: impl Into<socket2::Socket>) -> Result<ByteStream<StreamSocket>> {
+        let core = current();
+        let s = core.with_driver(|drv| drv.sockets().adopt_stream(socket))?;
+        Ok(ByteStream::from_raw(core, s))
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> Result<SocketAddress> {
+        let h = self.raw_handle();
+        self.core()
+            .with_driver(|drv| drv.sockets().local_address(h))
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Result<SocketAddress> {
+        let h = self.raw_handle();
+        self.core()
+            .with_driver(|drv| drv.sockets().remote_address(h))
+    }
+
+    /// The connection's state (see [`ConnectionState`]).
+    pub fn connection_state(&self) -> ConnectionState {
+        let h = self.raw_handle();
+        self.core()
+            .with_driver(|drv| drv.sockets().connection_state(h))
+    }
+
+    /// Sets `TCP_NODELAY`.
+    pub fn set_nodelay(&self, enable: bool) -> Result<()> {
+        let h = self.raw_handle();
+        self.core()
+            .with_driver(|drv| drv.sockets().set_no_delay(h, enable))
+    }
+
+    /// Turns TCP keep-alive on or off.
+    pub fn set_keep_alive(&self, enable: bool) -> Result<()> {
+        let h = self.raw_handle();
+        self.core()
+            .with_driver(|drv| drv.sockets().set_keep_alive(h, enable))
+    }
+
+    /// Shuts down reading and/or writing (the peer reads end of stream after
+    /// a write shutdown). The `futures-io` side's `close` does the same for
+    /// writing, after flushing its buffer.
+    pub fn shutdown(&self, read: bool, write: bool) -> Result<()> {
+        let h = self.raw_handle();
+        self.core()
+            .with_driver(|drv| drv.sockets().shutdown(h, read, write))
+    }
+}
+
+// ---------------------------------------------------------------- listener
+
+type Accepted = Result<(StreamSocket, SocketAddress)>;
+
+/// A listening stream socket (TCP or Unix-domain).
+///
+/// The driver accepts connections as they arrive and queues them here until
+/// [`Listener::accept`] takes them; dropping the listener closes it and every
+/// connection still queued.
+pub struct Listener {
+    core: Rc<Core>,
+    handle: StreamListener,
+    queue: Rc<Queue<Accepted>>,
+}
+
+impl Listener {
+    /// Binds to `addr` (TCP for an IP address, Unix for a path) and listens,
+    /// with the default [`ListenOptions`].
+    pub fn bind(addr: impl Into<SocketAddress>) -> Result<Listener> {
+        Listener::bind_with(addr, ListenOptions::default())
+    }
+
+    /// Binds to `addr` and listens, with `options`.
+    pub fn bind_with(addr: impl Into<SocketAddress>, options: ListenOptions) -> Result<Listener> {
+        let core = current();
+        let queue = Queue::new();
+        let q = queue.clone();
+        let handle = core.with_driver(|drv| {
+            drv.sockets()
+                .listen(addr, options, move |_, _, accepted| q.push(accepted))
+        })?;
+        Ok(Listener {
+            core,
+            handle,
+            queue,
+        })
+    }
+
+    /// Takes over a listening OS socket.
+    pub fn adopt(socket: impl Into<socket2::Socket>) -> Result<Listener> {
+        let core = current();
+        let queue = Queue::new();
+        let q = queue.clone();
+        let handle = core.with_driver(|drv| {
+            drv.sockets()
+                .adopt_listener(socket, move |_, _, accepted| q.push(accepted))
+        })?;
+        Ok(Listener {
+            core,
+            handle,
+            queue,
+        })
+    }
+
+    /// The next connection and its peer's address, or an accept failure.
+    /// Transient failures (out of descriptors, an aborted connection) are
+    /// reported and accepting goes on.
+    ///
+    /// **Cancel safety:** cancel-safe: a connection is only taken from the
+    /// queue by the poll that returns it.
+    pub async fn accept(&self) -> Result<(ByteStream<StreamSocket>, SocketAddress)> {
+        let (sock, peer) = std::future::poll_fn(|cx| self.queue.poll_next(cx)).await?;
+        Ok((ByteStream::from_raw(self.core.clone(), sock), peer))
+    }
+
+    /// The local address (the port chosen for port 0).
+    pub fn local_addr(&self) -> Result<SocketAddress> {
+        let h = self.handle;
+        self.core.with_driver(|drv| drv.sockets().local_address(h))
+    }
+
+    /// The driver handle.
+    pub fn raw_handle(&self) -> StreamListener {
+        self.handle
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.core.release(self.handle);
+        for accepted in self.queue.drain() {
+            if let Ok((sock, _)) = accepted {
+                self.core.release(sock);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Listener").field(&self.handle).finish()
+    }
+}
+
+// ---------------------------------------------------------------- datagram
+
+/// A datagram socket (UDP or Unix-domain).
+///
+/// One receive and one send may be in flight at once; a second one fails
+/// with [`Status::Busy`] without reaching the driver.
+pub struct DatagramSocket {
+    core: Rc<Core>,
+    handle: crate::DatagramSocket,
+    receiving: Cell<bool>,
+    sending: Cell<bool>,
+}
+
+struct SendTo {
+    handle: crate::DatagramSocket,
+    buf: Option<Vec<u8>>,
+    to: Option<SocketAddress>,
+}
+
+impl Operation for SendTo {
+    type Output = BufResult<usize>;
+    type Token = crate::DatagramSocket;
+    type Ret = BufResult<usize>;
+
+    fn start(
+        &mut self,
+        drv: &mut Driver,
+        done: Completer<BufResult<usize>>,
+    ) -> Result<crate::DatagramSocket, BufResult<usize>> {
+        let buf = self.buf.take().expect("started once");
+        drv.sockets().send(
+            self.handle,
+            buf,
+            self.to.take(),
+            crate::IoMode::Once,
+            move |_, _, r, b| {
+                let _ = done.complete((r, b));
+            },
+        );
+        Ok(self.handle)
+    }
+
+    fn cancel(drv: &mut Driver, h: crate::DatagramSocket) {
+        drv.sockets().cancel_send(h);
+    }
+
+    fn ready(&mut self, _: &Rc<Core>, _: crate::DatagramSocket, out: Self::Output) -> Self::Ret {
+        out
+    }
+
+    fn busy(&mut self) -> BufResult<usize> {
+        (
+            Err(Error::new(Status::Busy)),
+            self.buf.take().unwrap_or_default(),
+        )
+    }
+}
+
+struct Receive {
+    handle: crate::DatagramSocket,
+    buf: Option<Vec<u8>>,
+}
+
+impl Operation for Receive {
+    type Output = BufResult<(usize, SocketAddress)>;
+    type Token = crate::DatagramSocket;
+    type Ret = BufResult<(usize, SocketAddress)>;
+
+    fn start(
+        &mut self,
+        drv: &mut Driver,
+        done: Completer<Self::Output>,
+    ) -> Result<crate::DatagramSocket, Self::Ret> {
+        let buf = self.buf.take().expect("started once");
+        drv.sockets()
+            .receive(self.handle, buf, crate::IoMode::Once, move |_, _, r, b| {
+                let _ = done.complete((r, b));
+            });
+        Ok(self.handle)
+    }
+
+    fn cancel(drv: &mut Driver, h: crate::DatagramSocket) {
+        drv.sockets().cancel_receive(h);
+    }
+
+    fn ready(&mut self, _: &Rc<Core>, _: crate::DatagramSocket, out: Self::Output) -> Self::Ret {
+        out
+    }
+
+    fn busy(&mut self) -> Self::Ret {
+        (
+            Err(Error::new(Status::Busy)),
+            self.buf.take().unwrap_or_default(),
+        )
+    }
+}
+
+impl DatagramSocket {
+    /// A socket bound to `addr` (UDP for an IP address, Unix datagram for a
+    /// path; port 0 picks a free port).
+    pub fn bind(addr: impl Into<SocketAddress>) -> Result<DatagramSocket> {
+        DatagramSocket::bind_with(addr, DatagramOptions::default())
+    }
+
+    /// A socket bound to `addr`, with `options` (default target, broadcast,
+    /// address reuse).
+    pub fn bind_with(
+        addr: impl Into<SocketAddress>,
+        options: DatagramOptions,
+    ) -> Result<DatagramSocket> {
+        let core = current();
+        let handle = core.with_driver(|drv| drv.sockets().create_datagram(addr, options))?;
+        Ok(DatagramSocket::from_raw(core, handle))
+    }
+
+    /// A connected pair of Unix-domain datagram sockets.
+    #[cfg(unix)]
+    pub fn pair() -> Result<(DatagramSocket, DatagramSocket)> {
+        let core = current();
+        let (a, b) = core.with_driver(|drv| drv.sockets().datagram_pair())?;
+        Ok((
+            DatagramSocket::from_raw(core.clone(), a),
+            DatagramSocket::from_raw(core, b),
+        ))
+    }
+
+    /// Takes over an OS datagram socket.
+    pub fn adopt(socket: impl Into<socket2::Socket>) -> Result<DatagramSocket> {
+        let core = current();
+        let handle = core.with_driver(|drv| drv.sockets().adopt_datagram(socket))?;
+        Ok(DatagramSocket::from_raw(core, handle))
+    }
+
+    fn from_raw(core: Rc<Core>, handle: crate::DatagramSocket) -> DatagramSocket {
+        DatagramSocket {
+            core,
+            handle,
+            receiving: Cell::new(false),
+            sending: Cell::new(false),
+        }
+    }
+
+    /// Sends `buf` as one datagram to `to`: the count and the buffer.
+    ///
+    /// **Cancel safety:** not cancel-safe once polled: dropped while pending,
+    /// the datagram may or may not have been sent.
+    pub fn send_to(
+        &self,
+        buf: Vec<u8>,
+        to: impl Into<SocketAddress>,
+    ) -> impl Future<Output = BufResult<usize>> + '_ {
+        OpFuture::guarded(
+            SendTo {
+                handle: self.handle,
+                buf: Some(buf),
+                to: Some(to.into()),
+            },
+            &self.sending,
+        )
+    }
+
+    /// Sends `buf` to the default target (see [`DatagramOptions::target`]).
+    ///
+    /// **Cancel safety:** as [`DatagramSocket::send_to`].
+    pub fn send(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>> + '_ {
+        OpFuture::guarded(
+            SendTo {
+                handle: self.handle,
+                buf: Some(buf),
+                to: None,
+            },
+            &self.sending,
+        )
+    }
+
+    /// Receives one datagram into `buf` (truncated to its length): the
+    /// length and the sender, and the buffer.
+    ///
+    /// **Cancel safety:** not cancel-safe once polled: dropped while pending,
+    /// a datagram the OS already delivered into the buffer is lost.
+    pub fn recv_from(
+        &self,
+        buf: Vec<u8>,
+    ) -> impl Future<Output = BufResult<(usize, SocketAddress)>> + '_ {
+        OpFuture::guarded(
+            Receive {
+                handle: self.handle,
+                buf: Some(buf),
+            },
+            &self.receiving,
+        )
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> Result<SocketAddress> {
+        let h = self.handle;
+        self.core.with_driver(|drv| drv.sockets().local_address(h))
+    }
+
+    /// The default target's address.
+    pub fn peer_addr(&self) -> Result<SocketAddress> {
+        let h = self.handle;
+        self.core.with_driver(|drv| drv.sockets().remote_address(h))
+    }
+
+    /// Allows or forbids sending to broadcast addresses.
+    pub fn set_broadcast(&self, enable: bool) -> Result<()> {
+        let h = self.handle;
+        self.core
+            .with_driver(|drv| drv.sockets().set_broadcast(h, enable))
+    }
+
+    /// Joins a multicast group on the default interface.
+    pub fn join_multicast(&self, group: std::net::IpAddr) -> Result<()> {
+        let h = self.handle;
+        self.core
+            .with_driver(|drv| drv.sockets().join_multicast(h, group))
+    }
+
+    /// Whether this socket's multicast datagrams loop back to local members.
+    pub fn set_multicast_loopback(&self, enable: bool) -> Result<()> {
+        let h = self.handle;
+        self.core
+            .with_driver(|drv| drv.sockets().set_multicast_loopback(h, enable))
+    }
+
+    /// The driver handle.
+    pub fn raw_handle(&self) -> crate::DatagramSocket {
+        self.handle
+    }
+}
+
+impl Drop for DatagramSocket {
+    fn drop(&mut self) {
+        self.core.release(self.handle);
+    }
+}
+
+impl std::fmt::Debug for DatagramSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DatagramSocket").field(&self.handle).finish()
+    }
+}
