@@ -81,6 +81,8 @@ pub(crate) struct FileState {
     file: Arc<File>,
     read_op: Option<Key>,
     write_op: Option<Key>,
+    /// Truncates in flight (any number; they hold no buffer).
+    other_ops: Vec<Key>,
 }
 
 /// The file view of a driver (see [`Driver::files`]).
@@ -202,6 +204,9 @@ impl Driver {
                 else {
                     unreachable!()
                 };
+                if let Some(state) = self.file_table.get_mut(op.file) {
+                    state.other_ops.retain(|k| *k != key);
+                }
                 return self.finish_file_other(op, Ok(other));
             }
             Err(e) => {
@@ -243,6 +248,7 @@ impl Driver {
                         file: Arc::new(file),
                         read_op: None,
                         write_op: None,
+                        other_ops: Vec::new(),
                     }))
                 });
                 cb(self, r);
@@ -286,6 +292,7 @@ impl Driver {
         for op in [entry.value.read_op, entry.value.write_op]
             .into_iter()
             .flatten()
+            .chain(entry.value.other_ops)
         {
             let _ = self.orphan_file_op(op);
         }
@@ -334,6 +341,7 @@ impl Files<'_> {
             file: Arc::new(file),
             read_op: None,
             write_op: None,
+            other_ops: Vec::new(),
         }))
     }
 
@@ -457,11 +465,12 @@ impl Files<'_> {
         let key = self
             .drv
             .file_op(file.0, FileCallback::Unit(Box::new(callback)));
-        let Some(state) = self.drv.file_table.get(file.0) else {
+        let Some(state) = self.drv.file_table.get_mut(file.0) else {
             return self
                 .drv
                 .push_ready(key, Outcome::Failed(Error::invalid_handle()));
         };
+        state.other_ops.push(key);
         let f = state.file.clone();
         self.drv
             .submit_job(key, move || Box::new(JobResult::Unit(f.set_len(size))));

@@ -196,6 +196,7 @@ pub(crate) struct ProcessState {
 /// A released process that has not exited yet: still watched, to be reaped.
 pub(crate) struct Orphan {
     key: Key,
+    pid: u32,
     watch: Watch,
 }
 
@@ -379,16 +380,32 @@ impl Driver {
             // Keep watching so the child is reaped when it exits.
             self.orphans.push(Orphan {
                 key,
+                pid: entry.value.pid,
                 watch: entry.value.watch,
             });
         }
     }
 
     /// Closes the watches of released, still running processes (driver drop).
+    /// The driver is going away: reap released children that have exited,
+    /// and leave those still running to a detached thread that waits for
+    /// them, so none becomes a zombie.
     pub(crate) fn drop_orphans(&mut self) {
         for orphan in std::mem::take(&mut self.orphans) {
             if let Some(src) = orphan.watch.src {
                 self.sys.remove_source(src);
+            }
+            let reaped = match &orphan.watch.pidfd {
+                Some(pidfd) => !matches!(sys_process::try_reap_pidfd(pidfd), Ok(None)),
+                None => false,
+            };
+            if !reaped {
+                let pid = orphan.pid;
+                // Without a thread the child stays a zombie until this process
+                // exits; nothing else can be done then.
+                let _ = std::thread::Builder::new()
+                    .name("eventcore-reaper".into())
+                    .spawn(move || sys_process::wait_blocking(pid));
             }
         }
     }

@@ -49,14 +49,14 @@ mod sealed {
             drv: &mut Driver,
             buf: Vec<u8>,
             mode: IoMode,
-            done: Completer<BufResult<usize>>,
+            done: impl FnOnce(BufResult<usize>) + 'static,
         );
         fn write(
             self,
             drv: &mut Driver,
             buf: Vec<u8>,
             mode: IoMode,
-            done: Completer<BufResult<usize>>,
+            done: impl FnOnce(BufResult<usize>) + 'static,
         );
         fn cancel_read(self, drv: &mut Driver);
         fn cancel_write(self, drv: &mut Driver);
@@ -75,21 +75,25 @@ impl StreamHandle for StreamSocket {}
 impl StreamHandle for PipeHandle {}
 
 impl sealed::RawStream for StreamSocket {
-    fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: Completer<BufResult<usize>>) {
-        drv.sockets().read(self, buf, mode, move |_, _, r, b| {
-            let _ = done.complete((r, b));
-        });
+    fn read(
+        self,
+        drv: &mut Driver,
+        buf: Vec<u8>,
+        mode: IoMode,
+        done: impl FnOnce(BufResult<usize>) + 'static,
+    ) {
+        drv.sockets()
+            .read(self, buf, mode, move |_, _, r, b| done((r, b)));
     }
     fn write(
         self,
         drv: &mut Driver,
         buf: Vec<u8>,
         mode: IoMode,
-        done: Completer<BufResult<usize>>,
+        done: impl FnOnce(BufResult<usize>) + 'static,
     ) {
-        drv.sockets().write(self, buf, mode, move |_, _, r, b| {
-            let _ = done.complete((r, b));
-        });
+        drv.sockets()
+            .write(self, buf, mode, move |_, _, r, b| done((r, b)));
     }
     fn cancel_read(self, drv: &mut Driver) {
         drv.sockets().cancel_read(self);
@@ -105,21 +109,25 @@ impl sealed::RawStream for StreamSocket {
 
 #[cfg(unix)]
 impl sealed::RawStream for PipeHandle {
-    fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: Completer<BufResult<usize>>) {
-        drv.pipes().read(self, buf, mode, move |_, _, r, b| {
-            let _ = done.complete((r, b));
-        });
+    fn read(
+        self,
+        drv: &mut Driver,
+        buf: Vec<u8>,
+        mode: IoMode,
+        done: impl FnOnce(BufResult<usize>) + 'static,
+    ) {
+        drv.pipes()
+            .read(self, buf, mode, move |_, _, r, b| done((r, b)));
     }
     fn write(
         self,
         drv: &mut Driver,
         buf: Vec<u8>,
         mode: IoMode,
-        done: Completer<BufResult<usize>>,
+        done: impl FnOnce(BufResult<usize>) + 'static,
     ) {
-        drv.pipes().write(self, buf, mode, move |_, _, r, b| {
-            let _ = done.complete((r, b));
-        });
+        drv.pipes()
+            .write(self, buf, mode, move |_, _, r, b| done((r, b)));
     }
     fn cancel_read(self, drv: &mut Driver) {
         drv.pipes().cancel_read(self);
@@ -203,9 +211,13 @@ impl<H: StreamHandle> Operation for Transfer<H> {
     ) -> Result<(H, bool), BufResult<usize>> {
         let buf = self.buf.take().expect("started once");
         if self.write {
-            self.handle.write(drv, buf, self.mode, done);
+            self.handle.write(drv, buf, self.mode, move |r| {
+                let _ = done.complete(r);
+            });
         } else {
-            self.handle.read(drv, buf, self.mode, done);
+            self.handle.read(drv, buf, self.mode, move |r| {
+                let _ = done.complete(r);
+            });
         }
         Ok((self.handle, self.write))
     }
@@ -444,8 +456,11 @@ impl ReadState {
             let buf = std::mem::take(&mut self.buf);
             io.reading.set(true);
             let done = Completer(slot.clone());
-            io.core
-                .with_driver(|drv| io.handle.read(drv, buf, IoMode::Once, done));
+            io.core.with_driver(|drv| {
+                io.handle.read(drv, buf, IoMode::Once, move |r| {
+                    let _ = done.complete(r);
+                })
+            });
             self.pending = Some(slot);
         }
     }
@@ -509,8 +524,11 @@ impl WriteState {
         let slot = Slot::new();
         io.writing.set(true);
         let done = Completer(slot.clone());
-        io.core
-            .with_driver(|drv| io.handle.write(drv, data, IoMode::All, done));
+        io.core.with_driver(|drv| {
+            io.handle.write(drv, data, IoMode::All, move |r| {
+                let _ = done.complete(r);
+            })
+        });
         self.pending = Some(slot);
         Ok(())
     }
