@@ -1,0 +1,411 @@
+//! Windows GUI integration of the WinAPI backend: window messages keep
+//! flowing while the driver waits for I/O, and I/O keeps flowing while a
+//! program's own (modal) message loop runs. Headless under Wine with the null
+//! graphics driver (see DEVELOPERS.md).
+
+#![cfg(windows)]
+
+mod util;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use eventcore::{BackendKind, Driver, ExitReason, IoMode, ListenOptions, StreamSocket};
+use windows_sys::Win32::Foundation::{HWND, LPARAM, LRESULT, WPARAM};
+use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
+use windows_sys::Win32::System::Threading::GetCurrentThreadId;
+use windows_sys::Win32::UI::WindowsAndMessaging::{
+    CreateWindowExW, DefWindowProcW, DestroyWindow, FindWindowW, MessageBoxW, PostMessageW,
+    PostQuitMessage, PostThreadMessageW, RegisterClassW, SendMessageW, HWND_MESSAGE, MB_OK, WM_APP,
+    WM_CLOSE, WNDCLASSW,
+};
+
+const LIMIT: Duration = Duration::from_secs(10);
+const WM_TEST_POSTED: u32 = WM_APP + 1;
+const WM_TEST_SENT: u32 = WM_APP + 2;
+const WM_TEST_THREAD: u32 = WM_APP + 3;
+
+thread_local! {
+    static POSTED: Cell<u32> = const { Cell::new(0) };
+    static SENT: Cell<u32> = const { Cell::new(0) };
+}
+
+fn wide(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(std::iter::once(0)).collect()
+}
+
+unsafe extern "system" fn test_window_proc(
+    hwnd: HWND,
+    msg: u32,
+    wparam: WPARAM,
+    lparam: LPARAM,
+) -> LRESULT {
+    match msg {
+        WM_TEST_POSTED => {
+            POSTED.with(|c| c.set(c.get() + 1));
+            0
+        }
+        WM_TEST_SENT => {
+            SENT.with(|c| c.set(c.get() + 1));
+            42
+        }
+        // SAFETY: default handling of a message of the test's own window.
+        _ => unsafe { DefWindowProcW(hwnd, msg, wparam, lparam) },
+    }
+}
+
+/// A message-only window of the test's own class, on the calling thread.
+fn test_window() -> HWND {
+    let class = wide("eventcore-gui-test");
+    // SAFETY: registers (once per process; a repeat fails harmlessly) and
+    // creates a message-only window with the test's procedure.
+    unsafe {
+        let mut wc: WNDCLASSW = std::mem::zeroed();
+        wc.lpfnWndProc = Some(test_window_proc);
+        wc.hInstance = GetModuleHandleW(std::ptr::null());
+        wc.lpszClassName = class.as_ptr();
+        RegisterClassW(&wc);
+        let hwnd = CreateWindowExW(
+            0,
+            class.as_ptr(),
+            std::ptr::null(),
+            0,
+            0,
+            0,
+            0,
+            0,
+            HWND_MESSAGE,
+            0,
+            wc.hInstance,
+            std::ptr::null(),
+        );
+        assert_ne!(hwnd, 0, "CreateWindowExW");
+        hwnd
+    }
+}
+
+/// Starts a 5-byte echo over loopback; `done` is set when the client has read
+/// the echo back.
+fn start_echo(drv: &mut Driver, done: Rc<Cell<bool>>) {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let listener = drv
+        .sockets()
+        .listen(any, ListenOptions::default(), |drv, listener, accepted| {
+            let (conn, _) = accepted.expect("accept");
+            drv.release_ref(listener).unwrap();
+            drv.sockets()
+                .read(conn, vec![0; 5], IoMode::All, |drv, conn, res, buf| {
+                    assert_eq!(res, Ok(5));
+                    drv.sockets()
+                        .write(conn, buf, IoMode::All, |drv, conn, _, _| {
+                            drv.release_ref(conn).unwrap();
+                        });
+                });
+        })
+        .expect("listen");
+    let addr = drv.sockets().local_address(listener).unwrap();
+    drv.sockets()
+        .connect(addr, None, move |drv, conn: StreamSocket, res| {
+            res.expect("connect");
+            drv.sockets().write(
+                conn,
+                b"hello".to_vec(),
+                IoMode::All,
+                move |drv, conn, _, _| {
+                    drv.sockets().read(
+                        conn,
+                        vec![0; 5],
+                        IoMode::All,
+                        move |drv, conn, res, buf| {
+                            assert_eq!(res, Ok(5));
+                            assert_eq!(buf, b"hello");
+                            drv.release_ref(conn).unwrap();
+                            done.set(true);
+                        },
+                    );
+                },
+            );
+        })
+        .expect("connect");
+}
+
+/// A window procedure on the driver's thread receives messages posted and
+/// sent to it from another thread while the driver waits for a TCP exchange:
+/// the driver's wait dispatches them (QS_ALLINPUT includes sent messages).
+fn gui_window_gets_posted_and_sent_messages_during_io(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let hwnd = test_window();
+    let done = Rc::new(Cell::new(false));
+    start_echo(&mut drv, done.clone());
+    let sender = std::thread::spawn(move || {
+        for _ in 0..3 {
+            // SAFETY: posting and sending to a window of another thread.
+            unsafe {
+                PostMessageW(hwnd, WM_TEST_POSTED, 0, 0);
+                assert_eq!(SendMessageW(hwnd, WM_TEST_SENT, 0, 0), 42);
+            }
+        }
+    });
+    util::run_until(&mut drv, LIMIT, |_| {
+        done.get() && POSTED.with(Cell::get) == 3 && SENT.with(Cell::get) == 3
+    });
+    sender.join().unwrap();
+    // SAFETY: our own window.
+    unsafe { DestroyWindow(hwnd) };
+    assert_eq!(
+        util::run_until_not_idle(&mut drv, LIMIT),
+        ExitReason::OutOfWaiters
+    );
+    util::assert_no_leaks(&drv);
+}
+
+/// A message posted to the driver's thread from another thread wakes a
+/// `process_events(None)` that is waiting with only an idle event wait
+/// pending, and the program's hook sees it.
+fn gui_thread_message_from_another_thread_wakes_the_loop(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let seen = Rc::new(Cell::new(0u32));
+    let s = seen.clone();
+    drv.set_message_hook(move |msg| {
+        if msg.message == WM_TEST_THREAD {
+            s.set(s.get() + 1);
+            return true;
+        }
+        false
+    });
+    // Something to wait for, so the loop does not end with OutOfWaiters.
+    let ev = drv.events().create();
+    drv.events().wait(ev, |_, _| {}).unwrap();
+    // SAFETY: the id of the calling thread.
+    let tid = unsafe { GetCurrentThreadId() };
+    let poster = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        // A thread's queue exists once it called a user32 function; retry
+        // until the post is accepted.
+        for _ in 0..100 {
+            // SAFETY: posting a thread message.
+            if unsafe { PostThreadMessageW(tid, WM_TEST_THREAD, 0, 0) } != 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("PostThreadMessageW kept failing");
+    });
+    let start = Instant::now();
+    let reason = drv.process_events(None).expect("process_events");
+    assert_eq!(
+        reason,
+        ExitReason::Idle,
+        "a dispatched message counts as activity"
+    );
+    assert_eq!(seen.get(), 1, "the hook saw the thread message");
+    assert!(start.elapsed() < LIMIT);
+    poster.join().unwrap();
+    drv.clear_message_hook();
+    drv.release_ref(ev).unwrap();
+    assert_eq!(
+        util::run_until_not_idle(&mut drv, LIMIT),
+        ExitReason::OutOfWaiters
+    );
+}
+
+/// `PostQuitMessage` from a callback is not swallowed: `process_events`
+/// returns `Quit` with the exit code.
+fn gui_wm_quit_reaches_the_program(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    // A GUI program keeps its loop alive with a waiter of its own (the loop
+    // would otherwise end with OutOfWaiters before looking at the queue).
+    let ev = drv.events().create();
+    drv.events().wait(ev, |_, _| {}).unwrap();
+    let t = drv.timers().create();
+    drv.timers()
+        .set(t, Duration::from_millis(10), Duration::ZERO)
+        .unwrap();
+    drv.timers()
+        .wait(t, |drv, t, _| {
+            // SAFETY: posts WM_QUIT to this thread's queue.
+            unsafe { PostQuitMessage(7) };
+            drv.release_ref(t).unwrap();
+        })
+        .unwrap();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match drv.process_events(Some(LIMIT)).expect("process_events") {
+            ExitReason::Quit(code) => {
+                assert_eq!(code, 7);
+                break;
+            }
+            ExitReason::Idle => assert!(Instant::now() < deadline, "no WM_QUIT"),
+            other => panic!("expected Quit, got {other:?}"),
+        }
+    }
+    drv.release_ref(ev).unwrap();
+    util::assert_no_leaks(&drv);
+}
+
+/// The program's message hook can take a message before it is dispatched:
+/// a hooked message never reaches the window procedure.
+fn gui_message_hook_can_swallow_messages(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let hwnd = test_window();
+    drv.set_message_hook(move |msg| {
+        msg.hwnd == hwnd && msg.message == WM_TEST_POSTED && msg.wParam == 1
+    });
+    // SAFETY: posting to our own window.
+    unsafe {
+        PostMessageW(hwnd, WM_TEST_POSTED, 1, 0); // swallowed by the hook
+        PostMessageW(hwnd, WM_TEST_POSTED, 2, 0); // dispatched
+    }
+    let before = POSTED.with(Cell::get);
+    assert_eq!(
+        drv.process_events(Some(Duration::ZERO)).unwrap(),
+        ExitReason::OutOfWaiters
+    );
+    // OutOfWaiters is checked before waiting: pump with a waiter present.
+    let ev = drv.events().create();
+    drv.events().wait(ev, |_, _| {}).unwrap();
+    assert_eq!(
+        drv.process_events(Some(Duration::from_millis(50))).unwrap(),
+        ExitReason::Idle
+    );
+    assert_eq!(
+        POSTED.with(Cell::get) - before,
+        1,
+        "only the unhooked message was dispatched"
+    );
+    drv.release_ref(ev).unwrap();
+    // SAFETY: our own window.
+    unsafe { DestroyWindow(hwnd) };
+}
+
+/// While a modal loop runs (`MessageBoxW`, whose `GetMessage` loop is not
+/// alertable and never calls the driver), a driver attached to the thread's
+/// message loop still completes a TCP exchange and runs its callbacks, from
+/// its pump timer; the last callback closes the box. Under Wine the box is
+/// headless (null graphics driver).
+fn gui_io_completes_inside_a_modal_loop(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let done = Rc::new(Cell::new(false));
+    let title = format!("eventcore modal test {}", std::process::id());
+    let title_w = wide(&title);
+    let t2 = title_w.clone();
+    let closed_by_driver = Rc::new(Cell::new(false));
+    let c = closed_by_driver.clone();
+    let d2 = done.clone();
+    start_echo(&mut drv, done.clone());
+    // Once the exchange is done, a driver timer closes the box.
+    let timer = drv.timers().create();
+    drv.timers()
+        .set(timer, Duration::from_millis(20), Duration::from_millis(20))
+        .unwrap();
+    fn close_when_done(
+        drv: &mut Driver,
+        t: eventcore::TimerId,
+        done: Rc<Cell<bool>>,
+        title: Vec<u16>,
+        c: Rc<Cell<bool>>,
+    ) {
+        // SAFETY: finds the box by its unique title.
+        let bx = unsafe { FindWindowW(std::ptr::null(), title.as_ptr()) };
+        if done.get() && bx != 0 {
+            // SAFETY: asks the box to close.
+            unsafe { PostMessageW(bx, WM_CLOSE, 0, 0) };
+            c.set(true);
+            drv.release_ref(t).unwrap();
+            return;
+        }
+        drv.timers()
+            .wait(t, move |drv, t, _| close_when_done(drv, t, done, title, c))
+            .unwrap();
+    }
+    drv.timers()
+        .wait(timer, move |drv, t, _| close_when_done(drv, t, d2, t2, c))
+        .unwrap();
+
+    let attached = drv.attach_to_message_loop(Duration::from_millis(10));
+    // A watchdog closes the box if the driver never does (the test then fails).
+    let watchdog_title = title_w.clone();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(LIMIT);
+        // SAFETY: finds and closes the box from another thread.
+        unsafe {
+            let bx = FindWindowW(std::ptr::null(), watchdog_title.as_ptr());
+            if bx != 0 {
+                PostMessageW(bx, WM_CLOSE, 0, 0);
+            }
+        }
+    });
+    let text = wide("eventcore is running I/O inside this modal loop");
+    // SAFETY: a modal message box owned by no window.
+    unsafe { MessageBoxW(0, text.as_ptr(), title_w.as_ptr(), MB_OK) };
+    assert!(
+        done.get(),
+        "the TCP exchange completed while the modal loop ran"
+    );
+    assert!(closed_by_driver.get(), "a driver callback closed the box");
+    let mut drv = attached.detach();
+    assert_eq!(
+        util::run_until_not_idle(&mut drv, LIMIT),
+        ExitReason::OutOfWaiters
+    );
+    util::assert_no_leaks(&drv);
+    drop(watchdog);
+}
+
+/// `AttachedDriver::with` from inside one of the driver's own callbacks
+/// reports `Busy` instead of re-entering the driver.
+fn gui_attached_driver_is_not_reentered(kind: BackendKind) {
+    let drv = util::driver(kind);
+    let attached = Rc::new(RefCell::new(Some(
+        drv.attach_to_message_loop(Duration::from_millis(5)),
+    )));
+    let a = attached.clone();
+    let outcome: Rc<Cell<Option<bool>>> = Rc::default();
+    let o = outcome.clone();
+    attached
+        .borrow()
+        .as_ref()
+        .unwrap()
+        .with(move |drv| {
+            let t = drv.timers().create();
+            drv.timers()
+                .set(t, Duration::from_millis(5), Duration::ZERO)
+                .unwrap();
+            drv.timers()
+                .wait(t, move |drv, t, _| {
+                    let inner = a.borrow();
+                    let busy = inner.as_ref().unwrap().with(|_| ()).is_err();
+                    o.set(Some(busy));
+                    drv.release_ref(t).unwrap();
+                })
+                .unwrap();
+        })
+        .unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while outcome.get().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the attached driver never ran its timer"
+        );
+        attached.borrow().as_ref().unwrap().pump().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        outcome.get(),
+        Some(true),
+        "with() inside a callback is Busy"
+    );
+    let drv = attached.borrow_mut().take().unwrap().detach();
+    util::assert_no_leaks(&drv);
+}
+
+contract_tests! {
+    gui_window_gets_posted_and_sent_messages_during_io,
+    gui_thread_message_from_another_thread_wakes_the_loop,
+    gui_wm_quit_reaches_the_program,
+    gui_message_hook_can_swallow_messages,
+    gui_io_completes_inside_a_modal_loop,
+    gui_attached_driver_is_not_reentered,
+}
