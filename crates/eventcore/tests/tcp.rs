@@ -1423,6 +1423,91 @@ fn tcp_local_and_remote_addresses(kind: BackendKind) {
     assert_quiet(&mut drv);
 }
 
+/// Cancelling a pending read (nothing had arrived) leaves the connection
+/// fully usable: a new read gets the data the peer sends next, the state is
+/// still `Connected`, and the peer can still be written to. (The original
+/// WinAPI driver left the socket read-closed after `CancelIoEx` on a pending
+/// `WSARecv`.)
+fn tcp_read_after_cancelled_read_still_receives(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let pair = connected_pair(&mut drv, any_v4());
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    drv.sockets()
+        .read(pair.server, vec![0; 16], IoMode::Once, move |_, _, _, _| {
+            r.set(true)
+        });
+    drv.process_events(Some(Duration::from_millis(20))).unwrap();
+    let cancelled = drv
+        .sockets()
+        .cancel_read(pair.server)
+        .expect("a read was pending");
+    assert_eq!(cancelled.transferred, 0);
+    assert_eq!(state(&mut drv, pair.server), ConnectionState::Connected);
+    let (res, _) = write_now(&mut drv, pair.client, b"after", IoMode::All);
+    assert_eq!(res, Ok(5));
+    let (res, buf) = read_now(&mut drv, pair.server, 5, IoMode::All);
+    assert_eq!(res, Ok(5));
+    assert_eq!(buf, b"after");
+    let (res, _) = write_now(&mut drv, pair.server, b"back", IoMode::All);
+    assert_eq!(res, Ok(4));
+    let (res, buf) = read_now(&mut drv, pair.client, 4, IoMode::All);
+    assert_eq!(res, Ok(4));
+    assert_eq!(buf, b"back");
+    assert!(!ran.get(), "the cancelled read's callback never runs");
+    release_pair(&mut drv, &pair);
+    assert_quiet(&mut drv);
+}
+
+/// More sockets than a wait set can hold (64 handles on Windows) work at
+/// once: 100 connections each echo one message concurrently.
+fn tcp_hundred_concurrent_connections(kind: BackendKind) {
+    const N: usize = 100;
+    let mut drv = util::driver(kind);
+    let echoed = Rc::new(Cell::new(0usize));
+    let listener = drv
+        .sockets()
+        .listen(any_v4(), ListenOptions::default(), |drv, _, res| {
+            let (conn, _) = res.expect("accept");
+            drv.sockets()
+                .read(conn, vec![0; 8], IoMode::All, |drv, conn, res, buf| {
+                    assert_eq!(res, Ok(8));
+                    drv.sockets()
+                        .write(conn, buf, IoMode::All, |drv, conn, _, _| {
+                            drv.release_ref(conn).unwrap();
+                        });
+                });
+        })
+        .expect("listen");
+    let addr = drv.sockets().local_address(listener).unwrap();
+    for i in 0..N {
+        let e = echoed.clone();
+        drv.sockets()
+            .connect(addr.clone(), None, move |drv, conn, res| {
+                res.expect("connect");
+                let msg = format!("{i:08}").into_bytes();
+                drv.sockets()
+                    .write(conn, msg.clone(), IoMode::All, move |drv, conn, _, _| {
+                        drv.sockets().read(
+                            conn,
+                            vec![0; 8],
+                            IoMode::All,
+                            move |drv, conn, res, buf| {
+                                assert_eq!(res, Ok(8));
+                                assert_eq!(buf, msg);
+                                e.set(e.get() + 1);
+                                drv.release_ref(conn).unwrap();
+                            },
+                        );
+                    });
+            })
+            .expect("connect");
+    }
+    util::run_until(&mut drv, LIMIT, |_| echoed.get() == N);
+    assert_eq!(drv.release_ref(listener), Ok(false));
+    assert_quiet(&mut drv);
+}
+
 contract_tests! {
     tcp_connect_and_exchange,
     tcp_shutdown_sequence_reports_connection_states,
@@ -1452,4 +1537,6 @@ contract_tests! {
     tcp_accept_burst_of_200_clients,
     tcp_adopt_std_stream,
     tcp_local_and_remote_addresses,
+    tcp_read_after_cancelled_read_still_receives,
+    tcp_hundred_concurrent_connections,
 }

@@ -37,7 +37,8 @@ use std::time::Duration;
 use crate::{Driver, Error, ExitReason, Handle, LeakReport, Remote, Result, Status};
 
 type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
-type SendFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A task sent from another thread: makes its future on the executor's thread.
+type Injected = Box<dyn FnOnce() -> LocalFuture + Send>;
 type Deferred = Box<dyn FnOnce(&mut Driver)>;
 
 /// The key of `block_on`'s own future in the wake queue.
@@ -68,8 +69,8 @@ struct Shared {
 struct SharedState {
     /// Keys of woken tasks, in the order they were woken.
     woken: Vec<u64>,
-    /// Futures sent by [`Spawner::spawn`], not yet turned into tasks.
-    injected: Vec<SendFuture>,
+    /// Work sent by a [`Spawner`], not yet turned into tasks.
+    injected: Vec<Injected>,
     /// The executor is gone: spawning fails.
     closed: bool,
 }
@@ -326,8 +327,8 @@ impl Core {
                 std::mem::take(&mut s.injected),
             )
         };
-        for future in injected {
-            self.spawn_boxed(future);
+        for make in injected {
+            self.spawn_boxed(make());
         }
         woken
     }
@@ -815,12 +816,17 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
 
 // ----------------------------------------------------------- remote spawns
 
-/// Spawns `Send` futures onto an executor from any thread (see
-/// [`Executor::spawner`]). `Send + Sync + Clone`.
+/// Spawns tasks onto an executor from any thread (see [`Executor::spawner`]).
+/// `Send + Sync + Clone`.
 ///
-/// The future is queued for the executor's thread, whose driver wait is woken
-/// through its [`Remote`]; it runs there as a task, whenever that thread runs
+/// The work is queued for the executor's thread, whose driver wait is woken
+/// through its [`Remote`]; it runs there as a task whenever that thread runs
 /// its executor (`block_on`, `turn`).
+///
+/// The I/O types of this layer are `!Send` (they belong to one driver), so a
+/// task that does I/O on the target thread is sent as a `Send` closure that
+/// makes its future there: [`Spawner::spawn_with`]. [`Spawner::spawn`] takes
+/// a `Send` future as it is.
 #[derive(Clone)]
 pub struct Spawner {
     shared: Arc<Shared>,
@@ -834,27 +840,75 @@ impl Spawner {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.spawn_with(move || future)
+    }
+
+    /// Queues `make` to run on the spawner's executor's thread, where it
+    /// makes the task's future — which need not be `Send`, so it can create
+    /// and use that thread's sockets, files and timers. Only `make` and the
+    /// output cross threads. [`Status::DriverGone`] if the executor has been
+    /// dropped.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use eventcore::{rt, Driver};
+    ///
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let worker = std::thread::spawn(move || {
+    ///     let mut ex = rt::Executor::new(Driver::new().unwrap());
+    ///     ex.block_on(async move {
+    ///         let stop = rt::Notify::new();
+    ///         tx.send((rt::spawner(), stop.handle())).unwrap();
+    ///         stop.notified().await;
+    ///     });
+    /// });
+    /// let (spawner, stop) = rx.recv().unwrap();
+    /// let mut ex = rt::Executor::new(Driver::new()?);
+    /// let n = ex.block_on(async {
+    ///     let handle = spawner.spawn_with(|| async {
+    ///         // Runs on the worker thread, with the worker's driver.
+    ///         rt::sleep(Duration::from_millis(1)).await;
+    ///         21
+    ///     })?;
+    ///     Ok::<_, eventcore::Error>(handle.await? * 2)
+    /// })?;
+    /// assert_eq!(n, 42);
+    /// stop.notify_one()?;
+    /// worker.join().unwrap();
+    /// # Ok::<(), eventcore::Error>(())
+    /// ```
+    pub fn spawn_with<M, F>(&self, make: M) -> Result<RemoteJoinHandle<F::Output>>
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future + 'static,
+        F::Output: Send + 'static,
+    {
         let state = Arc::new(Mutex::new(RemoteJoinState {
             output: None,
             waker: None,
             finished: false,
             dropped: false,
         }));
-        let task = RemoteTask {
-            future: Box::pin(future),
+        let guard = RemoteGuard {
             state: state.clone(),
         };
+        let injected: Injected = Box::new(move || {
+            Box::pin(RemoteTask {
+                future: Box::pin(make()),
+                guard,
+            })
+        });
         let mut refused = None;
         self.shared.notify(|s| {
             if s.closed {
-                refused = Some(task);
+                refused = Some(injected);
             } else {
-                s.injected.push(Box::pin(task));
+                s.injected.push(injected);
             }
         });
-        if let Some(task) = refused {
-            // Dropped outside the lock (its guard wakes nobody: no one waits yet).
-            drop(task);
+        if let Some(injected) = refused {
+            // Dropped outside the lock; its guard wakes nobody (no one waits yet).
+            drop(injected);
             return Err(Error::new(Status::DriverGone));
         }
         Ok(RemoteJoinHandle { state })
@@ -880,17 +934,14 @@ fn lock_state<T>(m: &Mutex<RemoteJoinState<T>>) -> MutexGuard<'_, RemoteJoinStat
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A future sent by a [`Spawner`], with the state its handle reads.
-struct RemoteTask<F: Future> {
-    future: Pin<Box<F>>,
-    state: Arc<Mutex<RemoteJoinState<F::Output>>>,
+/// Marks a remote task as dropped (and wakes its handle) if it goes away
+/// before finishing — whether it ever started or not.
+struct RemoteGuard<T> {
+    state: Arc<Mutex<RemoteJoinState<T>>>,
 }
 
-impl<F: Future> Future for RemoteTask<F> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let output = std::task::ready!(self.future.as_mut().poll(cx));
+impl<T> RemoteGuard<T> {
+    fn finish(&self, output: T) {
         let waker = {
             let mut s = lock_state(&self.state);
             s.output = Some(output);
@@ -900,11 +951,10 @@ impl<F: Future> Future for RemoteTask<F> {
         if let Some(w) = waker {
             w.wake();
         }
-        Poll::Ready(())
     }
 }
 
-impl<F: Future> Drop for RemoteTask<F> {
+impl<T> Drop for RemoteGuard<T> {
     fn drop(&mut self) {
         let waker = {
             let mut s = lock_state(&self.state);
@@ -920,9 +970,25 @@ impl<F: Future> Drop for RemoteTask<F> {
     }
 }
 
-/// The output of a future spawned through a [`Spawner`]; a `Send` future
-/// that completes with it, or with [`Status::DriverGone`] if the target
-/// executor was dropped before the future finished.
+/// A task sent by a [`Spawner`], on its executor's thread.
+struct RemoteTask<F: Future> {
+    future: Pin<Box<F>>,
+    guard: RemoteGuard<F::Output>,
+}
+
+impl<F: Future> Future for RemoteTask<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let output = std::task::ready!(self.future.as_mut().poll(cx));
+        self.guard.finish(output);
+        Poll::Ready(())
+    }
+}
+
+/// The output of a task spawned through a [`Spawner`]; a `Send` future that
+/// completes with it, or with [`Status::DriverGone`] if the target executor
+/// was dropped before the task finished.
 ///
 /// Dropping the handle detaches the task.
 pub struct RemoteJoinHandle<T> {

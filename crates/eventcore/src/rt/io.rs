@@ -13,8 +13,14 @@
 //! - **`futures-io`**: `ByteStream` implements [`AsyncRead`],
 //!   [`AsyncBufRead`] and [`AsyncWrite`] with an internal buffer on each side
 //!   (16 KiB), so the ecosystem's codecs and protocols plug in.
-//!   [`ByteStream::split`] gives a reading and a writing half that can be
+//!   [`ByteStream::halves`] gives a reading and a writing half that can be
 //!   driven concurrently.
+//!
+//! The owned-buffer methods share their names with methods of futures'
+//! `AsyncReadExt` / `AsyncWriteExt` (`read`, `read_exact`, `write`,
+//! `write_all`), and method lookup finds the inherent ones first: call the
+//! extension traits' versions on the [`ByteStream::halves`], through generic
+//! code, or as `AsyncWriteExt::write_all(&mut stream, ..)`.
 //!
 //! End of stream: the owned-buffer calls report it as the driver does, as
 //! [`Status::Disconnected`](crate::Status::Disconnected) (without an OS
@@ -390,8 +396,10 @@ impl<H: StreamHandle> ByteStream<H> {
 
     /// Borrows the stream as a reading half and a writing half, which can be
     /// used concurrently (for example `futures::join!` of a reader and a
-    /// writer, or a line reader and a writer in one loop).
-    pub fn split(&mut self) -> (ReadHalf<'_, H>, WriteHalf<'_, H>) {
+    /// writer, or a line reader and a writer in one loop). (Not named
+    /// `split`: futures' `AsyncReadExt::split` takes the stream by value and
+    /// would be found first.)
+    pub fn halves(&mut self) -> (ReadHalf<'_, H>, WriteHalf<'_, H>) {
         (
             ReadHalf {
                 io: &self.io,
@@ -652,14 +660,14 @@ impl<H: StreamHandle> AsyncWrite for ByteStream<H> {
     }
 }
 
-/// The reading half of a [`ByteStream`] (see [`ByteStream::split`]):
+/// The reading half of a [`ByteStream`] (see [`ByteStream::halves`]):
 /// [`AsyncRead`] and [`AsyncBufRead`].
 pub struct ReadHalf<'a, H: StreamHandle> {
     io: &'a IoCore<H>,
     r: &'a mut ReadState,
 }
 
-/// The writing half of a [`ByteStream`] (see [`ByteStream::split`]):
+/// The writing half of a [`ByteStream`] (see [`ByteStream::halves`]):
 /// [`AsyncWrite`].
 pub struct WriteHalf<'a, H: StreamHandle> {
     io: &'a IoCore<H>,

@@ -1,4 +1,4 @@
-//! The async layer: a per-thread executor over [`Driver`], and futures for
+//! The async layer: a per-thread executor over [`Driver`](crate::Driver), and futures for
 //! every subsystem.
 //!
 //! ```
@@ -31,7 +31,7 @@
 //!
 //! ## How it fits the driver
 //!
-//! - **One executor per thread**, owning its [`Driver`]: [`Executor::block_on`]
+//! - **One executor per thread**, owning its [`Driver`](crate::Driver): [`Executor::block_on`]
 //!   polls the woken tasks, then runs one batch of `process_events`, and so on.
 //!   Tasks are local (`!Send`) futures ([`spawn`]); `Send` futures reach another
 //!   thread's executor through a [`Spawner`], which wakes that driver through

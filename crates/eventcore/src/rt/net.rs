@@ -248,10 +248,8 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.core.release(self.handle);
-        for accepted in self.queue.drain() {
-            if let Ok((sock, _)) = accepted {
-                self.core.release(sock);
-            }
+        for (sock, _) in self.queue.drain().into_iter().flatten() {
+            self.core.release(sock);
         }
     }
 }

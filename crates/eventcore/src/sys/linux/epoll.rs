@@ -37,6 +37,8 @@ pub(crate) struct Backend {
     sources: Table<Source>,
     events: Vec<libc::epoll_event>,
     reserve: ReserveFd,
+    /// Whether the kernel has epoll_pwait2 (nanosecond timeouts).
+    pwait2: bool,
 }
 
 impl Backend {
@@ -61,6 +63,7 @@ impl Backend {
             sources: Table::new(0),
             events: Vec::with_capacity(256),
             reserve: ReserveFd::new(),
+            pwait2: true,
         })
     }
 
@@ -168,19 +171,52 @@ impl Backend {
         timeout: Option<Duration>,
         out: &mut Vec<Completion>,
     ) -> io::Result<bool> {
-        let ms = match timeout {
-            None => -1,
-            // Round up so a timer is never woken for before its deadline.
-            Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
-        };
         self.events.clear();
         let cap = self.events.capacity() as i32;
-        let n = match syscall!(epoll_wait(
-            self.epfd.as_raw_fd(),
-            self.events.as_mut_ptr(),
-            cap,
-            ms
-        )) {
+        let waited = if self.pwait2 {
+            // epoll_pwait2 (Linux 5.11+) takes a timespec: timers wake on time
+            // instead of at the next whole millisecond.
+            let ts = timeout.map(|d| libc::timespec {
+                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            });
+            let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: the event array has `cap` writable entries, the timespec
+            // (or null) lives across the call, and no signal mask is passed.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_epoll_pwait2,
+                    self.epfd.as_raw_fd(),
+                    self.events.as_mut_ptr(),
+                    cap,
+                    ts_ptr,
+                    std::ptr::null::<libc::sigset_t>(),
+                    0usize,
+                )
+            };
+            if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                self.pwait2 = false;
+                None
+            } else if rc < 0 {
+                Some(Err(io::Error::last_os_error()))
+            } else {
+                Some(Ok(rc as i32))
+            }
+        } else {
+            None
+        };
+        let waited = match waited {
+            Some(r) => r,
+            None => {
+                let ms = match timeout {
+                    None => -1,
+                    // Round up so a timer is never woken for before its deadline.
+                    Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
+                };
+                syscall!(epoll_wait(self.epfd.as_raw_fd(), self.events.as_mut_ptr(), cap, ms))
+            }
+        };
+        let n = match waited {
             Ok(n) => n as usize,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => return Err(e),
