@@ -1,9 +1,11 @@
 //! DNS: name lookups that never block the loop thread.
 //!
-//! A lookup runs the system resolver on the worker pool and completes with
-//! every IPv4 and IPv6 address of the name, or the resolver's error (its code
-//! in [`Error::resolver_code`]). Cancelling guarantees the callback never
-//! runs; the worker may still finish, and its result is discarded.
+//! A lookup completes with every IPv4 and IPv6 address of the name, or the
+//! resolver's error (its code in [`Error::resolver_code`]). It never blocks
+//! the loop thread: on Unix `getaddrinfo` runs on the worker pool; on Windows
+//! `GetAddrInfoExW` runs asynchronously with a completion routine and is
+//! cancelled with `GetAddrInfoExCancel`. Cancelling guarantees the callback
+//! never runs; a result that still arrives is discarded.
 
 use std::net::IpAddr;
 
@@ -45,6 +47,12 @@ impl Driver {
                 Err(_) => Err(Error::new(crate::Status::Other)),
             },
             Outcome::Failed(e) => Err(e),
+            #[cfg(windows)]
+            Outcome::Sys(c) => match (c.result, c.extra) {
+                (Ok(_), crate::sys::Extra::Addresses(addrs)) => Ok(addrs),
+                (Err(e), _) => Err(crate::sys::resolver_error(&e)),
+                _ => Err(Error::new(crate::Status::Other)),
+            },
             _ => Err(Error::new(crate::Status::Other)),
         };
         (op.callback)(self, LookupId(key), result);
@@ -65,9 +73,20 @@ impl Dns<'_> {
         let key = self.drv.ops.insert(Op::Dns(DnsOp {
             callback: Box::new(callback),
         }));
-        let name = name.to_owned();
-        self.drv
-            .submit_job(key, move || Box::new(crate::sys::dns_lookup(&name)));
+        #[cfg(unix)]
+        {
+            // getaddrinfo blocks: it runs on the worker pool.
+            let name = name.to_owned();
+            self.drv
+                .submit_job(key, move || Box::new(crate::sys::dns_lookup(&name)));
+        }
+        #[cfg(windows)]
+        {
+            // GetAddrInfoExW completes asynchronously through the backend.
+            if let Some(c) = self.drv.sys.start_lookup(key.to_u64(), name) {
+                self.drv.push_ready(key, Outcome::Sys(c));
+            }
+        }
         LookupId(key)
     }
 
@@ -75,7 +94,11 @@ impl Dns<'_> {
     /// still pending.
     pub fn cancel_lookup(&mut self, id: LookupId) -> bool {
         match self.drv.ops.get(id.0) {
-            Some(Op::Dns(_)) => self.drv.ops.remove(id.0).is_some(),
+            Some(Op::Dns(_)) => {
+                #[cfg(windows)]
+                self.drv.sys.cancel_lookup(id.0.to_u64());
+                self.drv.ops.remove(id.0).is_some()
+            }
             _ => false,
         }
     }

@@ -381,6 +381,7 @@ impl Driver {
     }
 
     /// Runs `job` on the worker pool; its output completes operation `op`.
+    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) fn submit_job(
         &mut self,
         op: Key,

@@ -79,7 +79,9 @@ mod gui;
 mod io;
 #[cfg(all(eventcore_backend, unix))]
 mod pipes;
+// Windows runs no blocking work on the pool until files land there (issue 5).
 #[cfg(eventcore_backend)]
+#[cfg_attr(windows, allow(dead_code))]
 mod pool;
 #[cfg(all(eventcore_backend, unix))]
 mod processes;

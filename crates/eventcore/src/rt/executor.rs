@@ -178,6 +178,14 @@ pub(crate) struct Core {
     /// Driver work that came up while the driver was borrowed (a handle
     /// dropped from inside a driver callback); run before the next poll.
     deferred: RefCell<Vec<Deferred>>,
+    /// `WM_QUIT` seen by the driver (Windows), and who waits for it.
+    quit: RefCell<QuitState>,
+}
+
+#[derive(Default)]
+struct QuitState {
+    code: Option<i32>,
+    wakers: Vec<Waker>,
 }
 
 impl Core {
@@ -317,20 +325,35 @@ impl Core {
         drop(future);
     }
 
-    /// Takes the woken keys; turns injected futures into tasks (which wake
-    /// themselves, so they run in the next round).
-    fn take_woken(&self) -> Vec<u64> {
-        let (woken, injected) = {
+    /// Moves the woken keys into `batch` (empty, keeping both vectors'
+    /// capacity); turns injected work into tasks (which wake themselves, so
+    /// they run in the next round).
+    fn take_woken(&self, batch: &mut Vec<u64>) {
+        let injected = {
             let mut s = self.shared.lock();
-            (
-                std::mem::take(&mut s.woken),
-                std::mem::take(&mut s.injected),
-            )
+            std::mem::swap(&mut s.woken, batch);
+            if s.injected.is_empty() {
+                return;
+            }
+            std::mem::take(&mut s.injected)
         };
         for make in injected {
             self.spawn_boxed(make());
         }
-        woken
+    }
+
+    /// Polls every task in `batch`, emptying it; returns whether `block_on`'s
+    /// own future was among them.
+    fn run_batch(&self, batch: &mut Vec<u64>) -> bool {
+        let mut main = false;
+        for key in batch.drain(..) {
+            if key == MAIN {
+                main = true;
+            } else {
+                self.run_task(key);
+            }
+        }
+        main
     }
 
     fn has_woken(&self) -> bool {
@@ -342,10 +365,26 @@ impl Core {
     fn process(&self, busy: bool) {
         let timeout = if busy { Some(Duration::ZERO) } else { None };
         let r = self.driver.borrow_mut().process_events(timeout);
-        match r {
+        let r = match r {
             Ok(ExitReason::OutOfWaiters) if !busy => self.park(),
+            r => r,
+        };
+        match r {
+            Ok(ExitReason::Quit(code)) => self.quit(code),
             Ok(_) => {}
             Err(e) => panic!("eventcore::rt: process_events failed: {e}"),
+        }
+    }
+
+    /// The thread's message queue delivered `WM_QUIT` (Windows).
+    fn quit(&self, code: i32) {
+        let wakers = {
+            let mut q = self.quit.borrow_mut();
+            q.code = Some(code);
+            std::mem::take(&mut q.wakers)
+        };
+        for w in wakers {
+            w.wake();
         }
     }
 
@@ -354,15 +393,13 @@ impl Core {
     /// can make progress now. An armed timer keeps the driver's wait alive
     /// until such a wake-up arrives (a future that nobody ever wakes blocks
     /// forever, as on any executor).
-    fn park(&self) {
+    fn park(&self) -> Result<ExitReason> {
         let mut drv = self.driver.borrow_mut();
         let keep_alive = drv.timers().create();
         let _ = drv.timers().set(keep_alive, PARK_TIMEOUT, Duration::ZERO);
         let r = drv.process_events(None);
         let _ = drv.release_ref(keep_alive);
-        if let Err(e) = r {
-            panic!("eventcore::rt: process_events failed: {e}");
-        }
+        r
     }
 
     /// Drops every task (the executor is going away).
@@ -509,6 +546,7 @@ impl Executor {
                 tasks: RefCell::new(Tasks::default()),
                 shared,
                 deferred: RefCell::new(Vec::new()),
+                quit: RefCell::new(QuitState::default()),
             }),
             _not_send: PhantomData,
         }
@@ -533,17 +571,11 @@ impl Executor {
         });
         let main_waker = Waker::from(main.clone());
         main.wake_by_ref();
+        let mut batch = Vec::new();
         loop {
             core.run_deferred();
-            let mut main_woken = false;
-            for key in core.take_woken() {
-                if key == MAIN {
-                    main_woken = true;
-                } else {
-                    core.run_task(key);
-                }
-            }
-            if main_woken {
+            core.take_woken(&mut batch);
+            if core.run_batch(&mut batch) {
                 main.queued.store(false, Ordering::Release);
                 if let Poll::Ready(out) =
                     future.as_mut().poll(&mut Context::from_waker(&main_waker))
@@ -569,10 +601,10 @@ impl Executor {
     pub fn turn(&mut self, timeout: Option<Duration>) -> Result<ExitReason> {
         let core = self.core.clone();
         let _enter = Enter::new(&core);
+        let mut batch = Vec::new();
         core.run_deferred();
-        for key in core.take_woken() {
-            core.run_task(key);
-        }
+        core.take_woken(&mut batch);
+        core.run_batch(&mut batch);
         core.run_deferred();
         let timeout = if core.has_woken() {
             Some(Duration::ZERO)
@@ -580,10 +612,12 @@ impl Executor {
             timeout
         };
         let r = core.driver.borrow_mut().process_events(timeout);
-        core.run_deferred();
-        for key in core.take_woken() {
-            core.run_task(key);
+        if let Ok(ExitReason::Quit(code)) = r {
+            core.quit(code);
         }
+        core.run_deferred();
+        core.take_woken(&mut batch);
+        core.run_batch(&mut batch);
         core.run_deferred();
         r
     }
@@ -735,6 +769,27 @@ pub fn spawner() -> Spawner {
 /// driver callback (which has its own `&mut Driver`).
 pub fn with_driver<R>(f: impl FnOnce(&mut Driver) -> R) -> R {
     current().with_driver(f)
+}
+
+/// Windows GUI programs: completes with the exit code once the driver has
+/// taken `WM_QUIT` off the thread's message queue while this thread's
+/// executor ran ([`ExitReason::Quit`]; the driver's wait pumps window
+/// messages). Elsewhere it never completes. Panics outside an executor.
+///
+/// **Cancel safety:** cancel-safe; the quit stays recorded.
+pub async fn quit_message() -> i32 {
+    let core = current();
+    std::future::poll_fn(|cx| {
+        let mut q = core.quit.borrow_mut();
+        if let Some(code) = q.code {
+            return Poll::Ready(code);
+        }
+        if !q.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            q.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Yields once to the executor: the task is woken at once and polled again

@@ -59,7 +59,8 @@
 //! ## Windows GUI programs
 //!
 //! On the WinAPI backend the driver's wait pumps the thread's window
-//! messages, so windows stay live during `block_on`. A program whose own
+//! messages, so windows stay live during `block_on`, and a task learns of
+//! `WM_QUIT` through [`quit_message`]. A program whose own
 //! message loop is in charge keeps tasks going by calling
 //! [`Executor::turn`] with a zero timeout from that loop (a timer or idle
 //! handler).
@@ -85,7 +86,8 @@ mod watch;
 pub use dns::lookup;
 pub use event::{Event, EventTrigger, Notified, Notify, NotifyHandle, WaitEvent};
 pub use executor::{
-    spawn, spawner, with_driver, yield_now, Executor, JoinHandle, RemoteJoinHandle, Spawner,
+    quit_message, spawn, spawner, with_driver, yield_now, Executor, JoinHandle, RemoteJoinHandle,
+    Spawner,
 };
 #[cfg(unix)]
 pub use fs::File;

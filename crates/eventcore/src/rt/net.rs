@@ -7,9 +7,10 @@
 //! [`TcpStream`], [`UnixStream`], [`UdpSocket`] and [`UnixDatagram`] name the
 //! intent.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
+use std::task::Poll;
 
 use super::executor::{current, Core};
 use super::io::ByteStream;
@@ -181,6 +182,18 @@ pub struct Listener {
     core: Rc<Core>,
     handle: StreamListener,
     queue: Rc<Queue<Accepted>>,
+    /// The failure that ended accepting, reported again by later accepts.
+    failed: RefCell<Option<Error>>,
+}
+
+/// Whether the driver goes on accepting after this failure (the rule of
+/// `Driver::accepted` in `sockets.rs`: descriptors or memory ran out, the
+/// peer gave up, or a firewall refused).
+fn accept_goes_on(e: &Error) -> bool {
+    matches!(
+        e.status(),
+        Status::ResourceExhausted | Status::Disconnected | Status::NotAllowed
+    )
 }
 
 impl Listener {
@@ -203,6 +216,7 @@ impl Listener {
             core,
             handle,
             queue,
+            failed: RefCell::new(None),
         })
     }
 
@@ -219,18 +233,35 @@ impl Listener {
             core,
             handle,
             queue,
+            failed: RefCell::new(None),
         })
     }
 
     /// The next connection and its peer's address, or an accept failure.
     /// Transient failures (out of descriptors, an aborted connection) are
-    /// reported and accepting goes on.
+    /// reported and accepting goes on; after any other failure the listener
+    /// no longer accepts, and every later `accept` reports that failure.
     ///
     /// **Cancel safety:** cancel-safe: a connection is only taken from the
     /// queue by the poll that returns it.
     pub async fn accept(&self) -> Result<(ByteStream<StreamSocket>, SocketAddress)> {
-        let (sock, peer) = std::future::poll_fn(|cx| self.queue.poll_next(cx)).await?;
-        Ok((ByteStream::from_raw(self.core.clone(), sock), peer))
+        let accepted = std::future::poll_fn(|cx| match self.queue.poll_next(cx) {
+            Poll::Pending => match &*self.failed.borrow() {
+                Some(e) => Poll::Ready(Err(e.clone())),
+                None => Poll::Pending,
+            },
+            ready => ready,
+        })
+        .await;
+        match accepted {
+            Ok((sock, peer)) => Ok((ByteStream::from_raw(self.core.clone(), sock), peer)),
+            Err(e) => {
+                if !accept_goes_on(&e) {
+                    self.failed.borrow_mut().get_or_insert_with(|| e.clone());
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The local address (the port chosen for port 0).

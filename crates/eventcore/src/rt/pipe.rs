@@ -13,7 +13,7 @@ pub type Pipe = ByteStream<PipeHandle>;
 
 impl ByteStream<PipeHandle> {
     /// A new OS pipe: (read end, write end).
-    pub fn pipe() -> Result<(Pipe, Pipe)> {
+    pub fn create() -> Result<(Pipe, Pipe)> {
         let core = current();
         let (r, w) = core.with_driver(|drv| drv.pipes().create())?;
         Ok((

@@ -69,8 +69,6 @@ pub(crate) use unix::files;
 #[cfg(unix)]
 pub(crate) use unix::{block_signals_in_worker, socket_options};
 #[cfg(windows)]
-pub(crate) use windows::dns::lookup as dns_lookup;
-#[cfg(windows)]
 pub(crate) use windows::{block_signals_in_worker, socket_options, Backend, Waker};
 
 /// How a backend performs reads and writes on a source.
@@ -127,6 +125,9 @@ pub(crate) enum Extra {
     Accepted(socket2::Socket, socket2::SockAddr),
     /// A datagram arrived from this address.
     From(socket2::SockAddr),
+    /// A name resolved to these addresses.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    Addresses(Vec<std::net::IpAddr>),
 }
 
 /// A finished operation: its token, bytes transferred (or the error) and extras.
@@ -208,4 +209,11 @@ pub(crate) fn unix_path(addr: &socket2::SockAddr) -> Option<std::path::PathBuf> 
             .ok()
             .map(std::path::PathBuf::from)
     }
+}
+
+/// The resolver error behind an I/O error of a lookup completion (Windows:
+/// its WinSock code).
+#[cfg(windows)]
+pub(crate) fn resolver_error(e: &io::Error) -> crate::Error {
+    windows::dns::resolver_error(e.raw_os_error().unwrap_or(0))
 }

@@ -180,7 +180,9 @@ impl Backend {
                 tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
                 tv_nsec: d.subsec_nanos() as libc::c_long,
             });
-            let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            let ts_ptr = ts
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
             // SAFETY: the event array has `cap` writable entries, the timespec
             // (or null) lives across the call, and no signal mask is passed.
             let rc = unsafe {
@@ -213,7 +215,12 @@ impl Backend {
                     // Round up so a timer is never woken for before its deadline.
                     Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
                 };
-                syscall!(epoll_wait(self.epfd.as_raw_fd(), self.events.as_mut_ptr(), cap, ms))
+                syscall!(epoll_wait(
+                    self.epfd.as_raw_fd(),
+                    self.events.as_mut_ptr(),
+                    cap,
+                    ms
+                ))
             }
         };
         let n = match waited {

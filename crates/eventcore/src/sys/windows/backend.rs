@@ -169,6 +169,7 @@ pub(crate) struct Backend {
     slots: Slots,
     reaped: Vec<*mut Slot>,
     hook: Option<MessageHook>,
+    lookups: super::dns::Lookups,
     quit: Option<i32>,
     /// False while attached to a program's message loop, which dispatches.
     pump_messages: bool,
@@ -217,7 +218,7 @@ impl Backend {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Ok(Backend {
             id,
-            waker,
+            waker: waker.clone(),
             timer,
             window,
             sources: Table::new(0),
@@ -225,6 +226,7 @@ impl Backend {
             slots: Slots::new(id),
             reaped: Vec::new(),
             hook: None,
+            lookups: super::dns::Lookups::new(waker.clone()),
             quit: None,
             pump_messages: true,
         })
@@ -628,6 +630,16 @@ impl Backend {
         Some(if error == 0 { bytes as usize } else { 0 })
     }
 
+    /// Starts an asynchronous `GetAddrInfoExW` lookup of `name`.
+    pub fn start_lookup(&mut self, token: u64, name: &str) -> Option<Completion> {
+        self.lookups.start(token, name)
+    }
+
+    /// Cancels a lookup (its completion, if any still comes, is stale).
+    pub fn cancel_lookup(&mut self, token: u64) {
+        self.lookups.cancel(token);
+    }
+
     /// Installs or removes the program's message hook.
     pub fn set_message_hook(&mut self, hook: Option<MessageHook>) {
         self.hook = hook;
@@ -663,8 +675,9 @@ impl Backend {
         timeout: Option<Duration>,
         out: &mut Vec<Completion>,
     ) -> io::Result<bool> {
-        let pending =
-            overlapped::any_done() || !self.window.shared().socket_events.borrow().is_empty();
+        let pending = overlapped::any_done()
+            || self.lookups.any_done()
+            || !self.window.shared().socket_events.borrow().is_empty();
         let ms = if pending {
             0
         } else {
@@ -705,6 +718,7 @@ impl Backend {
         // A window procedure may have waited alertably: reap again.
         self.reap(out);
         self.socket_events(out);
+        self.lookups.drain(out);
         Ok(dispatched)
     }
 
@@ -830,6 +844,7 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
+        self.lookups.shut_down();
         // Requests still in flight (their sockets are closed by now, so they
         // finish promptly) must complete before their slots are freed: wait
         // alertably for their routines, for a bounded time.

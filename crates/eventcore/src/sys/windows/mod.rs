@@ -23,6 +23,7 @@ pub(crate) use errors::status_of_code;
 
 /// Worker threads need no signal mask on Windows (console control events are
 /// delivered to a thread of their own).
+#[allow(dead_code)]
 pub(crate) fn block_signals_in_worker() {}
 
 /// Starts WinSock once per process (version 2.2); later calls are no-ops.
