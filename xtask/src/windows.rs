@@ -40,7 +40,21 @@ pub struct Layout {
 
 /// The contract-test files (crates/eventcore/tests/*.rs) that run on the
 /// WinAPI backend. A subsystem joins this list when the backend implements it.
-const WINDOWS_TEST_TARGETS: &[&str] = &["driver", "timers", "events", "tcp", "udp", "dns", "gui", "af_unix"];
+const WINDOWS_TEST_TARGETS: &[&str] = &[
+    "driver",
+    "timers",
+    "events",
+    "tcp",
+    "udp",
+    "dns",
+    "gui",
+    "af_unix",
+    "rt_executor",
+    "rt_time",
+    "rt_events",
+    "rt_net",
+    "rt_dns",
+];
 
 impl Layout {
     /// The layout for the workspace at `root`.

@@ -17,7 +17,7 @@ fn af_unix_stream_exchange(kind: BackendKind) {
     let dir = util::TempDir::new("af-unix");
     let path = dir.path().join("s.sock");
     let mut drv = util::driver(kind);
-    let listener = match drv.sockets().listen(
+    let _listener = match drv.sockets().listen(
         SocketAddress::Unix(path.clone()),
         ListenOptions::default(),
         |drv, listener, res| {

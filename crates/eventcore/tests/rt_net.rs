@@ -1,0 +1,565 @@
+//! The async layer's sockets: TCP echo with several clients, a line protocol
+//! through the `futures-io` traits (`lines()` from futures-util), a large
+//! transfer through the internal buffers, UDP, Unix streams and datagrams,
+//! connection refused, `Busy` for a second read — and every operation
+//! dropped at each of its states (never polled, pending, completed but not
+//! polled), checking that the stream stays usable, nothing is lost that was
+//! not in the dropped future, and the leak report ends empty. Loopback only.
+
+mod util;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+#[cfg(unix)]
+use eventcore::rt::UnixStream;
+use eventcore::rt::{self, DatagramSocket, Executor, Listener, TcpStream};
+use eventcore::{BackendKind, SocketAddress, Status};
+use futures_util::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use futures_util::stream::StreamExt;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn executor(kind: BackendKind) -> Executor {
+    Executor::new(util::driver(kind))
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Polls `f` once, from inside a task.
+async fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
+}
+
+fn pending_ops() -> usize {
+    rt::with_driver(|d| d.leak_report().operations)
+}
+
+/// Lets the loop run until pending operations drop to `n`.
+async fn until_pending_ops(n: usize) {
+    let deadline = Instant::now() + LIMIT;
+    while pending_ops() != n {
+        assert!(
+            Instant::now() < deadline,
+            "pending operations stuck at {}",
+            pending_ops()
+        );
+        rt::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Lets the loop run until the driver has nothing open, then asserts it.
+fn assert_settled(ex: &mut Executor) {
+    ex.block_on(async {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let report = rt::with_driver(|d| d.leak_report());
+            if report.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "leaked: {report}");
+            rt::sleep(Duration::from_millis(1)).await;
+        }
+    });
+}
+
+/// A connected TCP pair on loopback: (client, server side).
+async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = Listener::bind(loopback()).expect("bind");
+    let addr = listener.local_addr().unwrap().as_inet().unwrap();
+    let client = TcpStream::connect(addr);
+    let (client, accepted) = futures_util::future::join(client, listener.accept()).await;
+    (client.expect("connect"), accepted.expect("accept").0)
+}
+
+/// An echo server task answers three concurrent clients with owned-buffer
+/// reads and writes.
+fn tcp_echo(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let listener = Listener::bind(loopback()).expect("bind");
+        let addr = listener.local_addr().unwrap().as_inet().unwrap();
+        let server = rt::spawn(async move {
+            for _ in 0..3 {
+                let (conn, peer) = listener.accept().await.expect("accept");
+                assert!(matches!(peer, SocketAddress::Inet(a) if a.ip().is_loopback()));
+                rt::spawn(async move {
+                    loop {
+                        let (r, mut buf) = conn.read(vec![0; 256]).await;
+                        match r {
+                            Ok(n) => buf.truncate(n),
+                            Err(e) => {
+                                assert_eq!(e.status(), Status::Disconnected);
+                                return;
+                            }
+                        }
+                        conn.write_all(buf).await.0.expect("echo");
+                    }
+                });
+            }
+        });
+        let clients: Vec<_> = (0..3u8)
+            .map(|i| {
+                rt::spawn(async move {
+                    let c = TcpStream::connect(addr).await.expect("connect");
+                    for round in 0..5u8 {
+                        let msg = vec![i * 10 + round; 100];
+                        c.write_all(msg.clone()).await.0.expect("write");
+                        let (r, buf) = c.read_exact(vec![0; 100]).await;
+                        assert_eq!(r.expect("read"), 100);
+                        assert_eq!(buf, msg);
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            rt::timeout(LIMIT, c).await.expect("client done");
+        }
+        server.await;
+        // Let the echo tasks see their clients' end of stream.
+        rt::sleep(Duration::from_millis(20)).await;
+    });
+    assert_settled(&mut ex);
+}
+
+/// A line protocol through the `futures-io` traits: the server reads lines
+/// with futures-util's `lines()` on the reading half and answers each in
+/// upper case on the writing half; the client writes, closes its writing
+/// side, and reads the answers to end of stream.
+fn tcp_lines_through_futures_io(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let (mut client, mut server) = tcp_pair().await;
+        let server = rt::spawn(async move {
+            let (reader, mut writer) = server.halves();
+            let mut lines = reader.lines();
+            let mut n = 0;
+            while let Some(line) = lines.next().await {
+                let line = line.expect("line");
+                writer
+                    .write_all(format!("{}\n", line.to_uppercase()).as_bytes())
+                    .await
+                    .expect("answer");
+                n += 1;
+            }
+            writer.close().await.expect("close");
+            n
+        });
+        for word in ["alpha", "beta", "gamma"] {
+            AsyncWriteExt::write_all(&mut client, word.as_bytes())
+                .await
+                .unwrap();
+            AsyncWriteExt::write_all(&mut client, b"\n").await.unwrap();
+        }
+        client.close().await.expect("close writing side");
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.expect("read");
+        assert_eq!(answer, "ALPHA\nBETA\nGAMMA\n");
+        assert_eq!(server.await, 3);
+    });
+    assert_settled(&mut ex);
+}
+
+/// A megabyte through `AsyncWrite` and `AsyncRead`, in odd-sized pieces that
+/// cross the internal buffers' boundaries, arrives intact.
+fn tcp_large_transfer_futures_io(kind: BackendKind) {
+    const SIZE: usize = 1 << 20;
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let (mut client, mut server) = tcp_pair().await;
+        let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+        let expected = data.clone();
+        let writer = rt::spawn(async move {
+            for chunk in data.chunks(7_777) {
+                AsyncWriteExt::write_all(&mut client, chunk)
+                    .await
+                    .expect("write");
+            }
+            client.close().await.expect("close");
+            client
+        });
+        let mut got = Vec::new();
+        let mut piece = vec![0u8; 3_001];
+        loop {
+            let n = AsyncReadExt::read(&mut server, &mut piece)
+                .await
+                .expect("read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&piece[..n]);
+        }
+        assert_eq!(got.len(), SIZE);
+        assert!(got == expected, "the bytes arrive in order and intact");
+        drop(writer.await);
+    });
+    assert_settled(&mut ex);
+}
+
+/// UDP: datagrams both ways with their senders' addresses.
+fn udp_round_trip(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let a = DatagramSocket::bind(loopback()).expect("bind a");
+        let b = DatagramSocket::bind(loopback()).expect("bind b");
+        let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let recv = b.recv_from(vec![0; 64]);
+        let (sent, _) = a.send_to(b"ping".to_vec(), b_addr.clone()).await;
+        assert_eq!(sent.unwrap(), 4);
+        let (r, buf) = rt::timeout(LIMIT, recv).await.expect("in time");
+        let (n, from) = r.expect("recv");
+        assert_eq!((&buf[..n], from), (&b"ping"[..], a_addr.clone()));
+        b.send_to(b"pong".to_vec(), a_addr).await.0.unwrap();
+        let (r, buf) = a.recv_from(vec![0; 64]).await;
+        let (n, from) = r.unwrap();
+        assert_eq!((&buf[..n], from), (&b"pong"[..], b_addr));
+    });
+    assert_settled(&mut ex);
+}
+
+/// Unix-domain streams: a listener on a path, and a socket pair, with both
+/// the owned-buffer calls and the `futures-io` side.
+#[cfg(unix)]
+fn unix_streams(kind: BackendKind) {
+    let dir = util::TempDir::new("rt-unix");
+    let path = dir.path().join("sock");
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let listener = Listener::bind(path.as_path()).expect("bind");
+        let (client, accepted) =
+            futures_util::future::join(UnixStream::connect(path.clone()), listener.accept()).await;
+        let (client, (server, _)) = (client.expect("connect"), accepted.expect("accept"));
+        client.write_all(b"over unix".to_vec()).await.0.unwrap();
+        let (r, buf) = server.read_exact(vec![0; 9]).await;
+        assert_eq!((r.unwrap(), &buf[..]), (9, &b"over unix"[..]));
+
+        let (mut a, mut b) = UnixStream::pair().expect("pair");
+        AsyncWriteExt::write_all(&mut a, b"paired").await.unwrap();
+        a.flush().await.unwrap();
+        let mut got = [0u8; 6];
+        AsyncReadExt::read_exact(&mut b, &mut got).await.unwrap();
+        assert_eq!(&got, b"paired");
+    });
+    assert_settled(&mut ex);
+}
+
+/// Unix-domain datagram sockets from a pair.
+#[cfg(unix)]
+fn unix_datagrams(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let (a, b) = DatagramSocket::pair().expect("pair");
+        a.send(b"one".to_vec()).await.0.unwrap();
+        let (r, buf) = b.recv_from(vec![0; 16]).await;
+        assert_eq!(&buf[..r.unwrap().0], b"one");
+    });
+    assert_settled(&mut ex);
+}
+
+/// Connecting to a loopback port nobody listens on is `Refused`, and the
+/// socket it made is released.
+fn tcp_connect_refused(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let addr = Listener::bind(loopback())
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .as_inet()
+            .unwrap();
+        let err = TcpStream::connect(addr).await.expect_err("refused");
+        assert_eq!(err.status(), Status::Refused);
+        assert_eq!(rt::with_driver(|d| d.leak_report().streams), 0);
+    });
+    assert_settled(&mut ex);
+}
+
+/// A second read while one is in flight is `Busy` at once, hands its buffer
+/// back, and does not disturb the first.
+fn second_read_is_busy(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let (client, server) = tcp_pair().await;
+        let mut first = Box::pin(server.read(vec![0; 16]));
+        assert!(poll_once(&mut first).await.is_pending());
+        let (r, buf) = server.read(vec![0; 8]).await;
+        assert_eq!(r.unwrap_err().status(), Status::Busy);
+        assert_eq!(buf.len(), 8);
+        client.write_all(b"data".to_vec()).await.0.unwrap();
+        let (r, buf) = first.await;
+        assert_eq!(&buf[..r.unwrap()], b"data");
+    });
+    assert_settled(&mut ex);
+}
+
+/// A read dropped at each state: never polled (nothing happens), pending
+/// (withdrawn: bytes that arrive later go to the next read), completed but
+/// not polled (its bytes are lost with it — documented; the stream goes on).
+fn read_dropped_at_each_state(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let (client, server) = tcp_pair().await;
+        let base = pending_ops();
+
+        drop(server.read(vec![0; 16]));
+        assert_eq!(pending_ops(), base);
+
+        let mut r = Box::pin(server.read(vec![0; 16]));
+        assert!(poll_once(&mut r).await.is_pending());
+        assert_eq!(pending_ops(), base + 1);
+        drop(r);
+        assert_eq!(pending_ops(), base, "the read was withdrawn");
+        client.write_all(b"abc".to_vec()).await.0.unwrap();
+        let (res, buf) = server.read(vec![0; 16]).await;
+        assert_eq!(&buf[..res.unwrap()], b"abc", "nothing was swallowed");
+
+        let mut r = Box::pin(server.read(vec![0; 16]));
+        assert!(poll_once(&mut r).await.is_pending());
+        client.write_all(b"xyz".to_vec()).await.0.unwrap();
+        until_pending_ops(base).await;
+        drop(r);
+        client.write_all(b"q".to_vec()).await.0.unwrap();
+        let (res, buf) = server.read(vec![0; 16]).await;
+        assert_eq!(&buf[..res.unwrap()], b"q");
+    });
+    assert_settled(&mut ex);
+}
+
+/// A write dropped at each state: never polled (nothing sent), pending
+/// (withdrawn; whatever it moved is a prefix), completed but not polled
+/// (sent). The stream stays usable for the next write.
+fn write_dropped_at_each_state(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let (client, server) = tcp_pair().await;
+        let base = pending_ops();
+
+        drop(client.write_all(b"never".to_vec()));
+        assert_eq!(pending_ops(), base);
+
+        let mut w = Box::pin(client.write_all(b"maybe".to_vec()));
+        assert!(poll_once(&mut w).await.is_pending());
+        drop(w);
+        assert_eq!(pending_ops(), base);
+
+        let mut w = Box::pin(client.write_all(b"sent".to_vec()));
+        assert!(poll_once(&mut w).await.is_pending());
+        until_pending_ops(base).await;
+        drop(w);
+
+        client.write_all(b"!".to_vec()).await.0.unwrap();
+        client.shutdown(false, true).unwrap();
+        let mut got = Vec::new();
+        loop {
+            let (r, buf) = server.read(vec![0; 64]).await;
+            match r {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => {
+                    assert_eq!(e.status(), Status::Disconnected);
+                    break;
+                }
+            }
+        }
+        // "maybe" went out whole or not at all (one small write), then "sent!".
+        assert!(
+            got == b"maybesent!" || got == b"sent!",
+            "unexpected bytes: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+    });
+    assert_settled(&mut ex);
+}
+
+/// A connect dropped at each state: never polled (no socket exists), pending
+/// (withdrawn, socket released), completed but not polled (the connection is
+/// closed: the server sees end of stream).
+fn connect_dropped_at_each_state(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let listener = Listener::bind(loopback()).unwrap();
+        let addr = listener.local_addr().unwrap().as_inet().unwrap();
+        let streams = || rt::with_driver(|d| d.leak_report().streams);
+
+        drop(TcpStream::connect(addr));
+        assert_eq!(streams(), 0);
+
+        let mut c = Box::pin(TcpStream::connect(addr));
+        assert!(poll_once(&mut c).await.is_pending());
+        assert_eq!(streams(), 1);
+        drop(c);
+        assert_eq!(streams(), 0, "the connecting socket was released");
+
+        let base = pending_ops();
+        let mut c = Box::pin(TcpStream::connect(addr));
+        assert!(poll_once(&mut c).await.is_pending());
+        until_pending_ops(base).await;
+        drop(c);
+
+        // The server side of each connection that reached the listener sees
+        // end of stream (or a reset) and nothing else.
+        for _ in 0..2 {
+            let accepted = rt::timeout(Duration::from_millis(200), listener.accept()).await;
+            let Ok(accepted) = accepted else { break };
+            let (conn, _) = accepted.expect("accept");
+            let (r, _) = conn.read(vec![0; 8]).await;
+            assert_eq!(r.unwrap_err().status(), Status::Disconnected);
+        }
+    });
+    assert_settled(&mut ex);
+}
+
+/// `accept` is cancel-safe: an accept dropped while pending loses nothing, and
+/// a listener dropped with connections still queued releases them.
+fn accept_dropped_and_listener_dropped(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let listener = Listener::bind(loopback()).unwrap();
+        let addr = listener.local_addr().unwrap().as_inet().unwrap();
+        let mut a = Box::pin(listener.accept());
+        assert!(poll_once(&mut a).await.is_pending());
+        drop(a);
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = rt::timeout(LIMIT, listener.accept())
+            .await
+            .expect("in time")
+            .expect("accept");
+        drop((client, server));
+
+        let clients = [
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
+        // Let the driver accept both into the listener's queue.
+        let deadline = Instant::now() + LIMIT;
+        while rt::with_driver(|d| d.leak_report().streams) < 4 {
+            assert!(Instant::now() < deadline, "not accepted");
+            rt::sleep(Duration::from_millis(1)).await;
+        }
+        drop(listener);
+        assert_eq!(
+            rt::with_driver(|d| d.leak_report().streams),
+            2,
+            "the queued connections were released with the listener"
+        );
+        for c in &clients {
+            let (r, _) = c.read(vec![0; 8]).await;
+            assert_eq!(r.unwrap_err().status(), Status::Disconnected);
+        }
+    });
+    assert_settled(&mut ex);
+}
+
+/// A datagram receive dropped at each state: never polled, pending
+/// (withdrawn: the next datagram goes to the next receive), completed but not
+/// polled (that datagram is lost with it).
+fn recv_dropped_at_each_state(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let a = DatagramSocket::bind(loopback()).unwrap();
+        let b = DatagramSocket::bind(loopback()).unwrap();
+        let to = b.local_addr().unwrap();
+        let base = pending_ops();
+
+        drop(b.recv_from(vec![0; 16]));
+        let mut r = Box::pin(b.recv_from(vec![0; 16]));
+        assert!(poll_once(&mut r).await.is_pending());
+        drop(r);
+        assert_eq!(pending_ops(), base);
+        a.send_to(b"1".to_vec(), to.clone()).await.0.unwrap();
+        let (res, buf) = b.recv_from(vec![0; 16]).await;
+        assert_eq!(&buf[..res.unwrap().0], b"1");
+
+        let mut r = Box::pin(b.recv_from(vec![0; 16]));
+        assert!(poll_once(&mut r).await.is_pending());
+        a.send_to(b"2".to_vec(), to.clone()).await.0.unwrap();
+        until_pending_ops(base).await;
+        drop(r);
+        a.send_to(b"3".to_vec(), to).await.0.unwrap();
+        let (res, buf) = b.recv_from(vec![0; 16]).await;
+        assert_eq!(&buf[..res.unwrap().0], b"3");
+    });
+    assert_settled(&mut ex);
+}
+
+/// Reading through `AsyncRead` survives its futures being dropped: the read
+/// in flight belongs to the stream, so a timed-out read loses nothing.
+fn futures_io_read_is_cancel_safe(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let (client, mut server) = tcp_pair().await;
+        let mut buf = [0u8; 16];
+        let timed_out = rt::timeout(
+            Duration::from_millis(10),
+            AsyncReadExt::read(&mut server, &mut buf),
+        )
+        .await;
+        assert!(timed_out.is_err());
+        client.write_all(b"kept".to_vec()).await.0.unwrap();
+        let n = rt::timeout(LIMIT, AsyncReadExt::read(&mut server, &mut buf))
+            .await
+            .expect("in time")
+            .unwrap();
+        assert_eq!(&buf[..n], b"kept");
+    });
+    assert_settled(&mut ex);
+}
+
+/// Streams dropped with operations in flight release everything, from a task
+/// that is aborted mid-read.
+fn task_aborted_mid_read(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let (client, server) = tcp_pair().await;
+        let server = Rc::new(server);
+        let s = server.clone();
+        let reader = rt::spawn(async move { s.read(vec![0; 16]).await.0.is_ok() });
+        rt::yield_now().await;
+        reader.abort();
+        drop(server);
+        let (r, _) = client.read(vec![0; 4]).await;
+        assert_eq!(r.unwrap_err().status(), Status::Disconnected);
+    });
+    assert_settled(&mut ex);
+}
+
+#[cfg(unix)]
+contract_tests! {
+    tcp_echo,
+    tcp_lines_through_futures_io,
+    tcp_large_transfer_futures_io,
+    udp_round_trip,
+    unix_streams,
+    unix_datagrams,
+    tcp_connect_refused,
+    second_read_is_busy,
+    read_dropped_at_each_state,
+    write_dropped_at_each_state,
+    connect_dropped_at_each_state,
+    accept_dropped_and_listener_dropped,
+    recv_dropped_at_each_state,
+    futures_io_read_is_cancel_safe,
+    task_aborted_mid_read,
+}
+
+#[cfg(not(unix))]
+contract_tests! {
+    tcp_echo,
+    tcp_lines_through_futures_io,
+    tcp_large_transfer_futures_io,
+    udp_round_trip,
+    tcp_connect_refused,
+    second_read_is_busy,
+    read_dropped_at_each_state,
+    write_dropped_at_each_state,
+    connect_dropped_at_each_state,
+    accept_dropped_and_listener_dropped,
+    recv_dropped_at_each_state,
+    futures_io_read_is_cancel_safe,
+    task_aborted_mid_read,
+}
