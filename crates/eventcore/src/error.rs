@@ -140,6 +140,13 @@ impl Error {
         self.transferred
     }
 
+    /// Whether this is a plain end of stream — the peer finished sending —
+    /// rather than a reset or another failure (both are
+    /// [`Status::Disconnected`]; only a reset carries an OS code).
+    pub fn is_end_of_stream(&self) -> bool {
+        self.status == Status::Disconnected && self.os_code.is_none()
+    }
+
     pub(crate) fn with_transferred(mut self, n: usize) -> Error {
         self.transferred = n;
         self

@@ -503,6 +503,15 @@ impl Sockets<'_> {
         Ok((a, b))
     }
 
+    /// Whether a listener still accepts: `false` once an accept failed in a
+    /// way that ends accepting (see [`Sockets::listen`]), or for an invalid handle.
+    pub fn is_accepting(&self, listener: StreamListener) -> bool {
+        self.drv
+            .listener_table
+            .get(listener.0)
+            .is_some_and(|s| s.io.read_op.is_some())
+    }
+
     /// The state of a stream connection; `Closed` for an invalid handle.
     pub fn connection_state(&self, sock: StreamSocket) -> ConnectionState {
         let Some(s) = self.drv.stream_table.get(sock.0) else {

@@ -149,7 +149,7 @@ impl sealed::RawStream for PipeHandle {
 
 /// Whether a read error is a plain end of stream (not a reset).
 fn is_eof(e: &Error) -> bool {
-    e.status() == Status::Disconnected && e.raw_os_error().is_none()
+    e.is_end_of_stream()
 }
 
 /// An eventcore error as a `std::io::Error`: the OS code when there is one,
