@@ -57,8 +57,7 @@ fn main() -> eventcore::Result<()> {
     let (from, to, generated) = match (args.next(), args.next()) {
         (Some(f), Some(t)) => (f, t, false),
         _ => {
-            let f = std::env::temp_dir()
-                .join(format!("eventcore-async-copy-{}.src", std::process::id()));
+            let f = std::env::temp_dir().join(format!("eventcore-async-copy-{}.src", std::process::id()));
             let data: Vec<u8> = (0..3 * CHUNK + 123).map(|i| (i % 253) as u8).collect();
             std::fs::write(&f, data).expect("write source");
             (f.clone(), f.with_extension("dst"), true)
@@ -66,11 +65,7 @@ fn main() -> eventcore::Result<()> {
     };
     let mut ex = Executor::new(Driver::new()?);
     let copied = ex.block_on(copy(&from, &to))?;
-    println!(
-        "copied {copied} bytes from {} to {}",
-        from.display(),
-        to.display()
-    );
+    println!("copied {copied} bytes from {} to {}", from.display(), to.display());
     if generated {
         assert_eq!(std::fs::read(&from).unwrap(), std::fs::read(&to).unwrap());
         println!("contents match");

@@ -73,11 +73,7 @@ fn main() -> eventcore::Result<()> {
                 .map_err(eventcore::Error::from)?;
         }
         writer.flush().await.map_err(eventcore::Error::from)?;
-        let answers: Vec<String> = reader
-            .lines()
-            .map(|l| l.expect("answer line"))
-            .collect()
-            .await;
+        let answers: Vec<String> = reader.lines().map(|l| l.expect("answer line")).collect().await;
         let handled = server.await?;
         println!("server handled {handled} requests");
         Ok::<_, eventcore::Error>(answers)

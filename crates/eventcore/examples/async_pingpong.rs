@@ -43,26 +43,24 @@ fn ping(drv: &mut Driver, conn: StreamSocket, buf: Vec<u8>, left: Rc<Cell<u32>>)
         return;
     }
     left.set(left.get() - 1);
-    drv.sockets()
-        .write(conn, buf, IoMode::All, move |drv, conn, r, buf| {
-            r.expect("write");
-            drv.sockets()
-                .read(conn, buf, IoMode::All, move |drv, conn, r, buf| {
-                    r.expect("read");
-                    ping(drv, conn, buf, left);
-                });
+    drv.sockets().write(conn, buf, IoMode::All, move |drv, conn, r, buf| {
+        r.expect("write");
+        drv.sockets().read(conn, buf, IoMode::All, move |drv, conn, r, buf| {
+            r.expect("read");
+            ping(drv, conn, buf, left);
         });
+    });
 }
 
 fn callbacks(round_trips: u32) -> eventcore::Result<Duration> {
     let mut drv = Driver::new()?;
-    let listener =
-        drv.sockets()
-            .listen(loopback(), ListenOptions::default(), |drv, _, accepted| {
-                let (conn, _) = accepted.expect("accept");
-                drv.sockets().set_no_delay(conn, true).unwrap();
-                echo(drv, conn, vec![0; MSG]);
-            })?;
+    let listener = drv
+        .sockets()
+        .listen(loopback(), ListenOptions::default(), |drv, _, accepted| {
+            let (conn, _) = accepted.expect("accept");
+            drv.sockets().set_no_delay(conn, true).unwrap();
+            echo(drv, conn, vec![0; MSG]);
+        })?;
     let addr = drv.sockets().local_address(listener)?;
     let left = Rc::new(Cell::new(round_trips));
     let start = Rc::new(Cell::new(Instant::now()));

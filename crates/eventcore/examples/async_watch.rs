@@ -43,11 +43,7 @@ fn main() -> eventcore::Result<()> {
             let next = std::pin::pin!(watcher.next());
             let sigint = std::pin::pin!(interrupt.recv());
             // Whichever comes first: a change or Ctrl+C (both are cancel-safe).
-            let change = match rt::timeout(
-                Duration::from_secs(if demo { 5 } else { 3600 }),
-                select(next, sigint),
-            )
-            .await
+            let change = match rt::timeout(Duration::from_secs(if demo { 5 } else { 3600 }), select(next, sigint)).await
             {
                 Ok(Either::Left((change, _))) => change?,
                 Ok(Either::Right(_)) => {

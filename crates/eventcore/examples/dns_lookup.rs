@@ -12,11 +12,10 @@ fn main() -> Result<(), eventcore::Error> {
         names.push("localhost".into());
     }
     for name in names {
-        drv.dns()
-            .lookup(&name.clone(), move |_, _, result| match result {
-                Ok(addrs) => println!("{name}: {addrs:?}"),
-                Err(e) => println!("{name}: lookup failed: {e}"),
-            });
+        drv.dns().lookup(&name.clone(), move |_, _, result| match result {
+            Ok(addrs) => println!("{name}: {addrs:?}"),
+            Err(e) => println!("{name}: lookup failed: {e}"),
+        });
     }
     while drv.process_events(Some(Duration::from_secs(10)))? == ExitReason::Idle {}
     Ok(())

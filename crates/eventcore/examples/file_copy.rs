@@ -25,28 +25,17 @@ fn main() -> Result<(), eventcore::Error> {
     let c = copied.clone();
     drv.files().open(&from, OpenMode::Read, move |drv, src| {
         let src = src.expect("open source");
-        drv.files()
-            .open(&to, OpenMode::CreateTruncate, move |drv, dst| {
-                let dst = dst.expect("open destination");
-                copy_from(drv, src, dst, 0, c);
-            });
+        drv.files().open(&to, OpenMode::CreateTruncate, move |drv, dst| {
+            let dst = dst.expect("open destination");
+            copy_from(drv, src, dst, 0, c);
+        });
     });
     while drv.process_events(Some(Duration::from_secs(10)))? == ExitReason::Idle {}
-    println!(
-        "copied {} bytes; leaks: {}",
-        copied.get(),
-        drv.leak_report()
-    );
+    println!("copied {} bytes; leaks: {}", copied.get(), drv.leak_report());
     Ok(())
 }
 
-fn copy_from(
-    drv: &mut Driver,
-    src: FileHandle,
-    dst: FileHandle,
-    offset: u64,
-    copied: Rc<Cell<u64>>,
-) {
+fn copy_from(drv: &mut Driver, src: FileHandle, dst: FileHandle, offset: u64, copied: Rc<Cell<u64>>) {
     drv.files().read(
         src,
         offset,

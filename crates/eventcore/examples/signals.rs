@@ -19,8 +19,7 @@ fn main() -> Result<(), eventcore::Error> {
     })?;
     let _ = usr2;
     let timer = drv.timers().create();
-    drv.timers()
-        .set(timer, Duration::from_millis(20), Duration::ZERO)?;
+    drv.timers().set(timer, Duration::from_millis(20), Duration::ZERO)?;
     drv.timers().wait(timer, |drv, t, _| {
         // SAFETY: raise() only sends a signal to this thread, where the
         // driver blocked both signals so that they arrive through signalfd.

@@ -12,12 +12,7 @@ fn main() -> Result<(), eventcore::Error> {
     let watcher = drv
         .watchers()
         .watch_directory(&dir, true, |_, _, change| match change {
-            Ok(c) => println!(
-                "{:?}: {} (directory: {})",
-                c.kind,
-                c.path().display(),
-                c.is_directory
-            ),
+            Ok(c) => println!("{:?}: {} (directory: {})", c.kind, c.path().display(), c.is_directory),
             Err(e) => println!("watcher error: {e}"),
         })?;
 
@@ -25,13 +20,7 @@ fn main() -> Result<(), eventcore::Error> {
     let timer = drv.timers().create();
     drv.timers()
         .set(timer, Duration::from_millis(50), Duration::from_millis(50))?;
-    fn step(
-        drv: &mut Driver,
-        t: eventcore::TimerId,
-        n: u32,
-        dir: std::path::PathBuf,
-        watcher: eventcore::WatcherId,
-    ) {
+    fn step(drv: &mut Driver, t: eventcore::TimerId, n: u32, dir: std::path::PathBuf, watcher: eventcore::WatcherId) {
         match n {
             0 => std::fs::write(dir.join("a.txt"), b"one").unwrap(),
             1 => std::fs::write(dir.join("a.txt"), b"two").unwrap(),
@@ -50,8 +39,7 @@ fn main() -> Result<(), eventcore::Error> {
             .unwrap();
     }
     let d = dir.clone();
-    drv.timers()
-        .wait(timer, move |drv, t, _| step(drv, t, 0, d, watcher))?;
+    drv.timers().wait(timer, move |drv, t, _| step(drv, t, 0, d, watcher))?;
     while drv.process_events(Some(Duration::from_secs(5)))? == ExitReason::Idle {}
     std::fs::remove_dir_all(&dir).ok();
     println!("leaks: {}", drv.leak_report());

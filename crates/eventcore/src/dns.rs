@@ -35,10 +35,7 @@ impl Driver {
     }
 
     pub(crate) fn complete_dns(&mut self, key: Key, outcome: Outcome) -> bool {
-        let Some(Entry {
-            value: Op::Dns(op), ..
-        }) = self.ops.remove(key)
-        else {
+        let Some(Entry { value: Op::Dns(op), .. }) = self.ops.remove(key) else {
             return false;
         };
         let result = match outcome {

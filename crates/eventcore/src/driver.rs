@@ -130,7 +130,6 @@ pub struct Driver {
     pub(crate) stream_table: Table<StreamState>,
     pub(crate) listener_table: Table<ListenerState>,
     pub(crate) datagram_table: Table<DatagramState>,
-    #[cfg(unix)]
     pub(crate) pipe_table: Table<crate::pipes::PipeState>,
     #[cfg(unix)]
     pub(crate) signal_table: Table<crate::signals::SignalState>,
@@ -184,7 +183,6 @@ impl Driver {
             stream_table: Table::new(id),
             listener_table: Table::new(id),
             datagram_table: Table::new(id),
-            #[cfg(unix)]
             pipe_table: Table::new(id),
             #[cfg(unix)]
             signal_table: Table::new(id),
@@ -232,10 +230,7 @@ impl Driver {
     /// Pending one-shot operations, armed timers, active repeating listeners and
     /// queued cross-thread work. Zero means nothing can ever complete.
     pub fn waiter_count(&self) -> usize {
-        self.ops.len() - self.internal_ops
-            + self.timer_queue.len()
-            + self.remote.pending()
-            + self.listener_count()
+        self.ops.len() - self.internal_ops + self.timer_queue.len() + self.remote.pending() + self.listener_count()
     }
 
     /// Active repeating listeners that are not an op of their own.
@@ -359,8 +354,7 @@ impl Driver {
             7 => self.complete_walk(key, outcome),
             _ => {
                 if let Some(Entry {
-                    value: Op::Remote(f),
-                    ..
+                    value: Op::Remote(f), ..
                 }) = self.ops.remove(key)
                 {
                     f(self);
@@ -382,21 +376,12 @@ impl Driver {
 
     /// Runs `job` on the worker pool; its output completes operation `op`.
     #[cfg_attr(windows, allow(dead_code))]
-    pub(crate) fn submit_job(
-        &mut self,
-        op: Key,
-        job: impl FnOnce() -> crate::pool::JobOutput + Send + 'static,
-    ) {
+    pub(crate) fn submit_job(&mut self, op: Key, job: impl FnOnce() -> crate::pool::JobOutput + Send + 'static) {
         let waker = &self.sys;
-        let pool = self
-            .pool
-            .get_or_insert_with(|| crate::pool::Pool::new(waker.waker()));
+        let pool = self.pool.get_or_insert_with(|| crate::pool::Pool::new(waker.waker()));
         pool.submit(op.to_u64(), job);
         if !pool.has_threads() {
-            self.push_ready(
-                op,
-                Outcome::Failed(Error::new(crate::Status::ResourceExhausted)),
-            );
+            self.push_ready(op, Outcome::Failed(Error::new(crate::Status::ResourceExhausted)));
         }
     }
 
@@ -435,11 +420,7 @@ impl Driver {
 
     // ---- reference counting and user data, the same for every handle kind ----
 
-    fn header_mut(
-        &mut self,
-        kind: HandleKind,
-        key: Key,
-    ) -> Option<(&mut u32, &mut Option<Box<dyn std::any::Any>>)> {
+    fn header_mut(&mut self, kind: HandleKind, key: Key) -> Option<(&mut u32, &mut Option<Box<dyn std::any::Any>>)> {
         fn split<T>(e: &mut Entry<T>) -> (&mut u32, &mut Option<Box<dyn std::any::Any>>) {
             (&mut e.refs, &mut e.user)
         }
@@ -449,7 +430,6 @@ impl Driver {
             HandleKind::Stream => self.stream_table.entry_mut(key).map(split),
             HandleKind::Listener => self.listener_table.entry_mut(key).map(split),
             HandleKind::Datagram => self.datagram_table.entry_mut(key).map(split),
-            #[cfg(unix)]
             HandleKind::Pipe => self.pipe_table.entry_mut(key).map(split),
             #[cfg(unix)]
             HandleKind::Signal => self.signal_table.entry_mut(key).map(split),
@@ -471,9 +451,7 @@ impl Driver {
 
     /// Adds a reference to `h`.
     pub fn add_ref<H: Handle>(&mut self, h: H) -> Result<()> {
-        let (refs, _) = self
-            .header_mut(h.kind(), h.key())
-            .ok_or_else(Error::invalid_handle)?;
+        let (refs, _) = self.header_mut(h.kind(), h.key()).ok_or_else(Error::invalid_handle)?;
         *refs += 1;
         Ok(())
     }
@@ -483,9 +461,7 @@ impl Driver {
     /// becomes invalid. Returns whether the resource still lives; a stale handle
     /// (a double release) gives `Err(InvalidHandle)`.
     pub fn release_ref<H: Handle>(&mut self, h: H) -> Result<bool> {
-        let (refs, _) = self
-            .header_mut(h.kind(), h.key())
-            .ok_or_else(Error::invalid_handle)?;
+        let (refs, _) = self.header_mut(h.kind(), h.key()).ok_or_else(Error::invalid_handle)?;
         *refs -= 1;
         if *refs > 0 {
             return Ok(true);
@@ -497,7 +473,6 @@ impl Driver {
             HandleKind::Stream => self.destroy_stream(key),
             HandleKind::Listener => self.destroy_listener(key),
             HandleKind::Datagram => self.destroy_datagram(key),
-            #[cfg(unix)]
             HandleKind::Pipe => self.destroy_pipe(key),
             #[cfg(unix)]
             HandleKind::Signal => self.destroy_signal(key),
@@ -516,9 +491,7 @@ impl Driver {
     /// Attaches user data to `h`, replacing (and dropping) what was there.
     /// Dropped with the handle.
     pub fn set_user_data<H: Handle, T: 'static>(&mut self, h: H, data: T) -> Result<()> {
-        let (_, user) = self
-            .header_mut(h.kind(), h.key())
-            .ok_or_else(Error::invalid_handle)?;
+        let (_, user) = self.header_mut(h.kind(), h.key()).ok_or_else(Error::invalid_handle)?;
         *user = Some(Box::new(data));
         Ok(())
     }
@@ -541,9 +514,9 @@ impl Driver {
             operations: self.ops.len() - self.internal_ops,
             ..LeakReport::default()
         };
+        report.pipes = self.pipe_table.len();
         #[cfg(unix)]
         {
-            report.pipes = self.pipe_table.len();
             report.signals = self.signal_table.len();
             report.processes = self.process_table.len();
             report.files = self.file_table.len();
@@ -630,6 +603,9 @@ impl Drop for Driver {
         for key in self.datagram_table.keys() {
             self.destroy_datagram(key);
         }
+        for key in self.pipe_table.keys() {
+            self.destroy_pipe(key);
+        }
         #[cfg(unix)]
         self.drop_unix_resources();
     }
@@ -648,9 +624,6 @@ impl fmt::Debug for Driver {
 impl Driver {
     #[cfg(unix)]
     fn drop_unix_resources(&mut self) {
-        for key in self.pipe_table.keys() {
-            self.destroy_pipe(key);
-        }
         for key in self.signal_table.keys() {
             self.destroy_signal(key);
         }

@@ -47,8 +47,7 @@ impl Driver {
 
     pub(crate) fn complete_event(&mut self, key: Key) -> bool {
         let Some(Entry {
-            value: Op::Event(op),
-            ..
+            value: Op::Event(op), ..
         }) = self.ops.remove(key)
         else {
             return false;
@@ -97,11 +96,7 @@ impl Events<'_> {
 
     /// Queues `callback` to run when `event` is next triggered (waiters are woken
     /// in the order they registered). The wait counts as a waiter of the loop.
-    pub fn wait(
-        &mut self,
-        event: EventId,
-        callback: impl FnOnce(&mut Driver, EventId) + 'static,
-    ) -> Result<EventWait> {
+    pub fn wait(&mut self, event: EventId, callback: impl FnOnce(&mut Driver, EventId) + 'static) -> Result<EventWait> {
         if !self.drv.event_table.contains(event.0) {
             return Err(Error::invalid_handle());
         }

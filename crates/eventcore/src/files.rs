@@ -182,9 +182,7 @@ impl Driver {
                     Ok(0) if requested > 0 && reading => {
                         Some(Err(Error::new(Status::EndOfFile).with_transferred(op.done)))
                     }
-                    Ok(0) if requested > 0 => {
-                        Some(Err(Error::new(Status::NoSpace).with_transferred(op.done)))
-                    }
+                    Ok(0) if requested > 0 => Some(Err(Error::new(Status::NoSpace).with_transferred(op.done))),
                     Ok(n) => {
                         op.done += n;
                         if op.mode == IoMode::All && n < requested {
@@ -198,8 +196,7 @@ impl Driver {
             }
             Ok(other) => {
                 let Some(Entry {
-                    value: Op::File(op),
-                    ..
+                    value: Op::File(op), ..
                 }) = self.ops.remove(key)
                 else {
                     unreachable!()
@@ -215,8 +212,7 @@ impl Driver {
             }
         };
         let Some(Entry {
-            value: Op::File(op),
-            ..
+            value: Op::File(op), ..
         }) = self.ops.remove(key)
         else {
             unreachable!()
@@ -330,9 +326,8 @@ impl Files<'_> {
             },
             FileCallback::Open(Box::new(callback)),
         );
-        self.drv.submit_job(key, move || {
-            Box::new(JobResult::Opened(open_options(mode).open(&path)))
-        });
+        self.drv
+            .submit_job(key, move || Box::new(JobResult::Opened(open_options(mode).open(&path))));
     }
 
     /// Takes over an open `std::fs::File`.
@@ -347,11 +342,7 @@ impl Files<'_> {
 
     /// The file's size in bytes.
     pub fn size(&self, file: FileHandle) -> Result<u64> {
-        let state = self
-            .drv
-            .file_table
-            .get(file.0)
-            .ok_or_else(Error::invalid_handle)?;
+        let state = self.drv.file_table.get(file.0).ok_or_else(Error::invalid_handle)?;
         Ok(state.file.metadata()?.len())
     }
 
@@ -366,13 +357,7 @@ impl Files<'_> {
         mode: IoMode,
         callback: impl FnOnce(&mut Driver, FileHandle, Result<usize>, Vec<u8>) + 'static,
     ) {
-        self.start(
-            file,
-            offset,
-            buf,
-            mode,
-            FileCallback::Read(Box::new(callback)),
-        );
+        self.start(file, offset, buf, mode, FileCallback::Read(Box::new(callback)));
     }
 
     /// Writes `buf` at `offset` as `mode` says.
@@ -384,23 +369,10 @@ impl Files<'_> {
         mode: IoMode,
         callback: impl FnOnce(&mut Driver, FileHandle, Result<usize>, Vec<u8>) + 'static,
     ) {
-        self.start(
-            file,
-            offset,
-            buf,
-            mode,
-            FileCallback::Write(Box::new(callback)),
-        );
+        self.start(file, offset, buf, mode, FileCallback::Write(Box::new(callback)));
     }
 
-    fn start(
-        &mut self,
-        file: FileHandle,
-        offset: u64,
-        buf: Vec<u8>,
-        mode: IoMode,
-        callback: FileCallback,
-    ) {
+    fn start(&mut self, file: FileHandle, offset: u64, buf: Vec<u8>, mode: IoMode, callback: FileCallback) {
         let reading = matches!(callback, FileCallback::Read(_));
         let empty = buf.is_empty();
         let key = self.drv.ops.insert(Op::File(FileOp {
@@ -412,9 +384,7 @@ impl Files<'_> {
             done: 0,
         }));
         let Some(state) = self.drv.file_table.get_mut(file.0) else {
-            return self
-                .drv
-                .push_ready(key, Outcome::Failed(Error::invalid_handle()));
+            return self.drv.push_ready(key, Outcome::Failed(Error::invalid_handle()));
         };
         let slot = if reading {
             &mut state.read_op
@@ -422,9 +392,7 @@ impl Files<'_> {
             &mut state.write_op
         };
         if slot.is_some() {
-            return self
-                .drv
-                .push_ready(key, Outcome::Failed(Error::new(Status::Busy)));
+            return self.drv.push_ready(key, Outcome::Failed(Error::new(Status::Busy)));
         }
         *slot = Some(key);
         if empty {
@@ -432,10 +400,8 @@ impl Files<'_> {
                 unreachable!()
             };
             let buf = op.buf.take().unwrap_or_default();
-            self.drv.push_ready(
-                key,
-                Outcome::Job(Box::new(JobResult::Transferred(buf, Ok(0)))),
-            );
+            self.drv
+                .push_ready(key, Outcome::Job(Box::new(JobResult::Transferred(buf, Ok(0)))));
             return;
         }
         self.drv.issue_file_io(key);
@@ -456,19 +422,10 @@ impl Files<'_> {
     }
 
     /// Sets the file's size on the worker pool.
-    pub fn truncate(
-        &mut self,
-        file: FileHandle,
-        size: u64,
-        callback: impl FnOnce(&mut Driver, Result<()>) + 'static,
-    ) {
-        let key = self
-            .drv
-            .file_op(file.0, FileCallback::Unit(Box::new(callback)));
+    pub fn truncate(&mut self, file: FileHandle, size: u64, callback: impl FnOnce(&mut Driver, Result<()>) + 'static) {
+        let key = self.drv.file_op(file.0, FileCallback::Unit(Box::new(callback)));
         let Some(state) = self.drv.file_table.get_mut(file.0) else {
-            return self
-                .drv
-                .push_ready(key, Outcome::Failed(Error::invalid_handle()));
+            return self.drv.push_ready(key, Outcome::Failed(Error::invalid_handle()));
         };
         state.other_ops.push(key);
         let f = state.file.clone();
@@ -480,18 +437,10 @@ impl Files<'_> {
     /// invalid, pending operations are cancelled (their callbacks never run),
     /// and the descriptor is closed on the worker pool; the callback gets the
     /// result of `close`.
-    pub fn close(
-        &mut self,
-        file: FileHandle,
-        callback: impl FnOnce(&mut Driver, Result<()>) + 'static,
-    ) {
-        let key = self
-            .drv
-            .file_op(file.0, FileCallback::Unit(Box::new(callback)));
+    pub fn close(&mut self, file: FileHandle, callback: impl FnOnce(&mut Driver, Result<()>) + 'static) {
+        let key = self.drv.file_op(file.0, FileCallback::Unit(Box::new(callback)));
         let Some(f) = self.drv.take_file(file.0) else {
-            return self
-                .drv
-                .push_ready(key, Outcome::Failed(Error::invalid_handle()));
+            return self.drv.push_ready(key, Outcome::Failed(Error::invalid_handle()));
         };
         self.drv
             .submit_job(key, move || Box::new(JobResult::Unit(sys_files::close(f))));

@@ -76,9 +76,7 @@ impl Driver {
                 // callbacks): its completions are recorded and run later.
                 return;
             };
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                drv.process_events(Some(Duration::ZERO))
-            }));
+            let result = catch_unwind(AssertUnwindSafe(|| drv.process_events(Some(Duration::ZERO))));
             match result {
                 Ok(Ok(ExitReason::Quit(code))) => {
                     // The program's own loop must see the quit too.
@@ -115,10 +113,7 @@ impl AttachedDriver {
     /// A panic caught in a callback run by the message loop is resumed here.
     pub fn with<R>(&self, f: impl FnOnce(&mut Driver) -> R) -> Result<R> {
         self.resume_panic();
-        let mut drv = self
-            .inner
-            .try_borrow_mut()
-            .map_err(|_| Error::new(Status::Busy))?;
+        let mut drv = self.inner.try_borrow_mut().map_err(|_| Error::new(Status::Busy))?;
         Ok(f(&mut drv))
     }
 

@@ -258,10 +258,7 @@ mod tests {
         assert_eq!(t.remove(a).map(|e| e.value), Some("a"));
         let b = t.insert("b");
         assert_eq!(a.index, b.index, "the slot is reused");
-        assert!(
-            t.get(a).is_none(),
-            "the old key must not reach the new resource"
-        );
+        assert!(t.get(a).is_none(), "the old key must not reach the new resource");
         assert_eq!(t.get(b), Some(&"b"));
         assert!(t.remove(a).is_none(), "double release is a no-op");
         assert_eq!(t.len(), 1);

@@ -91,8 +91,7 @@ pub(crate) enum Internal {
 }
 
 pub(crate) type DoneCallback = Box<dyn FnOnce(&mut Driver, Result<usize>, Vec<u8>)>;
-pub(crate) type RecvCallback =
-    Box<dyn FnOnce(&mut Driver, Result<(usize, SocketAddress)>, Vec<u8>)>;
+pub(crate) type RecvCallback = Box<dyn FnOnce(&mut Driver, Result<(usize, SocketAddress)>, Vec<u8>)>;
 pub(crate) type ConnectCallback = Box<dyn FnOnce(&mut Driver, Result<()>)>;
 
 pub(crate) enum IoCallback {
@@ -114,10 +113,7 @@ impl IoCallback {
     fn is_reading(&self) -> bool {
         matches!(
             self,
-            IoCallback::Read(_)
-                | IoCallback::Recv(_)
-                | IoCallback::Accept
-                | IoCallback::Internal(_)
+            IoCallback::Read(_) | IoCallback::Recv(_) | IoCallback::Accept | IoCallback::Internal(_)
         )
     }
 }
@@ -131,6 +127,8 @@ pub(crate) struct IoOp {
     pub done: usize,
     /// Destination of a datagram send.
     pub to: Option<SockAddr>,
+    /// File position of a positional read or write (`done` is added to it).
+    pub offset: Option<u64>,
 }
 
 impl IoOp {
@@ -143,12 +141,31 @@ impl IoOp {
             mode,
             done: 0,
             to: None,
+            offset: None,
         }
     }
 
     fn request(&mut self) -> Request {
         match &self.callback {
             IoCallback::Read(_) if self.buf.is_empty() => Request::Readable,
+            IoCallback::Read(_) if self.offset.is_some() => {
+                let offset = self.offset.unwrap_or(0) + self.done as u64;
+                let rest = &mut self.buf[self.done..];
+                Request::ReadAt {
+                    ptr: rest.as_mut_ptr(),
+                    len: rest.len(),
+                    offset,
+                }
+            }
+            IoCallback::Write(_) if self.offset.is_some() => {
+                let offset = self.offset.unwrap_or(0) + self.done as u64;
+                let rest = &self.buf[self.done..];
+                Request::WriteAt {
+                    ptr: rest.as_ptr(),
+                    len: rest.len(),
+                    offset,
+                }
+            }
             IoCallback::Read(_) => {
                 let rest = &mut self.buf[self.done..];
                 Request::Read {
@@ -186,7 +203,6 @@ impl Driver {
             HandleKind::Stream => self.stream_table.get_mut(owner.key).map(|s| &mut s.io),
             HandleKind::Listener => self.listener_table.get_mut(owner.key).map(|s| &mut s.io),
             HandleKind::Datagram => self.datagram_table.get_mut(owner.key).map(|s| &mut s.io),
-            #[cfg(unix)]
             HandleKind::Pipe => self.pipe_table.get_mut(owner.key).map(|s| &mut s.io),
             _ => None,
         }
@@ -258,9 +274,7 @@ impl Driver {
 
     fn remove_io(&mut self, key: Key) -> Option<IoOp> {
         match self.ops.remove(key) {
-            Some(Entry {
-                value: Op::Io(op), ..
-            }) => {
+            Some(Entry { value: Op::Io(op), .. }) => {
                 if matches!(op.callback, IoCallback::Internal(_)) {
                     self.internal_ops -= 1;
                 }
@@ -337,6 +351,10 @@ impl Driver {
                 self.ops.remove(key);
                 return false;
             }
+            (IoCallback::Read(_), Ok(0)) if requested > 0 && op.offset.is_some() => {
+                // A positional read at the end of a file.
+                Err(Error::new(Status::EndOfFile).with_transferred(op.done))
+            }
             (IoCallback::Read(_), Ok(0)) if requested > 0 => {
                 let done = op.done;
                 if let Some(io) = self.io_slots(owner) {
@@ -376,11 +394,7 @@ impl Driver {
         let op = self.remove_io(key).expect("checked above");
         let reading = op.callback.is_reading();
         if let Some(io) = self.io_slots(owner) {
-            let slot = if reading {
-                &mut io.read_op
-            } else {
-                &mut io.write_op
-            };
+            let slot = if reading { &mut io.read_op } else { &mut io.write_op };
             if *slot == Some(key) {
                 *slot = None;
             }
@@ -393,9 +407,7 @@ impl Driver {
                 }
                 cb(self, result.map(drop));
             }
-            IoCallback::Read(cb) | IoCallback::Write(cb) | IoCallback::Send(cb) => {
-                cb(self, result, op.buf)
-            }
+            IoCallback::Read(cb) | IoCallback::Write(cb) | IoCallback::Send(cb) => cb(self, result, op.buf),
             IoCallback::Recv(cb) => {
                 let result = result.map(|n| {
                     let from = match &extra {

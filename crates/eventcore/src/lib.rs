@@ -77,7 +77,7 @@ mod files;
 mod gui;
 #[cfg(eventcore_backend)]
 mod io;
-#[cfg(all(eventcore_backend, unix))]
+#[cfg(eventcore_backend)]
 mod pipes;
 // Windows runs no blocking work on the pool until files land there (issue 5).
 #[cfg(eventcore_backend)]
@@ -110,7 +110,7 @@ pub use files::{FileHandle, Files, OpenMode};
 pub use gui::{AttachedDriver, MessageHook};
 #[cfg(eventcore_backend)]
 pub use io::{Cancelled, IoMode};
-#[cfg(all(eventcore_backend, unix))]
+#[cfg(eventcore_backend)]
 pub use pipes::{PipeHandle, Pipes};
 #[cfg(all(eventcore_backend, unix))]
 pub use processes::{Child, Command, ExitStatus, ProcessId, ProcessWait, Processes, Stdio};
@@ -120,8 +120,8 @@ pub use remote::Remote;
 pub use signals::{SignalListener, Signals};
 #[cfg(eventcore_backend)]
 pub use sockets::{
-    ConnectionState, DatagramOptions, DatagramSocket, ListenOptions, SocketAddress, SocketHandle,
-    Sockets, StreamListener, StreamSocket,
+    ConnectionState, DatagramOptions, DatagramSocket, ListenOptions, SocketAddress, SocketHandle, Sockets,
+    StreamListener, StreamSocket,
 };
 #[cfg(eventcore_backend)]
 pub use timers::{TimerCallback, TimerId, Timers};

@@ -6,8 +6,7 @@
 //! ignore `SIGPIPE`). Pipes are also how child processes' standard streams
 //! are reached (see [`Processes`](crate::Processes)).
 
-#[cfg(unix)]
-use std::os::fd::{AsRawFd, OwnedFd};
+use crate::sys::OwnedPipe;
 
 use crate::handle::{define_handle, HandleKind, Key};
 use crate::io::{Cancelled, IoCallback, IoMode, IoOp, IoSlots, Owner};
@@ -21,7 +20,7 @@ define_handle!(
 );
 
 pub(crate) struct PipeState {
-    fd: OwnedFd,
+    fd: OwnedPipe,
     pub(crate) io: IoSlots,
 }
 
@@ -43,8 +42,8 @@ impl Driver {
         Pipes { drv: self }
     }
 
-    pub(crate) fn adopt_pipe_fd(&mut self, fd: OwnedFd) -> Result<PipeHandle> {
-        crate::sys::set_nonblocking(fd.as_raw_fd())?;
+    pub(crate) fn adopt_pipe_fd(&mut self, fd: OwnedPipe) -> Result<PipeHandle> {
+        crate::sys::prepare_pipe(&fd)?;
         let src = self.sys.add_source(&fd, SourceKind::Fd)?;
         Ok(PipeHandle(self.pipe_table.insert(PipeState {
             fd,
@@ -63,9 +62,14 @@ impl Driver {
 
 impl Pipes<'_> {
     /// Takes over one end of an OS pipe (from `std::process::ChildStdout`,
-    /// `std::io::pipe`, `OwnedFd` …), which is made non-blocking. A descriptor
-    /// that cannot be polled (a regular file) is `NotAllowed`.
-    pub fn adopt(&mut self, fd: impl Into<OwnedFd>) -> Result<PipeHandle> {
+    /// `std::io::pipe`, an `OwnedFd` / `OwnedHandle` …).
+    ///
+    /// Unix: the descriptor is made non-blocking; one that cannot be polled
+    /// (a regular file) is `NotAllowed`. Windows: the handle must have been
+    /// opened for overlapped I/O (`FILE_FLAG_OVERLAPPED`, as the pipes of
+    /// [`Pipes::create`] and std's child stdio are); otherwise reads and
+    /// writes fail with `InvalidArgument`.
+    pub fn adopt(&mut self, fd: impl Into<OwnedPipe>) -> Result<PipeHandle> {
         self.drv.adopt_pipe_fd(fd.into())
     }
 

@@ -109,8 +109,7 @@ impl Command {
 
     /// Adds arguments.
     pub fn args(mut self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Command {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -309,11 +308,7 @@ impl Driver {
     fn process_src(&self, key: Key) -> Option<SourceId> {
         match self.process_table.get(key) {
             Some(state) => state.watch.src,
-            None => self
-                .orphans
-                .iter()
-                .find(|o| o.key == key)
-                .and_then(|o| o.watch.src),
+            None => self.orphans.iter().find(|o| o.key == key).and_then(|o| o.watch.src),
         }
     }
 
@@ -326,13 +321,7 @@ impl Driver {
         let watch = if let Some(state) = self.process_table.get_mut(key) {
             state.exited = Some(status);
             let waiters = std::mem::take(&mut state.waiters);
-            let watch = std::mem::replace(
-                &mut state.watch,
-                Watch {
-                    pidfd: None,
-                    src: None,
-                },
-            );
+            let watch = std::mem::replace(&mut state.watch, Watch { pidfd: None, src: None });
             for op in waiters {
                 self.push_ready(op, Outcome::Event);
             }
@@ -459,10 +448,7 @@ impl Processes<'_> {
     fn adopt_pid(&mut self, pid: u32) -> Result<ProcessId> {
         let key = self.drv.process_table.insert(ProcessState {
             pid,
-            watch: Watch {
-                pidfd: None,
-                src: None,
-            },
+            watch: Watch { pidfd: None, src: None },
             exited: None,
             waiters: Vec::new(),
         });
@@ -508,11 +494,7 @@ impl Processes<'_> {
         if s.exited.is_some() {
             return Err(Error::new(Status::NotFound));
         }
-        Ok(sys_process::send_signal(
-            s.watch.pidfd.as_ref(),
-            s.pid,
-            signo,
-        )?)
+        Ok(sys_process::send_signal(s.watch.pidfd.as_ref(), s.pid, signo)?)
     }
 
     /// Calls `callback` with the exit status once the process has exited (from

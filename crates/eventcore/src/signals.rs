@@ -65,12 +65,7 @@ impl Driver {
         if source.op.is_some() || self.signal_table.len() == 0 {
             return;
         }
-        let mut op = IoOp::new(
-            owner,
-            IoCallback::Internal(Internal::Signals),
-            Vec::new(),
-            IoMode::Once,
-        );
+        let mut op = IoOp::new(owner, IoCallback::Internal(Internal::Signals), Vec::new(), IoMode::Once);
         op.src = source.src;
         let key = self.start_io(op, false);
         if let Some(source) = &mut self.signal_source {

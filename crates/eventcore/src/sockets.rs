@@ -174,8 +174,7 @@ pub struct DatagramOptions {
     pub reuse_address: bool,
 }
 
-type AcceptCallback =
-    Box<dyn FnMut(&mut Driver, StreamListener, Result<(StreamSocket, SocketAddress)>)>;
+type AcceptCallback = Box<dyn FnMut(&mut Driver, StreamListener, Result<(StreamSocket, SocketAddress)>)>;
 
 pub(crate) struct StreamState {
     socket: Socket,
@@ -310,9 +309,7 @@ impl Driver {
         let src = self.sys.add_source(&socket, SourceKind::Socket)?;
         let mut io = IoSlots::new(src);
         io.connecting = connecting;
-        Ok(StreamSocket(
-            self.stream_table.insert(StreamState { socket, io }),
-        ))
+        Ok(StreamSocket(self.stream_table.insert(StreamState { socket, io })))
     }
 
     pub(crate) fn destroy_stream(&mut self, key: Key) {
@@ -389,22 +386,13 @@ impl Sockets<'_> {
         let key = self.drv.ops.insert(Op::Io(op));
         match prepared {
             Ok(addr) => {
-                if let Some(c) = self
-                    .drv
-                    .sys
-                    .submit(src, key.to_u64(), Request::Connect(addr))
-                {
+                if let Some(c) = self.drv.sys.submit(src, key.to_u64(), Request::Connect(addr)) {
                     self.drv.push_ready(key, Outcome::Sys(c));
                 }
             }
             Err(e) => self.drv.push_ready(key, Outcome::Failed(e)),
         }
-        self.drv
-            .stream_table
-            .get_mut(sock.0)
-            .expect("live")
-            .io
-            .write_op = Some(key);
+        self.drv.stream_table.get_mut(sock.0).expect("live").io.write_op = Some(key);
         Ok(sock)
     }
 
@@ -438,14 +426,12 @@ impl Sockets<'_> {
         &mut self,
         addr: impl Into<SocketAddress>,
         options: ListenOptions,
-        on_accept: impl FnMut(&mut Driver, StreamListener, Result<(StreamSocket, SocketAddress)>)
-            + 'static,
+        on_accept: impl FnMut(&mut Driver, StreamListener, Result<(StreamSocket, SocketAddress)>) + 'static,
     ) -> Result<StreamListener> {
         let addr = addr.into();
         let domain = addr.domain()?;
         let socket = new_socket(domain, Type::STREAM)?;
-        let inet = domain != unix_domain().unwrap_or(Domain::IPV4)
-            || matches!(addr, SocketAddress::Inet(_));
+        let inet = domain != unix_domain().unwrap_or(Domain::IPV4) || matches!(addr, SocketAddress::Inet(_));
         if inet && options.reuse_address {
             crate::sys::socket_options::set_listener_reuse_address(&socket)?;
         }
@@ -465,19 +451,14 @@ impl Sockets<'_> {
     pub fn adopt_listener(
         &mut self,
         socket: impl Into<Socket>,
-        on_accept: impl FnMut(&mut Driver, StreamListener, Result<(StreamSocket, SocketAddress)>)
-            + 'static,
+        on_accept: impl FnMut(&mut Driver, StreamListener, Result<(StreamSocket, SocketAddress)>) + 'static,
     ) -> Result<StreamListener> {
         let socket = socket.into();
         socket.set_nonblocking(true)?;
         self.adopt_listener_socket(socket, Box::new(on_accept))
     }
 
-    fn adopt_listener_socket(
-        &mut self,
-        socket: Socket,
-        on_accept: AcceptCallback,
-    ) -> Result<StreamListener> {
+    fn adopt_listener_socket(&mut self, socket: Socket, on_accept: AcceptCallback) -> Result<StreamListener> {
         let src = self.drv.sys.add_source(&socket, SourceKind::Socket)?;
         let listener = StreamListener(self.drv.listener_table.insert(ListenerState {
             socket,
@@ -545,8 +526,7 @@ impl Sockets<'_> {
         callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<u8>) + 'static,
     ) {
         let cb = IoCallback::Read(Box::new(move |drv, r, b| callback(drv, sock, r, b)));
-        self.drv
-            .begin_io(IoOp::new(stream_owner(sock.0), cb, buf, mode));
+        self.drv.begin_io(IoOp::new(stream_owner(sock.0), cb, buf, mode));
     }
 
     /// Writes `buf` as `mode` says, then calls `callback` with the byte count or
@@ -560,8 +540,7 @@ impl Sockets<'_> {
         callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<u8>) + 'static,
     ) {
         let cb = IoCallback::Write(Box::new(move |drv, r, b| callback(drv, sock, r, b)));
-        self.drv
-            .begin_io(IoOp::new(stream_owner(sock.0), cb, buf, mode));
+        self.drv.begin_io(IoOp::new(stream_owner(sock.0), cb, buf, mode));
     }
 
     /// Calls `callback` once data or end of stream can be read, consuming
@@ -615,21 +594,13 @@ impl Sockets<'_> {
 
     /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
     pub fn set_no_delay(&mut self, sock: StreamSocket, enable: bool) -> Result<()> {
-        let s = self
-            .drv
-            .stream_table
-            .get(sock.0)
-            .ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.stream_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
         Ok(s.socket.set_nodelay(enable)?)
     }
 
     /// Turns TCP keep-alive on or off (`SO_KEEPALIVE`).
     pub fn set_keep_alive(&mut self, sock: StreamSocket, enable: bool) -> Result<()> {
-        let s = self
-            .drv
-            .stream_table
-            .get(sock.0)
-            .ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.stream_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
         Ok(s.socket.set_keepalive(enable)?)
     }
 
@@ -643,15 +614,9 @@ impl Sockets<'_> {
         interval: Duration,
         probes: u32,
     ) -> Result<()> {
-        let s = self
-            .drv
-            .stream_table
-            .get(sock.0)
-            .ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.stream_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
         s.socket.set_keepalive(true)?;
-        let params = socket2::TcpKeepalive::new()
-            .with_time(idle)
-            .with_interval(interval);
+        let params = socket2::TcpKeepalive::new().with_time(idle).with_interval(interval);
         #[cfg(unix)]
         let params = params.with_retries(probes);
         #[cfg(not(unix))]
@@ -663,14 +628,8 @@ impl Sockets<'_> {
     /// before the connection is dropped (`TCP_USER_TIMEOUT` on Linux;
     /// `TCP_MAXRT`, in whole seconds rounded up, on Windows).
     pub fn set_user_timeout(&mut self, sock: StreamSocket, timeout: Duration) -> Result<()> {
-        let s = self
-            .drv
-            .stream_table
-            .get(sock.0)
-            .ok_or_else(Error::invalid_handle)?;
-        Ok(crate::sys::socket_options::set_user_timeout(
-            &s.socket, timeout,
-        )?)
+        let s = self.drv.stream_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
+        Ok(crate::sys::socket_options::set_user_timeout(&s.socket, timeout)?)
     }
 
     /// The local address of any socket.
@@ -731,20 +690,15 @@ impl Sockets<'_> {
         let (a, b) = Socket::pair(Domain::UNIX, Type::DGRAM, None)?;
         a.set_nonblocking(true)?;
         b.set_nonblocking(true)?;
-        Ok((
-            self.adopt_datagram_socket(a)?,
-            self.adopt_datagram_socket(b)?,
-        ))
+        Ok((self.adopt_datagram_socket(a)?, self.adopt_datagram_socket(b)?))
     }
 
     fn adopt_datagram_socket(&mut self, socket: Socket) -> Result<DatagramSocket> {
         let src = self.drv.sys.add_source(&socket, SourceKind::Socket)?;
-        Ok(DatagramSocket(self.drv.datagram_table.insert(
-            DatagramState {
-                socket,
-                io: IoSlots::new(src),
-            },
-        )))
+        Ok(DatagramSocket(self.drv.datagram_table.insert(DatagramState {
+            socket,
+            io: IoSlots::new(src),
+        })))
     }
 
     /// Receives one datagram into `buf`; the callback gets its length and
@@ -756,17 +710,11 @@ impl Sockets<'_> {
         sock: DatagramSocket,
         buf: Vec<u8>,
         mode: IoMode,
-        callback: impl FnOnce(&mut Driver, DatagramSocket, Result<(usize, SocketAddress)>, Vec<u8>)
-            + 'static,
+        callback: impl FnOnce(&mut Driver, DatagramSocket, Result<(usize, SocketAddress)>, Vec<u8>) + 'static,
     ) {
-        let mode = if mode == IoMode::All {
-            IoMode::Once
-        } else {
-            mode
-        };
+        let mode = if mode == IoMode::All { IoMode::Once } else { mode };
         let cb = IoCallback::Recv(Box::new(move |drv, r, b| callback(drv, sock, r, b)));
-        self.drv
-            .begin_io(IoOp::new(datagram_owner(sock.0), cb, buf, mode));
+        self.drv.begin_io(IoOp::new(datagram_owner(sock.0), cb, buf, mode));
     }
 
     /// Sends `buf` as one datagram to `to`, or to the default target when `to`
@@ -780,11 +728,7 @@ impl Sockets<'_> {
         mode: IoMode,
         callback: impl FnOnce(&mut Driver, DatagramSocket, Result<usize>, Vec<u8>) + 'static,
     ) {
-        let mode = if mode == IoMode::All {
-            IoMode::Once
-        } else {
-            mode
-        };
+        let mode = if mode == IoMode::All { IoMode::Once } else { mode };
         let cb = IoCallback::Send(Box::new(move |drv, r, b| callback(drv, sock, r, b)));
         let mut op = IoOp::new(datagram_owner(sock.0), cb, buf, mode);
         if let Some(to) = to {
@@ -804,38 +748,22 @@ impl Sockets<'_> {
 
     /// Withdraws the pending send: its callback will not run.
     pub fn cancel_send(&mut self, sock: DatagramSocket) -> Option<Cancelled> {
-        let key = self
-            .drv
-            .datagram_table
-            .get_mut(sock.0)?
-            .io
-            .write_op
-            .take()?;
+        let key = self.drv.datagram_table.get_mut(sock.0)?.io.write_op.take()?;
         self.drv.cancel_io(key)
     }
 
     /// Allows or forbids sending to broadcast addresses.
     pub fn set_broadcast(&mut self, sock: DatagramSocket, enable: bool) -> Result<()> {
-        let s = self
-            .drv
-            .datagram_table
-            .get(sock.0)
-            .ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.datagram_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
         Ok(s.socket.set_broadcast(enable)?)
     }
 
     /// Joins the multicast group `group` (IPv4 or IPv6) on the default
     /// interface (IPv4) or interface index 0 (IPv6).
     pub fn join_multicast(&mut self, sock: DatagramSocket, group: std::net::IpAddr) -> Result<()> {
-        let s = self
-            .drv
-            .datagram_table
-            .get(sock.0)
-            .ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.datagram_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
         match group {
-            std::net::IpAddr::V4(g) => s
-                .socket
-                .join_multicast_v4(&g, &std::net::Ipv4Addr::UNSPECIFIED)?,
+            std::net::IpAddr::V4(g) => s.socket.join_multicast_v4(&g, &std::net::Ipv4Addr::UNSPECIFIED)?,
             std::net::IpAddr::V6(g) => s.socket.join_multicast_v6(&g, 0)?,
         }
         Ok(())
@@ -844,11 +772,7 @@ impl Sockets<'_> {
     /// Whether multicast datagrams sent by this socket are looped back to
     /// local members (IPv4 and IPv6 alike, following the socket's family).
     pub fn set_multicast_loopback(&mut self, sock: DatagramSocket, enable: bool) -> Result<()> {
-        let s = self
-            .drv
-            .datagram_table
-            .get(sock.0)
-            .ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.datagram_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
         if s.socket.local_addr()?.is_ipv6() {
             s.socket.set_multicast_loop_v6(enable)?;
         } else {
@@ -859,11 +783,7 @@ impl Sockets<'_> {
 
     /// The TTL (hop limit) of multicast datagrams sent by this socket.
     pub fn set_multicast_ttl(&mut self, sock: DatagramSocket, ttl: u32) -> Result<()> {
-        let s = self
-            .drv
-            .datagram_table
-            .get(sock.0)
-            .ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.datagram_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
         if s.socket.local_addr()?.is_ipv6() {
             s.socket.set_multicast_hops_v6(ttl)?;
         } else {

@@ -80,9 +80,7 @@ impl TimerQueue {
 
     /// Whether `timer` is armed.
     pub fn is_armed(&self, timer: u32) -> bool {
-        self.pos
-            .get(timer as usize)
-            .is_some_and(|&p| p != NOT_QUEUED)
+        self.pos.get(timer as usize).is_some_and(|&p| p != NOT_QUEUED)
     }
 
     /// The deadline of `timer`, if armed.
@@ -198,8 +196,7 @@ mod tests {
         assert!(!q.is_armed(5));
         assert_eq!(q.next_deadline(), Some(base + Duration::from_millis(10)));
         let got: Vec<u32> =
-            std::iter::from_fn(|| q.pop_expired(base + Duration::from_secs(1)).map(|(t, _)| t))
-                .collect();
+            std::iter::from_fn(|| q.pop_expired(base + Duration::from_secs(1)).map(|(t, _)| t)).collect();
         assert_eq!(got, vec![1, 2, 3, 4, 6, 7, 8, 9]);
         assert_eq!(q.deadline(0), Some(base + Duration::from_secs(5)));
     }
@@ -210,11 +207,7 @@ mod tests {
         let mut q = TimerQueue::default();
         q.arm(4, base + Duration::from_millis(50));
         assert_eq!(q.pop_expired(base), None);
-        assert_eq!(
-            q.pop_expired(base + Duration::from_millis(50))
-                .map(|(t, _)| t),
-            Some(4)
-        );
+        assert_eq!(q.pop_expired(base + Duration::from_millis(50)).map(|(t, _)| t), Some(4));
     }
 
     #[test]

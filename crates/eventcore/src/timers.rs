@@ -50,8 +50,7 @@ impl Driver {
 
     pub(crate) fn complete_timer(&mut self, key: Key, outcome: Outcome) -> bool {
         let Some(crate::handle::Entry {
-            value: Op::Timer(op),
-            ..
+            value: Op::Timer(op), ..
         }) = self.ops.remove(key)
         else {
             return false;
@@ -157,21 +156,14 @@ impl Timers<'_> {
 
     /// Whether `timer` was set with a repeat period (false for an invalid handle).
     pub fn is_periodic(&self, timer: TimerId) -> bool {
-        self.drv
-            .timer_table
-            .get(timer.0)
-            .is_some_and(|s| !s.repeat.is_zero())
+        self.drv.timer_table.get(timer.0).is_some_and(|s| !s.repeat.is_zero())
     }
 
     /// Calls `callback` at the timer's next firing (`fired = true`) or when it is
     /// stopped (`fired = false`). If the timer is not armed, the callback runs
     /// from the next `process_events` with `fired = false`. One wait per timer:
     /// a second wait while one is pending is [`Status::Busy`](crate::Status::Busy).
-    pub fn wait(
-        &mut self,
-        timer: TimerId,
-        callback: impl FnOnce(&mut Driver, TimerId, bool) + 'static,
-    ) -> Result<()> {
+    pub fn wait(&mut self, timer: TimerId, callback: impl FnOnce(&mut Driver, TimerId, bool) + 'static) -> Result<()> {
         let armed = self.drv.timer_queue.is_armed(timer.0.index);
         let state = self
             .drv
@@ -185,11 +177,7 @@ impl Timers<'_> {
             timer,
             callback: Box::new(callback),
         }));
-        self.drv
-            .timer_table
-            .get_mut(timer.0)
-            .expect("checked above")
-            .wait = Some(key);
+        self.drv.timer_table.get_mut(timer.0).expect("checked above").wait = Some(key);
         if !armed {
             self.drv.push_ready(key, Outcome::Timer(false));
         }

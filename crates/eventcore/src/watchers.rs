@@ -201,8 +201,7 @@ impl Driver {
     }
 
     fn start_walk(&mut self, watcher: Key, rel: PathBuf, report: bool) {
-        let (Some(state), Some(source)) = (self.watcher_table.get(watcher), &self.watch_source)
-        else {
+        let (Some(state), Some(source)) = (self.watcher_table.get(watcher), &self.watch_source) else {
             return;
         };
         let base = state.base.clone();
@@ -225,8 +224,7 @@ impl Driver {
     /// was held back for its directories.
     pub(crate) fn complete_walk(&mut self, key: Key, outcome: Outcome) -> bool {
         let Some(Entry {
-            value: Op::Walk(op),
-            ..
+            value: Op::Walk(op), ..
         }) = self.ops.remove(key)
         else {
             return false;
@@ -329,11 +327,7 @@ impl Driver {
         for ev in events {
             if ev.mask & inotify::OVERFLOW != 0 {
                 for key in self.watcher_table.keys() {
-                    let base = self
-                        .watcher_table
-                        .get(key)
-                        .map(|s| s.base.clone())
-                        .unwrap_or_default();
+                    let base = self.watcher_table.get(key).map(|s| s.base.clone()).unwrap_or_default();
                     ran |= self.deliver(
                         key,
                         vec![Ok(FileChange {

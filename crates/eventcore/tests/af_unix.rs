@@ -26,19 +26,15 @@ fn af_unix_stream_exchange(kind: BackendKind) {
             drv.sockets()
                 .read(conn, vec![0; 10], IoMode::All, |drv, conn, res, buf| {
                     assert_eq!(res, Ok(10));
-                    drv.sockets()
-                        .write(conn, buf, IoMode::All, |drv, conn, res, _| {
-                            assert_eq!(res, Ok(10));
-                            drv.release_ref(conn).unwrap();
-                        });
+                    drv.sockets().write(conn, buf, IoMode::All, |drv, conn, res, _| {
+                        assert_eq!(res, Ok(10));
+                        drv.release_ref(conn).unwrap();
+                    });
                 });
         },
     ) {
         Ok(l) => l,
-        Err(e)
-            if util::under_wine()
-                && matches!(e.status(), Status::NotSupported | Status::InvalidArgument) =>
-        {
+        Err(e) if util::under_wine() && matches!(e.status(), Status::NotSupported | Status::InvalidArgument) => {
             eprintln!("Wine differs from Windows: AF_UNIX stream sockets are not implemented in Wine 8 ({e}); Windows 10 1803+ has them");
             return;
         }
@@ -49,31 +45,20 @@ fn af_unix_stream_exchange(kind: BackendKind) {
     drv.sockets()
         .connect(SocketAddress::Unix(path), None, move |drv, conn, res| {
             res.expect("connect");
-            drv.sockets().write(
-                conn,
-                b"0123456789".to_vec(),
-                IoMode::All,
-                move |drv, conn, _, _| {
-                    drv.sockets().read(
-                        conn,
-                        vec![0; 10],
-                        IoMode::All,
-                        move |drv, conn, res, buf| {
+            drv.sockets()
+                .write(conn, b"0123456789".to_vec(), IoMode::All, move |drv, conn, _, _| {
+                    drv.sockets()
+                        .read(conn, vec![0; 10], IoMode::All, move |drv, conn, res, buf| {
                             assert_eq!(res, Ok(10));
                             assert_eq!(buf, b"0123456789");
                             d.set(true);
                             drv.release_ref(conn).unwrap();
-                        },
-                    );
-                },
-            );
+                        });
+                });
         })
         .expect("connect");
     util::run_until(&mut drv, LIMIT, |_| done.get());
-    assert_eq!(
-        util::run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(util::run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     util::assert_no_leaks(&drv);
 }
 

@@ -39,9 +39,7 @@ impl Drop for DropCounter {
 fn lookup(drv: &mut Driver, name: &str) -> Result<Vec<IpAddr>> {
     let answers: Answer = Rc::default();
     let a = answers.clone();
-    let id = drv
-        .dns()
-        .lookup(name, move |_, id, r| a.borrow_mut().push((id, r)));
+    let id = drv.dns().lookup(name, move |_, id, r| a.borrow_mut().push((id, r)));
     assert!(answers.borrow().is_empty(), "callback ran inside lookup()");
     assert_eq!(drv.waiter_count(), 1, "a pending lookup is a waiter");
     assert_eq!(run_until_not_idle(drv, LIMIT), ExitReason::OutOfWaiters);
@@ -63,10 +61,7 @@ fn dns_lookup_localhost(kind: BackendKind) {
         addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
         "localhost → {addrs:?}"
     );
-    assert!(
-        addrs.iter().all(|a| a.is_loopback()),
-        "only loopback: {addrs:?}"
-    );
+    assert!(addrs.iter().all(|a| a.is_loopback()), "only loopback: {addrs:?}");
     let mut sorted = addrs.clone();
     sorted.sort();
     sorted.dedup();
@@ -80,10 +75,7 @@ fn dns_literal_addresses_resolve_to_themselves(kind: BackendKind) {
         lookup(&mut drv, "127.0.0.1").unwrap(),
         [IpAddr::V4(Ipv4Addr::LOCALHOST)]
     );
-    assert_eq!(
-        lookup(&mut drv, "::1").unwrap(),
-        [IpAddr::V6(Ipv6Addr::LOCALHOST)]
-    );
+    assert_eq!(lookup(&mut drv, "::1").unwrap(), [IpAddr::V6(Ipv6Addr::LOCALHOST)]);
     assert_eq!(
         lookup(&mut drv, "127.1.2.3").unwrap(),
         [IpAddr::V4(Ipv4Addr::new(127, 1, 2, 3))]
@@ -99,8 +91,7 @@ fn dns_invalid_name_fails_with_resolver_code(kind: BackendKind) {
     }
     let mut drv = driver(kind);
     let start = Instant::now();
-    let e = lookup(&mut drv, "no-such-host.eventcore-test.invalid")
-        .expect_err("a .invalid name must not resolve");
+    let e = lookup(&mut drv, "no-such-host.eventcore-test.invalid").expect_err("a .invalid name must not resolve");
     eprintln!("lookup of .invalid failed after {:?}: {e}", start.elapsed());
     assert!(
         e.resolver_code().is_some() || e.raw_os_error().is_some(),
@@ -134,10 +125,7 @@ fn dns_cancel_lookup(kind: BackendKind) {
     assert_eq!(dropped.get(), 1, "the cancelled callback is freed");
     assert!(!drv.dns().cancel_lookup(id), "nothing left to cancel");
     assert_eq!(drv.waiter_count(), 0);
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
 
     // Keep the loop alive long enough for the worker's result to come back.
     let keep = drv.timers().create();
@@ -145,25 +133,18 @@ fn dns_cancel_lookup(kind: BackendKind) {
         .set(keep, Duration::from_millis(200), Duration::ZERO)
         .unwrap();
     while drv.timers().is_pending(keep) {
-        drv.process_events(Some(Duration::from_millis(250)))
-            .unwrap();
+        drv.process_events(Some(Duration::from_millis(250))).unwrap();
     }
     assert!(!drv.dns().cancel_lookup(id));
     drv.release_ref(keep).unwrap();
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     assert!(!ran.get(), "a cancelled lookup's callback must never run");
 
     // A finished lookup cannot be cancelled.
     let done = Rc::new(Cell::new(0));
     let d = done.clone();
     let id = drv.dns().lookup("::1", move |_, _, _| d.set(d.get() + 1));
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     assert_eq!(done.get(), 1);
     assert!(!drv.dns().cancel_lookup(id));
     assert_no_leaks(&drv);
@@ -177,16 +158,10 @@ fn dns_cancel_one_of_several(kind: BackendKind) {
     let mut ids = Vec::new();
     for name in ["127.0.0.1", "::1", "127.0.0.2", "127.0.0.3"] {
         let a = answers.clone();
-        ids.push(
-            drv.dns()
-                .lookup(name, move |_, id, r| a.borrow_mut().push((id, r))),
-        );
+        ids.push(drv.dns().lookup(name, move |_, id, r| a.borrow_mut().push((id, r))));
     }
     assert!(drv.dns().cancel_lookup(ids[1]));
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     let answers = answers.borrow();
     let got: Vec<LookupId> = answers.iter().map(|(id, _)| *id).collect();
     assert_eq!(got.len(), 3, "three callbacks: {got:?}");
@@ -221,10 +196,7 @@ fn dns_thousand_concurrent_lookups(kind: BackendKind) {
     assert!(calls.borrow().is_empty(), "no callback inside lookup()");
     assert_eq!(drv.waiter_count(), N);
     let start = Instant::now();
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     eprintln!("{N} lookups took {:?}", start.elapsed());
     let calls = calls.borrow();
     assert_eq!(calls.len(), N, "every lookup completed");
@@ -260,16 +232,10 @@ fn dns_lookup_from_callback(kind: BackendKind) {
         drv.dns()
             .lookup("::1", move |_, _, r| g.borrow_mut().extend(r.unwrap()));
     });
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     assert_eq!(
         *got.borrow(),
-        [
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(Ipv6Addr::LOCALHOST)
-        ]
+        [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]
     );
     assert_no_leaks(&drv);
 }

@@ -55,8 +55,7 @@ fn fresh_driver_returns_out_of_waiters_at_once(kind: BackendKind) {
     assert_eq!(drv.waiter_count(), 0);
 
     assert_eq!(
-        drv.process_events(Some(Duration::from_millis(100)))
-            .unwrap(),
+        drv.process_events(Some(Duration::from_millis(100))).unwrap(),
         ExitReason::OutOfWaiters
     );
     assert_eq!(drv.process_events(None).unwrap(), ExitReason::OutOfWaiters);
@@ -92,9 +91,7 @@ fn exit_before_process_events_returns_exited_once(kind: BackendKind) {
 
     // With a far armed timer: Exited comes back at once instead of blocking.
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, Duration::from_secs(20), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_secs(20), Duration::ZERO).unwrap();
     drv.exit();
     let start = Instant::now();
     assert_eq!(drv.process_events(None).unwrap(), ExitReason::Exited);
@@ -116,15 +113,11 @@ fn exit_before_process_events_returns_exited_once(kind: BackendKind) {
 fn exit_from_callback_returns_exited(kind: BackendKind) {
     let mut drv = driver(kind);
     let far = drv.timers().create();
-    drv.timers()
-        .set(far, Duration::from_secs(20), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(far, Duration::from_secs(20), Duration::ZERO).unwrap();
 
     let ran = Rc::new(Cell::new(0usize));
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, Duration::from_millis(20), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_millis(20), Duration::ZERO).unwrap();
     let r = ran.clone();
     drv.timers()
         .wait(t, move |drv, _, fired| {
@@ -163,9 +156,7 @@ fn clear_exit_flag_forgets_exit_request(kind: BackendKind) {
 
     let ran = Rc::new(Cell::new(false));
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, Duration::from_millis(10), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_millis(10), Duration::ZERO).unwrap();
     let r = ran.clone();
     drv.timers()
         .wait(t, move |drv, _, _| {
@@ -195,9 +186,7 @@ fn remote_run_in_owner_thread_runs_on_owner_thread(kind: BackendKind) {
     let owner = thread::current().id();
     let t = drv.timers().create();
     let start = Instant::now();
-    drv.timers()
-        .set(t, Duration::from_secs(1), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_secs(1), Duration::ZERO).unwrap();
 
     let seen: Arc<Mutex<Option<(thread::ThreadId, i32)>>> = Arc::new(Mutex::new(None));
     let remote = drv.remote();
@@ -327,9 +316,7 @@ fn remote_racing_driver_drop_is_harmless(kind: BackendKind) {
 fn remote_exit_wakes_blocked_loop(kind: BackendKind) {
     let mut drv = driver(kind);
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, Duration::from_secs(10), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_secs(10), Duration::ZERO).unwrap();
     let remote = drv.remote();
     let sender = thread::spawn(move || {
         thread::sleep(Duration::from_millis(100));
@@ -377,8 +364,7 @@ fn stale_handle_after_slot_reuse_is_invalid(kind: BackendKind) {
     let s = stale_ran.clone();
     assert!(!drv.is_valid(old));
     assert_status(
-        drv.timers()
-            .set(old, Duration::from_secs(10), Duration::from_secs(10)),
+        drv.timers().set(old, Duration::from_secs(10), Duration::from_secs(10)),
         Status::InvalidHandle,
     );
     assert_status(drv.timers().stop(old), Status::InvalidHandle);
@@ -407,10 +393,7 @@ fn stale_handle_after_slot_reuse_is_invalid(kind: BackendKind) {
     assert!(start.elapsed() >= Duration::from_millis(50));
     assert_eq!(fired.get(), 1);
     assert!(!stale_ran.get());
-    assert!(
-        !drv.release_ref(new).unwrap(),
-        "new had exactly one reference"
-    );
+    assert!(!drv.release_ref(new).unwrap(), "new had exactly one reference");
     assert_no_leaks(&drv);
 }
 
@@ -438,9 +421,7 @@ fn add_ref_release_ref_counting(kind: BackendKind) {
 
     assert!(drv.release_ref(t).unwrap());
     assert!(drv.is_valid(t));
-    drv.timers()
-        .set(t, Duration::from_secs(5), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_secs(5), Duration::ZERO).unwrap();
     assert!(drv.timers().is_pending(t));
 
     assert!(drv.release_ref(t).unwrap());
@@ -467,9 +448,7 @@ fn handle_of_another_driver_is_invalid(kind: BackendKind) {
 
     let ran = Rc::new(Cell::new(0usize));
     let r = ran.clone();
-    b.timers()
-        .set(tb, Duration::from_secs(5), Duration::ZERO)
-        .unwrap();
+    b.timers().set(tb, Duration::from_secs(5), Duration::ZERO).unwrap();
 
     assert!(!b.is_valid(ta));
     assert_status(
@@ -537,10 +516,7 @@ fn user_data_set_replace_and_dropped_with_handle(kind: BackendKind) {
     drv.set_user_data(t, vec![1u8, 2]).unwrap();
     assert_eq!(second.get(), 1);
     drv.user_data::<_, Vec<u8>>(t).unwrap().push(3);
-    assert_eq!(
-        drv.user_data::<_, Vec<u8>>(t).unwrap().as_slice(),
-        [1, 2, 3]
-    );
+    assert_eq!(drv.user_data::<_, Vec<u8>>(t).unwrap().as_slice(), [1, 2, 3]);
 
     let third = Rc::new(Cell::new(0usize));
     drv.set_user_data(t, DropCounter(third.clone())).unwrap();
@@ -666,11 +642,7 @@ fn driver_drop_with_pending_callbacks_runs_none(kind: BackendKind) {
     drop(drv);
 
     assert_eq!(ran.get(), 0, "no callback may run while the driver drops");
-    assert_eq!(
-        dropped.get(),
-        5,
-        "each callback and the user data dropped once"
-    );
+    assert_eq!(dropped.get(), 5, "each callback and the user data dropped once");
     assert!(!remote_ran.load(Ordering::SeqCst));
     assert_eq!(remote_dropped.load(Ordering::SeqCst), 1);
     assert_status(remote.wake(), Status::DriverGone);

@@ -34,9 +34,7 @@ type Log = Rc<RefCell<Vec<usize>>>;
 /// Registers a waiter on `e` that appends `id` to `log`.
 fn wait_logging(drv: &mut Driver, e: EventId, log: &Log, id: usize) -> eventcore::EventWait {
     let log = log.clone();
-    drv.events()
-        .wait(e, move |_, _| log.borrow_mut().push(id))
-        .unwrap()
+    drv.events().wait(e, move |_, _| log.borrow_mut().push(id)).unwrap()
 }
 
 /// Upstream `0-event.d` for one `notify_all` value. Waiter 1 registers
@@ -69,12 +67,7 @@ fn upstream_0_event(kind: BackendKind, notify_all: bool) {
         .unwrap();
 
     // Waiter 1.
-    let (l, rs, snd, at) = (
-        log.clone(),
-        remote_sent.clone(),
-        sender.clone(),
-        triggered_at.clone(),
-    );
+    let (l, rs, snd, at) = (log.clone(), remote_sent.clone(), sender.clone(), triggered_at.clone());
     drv.events()
         .wait(e, move |drv, e| {
             l.borrow_mut().push("waiter 1");
@@ -83,10 +76,7 @@ fn upstream_0_event(kind: BackendKind, notify_all: bool) {
             drv.events()
                 .wait(e, move |drv, _| {
                     l.borrow_mut().push("waiter 2");
-                    assert!(
-                        rs2.load(Ordering::SeqCst),
-                        "waiter 2 was called by the local trigger"
-                    );
+                    assert!(rs2.load(Ordering::SeqCst), "waiter 2 was called by the local trigger");
                     let since = at.get().expect("triggered").elapsed();
                     assert!(since >= REMOTE_DELAY, "waiter 2 ran after {since:?}");
                     assert!(drv.timers().cancel_wait(watchdog));
@@ -210,12 +200,9 @@ fn event_waiter_added_during_notify_all_waits_for_next_trigger(kind: BackendKind
     wait_logging(&mut drv, e, &log, 1);
 
     drv.events().trigger(e, true).unwrap();
-    run_until(&mut drv, Duration::from_secs(5), |_| {
-        log.borrow().len() >= 2
-    });
+    run_until(&mut drv, Duration::from_secs(5), |_| log.borrow().len() >= 2);
     assert_eq!(
-        drv.process_events(Some(Duration::from_millis(100)))
-            .unwrap(),
+        drv.process_events(Some(Duration::from_millis(100))).unwrap(),
         ExitReason::Timeout
     );
     assert_eq!(*log.borrow(), [0, 1]);
@@ -238,9 +225,7 @@ fn event_two_remote_single_triggers_wake_exactly_two(kind: BackendKind) {
     let mut drv = driver(kind);
     let e = drv.events().create();
     let log: Log = Rc::default();
-    let waits: Vec<_> = (0..3)
-        .map(|id| wait_logging(&mut drv, e, &log, id))
-        .collect();
+    let waits: Vec<_> = (0..3).map(|id| wait_logging(&mut drv, e, &log, id)).collect();
 
     let remote = drv.remote();
     thread::spawn(move || {
@@ -254,12 +239,9 @@ fn event_two_remote_single_triggers_wake_exactly_two(kind: BackendKind) {
         drv.process_events(Some(Duration::from_secs(5))).unwrap(),
         ExitReason::Idle
     );
-    run_until(&mut drv, Duration::from_secs(5), |_| {
-        log.borrow().len() >= 2
-    });
+    run_until(&mut drv, Duration::from_secs(5), |_| log.borrow().len() >= 2);
     assert_eq!(
-        drv.process_events(Some(Duration::from_millis(100)))
-            .unwrap(),
+        drv.process_events(Some(Duration::from_millis(100))).unwrap(),
         ExitReason::Timeout,
         "the third waiter must still be waiting"
     );
@@ -279,9 +261,7 @@ fn event_two_remote_single_triggers_into_blocked_loop_wake_exactly_two(kind: Bac
     let mut drv = driver(kind);
     let e = drv.events().create();
     let log: Log = Rc::default();
-    let waits: Vec<_> = (0..3)
-        .map(|id| wait_logging(&mut drv, e, &log, id))
-        .collect();
+    let waits: Vec<_> = (0..3).map(|id| wait_logging(&mut drv, e, &log, id)).collect();
 
     let remote = drv.remote();
     let sender = thread::spawn(move || {
@@ -289,13 +269,10 @@ fn event_two_remote_single_triggers_into_blocked_loop_wake_exactly_two(kind: Bac
         remote.trigger(e, false).unwrap();
         remote.trigger(e, false).unwrap();
     });
-    run_until(&mut drv, Duration::from_secs(5), |_| {
-        log.borrow().len() >= 2
-    });
+    run_until(&mut drv, Duration::from_secs(5), |_| log.borrow().len() >= 2);
     sender.join().unwrap();
     assert_eq!(
-        drv.process_events(Some(Duration::from_millis(100)))
-            .unwrap(),
+        drv.process_events(Some(Duration::from_millis(100))).unwrap(),
         ExitReason::Timeout,
         "the third waiter must still be waiting"
     );
@@ -491,10 +468,7 @@ fn event_trigger_of_stale_event_is_invalid_handle(kind: BackendKind) {
         drv.process_events(Some(Duration::from_millis(50))).unwrap(),
         ExitReason::Timeout
     );
-    assert!(
-        log.borrow().is_empty(),
-        "the stale trigger reached the new event"
-    );
+    assert!(log.borrow().is_empty(), "the stale trigger reached the new event");
 
     drv.events().trigger(new, false).unwrap();
     assert_eq!(
@@ -542,14 +516,10 @@ fn event_remote_trigger_of_released_event_is_harmless(kind: BackendKind) {
     wait_logging(&mut drv, new, &log, 1);
     send_stale(&drv);
     assert_eq!(
-        drv.process_events(Some(Duration::from_millis(100)))
-            .unwrap(),
+        drv.process_events(Some(Duration::from_millis(100))).unwrap(),
         ExitReason::Timeout
     );
-    assert!(
-        log.borrow().is_empty(),
-        "the stale trigger reached the new event"
-    );
+    assert!(log.borrow().is_empty(), "the stale trigger reached the new event");
 
     drv.events().trigger(new, true).unwrap();
     assert_eq!(

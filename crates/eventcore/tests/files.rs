@@ -49,8 +49,7 @@ fn take<T>(drv: &mut Driver, slot: &Slot<T>) -> T {
 fn open(drv: &mut Driver, path: impl AsRef<Path>, mode: OpenMode) -> Result<FileHandle> {
     let s = slot();
     let s2 = s.clone();
-    drv.files()
-        .open(path, mode, move |_, r| *s2.borrow_mut() = Some(r));
+    drv.files().open(path, mode, move |_, r| *s2.borrow_mut() = Some(r));
     assert!(s.borrow().is_none(), "open callback ran inside open()");
     take(drv, &s)
 }
@@ -69,11 +68,10 @@ fn write(drv: &mut Driver, f: FileHandle, offset: u64, data: Vec<u8>, mode: IoMo
 fn read(drv: &mut Driver, f: FileHandle, offset: u64, len: usize, mode: IoMode) -> Transfer {
     let s = slot();
     let s2 = s.clone();
-    drv.files()
-        .read(f, offset, vec![0; len], mode, move |_, h, r, b| {
-            assert_eq!(h, f, "the callback gets the file it was started on");
-            *s2.borrow_mut() = Some((r, b));
-        });
+    drv.files().read(f, offset, vec![0; len], mode, move |_, h, r, b| {
+        assert_eq!(h, f, "the callback gets the file it was started on");
+        *s2.borrow_mut() = Some((r, b));
+    });
     assert!(s.borrow().is_none(), "read callback ran inside read()");
     take(drv, &s)
 }
@@ -89,12 +87,8 @@ fn close(drv: &mut Driver, f: FileHandle) -> Result<()> {
 fn truncate(drv: &mut Driver, f: FileHandle, size: u64) -> Result<()> {
     let s = slot();
     let s2 = s.clone();
-    drv.files()
-        .truncate(f, size, move |_, r| *s2.borrow_mut() = Some(r));
-    assert!(
-        s.borrow().is_none(),
-        "truncate callback ran inside truncate()"
-    );
+    drv.files().truncate(f, size, move |_, r| *s2.borrow_mut() = Some(r));
+    assert!(s.borrow().is_none(), "truncate callback ran inside truncate()");
     take(drv, &s)
 }
 
@@ -146,68 +140,46 @@ fn file_positional_io_with_overlapping_writes(kind: BackendKind) {
 
     let steps: Rc<RefCell<Vec<&'static str>>> = Rc::default();
     let log = steps.clone();
-    drv.files().write(
-        f,
-        0,
-        DATA[..7].to_vec(),
-        IoMode::All,
-        move |drv, f, r, _| {
+    drv.files()
+        .write(f, 0, DATA[..7].to_vec(), IoMode::All, move |drv, f, r, _| {
             assert_eq!(r.unwrap(), 7);
             assert_eq!(drv.files().size(f).unwrap(), 7);
             log.borrow_mut().push("write 0");
             let log = log.clone();
-            drv.files().write(
-                f,
-                5,
-                DATA[5..].to_vec(),
-                IoMode::All,
-                move |drv, f, r, _| {
+            drv.files()
+                .write(f, 5, DATA[5..].to_vec(), IoMode::All, move |drv, f, r, _| {
                     assert_eq!(r.unwrap(), DATA.len() - 5);
                     assert_eq!(drv.files().size(f).unwrap(), DATA.len() as u64);
                     log.borrow_mut().push("write 5");
                     let log = log.clone();
-                    drv.files()
-                        .read(f, 0, vec![0; 7], IoMode::All, move |drv, f, r, head| {
-                            assert_eq!(r.unwrap(), 7);
-                            assert_eq!(head, &DATA[..7]);
-                            log.borrow_mut().push("read 0");
-                            let log = log.clone();
-                            drv.files().read(
-                                f,
-                                5,
-                                vec![0; DATA.len() - 5],
-                                IoMode::All,
-                                move |drv, f, r, tail| {
-                                    assert_eq!(r.unwrap(), DATA.len() - 5);
-                                    let mut all = head;
-                                    all.truncate(5);
-                                    all.extend_from_slice(&tail);
-                                    assert_eq!(all, DATA);
-                                    log.borrow_mut().push("read 5");
-                                    drv.files().close(f, move |_, r| {
-                                        r.expect("close");
-                                        log.borrow_mut().push("closed");
-                                    });
-                                },
-                            );
-                        });
-                },
-            );
-        },
-    );
+                    drv.files().read(f, 0, vec![0; 7], IoMode::All, move |drv, f, r, head| {
+                        assert_eq!(r.unwrap(), 7);
+                        assert_eq!(head, &DATA[..7]);
+                        log.borrow_mut().push("read 0");
+                        let log = log.clone();
+                        drv.files()
+                            .read(f, 5, vec![0; DATA.len() - 5], IoMode::All, move |drv, f, r, tail| {
+                                assert_eq!(r.unwrap(), DATA.len() - 5);
+                                let mut all = head;
+                                all.truncate(5);
+                                all.extend_from_slice(&tail);
+                                assert_eq!(all, DATA);
+                                log.borrow_mut().push("read 5");
+                                drv.files().close(f, move |_, r| {
+                                    r.expect("close");
+                                    log.borrow_mut().push("closed");
+                                });
+                            });
+                    });
+                });
+        });
     assert!(steps.borrow().is_empty(), "a callback ran inside write()");
     assert_out_of_waiters(&mut drv);
-    assert_eq!(
-        *steps.borrow(),
-        ["write 0", "write 5", "read 0", "read 5", "closed"]
-    );
+    assert_eq!(*steps.borrow(), ["write 0", "write 5", "read 0", "read 5", "closed"]);
     assert_eq!(std::fs::read(&path).unwrap(), DATA);
 
     // Create-new on the existing file fails; after deleting it, it succeeds.
-    assert_status(
-        &open(&mut drv, &path, OpenMode::CreateNew),
-        Status::AlreadyExists,
-    );
+    assert_status(&open(&mut drv, &path, OpenMode::CreateNew), Status::AlreadyExists);
     std::fs::remove_file(&path).unwrap();
     let f = open(&mut drv, &path, OpenMode::CreateNew).expect("create-new");
     assert_eq!(drv.files().size(f).unwrap(), 0);
@@ -229,11 +201,7 @@ fn file_create_new_on_existing_is_already_exists(kind: BackendKind) {
     let r = open(&mut drv, &path, OpenMode::CreateNew);
     assert_status(&r, Status::AlreadyExists);
     assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EEXIST));
-    assert_eq!(
-        drv.leak_report().files,
-        1,
-        "only the first open left a file"
-    );
+    assert_eq!(drv.leak_report().files, 1, "only the first open left a file");
     release_and_check(&mut drv, f);
 }
 
@@ -248,11 +216,7 @@ fn file_open_missing_is_not_found(kind: BackendKind) {
         assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::ENOENT));
     }
     // A missing directory on the way is NotFound too, even when creating.
-    let r = open(
-        &mut drv,
-        dir.path().join("no-dir/new.dat"),
-        OpenMode::CreateNew,
-    );
+    let r = open(&mut drv, dir.path().join("no-dir/new.dat"), OpenMode::CreateNew);
     assert_status(&r, Status::NotFound);
     assert_out_of_waiters(&mut drv);
     assert_no_leaks(&drv);
@@ -421,11 +385,10 @@ fn file_cancel_read_in_flight(kind: BackendKind) {
     let ran = Rc::new(Cell::new(false));
     let dropped = Rc::new(Cell::new(0));
     let (r, d) = (ran.clone(), DropCounter(dropped.clone()));
-    drv.files()
-        .read(f, 0, vec![0; LEN], IoMode::All, move |_, _, _, _| {
-            let _d = &d;
-            r.set(true);
-        });
+    drv.files().read(f, 0, vec![0; LEN], IoMode::All, move |_, _, _, _| {
+        let _d = &d;
+        r.set(true);
+    });
     assert!(drv.waiter_count() > 0, "a pending read is a waiter");
     let c = drv.files().cancel_read(f).expect("the read was pending");
     if kind == BackendKind::Epoll {
@@ -437,10 +400,7 @@ fn file_cancel_read_in_flight(kind: BackendKind) {
     }
     assert!(c.transferred <= LEN);
     assert_eq!(dropped.get(), 1, "the cancelled callback is freed");
-    assert!(
-        drv.files().cancel_read(f).is_none(),
-        "nothing left to cancel"
-    );
+    assert!(drv.files().cancel_read(f).is_none(), "nothing left to cancel");
 
     assert_out_of_waiters(&mut drv);
     assert!(!ran.get(), "a cancelled read's callback must never run");
@@ -494,9 +454,7 @@ fn file_driver_dropped_with_read_in_flight(kind: BackendKind) {
         let f = open(&mut drv, &path, OpenMode::Read).unwrap();
         let r = ran.clone();
         drv.files()
-            .read(f, 0, vec![0; 8 << 20], IoMode::All, move |_, _, _, _| {
-                r.set(true)
-            });
+            .read(f, 0, vec![0; 8 << 20], IoMode::All, move |_, _, _, _| r.set(true));
     }
     std::thread::sleep(Duration::from_millis(100));
     assert!(!ran.get());
@@ -518,13 +476,10 @@ fn file_release_with_operations_in_flight(kind: BackendKind) {
             r.set(r.get() + 1)
         });
     let r = ran.clone();
-    drv.files().write(
-        f,
-        1 << 20,
-        vec![2; 1 << 20],
-        IoMode::All,
-        move |_, _, _, _| r.set(r.get() + 1),
-    );
+    drv.files()
+        .write(f, 1 << 20, vec![2; 1 << 20], IoMode::All, move |_, _, _, _| {
+            r.set(r.get() + 1)
+        });
     release_and_check(&mut drv, f);
     assert_eq!(ran.get(), 0, "callbacks of a released file never run");
 }
@@ -561,8 +516,7 @@ fn file_close_with_truncate_in_flight(kind: BackendKind) {
     let (f, ran) = file_with_truncate_in_flight(&mut drv, &dir);
     let closed: Slot<Result<()>> = slot();
     let c = closed.clone();
-    drv.files()
-        .close(f, move |_, res| *c.borrow_mut() = Some(res));
+    drv.files().close(f, move |_, res| *c.borrow_mut() = Some(res));
     assert_out_of_waiters(&mut drv);
     closed.take().expect("close callback").expect("close");
     assert!(!ran.get(), "the truncate callback ran after close");
@@ -608,36 +562,25 @@ fn file_read_and_write_in_flight_second_read_busy(kind: BackendKind) {
     let read2: Slot<Transfer> = slot();
     let write2: Slot<Transfer> = slot();
     let s = read1.clone();
-    drv.files()
-        .read(f, 0, vec![0; LEN], IoMode::All, move |_, _, r, b| {
-            *s.borrow_mut() = Some((r, b))
-        });
+    drv.files().read(f, 0, vec![0; LEN], IoMode::All, move |_, _, r, b| {
+        *s.borrow_mut() = Some((r, b))
+    });
     let s = write1.clone();
-    drv.files().write(
-        f,
-        LEN as u64,
-        vec![9; LEN],
-        IoMode::All,
-        move |_, _, r, b| *s.borrow_mut() = Some((r, b)),
-    );
-    let s = read2.clone();
     drv.files()
-        .read(f, 0, vec![0; 3], IoMode::Once, move |_, _, r, b| {
+        .write(f, LEN as u64, vec![9; LEN], IoMode::All, move |_, _, r, b| {
             *s.borrow_mut() = Some((r, b))
         });
+    let s = read2.clone();
+    drv.files().read(f, 0, vec![0; 3], IoMode::Once, move |_, _, r, b| {
+        *s.borrow_mut() = Some((r, b))
+    });
     let s = write2.clone();
     drv.files()
         .write(f, 0, b"abc".to_vec(), IoMode::Once, move |_, _, r, b| {
             *s.borrow_mut() = Some((r, b))
         });
-    assert!(
-        read2.borrow().is_none(),
-        "Busy must come from process_events"
-    );
-    assert!(
-        write2.borrow().is_none(),
-        "Busy must come from process_events"
-    );
+    assert!(read2.borrow().is_none(), "Busy must come from process_events");
+    assert!(write2.borrow().is_none(), "Busy must come from process_events");
     assert_out_of_waiters(&mut drv);
 
     let (r, buf) = read2.take().expect("second read completed");
@@ -678,36 +621,22 @@ fn file_one_gib_round_trip_in_64_mib_chunks(kind: BackendKind) {
     let path = dir.path().join("big.dat");
     let f = open(&mut drv, &path, OpenMode::CreateNew).unwrap();
 
-    fn write_chunk(
-        drv: &mut Driver,
-        f: FileHandle,
-        index: usize,
-        mut buf: Vec<u8>,
-        done: Rc<Cell<usize>>,
-    ) {
+    fn write_chunk(drv: &mut Driver, f: FileHandle, index: usize, mut buf: Vec<u8>, done: Rc<Cell<usize>>) {
         if index == CHUNKS {
             return;
         }
         fill_chunk(&mut buf, index);
-        drv.files().write(
-            f,
-            (index * CHUNK) as u64,
-            buf,
-            IoMode::All,
-            move |drv, f, r, buf| {
+        drv.files()
+            .write(f, (index * CHUNK) as u64, buf, IoMode::All, move |drv, f, r, buf| {
                 assert_eq!(r.expect("write"), CHUNK);
                 assert_eq!(buf.len(), CHUNK, "the buffer comes back");
                 done.set(index + 1);
                 write_chunk(drv, f, index + 1, buf, done);
-            },
-        );
+            });
     }
     let written = Rc::new(Cell::new(0));
     write_chunk(&mut drv, f, 0, vec![0; CHUNK], written.clone());
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     assert_eq!(written.get(), CHUNKS);
     assert_eq!(drv.files().size(f).unwrap(), (CHUNK * CHUNKS) as u64);
 
@@ -722,27 +651,19 @@ fn file_one_gib_round_trip_in_64_mib_chunks(kind: BackendKind) {
         if index == CHUNKS {
             return;
         }
-        drv.files().read(
-            f,
-            (index * CHUNK) as u64,
-            buf,
-            IoMode::All,
-            move |drv, f, r, buf| {
+        drv.files()
+            .read(f, (index * CHUNK) as u64, buf, IoMode::All, move |drv, f, r, buf| {
                 assert_eq!(r.expect("read"), CHUNK);
                 fill_chunk(&mut expected.borrow_mut(), index);
                 assert!(*expected.borrow() == buf, "chunk {index} differs");
                 done.set(index + 1);
                 read_chunk(drv, f, index + 1, buf, expected, done);
-            },
-        );
+            });
     }
     let read_back = Rc::new(Cell::new(0));
     let expected = Rc::new(RefCell::new(vec![0; CHUNK]));
     read_chunk(&mut drv, f, 0, vec![0; CHUNK], expected, read_back.clone());
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     assert_eq!(read_back.get(), CHUNKS);
 
     // Past the end of the 1 GiB file.
@@ -770,19 +691,18 @@ fn file_many_files_at_once(kind: BackendKind) {
             let f = r.unwrap_or_else(|e| panic!("open {i}: {e}"));
             let data = format!("file number {i}").repeat(100).into_bytes();
             let len = data.len();
-            drv.files()
-                .write(f, 0, data, IoMode::All, move |drv, f, r, data| {
-                    assert_eq!(r.unwrap(), len);
-                    drv.files()
-                        .read(f, 0, vec![0; len], IoMode::All, move |drv, f, r, back| {
-                            assert_eq!(r.unwrap(), len);
-                            assert_eq!(back, data, "file {i}");
-                            drv.files().close(f, move |_, r| {
-                                r.expect("close");
-                                closed.borrow_mut()[i] += 1;
-                            });
+            drv.files().write(f, 0, data, IoMode::All, move |drv, f, r, data| {
+                assert_eq!(r.unwrap(), len);
+                drv.files()
+                    .read(f, 0, vec![0; len], IoMode::All, move |drv, f, r, back| {
+                        assert_eq!(r.unwrap(), len);
+                        assert_eq!(back, data, "file {i}");
+                        drv.files().close(f, move |_, r| {
+                            r.expect("close");
+                            closed.borrow_mut()[i] += 1;
                         });
-                });
+                    });
+            });
         });
     }
     assert_eq!(drv.waiter_count(), N, "200 pending opens");
@@ -830,11 +750,7 @@ fn file_adopt_std_file(kind: BackendKind) {
     let mut drv = driver(kind);
     let dir = TempDir::new("file-adopt");
     let path = make_file(&dir, "a.dat", b"abc");
-    let std_file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let std_file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
     let f = drv.files().adopt(std_file);
     assert!(drv.is_valid(f));
     assert_eq!(drv.files().size(f).unwrap(), 3);

@@ -17,9 +17,8 @@ use windows_sys::Win32::Foundation::{HWND, LPARAM, LRESULT, WPARAM};
 use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
 use windows_sys::Win32::System::Threading::GetCurrentThreadId;
 use windows_sys::Win32::UI::WindowsAndMessaging::{
-    CreateWindowExW, DefWindowProcW, DestroyWindow, FindWindowW, MessageBoxW, PostMessageW,
-    PostQuitMessage, PostThreadMessageW, RegisterClassW, SendMessageW, HWND_MESSAGE, MB_OK, WM_APP,
-    WM_CLOSE, WNDCLASSW,
+    CreateWindowExW, DefWindowProcW, DestroyWindow, FindWindowW, MessageBoxW, PostMessageW, PostQuitMessage,
+    PostThreadMessageW, RegisterClassW, SendMessageW, HWND_MESSAGE, MB_OK, WM_APP, WM_CLOSE, WNDCLASSW,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -36,12 +35,7 @@ fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(std::iter::once(0)).collect()
 }
 
-unsafe extern "system" fn test_window_proc(
-    hwnd: HWND,
-    msg: u32,
-    wparam: WPARAM,
-    lparam: LPARAM,
-) -> LRESULT {
+unsafe extern "system" fn test_window_proc(hwnd: HWND, msg: u32, wparam: WPARAM, lparam: LPARAM) -> LRESULT {
     match msg {
         WM_TEST_POSTED => {
             POSTED.with(|c| c.set(c.get() + 1));
@@ -98,10 +92,9 @@ fn start_echo(drv: &mut Driver, done: Rc<Cell<bool>>) {
             drv.sockets()
                 .read(conn, vec![0; 5], IoMode::All, |drv, conn, res, buf| {
                     assert_eq!(res, Ok(5));
-                    drv.sockets()
-                        .write(conn, buf, IoMode::All, |drv, conn, _, _| {
-                            drv.release_ref(conn).unwrap();
-                        });
+                    drv.sockets().write(conn, buf, IoMode::All, |drv, conn, _, _| {
+                        drv.release_ref(conn).unwrap();
+                    });
                 });
         })
         .expect("listen");
@@ -109,24 +102,16 @@ fn start_echo(drv: &mut Driver, done: Rc<Cell<bool>>) {
     drv.sockets()
         .connect(addr, None, move |drv, conn: StreamSocket, res| {
             res.expect("connect");
-            drv.sockets().write(
-                conn,
-                b"hello".to_vec(),
-                IoMode::All,
-                move |drv, conn, _, _| {
-                    drv.sockets().read(
-                        conn,
-                        vec![0; 5],
-                        IoMode::All,
-                        move |drv, conn, res, buf| {
+            drv.sockets()
+                .write(conn, b"hello".to_vec(), IoMode::All, move |drv, conn, _, _| {
+                    drv.sockets()
+                        .read(conn, vec![0; 5], IoMode::All, move |drv, conn, res, buf| {
                             assert_eq!(res, Ok(5));
                             assert_eq!(buf, b"hello");
                             drv.release_ref(conn).unwrap();
                             done.set(true);
-                        },
-                    );
-                },
-            );
+                        });
+                });
         })
         .expect("connect");
 }
@@ -154,10 +139,7 @@ fn gui_window_gets_posted_and_sent_messages_during_io(kind: BackendKind) {
     sender.join().unwrap();
     // SAFETY: our own window.
     unsafe { DestroyWindow(hwnd) };
-    assert_eq!(
-        util::run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(util::run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     util::assert_no_leaks(&drv);
 }
 
@@ -195,20 +177,13 @@ fn gui_thread_message_from_another_thread_wakes_the_loop(kind: BackendKind) {
     });
     let start = Instant::now();
     let reason = drv.process_events(None).expect("process_events");
-    assert_eq!(
-        reason,
-        ExitReason::Idle,
-        "a dispatched message counts as activity"
-    );
+    assert_eq!(reason, ExitReason::Idle, "a dispatched message counts as activity");
     assert_eq!(seen.get(), 1, "the hook saw the thread message");
     assert!(start.elapsed() < LIMIT);
     poster.join().unwrap();
     drv.clear_message_hook();
     drv.release_ref(ev).unwrap();
-    assert_eq!(
-        util::run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(util::run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
 }
 
 /// `PostQuitMessage` from a callback is not swallowed: `process_events`
@@ -220,9 +195,7 @@ fn gui_wm_quit_reaches_the_program(kind: BackendKind) {
     let ev = drv.events().create();
     drv.events().wait(ev, |_, _| {}).unwrap();
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, Duration::from_millis(10), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_millis(10), Duration::ZERO).unwrap();
     drv.timers()
         .wait(t, |drv, t, _| {
             // SAFETY: posts WM_QUIT to this thread's queue.
@@ -250,9 +223,7 @@ fn gui_wm_quit_reaches_the_program(kind: BackendKind) {
 fn gui_message_hook_can_swallow_messages(kind: BackendKind) {
     let mut drv = util::driver(kind);
     let hwnd = test_window();
-    drv.set_message_hook(move |msg| {
-        msg.hwnd == hwnd && msg.message == WM_TEST_POSTED && msg.wParam == 1
-    });
+    drv.set_message_hook(move |msg| msg.hwnd == hwnd && msg.message == WM_TEST_POSTED && msg.wParam == 1);
     // SAFETY: posting to our own window.
     unsafe {
         PostMessageW(hwnd, WM_TEST_POSTED, 1, 0); // swallowed by the hook
@@ -340,16 +311,10 @@ fn gui_io_completes_inside_a_modal_loop(kind: BackendKind) {
     let text = wide("eventcore is running I/O inside this modal loop");
     // SAFETY: a modal message box owned by no window.
     unsafe { MessageBoxW(0, text.as_ptr(), title_w.as_ptr(), MB_OK) };
-    assert!(
-        done.get(),
-        "the TCP exchange completed while the modal loop ran"
-    );
+    assert!(done.get(), "the TCP exchange completed while the modal loop ran");
     assert!(closed_by_driver.get(), "a driver callback closed the box");
     let mut drv = attached.detach();
-    assert_eq!(
-        util::run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(util::run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     util::assert_no_leaks(&drv);
     drop(watchdog);
 }
@@ -358,9 +323,7 @@ fn gui_io_completes_inside_a_modal_loop(kind: BackendKind) {
 /// reports `Busy` instead of re-entering the driver.
 fn gui_attached_driver_is_not_reentered(kind: BackendKind) {
     let drv = util::driver(kind);
-    let attached = Rc::new(RefCell::new(Some(
-        drv.attach_to_message_loop(Duration::from_millis(5)),
-    )));
+    let attached = Rc::new(RefCell::new(Some(drv.attach_to_message_loop(Duration::from_millis(5)))));
     let a = attached.clone();
     let outcome: Rc<Cell<Option<bool>>> = Rc::default();
     let o = outcome.clone();
@@ -370,9 +333,7 @@ fn gui_attached_driver_is_not_reentered(kind: BackendKind) {
         .unwrap()
         .with(move |drv| {
             let t = drv.timers().create();
-            drv.timers()
-                .set(t, Duration::from_millis(5), Duration::ZERO)
-                .unwrap();
+            drv.timers().set(t, Duration::from_millis(5), Duration::ZERO).unwrap();
             drv.timers()
                 .wait(t, move |drv, t, _| {
                     let inner = a.borrow();
@@ -385,18 +346,11 @@ fn gui_attached_driver_is_not_reentered(kind: BackendKind) {
         .unwrap();
     let deadline = Instant::now() + LIMIT;
     while outcome.get().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the attached driver never ran its timer"
-        );
+        assert!(Instant::now() < deadline, "the attached driver never ran its timer");
         attached.borrow().as_ref().unwrap().pump().unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(
-        outcome.get(),
-        Some(true),
-        "with() inside a callback is Busy"
-    );
+    assert_eq!(outcome.get(), Some(true), "with() inside a callback is Busy");
     let drv = attached.borrow_mut().take().unwrap().detach();
     util::assert_no_leaks(&drv);
 }

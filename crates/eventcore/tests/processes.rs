@@ -16,8 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eventcore::{
-    BackendKind, Command, Driver, ExitReason, ExitStatus, IoMode, PipeHandle, ProcessId, Result,
-    Status, Stdio,
+    BackendKind, Command, Driver, ExitReason, ExitStatus, IoMode, PipeHandle, ProcessId, Result, Status, Stdio,
 };
 use util::{assert_no_leaks, driver, run_until, run_until_not_idle, TempDir};
 
@@ -75,11 +74,8 @@ fn read_to_end(drv: &mut Driver, p: PipeHandle) -> Vec<u8> {
     let out: Rc<RefCell<Vec<u8>>> = Rc::default();
     let done = Rc::new(Cell::new(false));
     fn next(drv: &mut Driver, p: PipeHandle, out: Rc<RefCell<Vec<u8>>>, done: Rc<Cell<bool>>) {
-        drv.pipes().read(
-            p,
-            vec![0; 4096],
-            IoMode::Once,
-            move |drv, p, r, buf| match r {
+        drv.pipes()
+            .read(p, vec![0; 4096], IoMode::Once, move |drv, p, r, buf| match r {
                 Ok(n) => {
                     out.borrow_mut().extend_from_slice(&buf[..n]);
                     next(drv, p, out, done);
@@ -88,8 +84,7 @@ fn read_to_end(drv: &mut Driver, p: PipeHandle) -> Vec<u8> {
                     assert_eq!(e.status(), Status::Disconnected, "{e}");
                     done.set(true);
                 }
-            },
-        );
+            });
     }
     next(drv, p, out.clone(), done.clone());
     run_until(drv, LIMIT, |_| done.get());
@@ -115,11 +110,7 @@ fn assert_reaped(pid: u32) {
     let rc = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
     let err = std::io::Error::last_os_error();
     assert_eq!(rc, -1, "waitpid({pid}) found an unreaped child");
-    assert_eq!(
-        err.raw_os_error(),
-        Some(libc::ECHILD),
-        "waitpid({pid}): {err}"
-    );
+    assert_eq!(err.raw_os_error(), Some(libc::ECHILD), "waitpid({pid}): {err}");
 }
 
 /// Runs the loop until `done` holds, with a timer keeping it alive (a
@@ -162,10 +153,7 @@ fn process_exit_code(kind: BackendKind) {
     assert_eq!(st.signal(), None);
     assert!(!st.success() && !st.is_unknown());
     assert!(drv.processes().has_exited(child.process).unwrap());
-    assert_eq!(
-        drv.processes().exit_status(child.process).unwrap(),
-        Some(st)
-    );
+    assert_eq!(drv.processes().exit_status(child.process).unwrap(), Some(st));
     assert_reaped(pid);
 
     let ok = drv.processes().spawn(Command::new("true")).unwrap();
@@ -184,10 +172,7 @@ fn process_exit_code(kind: BackendKind) {
 fn process_killed_by_signal(kind: BackendKind) {
     let mut drv = driver(kind);
     for signo in [libc::SIGTERM, libc::SIGKILL] {
-        let child = drv
-            .processes()
-            .spawn(Command::new("sleep").arg("10"))
-            .unwrap();
+        let child = drv.processes().spawn(Command::new("sleep").arg("10")).unwrap();
         let pid = drv.processes().pid(child.process).unwrap();
         assert!(!drv.processes().has_exited(child.process).unwrap());
         let s: Slot<ExitStatus> = slot();
@@ -196,10 +181,7 @@ fn process_killed_by_signal(kind: BackendKind) {
             .wait(child.process, move |_, _, st| *s2.borrow_mut() = Some(st))
             .unwrap();
         // Not a signal: refused, and the child is not touched.
-        assert_status(
-            &drv.processes().kill(child.process, 1000),
-            Status::InvalidArgument,
-        );
+        assert_status(&drv.processes().kill(child.process, 1000), Status::InvalidArgument);
         assert!(proc_state(pid).is_some_and(|s| s != 'Z'));
         let start = Instant::now();
         drv.processes().kill(child.process, signo).expect("kill");
@@ -230,11 +212,7 @@ fn process_piped_stdio_round_trip(kind: BackendKind) {
                 .stderr(Stdio::Pipe),
         )
         .unwrap();
-    let (stdin, stdout, stderr) = (
-        child.stdin.unwrap(),
-        child.stdout.unwrap(),
-        child.stderr.unwrap(),
-    );
+    let (stdin, stdout, stderr) = (child.stdin.unwrap(), child.stdout.unwrap(), child.stderr.unwrap());
     let data = b"hello through cat\n".repeat(50);
     let wrote = Rc::new(Cell::new(false));
     let w = wrote.clone();
@@ -360,9 +338,7 @@ fn process_twenty_children_exiting_at_once_all_reaped(kind: BackendKind) {
     );
     let start = Instant::now();
     drop(wfd);
-    run_until(&mut drv, Duration::from_secs(5), |_| {
-        calls.borrow().len() >= N
-    });
+    run_until(&mut drv, Duration::from_secs(5), |_| calls.borrow().len() >= N);
     eprintln!("{N} children reaped in {:?}", start.elapsed());
     assert_eq!(
         drv.process_events(Some(Duration::ZERO)).unwrap(),
@@ -395,11 +371,9 @@ fn process_spawn_missing_program_is_not_found(kind: BackendKind) {
         Command::new("true").current_dir("/nonexistent/eventcore-no-such-dir"),
     ];
     for cmd in commands {
-        let r = drv.processes().spawn(
-            cmd.stdin(Stdio::Pipe)
-                .stdout(Stdio::Pipe)
-                .stderr(Stdio::Pipe),
-        );
+        let r = drv
+            .processes()
+            .spawn(cmd.stdin(Stdio::Pipe).stdout(Stdio::Pipe).stderr(Stdio::Pipe));
         let e = r.as_ref().map(|c| c.process).expect_err("spawn must fail");
         assert_eq!(e.status(), Status::NotFound, "{e}");
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}");
@@ -522,10 +496,7 @@ fn process_wait_after_exit_runs_from_next_process_events(kind: BackendKind) {
     }
     assert!(got.borrow().is_empty(), "wait callback ran inside wait()");
     assert_eq!(drv.waiter_count(), 2);
-    assert_eq!(
-        drv.process_events(Some(Duration::ZERO)).unwrap(),
-        ExitReason::Idle
-    );
+    assert_eq!(drv.process_events(Some(Duration::ZERO)).unwrap(), ExitReason::Idle);
     assert_eq!(*got.borrow(), [Some(4), Some(4)]);
     drv.release_ref(p).unwrap();
     assert_out_of_waiters(&mut drv);
@@ -563,10 +534,7 @@ fn process_kill_after_exit_is_not_found(kind: BackendKind) {
     assert_status(&drv.processes().kill(p, libc::SIGTERM), Status::NotFound);
     assert_status(&drv.processes().kill(p, libc::SIGKILL), Status::NotFound);
     drv.release_ref(p).unwrap();
-    assert_status(
-        &drv.processes().kill(p, libc::SIGTERM),
-        Status::InvalidHandle,
-    );
+    assert_status(&drv.processes().kill(p, libc::SIGTERM), Status::InvalidHandle);
     assert_out_of_waiters(&mut drv);
     assert_no_leaks(&drv);
 }
@@ -642,12 +610,8 @@ fn process_adopt_child_pid(kind: BackendKind) {
 /// then ends `OutOfWaiters` with nothing left and every child reaped.
 fn process_spawn_from_wait_callback(kind: BackendKind) {
     fn chain(drv: &mut Driver, n: i32, codes: Rc<RefCell<Vec<i32>>>, pids: Rc<RefCell<Vec<u32>>>) {
-        let child = drv
-            .processes()
-            .spawn(sh(&format!("exit {n}")))
-            .expect("spawn");
-        pids.borrow_mut()
-            .push(drv.processes().pid(child.process).unwrap());
+        let child = drv.processes().spawn(sh(&format!("exit {n}"))).expect("spawn");
+        pids.borrow_mut().push(drv.processes().pid(child.process).unwrap());
         drv.processes()
             .wait(child.process, move |drv, p, st| {
                 codes.borrow_mut().push(st.code().unwrap());
@@ -687,10 +651,7 @@ fn process_driver_dropped_before_child_exits_leaves_no_zombie(kind: BackendKind)
         // SAFETY: waitpid with a null status pointer is allowed.
         unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0) };
     }
-    assert_eq!(
-        state, None,
-        "pid {pid} outlived its driver as {state:?} (Z = zombie)"
-    );
+    assert_eq!(state, None, "pid {pid} outlived its driver as {state:?} (Z = zombie)");
 }
 
 /// After release the process handle is stale: every call is
@@ -706,14 +667,8 @@ fn process_stale_handle_is_invalid_handle(kind: BackendKind) {
     assert_status(&drv.processes().pid(p), Status::InvalidHandle);
     assert_status(&drv.processes().has_exited(p), Status::InvalidHandle);
     assert_status(&drv.processes().exit_status(p), Status::InvalidHandle);
-    assert_status(
-        &drv.processes().kill(p, libc::SIGTERM),
-        Status::InvalidHandle,
-    );
-    assert_status(
-        &drv.processes().wait(p, |_, _, _| {}).map(drop),
-        Status::InvalidHandle,
-    );
+    assert_status(&drv.processes().kill(p, libc::SIGTERM), Status::InvalidHandle);
+    assert_status(&drv.processes().wait(p, |_, _, _| {}).map(drop), Status::InvalidHandle);
     assert!(!drv.processes().cancel_wait(p, w));
     assert_status(&drv.release_ref(p), Status::InvalidHandle);
     // The released child is still reaped while the loop runs.

@@ -67,9 +67,7 @@ fn lookup_invalid_name_fails(kind: BackendKind) {
 fn many_concurrent_lookups(kind: BackendKind) {
     let mut ex = executor(kind);
     ex.block_on(async {
-        let tasks: Vec<_> = (0..50)
-            .map(|_| rt::spawn(rt::lookup("localhost")))
-            .collect();
+        let tasks: Vec<_> = (0..50).map(|_| rt::spawn(rt::lookup("localhost"))).collect();
         for t in tasks {
             assert!(!t.await.expect("resolves").is_empty());
         }

@@ -122,9 +122,7 @@ fn notify_permits(kind: BackendKind) {
         let mut third = Box::pin(n.notified());
         assert!(poll_once(&mut third).await.is_pending());
         n.notify_one();
-        rt::timeout(Duration::from_secs(5), third)
-            .await
-            .expect("notified");
+        rt::timeout(Duration::from_secs(5), third).await.expect("notified");
     });
     assert_no_leaks(&ex);
 }

@@ -251,10 +251,7 @@ fn turn_runs_tasks(kind: BackendKind) {
         assert!(Instant::now() < deadline, "the task did not finish");
         ex.turn(Some(Duration::from_millis(50))).expect("turn");
     }
-    assert_eq!(
-        ex.turn(Some(Duration::ZERO)).expect("turn"),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(ex.turn(Some(Duration::ZERO)).expect("turn"), ExitReason::OutOfWaiters);
     assert_no_leaks(&ex);
 }
 
@@ -277,10 +274,7 @@ fn dropping_executor_drops_tasks(kind: BackendKind) {
         rt::sleep(Duration::from_secs(10)).await;
     });
     drop(ex);
-    assert!(
-        dropped.get(),
-        "the task's future was dropped with the executor"
-    );
+    assert!(dropped.get(), "the task's future was dropped with the executor");
     let mut ex2 = executor(kind);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ex2.block_on(handle)));
     assert!(r.is_err(), "awaiting a dropped task panics");

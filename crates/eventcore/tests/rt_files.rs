@@ -88,9 +88,7 @@ fn write_read_size_truncate(kind: BackendKind) {
             .await
             .expect_err("missing");
         assert_eq!(err.status(), Status::NotFound);
-        let err = File::open(&path, OpenMode::CreateNew)
-            .await
-            .expect_err("exists");
+        let err = File::open(&path, OpenMode::CreateNew).await.expect_err("exists");
         assert_eq!(err.status(), Status::AlreadyExists);
     });
     assert_settled(&mut ex);

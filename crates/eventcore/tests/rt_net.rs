@@ -152,9 +152,7 @@ fn tcp_lines_through_futures_io(kind: BackendKind) {
             n
         });
         for word in ["alpha", "beta", "gamma"] {
-            AsyncWriteExt::write_all(&mut client, word.as_bytes())
-                .await
-                .unwrap();
+            AsyncWriteExt::write_all(&mut client, word.as_bytes()).await.unwrap();
             AsyncWriteExt::write_all(&mut client, b"\n").await.unwrap();
         }
         client.close().await.expect("close writing side");
@@ -177,9 +175,7 @@ fn tcp_large_transfer_futures_io(kind: BackendKind) {
         let expected = data.clone();
         let writer = rt::spawn(async move {
             for chunk in data.chunks(7_777) {
-                AsyncWriteExt::write_all(&mut client, chunk)
-                    .await
-                    .expect("write");
+                AsyncWriteExt::write_all(&mut client, chunk).await.expect("write");
             }
             client.close().await.expect("close");
             client
@@ -187,9 +183,7 @@ fn tcp_large_transfer_futures_io(kind: BackendKind) {
         let mut got = Vec::new();
         let mut piece = vec![0u8; 3_001];
         loop {
-            let n = AsyncReadExt::read(&mut server, &mut piece)
-                .await
-                .expect("read");
+            let n = AsyncReadExt::read(&mut server, &mut piece).await.expect("read");
             if n == 0 {
                 break;
             }
@@ -232,8 +226,7 @@ fn unix_streams(kind: BackendKind) {
     let mut ex = executor(kind);
     ex.block_on(async {
         let listener = Listener::bind(path.as_path()).expect("bind");
-        let (client, accepted) =
-            futures_util::future::join(UnixStream::connect(path.clone()), listener.accept()).await;
+        let (client, accepted) = futures_util::future::join(UnixStream::connect(path.clone()), listener.accept()).await;
         let (client, (server, _)) = (client.expect("connect"), accepted.expect("accept"));
         client.write_all(b"over unix".to_vec()).await.0.unwrap();
         let (r, buf) = server.read_exact(vec![0; 9]).await;
@@ -494,11 +487,7 @@ fn futures_io_read_is_cancel_safe(kind: BackendKind) {
     ex.block_on(async {
         let (client, mut server) = tcp_pair().await;
         let mut buf = [0u8; 16];
-        let timed_out = rt::timeout(
-            Duration::from_millis(10),
-            AsyncReadExt::read(&mut server, &mut buf),
-        )
-        .await;
+        let timed_out = rt::timeout(Duration::from_millis(10), AsyncReadExt::read(&mut server, &mut buf)).await;
         assert!(timed_out.is_err());
         client.write_all(b"kept".to_vec()).await.0.unwrap();
         let n = rt::timeout(LIMIT, AsyncReadExt::read(&mut server, &mut buf))

@@ -39,8 +39,7 @@ fn assert_no_leaks(ex: &Executor) {
 fn child_cat_piped(kind: BackendKind) {
     let mut ex = executor(kind);
     ex.block_on(async {
-        let mut child = Child::spawn(Command::new("cat").stdin(Stdio::Pipe).stdout(Stdio::Pipe))
-            .expect("spawn cat");
+        let mut child = Child::spawn(Command::new("cat").stdin(Stdio::Pipe).stdout(Stdio::Pipe)).expect("spawn cat");
         let stdin = child.stdin.take().expect("stdin");
         let mut stdout = child.stdout.take().expect("stdout");
         let (n, _) = stdin.write_all(b"echo me\n".to_vec()).await;
@@ -52,10 +51,7 @@ fn child_cat_piped(kind: BackendKind) {
             .expect("in time")
             .unwrap();
         assert_eq!(out, "echo me\n");
-        let status = rt::timeout(LIMIT, child.wait())
-            .await
-            .expect("in time")
-            .unwrap();
+        let status = rt::timeout(LIMIT, child.wait()).await.expect("in time").unwrap();
         assert!(status.success(), "{status:?}");
     });
     assert_no_leaks(&ex);
@@ -73,13 +69,7 @@ fn child_exit_code_stderr_and_kill(kind: BackendKind) {
         )
         .expect("spawn sh");
         let mut err = String::new();
-        child
-            .stderr
-            .as_mut()
-            .unwrap()
-            .read_to_string(&mut err)
-            .await
-            .unwrap();
+        child.stderr.as_mut().unwrap().read_to_string(&mut err).await.unwrap();
         assert_eq!(err, "oops\n");
         let status = child.wait().await.unwrap();
         assert_eq!(status.code(), Some(3));
@@ -88,15 +78,9 @@ fn child_exit_code_stderr_and_kill(kind: BackendKind) {
         assert!(sleeper.id().unwrap() > 0);
         assert_eq!(sleeper.try_wait().unwrap(), None);
         sleeper.kill(libc::SIGTERM).unwrap();
-        let status = rt::timeout(LIMIT, sleeper.wait())
-            .await
-            .expect("in time")
-            .unwrap();
+        let status = rt::timeout(LIMIT, sleeper.wait()).await.expect("in time").unwrap();
         assert_eq!(status.signal(), Some(libc::SIGTERM));
-        assert_eq!(
-            sleeper.kill(libc::SIGTERM).unwrap_err().status(),
-            Status::NotFound
-        );
+        assert_eq!(sleeper.kill(libc::SIGTERM).unwrap_err().status(), Status::NotFound);
     });
     assert_no_leaks(&ex);
 }

@@ -54,15 +54,9 @@ fn signals_arrive_on_their_streams(kind: BackendKind) {
         let mut usr1 = Signal::listen(libc::SIGUSR1).expect("listen");
         let mut usr2 = Signal::listen(libc::SIGUSR2).expect("listen");
         raise(libc::SIGUSR1);
-        assert_eq!(
-            rt::timeout(LIMIT, usr1.recv()).await.expect("in time"),
-            libc::SIGUSR1
-        );
+        assert_eq!(rt::timeout(LIMIT, usr1.recv()).await.expect("in time"), libc::SIGUSR1);
         raise(libc::SIGUSR2);
-        assert_eq!(
-            rt::timeout(LIMIT, usr2.recv()).await.expect("in time"),
-            libc::SIGUSR2
-        );
+        assert_eq!(rt::timeout(LIMIT, usr2.recv()).await.expect("in time"), libc::SIGUSR2);
         assert_eq!(usr1.try_recv(), None);
         let err = Signal::listen(libc::SIGKILL).expect_err("not catchable");
         assert_eq!(err.status(), Status::InvalidArgument);
@@ -82,10 +76,7 @@ fn recv_dropped_while_pending(kind: BackendKind) {
             assert!(poll_once(&mut r).await.is_pending());
         }
         raise(libc::SIGUSR1);
-        assert_eq!(
-            rt::timeout(LIMIT, usr1.recv()).await.expect("in time"),
-            libc::SIGUSR1
-        );
+        assert_eq!(rt::timeout(LIMIT, usr1.recv()).await.expect("in time"), libc::SIGUSR1);
         drop(usr1);
         assert_eq!(rt::with_driver(|d| d.leak_report().signals), 0);
     });

@@ -119,10 +119,7 @@ fn interval_ticks(kind: BackendKind) {
         }
         rt::sleep(period * 3 + period / 2).await;
         let missed = iv.tick().await;
-        assert!(
-            missed >= 2,
-            "a late consumer sees the firings it missed ({missed})"
-        );
+        assert!(missed >= 2, "a late consumer sees the firings it missed ({missed})");
     });
     assert_no_leaks(&ex);
 }
@@ -139,11 +136,7 @@ fn timeout_both_ways(kind: BackendKind) {
         .await;
         assert_eq!(r, Ok(5));
         let start = Instant::now();
-        let r = rt::timeout(
-            Duration::from_millis(20),
-            rt::sleep(Duration::from_secs(10)),
-        )
-        .await;
+        let r = rt::timeout(Duration::from_millis(20), rt::sleep(Duration::from_secs(10))).await;
         assert_eq!(r, Err(Elapsed));
         assert_on_time(start, Duration::from_millis(20));
         assert_eq!(rt::with_driver(|d| d.leak_report().timers), 0);

@@ -40,10 +40,7 @@ fn is_blocked(signo: i32) -> bool {
     unsafe {
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut old);
-        assert_eq!(
-            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old),
-            0
-        );
+        assert_eq!(libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old), 0);
         libc::sigismember(&old, signo) == 1
     }
 }
@@ -55,11 +52,7 @@ fn set_blocked(signo: i32, blocked: bool) {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, signo);
-        let how = if blocked {
-            libc::SIG_BLOCK
-        } else {
-            libc::SIG_UNBLOCK
-        };
+        let how = if blocked { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
         assert_eq!(libc::pthread_sigmask(how, &set, std::ptr::null_mut()), 0);
     }
 }
@@ -76,11 +69,7 @@ fn is_pending(signo: i32) -> bool {
 }
 
 /// Listens to `signo`, logging (listener, signal) pairs into `log`.
-fn listen(
-    drv: &mut Driver,
-    signo: i32,
-    log: &Rc<RefCell<Vec<(SignalListener, i32)>>>,
-) -> SignalListener {
+fn listen(drv: &mut Driver, signo: i32, log: &Rc<RefCell<Vec<(SignalListener, i32)>>>) -> SignalListener {
     let l = log.clone();
     drv.signals()
         .listen(signo, move |_, id, s| l.borrow_mut().push((id, s)))
@@ -94,10 +83,7 @@ fn listen(
 fn signal_raised_from_timer_callback(kind: BackendKind) {
     let _serial = serial();
     let mut drv = driver(kind);
-    assert!(
-        !is_blocked(libc::SIGUSR1),
-        "precondition: SIGUSR1 unblocked"
-    );
+    assert!(!is_blocked(libc::SIGUSR1), "precondition: SIGUSR1 unblocked");
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
     let listener = drv
@@ -128,10 +114,7 @@ fn signal_raised_from_timer_callback(kind: BackendKind) {
         })
         .unwrap();
 
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     assert!(raised.get());
     assert_eq!(calls.get(), 1, "one callback for one signal");
     assert!(!drv.is_valid(listener));
@@ -156,10 +139,7 @@ fn signal_several_listeners_all_called(kind: BackendKind) {
     run_until(&mut drv, LIMIT, |_| log.borrow().len() >= 3);
     let mut got: Vec<_> = log.borrow_mut().drain(..).collect();
     got.sort_by_key(|(id, _)| [a, b, c].iter().position(|x| x == id));
-    assert_eq!(
-        got,
-        [(a, libc::SIGUSR2), (b, libc::SIGUSR2), (c, libc::SIGUSR2)]
-    );
+    assert_eq!(got, [(a, libc::SIGUSR2), (b, libc::SIGUSR2), (c, libc::SIGUSR2)]);
 
     assert!(!drv.release_ref(b).unwrap());
     assert!(is_blocked(libc::SIGUSR2), "still listened to");
@@ -176,10 +156,7 @@ fn signal_several_listeners_all_called(kind: BackendKind) {
 
     assert!(!drv.release_ref(a).unwrap());
     assert!(!drv.release_ref(c).unwrap());
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     assert!(!is_blocked(libc::SIGUSR2));
     assert_no_leaks(&drv);
 }
@@ -201,20 +178,14 @@ fn signal_two_different_signals(kind: BackendKind) {
         ExitReason::Timeout,
         "nothing more"
     );
-    assert_eq!(
-        *log.borrow(),
-        [(usr2, libc::SIGUSR2), (usr1, libc::SIGUSR1)]
-    );
+    assert_eq!(*log.borrow(), [(usr2, libc::SIGUSR2), (usr1, libc::SIGUSR1)]);
 
     assert!(!drv.release_ref(usr1).unwrap());
     assert!(!is_blocked(libc::SIGUSR1));
     assert!(is_blocked(libc::SIGUSR2));
     assert!(!drv.release_ref(usr2).unwrap());
     assert!(!is_blocked(libc::SIGUSR2));
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     assert_no_leaks(&drv);
 }
 
@@ -227,10 +198,7 @@ fn signal_release_restores_blocked_state(kind: BackendKind) {
     let mut drv = driver(kind);
     let log = Rc::new(RefCell::new(Vec::new()));
 
-    assert!(
-        !is_blocked(libc::SIGUSR1),
-        "precondition: SIGUSR1 unblocked"
-    );
+    assert!(!is_blocked(libc::SIGUSR1), "precondition: SIGUSR1 unblocked");
     let a = listen(&mut drv, libc::SIGUSR1, &log);
     let b = listen(&mut drv, libc::SIGUSR1, &log);
     assert!(is_blocked(libc::SIGUSR1));
@@ -240,10 +208,7 @@ fn signal_release_restores_blocked_state(kind: BackendKind) {
     assert!(!is_blocked(libc::SIGUSR1), "unblocked again");
 
     // Blocked by the program before: stays blocked.
-    assert!(
-        !is_blocked(libc::SIGUSR2),
-        "precondition: SIGUSR2 unblocked"
-    );
+    assert!(!is_blocked(libc::SIGUSR2), "precondition: SIGUSR2 unblocked");
     set_blocked(libc::SIGUSR2, true);
     let c = listen(&mut drv, libc::SIGUSR2, &log);
     raise(libc::SIGUSR2);
@@ -254,10 +219,7 @@ fn signal_release_restores_blocked_state(kind: BackendKind) {
     set_blocked(libc::SIGUSR2, false);
     assert!(still, "a signal blocked before listening stays blocked");
 
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     assert_no_leaks(&drv);
 }
 
@@ -302,14 +264,8 @@ fn signal_listener_is_a_waiter_until_released(kind: BackendKind) {
         drv.process_events(Some(Duration::from_millis(50))).unwrap(),
         ExitReason::OutOfWaiters
     );
-    assert_eq!(
-        drv.signals().signal_of(l).unwrap_err().status(),
-        Status::InvalidHandle
-    );
-    assert_eq!(
-        drv.release_ref(l).unwrap_err().status(),
-        Status::InvalidHandle
-    );
+    assert_eq!(drv.signals().signal_of(l).unwrap_err().status(), Status::InvalidHandle);
+    assert_eq!(drv.release_ref(l).unwrap_err().status(), Status::InvalidHandle);
     assert_no_leaks(&drv);
 }
 
@@ -327,10 +283,7 @@ fn signal_listen_again_after_release(kind: BackendKind) {
         assert!(!drv.release_ref(l).unwrap());
         assert!(!is_blocked(libc::SIGUSR1));
     }
-    assert_eq!(
-        run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::OutOfWaiters
-    );
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     assert_no_leaks(&drv);
 }
 

@@ -16,8 +16,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eventcore::{
-    BackendKind, ConnectionState, Driver, ExitReason, IoMode, ListenOptions, Result, SocketAddress,
-    Status, StreamListener, StreamSocket,
+    BackendKind, ConnectionState, Driver, ExitReason, IoMode, ListenOptions, Result, SocketAddress, Status,
+    StreamListener, StreamSocket,
 };
 
 /// The longest any single wait in these scenarios may take.
@@ -41,17 +41,13 @@ fn any_v6() -> SocketAddr {
 
 /// `len` bytes of a recognisable pattern, different for each `seed`.
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i % 251) as u8 ^ seed.wrapping_mul(31))
-        .collect()
+    (0..len).map(|i| (i % 251) as u8 ^ seed.wrapping_mul(31)).collect()
 }
 
 /// Runs `f` on the loop after `delay`, through a one-shot timer it releases.
 fn after(drv: &mut Driver, delay: Duration, f: impl FnOnce(&mut Driver) + 'static) {
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, delay, Duration::ZERO)
-        .expect("timer set");
+    drv.timers().set(t, delay, Duration::ZERO).expect("timer set");
     drv.timers()
         .wait(t, move |drv, t, fired| {
             assert!(fired, "the helper timer was stopped");
@@ -80,10 +76,7 @@ fn connected_pair(drv: &mut Driver, at: SocketAddr) -> Pair {
             assert!(acc.replace(Some(conn)).is_none(), "one connection expected");
         })
         .expect("listen");
-    let addr = drv
-        .sockets()
-        .local_address(listener)
-        .expect("listener address");
+    let addr = drv.sockets().local_address(listener).expect("listener address");
     let connected = Rc::new(Cell::new(false));
     let con = connected.clone();
     let client = drv
@@ -126,12 +119,11 @@ fn read_now(drv: &mut Driver, sock: StreamSocket, len: usize, mode: IoMode) -> I
     let out: Slot<IoOutcome> = shared();
     let calls = Rc::new(Cell::new(0));
     let (o, c) = (out.clone(), calls.clone());
-    drv.sockets()
-        .read(sock, vec![0; len], mode, move |_, s, res, buf| {
-            assert_eq!(s, sock);
-            c.set(c.get() + 1);
-            *o.borrow_mut() = Some((res, buf));
-        });
+    drv.sockets().read(sock, vec![0; len], mode, move |_, s, res, buf| {
+        assert_eq!(s, sock);
+        c.set(c.get() + 1);
+        *o.borrow_mut() = Some((res, buf));
+    });
     assert_eq!(calls.get(), 0, "the read callback ran inside read()");
     util::run_until(drv, LIMIT, |_| calls.get() > 0);
     assert_eq!(calls.get(), 1);
@@ -143,12 +135,11 @@ fn write_now(drv: &mut Driver, sock: StreamSocket, data: &[u8], mode: IoMode) ->
     let out: Slot<IoOutcome> = shared();
     let calls = Rc::new(Cell::new(0));
     let (o, c) = (out.clone(), calls.clone());
-    drv.sockets()
-        .write(sock, data.to_vec(), mode, move |_, s, res, buf| {
-            assert_eq!(s, sock);
-            c.set(c.get() + 1);
-            *o.borrow_mut() = Some((res, buf));
-        });
+    drv.sockets().write(sock, data.to_vec(), mode, move |_, s, res, buf| {
+        assert_eq!(s, sock);
+        c.set(c.get() + 1);
+        *o.borrow_mut() = Some((res, buf));
+    });
     assert_eq!(calls.get(), 0, "the write callback ran inside write()");
     util::run_until(drv, LIMIT, |_| calls.get() > 0);
     assert_eq!(calls.get(), 1);
@@ -183,16 +174,12 @@ fn tcp_connect_and_exchange(kind: BackendKind) {
         if left == 0 {
             return;
         }
-        drv.sockets().read(
-            conn,
-            vec![0; 64],
-            IoMode::Once,
-            move |drv, conn, res, mut buf| {
+        drv.sockets()
+            .read(conn, vec![0; 64], IoMode::Once, move |drv, conn, res, mut buf| {
                 buf.truncate(res.expect("server read"));
                 out.borrow_mut().push(buf);
                 read_chunks(drv, conn, out, left - 1);
-            },
-        );
+            });
     }
 
     let (rx, srv) = (received.clone(), server.clone());
@@ -226,33 +213,22 @@ fn tcp_connect_and_exchange(kind: BackendKind) {
                 Err(e) => panic!("user timeout: {e}"),
             }
             s.set_no_delay(conn, true).expect("no-delay");
-            s.write(
-                conn,
-                b"0123456789".to_vec(),
-                IoMode::All,
-                move |drv, conn, res, _| {
-                    assert_eq!(res, Ok(10));
-                    w.set(w.get() + 1);
-                    after(drv, Duration::from_millis(20), move |drv| {
-                        drv.sockets().write(
-                            conn,
-                            b"abcde".to_vec(),
-                            IoMode::Once,
-                            move |_, _, res, _| {
-                                assert_eq!(res, Ok(5));
-                                w.set(w.get() + 1);
-                            },
-                        );
-                    });
-                },
-            );
+            s.write(conn, b"0123456789".to_vec(), IoMode::All, move |drv, conn, res, _| {
+                assert_eq!(res, Ok(10));
+                w.set(w.get() + 1);
+                after(drv, Duration::from_millis(20), move |drv| {
+                    drv.sockets()
+                        .write(conn, b"abcde".to_vec(), IoMode::Once, move |_, _, res, _| {
+                            assert_eq!(res, Ok(5));
+                            w.set(w.get() + 1);
+                        });
+                });
+            });
         })
         .expect("connect");
     assert_eq!(state(&mut drv, client), ConnectionState::Connecting);
 
-    util::run_until(&mut drv, LIMIT, |_| {
-        received.borrow().len() == 2 && writes.get() == 2
-    });
+    util::run_until(&mut drv, LIMIT, |_| received.borrow().len() == 2 && writes.get() == 2);
     assert_eq!(received.borrow()[0], b"0123456789");
     assert_eq!(received.borrow()[1], b"abcde");
     let server = server.get().unwrap();
@@ -288,37 +264,23 @@ fn tcp_shutdown_sequence_reports_connection_states(kind: BackendKind) {
             let (conn, _) = res.expect("accept");
             srv.set(Some(conn));
             let sd = sd.clone();
-            drv.sockets().read(
-                conn,
-                vec![0; 10],
-                IoMode::All,
-                move |drv, conn, res, buf| {
+            drv.sockets()
+                .read(conn, vec![0; 10], IoMode::All, move |drv, conn, res, buf| {
                     assert_failed(&res, Status::Disconnected, 4);
                     assert_eq!(&buf[..4], b"ping");
                     assert_eq!(state(drv, conn), ConnectionState::PassiveClose);
-                    drv.sockets().write(
-                        conn,
-                        b"pong".to_vec(),
-                        IoMode::All,
-                        move |drv, conn, res, _| {
+                    drv.sockets()
+                        .write(conn, b"pong".to_vec(), IoMode::All, move |drv, conn, res, _| {
                             assert_eq!(res, Ok(4));
-                            drv.sockets()
-                                .shutdown(conn, false, true)
-                                .expect("server shutdown");
+                            drv.sockets().shutdown(conn, false, true).expect("server shutdown");
                             assert_eq!(state(drv, conn), ConnectionState::Closed);
-                            drv.sockets().write(
-                                conn,
-                                b"late".to_vec(),
-                                IoMode::All,
-                                move |_, _, res, _| {
+                            drv.sockets()
+                                .write(conn, b"late".to_vec(), IoMode::All, move |_, _, res, _| {
                                     assert_failed(&res, Status::Disconnected, 0);
                                     sd.set(true);
-                                },
-                            );
-                        },
-                    );
-                },
-            );
+                                });
+                        });
+                });
         })
         .expect("listen");
     let addr = drv.sockets().local_address(listener).unwrap();
@@ -328,37 +290,23 @@ fn tcp_shutdown_sequence_reports_connection_states(kind: BackendKind) {
         .sockets()
         .connect(addr, None, move |drv, conn, res| {
             res.expect("connect");
-            drv.sockets().write(
-                conn,
-                b"ping".to_vec(),
-                IoMode::All,
-                move |drv, conn, res, _| {
+            drv.sockets()
+                .write(conn, b"ping".to_vec(), IoMode::All, move |drv, conn, res, _| {
                     assert_eq!(res, Ok(4));
-                    drv.sockets()
-                        .shutdown(conn, false, true)
-                        .expect("client shutdown");
+                    drv.sockets().shutdown(conn, false, true).expect("client shutdown");
                     assert_eq!(state(drv, conn), ConnectionState::ActiveClose);
-                    drv.sockets().write(
-                        conn,
-                        b"late".to_vec(),
-                        IoMode::Once,
-                        move |drv, conn, res, _| {
+                    drv.sockets()
+                        .write(conn, b"late".to_vec(), IoMode::Once, move |drv, conn, res, _| {
                             assert_failed(&res, Status::Disconnected, 0);
-                            drv.sockets().read(
-                                conn,
-                                vec![0; 10],
-                                IoMode::All,
-                                move |drv, conn, res, buf| {
+                            drv.sockets()
+                                .read(conn, vec![0; 10], IoMode::All, move |drv, conn, res, buf| {
                                     assert_failed(&res, Status::Disconnected, 4);
                                     assert_eq!(&buf[..4], b"pong");
                                     assert_eq!(state(drv, conn), ConnectionState::Closed);
                                     cd.set(true);
-                                },
-                            );
-                        },
-                    );
-                },
-            );
+                                });
+                        });
+                });
         })
         .expect("connect");
 
@@ -380,9 +328,7 @@ fn tcp_shutdown_sequence_reports_connection_states(kind: BackendKind) {
 fn tcp_write_after_own_shutdown_keeps_read_side_open(kind: BackendKind) {
     let mut drv = util::driver(kind);
     let pair = connected_pair(&mut drv, any_v4());
-    drv.sockets()
-        .shutdown(pair.client, false, true)
-        .expect("shutdown");
+    drv.sockets().shutdown(pair.client, false, true).expect("shutdown");
     assert_eq!(state(&mut drv, pair.client), ConnectionState::ActiveClose);
     let (res, _) = write_now(&mut drv, pair.client, b"late", IoMode::Once);
     assert_failed(&res, Status::Disconnected, 0);
@@ -412,25 +358,19 @@ fn tcp_read_cancel_leaks_nothing(kind: BackendKind) {
     let (rr, acc) = (read_ran.clone(), accepted.clone());
     let listener = drv
         .sockets()
-        .listen(
-            any_v4(),
-            ListenOptions::default(),
-            move |drv, listener, res| {
-                let (conn, _) = res.expect("accept");
-                let rr = rr.clone();
-                drv.sockets()
-                    .read(conn, vec![7; 32], IoMode::Once, move |_, _, _, _| {
-                        rr.set(true)
-                    });
-                let c = drv.sockets().cancel_read(conn).expect("a read was pending");
-                assert_eq!(c.buffer.as_deref(), Some(&[7u8; 32][..]));
-                assert_eq!(c.transferred, 0);
-                assert!(drv.sockets().cancel_read(conn).is_none(), "cancelled twice");
-                assert_eq!(drv.release_ref(conn), Ok(false));
-                assert_eq!(drv.release_ref(listener), Ok(false));
-                acc.set(true);
-            },
-        )
+        .listen(any_v4(), ListenOptions::default(), move |drv, listener, res| {
+            let (conn, _) = res.expect("accept");
+            let rr = rr.clone();
+            drv.sockets()
+                .read(conn, vec![7; 32], IoMode::Once, move |_, _, _, _| rr.set(true));
+            let c = drv.sockets().cancel_read(conn).expect("a read was pending");
+            assert_eq!(c.buffer.as_deref(), Some(&[7u8; 32][..]));
+            assert_eq!(c.transferred, 0);
+            assert!(drv.sockets().cancel_read(conn).is_none(), "cancelled twice");
+            assert_eq!(drv.release_ref(conn), Ok(false));
+            assert_eq!(drv.release_ref(listener), Ok(false));
+            acc.set(true);
+        })
         .expect("listen");
     let addr = drv.sockets().local_address(listener).unwrap();
     let connected = Rc::new(Cell::new(false));
@@ -475,8 +415,7 @@ fn tcp_write_cancel_leaks_nothing(kind: BackendKind) {
                 *sp.borrow_mut() = Some(buf);
                 done.set(done.get() + 1);
             });
-        drv.process_events(Some(Duration::ZERO))
-            .expect("process_events");
+        drv.process_events(Some(Duration::ZERO)).expect("process_events");
         if completed.get() == before {
             pending = true;
             break;
@@ -484,10 +423,7 @@ fn tcp_write_cancel_leaks_nothing(kind: BackendKind) {
     }
     assert!(pending, "16 writes of 256 MiB all completed at once");
     let calls = completed.get();
-    let c = drv
-        .sockets()
-        .cancel_write(pair.client)
-        .expect("a write was pending");
+    let c = drv.sockets().cancel_write(pair.client).expect("a write was pending");
     assert_eq!(c.transferred, 0, "a pending Once write has moved nothing");
     assert_eq!(c.buffer.map(|b| b.len()), Some(CHUNK));
     assert!(drv.sockets().cancel_write(pair.client).is_none());
@@ -545,29 +481,21 @@ fn tcp_zero_length_read_waits_for_data(kind: BackendKind) {
     let w = written.clone();
     let client = pair.client;
     after(&mut drv, Duration::from_millis(100), move |drv| {
-        drv.sockets().write(
-            client,
-            b"0123456789".to_vec(),
-            IoMode::All,
-            move |_, _, res, _| {
+        drv.sockets()
+            .write(client, b"0123456789".to_vec(), IoMode::All, move |_, _, res, _| {
                 assert_eq!(res, Ok(10));
-            },
-        );
+            });
         w.set(true);
     });
     let waited: Slot<IoOutcome> = shared();
     let wt = waited.clone();
     let w = written.clone();
-    drv.sockets().read(
-        pair.server,
-        Vec::new(),
-        IoMode::Once,
-        move |_, _, res, buf| {
+    drv.sockets()
+        .read(pair.server, Vec::new(), IoMode::Once, move |_, _, res, buf| {
             assert!(w.get(), "the wait completed before any data was sent");
             assert!(start.elapsed() >= Duration::from_millis(90));
             *wt.borrow_mut() = Some((res, buf));
-        },
-    );
+        });
     util::run_until(&mut drv, LIMIT, |_| waited.borrow().is_some());
     let (res, buf) = waited.take().unwrap();
     assert_eq!(res, Ok(0));
@@ -591,9 +519,7 @@ fn tcp_wait_for_data_completes_at_end_of_stream(kind: BackendKind) {
     drv.process_events(Some(Duration::from_millis(20)))
         .expect("process_events");
     assert!(done.borrow().is_none(), "the wait completed without data");
-    drv.sockets()
-        .shutdown(pair.client, false, true)
-        .expect("shutdown");
+    drv.sockets().shutdown(pair.client, false, true).expect("shutdown");
     util::run_until(&mut drv, LIMIT, |_| done.borrow().is_some());
     assert_eq!(done.take().unwrap(), Ok(()));
     let (res, _) = read_now(&mut drv, pair.server, 8, IoMode::Once);
@@ -642,10 +568,7 @@ fn tcp_connect_refused(kind: BackendKind) {
         .sockets()
         .connect(addr, None, move |_, _, res| *r.borrow_mut() = Some(res))
         .expect("connect");
-    assert!(
-        result.borrow().is_none(),
-        "the callback ran inside connect()"
-    );
+    assert!(result.borrow().is_none(), "the callback ran inside connect()");
     util::run_until(&mut drv, LIMIT, |_| result.borrow().is_some());
     let err = result.take().unwrap().unwrap_err();
     assert_eq!(err.status(), Status::Refused, "{err}");
@@ -685,16 +608,9 @@ fn tcp_connect_with_bind_address(kind: BackendKind) {
             *o.borrow_mut() = Some(res)
         })
         .expect("connect");
-    util::run_until(&mut drv, LIMIT, |_| {
-        ok.borrow().is_some() && peers.borrow().len() == 1
-    });
+    util::run_until(&mut drv, LIMIT, |_| ok.borrow().is_some() && peers.borrow().len() == 1);
     assert_eq!(ok.take().unwrap(), Ok(()));
-    let local = drv
-        .sockets()
-        .local_address(client)
-        .unwrap()
-        .as_inet()
-        .unwrap();
+    let local = drv.sockets().local_address(client).unwrap().as_inet().unwrap();
     assert_eq!(local.ip(), bind.ip());
     assert_eq!(peers.borrow()[0], SocketAddress::Inet(local));
 
@@ -703,14 +619,9 @@ fn tcp_connect_with_bind_address(kind: BackendKind) {
     let f = failed.clone();
     let loser = drv
         .sockets()
-        .connect(addr.clone(), Some(addr), move |_, _, res| {
-            *f.borrow_mut() = Some(res)
-        })
+        .connect(addr.clone(), Some(addr), move |_, _, res| *f.borrow_mut() = Some(res))
         .expect("connect");
-    assert!(
-        failed.borrow().is_none(),
-        "the callback ran inside connect()"
-    );
+    assert!(failed.borrow().is_none(), "the callback ran inside connect()");
     util::run_until(&mut drv, LIMIT, |_| failed.borrow().is_some());
     let err = failed.take().unwrap().unwrap_err();
     assert_eq!(err.status(), Status::AddressInUse, "{err}");
@@ -744,9 +655,7 @@ fn tcp_listen_on_address_in_use(kind: BackendKind) {
     };
     let err = drv
         .sockets()
-        .listen(addr.clone(), options, |_, _, _| {
-            panic!("the failed listener accepted")
-        })
+        .listen(addr.clone(), options, |_, _, _| panic!("the failed listener accepted"))
         .expect_err("a second listener on the same address");
     assert_eq!(err.status(), Status::AddressInUse, "{err}");
     assert_eq!(err.to_io().kind(), ErrorKind::AddrInUse, "{err}");
@@ -796,18 +705,13 @@ fn tcp_peer_reset_during_write(kind: BackendKind) {
     let pair = connected_pair(&mut drv, any_v4());
     let result: Slot<IoOutcome> = shared();
     let r = result.clone();
-    drv.sockets().write(
-        pair.client,
-        vec![1; LEN],
-        IoMode::All,
-        move |_, _, res, buf| *r.borrow_mut() = Some((res, buf)),
-    );
+    drv.sockets()
+        .write(pair.client, vec![1; LEN], IoMode::All, move |_, _, res, buf| {
+            *r.borrow_mut() = Some((res, buf))
+        });
     drv.process_events(Some(Duration::from_millis(20)))
         .expect("process_events");
-    assert!(
-        result.borrow().is_none(),
-        "32 MiB went to a peer that does not read"
-    );
+    assert!(result.borrow().is_none(), "32 MiB went to a peer that does not read");
     // The server's receive queue holds unread data: closing it sends a reset.
     assert_eq!(drv.release_ref(pair.server), Ok(false));
     util::run_until(&mut drv, LIMIT, |_| result.borrow().is_some());
@@ -832,9 +736,7 @@ fn tcp_peer_reset_during_write(kind: BackendKind) {
 /// (`PassiveClose`) yet can still send to `first` (`ActiveClose`); then
 /// `second` shuts down too and both ends are `Closed`.
 fn half_close(drv: &mut Driver, first: StreamSocket, second: StreamSocket) {
-    drv.sockets()
-        .shutdown(first, false, true)
-        .expect("shutdown");
+    drv.sockets().shutdown(first, false, true).expect("shutdown");
     assert_eq!(state(drv, first), ConnectionState::ActiveClose);
     let (res, _) = read_now(drv, second, 8, IoMode::Once);
     assert_failed(&res, Status::Disconnected, 0);
@@ -847,9 +749,7 @@ fn half_close(drv: &mut Driver, first: StreamSocket, second: StreamSocket) {
     assert_eq!(buf, b"after");
     assert_eq!(state(drv, first), ConnectionState::ActiveClose);
 
-    drv.sockets()
-        .shutdown(second, false, true)
-        .expect("shutdown");
+    drv.sockets().shutdown(second, false, true).expect("shutdown");
     assert_eq!(state(drv, second), ConnectionState::Closed);
     let (res, _) = read_now(drv, first, 8, IoMode::Once);
     assert_failed(&res, Status::Disconnected, 0);
@@ -894,10 +794,7 @@ fn tcp_stale_handle_after_release(kind: BackendKind) {
     let err = drv.release_ref(stale).unwrap_err();
     assert_eq!(err.status(), Status::InvalidHandle);
     assert_eq!(
-        drv.sockets()
-            .shutdown(stale, true, true)
-            .unwrap_err()
-            .status(),
+        drv.sockets().shutdown(stale, true, true).unwrap_err().status(),
         Status::InvalidHandle
     );
     assert_eq!(
@@ -905,31 +802,23 @@ fn tcp_stale_handle_after_release(kind: BackendKind) {
         Status::InvalidHandle
     );
     assert_eq!(
-        drv.sockets()
-            .set_no_delay(stale, true)
-            .unwrap_err()
-            .status(),
+        drv.sockets().set_no_delay(stale, true).unwrap_err().status(),
         Status::InvalidHandle
     );
     assert!(drv.sockets().cancel_read(stale).is_none());
     assert!(drv.sockets().cancel_write(stale).is_none());
     assert!(!drv.sockets().cancel_connect(stale));
     assert_eq!(state(&mut drv, stale), ConnectionState::Closed);
-    assert_eq!(
-        drv.add_ref(stale).unwrap_err().status(),
-        Status::InvalidHandle
-    );
+    assert_eq!(drv.add_ref(stale).unwrap_err().status(), Status::InvalidHandle);
 
     // A new connection may reuse the slot; the stale handle must not reach it.
     let fresh = connected_pair(&mut drv, any_v4());
     let got: Slot<IoOutcome> = shared();
     let g = got.clone();
-    drv.sockets().read(
-        fresh.server,
-        vec![0; 4],
-        IoMode::All,
-        move |_, _, res, buf| *g.borrow_mut() = Some((res, buf)),
-    );
+    drv.sockets()
+        .read(fresh.server, vec![0; 4], IoMode::All, move |_, _, res, buf| {
+            *g.borrow_mut() = Some((res, buf))
+        });
     let (res, _) = read_now(&mut drv, stale, 4, IoMode::Once);
     assert_failed(&res, Status::InvalidHandle, 0);
     assert!(drv.sockets().cancel_read(stale).is_none());
@@ -954,29 +843,21 @@ fn tcp_callback_releases_its_own_socket(kind: BackendKind) {
     let pair = connected_pair(&mut drv, any_v4());
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
-    drv.sockets().read(
-        pair.server,
-        vec![0; 4],
-        IoMode::All,
-        move |drv, me, res, _| {
+    drv.sockets()
+        .read(pair.server, vec![0; 4], IoMode::All, move |drv, me, res, _| {
             assert_eq!(res, Ok(4));
             assert_eq!(drv.release_ref(me), Ok(false));
             assert!(!drv.is_valid(me));
             c.set(c.get() + 1);
-        },
-    );
+        });
     let c = calls.clone();
-    drv.sockets().read(
-        pair.client,
-        vec![0; 4],
-        IoMode::Once,
-        move |drv, me, res, _| {
+    drv.sockets()
+        .read(pair.client, vec![0; 4], IoMode::Once, move |drv, me, res, _| {
             assert!(res.is_err(), "the peer closed: {res:?}");
             assert_eq!(drv.release_ref(me), Ok(false));
             assert!(!drv.is_valid(me));
             c.set(c.get() + 10);
-        },
-    );
+        });
     let (res, _) = write_now(&mut drv, pair.client, b"bye!", IoMode::All);
     assert_eq!(res, Ok(4));
     util::run_until(&mut drv, LIMIT, |_| calls.get() == 11);
@@ -1004,13 +885,8 @@ fn tcp_read_cancel_after_data_arrived_loses_no_data(kind: BackendKind) {
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
     drv.sockets()
-        .read(pair.server, vec![0; 64], IoMode::Once, move |_, _, _, _| {
-            r.set(true)
-        });
-    let c = drv
-        .sockets()
-        .cancel_read(pair.server)
-        .expect("a read was pending");
+        .read(pair.server, vec![0; 64], IoMode::Once, move |_, _, _, _| r.set(true));
+    let c = drv.sockets().cancel_read(pair.server).expect("a read was pending");
     let buffer = c.buffer.expect("epoll gives the buffer back at once");
     let mut got = buffer[..c.transferred].to_vec();
     drv.process_events(Some(Duration::from_millis(20)))
@@ -1039,27 +915,20 @@ fn tcp_write_cancel_reports_bytes_already_sent(kind: BackendKind) {
     let pair = connected_pair(&mut drv, any_v4());
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
-    drv.sockets().write(
-        pair.client,
-        b"0123456789".to_vec(),
-        IoMode::Once,
-        move |_, _, _, _| r.set(true),
-    );
-    let c = drv
-        .sockets()
-        .cancel_write(pair.client)
-        .expect("a write was pending");
+    drv.sockets()
+        .write(pair.client, b"0123456789".to_vec(), IoMode::Once, move |_, _, _, _| {
+            r.set(true)
+        });
+    let c = drv.sockets().cancel_write(pair.client).expect("a write was pending");
     assert_eq!(c.buffer.as_deref(), Some(&b"0123456789"[..]));
 
     // Collect whatever reaches the peer within 200 ms.
     let got: Slot<IoOutcome> = shared();
     let g = got.clone();
-    drv.sockets().read(
-        pair.server,
-        vec![0; 64],
-        IoMode::Once,
-        move |_, _, res, buf| *g.borrow_mut() = Some((res, buf)),
-    );
+    drv.sockets()
+        .read(pair.server, vec![0; 64], IoMode::Once, move |_, _, res, buf| {
+            *g.borrow_mut() = Some((res, buf))
+        });
     let deadline = Instant::now() + Duration::from_millis(200);
     while got.borrow().is_none() && Instant::now() < deadline {
         drv.process_events(Some(Duration::from_millis(20)))
@@ -1098,22 +967,17 @@ fn tcp_cancel_from_callback_in_same_batch(kind: BackendKind) {
                 let n = res.expect("read");
                 assert_eq!(&buf[..n], b"0123456789");
                 runs.borrow_mut().push(me);
-                let c = drv
-                    .sockets()
-                    .cancel_read(other)
-                    .expect("the other read was pending");
+                let c = drv.sockets().cancel_read(other).expect("the other read was pending");
                 let buf = c.buffer.expect("epoll gives the buffer back at once");
                 *cancelled.borrow_mut() = Some((other, buf[..c.transferred].to_vec()));
             });
     }
     // Both writes finish in submit; both reads become ready in the next poll.
     for client in [a.client, b.client] {
-        drv.sockets().write(
-            client,
-            b"0123456789".to_vec(),
-            IoMode::All,
-            |_, _, res, _| assert_eq!(res, Ok(10)),
-        );
+        drv.sockets()
+            .write(client, b"0123456789".to_vec(), IoMode::All, |_, _, res, _| {
+                assert_eq!(res, Ok(10))
+            });
     }
     util::run_until(&mut drv, LIMIT, |_| !runs.borrow().is_empty());
     drv.process_events(Some(Duration::from_millis(20)))
@@ -1144,12 +1008,7 @@ fn tcp_callbacks_run_exactly_once_per_operation(kind: BackendKind) {
     let pair = connected_pair(&mut drv, any_v4());
     let counts: Shared<Vec<u32>> = Rc::new(RefCell::new(vec![0; ROUNDS * 4]));
 
-    fn round(
-        drv: &mut Driver,
-        pair: (StreamSocket, StreamSocket),
-        i: usize,
-        counts: Shared<Vec<u32>>,
-    ) {
+    fn round(drv: &mut Driver, pair: (StreamSocket, StreamSocket), i: usize, counts: Shared<Vec<u32>>) {
         if i == ROUNDS {
             return;
         }
@@ -1163,28 +1022,23 @@ fn tcp_callbacks_run_exactly_once_per_operation(kind: BackendKind) {
                 c.borrow_mut()[i * 4] += 1;
             });
         let c = counts.clone();
-        drv.sockets().read(
-            server,
-            vec![0; len],
-            IoMode::All,
-            move |drv, server, res, buf| {
+        drv.sockets()
+            .read(server, vec![0; len], IoMode::All, move |drv, server, res, buf| {
                 assert_eq!(res, Ok(len));
                 assert_eq!(buf, msg);
                 c.borrow_mut()[i * 4 + 1] += 1;
                 let c2 = c.clone();
-                drv.sockets()
-                    .write(server, buf, IoMode::Once, move |_, _, res, _| {
-                        assert_eq!(res, Ok(len));
-                        c2.borrow_mut()[i * 4 + 2] += 1;
-                    });
+                drv.sockets().write(server, buf, IoMode::Once, move |_, _, res, _| {
+                    assert_eq!(res, Ok(len));
+                    c2.borrow_mut()[i * 4 + 2] += 1;
+                });
                 drv.sockets()
                     .read(client, vec![0; len], IoMode::All, move |drv, _, res, _| {
                         assert_eq!(res, Ok(len));
                         c.borrow_mut()[i * 4 + 3] += 1;
                         round(drv, pair, i + 1, c);
                     });
-            },
-        );
+            });
     }
 
     round(&mut drv, (pair.client, pair.server), 0, counts.clone());
@@ -1209,19 +1063,12 @@ fn tcp_callbacks_run_exactly_once_per_operation(kind: BackendKind) {
 fn tcp_exit_from_socket_callback(kind: BackendKind) {
     let mut drv = util::driver(kind);
     let pair = connected_pair(&mut drv, any_v4());
-    drv.sockets().write(
-        pair.client,
-        b"0123456789".to_vec(),
-        IoMode::All,
-        |drv, _, res, _| {
+    drv.sockets()
+        .write(pair.client, b"0123456789".to_vec(), IoMode::All, |drv, _, res, _| {
             assert_eq!(res, Ok(10));
             drv.exit();
-        },
-    );
-    assert_eq!(
-        util::run_until_not_idle(&mut drv, LIMIT),
-        ExitReason::Exited
-    );
+        });
+    assert_eq!(util::run_until_not_idle(&mut drv, LIMIT), ExitReason::Exited);
     let (res, buf) = read_now(&mut drv, pair.server, 10, IoMode::All);
     assert_eq!(res, Ok(10));
     assert_eq!(buf, b"0123456789");
@@ -1236,12 +1083,10 @@ fn tcp_second_read_while_pending_is_busy(kind: BackendKind) {
     let pair = connected_pair(&mut drv, any_v4());
     let first: Slot<IoOutcome> = shared();
     let f = first.clone();
-    drv.sockets().read(
-        pair.server,
-        vec![0; 3],
-        IoMode::All,
-        move |_, _, res, buf| *f.borrow_mut() = Some((res, buf)),
-    );
+    drv.sockets()
+        .read(pair.server, vec![0; 3], IoMode::All, move |_, _, res, buf| {
+            *f.borrow_mut() = Some((res, buf))
+        });
     let (res, buf) = read_now(&mut drv, pair.server, 9, IoMode::Once);
     assert_failed(&res, Status::Busy, 0);
     assert_eq!(buf.len(), 9);
@@ -1264,12 +1109,10 @@ fn tcp_large_transfer_in_all_mode(kind: BackendKind) {
     let data = pattern(LEN, 5);
     let wrote: Slot<Result<usize>> = shared();
     let w = wrote.clone();
-    drv.sockets().write(
-        pair.client,
-        data.clone(),
-        IoMode::All,
-        move |_, _, res, _| *w.borrow_mut() = Some(res),
-    );
+    drv.sockets()
+        .write(pair.client, data.clone(), IoMode::All, move |_, _, res, _| {
+            *w.borrow_mut() = Some(res)
+        });
     let (res, buf) = read_now(&mut drv, pair.server, LEN, IoMode::All);
     assert_eq!(res, Ok(LEN));
     util::run_until(&mut drv, LIMIT, |_| wrote.borrow().is_some());
@@ -1336,19 +1179,13 @@ fn tcp_accept_burst_of_200_clients(kind: BackendKind) {
 fn tcp_adopt_std_stream(kind: BackendKind) {
     let mut drv = util::driver(kind);
     let std_listener = std::net::TcpListener::bind(any_v4()).expect("std listen");
-    let std_client =
-        std::net::TcpStream::connect(std_listener.local_addr().unwrap()).expect("std connect");
+    let std_client = std::net::TcpStream::connect(std_listener.local_addr().unwrap()).expect("std connect");
     let (mut std_server, _) = std_listener.accept().expect("std accept");
-    std_server
-        .set_read_timeout(Some(LIMIT))
-        .expect("read timeout");
+    std_server.set_read_timeout(Some(LIMIT)).expect("read timeout");
     let local = std_client.local_addr().unwrap();
     let sock = drv.sockets().adopt_stream(std_client).expect("adopt");
     assert_eq!(state(&mut drv, sock), ConnectionState::Connected);
-    assert_eq!(
-        drv.sockets().local_address(sock),
-        Ok(SocketAddress::Inet(local))
-    );
+    assert_eq!(drv.sockets().local_address(sock), Ok(SocketAddress::Inet(local)));
     assert_eq!(
         drv.sockets().remote_address(sock),
         Ok(SocketAddress::Inet(std_server.local_addr().unwrap()))
@@ -1398,9 +1235,7 @@ fn tcp_local_and_remote_addresses(kind: BackendKind) {
             c.set(true)
         })
         .expect("connect");
-    util::run_until(&mut drv, LIMIT, |_| {
-        connected.get() && server.get().is_some()
-    });
+    util::run_until(&mut drv, LIMIT, |_| connected.get() && server.get().is_some());
     let server = server.get().unwrap();
     let s = drv.sockets();
     let client_local = s.local_address(client).unwrap();
@@ -1408,10 +1243,7 @@ fn tcp_local_and_remote_addresses(kind: BackendKind) {
     assert_eq!(s.local_address(server), Ok(listen_addr));
     assert_eq!(s.remote_address(server), Ok(client_local.clone()));
     assert_eq!(peer.borrow().clone(), Some(client_local));
-    assert!(
-        s.remote_address(listener).is_err(),
-        "a listener has no peer"
-    );
+    assert!(s.remote_address(listener).is_err(), "a listener has no peer");
     release_pair(
         &mut drv,
         &Pair {
@@ -1434,14 +1266,9 @@ fn tcp_read_after_cancelled_read_still_receives(kind: BackendKind) {
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
     drv.sockets()
-        .read(pair.server, vec![0; 16], IoMode::Once, move |_, _, _, _| {
-            r.set(true)
-        });
+        .read(pair.server, vec![0; 16], IoMode::Once, move |_, _, _, _| r.set(true));
     drv.process_events(Some(Duration::from_millis(20))).unwrap();
-    let cancelled = drv
-        .sockets()
-        .cancel_read(pair.server)
-        .expect("a read was pending");
+    let cancelled = drv.sockets().cancel_read(pair.server).expect("a read was pending");
     assert_eq!(cancelled.transferred, 0);
     assert_eq!(state(&mut drv, pair.server), ConnectionState::Connected);
     let (res, _) = write_now(&mut drv, pair.client, b"after", IoMode::All);
@@ -1472,10 +1299,9 @@ fn tcp_hundred_concurrent_connections(kind: BackendKind) {
             drv.sockets()
                 .read(conn, vec![0; 8], IoMode::All, |drv, conn, res, buf| {
                     assert_eq!(res, Ok(8));
-                    drv.sockets()
-                        .write(conn, buf, IoMode::All, |drv, conn, _, _| {
-                            drv.release_ref(conn).unwrap();
-                        });
+                    drv.sockets().write(conn, buf, IoMode::All, |drv, conn, _, _| {
+                        drv.release_ref(conn).unwrap();
+                    });
                 });
         })
         .expect("listen");
@@ -1488,17 +1314,13 @@ fn tcp_hundred_concurrent_connections(kind: BackendKind) {
                 let msg = format!("{i:08}").into_bytes();
                 drv.sockets()
                     .write(conn, msg.clone(), IoMode::All, move |drv, conn, _, _| {
-                        drv.sockets().read(
-                            conn,
-                            vec![0; 8],
-                            IoMode::All,
-                            move |drv, conn, res, buf| {
+                        drv.sockets()
+                            .read(conn, vec![0; 8], IoMode::All, move |drv, conn, res, buf| {
                                 assert_eq!(res, Ok(8));
                                 assert_eq!(buf, msg);
                                 e.set(e.get() + 1);
                                 drv.release_ref(conn).unwrap();
-                            },
-                        );
+                            });
                     });
             })
             .expect("connect");

@@ -16,9 +16,7 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use eventcore::{
-    BackendKind, ExitReason, IoMode, ListenOptions, Result, SocketAddress, Status, StreamSocket,
-};
+use eventcore::{BackendKind, ExitReason, IoMode, ListenOptions, Result, SocketAddress, Status, StreamSocket};
 use socket2::{Domain, Socket, Type};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -76,10 +74,7 @@ fn exhaust_descriptors() -> Vec<std::fs::File> {
             Err(e) if e.raw_os_error() == Some(libc::EMFILE) => return files,
             Err(e) => panic!("opening /dev/null: {e}"),
         }
-        assert!(
-            files.len() < 10_000,
-            "the lowered limit did not take effect"
-        );
+        assert!(files.len() < 10_000, "the lowered limit did not take effect");
     }
 }
 
@@ -101,12 +96,7 @@ fn tcp_accept_out_of_descriptors(kind: BackendKind) {
             move |_, _, res| r.borrow_mut().push(res),
         )
         .expect("listen");
-    let addr = drv
-        .sockets()
-        .local_address(listener)
-        .unwrap()
-        .as_inet()
-        .unwrap();
+    let addr = drv.sockets().local_address(listener).unwrap().as_inet().unwrap();
 
     // Clients need descriptors too: create them while there are some, and
     // connect them from a helper thread once the table is full.
@@ -117,8 +107,7 @@ fn tcp_accept_out_of_descriptors(kind: BackendKind) {
     let (from_helper, connected_rx) = mpsc::channel::<Socket>();
     let helper = std::thread::spawn(move || {
         for s in helper_rx {
-            s.connect(&addr.into())
-                .expect("blocking connect into the backlog");
+            s.connect(&addr.into()).expect("blocking connect into the backlog");
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             from_helper.send(s).unwrap();
         }

@@ -26,14 +26,8 @@ const LATE: Duration = Duration::from_millis(300);
 #[track_caller]
 fn assert_on_time(what: &str, start: Instant, at: Instant, due: Duration) {
     let took = at.duration_since(start);
-    assert!(
-        took >= due,
-        "{what} fired early: after {took:?}, due at {due:?}"
-    );
-    assert!(
-        took < due + LATE,
-        "{what} fired late: after {took:?}, due at {due:?}"
-    );
+    assert!(took >= due, "{what} fired early: after {took:?}, due at {due:?}");
+    assert!(took < due + LATE, "{what} fired late: after {took:?}, due at {due:?}");
 }
 
 /// Counts how many times it was dropped: a callback that never runs must
@@ -131,11 +125,7 @@ fn timer_one_shot_then_periodic_upstream_0_timer(kind: BackendKind) {
         })
         .unwrap();
     drv.timers().stop(tm2).unwrap();
-    assert_eq!(
-        got_event.get(),
-        0,
-        "the callback must not run inside stop()"
-    );
+    assert_eq!(got_event.get(), 0, "the callback must not run inside stop()");
 
     // cancel_wait() then stop() produces no callback.
     let cancelled_ran = Rc::new(Cell::new(false));
@@ -214,9 +204,7 @@ fn timer_wait_on_unarmed_timer_reports_not_fired(kind: BackendKind) {
     assert_eq!(*results.borrow(), [false]);
 
     // Set, then stopped.
-    drv.timers()
-        .set(t, Duration::from_secs(5), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_secs(5), Duration::ZERO).unwrap();
     drv.timers().stop(t).unwrap();
     let r = results.clone();
     drv.timers()
@@ -230,9 +218,7 @@ fn timer_wait_on_unarmed_timer_reports_not_fired(kind: BackendKind) {
     assert_eq!(*results.borrow(), [false, false]);
 
     // A one-shot that already fired (nobody waited) is no longer armed.
-    drv.timers()
-        .set(t, Duration::from_millis(10), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_millis(10), Duration::ZERO).unwrap();
     assert_eq!(
         drv.process_events(Some(Duration::from_secs(5))).unwrap(),
         ExitReason::OutOfWaiters,
@@ -260,9 +246,7 @@ fn timer_wait_on_unarmed_timer_reports_not_fired(kind: BackendKind) {
 fn timer_stop_completes_pending_wait_with_not_fired(kind: BackendKind) {
     let mut drv = driver(kind);
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, Duration::from_secs(5), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_secs(5), Duration::ZERO).unwrap();
     let results: Rc<RefCell<Vec<bool>>> = Rc::default();
     let r = results.clone();
     drv.timers()
@@ -278,10 +262,7 @@ fn timer_stop_completes_pending_wait_with_not_fired(kind: BackendKind) {
         run_until_not_idle(&mut drv, Duration::from_secs(10)),
         ExitReason::OutOfWaiters
     );
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "waited for the old deadline"
-    );
+    assert!(start.elapsed() < Duration::from_secs(2), "waited for the old deadline");
     assert_eq!(*results.borrow(), [false]);
     assert!(!drv.release_ref(t).unwrap());
     assert_no_leaks(&drv);
@@ -293,9 +274,7 @@ fn timer_stop_completes_pending_wait_with_not_fired(kind: BackendKind) {
 fn timer_cancel_wait_then_stop_runs_no_callback(kind: BackendKind) {
     let mut drv = driver(kind);
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, Duration::from_secs(2), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_secs(2), Duration::ZERO).unwrap();
     let ran = Rc::new(Cell::new(false));
     let dropped = Rc::new(Cell::new(0usize));
     let (r, g) = (ran.clone(), DropCounter(dropped.clone()));
@@ -316,10 +295,7 @@ fn timer_cancel_wait_then_stop_runs_no_callback(kind: BackendKind) {
         run_until_not_idle(&mut drv, Duration::from_secs(5)),
         ExitReason::OutOfWaiters
     );
-    assert!(
-        start.elapsed() < Duration::from_secs(1),
-        "waited for the deadline"
-    );
+    assert!(start.elapsed() < Duration::from_secs(1), "waited for the deadline");
     assert!(!ran.get());
     assert!(!drv.release_ref(t).unwrap());
     assert_no_leaks(&drv);
@@ -407,9 +383,7 @@ fn timer_periodic_does_not_starve_one_shot_issue_25(kind: BackendKind) {
     });
     drv.timers().set(tm2, PERIOD, PERIOD).unwrap();
     drv.timers()
-        .wait(tm2, move |drv, t, fired| {
-            periodic_tick(drv, t, fired, ticks)
-        })
+        .wait(tm2, move |drv, t, fired| periodic_tick(drv, t, fired, ticks))
         .unwrap();
 
     assert_eq!(
@@ -527,9 +501,7 @@ fn timer_rearm_to_earlier_deadline(kind: BackendKind) {
     const TIMEOUT: Duration = Duration::from_millis(100);
     let mut drv = driver(kind);
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, Duration::from_secs(10), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_secs(10), Duration::ZERO).unwrap();
     let fired_at: Rc<RefCell<Vec<Instant>>> = Rc::default();
     let f = fired_at.clone();
     drv.timers()
@@ -558,9 +530,7 @@ fn timer_rearm_to_later_deadline(kind: BackendKind) {
     const TIMEOUT: Duration = Duration::from_millis(300);
     let mut drv = driver(kind);
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, Duration::from_millis(50), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_millis(50), Duration::ZERO).unwrap();
     let fired_at: Rc<RefCell<Vec<Instant>>> = Rc::default();
     let f = fired_at.clone();
     drv.timers()
@@ -591,9 +561,7 @@ fn timer_is_periodic_follows_last_set(kind: BackendKind) {
     assert!(!drv.timers().is_periodic(t));
     assert!(!drv.timers().is_pending(t));
 
-    drv.timers()
-        .set(t, Duration::from_secs(5), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_secs(5), Duration::ZERO).unwrap();
     assert!(!drv.timers().is_periodic(t));
     assert!(drv.timers().is_pending(t));
 
@@ -602,9 +570,7 @@ fn timer_is_periodic_follows_last_set(kind: BackendKind) {
         .unwrap();
     assert!(drv.timers().is_periodic(t));
 
-    drv.timers()
-        .set(t, Duration::from_secs(5), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_secs(5), Duration::ZERO).unwrap();
     assert!(!drv.timers().is_periodic(t));
 
     drv.timers()
@@ -623,9 +589,7 @@ fn timer_is_periodic_follows_last_set(kind: BackendKind) {
 fn timer_second_wait_while_pending_is_busy(kind: BackendKind) {
     let mut drv = driver(kind);
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, Duration::from_millis(50), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_millis(50), Duration::ZERO).unwrap();
     let first: Rc<RefCell<Vec<bool>>> = Rc::default();
     let second_ran = Rc::new(Cell::new(false));
     let third: Rc<RefCell<Vec<bool>>> = Rc::default();
@@ -677,9 +641,7 @@ fn timer_ten_thousand_fire_once_in_deadline_order(kind: BackendKind) {
         let i = (k * 7919) % N;
         let timeout = Duration::from_micros(30 * i as u64);
         let before = Instant::now();
-        drv.timers()
-            .set(timers[i], timeout, Duration::ZERO)
-            .unwrap();
+        drv.timers().set(timers[i], timeout, Duration::ZERO).unwrap();
         bounds[i] = Some((before + timeout, Instant::now() + timeout));
         let f = fired.clone();
         drv.timers()
@@ -701,26 +663,15 @@ fn timer_ten_thousand_fire_once_in_deadline_order(kind: BackendKind) {
     for &(i, _) in fired.iter() {
         count[i] += 1;
     }
-    let wrong: Vec<_> = count
-        .iter()
-        .enumerate()
-        .filter(|(_, &c)| c != 1)
-        .take(10)
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "(timer, firings) not exactly once: {wrong:?}"
-    );
+    let wrong: Vec<_> = count.iter().enumerate().filter(|(_, &c)| c != 1).take(10).collect();
+    assert!(wrong.is_empty(), "(timer, firings) not exactly once: {wrong:?}");
 
     let mut latest_earliest: Option<(usize, Instant)> = None;
     for &(i, at) in fired.iter() {
         let (lo, hi) = bounds[i].unwrap();
         assert!(at >= lo, "timer {i} fired {:?} early", lo - at);
         if let Some((j, lo_j)) = latest_earliest {
-            assert!(
-                lo_j <= hi,
-                "timer {j} (deadline surely later) fired before timer {i}"
-            );
+            assert!(lo_j <= hi, "timer {j} (deadline surely later) fired before timer {i}");
         }
         if latest_earliest.is_none_or(|(_, l)| lo > l) {
             latest_earliest = Some((i, lo));
@@ -760,10 +711,7 @@ fn timer_release_with_pending_wait_runs_no_callback(kind: BackendKind) {
         run_until_not_idle(&mut drv, Duration::from_secs(5)),
         ExitReason::OutOfWaiters
     );
-    assert!(
-        start.elapsed() < Duration::from_secs(1),
-        "the timer stayed armed"
-    );
+    assert!(start.elapsed() < Duration::from_secs(1), "the timer stayed armed");
     assert!(!ran.get());
     assert_no_leaks(&drv);
 }
@@ -779,9 +727,7 @@ fn timer_release_after_firing_before_dispatch_runs_no_callback(kind: BackendKind
     // (which timer ran, whether its handle was valid in the callback)
     let ran: Rc<RefCell<Vec<(TimerId, bool)>>> = Rc::default();
     for (me, other) in [(a, b), (b, a)] {
-        drv.timers()
-            .set(me, Duration::from_millis(10), Duration::ZERO)
-            .unwrap();
+        drv.timers().set(me, Duration::from_millis(10), Duration::ZERO).unwrap();
         let r = ran.clone();
         drv.timers()
             .wait(me, move |drv, me, fired| {
@@ -819,9 +765,7 @@ fn timer_release_after_firing_before_dispatch_runs_no_callback(kind: BackendKind
 fn timer_release_after_stop_before_dispatch_runs_no_callback(kind: BackendKind) {
     let mut drv = driver(kind);
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, Duration::from_secs(5), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_secs(5), Duration::ZERO).unwrap();
     let ran: Rc<RefCell<Vec<bool>>> = Rc::default();
     let dropped = Rc::new(Cell::new(0usize));
     let (r, g) = (ran.clone(), DropCounter(dropped.clone()));
@@ -854,9 +798,7 @@ fn timer_release_after_stop_before_dispatch_runs_no_callback(kind: BackendKind) 
 fn timer_cancel_wait_after_stop_before_dispatch_never_runs(kind: BackendKind) {
     let mut drv = driver(kind);
     let t = drv.timers().create();
-    drv.timers()
-        .set(t, Duration::from_secs(5), Duration::ZERO)
-        .unwrap();
+    drv.timers().set(t, Duration::from_secs(5), Duration::ZERO).unwrap();
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
     drv.timers().wait(t, move |_, _, _| r.set(true)).unwrap();
@@ -885,9 +827,7 @@ fn timer_cancel_wait_after_firing_before_dispatch_never_runs(kind: BackendKind) 
     // (which timer ran, what its cancel_wait of the other returned)
     let ran: Rc<RefCell<Vec<(TimerId, bool)>>> = Rc::default();
     for (me, other) in [(a, b), (b, a)] {
-        drv.timers()
-            .set(me, Duration::from_millis(10), Duration::ZERO)
-            .unwrap();
+        drv.timers().set(me, Duration::from_millis(10), Duration::ZERO).unwrap();
         let r = ran.clone();
         drv.timers()
             .wait(me, move |drv, me, fired| {
@@ -905,11 +845,7 @@ fn timer_cancel_wait_after_firing_before_dispatch_never_runs(kind: BackendKind) 
         ExitReason::OutOfWaiters
     );
     let ran = ran.borrow();
-    assert_eq!(
-        ran.len(),
-        1,
-        "a callback ran after its wait was cancelled: {ran:?}"
-    );
+    assert_eq!(ran.len(), 1, "a callback ran after its wait was cancelled: {ran:?}");
     assert!(!drv.release_ref(a).unwrap());
     assert!(!drv.release_ref(b).unwrap());
     assert_no_leaks(&drv);

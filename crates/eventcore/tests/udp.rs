@@ -14,8 +14,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use eventcore::{
-    BackendKind, DatagramOptions, DatagramSocket, Driver, ExitReason, IoMode, Result,
-    SocketAddress, Status,
+    BackendKind, DatagramOptions, DatagramSocket, Driver, ExitReason, IoMode, Result, SocketAddress, Status,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -33,9 +32,7 @@ fn loopback_v4() -> SocketAddr {
 }
 
 fn udp(drv: &mut Driver, bind: SocketAddr, options: DatagramOptions) -> DatagramSocket {
-    drv.sockets()
-        .create_datagram(bind, options)
-        .expect("create_datagram")
+    drv.sockets().create_datagram(bind, options).expect("create_datagram")
 }
 
 fn address(drv: &mut Driver, sock: DatagramSocket) -> SocketAddress {
@@ -44,21 +41,15 @@ fn address(drv: &mut Driver, sock: DatagramSocket) -> SocketAddress {
 
 /// Starts a receive whose outcome lands in the returned slot; checks that the
 /// callback does not run inside `receive`.
-fn receive_into(
-    drv: &mut Driver,
-    sock: DatagramSocket,
-    len: usize,
-    mode: IoMode,
-) -> (Slot<Received>, Rc<Cell<u32>>) {
+fn receive_into(drv: &mut Driver, sock: DatagramSocket, len: usize, mode: IoMode) -> (Slot<Received>, Rc<Cell<u32>>) {
     let out: Slot<Received> = slot();
     let calls = Rc::new(Cell::new(0));
     let (o, c) = (out.clone(), calls.clone());
-    drv.sockets()
-        .receive(sock, vec![0; len], mode, move |_, s, res, buf| {
-            assert_eq!(s, sock);
-            c.set(c.get() + 1);
-            *o.borrow_mut() = Some((res, buf));
-        });
+    drv.sockets().receive(sock, vec![0; len], mode, move |_, s, res, buf| {
+        assert_eq!(s, sock);
+        c.set(c.get() + 1);
+        *o.borrow_mut() = Some((res, buf));
+    });
     assert_eq!(calls.get(), 0, "the receive callback ran inside receive()");
     (out, calls)
 }
@@ -73,13 +64,7 @@ fn receive_now(drv: &mut Driver, sock: DatagramSocket, len: usize, mode: IoMode)
 
 /// Sends and runs the loop until the callback ran (exactly once, not inside
 /// `send`).
-fn send_now(
-    drv: &mut Driver,
-    sock: DatagramSocket,
-    data: &[u8],
-    to: Option<SocketAddress>,
-    mode: IoMode,
-) -> Sent {
+fn send_now(drv: &mut Driver, sock: DatagramSocket, data: &[u8], to: Option<SocketAddress>, mode: IoMode) -> Sent {
     let out: Slot<Sent> = slot();
     let calls = Rc::new(Cell::new(0));
     let (o, c) = (out.clone(), calls.clone());
@@ -149,10 +134,7 @@ fn udp_send_and_receive(kind: BackendKind) {
         },
     );
     let targeted_addr = address(&mut drv, targeted);
-    assert_eq!(
-        drv.sockets().remote_address(targeted),
-        Ok(base_addr.clone())
-    );
+    assert_eq!(drv.sockets().remote_address(targeted), Ok(base_addr.clone()));
 
     let (res, buf) = receive_now(&mut drv, base, 64, IoMode::Immediate);
     assert_status(&res, Status::WouldBlock);
@@ -164,13 +146,7 @@ fn udp_send_and_receive(kind: BackendKind) {
     util::run_until(&mut drv, LIMIT, |_| calls.get() > 0);
     assert_datagram(pending.take().unwrap(), b"0123456789", &targeted_addr);
 
-    let (res, _) = send_now(
-        &mut drv,
-        free,
-        b"abcde",
-        Some(base_addr.clone()),
-        IoMode::Once,
-    );
+    let (res, _) = send_now(&mut drv, free, b"abcde", Some(base_addr.clone()), IoMode::Once);
     assert_eq!(res, Ok(5));
     std::thread::sleep(Duration::from_millis(50));
     let got = receive_now(&mut drv, base, 64, IoMode::Immediate);
@@ -190,13 +166,8 @@ fn udp_receive_cancel(kind: BackendKind) {
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
     drv.sockets()
-        .receive(sock, vec![9; 16], IoMode::Once, move |_, _, _, _| {
-            r.set(true)
-        });
-    let c = drv
-        .sockets()
-        .cancel_receive(sock)
-        .expect("a receive was pending");
+        .receive(sock, vec![9; 16], IoMode::Once, move |_, _, _, _| r.set(true));
+    let c = drv.sockets().cancel_receive(sock).expect("a receive was pending");
     assert_eq!(c.buffer.as_deref(), Some(&[9u8; 16][..]));
     assert_eq!(c.transferred, 0);
     assert!(drv.sockets().cancel_receive(sock).is_none());
@@ -223,10 +194,7 @@ fn udp_receive_cancel_after_datagram_arrived_loses_nothing(kind: BackendKind) {
     let r = ran.clone();
     drv.sockets()
         .receive(b, vec![0; 64], IoMode::Once, move |_, _, _, _| r.set(true));
-    let c = drv
-        .sockets()
-        .cancel_receive(b)
-        .expect("a receive was pending");
+    let c = drv.sockets().cancel_receive(b).expect("a receive was pending");
     drv.process_events(Some(Duration::from_millis(20)))
         .expect("process_events");
     assert!(!ran.get(), "a cancelled receive's callback ran");
@@ -235,9 +203,8 @@ fn udp_receive_cancel_after_datagram_arrived_loses_nothing(kind: BackendKind) {
         assert_eq!(&buf[..c.transferred], b"queued");
     } else {
         let (res, buf) = receive_now(&mut drv, b, 64, IoMode::Immediate);
-        let (n, _) = res.unwrap_or_else(|e| {
-            panic!("the cancel reported nothing transferred and the datagram is gone: {e}")
-        });
+        let (n, _) =
+            res.unwrap_or_else(|e| panic!("the cancel reported nothing transferred and the datagram is gone: {e}"));
         assert_eq!(&buf[..n], b"queued");
     }
     release_all(&mut drv, &[a, b]);
@@ -276,17 +243,11 @@ fn udp_stale_handle_after_release(kind: BackendKind) {
     let (res, buf) = send_now(&mut drv, sock, b"gone", Some(to), IoMode::Once);
     assert_status(&res, Status::InvalidHandle);
     assert_eq!(buf, b"gone");
-    assert_eq!(
-        drv.release_ref(sock).unwrap_err().status(),
-        Status::InvalidHandle
-    );
+    assert_eq!(drv.release_ref(sock).unwrap_err().status(), Status::InvalidHandle);
     assert!(drv.sockets().cancel_receive(sock).is_none());
     assert!(drv.sockets().cancel_send(sock).is_none());
     assert_eq!(
-        drv.sockets()
-            .set_broadcast(sock, true)
-            .unwrap_err()
-            .status(),
+        drv.sockets().set_broadcast(sock, true).unwrap_err().status(),
         Status::InvalidHandle
     );
     assert_out_of_waiters(&mut drv);
@@ -345,10 +306,7 @@ fn udp_send_to_closed_port_refused_on_connected_socket(kind: BackendKind) {
     util::run_until(&mut drv, LIMIT, |_| calls.get() > 0);
     let (res, buf) = pending.take().unwrap();
     assert_status(&res, Status::Refused);
-    assert_eq!(
-        res.unwrap_err().to_io().kind(),
-        ErrorKind::ConnectionRefused
-    );
+    assert_eq!(res.unwrap_err().to_io().kind(), ErrorKind::ConnectionRefused);
     assert_eq!(buf.len(), 16);
     let (res, _) = send_now(&mut drv, sock, b"again", None, IoMode::Once);
     assert_eq!(res, Ok(5), "the error was consumed by the receive");
@@ -435,16 +393,8 @@ fn udp_broadcast_on_loopback(kind: BackendKind) {
     let (res, _) = send_now(&mut drv, sender, b"denied", Some(to.clone()), IoMode::Once);
     assert_status(&res, Status::NotAllowed);
 
-    drv.sockets()
-        .set_broadcast(sender, true)
-        .expect("set_broadcast");
-    let (res, _) = send_now(
-        &mut drv,
-        sender,
-        b"hello all",
-        Some(to.clone()),
-        IoMode::Once,
-    );
+    drv.sockets().set_broadcast(sender, true).expect("set_broadcast");
+    let (res, _) = send_now(&mut drv, sender, b"hello all", Some(to.clone()), IoMode::Once);
     assert_eq!(res, Ok(9));
     let got = receive_now(&mut drv, receiver, 64, IoMode::Once);
     assert_datagram(got, b"hello all", &sender_addr);
@@ -486,17 +436,11 @@ fn udp_multicast_with_loopback(kind: BackendKind) {
             .join_multicast(r, IpAddr::V4(group))
             .expect("join_multicast");
     }
-    let sender = udp(
-        &mut drv,
-        "0.0.0.0:0".parse().unwrap(),
-        DatagramOptions::default(),
-    );
+    let sender = udp(&mut drv, "0.0.0.0:0".parse().unwrap(), DatagramOptions::default());
     drv.sockets()
         .set_multicast_loopback(sender, true)
         .expect("multicast loopback");
-    drv.sockets()
-        .set_multicast_ttl(sender, 1)
-        .expect("multicast ttl");
+    drv.sockets().set_multicast_ttl(sender, 1).expect("multicast ttl");
     let sender_port = address(&mut drv, sender).as_inet().unwrap().port();
 
     let (got1, calls1) = receive_into(&mut drv, first, 64, IoMode::Once);

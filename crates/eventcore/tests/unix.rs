@@ -14,8 +14,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use eventcore::{
-    BackendKind, ConnectionState, DatagramOptions, DatagramSocket, Driver, ExitReason, IoMode,
-    ListenOptions, Result, SocketAddress, Status, StreamListener, StreamSocket,
+    BackendKind, ConnectionState, DatagramOptions, DatagramSocket, Driver, ExitReason, IoMode, ListenOptions, Result,
+    SocketAddress, Status, StreamListener, StreamSocket,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -34,11 +34,10 @@ fn read_now(drv: &mut Driver, sock: StreamSocket, len: usize, mode: IoMode) -> I
     let out: Slot<IoOutcome> = slot();
     let calls = Rc::new(Cell::new(0));
     let (o, c) = (out.clone(), calls.clone());
-    drv.sockets()
-        .read(sock, vec![0; len], mode, move |_, _, res, buf| {
-            c.set(c.get() + 1);
-            *o.borrow_mut() = Some((res, buf));
-        });
+    drv.sockets().read(sock, vec![0; len], mode, move |_, _, res, buf| {
+        c.set(c.get() + 1);
+        *o.borrow_mut() = Some((res, buf));
+    });
     assert_eq!(calls.get(), 0, "the read callback ran inside read()");
     util::run_until(drv, LIMIT, |_| calls.get() > 0);
     assert_eq!(calls.get(), 1);
@@ -50,11 +49,10 @@ fn write_now(drv: &mut Driver, sock: StreamSocket, data: &[u8], mode: IoMode) ->
     let out: Slot<IoOutcome> = slot();
     let calls = Rc::new(Cell::new(0));
     let (o, c) = (out.clone(), calls.clone());
-    drv.sockets()
-        .write(sock, data.to_vec(), mode, move |_, _, res, buf| {
-            c.set(c.get() + 1);
-            *o.borrow_mut() = Some((res, buf));
-        });
+    drv.sockets().write(sock, data.to_vec(), mode, move |_, _, res, buf| {
+        c.set(c.get() + 1);
+        *o.borrow_mut() = Some((res, buf));
+    });
     assert_eq!(calls.get(), 0, "the write callback ran inside write()");
     util::run_until(drv, LIMIT, |_| calls.get() > 0);
     assert_eq!(calls.get(), 1);
@@ -62,20 +60,14 @@ fn write_now(drv: &mut Driver, sock: StreamSocket, data: &[u8], mode: IoMode) ->
 }
 
 /// Starts a receive whose outcome lands in the returned slot.
-fn receive_into(
-    drv: &mut Driver,
-    sock: DatagramSocket,
-    len: usize,
-    mode: IoMode,
-) -> (Slot<Received>, Rc<Cell<u32>>) {
+fn receive_into(drv: &mut Driver, sock: DatagramSocket, len: usize, mode: IoMode) -> (Slot<Received>, Rc<Cell<u32>>) {
     let out: Slot<Received> = slot();
     let calls = Rc::new(Cell::new(0));
     let (o, c) = (out.clone(), calls.clone());
-    drv.sockets()
-        .receive(sock, vec![0; len], mode, move |_, _, res, buf| {
-            c.set(c.get() + 1);
-            *o.borrow_mut() = Some((res, buf));
-        });
+    drv.sockets().receive(sock, vec![0; len], mode, move |_, _, res, buf| {
+        c.set(c.get() + 1);
+        *o.borrow_mut() = Some((res, buf));
+    });
     assert_eq!(calls.get(), 0, "the receive callback ran inside receive()");
     (out, calls)
 }
@@ -87,13 +79,7 @@ fn receive_now(drv: &mut Driver, sock: DatagramSocket, len: usize, mode: IoMode)
     out.take().unwrap()
 }
 
-fn send_now(
-    drv: &mut Driver,
-    sock: DatagramSocket,
-    data: &[u8],
-    to: Option<SocketAddress>,
-    mode: IoMode,
-) -> IoOutcome {
+fn send_now(drv: &mut Driver, sock: DatagramSocket, data: &[u8], to: Option<SocketAddress>, mode: IoMode) -> IoOutcome {
     let out: Slot<IoOutcome> = slot();
     let calls = Rc::new(Cell::new(0));
     let (o, c) = (out.clone(), calls.clone());
@@ -143,11 +129,7 @@ fn listen_at(drv: &mut Driver, path: &Path) -> (StreamListener, Rc<RefCell<Vec<S
         .sockets()
         .listen(path, ListenOptions::default(), move |_, _, res| {
             let (conn, peer) = res.expect("accept");
-            assert_eq!(
-                peer,
-                SocketAddress::Unnamed,
-                "an unbound client has no name"
-            );
+            assert_eq!(peer, SocketAddress::Unnamed, "an unbound client has no name");
             acc.borrow_mut().push(conn);
         })
         .expect("listen");
@@ -164,10 +146,7 @@ fn connect_now(drv: &mut Driver, path: &Path) -> (StreamSocket, Result<()>) {
         .connect(path, None, move |_, _, res| *o.borrow_mut() = Some(res))
         .expect("connect");
     assert!(out.borrow().is_none(), "the callback ran inside connect()");
-    assert_eq!(
-        drv.sockets().connection_state(sock),
-        ConnectionState::Connecting
-    );
+    assert_eq!(drv.sockets().connection_state(sock), ConnectionState::Connecting);
     util::run_until(drv, LIMIT, |_| out.borrow().is_some());
     let res = out.take().unwrap();
     (sock, res)
@@ -184,18 +163,12 @@ fn unix_stream_connect_and_exchange(kind: BackendKind) {
     assert_eq!(drv.sockets().local_address(listener), Ok(unix(&path)));
     let (client, res) = connect_now(&mut drv, &path);
     assert_eq!(res, Ok(()));
-    assert_eq!(
-        drv.sockets().connection_state(client),
-        ConnectionState::Connected
-    );
+    assert_eq!(drv.sockets().connection_state(client), ConnectionState::Connected);
     util::run_until(&mut drv, LIMIT, |_| accepted.borrow().len() == 1);
     let server = accepted.borrow()[0];
     assert_eq!(drv.sockets().remote_address(client), Ok(unix(&path)));
     assert_eq!(drv.sockets().local_address(server), Ok(unix(&path)));
-    assert_eq!(
-        drv.sockets().local_address(client),
-        Ok(SocketAddress::Unnamed)
-    );
+    assert_eq!(drv.sockets().local_address(client), Ok(SocketAddress::Unnamed));
 
     let (res, _) = write_now(&mut drv, client, b"0123456789", IoMode::All);
     assert_eq!(res, Ok(10));
@@ -256,19 +229,9 @@ fn unix_datagram_send_and_receive(kind: BackendKind) {
     let (res, _) = send_now(&mut drv, targeted, b"0123456789", None, IoMode::Immediate);
     assert_eq!(res, Ok(10));
     util::run_until(&mut drv, LIMIT, |_| calls.get() > 0);
-    assert_datagram(
-        pending.take().unwrap(),
-        b"0123456789",
-        &unix(&targeted_path),
-    );
+    assert_datagram(pending.take().unwrap(), b"0123456789", &unix(&targeted_path));
 
-    let (res, _) = send_now(
-        &mut drv,
-        free,
-        b"abcde",
-        Some(unix(&base_path)),
-        IoMode::Once,
-    );
+    let (res, _) = send_now(&mut drv, free, b"abcde", Some(unix(&base_path)), IoMode::Once);
     assert_eq!(res, Ok(5));
     let got = receive_now(&mut drv, base, 64, IoMode::Immediate);
     assert_datagram(got, b"abcde", &unix(&free_path));
@@ -296,9 +259,7 @@ fn unix_datagram_receive_cancel(kind: BackendKind) {
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
     drv.sockets()
-        .receive(sock, vec![3; 8], IoMode::Once, move |_, _, _, _| {
-            r.set(true)
-        });
+        .receive(sock, vec![3; 8], IoMode::Once, move |_, _, _, _| r.set(true));
     let c = drv.sockets().cancel_receive(sock).expect("pending receive");
     assert_eq!(c.buffer.as_deref(), Some(&[3u8; 8][..]));
     assert_eq!(
@@ -316,10 +277,7 @@ fn unix_stream_pair_exchange(kind: BackendKind) {
     let mut drv = util::driver(kind);
     let (a, b) = drv.sockets().stream_pair().expect("stream_pair");
     for h in [a, b] {
-        assert_eq!(
-            drv.sockets().connection_state(h),
-            ConnectionState::Connected
-        );
+        assert_eq!(drv.sockets().connection_state(h), ConnectionState::Connected);
         assert_eq!(drv.sockets().local_address(h), Ok(SocketAddress::Unnamed));
     }
     let (res, _) = write_now(&mut drv, a, b"from a", IoMode::All);
@@ -342,10 +300,7 @@ fn unix_stream_pair_exchange(kind: BackendKind) {
             assert_eq!(e.transferred(), 0);
         }
     }
-    assert_eq!(
-        drv.sockets().connection_state(b),
-        ConnectionState::PassiveClose
-    );
+    assert_eq!(drv.sockets().connection_state(b), ConnectionState::PassiveClose);
     for h in [a, b] {
         assert_eq!(drv.release_ref(h), Ok(false));
     }
@@ -385,10 +340,7 @@ fn unix_adopt_std_stream(kind: BackendKind) {
     let (mine, mut theirs) = std::os::unix::net::UnixStream::pair().expect("pair");
     theirs.set_read_timeout(Some(LIMIT)).unwrap();
     let sock = drv.sockets().adopt_stream(mine).expect("adopt");
-    assert_eq!(
-        drv.sockets().connection_state(sock),
-        ConnectionState::Connected
-    );
+    assert_eq!(drv.sockets().connection_state(sock), ConnectionState::Connected);
     let (res, _) = write_now(&mut drv, sock, b"hello", IoMode::All);
     assert_eq!(res, Ok(5));
     let mut got = [0; 5];
@@ -411,10 +363,7 @@ fn unix_listener_release_removes_socket_file(kind: BackendKind) {
     let (first, _) = listen_at(&mut drv, &path);
     assert!(path.exists(), "listen creates the socket file");
     assert_eq!(drv.release_ref(first), Ok(false));
-    assert!(
-        !path.exists(),
-        "the released listener's socket file is still there"
-    );
+    assert!(!path.exists(), "the released listener's socket file is still there");
 
     let (second, accepted) = listen_at(&mut drv, &path);
     let (client, res) = connect_now(&mut drv, &path);
@@ -458,10 +407,7 @@ fn unix_connect_to_missing_path_is_not_found(kind: BackendKind) {
     let (sock, res) = connect_now(&mut drv, &path);
     assert_status(&res, Status::NotFound);
     assert_eq!(res.unwrap_err().to_io().kind(), ErrorKind::NotFound);
-    assert_eq!(
-        drv.sockets().connection_state(sock),
-        ConnectionState::Closed
-    );
+    assert_eq!(drv.sockets().connection_state(sock), ConnectionState::Closed);
     assert_eq!(drv.release_ref(sock), Ok(false));
     assert_quiet(&mut drv);
 }
@@ -477,14 +423,8 @@ fn unix_connect_to_stale_socket_file_is_refused(kind: BackendKind) {
     let mut drv = util::driver(kind);
     let (sock, res) = connect_now(&mut drv, &path);
     assert_status(&res, Status::Refused);
-    assert_eq!(
-        res.unwrap_err().to_io().kind(),
-        ErrorKind::ConnectionRefused
-    );
-    assert_eq!(
-        drv.sockets().connection_state(sock),
-        ConnectionState::Closed
-    );
+    assert_eq!(res.unwrap_err().to_io().kind(), ErrorKind::ConnectionRefused);
+    assert_eq!(drv.sockets().connection_state(sock), ConnectionState::Closed);
     assert_eq!(drv.release_ref(sock), Ok(false));
     assert_quiet(&mut drv);
 }

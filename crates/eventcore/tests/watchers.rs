@@ -19,9 +19,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use eventcore::{
-    BackendKind, ChangeKind, Driver, ExitReason, FileChange, Result, Status, WatcherId,
-};
+use eventcore::{BackendKind, ChangeKind, Driver, ExitReason, FileChange, Result, Status, WatcherId};
 use util::{assert_no_leaks, driver, run_until_not_idle, TempDir};
 
 /// How long one expected change may take.
@@ -48,9 +46,7 @@ fn watch(drv: &mut Driver, dir: &Path, recursive: bool) -> (WatcherId, Log) {
     let l = log.changes.clone();
     let id = drv
         .watchers()
-        .watch_directory(dir, recursive, move |_, _, change| {
-            l.borrow_mut().push(change)
-        })
+        .watch_directory(dir, recursive, move |_, _, change| l.borrow_mut().push(change))
         .expect("watch_directory");
     assert!(log.changes.borrow().is_empty(), "callback ran inside watch");
     (id, log)
@@ -104,9 +100,7 @@ fn expect_change(
             "no {kind:?} of {directory}/{name} within {WAIT:?}; saw {:?}",
             log.changes.borrow()
         );
-        let r = drv
-            .process_events(Some(left.min(Duration::from_millis(50))))
-            .unwrap();
+        let r = drv.process_events(Some(left.min(Duration::from_millis(50)))).unwrap();
         assert_ne!(r, ExitReason::OutOfWaiters, "the watcher is a waiter");
     }
 }
@@ -128,10 +122,7 @@ fn expect_quiet(drv: &mut Driver, log: &Log) {
         .drain(..)
         .filter(|c| !matches!(c, Ok(c) if log.consumed.borrow().contains(c)))
         .collect();
-    assert!(
-        unexpected.is_empty(),
-        "expected no changes, saw {unexpected:?}"
-    );
+    assert!(unexpected.is_empty(), "expected no changes, saw {unexpected:?}");
 }
 
 /// Runs the loop for `d` (the initial walk of a recursive watcher) and
@@ -194,35 +185,11 @@ fn watcher_create_modify_delete(kind: BackendKind) {
 
     let path = base.join("test.dat");
     drop(std::fs::File::create(&path).unwrap());
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Added,
-        "",
-        "test.dat",
-        false,
-    );
+    expect_change(&mut drv, &log, &base, ChangeKind::Added, "", "test.dat", false);
     std::fs::write(&path, b"hello").unwrap();
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Modified,
-        "",
-        "test.dat",
-        false,
-    );
+    expect_change(&mut drv, &log, &base, ChangeKind::Modified, "", "test.dat", false);
     std::fs::remove_file(&path).unwrap();
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Removed,
-        "",
-        "test.dat",
-        false,
-    );
+    expect_change(&mut drv, &log, &base, ChangeKind::Removed, "", "test.dat", false);
     assert!(released.get());
     assert_eq!(run_until_not_idle(&mut drv, WAIT), ExitReason::OutOfWaiters);
     assert!(!drv.is_valid(id));
@@ -273,59 +240,19 @@ fn watcher_recursive_tree(kind: BackendKind) {
     std::fs::create_dir(base.join("dird")).unwrap();
     std::fs::write(base.join("dird/file5.dat"), b"early").unwrap();
     expect_change(&mut drv, &log, &base, ChangeKind::Added, "", "dird", true);
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Added,
-        "dird",
-        "file5.dat",
-        false,
-    );
+    expect_change(&mut drv, &log, &base, ChangeKind::Added, "dird", "file5.dat", false);
     std::fs::write(base.join("dird/file5.dat"), b"later").unwrap();
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Modified,
-        "dird",
-        "file5.dat",
-        false,
-    );
+    expect_change(&mut drv, &log, &base, ChangeKind::Modified, "dird", "file5.dat", false);
     std::fs::remove_file(base.join("dird/file5.dat")).unwrap();
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Removed,
-        "dird",
-        "file5.dat",
-        false,
-    );
+    expect_change(&mut drv, &log, &base, ChangeKind::Removed, "dird", "file5.dat", false);
     test_file(&mut drv, &log, &base, "dird", "file6.dat");
 
     // A whole new tree at once.
     std::fs::create_dir_all(base.join("dire/sub1/sub2")).unwrap();
     std::fs::write(base.join("dire/sub1/sub2/deep.dat"), b"deep").unwrap();
     expect_change(&mut drv, &log, &base, ChangeKind::Added, "", "dire", true);
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Added,
-        "dire",
-        "sub1",
-        true,
-    );
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Added,
-        "dire/sub1",
-        "sub2",
-        true,
-    );
+    expect_change(&mut drv, &log, &base, ChangeKind::Added, "dire", "sub1", true);
+    expect_change(&mut drv, &log, &base, ChangeKind::Added, "dire/sub1", "sub2", true);
     expect_change(
         &mut drv,
         &log,
@@ -344,15 +271,8 @@ fn watcher_recursive_tree(kind: BackendKind) {
     touch_unwatched(&base, "", "after.dat");
     touch_unwatched(&base, "dira", "after.dat");
     std::fs::create_dir(base.join("dirf")).unwrap();
-    assert_eq!(
-        drv.process_events(Some(QUIET)).unwrap(),
-        ExitReason::OutOfWaiters
-    );
-    assert!(
-        log.changes.borrow().is_empty(),
-        "{:?}",
-        log.changes.borrow()
-    );
+    assert_eq!(drv.process_events(Some(QUIET)).unwrap(), ExitReason::OutOfWaiters);
+    assert!(log.changes.borrow().is_empty(), "{:?}", log.changes.borrow());
     assert_no_leaks(&drv);
 }
 
@@ -371,25 +291,9 @@ fn watcher_recursive_existing_tree_reports_deep_changes(kind: BackendKind) {
     test_file(&mut drv, &log, &base, "a/b/c/d", "deep.dat");
     test_file(&mut drv, &log, &base, "x/y", "other.dat");
     std::fs::write(base.join("a/b/old.dat"), b"changed").unwrap();
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Modified,
-        "a/b",
-        "old.dat",
-        false,
-    );
+    expect_change(&mut drv, &log, &base, ChangeKind::Modified, "a/b", "old.dat", false);
     std::fs::create_dir(base.join("a/b/c/d/e")).unwrap();
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Added,
-        "a/b/c/d",
-        "e",
-        true,
-    );
+    expect_change(&mut drv, &log, &base, ChangeKind::Added, "a/b/c/d", "e", true);
     test_file(&mut drv, &log, &base, "a/b/c/d/e", "deeper.dat");
 
     assert!(!drv.release_ref(id).unwrap());
@@ -515,8 +419,7 @@ fn watcher_queue_overflow_is_reported(kind: BackendKind) {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while overflows.borrow().is_empty() && Instant::now() < deadline {
-        drv.process_events(Some(Duration::from_millis(100)))
-            .unwrap();
+        drv.process_events(Some(Duration::from_millis(100))).unwrap();
     }
     let got = overflows.borrow().clone();
     assert!(
@@ -539,11 +442,7 @@ fn watcher_queue_overflow_is_reported(kind: BackendKind) {
     while added.get() == before && Instant::now() < deadline {
         drv.process_events(Some(Duration::from_millis(50))).unwrap();
     }
-    assert_eq!(
-        added.get(),
-        before + 1,
-        "watching goes on after an overflow"
-    );
+    assert_eq!(added.get(), before + 1, "watching goes on after an overflow");
 
     assert!(!drv.release_ref(id).unwrap());
     assert_eq!(run_until_not_idle(&mut drv, WAIT), ExitReason::OutOfWaiters);
@@ -564,39 +463,15 @@ fn watcher_is_directory_and_renames(kind: BackendKind) {
     std::fs::write(base.join("file"), b"f").unwrap();
     expect_change(&mut drv, &log, &base, ChangeKind::Added, "", "file", false);
     std::fs::rename(base.join("file"), base.join("renamed")).unwrap();
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Removed,
-        "",
-        "file",
-        false,
-    );
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Added,
-        "",
-        "renamed",
-        false,
-    );
+    expect_change(&mut drv, &log, &base, ChangeKind::Removed, "", "file", false);
+    expect_change(&mut drv, &log, &base, ChangeKind::Added, "", "renamed", false);
     std::fs::rename(base.join("sub"), base.join("sub2")).unwrap();
     expect_change(&mut drv, &log, &base, ChangeKind::Removed, "", "sub", true);
     expect_change(&mut drv, &log, &base, ChangeKind::Added, "", "sub2", true);
     std::fs::remove_dir(base.join("sub2")).unwrap();
     expect_change(&mut drv, &log, &base, ChangeKind::Removed, "", "sub2", true);
     std::fs::remove_file(base.join("renamed")).unwrap();
-    expect_change(
-        &mut drv,
-        &log,
-        &base,
-        ChangeKind::Removed,
-        "",
-        "renamed",
-        false,
-    );
+    expect_change(&mut drv, &log, &base, ChangeKind::Removed, "", "renamed", false);
     expect_quiet(&mut drv, &log);
 
     assert!(!drv.release_ref(id).unwrap());
@@ -617,47 +492,15 @@ fn watcher_two_watchers_same_directory(kind: BackendKind) {
     settle(&mut drv, &Log::default(), Duration::from_millis(100));
 
     std::fs::write(base.join("both.dat"), b"1").unwrap();
-    expect_change(
-        &mut drv,
-        &log1,
-        &base,
-        ChangeKind::Added,
-        "",
-        "both.dat",
-        false,
-    );
-    expect_change(
-        &mut drv,
-        &log2,
-        &base,
-        ChangeKind::Added,
-        "",
-        "both.dat",
-        false,
-    );
+    expect_change(&mut drv, &log1, &base, ChangeKind::Added, "", "both.dat", false);
+    expect_change(&mut drv, &log2, &base, ChangeKind::Added, "", "both.dat", false);
 
     assert!(!drv.release_ref(w1).unwrap());
     let seen_by_1 = log1.len();
     std::fs::write(base.join("second.dat"), b"2").unwrap();
-    expect_change(
-        &mut drv,
-        &log2,
-        &base,
-        ChangeKind::Added,
-        "",
-        "second.dat",
-        false,
-    );
+    expect_change(&mut drv, &log2, &base, ChangeKind::Added, "", "second.dat", false);
     std::fs::remove_file(base.join("second.dat")).unwrap();
-    expect_change(
-        &mut drv,
-        &log2,
-        &base,
-        ChangeKind::Removed,
-        "",
-        "second.dat",
-        false,
-    );
+    expect_change(&mut drv, &log2, &base, ChangeKind::Removed, "", "second.dat", false);
     expect_quiet(&mut drv, &log2);
     assert!(
         log1.len() <= seen_by_1,
@@ -670,15 +513,7 @@ fn watcher_two_watchers_same_directory(kind: BackendKind) {
     let (w3, log3) = watch(&mut drv, &base, false);
     assert!(!drv.release_ref(w2).unwrap());
     std::fs::write(base.join("third.dat"), b"3").unwrap();
-    expect_change(
-        &mut drv,
-        &log3,
-        &base,
-        ChangeKind::Added,
-        "",
-        "third.dat",
-        false,
-    );
+    expect_change(&mut drv, &log3, &base, ChangeKind::Added, "", "third.dat", false);
     assert!(!drv.release_ref(w3).unwrap());
     assert_eq!(run_until_not_idle(&mut drv, WAIT), ExitReason::OutOfWaiters);
     assert_no_leaks(&drv);

@@ -17,11 +17,7 @@ impl Operation for Lookup {
     type Token = LookupId;
     type Ret = Result<Vec<IpAddr>>;
 
-    fn start(
-        &mut self,
-        drv: &mut Driver,
-        done: Completer<Self::Output>,
-    ) -> Result<LookupId, Self::Ret> {
+    fn start(&mut self, drv: &mut Driver, done: Completer<Self::Output>) -> Result<LookupId, Self::Ret> {
         Ok(drv.dns().lookup(&self.name, move |_, _, r| {
             let _ = done.complete(r);
         }))
@@ -43,7 +39,5 @@ impl Operation for Lookup {
 /// **Cancel safety:** cancel-safe: dropping the future withdraws the lookup
 /// (the resolver may still finish on its worker; its answer is dropped).
 pub fn lookup(name: &str) -> impl Future<Output = Result<Vec<IpAddr>>> {
-    OpFuture::new(Lookup {
-        name: name.to_owned(),
-    })
+    OpFuture::new(Lookup { name: name.to_owned() })
 }

@@ -278,17 +278,11 @@ impl Core {
         // If the task panics, its slot is freed on the way out (and the panic
         // goes on through `block_on`).
         let guard = FreeOnUnwind { core: self, key };
-        let done = future
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_ready();
+        let done = future.as_mut().poll(&mut Context::from_waker(&waker)).is_ready();
         std::mem::forget(guard);
         let mut tasks = self.tasks.borrow_mut();
         let (index, _) = split_key(key);
-        let aborted = matches!(
-            tasks.slots[index].state,
-            TaskState::Running { aborted: true }
-        );
+        let aborted = matches!(tasks.slots[index].state, TaskState::Running { aborted: true });
         if done || aborted {
             tasks.free(index);
             drop(tasks);
@@ -410,8 +404,7 @@ impl Core {
                 let mut out = Vec::new();
                 for index in 0..tasks.slots.len() {
                     if let TaskState::Idle(_) = tasks.slots[index].state {
-                        let TaskState::Idle(f) =
-                            std::mem::replace(&mut tasks.slots[index].state, TaskState::Free)
+                        let TaskState::Idle(f) = std::mem::replace(&mut tasks.slots[index].state, TaskState::Free)
                         else {
                             unreachable!()
                         };
@@ -577,9 +570,7 @@ impl Executor {
             core.take_woken(&mut batch);
             if core.run_batch(&mut batch) {
                 main.queued.store(false, Ordering::Release);
-                if let Poll::Ready(out) =
-                    future.as_mut().poll(&mut Context::from_waker(&main_waker))
-                {
+                if let Poll::Ready(out) = future.as_mut().poll(&mut Context::from_waker(&main_waker)) {
                     core.run_deferred();
                     return out;
                 }
@@ -724,9 +715,7 @@ where
         finished: false,
         dropped: false,
     }));
-    let guard = JoinGuard {
-        state: state.clone(),
-    };
+    let guard = JoinGuard { state: state.clone() };
     let key = core.spawn_boxed(Box::pin(async move {
         let output = future.await;
         let waker = {
@@ -944,9 +933,7 @@ impl Spawner {
             finished: false,
             dropped: false,
         }));
-        let guard = RemoteGuard {
-            state: state.clone(),
-        };
+        let guard = RemoteGuard { state: state.clone() };
         let injected: Injected = Box::new(move || {
             Box::pin(RemoteTask {
                 future: Box::pin(make()),
@@ -972,9 +959,7 @@ impl Spawner {
 
 impl std::fmt::Debug for Spawner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Spawner")
-            .field("executor", &self.shared.id)
-            .finish()
+        f.debug_struct("Spawner").field("executor", &self.shared.id).finish()
     }
 }
 

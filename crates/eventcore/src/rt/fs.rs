@@ -80,21 +80,15 @@ impl Operation for Transfer {
     type Token = (FileHandle, bool);
     type Ret = BufResult<usize>;
 
-    fn start(
-        &mut self,
-        drv: &mut Driver,
-        done: Completer<Self::Output>,
-    ) -> Result<Self::Token, Self::Ret> {
+    fn start(&mut self, drv: &mut Driver, done: Completer<Self::Output>) -> Result<Self::Token, Self::Ret> {
         let buf = self.buf.take().expect("started once");
         let cb = move |_: &mut Driver, _, r, b| {
             let _ = done.complete((r, b));
         };
         if self.write {
-            drv.files()
-                .write(self.handle, self.offset, buf, self.mode, cb);
+            drv.files().write(self.handle, self.offset, buf, self.mode, cb);
         } else {
-            drv.files()
-                .read(self.handle, self.offset, buf, self.mode, cb);
+            drv.files().read(self.handle, self.offset, buf, self.mode, cb);
         }
         Ok((self.handle, self.write))
     }
@@ -114,10 +108,7 @@ impl Operation for Transfer {
     }
 
     fn busy(&mut self) -> Self::Ret {
-        (
-            Err(Error::new(Status::Busy)),
-            self.buf.take().unwrap_or_default(),
-        )
+        (Err(Error::new(Status::Busy)), self.buf.take().unwrap_or_default())
     }
 }
 
@@ -216,11 +207,7 @@ impl File {
     /// **Cancel safety:** cancel-safe (a positional read changes nothing):
     /// dropping the future withdraws the read; the worker may still be
     /// reading into the buffer, which the driver keeps until it is done.
-    pub fn read_at(
-        &self,
-        buf: Vec<u8>,
-        offset: u64,
-    ) -> impl Future<Output = BufResult<usize>> + '_ {
+    pub fn read_at(&self, buf: Vec<u8>, offset: u64) -> impl Future<Output = BufResult<usize>> + '_ {
         self.transfer(buf, offset, IoMode::Once, false)
     }
 
@@ -228,11 +215,7 @@ impl File {
     /// is [`Status::EndOfFile`] with the count in [`Error::transferred`].
     ///
     /// **Cancel safety:** cancel-safe, as [`File::read_at`].
-    pub fn read_exact_at(
-        &self,
-        buf: Vec<u8>,
-        offset: u64,
-    ) -> impl Future<Output = BufResult<usize>> + '_ {
+    pub fn read_exact_at(&self, buf: Vec<u8>, offset: u64) -> impl Future<Output = BufResult<usize>> + '_ {
         self.transfer(buf, offset, IoMode::All, false)
     }
 
@@ -240,11 +223,7 @@ impl File {
     ///
     /// **Cancel safety:** not cancel-safe: dropped while pending, the write
     /// may still happen (the worker may already be writing).
-    pub fn write_at(
-        &self,
-        buf: Vec<u8>,
-        offset: u64,
-    ) -> impl Future<Output = BufResult<usize>> + '_ {
+    pub fn write_at(&self, buf: Vec<u8>, offset: u64) -> impl Future<Output = BufResult<usize>> + '_ {
         self.transfer(buf, offset, IoMode::Once, true)
     }
 
@@ -252,11 +231,7 @@ impl File {
     ///
     /// **Cancel safety:** not cancel-safe: dropped while pending, any prefix
     /// of `buf` may have been written.
-    pub fn write_all_at(
-        &self,
-        buf: Vec<u8>,
-        offset: u64,
-    ) -> impl Future<Output = BufResult<usize>> + '_ {
+    pub fn write_all_at(&self, buf: Vec<u8>, offset: u64) -> impl Future<Output = BufResult<usize>> + '_ {
         self.transfer(buf, offset, IoMode::All, true)
     }
 

@@ -50,20 +50,8 @@ mod sealed {
 
     /// What a byte stream needs from its driver handle.
     pub trait RawStream: Handle + Unpin + 'static {
-        fn read(
-            self,
-            drv: &mut Driver,
-            buf: Vec<u8>,
-            mode: IoMode,
-            done: impl FnOnce(BufResult<usize>) + 'static,
-        );
-        fn write(
-            self,
-            drv: &mut Driver,
-            buf: Vec<u8>,
-            mode: IoMode,
-            done: impl FnOnce(BufResult<usize>) + 'static,
-        );
+        fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static);
+        fn write(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static);
         fn cancel_read(self, drv: &mut Driver);
         fn cancel_write(self, drv: &mut Driver);
         /// Ends the writing direction. Returns whether the handle is gone
@@ -81,25 +69,11 @@ impl StreamHandle for StreamSocket {}
 impl StreamHandle for PipeHandle {}
 
 impl sealed::RawStream for StreamSocket {
-    fn read(
-        self,
-        drv: &mut Driver,
-        buf: Vec<u8>,
-        mode: IoMode,
-        done: impl FnOnce(BufResult<usize>) + 'static,
-    ) {
-        drv.sockets()
-            .read(self, buf, mode, move |_, _, r, b| done((r, b)));
+    fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
+        drv.sockets().read(self, buf, mode, move |_, _, r, b| done((r, b)));
     }
-    fn write(
-        self,
-        drv: &mut Driver,
-        buf: Vec<u8>,
-        mode: IoMode,
-        done: impl FnOnce(BufResult<usize>) + 'static,
-    ) {
-        drv.sockets()
-            .write(self, buf, mode, move |_, _, r, b| done((r, b)));
+    fn write(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
+        drv.sockets().write(self, buf, mode, move |_, _, r, b| done((r, b)));
     }
     fn cancel_read(self, drv: &mut Driver) {
         drv.sockets().cancel_read(self);
@@ -115,25 +89,11 @@ impl sealed::RawStream for StreamSocket {
 
 #[cfg(unix)]
 impl sealed::RawStream for PipeHandle {
-    fn read(
-        self,
-        drv: &mut Driver,
-        buf: Vec<u8>,
-        mode: IoMode,
-        done: impl FnOnce(BufResult<usize>) + 'static,
-    ) {
-        drv.pipes()
-            .read(self, buf, mode, move |_, _, r, b| done((r, b)));
+    fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
+        drv.pipes().read(self, buf, mode, move |_, _, r, b| done((r, b)));
     }
-    fn write(
-        self,
-        drv: &mut Driver,
-        buf: Vec<u8>,
-        mode: IoMode,
-        done: impl FnOnce(BufResult<usize>) + 'static,
-    ) {
-        drv.pipes()
-            .write(self, buf, mode, move |_, _, r, b| done((r, b)));
+    fn write(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
+        drv.pipes().write(self, buf, mode, move |_, _, r, b| done((r, b)));
     }
     fn cancel_read(self, drv: &mut Driver) {
         drv.pipes().cancel_read(self);
@@ -210,11 +170,7 @@ impl<H: StreamHandle> Operation for Transfer<H> {
     type Token = (H, bool);
     type Ret = BufResult<usize>;
 
-    fn start(
-        &mut self,
-        drv: &mut Driver,
-        done: Completer<BufResult<usize>>,
-    ) -> Result<(H, bool), BufResult<usize>> {
+    fn start(&mut self, drv: &mut Driver, done: Completer<BufResult<usize>>) -> Result<(H, bool), BufResult<usize>> {
         let buf = self.buf.take().expect("started once");
         if self.write {
             self.handle.write(drv, buf, self.mode, move |r| {
@@ -241,10 +197,7 @@ impl<H: StreamHandle> Operation for Transfer<H> {
     }
 
     fn busy(&mut self) -> BufResult<usize> {
-        (
-            Err(Error::new(Status::Busy)),
-            self.buf.take().unwrap_or_default(),
-        )
+        (Err(Error::new(Status::Busy)), self.buf.take().unwrap_or_default())
     }
 }
 
@@ -320,17 +273,8 @@ impl<H: StreamHandle> ByteStream<H> {
         self.io.handle
     }
 
-    fn transfer(
-        &self,
-        buf: Vec<u8>,
-        mode: IoMode,
-        write: bool,
-    ) -> impl Future<Output = BufResult<usize>> + '_ {
-        let guard = if write {
-            &self.io.writing
-        } else {
-            &self.io.reading
-        };
+    fn transfer(&self, buf: Vec<u8>, mode: IoMode, write: bool) -> impl Future<Output = BufResult<usize>> + '_ {
+        let guard = if write { &self.io.writing } else { &self.io.reading };
         OpFuture::guarded(
             Transfer {
                 handle: self.io.handle,
@@ -388,10 +332,7 @@ impl<H: StreamHandle> ByteStream<H> {
     ///
     /// **Cancel safety:** cancel-safe.
     pub async fn readable(&self) -> Result<()> {
-        self.transfer(Vec::new(), IoMode::Once, false)
-            .await
-            .0
-            .map(drop)
+        self.transfer(Vec::new(), IoMode::Once, false).await.0.map(drop)
     }
 
     /// Borrows the stream as a reading half and a writing half, which can be
@@ -431,11 +372,7 @@ impl<H: StreamHandle> std::fmt::Debug for ByteStream<H> {
 
 impl ReadState {
     /// Makes sure there is buffered data or end of stream.
-    fn poll_fill<H: StreamHandle>(
-        &mut self,
-        io: &IoCore<H>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_fill<H: StreamHandle>(&mut self, io: &IoCore<H>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             if self.pos < self.filled || self.eof {
                 return Poll::Ready(Ok(()));
@@ -489,11 +426,7 @@ impl ReadState {
         Poll::Ready(Ok(n))
     }
 
-    fn poll_fill_buf<H: StreamHandle>(
-        &mut self,
-        io: &IoCore<H>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<&[u8]>> {
+    fn poll_fill_buf<H: StreamHandle>(&mut self, io: &IoCore<H>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
         std::task::ready!(self.poll_fill(io, cx))?;
         Poll::Ready(Ok(&self.buf[self.pos..self.filled]))
     }
@@ -505,11 +438,7 @@ impl ReadState {
 
 impl WriteState {
     /// Waits for the write in flight, if any; keeps its error.
-    fn poll_in_flight<H: StreamHandle>(
-        &mut self,
-        io: &IoCore<H>,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
+    fn poll_in_flight<H: StreamHandle>(&mut self, io: &IoCore<H>, cx: &mut Context<'_>) -> Poll<()> {
         if let Some(slot) = &self.pending {
             let (res, mut buf) = std::task::ready!(slot.poll(cx));
             self.pending = None;
@@ -578,11 +507,7 @@ impl WriteState {
         Poll::Ready(Ok(n))
     }
 
-    fn poll_flush<H: StreamHandle>(
-        &mut self,
-        io: &IoCore<H>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_flush<H: StreamHandle>(&mut self, io: &IoCore<H>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             std::task::ready!(self.poll_in_flight(io, cx));
             if let Some(e) = &self.error {
@@ -595,11 +520,7 @@ impl WriteState {
         }
     }
 
-    fn poll_close<H: StreamHandle>(
-        &mut self,
-        io: &IoCore<H>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_close<H: StreamHandle>(&mut self, io: &IoCore<H>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.closed {
             return Poll::Ready(Ok(()));
         }
@@ -615,11 +536,7 @@ impl WriteState {
 }
 
 impl<H: StreamHandle> AsyncRead for ByteStream<H> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.r.poll_read(&this.io, cx, buf)
     }
@@ -637,11 +554,7 @@ impl<H: StreamHandle> AsyncBufRead for ByteStream<H> {
 }
 
 impl<H: StreamHandle> AsyncWrite for ByteStream<H> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.w.poll_write(&this.io, cx, buf)
     }
@@ -675,11 +588,7 @@ pub struct WriteHalf<'a, H: StreamHandle> {
 }
 
 impl<H: StreamHandle> AsyncRead for ReadHalf<'_, H> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.r.poll_read(this.io, cx, buf)
     }
@@ -697,11 +606,7 @@ impl<H: StreamHandle> AsyncBufRead for ReadHalf<'_, H> {
 }
 
 impl<H: StreamHandle> AsyncWrite for WriteHalf<'_, H> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.w.poll_write(this.io, cx, buf)
     }

@@ -86,16 +86,12 @@ mod watch;
 pub use dns::lookup;
 pub use event::{Event, EventTrigger, Notified, Notify, NotifyHandle, WaitEvent};
 pub use executor::{
-    quit_message, spawn, spawner, with_driver, yield_now, Executor, JoinHandle, RemoteJoinHandle,
-    Spawner,
+    quit_message, spawn, spawner, with_driver, yield_now, Executor, JoinHandle, RemoteJoinHandle, Spawner,
 };
 #[cfg(unix)]
 pub use fs::File;
 pub use io::{ByteStream, ReadHalf, StreamHandle, WriteHalf};
-pub use net::{
-    DatagramSocket, Listener, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener,
-    UnixStream,
-};
+pub use net::{DatagramSocket, Listener, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
 #[cfg(unix)]
 pub use pipe::Pipe;
 #[cfg(unix)]

@@ -17,8 +17,8 @@ use super::io::ByteStream;
 use super::op::{Completer, OpFuture, Operation, Queue};
 use super::BufResult;
 use crate::{
-    ConnectionState, DatagramOptions, Driver, Error, ListenOptions, Result, SocketAddress, Status,
-    StreamListener, StreamSocket,
+    ConnectionState, DatagramOptions, Driver, Error, ListenOptions, Result, SocketAddress, Status, StreamListener,
+    StreamSocket,
 };
 
 /// A TCP connection: a [`ByteStream`] over a stream socket.
@@ -46,11 +46,7 @@ impl Operation for Connect {
     type Token = StreamSocket;
     type Ret = Result<ByteStream<StreamSocket>>;
 
-    fn start(
-        &mut self,
-        drv: &mut Driver,
-        done: Completer<Result<()>>,
-    ) -> Result<StreamSocket, Self::Ret> {
+    fn start(&mut self, drv: &mut Driver, done: Completer<Result<()>>) -> Result<StreamSocket, Self::Ret> {
         let to = self.to.take().expect("started once");
         drv.sockets()
             .connect(to, self.bind.take(), move |_, _, r| {
@@ -85,9 +81,7 @@ impl ByteStream<StreamSocket> {
     /// **Cancel safety:** cancel-safe: dropping the future withdraws the
     /// connect and closes the socket (a connection that was already made is
     /// closed too).
-    pub fn connect(
-        to: impl Into<SocketAddress>,
-    ) -> impl Future<Output = Result<ByteStream<StreamSocket>>> {
+    pub fn connect(to: impl Into<SocketAddress>) -> impl Future<Output = Result<ByteStream<StreamSocket>>> {
         OpFuture::new(Connect {
             to: Some(to.into()),
             bind: None,
@@ -110,10 +104,7 @@ impl ByteStream<StreamSocket> {
     pub fn pair() -> Result<(UnixStream, UnixStream)> {
         let core = current();
         let (a, b) = core.with_driver(|drv| drv.sockets().stream_pair())?;
-        Ok((
-            ByteStream::from_raw(core.clone(), a),
-            ByteStream::from_raw(core, b),
-        ))
+        Ok((ByteStream::from_raw(core.clone(), a), ByteStream::from_raw(core, b)))
     }
 
     /// Takes over a connected OS stream socket (`std::net::TcpStream`,
@@ -127,36 +118,31 @@ impl ByteStream<StreamSocket> {
     /// The local address.
     pub fn local_addr(&self) -> Result<SocketAddress> {
         let h = self.raw_handle();
-        self.core()
-            .with_driver(|drv| drv.sockets().local_address(h))
+        self.core().with_driver(|drv| drv.sockets().local_address(h))
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> Result<SocketAddress> {
         let h = self.raw_handle();
-        self.core()
-            .with_driver(|drv| drv.sockets().remote_address(h))
+        self.core().with_driver(|drv| drv.sockets().remote_address(h))
     }
 
     /// The connection's state (see [`ConnectionState`]).
     pub fn connection_state(&self) -> ConnectionState {
         let h = self.raw_handle();
-        self.core()
-            .with_driver(|drv| drv.sockets().connection_state(h))
+        self.core().with_driver(|drv| drv.sockets().connection_state(h))
     }
 
     /// Sets `TCP_NODELAY`.
     pub fn set_nodelay(&self, enable: bool) -> Result<()> {
         let h = self.raw_handle();
-        self.core()
-            .with_driver(|drv| drv.sockets().set_no_delay(h, enable))
+        self.core().with_driver(|drv| drv.sockets().set_no_delay(h, enable))
     }
 
     /// Turns TCP keep-alive on or off.
     pub fn set_keep_alive(&self, enable: bool) -> Result<()> {
         let h = self.raw_handle();
-        self.core()
-            .with_driver(|drv| drv.sockets().set_keep_alive(h, enable))
+        self.core().with_driver(|drv| drv.sockets().set_keep_alive(h, enable))
     }
 
     /// Shuts down reading and/or writing (the peer reads end of stream after
@@ -164,8 +150,7 @@ impl ByteStream<StreamSocket> {
     /// writing, after flushing its buffer.
     pub fn shutdown(&self, read: bool, write: bool) -> Result<()> {
         let h = self.raw_handle();
-        self.core()
-            .with_driver(|drv| drv.sockets().shutdown(h, read, write))
+        self.core().with_driver(|drv| drv.sockets().shutdown(h, read, write))
     }
 }
 
@@ -342,10 +327,7 @@ impl Operation for SendTo {
     }
 
     fn busy(&mut self) -> BufResult<usize> {
-        (
-            Err(Error::new(Status::Busy)),
-            self.buf.take().unwrap_or_default(),
-        )
+        (Err(Error::new(Status::Busy)), self.buf.take().unwrap_or_default())
     }
 }
 
@@ -359,11 +341,7 @@ impl Operation for Receive {
     type Token = crate::DatagramSocket;
     type Ret = BufResult<(usize, SocketAddress)>;
 
-    fn start(
-        &mut self,
-        drv: &mut Driver,
-        done: Completer<Self::Output>,
-    ) -> Result<crate::DatagramSocket, Self::Ret> {
+    fn start(&mut self, drv: &mut Driver, done: Completer<Self::Output>) -> Result<crate::DatagramSocket, Self::Ret> {
         let buf = self.buf.take().expect("started once");
         drv.sockets()
             .receive(self.handle, buf, crate::IoMode::Once, move |_, _, r, b| {
@@ -381,10 +359,7 @@ impl Operation for Receive {
     }
 
     fn busy(&mut self) -> Self::Ret {
-        (
-            Err(Error::new(Status::Busy)),
-            self.buf.take().unwrap_or_default(),
-        )
+        (Err(Error::new(Status::Busy)), self.buf.take().unwrap_or_default())
     }
 }
 
@@ -397,10 +372,7 @@ impl DatagramSocket {
 
     /// A socket bound to `addr`, with `options` (default target, broadcast,
     /// address reuse).
-    pub fn bind_with(
-        addr: impl Into<SocketAddress>,
-        options: DatagramOptions,
-    ) -> Result<DatagramSocket> {
+    pub fn bind_with(addr: impl Into<SocketAddress>, options: DatagramOptions) -> Result<DatagramSocket> {
         let core = current();
         let handle = core.with_driver(|drv| drv.sockets().create_datagram(addr, options))?;
         Ok(DatagramSocket::from_raw(core, handle))
@@ -437,11 +409,7 @@ impl DatagramSocket {
     ///
     /// **Cancel safety:** not cancel-safe once polled: dropped while pending,
     /// the datagram may or may not have been sent.
-    pub fn send_to(
-        &self,
-        buf: Vec<u8>,
-        to: impl Into<SocketAddress>,
-    ) -> impl Future<Output = BufResult<usize>> + '_ {
+    pub fn send_to(&self, buf: Vec<u8>, to: impl Into<SocketAddress>) -> impl Future<Output = BufResult<usize>> + '_ {
         OpFuture::guarded(
             SendTo {
                 handle: self.handle,
@@ -471,10 +439,7 @@ impl DatagramSocket {
     ///
     /// **Cancel safety:** not cancel-safe once polled: dropped while pending,
     /// a datagram the OS already delivered into the buffer is lost.
-    pub fn recv_from(
-        &self,
-        buf: Vec<u8>,
-    ) -> impl Future<Output = BufResult<(usize, SocketAddress)>> + '_ {
+    pub fn recv_from(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<(usize, SocketAddress)>> + '_ {
         OpFuture::guarded(
             Receive {
                 handle: self.handle,
@@ -499,15 +464,13 @@ impl DatagramSocket {
     /// Allows or forbids sending to broadcast addresses.
     pub fn set_broadcast(&self, enable: bool) -> Result<()> {
         let h = self.handle;
-        self.core
-            .with_driver(|drv| drv.sockets().set_broadcast(h, enable))
+        self.core.with_driver(|drv| drv.sockets().set_broadcast(h, enable))
     }
 
     /// Joins a multicast group on the default interface.
     pub fn join_multicast(&self, group: std::net::IpAddr) -> Result<()> {
         let h = self.handle;
-        self.core
-            .with_driver(|drv| drv.sockets().join_multicast(h, group))
+        self.core.with_driver(|drv| drv.sockets().join_multicast(h, group))
     }
 
     /// Whether this socket's multicast datagrams loop back to local members.

@@ -83,9 +83,7 @@ impl<T> Slot<T> {
 
 impl<T> std::fmt::Debug for Slot<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Slot")
-            .field("filled", &self.is_filled())
-            .finish()
+        f.debug_struct("Slot").field("filled", &self.is_filled()).finish()
     }
 }
 
@@ -124,11 +122,7 @@ pub(crate) trait Operation: Unpin {
     /// Starts the operation with a callback that calls `done.complete`
     /// exactly once (unless cancelled). `Err` completes the future at once,
     /// without a callback (the operation could not even be started).
-    fn start(
-        &mut self,
-        drv: &mut Driver,
-        done: Completer<Self::Output>,
-    ) -> Result<Self::Token, Self::Ret>;
+    fn start(&mut self, drv: &mut Driver, done: Completer<Self::Output>) -> Result<Self::Token, Self::Ret>;
 
     /// Withdraws the pending operation: its callback must never run (or, for
     /// operations without a cancel call, must find the slot abandoned).
@@ -231,8 +225,7 @@ impl<O: Operation> Future for OpFuture<'_, O> {
             panic!("eventcore::rt: an operation future was polled after it completed");
         };
         let out = std::task::ready!(slot.poll(cx));
-        let State::Started { core, token, .. } = std::mem::replace(&mut this.state, State::Done)
-        else {
+        let State::Started { core, token, .. } = std::mem::replace(&mut this.state, State::Done) else {
             unreachable!("matched above")
         };
         this.release_guard();
@@ -242,9 +235,7 @@ impl<O: Operation> Future for OpFuture<'_, O> {
 
 impl<O: Operation> Drop for OpFuture<'_, O> {
     fn drop(&mut self) {
-        if let State::Started { core, slot, token } =
-            std::mem::replace(&mut self.state, State::Done)
-        {
+        if let State::Started { core, slot, token } = std::mem::replace(&mut self.state, State::Done) {
             slot.abandon();
             match slot.take() {
                 Some(out) => O::discard(&core, token, out),

@@ -16,10 +16,7 @@ impl ByteStream<PipeHandle> {
     pub fn create() -> Result<(Pipe, Pipe)> {
         let core = current();
         let (r, w) = core.with_driver(|drv| drv.pipes().create())?;
-        Ok((
-            ByteStream::from_raw(core.clone(), r),
-            ByteStream::from_raw(core, w),
-        ))
+        Ok((ByteStream::from_raw(core.clone(), r), ByteStream::from_raw(core, w)))
     }
 
     /// Takes over one end of an OS pipe (a `std::process::ChildStdout`, an

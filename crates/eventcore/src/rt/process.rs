@@ -43,11 +43,7 @@ impl Operation for Wait {
     type Token = (ProcessId, ProcessWait);
     type Ret = Result<ExitStatus>;
 
-    fn start(
-        &mut self,
-        drv: &mut Driver,
-        done: Completer<ExitStatus>,
-    ) -> Result<Self::Token, Self::Ret> {
+    fn start(&mut self, drv: &mut Driver, done: Completer<ExitStatus>) -> Result<Self::Token, Self::Ret> {
         let process = self.process;
         drv.processes()
             .wait(process, move |_, _, status| {
@@ -87,9 +83,7 @@ impl Child {
     /// **Cancel safety:** cancel-safe: dropping the future withdraws the wait;
     /// the exit status stays available to the next `wait`.
     pub fn wait(&self) -> impl Future<Output = Result<ExitStatus>> + '_ {
-        OpFuture::new(Wait {
-            process: self.process,
-        })
+        OpFuture::new(Wait { process: self.process })
     }
 
     /// How the child ended, if it has (without waiting).

@@ -25,13 +25,8 @@ impl Signal {
         let core = current();
         let queue = Queue::new();
         let q = queue.clone();
-        let listener =
-            core.with_driver(|drv| drv.signals().listen(signo, move |_, _, s| q.push(s)))?;
-        Ok(Signal {
-            core,
-            listener,
-            queue,
-        })
+        let listener = core.with_driver(|drv| drv.signals().listen(signo, move |_, _, s| q.push(s)))?;
+        Ok(Signal { core, listener, queue })
     }
 
     /// Waits for the next arrival; returns the signal number. (The stream

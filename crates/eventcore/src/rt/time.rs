@@ -244,10 +244,7 @@ impl std::error::Error for Elapsed {}
 /// waiting for.
 ///
 /// **Cancel safety:** as cancel-safe as `future` itself.
-pub fn timeout<F: Future>(
-    duration: Duration,
-    future: F,
-) -> impl Future<Output = Result<F::Output, Elapsed>> {
+pub fn timeout<F: Future>(duration: Duration, future: F) -> impl Future<Output = Result<F::Output, Elapsed>> {
     let mut sleep = sleep(duration);
     async move {
         let mut future = std::pin::pin!(future);

@@ -52,8 +52,7 @@ impl DirectoryWatcher {
     /// The watched directory.
     pub fn base_directory(&self) -> Result<PathBuf> {
         let id = self.id;
-        self.core
-            .with_driver(|drv| drv.watchers().base_directory(id))
+        self.core.with_driver(|drv| drv.watchers().base_directory(id))
     }
 
     /// The driver handle.

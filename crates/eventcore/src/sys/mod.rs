@@ -55,7 +55,15 @@ pub(crate) use linux::signals::SignalFd;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::waker::Waker;
 #[cfg(unix)]
-pub(crate) use unix::{pipe, set_nonblocking};
+pub(crate) use unix::{pipe, prepare_pipe};
+/// One end of an OS pipe as the platform owns it.
+#[cfg(unix)]
+pub(crate) type OwnedPipe = std::os::fd::OwnedFd;
+/// One end of an OS pipe as the platform owns it.
+#[cfg(windows)]
+pub(crate) type OwnedPipe = std::os::windows::io::OwnedHandle;
+#[cfg(windows)]
+pub(crate) use windows::pipes::{pipe, prepare_pipe};
 
 #[cfg(unix)]
 pub(crate) mod unix;
@@ -105,6 +113,14 @@ pub(crate) enum Request {
     Connect(socket2::SockAddr),
     /// Wait until the source is readable, without consuming anything.
     Readable,
+    /// Read into `ptr[..len]` from a file at `offset` (positional).
+    ReadAt { ptr: *mut u8, len: usize, offset: u64 },
+    /// Write `ptr[..len]` to a file at `offset` (positional).
+    WriteAt { ptr: *const u8, len: usize, offset: u64 },
+    /// Collect directory changes into `ptr[..len]` (Windows
+    /// `ReadDirectoryChangesW`; `recursive` watches the whole tree).
+    #[allow(dead_code)] // Used by the Windows directory watchers.
+    DirectoryChanges { ptr: *mut u8, len: usize, recursive: bool },
 }
 
 impl Request {
@@ -112,7 +128,12 @@ impl Request {
     pub fn is_reading(&self) -> bool {
         matches!(
             self,
-            Request::Read { .. } | Request::RecvFrom { .. } | Request::Accept | Request::Readable
+            Request::Read { .. }
+                | Request::RecvFrom { .. }
+                | Request::Accept
+                | Request::Readable
+                | Request::ReadAt { .. }
+                | Request::DirectoryChanges { .. }
         )
     }
 }
@@ -164,11 +185,9 @@ pub(crate) fn status_of(e: &io::Error) -> Status {
     }
     use io::ErrorKind as K;
     match e.kind() {
-        K::ConnectionReset
-        | K::ConnectionAborted
-        | K::BrokenPipe
-        | K::NotConnected
-        | K::UnexpectedEof => Status::Disconnected,
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected | K::UnexpectedEof => {
+            Status::Disconnected
+        }
         K::WouldBlock => Status::WouldBlock,
         K::PermissionDenied => Status::NotAllowed,
         K::ConnectionRefused => Status::Refused,
@@ -205,9 +224,7 @@ pub(crate) fn unix_path(addr: &socket2::SockAddr) -> Option<std::path::PathBuf> 
         if end == 0 {
             return None;
         }
-        std::str::from_utf8(&path[..end])
-            .ok()
-            .map(std::path::PathBuf::from)
+        std::str::from_utf8(&path[..end]).ok().map(std::path::PathBuf::from)
     }
 }
 

@@ -54,12 +54,7 @@ pub fn run(kind: BackendKind, name: &'static str, scenario: fn(BackendKind)) {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!(
-            "watchdog: {} on {} hung for {:?}",
-            name,
-            kind.name(),
-            WATCHDOG
-        );
+        eprintln!("watchdog: {} on {} hung for {:?}", name, kind.name(), WATCHDOG);
         std::process::abort();
     });
     scenario(kind);

@@ -83,12 +83,7 @@ impl Backend {
             events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
             u64: key.to_u64(),
         };
-        if let Err(e) = syscall!(epoll_ctl(
-            self.epfd.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            fd,
-            &mut ev
-        )) {
+        if let Err(e) = syscall!(epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev)) {
             self.sources.remove(key);
             return Err(e);
         }
@@ -110,10 +105,7 @@ impl Backend {
 
     pub fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
         let Some(src) = self.sources.get_mut(Key::from_u64(id.0, 0)) else {
-            return Some(Completion::new(
-                token,
-                Err(io::Error::from_raw_os_error(libc::EBADF)),
-            ));
+            return Some(Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF))));
         };
         if let Request::Connect(addr) = &req {
             return match start_connect(src.fd, addr) {
@@ -144,8 +136,8 @@ impl Backend {
         let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
             return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
         };
-        let result = try_io(src.fd, src.kind, &req, &mut self.reserve)
-            .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()));
+        let result =
+            try_io(src.fd, src.kind, &req, &mut self.reserve).unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()));
         complete(token, result)
     }
 
@@ -166,11 +158,7 @@ impl Backend {
         None
     }
 
-    pub fn poll(
-        &mut self,
-        timeout: Option<Duration>,
-        out: &mut Vec<Completion>,
-    ) -> io::Result<bool> {
+    pub fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<bool> {
         self.events.clear();
         let cap = self.events.capacity() as i32;
         let waited = if self.pwait2 {
@@ -180,9 +168,7 @@ impl Backend {
                 tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
                 tv_nsec: d.subsec_nanos() as libc::c_long,
             });
-            let ts_ptr = ts
-                .as_ref()
-                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
             // SAFETY: the event array has `cap` writable entries, the timespec
             // (or null) lives across the call, and no signal mask is passed.
             let rc = unsafe {
@@ -215,12 +201,7 @@ impl Backend {
                     // Round up so a timer is never woken for before its deadline.
                     Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
                 };
-                syscall!(epoll_wait(
-                    self.epfd.as_raw_fd(),
-                    self.events.as_mut_ptr(),
-                    cap,
-                    ms
-                ))
+                syscall!(epoll_wait(self.epfd.as_raw_fd(), self.events.as_mut_ptr(), cap, ms))
             }
         };
         let n = match waited {
@@ -241,8 +222,7 @@ impl Backend {
                 continue;
             };
             let (fd, kind) = (src.fd, src.kind);
-            let readable =
-                (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            let readable = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
             let writable = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
             if flags & readable != 0 {
                 retry(fd, kind, &mut src.read, &mut self.reserve, out);
@@ -256,13 +236,7 @@ impl Backend {
 }
 
 /// Retries a parked request after an edge; completes it unless it would still block.
-fn retry(
-    fd: RawFd,
-    kind: SourceKind,
-    slot: &mut Option<Parked>,
-    reserve: &mut ReserveFd,
-    out: &mut Vec<Completion>,
-) {
+fn retry(fd: RawFd, kind: SourceKind, slot: &mut Option<Parked>, reserve: &mut ReserveFd, out: &mut Vec<Completion>) {
     let Some(parked) = slot else {
         return;
     };
@@ -274,19 +248,13 @@ fn retry(
 }
 
 /// One attempt; `None` means "not ready, park it".
-fn try_io(
-    fd: RawFd,
-    kind: SourceKind,
-    req: &Request,
-    reserve: &mut ReserveFd,
-) -> Option<io::Result<(usize, Extra)>> {
+fn try_io(fd: RawFd, kind: SourceKind, req: &Request, reserve: &mut ReserveFd) -> Option<io::Result<(usize, Extra)>> {
     loop {
         return match perform(fd, kind, req) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
             Err(e)
-                if matches!(req, Request::Accept)
-                    && matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+                if matches!(req, Request::Accept) && matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
             {
                 // accept4 needs a free descriptor before it even looks at the
                 // backlog, so EMFILE also comes with an empty backlog. Report

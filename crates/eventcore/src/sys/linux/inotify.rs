@@ -44,8 +44,7 @@ impl Inotify {
     /// Watches the directory `path` (not following a final symlink); returns
     /// the watch descriptor. Watching the same directory twice gives the same one.
     pub fn add_watch(&self, path: &Path) -> io::Result<i32> {
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let mask = ADDED | REMOVED | MODIFIED | SELF_GONE | libc::IN_ONLYDIR | libc::IN_DONT_FOLLOW;
         syscall!(inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask))
     }
@@ -62,11 +61,7 @@ impl Inotify {
         }
         loop {
             // SAFETY: reads at most `buf.len()` bytes into `buf`.
-            let n = match syscall!(read(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len()
-            )) {
+            let n = match syscall!(read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())) {
                 Ok(n) => n as usize,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
@@ -76,8 +71,7 @@ impl Inotify {
             while at + header <= n {
                 // SAFETY: the kernel wrote a whole inotify_event header at `at`;
                 // read_unaligned copes with the byte buffer's alignment.
-                let ev: libc::inotify_event =
-                    unsafe { std::ptr::read_unaligned(buf.as_ptr().add(at).cast()) };
+                let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(buf.as_ptr().add(at).cast()) };
                 let name_start = at + header;
                 let name_end = (name_start + ev.len as usize).min(n);
                 let raw = &buf[name_start..name_end];

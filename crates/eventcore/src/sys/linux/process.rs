@@ -77,12 +77,7 @@ pub(crate) fn wait_blocking(pid: u32) -> Ended {
     loop {
         // SAFETY: as above.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        match syscall!(waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED
-        )) {
+        match syscall!(waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED)) {
             Ok(_) => return ended_from(&info),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => {

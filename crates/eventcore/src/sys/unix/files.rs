@@ -46,14 +46,7 @@ pub(crate) fn read_at_nowait(file: &File, buf: &mut [u8], offset: u64) -> io::Re
         libc::RWF_NOWAIT
     )) {
         Ok(n) => Ok(n as usize),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
-            ) =>
-        {
-            read_at(file, buf, offset)
-        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)) => read_at(file, buf, offset),
         Err(e) => Err(e),
     }
 }

@@ -33,24 +33,18 @@ pub(crate) use syscall;
 /// the standard library's `ErrorKind`.
 pub(crate) fn status_of_errno(code: i32) -> Option<Status> {
     Some(match code {
-        libc::ECONNRESET | libc::EPIPE | libc::ENOTCONN | libc::ECONNABORTED | libc::ESHUTDOWN => {
-            Status::Disconnected
-        }
+        libc::ECONNRESET | libc::EPIPE | libc::ENOTCONN | libc::ECONNABORTED | libc::ESHUTDOWN => Status::Disconnected,
         libc::EAGAIN => Status::WouldBlock,
         libc::EBADF => Status::InvalidHandle,
         libc::ENOSPC => Status::NoSpace,
-        libc::EOPNOTSUPP | libc::ENOSYS | libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT => {
-            Status::NotSupported
-        }
+        libc::EOPNOTSUPP | libc::ENOSYS | libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT => Status::NotSupported,
         libc::EMSGSIZE | libc::EFBIG => Status::TooLarge,
         libc::EIO => Status::Io,
         libc::EACCES | libc::EPERM => Status::NotAllowed,
         libc::ECONNREFUSED => Status::Refused,
         libc::ETIMEDOUT => Status::TimedOut,
         libc::EADDRINUSE => Status::AddressInUse,
-        libc::EADDRNOTAVAIL | libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN => {
-            Status::Unreachable
-        }
+        libc::EADDRNOTAVAIL | libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN => Status::Unreachable,
         libc::ENOENT => Status::NotFound,
         libc::EEXIST => Status::AlreadyExists,
         libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => Status::ResourceExhausted,
@@ -88,8 +82,7 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
             // recvfrom writes at most that many bytes of address.
             let (n, addr) = unsafe {
                 SockAddr::try_init(|storage, addr_len| {
-                    syscall!(recvfrom(fd, ptr.cast(), len, 0, storage.cast(), addr_len))
-                        .map(|n| n as usize)
+                    syscall!(recvfrom(fd, ptr.cast(), len, 0, storage.cast(), addr_len)).map(|n| n as usize)
                 })
             }?;
             Ok((n, Extra::From(addr)))
@@ -143,12 +136,19 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
             let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             match syscall!(getpeername(fd, storage.as_mut_ptr().cast(), &mut len)) {
                 Ok(_) => Ok((0, Extra::None)),
-                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                    Err(io::ErrorKind::WouldBlock.into())
-                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
                 Err(e) => Err(e),
             }
         }
+        Request::ReadAt { ptr, len, offset } => {
+            let n = syscall!(pread(fd, ptr.cast(), len, offset as libc::off_t))?;
+            Ok((n as usize, Extra::None))
+        }
+        Request::WriteAt { ptr, len, offset } => {
+            let n = syscall!(pwrite(fd, ptr.cast(), len, offset as libc::off_t))?;
+            Ok((n as usize, Extra::None))
+        }
+        Request::DirectoryChanges { .. } => Err(io::ErrorKind::Unsupported.into()),
         Request::Readable => {
             let mut pfd = libc::pollfd {
                 fd,
@@ -170,12 +170,7 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
 pub(crate) fn start_connect(fd: RawFd, addr: &SockAddr) -> io::Result<bool> {
     match syscall!(connect(fd, addr.as_ptr().cast(), addr.len())) {
         Ok(_) => Ok(true),
-        Err(e)
-            if e.raw_os_error() == Some(libc::EINPROGRESS)
-                || e.raw_os_error() == Some(libc::EAGAIN) =>
-        {
-            Ok(false)
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) || e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -237,6 +232,12 @@ pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
         syscall!(fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK))?;
     }
     Ok(())
+}
+
+/// Makes an adopted pipe end ready for the backend (non-blocking).
+pub(crate) fn prepare_pipe(fd: &std::os::fd::OwnedFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    set_nonblocking(fd.as_raw_fd())
 }
 
 /// A new pipe, both ends non-blocking and close-on-exec: (read end, write end).

@@ -34,30 +34,37 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::windows::io::{AsRawSocket, FromRawSocket};
+use std::os::windows::io::FromRawSocket;
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::SockAddr;
+use windows_sys::Win32::Foundation::ERROR_OPERATION_ABORTED;
 use windows_sys::Win32::Foundation::{CloseHandle, BOOL, HANDLE, HWND, WAIT_FAILED};
 use windows_sys::Win32::Networking::WinSock::{
-    accept, connect, getsockopt, recv, recvfrom, send, sendto, WSAAsyncSelect, WSAGetLastError,
-    WSARecv, WSARecvFrom, WSASend, WSASendTo, FD_ACCEPT, FD_CONNECT, INVALID_SOCKET, MSG_PEEK,
-    SOCKADDR, SOCKADDR_STORAGE, SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_TYPE, WSABUF, WSAEMSGSIZE,
-    WSAEWOULDBLOCK, WSA_IO_PENDING,
+    accept, connect, getsockopt, recv, recvfrom, send, sendto, WSAAsyncSelect, WSAGetLastError, WSARecv, WSARecvFrom,
+    WSASend, WSASendTo, FD_ACCEPT, FD_CONNECT, INVALID_SOCKET, MSG_PEEK, SOCKADDR, SOCKADDR_STORAGE, SOCKET,
+    SOCKET_ERROR, SOL_SOCKET, SO_TYPE, WSABUF, WSAEMSGSIZE, WSAEWOULDBLOCK, WSA_IO_PENDING,
 };
+use windows_sys::Win32::Storage::FileSystem::{
+    GetFileType, ReadDirectoryChangesW, ReadFileEx, WriteFileEx, FILE_NOTIFY_CHANGE_CREATION,
+    FILE_NOTIFY_CHANGE_DIR_NAME, FILE_NOTIFY_CHANGE_FILE_NAME, FILE_NOTIFY_CHANGE_LAST_WRITE, FILE_NOTIFY_CHANGE_SIZE,
+    FILE_TYPE_PIPE,
+};
+use windows_sys::Win32::System::Pipes::PeekNamedPipe;
 use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateWaitableTimerExW, SetEvent, SetWaitableTimer, SleepEx, INFINITE,
 };
-use windows_sys::Win32::System::IO::CancelIoEx;
+use windows_sys::Win32::System::IO::{CancelIoEx, OVERLAPPED};
 use windows_sys::Win32::UI::WindowsAndMessaging::{
-    DispatchMessageW, MsgWaitForMultipleObjectsEx, PeekMessageW, PostMessageW, TranslateMessage,
-    MSG, MWMO_ALERTABLE, MWMO_INPUTAVAILABLE, PM_REMOVE, QS_ALLINPUT, WM_QUIT,
+    DispatchMessageW, MsgWaitForMultipleObjectsEx, PeekMessageW, PostMessageW, TranslateMessage, MSG, MWMO_ALERTABLE,
+    MWMO_INPUTAVAILABLE, PM_REMOVE, QS_ALLINPUT, WM_QUIT,
 };
 
-use super::overlapped::{self, on_socket_done, Slot, Slots};
+use super::overlapped::{self, on_file_done, on_socket_done, Slot, Slots};
 use super::window::{Window, WindowShared, WM_PUMP, WM_SOCKET};
+use super::AsSource;
 use crate::handle::{Key, Table};
 use crate::sys::{Completion, Extra, Request, SourceId, SourceKind};
 
@@ -70,6 +77,21 @@ const CANCEL_WAIT: Duration = Duration::from_millis(100);
 /// write is a series of such requests, so a failure part-way reports how far
 /// it got, and a cancel gives back a buffer the OS is no longer reading.
 const MAX_SEND: usize = 1 << 20;
+/// Largest write request on a pipe: a quarter of the 64 KiB pipe buffer, so
+/// a request that fits completes at once and a write that must wait for the
+/// reader holds few bytes the reader cannot see yet; a cancel then reports
+/// what reached the pipe. (Wine does not complete a write that would fill the
+/// whole buffer.)
+const MAX_PIPE_WRITE: usize = 16 * 1024;
+/// How long an `Immediate` file request may take before it is cancelled.
+const IMMEDIATE_FILE_WAIT: Duration = Duration::from_secs(5);
+/// What a directory watch reports: names created, deleted or renamed (files
+/// and directories) and content changes.
+const DIRECTORY_FILTER: u32 = FILE_NOTIFY_CHANGE_FILE_NAME
+    | FILE_NOTIFY_CHANGE_DIR_NAME
+    | FILE_NOTIFY_CHANGE_LAST_WRITE
+    | FILE_NOTIFY_CHANGE_SIZE
+    | FILE_NOTIFY_CHANGE_CREATION;
 /// Most messages dispatched per poll, so a flood of messages cannot starve I/O.
 const MESSAGE_BUDGET: usize = 512;
 
@@ -144,15 +166,18 @@ enum Parked {
 impl Parked {
     fn token(&self) -> u64 {
         match *self {
-            Parked::InFlight { token, .. }
-            | Parked::Accept { token }
-            | Parked::Connect { token } => token,
+            Parked::InFlight { token, .. } | Parked::Accept { token } | Parked::Connect { token } => token,
         }
     }
 }
 
 struct Source {
+    /// The SOCKET, or the HANDLE of a file, pipe or directory.
     sock: SOCKET,
+    /// A handle (ReadFileEx / WriteFileEx), not a socket.
+    handle: bool,
+    /// A pipe handle: writes go in pipe-buffer-sized requests.
+    pipe: bool,
     datagram: bool,
     selected: bool,
     read: Option<Parked>,
@@ -200,9 +225,7 @@ impl Backend {
         };
         if timer == 0 {
             // SAFETY: as above, without the flag.
-            timer = unsafe {
-                CreateWaitableTimerExW(std::ptr::null(), std::ptr::null(), 0, TIMER_ALL_ACCESS)
-            };
+            timer = unsafe { CreateWaitableTimerExW(std::ptr::null(), std::ptr::null(), 0, TIMER_ALL_ACCESS) };
         }
         if timer == 0 {
             return Err(io::Error::last_os_error());
@@ -236,27 +259,32 @@ impl Backend {
         self.waker.clone()
     }
 
-    pub fn add_source(
-        &mut self,
-        source: &impl AsRawSocket,
-        _kind: SourceKind,
-    ) -> io::Result<SourceId> {
-        let sock = source.as_raw_socket() as SOCKET;
+    pub fn add_source(&mut self, source: &impl AsSource, kind: SourceKind) -> io::Result<SourceId> {
+        let raw = source.raw_source();
+        if kind == SourceKind::Fd {
+            // SAFETY: asks the type of a handle the caller owns.
+            let pipe = unsafe { GetFileType(raw as HANDLE) } == FILE_TYPE_PIPE;
+            let key = self.sources.insert(Source {
+                sock: raw,
+                handle: true,
+                pipe,
+                datagram: false,
+                selected: false,
+                read: None,
+                write: None,
+            });
+            return Ok(SourceId(key.to_u64()));
+        }
+        let sock = raw as SOCKET;
         let mut ty: i32 = 0;
         let mut len = std::mem::size_of::<i32>() as i32;
         // SAFETY: reads SO_TYPE into an i32 of the given length.
-        let rc = unsafe {
-            getsockopt(
-                sock,
-                SOL_SOCKET,
-                SO_TYPE,
-                (&mut ty as *mut i32).cast(),
-                &mut len,
-            )
-        };
+        let rc = unsafe { getsockopt(sock, SOL_SOCKET, SO_TYPE, (&mut ty as *mut i32).cast(), &mut len) };
         let datagram = rc == 0 && ty == 2; // SOCK_DGRAM
         let key = self.sources.insert(Source {
             sock,
+            handle: false,
+            pipe: false,
             datagram,
             selected: false,
             read: None,
@@ -272,7 +300,9 @@ impl Backend {
             return;
         };
         let src = entry.value;
-        self.by_socket.remove(&src.sock);
+        if !src.handle {
+            self.by_socket.remove(&src.sock);
+        }
         if src.selected {
             // SAFETY: ends the async-select association of a socket we still own.
             unsafe { WSAAsyncSelect(src.sock, self.window.hwnd(), 0, 0) };
@@ -348,12 +378,177 @@ impl Backend {
         }
     }
 
+    /// Starts a `ReadFileEx` / `WriteFileEx` / `ReadDirectoryChangesW` on a
+    /// handle source; returns the in-flight slot, or the error if the request
+    /// did not start (then no routine will run).
+    fn start_handle_request(&mut self, id: SourceId, token: u64, req: &Request) -> io::Result<*mut Slot> {
+        let src = self.sources.get(Key::from_u64(id.0, 0)).ok_or_else(bad_handle)?;
+        let h = src.sock as HANDLE;
+        let write_cap = if src.pipe { MAX_PIPE_WRITE } else { usize::MAX };
+        let slot = self.slots.alloc(token, id, req.is_reading());
+        // SAFETY: the slot (and its OVERLAPPED) stays allocated until its
+        // routine ran; the buffers belong to the driver, which keeps them
+        // alive until the completion is reaped (see sys/mod.rs).
+        let ok = unsafe {
+            let s = &mut *slot;
+            let ov = &mut s.ov as *mut OVERLAPPED;
+            let set_offset = |ov: *mut OVERLAPPED, offset: u64| {
+                (*ov).Anonymous.Anonymous.Offset = offset as u32;
+                (*ov).Anonymous.Anonymous.OffsetHigh = (offset >> 32) as u32;
+            };
+            match *req {
+                Request::Read { ptr, len } => ReadFileEx(h, ptr, clamp_u32(len), ov, Some(on_file_done)),
+                Request::Readable => {
+                    // A zero-byte read completes when data (or the end) arrives.
+                    ReadFileEx(h, s.zero.as_mut_ptr(), 0, ov, Some(on_file_done))
+                }
+                Request::ReadAt { ptr, len, offset } => {
+                    set_offset(ov, offset);
+                    ReadFileEx(h, ptr, clamp_u32(len), ov, Some(on_file_done))
+                }
+                Request::Write { ptr, len } => {
+                    WriteFileEx(h, ptr, clamp_u32(len.min(write_cap)), ov, Some(on_file_done))
+                }
+                Request::WriteAt { ptr, len, offset } => {
+                    set_offset(ov, offset);
+                    WriteFileEx(h, ptr, clamp_u32(len), ov, Some(on_file_done))
+                }
+                Request::DirectoryChanges { ptr, len, recursive } => ReadDirectoryChangesW(
+                    h,
+                    ptr.cast(),
+                    clamp_u32(len),
+                    BOOL::from(recursive),
+                    DIRECTORY_FILTER,
+                    std::ptr::null_mut(),
+                    ov,
+                    Some(on_file_done),
+                ),
+                _ => {
+                    self.slots.free(slot);
+                    return Err(io::ErrorKind::Unsupported.into());
+                }
+            }
+        };
+        if ok == 0 {
+            let e = io::Error::last_os_error();
+            self.slots.free(slot);
+            return Err(e);
+        }
+        Ok(slot)
+    }
+
+    /// Waits (alertably) until the routine of `slot` has run, at most
+    /// `limit`; then takes the slot back and returns (error, bytes). `None`:
+    /// the routine did not come in time (the slot stays in flight).
+    fn wait_slot(&mut self, slot: *mut Slot, limit: Duration) -> Option<(u32, u32)> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            // SAFETY: an alertable zero sleep runs this thread's queued routines.
+            unsafe { SleepEx(0, 1) };
+            // SAFETY: the routine sets `done` on this thread.
+            if unsafe { (*slot).done } {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            // SAFETY: as above.
+            unsafe { SleepEx(1, 1) };
+        }
+        overlapped::take_slot(slot);
+        // SAFETY: the routine has run: the slot is ours again.
+        let done = unsafe { ((*slot).error, (*slot).bytes) };
+        self.slots.free(slot);
+        Some(done)
+    }
+
+    /// `Immediate` on a handle: what can move now, without waiting for more.
+    fn attempt_handle(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
+        let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
+            return Completion::new(token, Err(bad_handle()));
+        };
+        let h = src.sock as HANDLE;
+        let req = match req {
+            Request::Read { ptr, len } => {
+                let mut avail: u32 = 0;
+                // SAFETY: asks how many bytes a pipe holds, reading none.
+                let is_pipe = unsafe {
+                    PeekNamedPipe(
+                        h,
+                        std::ptr::null_mut(),
+                        0,
+                        std::ptr::null_mut(),
+                        &mut avail,
+                        std::ptr::null_mut(),
+                    )
+                } != 0;
+                if is_pipe && avail == 0 {
+                    return Completion::new(token, Err(io::ErrorKind::WouldBlock.into()));
+                }
+                let len = if is_pipe { len.min(avail as usize) } else { len };
+                Request::Read { ptr, len }
+            }
+            other => other,
+        };
+        let writing_pipe = matches!(req, Request::Write { .. });
+        let slot = match self.start_handle_request(id, token, &req) {
+            Ok(slot) => slot,
+            Err(e) => return Completion::new(token, Err(e)),
+        };
+        // Reads of available pipe data and file requests finish promptly. A
+        // pipe write that does not finish at once is cancelled: what it wrote
+        // so far is the result (nothing is lost on a byte stream).
+        let limit = if writing_pipe {
+            Duration::ZERO
+        } else {
+            IMMEDIATE_FILE_WAIT
+        };
+        let (error, bytes) = match self.wait_slot(slot, limit) {
+            Some(r) => r,
+            None => {
+                // SAFETY: cancels our own in-flight request on our handle.
+                unsafe { CancelIoEx(h, &(*slot).ov) };
+                match self.wait_slot(slot, CANCEL_WAIT) {
+                    Some(r) => r,
+                    None => {
+                        // The OS still holds the buffer: the op must not
+                        // complete now. Leave the slot to `reap` with a token
+                        // that names no operation, and report "would block".
+                        // SAFETY: only the token of our in-flight slot changes.
+                        unsafe { (*slot).token = u64::MAX };
+                        return Completion::new(token, Err(io::ErrorKind::WouldBlock.into()));
+                    }
+                }
+            }
+        };
+        let result = if error == 0 || (error == ERROR_OPERATION_ABORTED && bytes > 0) {
+            Ok(bytes as usize)
+        } else if error == ERROR_OPERATION_ABORTED {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Err(io::Error::from_raw_os_error(error as i32))
+        };
+        Completion::new(token, result)
+    }
+
     fn start_overlapped(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
         let reading = req.is_reading();
-        let src = self
-            .sources
-            .get(Key::from_u64(id.0, 0))
-            .expect("checked by submit");
+        let src = self.sources.get(Key::from_u64(id.0, 0)).expect("checked by submit");
+        if src.handle {
+            return match self.start_handle_request(id, token, &req) {
+                Ok(slot) => {
+                    let src = self.source(id).expect("live");
+                    let parked = Parked::InFlight { token, slot };
+                    if reading {
+                        src.read = Some(parked);
+                    } else {
+                        src.write = Some(parked);
+                    }
+                    None
+                }
+                Err(e) => Some(Completion::new(token, Err(e))),
+            };
+        }
         let (sock, datagram) = (src.sock, src.datagram);
         let slot = self.slots.alloc(token, id, reading);
         let req_kind = if matches!(req, Request::RecvFrom { .. }) {
@@ -408,15 +603,7 @@ impl Backend {
                         len: len.min(MAX_SEND) as u32,
                         buf: ptr as *mut u8,
                     };
-                    WSASend(
-                        sock,
-                        &buf,
-                        1,
-                        std::ptr::null_mut(),
-                        0,
-                        ov,
-                        Some(on_socket_done),
-                    )
+                    WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, Some(on_socket_done))
                 }
                 Request::RecvFrom { ptr, len } => {
                     s.len = len;
@@ -455,18 +642,14 @@ impl Backend {
                             ov,
                             Some(on_socket_done),
                         ),
-                        None => WSASend(
-                            sock,
-                            &buf,
-                            1,
-                            std::ptr::null_mut(),
-                            0,
-                            ov,
-                            Some(on_socket_done),
-                        ),
+                        None => WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, Some(on_socket_done)),
                     }
                 }
                 Request::Accept | Request::Connect(_) => unreachable!("handled by submit"),
+                Request::ReadAt { .. } | Request::WriteAt { .. } | Request::DirectoryChanges { .. } => {
+                    self.slots.free(slot);
+                    return Some(Completion::new(token, Err(io::ErrorKind::Unsupported.into())));
+                }
             }
         };
         if rc == SOCKET_ERROR {
@@ -519,18 +702,17 @@ impl Backend {
         let Some(src) = self.source(id) else {
             return Completion::new(token, Err(bad_handle()));
         };
+        if src.handle {
+            return self.attempt_handle(id, token, req);
+        }
         let sock = src.sock;
         let len_hint = req_len(&req);
         // SAFETY: plain non-blocking calls on a socket we own, with buffers the
         // driver owns for the duration of the call.
         let result = unsafe {
             match req {
-                Request::Read { ptr, len } => {
-                    check(recv(sock, ptr, clamp(len), 0)).map(|n| (n, Extra::None))
-                }
-                Request::Write { ptr, len } => {
-                    check(send(sock, ptr, clamp(len), 0)).map(|n| (n, Extra::None))
-                }
+                Request::Read { ptr, len } => check(recv(sock, ptr, clamp(len), 0)).map(|n| (n, Extra::None)),
+                Request::Write { ptr, len } => check(send(sock, ptr, clamp(len), 0)).map(|n| (n, Extra::None)),
                 Request::RecvFrom { ptr, len } => {
                     let mut from: SOCKADDR_STORAGE = std::mem::zeroed();
                     let mut from_len = std::mem::size_of::<SOCKADDR_STORAGE>() as i32;
@@ -545,20 +727,16 @@ impl Backend {
                     .map(|n| (n, Extra::From(SockAddr::new(from, from_len))))
                 }
                 Request::SendTo { ptr, len, to } => match to {
-                    Some(addr) => check(sendto(
-                        sock,
-                        ptr,
-                        clamp(len),
-                        0,
-                        addr.as_ptr().cast(),
-                        addr.len(),
-                    )),
+                    Some(addr) => check(sendto(sock, ptr, clamp(len), 0, addr.as_ptr().cast(), addr.len())),
                     None => check(send(sock, ptr, clamp(len), 0)),
                 }
                 .map(|n| (n, Extra::None)),
-                Request::Readable | Request::Accept | Request::Connect(_) => {
-                    Err(io::Error::from(io::ErrorKind::Unsupported))
-                }
+                Request::Readable
+                | Request::Accept
+                | Request::Connect(_)
+                | Request::ReadAt { .. }
+                | Request::WriteAt { .. }
+                | Request::DirectoryChanges { .. } => Err(io::Error::from(io::ErrorKind::Unsupported)),
             }
         };
         let result = match result {
@@ -609,25 +787,9 @@ impl Backend {
         // SAFETY: `slot` is in flight on `sock`; it is freed only after its
         // routine has run (here, or later in `reap`).
         unsafe { CancelIoEx(sock as HANDLE, &(*slot).ov) };
-        let deadline = std::time::Instant::now() + CANCEL_WAIT;
-        loop {
-            // SAFETY: an alertable zero sleep runs this thread's queued routines.
-            unsafe { SleepEx(0, 1) };
-            // SAFETY: the routine sets `done` on this thread.
-            if unsafe { (*slot).done } {
-                break;
-            }
-            if std::time::Instant::now() >= deadline {
-                return None;
-            }
-            // SAFETY: as above.
-            unsafe { SleepEx(1, 1) };
-        }
-        overlapped::take_slot(slot);
-        // SAFETY: the routine has run: the slot is ours again.
-        let (error, bytes) = unsafe { ((*slot).error, (*slot).bytes) };
-        self.slots.free(slot);
-        Some(if error == 0 { bytes as usize } else { 0 })
+        // An aborted request reports what it had moved before the abort.
+        let (_error, bytes) = self.wait_slot(slot, CANCEL_WAIT)?;
+        Some(bytes as usize)
     }
 
     /// Starts an asynchronous `GetAddrInfoExW` lookup of `name`.
@@ -658,11 +820,7 @@ impl Backend {
     /// Starts or stops pumping from a program's own message loop: the waker
     /// also posts `WM_PUMP`, and a timer pumps every `interval_ms`.
     pub(crate) fn set_attached(&mut self, interval_ms: Option<u32>) {
-        let hwnd = if interval_ms.is_some() {
-            self.window.hwnd()
-        } else {
-            0
-        };
+        let hwnd = if interval_ms.is_some() { self.window.hwnd() } else { 0 };
         self.waker.pump_window.store(hwnd, Ordering::Release);
         self.pump_messages = interval_ms.is_none();
         self.window.set_pump_timer(interval_ms);
@@ -670,11 +828,7 @@ impl Backend {
 
     /// Waits, reaps completion routines, pumps messages. Returns whether a
     /// message was dispatched (which counts as activity for the driver).
-    pub fn poll(
-        &mut self,
-        timeout: Option<Duration>,
-        out: &mut Vec<Completion>,
-    ) -> io::Result<bool> {
+    pub fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<bool> {
         let pending = overlapped::any_done()
             || self.lookups.any_done()
             || !self.window.shared().socket_events.borrow().is_empty();
@@ -689,8 +843,7 @@ impl Backend {
                     // rounded up so nothing fires early.
                     let due = -(i64::try_from(d.as_nanos().div_ceil(100)).unwrap_or(i64::MAX));
                     // SAFETY: arms our own timer once, without a routine.
-                    let ok: BOOL =
-                        unsafe { SetWaitableTimer(self.timer, &due, 0, None, std::ptr::null(), 0) };
+                    let ok: BOOL = unsafe { SetWaitableTimer(self.timer, &due, 0, None, std::ptr::null(), 0) };
                     if ok != 0 {
                         INFINITE
                     } else {
@@ -776,20 +929,12 @@ impl Backend {
             let (token, source, reading) = (s.token, s.source, s.reading);
             self.slots.free(slot);
             if let Some(src) = self.sources.get_mut(Key::from_u64(source.0, 0)) {
-                let parked = if reading {
-                    &mut src.read
-                } else {
-                    &mut src.write
-                };
+                let parked = if reading { &mut src.read } else { &mut src.write };
                 if parked.as_ref().is_some_and(|p| p.token() == token) {
                     *parked = None;
                 }
             }
-            out.push(Completion {
-                token,
-                result,
-                extra,
-            });
+            out.push(Completion { token, result, extra });
         }
     }
 
@@ -870,6 +1015,10 @@ fn bad_handle() -> io::Error {
     io::Error::from_raw_os_error(10038) // WSAENOTSOCK
 }
 
+fn clamp_u32(len: usize) -> u32 {
+    len.min(u32::MAX as usize) as u32
+}
+
 fn clamp(len: usize) -> i32 {
     len.min(i32::MAX as usize) as i32
 }
@@ -896,11 +1045,7 @@ fn accept_now(listener: SOCKET, hwnd: HWND) -> io::Result<(socket2::Socket, Sock
     unsafe {
         let mut storage: SOCKADDR_STORAGE = std::mem::zeroed();
         let mut len = std::mem::size_of::<SOCKADDR_STORAGE>() as i32;
-        let s = accept(
-            listener,
-            (&mut storage as *mut SOCKADDR_STORAGE).cast(),
-            &mut len,
-        );
+        let s = accept(listener, (&mut storage as *mut SOCKADDR_STORAGE).cast(), &mut len);
         if s == INVALID_SOCKET {
             return Err(last_wsa_error());
         }

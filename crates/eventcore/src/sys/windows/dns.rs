@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::Networking::WinSock::{
-    FreeAddrInfoExW, GetAddrInfoExCancel, GetAddrInfoExW, ADDRINFOEXW, AF_INET, AF_INET6,
-    AF_UNSPEC, NS_ALL, SOCKADDR, SOCKADDR_IN, SOCKADDR_IN6, SOCK_STREAM, WSAEINVAL,
-    WSAHOST_NOT_FOUND, WSANO_DATA, WSATRY_AGAIN, WSA_IO_PENDING, WSA_NOT_ENOUGH_MEMORY,
+    FreeAddrInfoExW, GetAddrInfoExCancel, GetAddrInfoExW, ADDRINFOEXW, AF_INET, AF_INET6, AF_UNSPEC, NS_ALL, SOCKADDR,
+    SOCKADDR_IN, SOCKADDR_IN6, SOCK_STREAM, WSAEINVAL, WSAHOST_NOT_FOUND, WSANO_DATA, WSATRY_AGAIN, WSA_IO_PENDING,
+    WSA_NOT_ENOUGH_MEMORY,
 };
 use windows_sys::Win32::System::IO::OVERLAPPED;
 
@@ -42,9 +42,7 @@ unsafe fn ip_of(family: i32, addr: *const SOCKADDR) -> Option<IpAddr> {
         match family as u16 {
             AF_INET => {
                 let sa = &*(addr as *const SOCKADDR_IN);
-                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                    sa.sin_addr.S_un.S_addr,
-                ))))
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sa.sin_addr.S_un.S_addr))))
             }
             AF_INET6 => {
                 let sa = &*(addr as *const SOCKADDR_IN6);
@@ -165,10 +163,7 @@ impl Lookups {
         // Failed before starting: no routine will run.
         // SAFETY: releases the count taken above; the slot is dropped here.
         unsafe { drop(Arc::from_raw(slot.shared)) };
-        Some(Completion::new(
-            token,
-            Err(std::io::Error::from_raw_os_error(rc)),
-        ))
+        Some(Completion::new(token, Err(std::io::Error::from_raw_os_error(rc))))
     }
 
     fn complete(token: u64, error: u32, result: *mut ADDRINFOEXW) -> Completion {
@@ -214,12 +209,7 @@ impl Lookups {
 
     /// Whether finished lookups wait to be drained.
     pub fn any_done(&self) -> bool {
-        !self
-            .shared
-            .done
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+        !self.shared.done.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
     }
 
     /// Turns finished lookups into completions.

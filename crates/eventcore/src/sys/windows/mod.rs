@@ -16,10 +16,36 @@ mod backend;
 pub(crate) mod dns;
 mod errors;
 mod overlapped;
+pub(crate) mod pipes;
 mod window;
 
 pub(crate) use backend::{Backend, Waker};
 pub(crate) use errors::status_of_code;
+
+/// What the backend can register: sockets and (overlapped) file, pipe and
+/// directory handles.
+pub(crate) trait AsSource {
+    /// The raw SOCKET or HANDLE value.
+    fn raw_source(&self) -> usize;
+}
+
+impl AsSource for socket2::Socket {
+    fn raw_source(&self) -> usize {
+        std::os::windows::io::AsRawSocket::as_raw_socket(self) as usize
+    }
+}
+
+impl AsSource for std::os::windows::io::OwnedHandle {
+    fn raw_source(&self) -> usize {
+        std::os::windows::io::AsRawHandle::as_raw_handle(self) as usize
+    }
+}
+
+impl AsSource for std::fs::File {
+    fn raw_source(&self) -> usize {
+        std::os::windows::io::AsRawHandle::as_raw_handle(self) as usize
+    }
+}
 
 /// Worker threads need no signal mask on Windows (console control events are
 /// delivered to a thread of their own).

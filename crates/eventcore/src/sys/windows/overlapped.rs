@@ -50,6 +50,8 @@ pub(crate) struct Slot {
     pub peek: bool,
     /// The buffer length of a receive ("too large" means "truncated to it").
     pub len: usize,
+    /// The target of a zero-byte `ReadFileEx` (a wait for data on a pipe).
+    pub zero: [u8; 1],
 }
 
 thread_local! {
@@ -62,12 +64,7 @@ thread_local! {
 /// # Safety
 /// `ov` is the first field of a live [`Slot`]: the backend hands the OS only
 /// such pointers and frees a slot only after this routine has run for it.
-pub(crate) unsafe extern "system" fn on_socket_done(
-    error: u32,
-    bytes: u32,
-    ov: *mut OVERLAPPED,
-    _flags: u32,
-) {
+pub(crate) unsafe extern "system" fn on_socket_done(error: u32, bytes: u32, ov: *mut OVERLAPPED, _flags: u32) {
     let slot = ov.cast::<Slot>();
     // SAFETY: see the function's contract; only this thread touches the slot.
     unsafe {
@@ -81,6 +78,16 @@ pub(crate) unsafe extern "system" fn on_socket_done(
         list.push(slot);
         d.set(list);
     });
+}
+
+/// The completion routine of `ReadFileEx`, `WriteFileEx` and
+/// `ReadDirectoryChangesW` (the same as [`on_socket_done`] without flags).
+///
+/// # Safety
+/// As for [`on_socket_done`].
+pub(crate) unsafe extern "system" fn on_file_done(error: u32, bytes: u32, ov: *mut OVERLAPPED) {
+    // SAFETY: the same contract as on_socket_done.
+    unsafe { on_socket_done(error, bytes, ov, 0) }
 }
 
 /// Whether completion routines have finished slots that wait to be reaped.

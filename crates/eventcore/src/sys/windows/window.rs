@@ -14,8 +14,8 @@ use windows_sys::Win32::Foundation::{HWND, LPARAM, LRESULT, WPARAM};
 use windows_sys::Win32::Networking::WinSock::SOCKET;
 use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
 use windows_sys::Win32::UI::WindowsAndMessaging::{
-    CreateWindowExW, DefWindowProcW, DestroyWindow, GetWindowLongPtrW, KillTimer, RegisterClassExW,
-    SetTimer, SetWindowLongPtrW, GWLP_USERDATA, HWND_MESSAGE, WM_APP, WM_TIMER, WNDCLASSEXW,
+    CreateWindowExW, DefWindowProcW, DestroyWindow, GetWindowLongPtrW, KillTimer, RegisterClassExW, SetTimer,
+    SetWindowLongPtrW, GWLP_USERDATA, HWND_MESSAGE, WM_APP, WM_TIMER, WNDCLASSEXW,
 };
 
 /// A `WSAAsyncSelect` notification.
@@ -140,12 +140,7 @@ impl Drop for Window {
     }
 }
 
-unsafe extern "system" fn window_proc(
-    hwnd: HWND,
-    msg: u32,
-    wparam: WPARAM,
-    lparam: LPARAM,
-) -> LRESULT {
+unsafe extern "system" fn window_proc(hwnd: HWND, msg: u32, wparam: WPARAM, lparam: LPARAM) -> LRESULT {
     // SAFETY: USERDATA is null or the pointer set in `Window::new`, valid
     // until `Drop` clears it.
     let shared = unsafe { GetWindowLongPtrW(hwnd, GWLP_USERDATA) } as *const WindowShared;
