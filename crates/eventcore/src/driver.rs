@@ -80,7 +80,6 @@ pub(crate) enum Op {
     Remote(Box<dyn FnOnce(&mut Driver) + Send>),
     #[cfg(unix)]
     ProcessWait(crate::processes::ProcessWaitOp),
-    #[cfg(unix)]
     File(crate::files::FileOp),
     #[cfg(unix)]
     Walk(crate::watchers::WalkOp),
@@ -139,7 +138,6 @@ pub struct Driver {
     pub(crate) process_table: Table<crate::processes::ProcessState>,
     #[cfg(unix)]
     pub(crate) orphans: Vec<crate::processes::Orphan>,
-    #[cfg(unix)]
     pub(crate) file_table: Table<crate::files::FileState>,
     #[cfg(unix)]
     pub(crate) watcher_table: Table<crate::watchers::WatcherState>,
@@ -192,7 +190,6 @@ impl Driver {
             process_table: Table::new(id),
             #[cfg(unix)]
             orphans: Vec::new(),
-            #[cfg(unix)]
             file_table: Table::new(id),
             #[cfg(unix)]
             watcher_table: Table::new(id),
@@ -334,7 +331,6 @@ impl Driver {
             Some(Op::Dns(_)) => 4,
             #[cfg(unix)]
             Some(Op::ProcessWait(_)) => 5,
-            #[cfg(unix)]
             Some(Op::File(_)) => 6,
             #[cfg(unix)]
             Some(Op::Walk(_)) => 7,
@@ -348,7 +344,6 @@ impl Driver {
             4 => self.complete_dns(key, outcome),
             #[cfg(unix)]
             5 => self.complete_process_wait(key),
-            #[cfg(unix)]
             6 => self.complete_file(key, outcome),
             #[cfg(unix)]
             7 => self.complete_walk(key, outcome),
@@ -375,7 +370,6 @@ impl Driver {
     }
 
     /// Runs `job` on the worker pool; its output completes operation `op`.
-    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) fn submit_job(&mut self, op: Key, job: impl FnOnce() -> crate::pool::JobOutput + Send + 'static) {
         let waker = &self.sys;
         let pool = self.pool.get_or_insert_with(|| crate::pool::Pool::new(waker.waker()));
@@ -435,7 +429,6 @@ impl Driver {
             HandleKind::Signal => self.signal_table.entry_mut(key).map(split),
             #[cfg(unix)]
             HandleKind::Process => self.process_table.entry_mut(key).map(split),
-            #[cfg(unix)]
             HandleKind::File => self.file_table.entry_mut(key).map(split),
             #[cfg(unix)]
             HandleKind::Watcher => self.watcher_table.entry_mut(key).map(split),
@@ -478,7 +471,6 @@ impl Driver {
             HandleKind::Signal => self.destroy_signal(key),
             #[cfg(unix)]
             HandleKind::Process => self.destroy_process(key),
-            #[cfg(unix)]
             HandleKind::File => self.destroy_file(key),
             #[cfg(unix)]
             HandleKind::Watcher => self.destroy_watcher(key),
@@ -515,11 +507,11 @@ impl Driver {
             ..LeakReport::default()
         };
         report.pipes = self.pipe_table.len();
+        report.files = self.file_table.len();
         #[cfg(unix)]
         {
             report.signals = self.signal_table.len();
             report.processes = self.process_table.len();
-            report.files = self.file_table.len();
             report.watchers = self.watcher_table.len();
         }
         report

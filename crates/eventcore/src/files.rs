@@ -53,7 +53,8 @@ type UnitDone = Box<dyn FnOnce(&mut Driver, Result<()>)>;
 
 /// What a file job returns.
 enum JobResult {
-    Opened(std::io::Result<File>),
+    Opened(std::io::Result<File>, bool),
+    #[cfg_attr(windows, allow(dead_code))]
     Transferred(Vec<u8>, std::io::Result<usize>),
     Unit(std::io::Result<()>),
 }
@@ -67,6 +68,7 @@ enum FileCallback {
     Orphaned,
 }
 
+#[cfg_attr(windows, allow(dead_code))]
 pub(crate) struct FileOp {
     file: Key,
     callback: FileCallback,
@@ -79,10 +81,19 @@ pub(crate) struct FileOp {
 
 pub(crate) struct FileState {
     file: Arc<File>,
+    /// The pool read in flight (Unix).
     read_op: Option<Key>,
+    /// The pool write in flight (Unix).
     write_op: Option<Key>,
     /// Truncates in flight (any number; they hold no buffer).
     other_ops: Vec<Key>,
+    /// The overlapped handle's registration and read / write slots (Windows).
+    #[cfg(windows)]
+    pub(crate) io: crate::io::IoSlots,
+    /// Opened for appending: writes go to the end (Windows passes the
+    /// "append" offset explicitly).
+    #[cfg(windows)]
+    append: bool,
 }
 
 /// The file view of a driver (see [`Driver::files`]).
@@ -99,6 +110,7 @@ fn open_options(mode: OpenMode) -> OpenOptions {
         OpenMode::CreateTruncate => o.read(true).write(true).create(true).truncate(true),
         OpenMode::Append => o.read(true).append(true).create(true),
     };
+    sys_files::prepare_options(&mut o);
     o
 }
 
@@ -120,6 +132,7 @@ impl Driver {
     }
 
     /// Hands the op's buffer to a pread / pwrite job at the op's current offset.
+    #[cfg(unix)]
     fn issue_file_io(&mut self, key: Key) {
         let Some(Op::File(op)) = self.ops.get_mut(key) else {
             return;
@@ -185,6 +198,9 @@ impl Driver {
                     Ok(0) if requested > 0 => Some(Err(Error::new(Status::NoSpace).with_transferred(op.done))),
                     Ok(n) => {
                         op.done += n;
+                        // Pool transfers exist on Unix only (Windows files go
+                        // through the backend's I/O engine).
+                        #[cfg(unix)]
                         if op.mode == IoMode::All && n < requested {
                             self.issue_file_io(key);
                             return false;
@@ -238,15 +254,8 @@ impl Driver {
 
     fn finish_file_other(&mut self, op: FileOp, result: Result<JobResult>) -> bool {
         match (op.callback, result) {
-            (FileCallback::Open(cb), Ok(JobResult::Opened(r))) => {
-                let r = r.map_err(Error::from).map(|file| {
-                    FileHandle(self.file_table.insert(FileState {
-                        file: Arc::new(file),
-                        read_op: None,
-                        write_op: None,
-                        other_ops: Vec::new(),
-                    }))
-                });
+            (FileCallback::Open(cb), Ok(JobResult::Opened(r, append))) => {
+                let r = r.map_err(Error::from).and_then(|file| self.insert_file(file, append));
                 cb(self, r);
             }
             (FileCallback::Unit(cb), Ok(JobResult::Unit(r))) => cb(self, r.map_err(Error::from)),
@@ -283,8 +292,32 @@ impl Driver {
 
     /// Removes a file from the table, orphans its operations, and closes it on
     /// the pool (or when the last in-flight job lets go of it).
+    /// Stores an open file (on Windows, registering its overlapped handle).
+    fn insert_file(&mut self, file: File, append: bool) -> Result<FileHandle> {
+        #[cfg(windows)]
+        let io = crate::io::IoSlots::new(self.sys.add_source(&file, crate::sys::SourceKind::Fd)?);
+        let _ = append;
+        Ok(FileHandle(self.file_table.insert(FileState {
+            file: Arc::new(file),
+            read_op: None,
+            write_op: None,
+            other_ops: Vec::new(),
+            #[cfg(windows)]
+            io,
+            #[cfg(windows)]
+            append,
+        })))
+    }
+
     fn take_file(&mut self, key: Key) -> Option<Arc<File>> {
+        #[cfg(windows)]
+        self.cancel_slots(crate::io::Owner {
+            kind: crate::handle::HandleKind::File,
+            key,
+        });
         let entry = self.file_table.remove(key)?;
+        #[cfg(windows)]
+        self.sys.remove_source(entry.value.io.src);
         for op in [entry.value.read_op, entry.value.write_op]
             .into_iter()
             .flatten()
@@ -326,18 +359,21 @@ impl Files<'_> {
             },
             FileCallback::Open(Box::new(callback)),
         );
-        self.drv
-            .submit_job(key, move || Box::new(JobResult::Opened(open_options(mode).open(&path))));
+        self.drv.submit_job(key, move || {
+            Box::new(JobResult::Opened(
+                open_options(mode).open(&path),
+                mode == OpenMode::Append,
+            ))
+        });
     }
 
     /// Takes over an open `std::fs::File`.
-    pub fn adopt(&mut self, file: File) -> FileHandle {
-        FileHandle(self.drv.file_table.insert(FileState {
-            file: Arc::new(file),
-            read_op: None,
-            write_op: None,
-            other_ops: Vec::new(),
-        }))
+    ///
+    /// Windows: the file must have been opened for overlapped I/O
+    /// (`FILE_FLAG_OVERLAPPED` through `OpenOptionsExt::custom_flags`);
+    /// otherwise reads and writes fail with `InvalidArgument`.
+    pub fn adopt(&mut self, file: File) -> Result<FileHandle> {
+        self.drv.insert_file(file, false)
     }
 
     /// The file's size in bytes.
@@ -373,6 +409,36 @@ impl Files<'_> {
     }
 
     fn start(&mut self, file: FileHandle, offset: u64, buf: Vec<u8>, mode: IoMode, callback: FileCallback) {
+        #[cfg(windows)]
+        {
+            // Overlapped ReadFileEx / WriteFileEx at the offset, through the
+            // backend, like any other I/O handle.
+            let append = self.drv.file_table.get(file.0).is_some_and(|s| s.append);
+            let (reading, cb) = match callback {
+                FileCallback::Read(cb) => (true, cb),
+                FileCallback::Write(cb) => (false, cb),
+                _ => unreachable!("only reads and writes start here"),
+            };
+            let done: crate::io::DoneCallback = Box::new(move |drv, r, b| cb(drv, file, r, b));
+            let owner = crate::io::Owner {
+                kind: crate::handle::HandleKind::File,
+                key: file.0,
+            };
+            let cb = if reading {
+                crate::io::IoCallback::Read(done)
+            } else {
+                crate::io::IoCallback::Write(done)
+            };
+            let mut op = crate::io::IoOp::new(owner, cb, buf, mode);
+            op.offset = Some(if append && !reading { u64::MAX } else { offset });
+            self.drv.begin_io(op);
+        }
+        #[cfg(unix)]
+        self.start_on_pool(file, offset, buf, mode, callback);
+    }
+
+    #[cfg(unix)]
+    fn start_on_pool(&mut self, file: FileHandle, offset: u64, buf: Vec<u8>, mode: IoMode, callback: FileCallback) {
         let reading = matches!(callback, FileCallback::Read(_));
         let empty = buf.is_empty();
         let key = self.drv.ops.insert(Op::File(FileOp {
@@ -409,16 +475,35 @@ impl Files<'_> {
 
     /// Withdraws the pending read: its callback will not run. The buffer stays
     /// with the worker until it finishes ([`Cancelled::buffer`] is `None`).
+    ///
+    /// Windows: the read is cancelled with `CancelIoEx` and the buffer comes
+    /// back here once the OS let go of it (normally at once).
     pub fn cancel_read(&mut self, file: FileHandle) -> Option<Cancelled> {
-        let key = self.drv.file_table.get_mut(file.0)?.read_op.take()?;
-        self.drv.orphan_file_op(key)
+        #[cfg(windows)]
+        {
+            let key = self.drv.file_table.get_mut(file.0)?.io.read_op.take()?;
+            self.drv.cancel_io(key)
+        }
+        #[cfg(unix)]
+        {
+            let key = self.drv.file_table.get_mut(file.0)?.read_op.take()?;
+            self.drv.orphan_file_op(key)
+        }
     }
 
     /// Withdraws the pending write: its callback will not run. The write may
     /// still happen (the worker may already be in `pwrite`).
     pub fn cancel_write(&mut self, file: FileHandle) -> Option<Cancelled> {
-        let key = self.drv.file_table.get_mut(file.0)?.write_op.take()?;
-        self.drv.orphan_file_op(key)
+        #[cfg(windows)]
+        {
+            let key = self.drv.file_table.get_mut(file.0)?.io.write_op.take()?;
+            self.drv.cancel_io(key)
+        }
+        #[cfg(unix)]
+        {
+            let key = self.drv.file_table.get_mut(file.0)?.write_op.take()?;
+            self.drv.orphan_file_op(key)
+        }
     }
 
     /// Sets the file's size on the worker pool.

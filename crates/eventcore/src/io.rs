@@ -149,7 +149,7 @@ impl IoOp {
         match &self.callback {
             IoCallback::Read(_) if self.buf.is_empty() => Request::Readable,
             IoCallback::Read(_) if self.offset.is_some() => {
-                let offset = self.offset.unwrap_or(0) + self.done as u64;
+                let offset = self.offset.unwrap_or(0).saturating_add(self.done as u64);
                 let rest = &mut self.buf[self.done..];
                 Request::ReadAt {
                     ptr: rest.as_mut_ptr(),
@@ -158,7 +158,8 @@ impl IoOp {
                 }
             }
             IoCallback::Write(_) if self.offset.is_some() => {
-                let offset = self.offset.unwrap_or(0) + self.done as u64;
+                // u64::MAX is "at the end" (appending) and stays so.
+                let offset = self.offset.unwrap_or(0).saturating_add(self.done as u64);
                 let rest = &self.buf[self.done..];
                 Request::WriteAt {
                     ptr: rest.as_ptr(),
@@ -204,6 +205,8 @@ impl Driver {
             HandleKind::Listener => self.listener_table.get_mut(owner.key).map(|s| &mut s.io),
             HandleKind::Datagram => self.datagram_table.get_mut(owner.key).map(|s| &mut s.io),
             HandleKind::Pipe => self.pipe_table.get_mut(owner.key).map(|s| &mut s.io),
+            #[cfg(windows)]
+            HandleKind::File => self.file_table.get_mut(owner.key).map(|s| &mut s.io),
             _ => None,
         }
     }

@@ -71,7 +71,7 @@ mod dns;
 mod driver;
 #[cfg(eventcore_backend)]
 mod events;
-#[cfg(all(eventcore_backend, unix))]
+#[cfg(eventcore_backend)]
 mod files;
 #[cfg(all(eventcore_backend, windows))]
 mod gui;
@@ -79,9 +79,7 @@ mod gui;
 mod io;
 #[cfg(eventcore_backend)]
 mod pipes;
-// Windows runs no blocking work on the pool until files land there (issue 5).
 #[cfg(eventcore_backend)]
-#[cfg_attr(windows, allow(dead_code))]
 mod pool;
 #[cfg(all(eventcore_backend, unix))]
 mod processes;
@@ -104,7 +102,7 @@ pub use dns::{Dns, LookupId};
 pub use driver::{BackendKind, Driver, ExitReason, LeakReport};
 #[cfg(eventcore_backend)]
 pub use events::{EventId, EventWait, Events};
-#[cfg(all(eventcore_backend, unix))]
+#[cfg(eventcore_backend)]
 pub use files::{FileHandle, Files, OpenMode};
 #[cfg(all(eventcore_backend, windows))]
 pub use gui::{AttachedDriver, MessageHook};

@@ -10,8 +10,6 @@
 mod util;
 
 use std::cell::{Cell, RefCell};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -200,7 +198,10 @@ fn file_create_new_on_existing_is_already_exists(kind: BackendKind) {
     assert_eq!(drv.files().size(f).unwrap(), 0, "create-truncate empties");
     let r = open(&mut drv, &path, OpenMode::CreateNew);
     assert_status(&r, Status::AlreadyExists);
+    #[cfg(unix)]
     assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EEXIST));
+    #[cfg(windows)]
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(80)); // ERROR_FILE_EXISTS
     assert_eq!(drv.leak_report().files, 1, "only the first open left a file");
     release_and_check(&mut drv, f);
 }
@@ -213,114 +214,16 @@ fn file_open_missing_is_not_found(kind: BackendKind) {
     for mode in [OpenMode::Read, OpenMode::ReadWrite] {
         let r = open(&mut drv, dir.path().join("nope.dat"), mode);
         assert_status(&r, Status::NotFound);
+        #[cfg(unix)]
         assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::ENOENT));
+        #[cfg(windows)]
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(2)); // ERROR_FILE_NOT_FOUND
     }
     // A missing directory on the way is NotFound too, even when creating.
     let r = open(&mut drv, dir.path().join("no-dir/new.dat"), OpenMode::CreateNew);
     assert_status(&r, Status::NotFound);
     assert_out_of_waiters(&mut drv);
     assert_no_leaks(&drv);
-}
-
-/// Opening a file with mode 000 is `NotAllowed` (EACCES).
-///
-/// The tests run as root, for whom permission bits do not apply. The open
-/// runs on the driver's worker threads, which inherit the credentials of the
-/// thread that starts them; so the scenario sets this thread's file-system
-/// uid to `nobody` (`setfsuid`, which is per-thread and drops the file
-/// capabilities) before the driver starts any worker, and restores it at the
-/// end. If permission bits still do not apply (the probe open from this
-/// thread succeeds), the scenario prints why and skips.
-fn file_open_without_permission_is_not_allowed(kind: BackendKind) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = TempDir::new("file-perm");
-    let path = make_file(&dir, "secret.dat", b"secret");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
-
-    /// Restores the thread's file-system uid, also if the scenario fails.
-    struct FsUid(libc::uid_t);
-    impl Drop for FsUid {
-        fn drop(&mut self) {
-            // SAFETY: setfsuid only changes this thread's credentials.
-            unsafe { libc::setfsuid(self.0) };
-        }
-    }
-    // SAFETY: as above; the return value is the previous fsuid.
-    let _restore = FsUid(unsafe { libc::setfsuid(65534) } as libc::uid_t);
-    if std::fs::File::open(&path).is_ok() {
-        eprintln!(
-            "SKIPPED file_open_without_permission_is_not_allowed: mode 000 does not deny \
-             access here (running with file capabilities that setfsuid did not drop)"
-        );
-        return;
-    }
-
-    let mut drv = driver(kind);
-    for mode in [OpenMode::Read, OpenMode::ReadWrite, OpenMode::Append] {
-        let r = open(&mut drv, &path, mode);
-        assert_status(&r, Status::NotAllowed);
-        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EACCES));
-    }
-    assert_out_of_waiters(&mut drv);
-    assert_no_leaks(&drv);
-}
-
-/// A path that goes through a regular file as if it were a directory is an
-/// error with the OS code (ENOTDIR), reported through the callback.
-fn file_open_path_under_regular_file_fails(kind: BackendKind) {
-    let mut drv = driver(kind);
-    let dir = TempDir::new("file-notdir");
-    let file = make_file(&dir, "plain.dat", b"x");
-    for mode in [OpenMode::Read, OpenMode::CreateNew] {
-        let r = open(&mut drv, file.join("below.dat"), mode);
-        let e = r.expect_err("a path below a regular file cannot be opened");
-        assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR), "{e}");
-    }
-    assert_out_of_waiters(&mut drv);
-    assert_no_leaks(&drv);
-}
-
-/// A path with a NUL byte is `InvalidArgument`, through the callback (never
-/// a panic, never inside `open`).
-fn file_open_path_with_nul_byte_is_invalid_argument(kind: BackendKind) {
-    let mut drv = driver(kind);
-    let dir = TempDir::new("file-nul");
-    let mut bad = dir.path().as_os_str().as_bytes().to_vec();
-    bad.extend_from_slice(b"/a\0b.dat");
-    let r = open(&mut drv, OsStr::from_bytes(&bad), OpenMode::CreateTruncate);
-    assert_status(&r, Status::InvalidArgument);
-    assert!(!dir.path().join("a").exists());
-    assert_out_of_waiters(&mut drv);
-    assert_no_leaks(&drv);
-}
-
-/// File names that are not UTF-8 work: create, write and read back, with the
-/// file visible under exactly those bytes.
-fn file_non_utf8_path_works(kind: BackendKind) {
-    let mut drv = driver(kind);
-    let dir = TempDir::new("file-nonutf8");
-    let name = OsStr::from_bytes(b"caf\xe9-\xff\xfe.dat");
-    assert!(name.to_str().is_none(), "the name must not be UTF-8");
-    let path = dir.path().join(name);
-
-    let f = open(&mut drv, &path, OpenMode::CreateNew).expect("create-new");
-    let (r, _) = write(&mut drv, f, 0, b"latin-1".to_vec(), IoMode::All);
-    assert_eq!(r.unwrap(), 7);
-    let (r, buf) = read(&mut drv, f, 0, 7, IoMode::All);
-    assert_eq!(r.unwrap(), 7);
-    assert_eq!(buf, b"latin-1");
-    close(&mut drv, f).expect("close");
-
-    let names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, [name.to_owned()]);
-    assert_eq!(std::fs::read(&path).unwrap(), b"latin-1");
-
-    let f = open(&mut drv, &path, OpenMode::Read).expect("reopen");
-    assert_eq!(drv.files().size(f).unwrap(), 7);
-    release_and_check(&mut drv, f);
 }
 
 /// A read that starts at or past the end of the file is `EndOfFile` with
@@ -750,8 +653,13 @@ fn file_adopt_std_file(kind: BackendKind) {
     let mut drv = driver(kind);
     let dir = TempDir::new("file-adopt");
     let path = make_file(&dir, "a.dat", b"abc");
-    let std_file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
-    let f = drv.files().adopt(std_file);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true);
+    // Windows: the backend does overlapped I/O, so the file must allow it.
+    #[cfg(windows)]
+    std::os::windows::fs::OpenOptionsExt::custom_flags(&mut options, 0x4000_0000); // FILE_FLAG_OVERLAPPED
+    let std_file = options.open(&path).unwrap();
+    let f = drv.files().adopt(std_file).unwrap();
     assert!(drv.is_valid(f));
     assert_eq!(drv.files().size(f).unwrap(), 3);
 
@@ -858,10 +766,6 @@ contract_tests! {
     file_positional_io_with_overlapping_writes,
     file_create_new_on_existing_is_already_exists,
     file_open_missing_is_not_found,
-    file_open_without_permission_is_not_allowed,
-    file_open_path_under_regular_file_fails,
-    file_open_path_with_nul_byte_is_invalid_argument,
-    file_non_utf8_path_works,
     file_read_past_end_is_end_of_file,
     file_read_all_spanning_end_reports_transferred,
     file_cancel_read_in_flight,
@@ -879,4 +783,121 @@ contract_tests! {
     file_stale_handle_after_close_is_invalid_handle,
     file_append_mode_appends,
     file_zero_length_transfer_completes,
+}
+
+/// Scenarios that need POSIX paths, permissions or error codes.
+#[cfg(unix)]
+mod unix_only {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::*;
+
+    /// Opening a file with mode 000 is `NotAllowed` (EACCES).
+    ///
+    /// The tests run as root, for whom permission bits do not apply. The open
+    /// runs on the driver's worker threads, which inherit the credentials of the
+    /// thread that starts them; so the scenario sets this thread's file-system
+    /// uid to `nobody` (`setfsuid`, which is per-thread and drops the file
+    /// capabilities) before the driver starts any worker, and restores it at the
+    /// end. If permission bits still do not apply (the probe open from this
+    /// thread succeeds), the scenario prints why and skips.
+    fn file_open_without_permission_is_not_allowed(kind: BackendKind) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("file-perm");
+        let path = make_file(&dir, "secret.dat", b"secret");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+
+        /// Restores the thread's file-system uid, also if the scenario fails.
+        struct FsUid(libc::uid_t);
+        impl Drop for FsUid {
+            fn drop(&mut self) {
+                // SAFETY: setfsuid only changes this thread's credentials.
+                unsafe { libc::setfsuid(self.0) };
+            }
+        }
+        // SAFETY: as above; the return value is the previous fsuid.
+        let _restore = FsUid(unsafe { libc::setfsuid(65534) } as libc::uid_t);
+        if std::fs::File::open(&path).is_ok() {
+            eprintln!(
+                "SKIPPED file_open_without_permission_is_not_allowed: mode 000 does not deny \
+                 access here (running with file capabilities that setfsuid did not drop)"
+            );
+            return;
+        }
+
+        let mut drv = driver(kind);
+        for mode in [OpenMode::Read, OpenMode::ReadWrite, OpenMode::Append] {
+            let r = open(&mut drv, &path, mode);
+            assert_status(&r, Status::NotAllowed);
+            assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EACCES));
+        }
+        assert_out_of_waiters(&mut drv);
+        assert_no_leaks(&drv);
+    }
+
+    /// A path that goes through a regular file as if it were a directory is an
+    /// error with the OS code (ENOTDIR), reported through the callback.
+    fn file_open_path_under_regular_file_fails(kind: BackendKind) {
+        let mut drv = driver(kind);
+        let dir = TempDir::new("file-notdir");
+        let file = make_file(&dir, "plain.dat", b"x");
+        for mode in [OpenMode::Read, OpenMode::CreateNew] {
+            let r = open(&mut drv, file.join("below.dat"), mode);
+            let e = r.expect_err("a path below a regular file cannot be opened");
+            assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR), "{e}");
+        }
+        assert_out_of_waiters(&mut drv);
+        assert_no_leaks(&drv);
+    }
+
+    /// A path with a NUL byte is `InvalidArgument`, through the callback (never
+    /// a panic, never inside `open`).
+    fn file_open_path_with_nul_byte_is_invalid_argument(kind: BackendKind) {
+        let mut drv = driver(kind);
+        let dir = TempDir::new("file-nul");
+        let mut bad = dir.path().as_os_str().as_bytes().to_vec();
+        bad.extend_from_slice(b"/a\0b.dat");
+        let r = open(&mut drv, OsStr::from_bytes(&bad), OpenMode::CreateTruncate);
+        assert_status(&r, Status::InvalidArgument);
+        assert!(!dir.path().join("a").exists());
+        assert_out_of_waiters(&mut drv);
+        assert_no_leaks(&drv);
+    }
+
+    /// File names that are not UTF-8 work: create, write and read back, with the
+    /// file visible under exactly those bytes.
+    fn file_non_utf8_path_works(kind: BackendKind) {
+        let mut drv = driver(kind);
+        let dir = TempDir::new("file-nonutf8");
+        let name = OsStr::from_bytes(b"caf\xe9-\xff\xfe.dat");
+        assert!(name.to_str().is_none(), "the name must not be UTF-8");
+        let path = dir.path().join(name);
+
+        let f = open(&mut drv, &path, OpenMode::CreateNew).expect("create-new");
+        let (r, _) = write(&mut drv, f, 0, b"latin-1".to_vec(), IoMode::All);
+        assert_eq!(r.unwrap(), 7);
+        let (r, buf) = read(&mut drv, f, 0, 7, IoMode::All);
+        assert_eq!(r.unwrap(), 7);
+        assert_eq!(buf, b"latin-1");
+        close(&mut drv, f).expect("close");
+
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [name.to_owned()]);
+        assert_eq!(std::fs::read(&path).unwrap(), b"latin-1");
+
+        let f = open(&mut drv, &path, OpenMode::Read).expect("reopen");
+        assert_eq!(drv.files().size(f).unwrap(), 7);
+        release_and_check(&mut drv, f);
+    }
+
+    contract_tests! {
+        file_open_without_permission_is_not_allowed,
+        file_open_path_under_regular_file_fails,
+        file_open_path_with_nul_byte_is_invalid_argument,
+        file_non_utf8_path_works,
+    }
 }

@@ -77,6 +77,8 @@ pub(crate) use unix::files;
 #[cfg(unix)]
 pub(crate) use unix::{block_signals_in_worker, socket_options};
 #[cfg(windows)]
+pub(crate) use windows::files;
+#[cfg(windows)]
 pub(crate) use windows::{block_signals_in_worker, socket_options, Backend, Waker};
 
 /// How a backend performs reads and writes on a source.

@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use crate::sys::unix::syscall;
 
+/// Nothing to add to the open options on Unix.
+pub(crate) fn prepare_options(_o: &mut std::fs::OpenOptions) {}
+
 /// `pread` once (retrying on EINTR).
 pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     loop {

@@ -15,6 +15,7 @@
 mod backend;
 pub(crate) mod dns;
 mod errors;
+pub(crate) mod files;
 mod overlapped;
 pub(crate) mod pipes;
 mod window;
