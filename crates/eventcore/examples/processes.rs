@@ -7,13 +7,13 @@ use eventcore::{Command, Driver, ExitReason, IoMode, Stdio};
 
 fn main() -> Result<(), eventcore::Error> {
     let mut drv = Driver::new()?;
-    let child = drv.processes().spawn(
-        Command::new("tr")
-            .arg("a-z")
-            .arg("A-Z")
-            .stdin(Stdio::Pipe)
-            .stdout(Stdio::Pipe),
-    )?;
+    // A filter that reads stdin to its end: `tr` upper-cases on Unix; `sort`
+    // (of one line) echoes it on Windows.
+    #[cfg(unix)]
+    let command = Command::new("tr").arg("a-z").arg("A-Z");
+    #[cfg(windows)]
+    let command = Command::new("cmd").args(["/C", "sort"]);
+    let child = drv.processes().spawn(command.stdin(Stdio::Pipe).stdout(Stdio::Pipe))?;
     let (stdin, stdout) = (child.stdin.unwrap(), child.stdout.unwrap());
     println!("spawned pid {}", drv.processes().pid(child.process)?);
 

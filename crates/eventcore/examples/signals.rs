@@ -1,11 +1,22 @@
 //! Listens for SIGUSR1 and SIGUSR2, sends itself each from a timer callback,
 //! and prints what arrived.
 
-use std::time::Duration;
+//! Unix only: Windows has console control events instead (Ctrl+C, Ctrl+Break,
+//! close), which `Driver::signals` maps to `SIGINT`, `SIGBREAK` and `SIGHUP`.
 
-use eventcore::{Driver, ExitReason};
+#[cfg(not(unix))]
+fn main() {
+    println!(
+        "this example raises POSIX signals; on Windows, listen for eventcore::signal_numbers::SIGINT and press Ctrl+C"
+    );
+}
 
+#[cfg(unix)]
 fn main() -> Result<(), eventcore::Error> {
+    use std::time::Duration;
+
+    use eventcore::{Driver, ExitReason};
+
     let mut drv = Driver::new()?;
     let mut seen = 0;
     let usr1 = drv.signals().listen(libc::SIGUSR1, move |_, _, signo| {

@@ -78,10 +78,11 @@ pub(crate) enum Op {
     Event(crate::events::EventOp),
     Io(crate::io::IoOp),
     Remote(Box<dyn FnOnce(&mut Driver) + Send>),
-    #[cfg(unix)]
+    /// The driver's own work sent through its `Remote` (not a waiter); says
+    /// whether a user callback ran.
+    Internal(Box<dyn FnOnce(&mut Driver) -> bool + Send>),
     ProcessWait(crate::processes::ProcessWaitOp),
     File(crate::files::FileOp),
-    #[cfg(unix)]
     Walk(crate::watchers::WalkOp),
 }
 
@@ -130,18 +131,13 @@ pub struct Driver {
     pub(crate) listener_table: Table<ListenerState>,
     pub(crate) datagram_table: Table<DatagramState>,
     pub(crate) pipe_table: Table<crate::pipes::PipeState>,
-    #[cfg(unix)]
     pub(crate) signal_table: Table<crate::signals::SignalState>,
-    #[cfg(unix)]
     pub(crate) signal_source: Option<crate::signals::SignalSource>,
-    #[cfg(unix)]
     pub(crate) process_table: Table<crate::processes::ProcessState>,
-    #[cfg(unix)]
     pub(crate) orphans: Vec<crate::processes::Orphan>,
     pub(crate) file_table: Table<crate::files::FileState>,
-    #[cfg(unix)]
     pub(crate) watcher_table: Table<crate::watchers::WatcherState>,
-    #[cfg(unix)]
+    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) watch_source: Option<crate::watchers::WatchSource>,
     /// Ops in `ops` that are the driver's own (not waiters).
     pub(crate) internal_ops: usize,
@@ -182,18 +178,12 @@ impl Driver {
             listener_table: Table::new(id),
             datagram_table: Table::new(id),
             pipe_table: Table::new(id),
-            #[cfg(unix)]
             signal_table: Table::new(id),
-            #[cfg(unix)]
             signal_source: None,
-            #[cfg(unix)]
             process_table: Table::new(id),
-            #[cfg(unix)]
             orphans: Vec::new(),
             file_table: Table::new(id),
-            #[cfg(unix)]
             watcher_table: Table::new(id),
-            #[cfg(unix)]
             watch_source: None,
             internal_ops: 0,
             remote,
@@ -232,10 +222,7 @@ impl Driver {
 
     /// Active repeating listeners that are not an op of their own.
     fn listener_count(&self) -> usize {
-        #[cfg(unix)]
-        return self.signal_table.len() + self.watcher_table.len();
-        #[cfg(not(unix))]
-        return 0;
+        self.signal_table.len() + self.watcher_table.len()
     }
 
     /// Runs one batch: waits (at most `timeout`; `None` = without limit, zero =
@@ -329,11 +316,10 @@ impl Driver {
             Some(Op::Io(_)) => 2,
             Some(Op::Remote(_)) => 3,
             Some(Op::Dns(_)) => 4,
-            #[cfg(unix)]
             Some(Op::ProcessWait(_)) => 5,
             Some(Op::File(_)) => 6,
-            #[cfg(unix)]
             Some(Op::Walk(_)) => 7,
+            Some(Op::Internal(_)) => 8,
             // Cancelled (or its handle released) after the record was queued.
             None => return false,
         };
@@ -342,10 +328,14 @@ impl Driver {
             1 => self.complete_event(key),
             2 => self.complete_io(key, outcome),
             4 => self.complete_dns(key, outcome),
-            #[cfg(unix)]
             5 => self.complete_process_wait(key),
             6 => self.complete_file(key, outcome),
-            #[cfg(unix)]
+            8 => match self.ops.remove(key) {
+                Some(Entry {
+                    value: Op::Internal(f), ..
+                }) => f(self),
+                _ => false,
+            },
             7 => self.complete_walk(key, outcome),
             _ => {
                 if let Some(Entry {
@@ -402,8 +392,12 @@ impl Driver {
                 Message::Trigger { event, notify_all } => {
                     self.trigger_event(event, notify_all);
                 }
-                Message::Run(f) | Message::RunInternal(f) => {
+                Message::Run(f) => {
                     let key = self.add_op(Op::Remote(f));
+                    self.push_ready(key, Outcome::Remote);
+                }
+                Message::RunInternal(f) => {
+                    let key = self.add_op(Op::Internal(f));
                     self.push_ready(key, Outcome::Remote);
                 }
                 Message::Exit => self.exit_requested = true,
@@ -425,15 +419,10 @@ impl Driver {
             HandleKind::Listener => self.listener_table.entry_mut(key).map(split),
             HandleKind::Datagram => self.datagram_table.entry_mut(key).map(split),
             HandleKind::Pipe => self.pipe_table.entry_mut(key).map(split),
-            #[cfg(unix)]
             HandleKind::Signal => self.signal_table.entry_mut(key).map(split),
-            #[cfg(unix)]
             HandleKind::Process => self.process_table.entry_mut(key).map(split),
             HandleKind::File => self.file_table.entry_mut(key).map(split),
-            #[cfg(unix)]
             HandleKind::Watcher => self.watcher_table.entry_mut(key).map(split),
-            #[cfg(not(unix))]
-            _ => None,
         }
     }
 
@@ -467,15 +456,10 @@ impl Driver {
             HandleKind::Listener => self.destroy_listener(key),
             HandleKind::Datagram => self.destroy_datagram(key),
             HandleKind::Pipe => self.destroy_pipe(key),
-            #[cfg(unix)]
             HandleKind::Signal => self.destroy_signal(key),
-            #[cfg(unix)]
             HandleKind::Process => self.destroy_process(key),
             HandleKind::File => self.destroy_file(key),
-            #[cfg(unix)]
             HandleKind::Watcher => self.destroy_watcher(key),
-            #[cfg(not(unix))]
-            _ => {}
         }
         Ok(false)
     }
@@ -508,12 +492,9 @@ impl Driver {
         };
         report.pipes = self.pipe_table.len();
         report.files = self.file_table.len();
-        #[cfg(unix)]
-        {
-            report.signals = self.signal_table.len();
-            report.processes = self.process_table.len();
-            report.watchers = self.watcher_table.len();
-        }
+        report.watchers = self.watcher_table.len();
+        report.signals = self.signal_table.len();
+        report.processes = self.process_table.len();
         report
     }
 }
@@ -598,6 +579,10 @@ impl Drop for Driver {
         for key in self.pipe_table.keys() {
             self.destroy_pipe(key);
         }
+        for key in self.watcher_table.keys() {
+            self.destroy_watcher(key);
+        }
+        self.drop_signals_and_processes();
         #[cfg(unix)]
         self.drop_unix_resources();
     }
@@ -614,8 +599,7 @@ impl fmt::Debug for Driver {
 }
 
 impl Driver {
-    #[cfg(unix)]
-    fn drop_unix_resources(&mut self) {
+    fn drop_signals_and_processes(&mut self) {
         for key in self.signal_table.keys() {
             self.destroy_signal(key);
         }
@@ -623,14 +607,44 @@ impl Driver {
             self.destroy_process(key);
         }
         self.drop_orphans();
-        for key in self.watcher_table.keys() {
-            self.destroy_watcher(key);
+        if let Some(source) = self.signal_source.take() {
+            if let Some(src) = source.src {
+                self.sys.remove_source(src);
+            }
         }
+    }
+
+    #[cfg(unix)]
+    fn drop_unix_resources(&mut self) {
         if let Some(source) = self.watch_source.take() {
             self.sys.remove_source(source.src);
         }
-        if let Some(source) = self.signal_source.take() {
-            self.sys.remove_source(source.src);
-        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every pending operation is one slot of `ops` and every finished one a
+    /// ready record: keep them small (a `SockAddr` inline once made an op
+    /// 248 bytes and a request 160).
+    #[test]
+    fn operation_records_stay_small() {
+        use std::mem::size_of;
+        assert!(size_of::<super::Op>() <= 128, "Op is {} bytes", size_of::<super::Op>());
+        assert!(
+            size_of::<super::Ready>() <= 96,
+            "Ready is {} bytes",
+            size_of::<super::Ready>()
+        );
+        assert!(
+            size_of::<crate::sys::Request>() <= 40,
+            "Request is {} bytes",
+            size_of::<crate::sys::Request>()
+        );
+        assert!(
+            size_of::<crate::sys::Completion>() <= 72,
+            "Completion is {} bytes",
+            size_of::<crate::sys::Completion>()
+        );
     }
 }

@@ -79,15 +79,17 @@ pub(crate) struct Owner {
 /// The driver's own sources, whose completions are not user callbacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Internal {
-    /// The signalfd became readable.
-    #[cfg(unix)]
+    /// The signal source (signalfd) became readable.
     Signals,
-    /// A process's pidfd became readable: it exited.
-    #[cfg(unix)]
+    /// A process's exit source (pidfd) became readable: it exited.
     ProcessExit,
     /// The inotify descriptor became readable.
     #[cfg(unix)]
     Watchers,
+    /// A directory watch collected changes into the op's buffer (Windows
+    /// `ReadDirectoryChangesW`).
+    #[cfg(windows)]
+    DirectoryChanges { recursive: bool },
 }
 
 pub(crate) type DoneCallback = Box<dyn FnOnce(&mut Driver, Result<usize>, Vec<u8>)>;
@@ -125,8 +127,8 @@ pub(crate) struct IoOp {
     pub buf: Vec<u8>,
     pub mode: IoMode,
     pub done: usize,
-    /// Destination of a datagram send.
-    pub to: Option<SockAddr>,
+    /// Destination of a datagram send (boxed: most ops never have one).
+    pub to: Option<Box<SockAddr>>,
     /// File position of a positional read or write (`done` is added to it).
     pub offset: Option<u64>,
 }
@@ -188,9 +190,16 @@ impl IoOp {
             IoCallback::Send(_) => Request::SendTo {
                 ptr: self.buf.as_ptr(),
                 len: self.buf.len(),
-                to: self.to.clone(),
+                to: self.to.as_deref().map_or(std::ptr::null(), |a| a as *const SockAddr),
             },
             IoCallback::Accept => Request::Accept,
+            #[cfg(windows)]
+            IoCallback::Internal(Internal::DirectoryChanges { recursive }) => Request::DirectoryChanges {
+                ptr: self.buf.as_mut_ptr(),
+                len: self.buf.len(),
+                recursive: *recursive,
+            },
+            #[allow(unreachable_patterns)] // Windows may have no readiness-only internal source.
             IoCallback::Internal(_) => Request::Readable,
             IoCallback::Connect(_) | IoCallback::Orphaned => unreachable!("never re-issued"),
         }
@@ -207,6 +216,8 @@ impl Driver {
             HandleKind::Pipe => self.pipe_table.get_mut(owner.key).map(|s| &mut s.io),
             #[cfg(windows)]
             HandleKind::File => self.file_table.get_mut(owner.key).map(|s| &mut s.io),
+            #[cfg(windows)]
+            HandleKind::Watcher => self.watcher_table.get_mut(owner.key).map(|s| &mut s.io),
             _ => None,
         }
     }
@@ -414,7 +425,7 @@ impl Driver {
             IoCallback::Recv(cb) => {
                 let result = result.map(|n| {
                     let from = match &extra {
-                        Extra::From(a) => SocketAddress::from_sock_addr(a),
+                        Extra::From(a) => SocketAddress::from_peer(a),
                         _ => SocketAddress::Unnamed,
                     };
                     (n, from)
@@ -422,7 +433,7 @@ impl Driver {
                 cb(self, result, op.buf);
             }
             IoCallback::Accept => self.accepted(owner.key, result, extra),
-            IoCallback::Internal(which) => return self.internal_ready(which, owner, result),
+            IoCallback::Internal(which) => return self.internal_ready(which, owner, result, op.buf),
 
             IoCallback::Orphaned => unreachable!("handled above"),
         }
@@ -432,15 +443,15 @@ impl Driver {
 
 impl Driver {
     /// A driver-internal source is ready; returns whether a user callback ran.
-    fn internal_ready(&mut self, which: Internal, owner: Owner, _result: Result<usize>) -> bool {
-        let _ = owner;
+    fn internal_ready(&mut self, which: Internal, owner: Owner, result: Result<usize>, buf: Vec<u8>) -> bool {
+        let _ = (owner, &result, &buf);
         match which {
-            #[cfg(unix)]
             Internal::Signals => self.signals_ready(),
-            #[cfg(unix)]
             Internal::ProcessExit => self.process_exit_ready(owner),
             #[cfg(unix)]
             Internal::Watchers => self.watchers_ready(),
+            #[cfg(windows)]
+            Internal::DirectoryChanges { .. } => self.directory_changes_ready(owner, result, buf),
         }
     }
 }

@@ -3,8 +3,11 @@
 //! A per-thread event driver in the proactor style: operations are started
 //! with an owned buffer and a completion callback, and the callbacks run only
 //! from [`Driver::process_events`], on the driver's thread. One contract for
-//! every subsystem — timers, events, sockets (TCP, UDP, Unix) — on native
-//! backends (Linux epoll now; WinAPI and io_uring are in progress).
+//! every subsystem — timers, events, signals, sockets (TCP, UDP, Unix), DNS,
+//! files, pipes, child processes, directory watchers — on native backends:
+//! Linux epoll, and WinAPI (overlapped I/O with completion routines, in a wait
+//! that also pumps the thread's window messages). [`rt`] puts async/await on
+//! top.
 //!
 //! ```
 //! use std::time::Duration;
@@ -81,19 +84,19 @@ mod io;
 mod pipes;
 #[cfg(eventcore_backend)]
 mod pool;
-#[cfg(all(eventcore_backend, unix))]
+#[cfg(eventcore_backend)]
 mod processes;
 #[cfg(eventcore_backend)]
 mod remote;
 #[cfg(eventcore_backend)]
 pub mod rt;
-#[cfg(all(eventcore_backend, unix))]
+#[cfg(eventcore_backend)]
 mod signals;
 #[cfg(eventcore_backend)]
 mod sockets;
 #[cfg(eventcore_backend)]
 mod timers;
-#[cfg(all(eventcore_backend, unix))]
+#[cfg(eventcore_backend)]
 mod watchers;
 
 #[cfg(eventcore_backend)]
@@ -110,12 +113,27 @@ pub use gui::{AttachedDriver, MessageHook};
 pub use io::{Cancelled, IoMode};
 #[cfg(eventcore_backend)]
 pub use pipes::{PipeHandle, Pipes};
-#[cfg(all(eventcore_backend, unix))]
+#[cfg(eventcore_backend)]
 pub use processes::{Child, Command, ExitStatus, ProcessId, ProcessWait, Processes, Stdio};
 #[cfg(eventcore_backend)]
 pub use remote::Remote;
-#[cfg(all(eventcore_backend, unix))]
-pub use signals::{SignalListener, Signals};
+#[cfg(eventcore_backend)]
+pub use signals::{signal_numbers, SignalListener, Signals};
+
+/// Test hook (Windows): runs the console control handler's work for
+/// `ctrl_type` (`CTRL_C_EVENT` 0, `CTRL_BREAK_EVENT` 1, `CTRL_CLOSE_EVENT`
+/// 2 …) exactly as when the OS calls it — map the event to its signal,
+/// record it for every driver that listens, wake them — except that a
+/// handled close event does not block the caller (the real handler sleeps
+/// so that the process survives until the loops have run their callbacks).
+/// Returns whether some driver listens (the handler's `TRUE`). Wine cannot
+/// deliver console events to a process without a console, so the tests use
+/// this; programs never need it.
+#[cfg(all(eventcore_backend, windows))]
+#[doc(hidden)]
+pub fn __simulate_console_ctrl_event(ctrl_type: u32) -> bool {
+    sys::signals::dispatch(ctrl_type)
+}
 #[cfg(eventcore_backend)]
 pub use sockets::{
     ConnectionState, DatagramOptions, DatagramSocket, ListenOptions, SocketAddress, SocketHandle, Sockets,
@@ -123,5 +141,5 @@ pub use sockets::{
 };
 #[cfg(eventcore_backend)]
 pub use timers::{TimerCallback, TimerId, Timers};
-#[cfg(all(eventcore_backend, unix))]
+#[cfg(eventcore_backend)]
 pub use watchers::{ChangeKind, FileChange, WatcherId, Watchers};

@@ -1,20 +1,33 @@
 //! Child processes: spawn, adopt, wait, kill — without zombies.
 //!
-//! Each process is watched from the moment it is spawned or adopted (on
-//! Linux through a pidfd in the wait set; without pidfd, a waiter thread), and
-//! reaped as soon as it exits, whether or not anyone waits for it and even
-//! after its handle is released. [`Processes::wait`] callbacks count as
-//! waiters of the loop; the watch itself does not.
+//! Each process is watched from the moment it is spawned or adopted, and its
+//! exit is collected as soon as it happens, whether or not anyone waits for
+//! it. [`Processes::wait`] callbacks count as waiters of the loop; the watch
+//! itself does not.
+//!
+//! The OS side lives in `sys::process` behind one small interface (spawn,
+//! adopt, try to reap, kill, and how the exit is noticed). An exit reaches
+//! the loop one of two ways: a source in the wait set that becomes readable
+//! when the process exits (Linux: a pidfd, then reaped with `waitid`), or a
+//! notify closure called from another thread, which queues the exit as the
+//! driver's internal work through its own [`Remote`](crate::Remote) (Windows:
+//! a registered wait on the process handle, so there is no limit of 63
+//! processes; Linux without pidfd: a thread blocked in `waitid`).
+//!
+//! Where the OS keeps exited children until their parent collects them
+//! (Unix zombies), a process released while it still runs stays watched and
+//! is reaped when it exits, also after the driver is dropped. Windows has no
+//! zombies: releasing a process withdraws its wait and closes its handle.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use crate::driver::{Op, Outcome};
 use crate::handle::{define_handle, Entry, HandleKind, Key};
 use crate::io::{Internal, IoCallback, IoMode, IoOp, Owner};
 use crate::pipes::PipeHandle;
-use crate::sys::{process as sys_process, SourceId, SourceKind};
+use crate::sys::process::{self as sys_process, OsProcess};
+use crate::sys::{OwnedPipe, SourceId, SourceKind};
 use crate::{Driver, Error, Result, Status};
 
 define_handle!(
@@ -40,7 +53,9 @@ impl ExitStatus {
         self.code
     }
 
-    /// The signal that terminated the process, if one did (Unix).
+    /// The signal that terminated the process, if one did (Unix; always
+    /// `None` on Windows, where [`Processes::kill`] ends a process with exit
+    /// code 1).
     pub fn signal(&self) -> Option<i32> {
         self.signal
     }
@@ -50,8 +65,9 @@ impl ExitStatus {
         self.code == Some(0)
     }
 
-    /// Whether neither is known: an adopted process that is not our child
-    /// ends without the OS telling us how.
+    /// Whether neither is known: on Unix an adopted process that is not our
+    /// child ends without the OS telling us how. (Windows reports the exit
+    /// code of any process it lets us open.)
     pub fn is_unknown(&self) -> bool {
         self.code.is_none() && self.signal.is_none()
     }
@@ -67,8 +83,11 @@ pub enum Stdio {
     Null,
     /// A new pipe, returned as a [`PipeHandle`] in [`Child`].
     Pipe,
-    /// An existing file, pipe or socket, handed to the child.
-    Handle(OwnedFd),
+    /// An existing file, pipe or socket, handed to the child (`OwnedFd` on
+    /// Unix, `OwnedHandle` on Windows). On Windows, hand a child a
+    /// synchronous handle (not one opened for overlapped I/O): console
+    /// programs read and write their standard streams synchronously.
+    Handle(OwnedPipe),
 }
 
 /// What to spawn: program, arguments, environment, working directory, and the
@@ -86,8 +105,9 @@ pub struct Command {
 }
 
 impl Command {
-    /// Runs `program` (looked up in `PATH` if it has no slash), with no
-    /// arguments, the parent's environment and directory, and inherited streams.
+    /// Runs `program` (looked up in `PATH` if it has no slash; on Windows
+    /// also with `.exe` appended), with no arguments, the parent's
+    /// environment and directory, and inherited streams.
     pub fn new(program: impl AsRef<OsStr>) -> Command {
         Command {
             program: program.as_ref().to_owned(),
@@ -101,7 +121,8 @@ impl Command {
         }
     }
 
-    /// Adds an argument (passed as is, never through a shell).
+    /// Adds an argument (passed as is, never through a shell; on Windows
+    /// quoted into the command line the way the C runtime splits it again).
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Command {
         self.args.push(arg.as_ref().to_owned());
         self
@@ -179,23 +200,27 @@ pub(crate) struct ProcessWaitOp {
     callback: WaitCallback,
 }
 
-/// How the driver learns that a process exited.
+/// The OS's hold on a running process and, if its exit comes through a
+/// source in the wait set, that source's registration. Dropping it withdraws
+/// whatever else watches the process (the OS side does that).
 struct Watch {
-    pidfd: Option<OwnedFd>,
+    os: OsProcess,
     src: Option<SourceId>,
 }
 
 pub(crate) struct ProcessState {
     pid: u32,
-    watch: Watch,
+    /// `None` once the process has exited (or if watching it failed).
+    watch: Option<Watch>,
     exited: Option<ExitStatus>,
     waiters: Vec<Key>,
 }
 
-/// A released process that has not exited yet: still watched, to be reaped.
+/// A released process that has not exited yet: still watched, to be reaped
+/// (where the OS needs that, see `sys_process::MUST_REAP`, or its exit
+/// comes through a source in the wait set).
 pub(crate) struct Orphan {
     key: Key,
-    pid: u32,
     watch: Watch,
 }
 
@@ -209,7 +234,7 @@ fn to_std(s: Stdio) -> std::process::Stdio {
         Stdio::Inherit => std::process::Stdio::inherit(),
         Stdio::Null => std::process::Stdio::null(),
         Stdio::Pipe => std::process::Stdio::piped(),
-        Stdio::Handle(fd) => std::process::Stdio::from(fd),
+        Stdio::Handle(handle) => std::process::Stdio::from(handle),
     }
 }
 
@@ -219,96 +244,67 @@ impl Driver {
         Processes { drv: self }
     }
 
-    fn watch_process(&mut self, key: Key, pid: u32) -> Result<()> {
-        match sys_process::pidfd_open(pid) {
-            Ok(pidfd) => {
-                let src = self.sys.add_source(&pidfd, SourceKind::Fd)?;
-                let owner = Owner {
-                    kind: HandleKind::Process,
-                    key,
-                };
-                let mut op = IoOp::new(
-                    owner,
-                    IoCallback::Internal(Internal::ProcessExit),
-                    Vec::new(),
-                    IoMode::Once,
-                );
-                op.src = src;
-                let state = self.process_table.get_mut(key).expect("live");
-                state.watch = Watch {
-                    pidfd: Some(pidfd),
-                    src: Some(src),
-                };
-                self.start_io(op, false);
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-                // No pidfd: a thread blocks in waitid and hands the status to
-                // the loop through the driver's own Remote.
-                let remote = self.remote();
-                std::thread::Builder::new()
-                    .name("eventcore-waitpid".into())
-                    .spawn(move || {
-                        let ended = sys_process::wait_blocking(pid);
-                        // If the driver is gone there is nobody to tell.
-                        let _ = remote.run_internal(move |drv| {
-                            drv.process_ended(key, ended);
-                        });
-                    })?;
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
+    /// Starts watching the process of entry `key` for its exit.
+    fn watch_process(&mut self, key: Key) -> Result<()> {
+        let remote = self.remote();
+        let Some(watch) = self.process_table.get_mut(key).and_then(|s| s.watch.as_mut()) else {
+            return Ok(());
+        };
+        if let Some(source) = watch.os.exit_source() {
+            let src = self.sys.add_source(source, SourceKind::Fd)?;
+            watch.src = Some(src);
+            self.arm_process_exit(key, src);
+        } else {
+            // The OS side calls this from another thread; the exit reaches
+            // the loop as the driver's own work.
+            watch.os.notify_on_exit(Box::new(move |ended| {
+                // If the driver is gone there is nobody to tell.
+                let _ = remote.run_internal(move |drv| drv.process_ended(key, ended));
+            }))?;
+        }
+        Ok(())
+    }
+
+    /// Waits (internally) for the exit source of process `key` to be readable.
+    fn arm_process_exit(&mut self, key: Key, src: SourceId) {
+        let owner = Owner {
+            kind: HandleKind::Process,
+            key,
+        };
+        let mut op = IoOp::new(
+            owner,
+            IoCallback::Internal(Internal::ProcessExit),
+            Vec::new(),
+            IoMode::Once,
+        );
+        op.src = src;
+        self.start_io(op, false);
+    }
+
+    /// The watch of process `key`, whether its handle is live or released.
+    fn process_watch(&self, key: Key) -> Option<&Watch> {
+        match self.process_table.get(key) {
+            Some(state) => state.watch.as_ref(),
+            None => self.orphans.iter().find(|o| o.key == key).map(|o| &o.watch),
         }
     }
 
-    /// A watched process's pidfd is readable: reap it.
+    /// A watched process's exit source is readable: reap it.
     pub(crate) fn process_exit_ready(&mut self, owner: Owner) -> bool {
         let key = owner.key;
-        let pidfd = match self.process_table.get(key) {
-            Some(state) => state.watch.pidfd.as_ref(),
-            None => self
-                .orphans
-                .iter()
-                .find(|o| o.key == key)
-                .and_then(|o| o.watch.pidfd.as_ref()),
-        };
-        let Some(pidfd) = pidfd else {
+        let Some((reaped, src)) = self.process_watch(key).map(|w| (w.os.try_reap(), w.src)) else {
             return false;
         };
-        match sys_process::try_reap_pidfd(pidfd) {
+        match reaped {
             Ok(Some(ended)) => self.process_ended(key, ended),
             Ok(None) => {
                 // Woken without an exit (should not happen with pidfd): watch on.
-                if let Some(src) = self.process_src(key) {
-                    let owner = Owner {
-                        kind: HandleKind::Process,
-                        key,
-                    };
-                    let mut op = IoOp::new(
-                        owner,
-                        IoCallback::Internal(Internal::ProcessExit),
-                        Vec::new(),
-                        IoMode::Once,
-                    );
-                    op.src = src;
-                    self.start_io(op, false);
+                if let Some(src) = src {
+                    self.arm_process_exit(key, src);
                 }
                 false
             }
-            Err(_) => self.process_ended(
-                key,
-                sys_process::Ended {
-                    code: None,
-                    signal: None,
-                },
-            ),
-        }
-    }
-
-    fn process_src(&self, key: Key) -> Option<SourceId> {
-        match self.process_table.get(key) {
-            Some(state) => state.watch.src,
-            None => self.orphans.iter().find(|o| o.key == key).and_then(|o| o.watch.src),
+            Err(_) => self.process_ended(key, sys_process::Ended::unknown()),
         }
     }
 
@@ -321,20 +317,21 @@ impl Driver {
         let watch = if let Some(state) = self.process_table.get_mut(key) {
             state.exited = Some(status);
             let waiters = std::mem::take(&mut state.waiters);
-            let watch = std::mem::replace(&mut state.watch, Watch { pidfd: None, src: None });
+            let watch = state.watch.take();
             for op in waiters {
                 self.push_ready(op, Outcome::Event);
             }
-            Some(watch)
+            watch
         } else {
             self.orphans
                 .iter()
                 .position(|o| o.key == key)
                 .map(|i| self.orphans.swap_remove(i).watch)
         };
-        if let Some(src) = watch.and_then(|w| w.src) {
+        if let Some(src) = watch.as_ref().and_then(|w| w.src) {
             self.sys.remove_source(src);
         }
+        drop(watch);
         false
     }
 
@@ -365,37 +362,29 @@ impl Driver {
         for op in entry.value.waiters {
             self.ops.remove(op);
         }
-        if entry.value.exited.is_none() {
-            // Keep watching so the child is reaped when it exits.
-            self.orphans.push(Orphan {
-                key,
-                pid: entry.value.pid,
-                watch: entry.value.watch,
-            });
+        let Some(watch) = entry.value.watch else {
+            return;
+        };
+        if sys_process::MUST_REAP || watch.src.is_some() {
+            // Keep watching so the child is reaped when it exits (and the
+            // internal read on its exit source completes then).
+            self.orphans.push(Orphan { key, watch });
+        } else {
+            // Nothing to reap (Windows): withdraw the notification now.
+            watch.os.abandon();
         }
     }
 
     /// Closes the watches of released, still running processes (driver drop).
-    /// The driver is going away: reap released children that have exited,
-    /// and leave those still running to a detached thread that waits for
-    /// them, so none becomes a zombie.
+    /// The driver is going away: the OS side reaps released children that
+    /// have exited and leaves those still running to a detached thread that
+    /// waits for them, so none becomes a zombie.
     pub(crate) fn drop_orphans(&mut self) {
         for orphan in std::mem::take(&mut self.orphans) {
             if let Some(src) = orphan.watch.src {
                 self.sys.remove_source(src);
             }
-            let reaped = match &orphan.watch.pidfd {
-                Some(pidfd) => !matches!(sys_process::try_reap_pidfd(pidfd), Ok(None)),
-                None => false,
-            };
-            if !reaped {
-                let pid = orphan.pid;
-                // Without a thread the child stays a zombie until this process
-                // exits; nothing else can be done then.
-                let _ = std::thread::Builder::new()
-                    .name("eventcore-reaper".into())
-                    .spawn(move || sys_process::wait_blocking(pid));
-            }
+            orphan.watch.os.abandon();
         }
     }
 }
@@ -421,39 +410,47 @@ impl Processes<'_> {
         cmd.stdin(to_std(command.stdin));
         cmd.stdout(to_std(command.stdout));
         cmd.stderr(to_std(command.stderr));
-        let mut child = cmd.spawn()?;
-        let pid = child.id();
-        // The std handle is dropped without waiting: this driver reaps.
-        let stdin = child.stdin.take().map(OwnedFd::from);
-        let stdout = child.stdout.take().map(OwnedFd::from);
-        let stderr = child.stderr.take().map(OwnedFd::from);
-        drop(child);
-        let process = self.adopt_pid(pid)?;
-        let mut adopt = |fd: Option<OwnedFd>| fd.map(|fd| self.drv.adopt_pipe_fd(fd)).transpose();
+        let spawned = sys_process::spawn(&mut cmd)?;
+        let process = self.watch(spawned.process, true)?;
+        let mut adopt = |end: Option<OwnedPipe>| end.map(|end| self.drv.adopt_pipe_fd(end)).transpose();
         Ok(Child {
             process,
-            stdin: adopt(stdin)?,
-            stdout: adopt(stdout)?,
-            stderr: adopt(stderr)?,
+            stdin: adopt(spawned.stdin)?,
+            stdout: adopt(spawned.stdout)?,
+            stderr: adopt(spawned.stderr)?,
         })
     }
 
-    /// Watches an existing process by pid. For a child of this process the
-    /// exit status is reported; for any other process only the fact that it
-    /// ended ([`ExitStatus::is_unknown`]).
+    /// Watches an existing process by pid. Unix: for a child of this process
+    /// the exit status is reported; for any other process only the fact that
+    /// it ended ([`ExitStatus::is_unknown`]). Windows: the process is opened
+    /// (`OpenProcess`) and its exit code reported, child or not.
     pub fn adopt(&mut self, pid: u32) -> Result<ProcessId> {
-        self.adopt_pid(pid)
+        let os = OsProcess::adopt(pid)?;
+        self.watch(os, false)
     }
 
-    fn adopt_pid(&mut self, pid: u32) -> Result<ProcessId> {
+    /// Enters `os` in the table and watches it. If it cannot be watched, a
+    /// child just spawned is killed (the caller gets an `Err`, so nothing
+    /// may keep running) and the OS side makes sure nothing is left behind.
+    fn watch(&mut self, os: OsProcess, spawned: bool) -> Result<ProcessId> {
         let key = self.drv.process_table.insert(ProcessState {
-            pid,
-            watch: Watch { pidfd: None, src: None },
+            pid: os.pid(),
+            watch: Some(Watch { os, src: None }),
             exited: None,
             waiters: Vec::new(),
         });
-        if let Err(e) = self.drv.watch_process(key, pid) {
-            self.drv.process_table.remove(key);
+        if let Err(e) = self.drv.watch_process(key) {
+            if let Some(Entry {
+                value: ProcessState { watch: Some(watch), .. },
+                ..
+            }) = self.drv.process_table.remove(key)
+            {
+                if spawned {
+                    let _ = watch.os.kill(crate::signal_numbers::SIGKILL);
+                }
+                watch.os.abandon();
+            }
             return Err(e);
         }
         Ok(ProcessId(key))
@@ -482,19 +479,26 @@ impl Processes<'_> {
             .ok_or_else(Error::invalid_handle)
     }
 
-    /// Sends `signo` to the process (on Windows: terminates it). A process that
-    /// has already exited is [`Status::NotFound`]; its pid is never signalled,
-    /// since it may belong to another process by now.
+    /// Sends `signo` to the process. A process that has already exited is
+    /// [`Status::NotFound`]; its pid is never signalled, since it may belong
+    /// to another process by now. A number that is no signal is
+    /// `InvalidArgument`.
+    ///
+    /// Windows, as libuv: `SIGINT`, `SIGQUIT`, `SIGKILL` and `SIGTERM` (see
+    /// [`signal_numbers`](crate::signal_numbers)) terminate the process
+    /// (`TerminateProcess`), which then exits with code 1 (no signal in its
+    /// [`ExitStatus`]); signal 0 only checks that it still runs; other
+    /// signals are `NotSupported`.
     pub fn kill(&mut self, process: ProcessId, signo: i32) -> Result<()> {
         let s = self
             .drv
             .process_table
             .get(process.0)
             .ok_or_else(Error::invalid_handle)?;
-        if s.exited.is_some() {
-            return Err(Error::new(Status::NotFound));
+        match (&s.exited, &s.watch) {
+            (None, Some(watch)) => Ok(watch.os.kill(signo)?),
+            _ => Err(Error::new(Status::NotFound)),
         }
-        Ok(sys_process::send_signal(s.watch.pidfd.as_ref(), s.pid, signo)?)
     }
 
     /// Calls `callback` with the exit status once the process has exited (from

@@ -18,9 +18,9 @@ pub(crate) enum Message {
         notify_all: bool,
     },
     Run(Box<dyn FnOnce(&mut Driver) + Send>),
-    #[cfg_attr(not(unix), allow(dead_code))]
-    /// Work of the driver itself (not a waiter), e.g. a process watcher thread's news.
-    RunInternal(Box<dyn FnOnce(&mut Driver) + Send>),
+    /// Work of the driver itself (not a waiter), e.g. a process watcher
+    /// thread's news; returns whether a user callback ran.
+    RunInternal(Box<dyn FnOnce(&mut Driver) -> bool + Send>),
     Exit,
 }
 
@@ -128,10 +128,10 @@ impl Remote {
         self.shared.send(Message::Run(Box::new(f)))
     }
 
-    #[cfg_attr(not(unix), allow(dead_code))]
     /// Runs `f` on the driver's thread as the driver's own work: it does not
-    /// count as a waiter.
-    pub(crate) fn run_internal(&self, f: impl FnOnce(&mut Driver) + Send + 'static) -> Result<()> {
+    /// count as a waiter, and `process_events` counts it as activity only if
+    /// it returns `true` (a user callback ran).
+    pub(crate) fn run_internal(&self, f: impl FnOnce(&mut Driver) -> bool + Send + 'static) -> Result<()> {
         self.shared.send(Message::RunInternal(Box::new(f)))
     }
 

@@ -1,18 +1,54 @@
-//! Signals: a repeating callback for each arrival of a POSIX signal.
+//! Signals: a repeating callback for each arrival of a signal.
 //!
-//! Linux: one signalfd per driver; the listened signals are blocked in the
-//! driver's thread and in the worker pool, so they are not delivered to a
-//! handler elsewhere in those threads. Releasing the last listener of a signal
-//! restores its previous blocked state. Active listeners count as waiters.
+//! The OS side lives in `sys::signals` behind one small interface (a
+//! `SignalSet` per driver: check, add, remove, take the arrivals), and reaches
+//! the loop one of two ways: a source in the wait set that is readable while
+//! signals are pending, or a notify closure that another thread calls, which
+//! queues the delivery as the driver's internal work through its own
+//! [`Remote`](crate::Remote). Either way the callbacks run from
+//! `process_events` only. Active listeners count as waiters.
 //!
-//! Portability: signals that are sent to the whole process may still be taken
-//! by another thread of the program that does not block them; block them
-//! there too (or listen from the main thread before starting others).
+//! **Linux**: one signalfd per driver (the source); the listened signals are
+//! blocked in the driver's thread and in the worker pool, so they are not
+//! delivered to a handler elsewhere in those threads. Releasing the last
+//! listener of a signal restores its previous blocked state. Signals that
+//! are sent to the whole process may still be taken by another thread of
+//! the program that does not block them; block them there too (or listen
+//! from the main thread before starting others).
+//!
+//! **Windows**: console control events, mapped like libuv — Ctrl+C is
+//! `SIGINT`, Ctrl+Break `SIGBREAK`, closing the console window `SIGHUP`
+//! (see [`signal_numbers`]). One console control handler serves the
+//! process (`SetConsoleCtrlHandler`); it only records the event and wakes
+//! every driver that listens to its signal. An event nobody listens to gets
+//! the default action (Ctrl+C ends the program). Other signal numbers are
+//! never delivered there: `listen` refuses them with `NotSupported`.
 
 use crate::handle::{define_handle, Key};
 use crate::io::{Internal, IoCallback, IoMode, IoOp, Owner};
-use crate::sys::{SignalFd, SourceId, SourceKind};
-use crate::{Driver, Error, Result, Status};
+use crate::sys::signals::SignalSet;
+use crate::sys::{SourceId, SourceKind};
+use crate::{Driver, Error, Result};
+
+/// Signal numbers with the same meaning on every backend (the POSIX
+/// numbers, which the C runtime on Windows uses too), for
+/// [`Signals::listen`] and [`Processes::kill`](crate::Processes::kill).
+pub mod signal_numbers {
+    /// Hang-up. Windows: the console window is being closed (`CTRL_CLOSE_EVENT`).
+    pub const SIGHUP: i32 = 1;
+    /// Interrupt. Windows: Ctrl+C (`CTRL_C_EVENT`).
+    pub const SIGINT: i32 = 2;
+    /// Quit (from the keyboard, in a POSIX terminal).
+    pub const SIGQUIT: i32 = 3;
+    /// Kill: cannot be caught or listened to.
+    pub const SIGKILL: i32 = 9;
+    /// Termination request.
+    pub const SIGTERM: i32 = 15;
+    /// Windows only: Ctrl+Break (`CTRL_BREAK_EVENT`), numbered as in the C
+    /// runtime and libuv. (21 is `SIGTTIN` on Linux.)
+    #[cfg(windows)]
+    pub const SIGBREAK: i32 = 21;
+}
 
 define_handle!(
     /// A signal listener of a [`Driver`].
@@ -27,10 +63,11 @@ pub(crate) struct SignalState {
     callback: Option<SignalCallback>,
 }
 
-/// The driver's signalfd, its registration and its pending internal read.
+/// The driver's signal set, the registration of its source (if it has one)
+/// and the pending internal read on it.
 pub(crate) struct SignalSource {
-    fd: SignalFd,
-    pub(crate) src: SourceId,
+    set: SignalSet,
+    pub(crate) src: Option<SourceId>,
     op: Option<Key>,
 }
 
@@ -52,7 +89,7 @@ fn internal_owner(drv: &Driver) -> Owner {
 }
 
 impl Driver {
-    /// Signals: listen for POSIX signals.
+    /// Signals: listen for POSIX signals (Windows: console control events).
     pub fn signals(&mut self) -> Signals<'_> {
         Signals { drv: self }
     }
@@ -62,23 +99,30 @@ impl Driver {
         let Some(source) = &self.signal_source else {
             return;
         };
+        let Some(src) = source.src else {
+            return;
+        };
         if source.op.is_some() || self.signal_table.len() == 0 {
             return;
         }
         let mut op = IoOp::new(owner, IoCallback::Internal(Internal::Signals), Vec::new(), IoMode::Once);
-        op.src = source.src;
+        op.src = src;
         let key = self.start_io(op, false);
         if let Some(source) = &mut self.signal_source {
             source.op = Some(key);
         }
     }
 
-    /// The signalfd is readable: deliver every pending signal to its listeners.
+    /// Signals arrived (the source is readable, or the OS side notified):
+    /// deliver each to its listeners; returns whether a callback ran.
     pub(crate) fn signals_ready(&mut self) -> bool {
         let mut arrived = Vec::new();
         if let Some(source) = &mut self.signal_source {
-            source.op = None;
-            source.fd.read_all(&mut arrived);
+            if source.src.is_some() {
+                // Called from the completion of the internal read.
+                source.op = None;
+            }
+            source.set.take_arrived(&mut arrived);
         }
         let mut ran = false;
         for signo in arrived {
@@ -118,7 +162,7 @@ impl Driver {
         let nobody = self.signal_table.len() == 0;
         if let Some(source) = &mut self.signal_source {
             if !still_listened {
-                source.fd.remove(signo);
+                source.set.remove(signo);
             }
             if nobody {
                 if let Some(op) = source.op.take() {
@@ -133,22 +177,30 @@ impl Signals<'_> {
     /// Calls `callback` with the signal number each time `signo` arrives, until
     /// the listener is released. Several listeners of one signal are all
     /// called. `InvalidArgument` for a number that is not a catchable signal
-    /// (`SIGKILL`, `SIGSTOP`, 0, out of range).
+    /// (`SIGKILL`, `SIGSTOP`, 0, out of range). Windows: `SIGINT`, `SIGBREAK`
+    /// and `SIGHUP` (see [`signal_numbers`]); other signals are
+    /// `NotSupported` there.
     pub fn listen(
         &mut self,
         signo: i32,
         callback: impl FnMut(&mut Driver, SignalListener, i32) + 'static,
     ) -> Result<SignalListener> {
-        if !SignalFd::valid(signo) {
-            return Err(Error::new(Status::InvalidArgument));
-        }
+        SignalSet::check(signo).map_err(Error::new)?;
         if self.drv.signal_source.is_none() {
-            let fd = SignalFd::new()?;
-            let src = self.drv.sys.add_source(&fd, SourceKind::Fd)?;
-            self.drv.signal_source = Some(SignalSource { fd, src, op: None });
+            let remote = self.drv.remote();
+            let notify = Box::new(move || {
+                // If the driver is gone there is nobody to tell.
+                let _ = remote.run_internal(|drv| drv.signals_ready());
+            });
+            let set = SignalSet::new(notify)?;
+            let src = match set.source() {
+                Some(fd) => Some(self.drv.sys.add_source(fd, SourceKind::Fd)?),
+                None => None,
+            };
+            self.drv.signal_source = Some(SignalSource { set, src, op: None });
         }
         let source = self.drv.signal_source.as_mut().expect("created above");
-        source.fd.add(signo)?;
+        source.set.add(signo)?;
         let key = self.drv.signal_table.insert(SignalState {
             signo,
             callback: Some(Box::new(callback)),

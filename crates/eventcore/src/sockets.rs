@@ -81,6 +81,13 @@ impl SocketAddress {
         }
     }
 
+    pub(crate) fn from_peer(a: &crate::sys::PeerAddr) -> SocketAddress {
+        match a {
+            crate::sys::PeerAddr::Ip(ip) => SocketAddress::Inet(*ip),
+            crate::sys::PeerAddr::Other(a) => SocketAddress::from_sock_addr(a),
+        }
+    }
+
     pub(crate) fn from_sock_addr(a: &SockAddr) -> SocketAddress {
         if let Some(inet) = a.as_socket() {
             return SocketAddress::Inet(inet);
@@ -262,7 +269,7 @@ impl Driver {
         let outcome = match (result, extra) {
             (Ok(_), Extra::Accepted(socket, addr)) => self
                 .adopt_stream_socket(socket, false)
-                .map(|s| (s, SocketAddress::from_sock_addr(&addr))),
+                .map(|s| (s, SocketAddress::from_peer(&addr))),
             (Ok(_), _) => Err(Error::new(Status::Other)),
             (Err(e), _) => {
                 // Transient failures (the peer gave up, or descriptors or memory
@@ -386,7 +393,7 @@ impl Sockets<'_> {
         let key = self.drv.ops.insert(Op::Io(op));
         match prepared {
             Ok(addr) => {
-                if let Some(c) = self.drv.sys.submit(src, key.to_u64(), Request::Connect(addr)) {
+                if let Some(c) = self.drv.sys.submit(src, key.to_u64(), Request::Connect(Box::new(addr))) {
                     self.drv.push_ready(key, Outcome::Sys(c));
                 }
             }
@@ -733,7 +740,7 @@ impl Sockets<'_> {
         let mut op = IoOp::new(datagram_owner(sock.0), cb, buf, mode);
         if let Some(to) = to {
             match to.to_sock_addr() {
-                Ok(a) => op.to = Some(a),
+                Ok(a) => op.to = Some(Box::new(a)),
                 Err(e) => return self.drv.fail_io(op, e),
             }
         }

@@ -38,7 +38,6 @@ use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use super::executor::Core;
 use super::op::{Completer, OpFuture, Operation, Slot};
 use super::BufResult;
-#[cfg(unix)]
 use crate::PipeHandle;
 use crate::{Driver, Error, Handle, IoMode, Result, Status, StreamSocket};
 
@@ -61,11 +60,10 @@ mod sealed {
 }
 
 /// A driver handle a [`ByteStream`] can run on: a
-/// [`StreamSocket`], or a [`PipeHandle`](crate::PipeHandle) (Unix). Sealed.
+/// [`StreamSocket`], or a [`PipeHandle`](crate::PipeHandle). Sealed.
 pub trait StreamHandle: sealed::RawStream {}
 
 impl StreamHandle for StreamSocket {}
-#[cfg(unix)]
 impl StreamHandle for PipeHandle {}
 
 impl sealed::RawStream for StreamSocket {
@@ -87,7 +85,6 @@ impl sealed::RawStream for StreamSocket {
     }
 }
 
-#[cfg(unix)]
 impl sealed::RawStream for PipeHandle {
     fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
         drv.pipes().read(self, buf, mode, move |_, _, r, b| done((r, b)));

@@ -53,8 +53,9 @@
 //!   [`AsyncWrite`](futures_io::AsyncWrite) over an internal buffer.
 //!
 //! Nothing here is OS-specific: the layer only uses the driver's API, so it
-//! runs on every backend. Files, pipes, processes, signals and directory
-//! watchers are available where the driver has them (Unix today).
+//! runs on every backend. Pipes, processes and signals are there on every
+//! backend; files and directory watchers where the layer has them (Unix
+//! today).
 //!
 //! ## Windows GUI programs
 //!
@@ -73,11 +74,8 @@ mod fs;
 mod io;
 mod net;
 mod op;
-#[cfg(unix)]
 mod pipe;
-#[cfg(unix)]
 mod process;
-#[cfg(unix)]
 mod signal;
 mod time;
 #[cfg(unix)]
@@ -92,11 +90,8 @@ pub use executor::{
 pub use fs::File;
 pub use io::{ByteStream, ReadHalf, StreamHandle, WriteHalf};
 pub use net::{DatagramSocket, Listener, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
-#[cfg(unix)]
 pub use pipe::Pipe;
-#[cfg(unix)]
 pub use process::{Child, ChildStderr, ChildStdin, ChildStdout};
-#[cfg(unix)]
 pub use signal::Signal;
 pub use time::{interval, sleep, sleep_until, timeout, Elapsed, Interval, Sleep};
 #[cfg(unix)]

@@ -299,7 +299,6 @@ impl<T> Queue<T> {
     }
 
     /// The next item, if one is queued.
-    #[cfg_attr(not(unix), allow(dead_code))] // Signals and watchers are Unix-only.
     pub fn try_next(&self) -> Option<T> {
         self.state.borrow_mut().items.pop_front()
     }

@@ -1,7 +1,5 @@
 //! Pipes: [`ByteStream`]s over OS pipes.
 
-use std::os::fd::OwnedFd;
-
 use super::executor::current;
 use super::io::ByteStream;
 use crate::{PipeHandle, Result};
@@ -20,8 +18,9 @@ impl ByteStream<PipeHandle> {
     }
 
     /// Takes over one end of an OS pipe (a `std::process::ChildStdout`, an
-    /// `OwnedFd` …).
-    pub fn adopt(fd: impl Into<OwnedFd>) -> Result<Pipe> {
+    /// `OwnedFd` on Unix or an overlapped `OwnedHandle` on Windows …; see
+    /// [`Pipes::adopt`](crate::Pipes::adopt)).
+    pub fn adopt(fd: impl Into<crate::sys::OwnedPipe>) -> Result<Pipe> {
         let core = current();
         let h = core.with_driver(|drv| drv.pipes().adopt(fd))?;
         Ok(ByteStream::from_raw(core, h))

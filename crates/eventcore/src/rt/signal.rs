@@ -19,8 +19,10 @@ pub struct Signal {
 }
 
 impl Signal {
-    /// Listens for `signo` (`libc::SIGUSR1`, `SIGINT` …). `InvalidArgument`
-    /// for a number that is not a catchable signal.
+    /// Listens for `signo` (`libc::SIGUSR1`, `SIGINT` …; on Windows the
+    /// console control events `SIGINT`, `SIGBREAK`, `SIGHUP`, see
+    /// [`signal_numbers`](crate::signal_numbers)). `InvalidArgument` for a
+    /// number that is not a catchable signal.
     pub fn listen(signo: i32) -> Result<Signal> {
         let core = current();
         let queue = Queue::new();

@@ -51,7 +51,7 @@ pub(crate) use linux::inotify;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::process;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::signals::SignalFd;
+pub(crate) use linux::signals;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::waker::Waker;
 #[cfg(unix)]
@@ -79,7 +79,11 @@ pub(crate) use unix::{block_signals_in_worker, socket_options};
 #[cfg(windows)]
 pub(crate) use windows::files;
 #[cfg(windows)]
+pub(crate) use windows::watch;
+#[cfg(windows)]
 pub(crate) use windows::{block_signals_in_worker, socket_options, Backend, Waker};
+#[cfg(windows)]
+pub(crate) use windows::{process, signals};
 
 /// How a backend performs reads and writes on a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,16 +107,18 @@ pub(crate) enum Request {
     Write { ptr: *const u8, len: usize },
     /// Receive one datagram into `ptr[..len]`, with its sender's address.
     RecvFrom { ptr: *mut u8, len: usize },
-    /// Send one datagram, to `to` or to the connected peer.
+    /// Send one datagram, to `*to` or (null) to the connected peer. The
+    /// address is boxed in the driver's op, so the pointer stays valid as long
+    /// as the buffer does.
     SendTo {
         ptr: *const u8,
         len: usize,
-        to: Option<socket2::SockAddr>,
+        to: *const socket2::SockAddr,
     },
     /// Accept one connection.
     Accept,
-    /// Connect to the address.
-    Connect(socket2::SockAddr),
+    /// Connect to the address (boxed: connects are rare, requests are many).
+    Connect(Box<socket2::SockAddr>),
     /// Wait until the source is readable, without consuming anything.
     Readable,
     /// Read into `ptr[..len]` from a file at `offset` (positional).
@@ -145,12 +151,30 @@ impl Request {
 pub(crate) enum Extra {
     None,
     /// A connection was accepted.
-    Accepted(socket2::Socket, socket2::SockAddr),
+    Accepted(socket2::Socket, PeerAddr),
     /// A datagram arrived from this address.
-    From(socket2::SockAddr),
+    From(PeerAddr),
     /// A name resolved to these addresses.
     #[cfg_attr(not(windows), allow(dead_code))]
     Addresses(Vec<std::net::IpAddr>),
+}
+
+/// A peer's address, compact: IP addresses inline, anything else (Unix
+/// paths) boxed — a `SockAddr` is 128 bytes of storage, which would make
+/// every completion record that large.
+#[derive(Debug)]
+pub(crate) enum PeerAddr {
+    Ip(std::net::SocketAddr),
+    Other(Box<socket2::SockAddr>),
+}
+
+impl From<socket2::SockAddr> for PeerAddr {
+    fn from(a: socket2::SockAddr) -> PeerAddr {
+        match a.as_socket() {
+            Some(ip) => PeerAddr::Ip(ip),
+            None => PeerAddr::Other(Box::new(a)),
+        }
+    }
 }
 
 /// A finished operation: its token, bytes transferred (or the error) and extras.

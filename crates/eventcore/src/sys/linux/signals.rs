@@ -5,13 +5,31 @@
 //! blocked in the driver's thread (worker threads block everything from the
 //! start); when the last listener of a signal goes, the signal is unblocked
 //! again — unless it was already blocked before the driver blocked it.
+//!
+//! The interface the driver uses (the same on every OS, see
+//! `sys/windows/signals.rs`): [`SignalSet`] — `new`, `check`, `add`,
+//! `remove`, `source` (here: the signalfd, readable when signals are
+//! pending) and `take_arrived`.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::sys::unix::syscall;
+use crate::Status;
 
-pub(crate) struct SignalFd {
+// The crate's portable signal numbers are Linux's.
+const _: () = {
+    use crate::signal_numbers as n;
+    assert!(n::SIGHUP == libc::SIGHUP && n::SIGINT == libc::SIGINT && n::SIGQUIT == libc::SIGQUIT);
+    assert!(n::SIGKILL == libc::SIGKILL && n::SIGTERM == libc::SIGTERM);
+};
+
+/// Wakes the driver when signals arrive without a source in its wait set
+/// (not needed here: the signalfd is that source).
+pub(crate) type SignalNotify = Box<dyn Fn() + Send + Sync>;
+
+/// The signals one driver listens to, and where their arrivals are read.
+pub(crate) struct SignalSet {
     fd: OwnedFd,
     set: libc::sigset_t,
     /// Signals this driver blocked (and must unblock when done).
@@ -34,22 +52,34 @@ fn one_signal(signo: i32) -> libc::sigset_t {
     set
 }
 
-impl SignalFd {
-    pub fn new() -> io::Result<SignalFd> {
+impl SignalSet {
+    /// A signalfd with an empty set. `_notify` is not needed: arrivals make
+    /// the signalfd readable.
+    pub fn new(_notify: SignalNotify) -> io::Result<SignalSet> {
         let set = empty_set();
         let fd = syscall!(signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))?;
         // SAFETY: signalfd returned a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(SignalFd {
+        Ok(SignalSet {
             fd,
             set,
             blocked_here: empty_set(),
         })
     }
 
-    /// Whether `signo` can be listened to (a real signal, not KILL or STOP).
-    pub fn valid(signo: i32) -> bool {
-        (1..=libc::SIGRTMAX()).contains(&signo) && signo != libc::SIGKILL && signo != libc::SIGSTOP
+    /// Whether `signo` can be listened to (a real signal, not KILL or STOP):
+    /// `InvalidArgument` otherwise.
+    pub fn check(signo: i32) -> Result<(), Status> {
+        if (1..=libc::SIGRTMAX()).contains(&signo) && signo != libc::SIGKILL && signo != libc::SIGSTOP {
+            Ok(())
+        } else {
+            Err(Status::InvalidArgument)
+        }
+    }
+
+    /// The signalfd: readable when a listened signal is pending.
+    pub fn source(&self) -> Option<&OwnedFd> {
+        Some(&self.fd)
     }
 
     /// Starts receiving `signo`: blocks it in this thread and adds it to the set.
@@ -87,7 +117,7 @@ impl SignalFd {
     }
 
     /// Reads every pending signal; returns their numbers in arrival order.
-    pub fn read_all(&self, out: &mut Vec<i32>) {
+    pub fn take_arrived(&mut self, out: &mut Vec<i32>) {
         loop {
             // SAFETY: an all-zero siginfo is a valid buffer for read to fill.
             let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
@@ -106,13 +136,7 @@ impl SignalFd {
     }
 }
 
-impl AsRawFd for SignalFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
-impl Drop for SignalFd {
+impl Drop for SignalSet {
     fn drop(&mut self) {
         for signo in 1..=libc::SIGRTMAX() {
             // SAFETY: `blocked_here` is initialised.

@@ -85,10 +85,12 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
                     syscall!(recvfrom(fd, ptr.cast(), len, 0, storage.cast(), addr_len)).map(|n| n as usize)
                 })
             }?;
-            Ok((n, Extra::From(addr)))
+            Ok((n, Extra::From(addr.into())))
         }
-        Request::SendTo { ptr, len, ref to } => {
-            let n = match to {
+        Request::SendTo { ptr, len, to } => {
+            // SAFETY: a non-null `to` points to the op's boxed address, alive
+            // for the duration of the request.
+            let n = match unsafe { to.as_ref() } {
                 Some(addr) => syscall!(sendto(
                     fd,
                     ptr.cast(),
@@ -115,7 +117,7 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
             }?;
             // SAFETY: accept4 returned a new descriptor that nothing else owns.
             let sock = unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(sock) };
-            Ok((0, Extra::Accepted(sock, addr)))
+            Ok((0, Extra::Accepted(sock, addr.into())))
         }
         Request::Connect(_) => {
             let mut err: libc::c_int = 0;

@@ -351,7 +351,7 @@ impl Backend {
                 Ok((s, a)) => Some(Completion {
                     token,
                     result: Ok(0),
-                    extra: Extra::Accepted(s, a),
+                    extra: Extra::Accepted(s, a.into()),
                 }),
                 Err(e) => Some(Completion::new(token, Err(e))),
             },
@@ -629,7 +629,9 @@ impl Backend {
                         len: len.min(u32::MAX as usize) as u32,
                         buf: ptr as *mut u8,
                     };
-                    s.to = to;
+                    // The slot keeps its own copy: the request outlives the call.
+                    // A non-null `to` points to the op's boxed address.
+                    s.to = to.as_ref().cloned();
                     match &s.to {
                         Some(addr) => WSASendTo(
                             sock,
@@ -671,7 +673,7 @@ impl Backend {
                         ((*slot).len, SockAddr::new((*slot).from, (*slot).from_len))
                     };
                     let extra = if matches!(req_kind, ReqKind::RecvFrom) {
-                        Extra::From(from)
+                        Extra::From(from.into())
                     } else {
                         Extra::None
                     };
@@ -724,9 +726,9 @@ impl Backend {
                         (&mut from as *mut SOCKADDR_STORAGE).cast(),
                         &mut from_len,
                     ))
-                    .map(|n| (n, Extra::From(SockAddr::new(from, from_len))))
+                    .map(|n| (n, Extra::From(SockAddr::new(from, from_len).into())))
                 }
-                Request::SendTo { ptr, len, to } => match to {
+                Request::SendTo { ptr, len, to } => match to.as_ref() {
                     Some(addr) => check(sendto(sock, ptr, clamp(len), 0, addr.as_ptr().cast(), addr.len())),
                     None => check(send(sock, ptr, clamp(len), 0)),
                 }
@@ -922,7 +924,7 @@ impl Backend {
             }
             let extra = if s.want_from && result.is_ok() && !s.peek {
                 // SAFETY: the OS wrote a sockaddr of `from_len` bytes.
-                Extra::From(unsafe { SockAddr::new(s.from, s.from_len) })
+                Extra::From(unsafe { SockAddr::new(s.from, s.from_len) }.into())
             } else {
                 Extra::None
             };
@@ -960,7 +962,7 @@ impl Backend {
                                 Ok((s, a)) => Completion {
                                     token,
                                     result: Ok(0),
-                                    extra: Extra::Accepted(s, a),
+                                    extra: Extra::Accepted(s, a.into()),
                                 },
                                 Err(e) => Completion::new(token, Err(e)),
                             });

@@ -20,6 +20,7 @@ pub(crate) fn status_of_code(code: i32) -> Option<Status> {
         10022 => Status::InvalidArgument,                              // WSAEINVAL
         // Win32.
         2 | 3 => Status::NotFound,                    // FILE_NOT_FOUND, PATH_NOT_FOUND
+        267 => Status::NotFound,                      // DIRECTORY (a bad directory name; as libuv)
         5 => Status::NotAllowed,                      // ACCESS_DENIED
         6 => Status::InvalidHandle,                   // INVALID_HANDLE
         32 | 33 => Status::SharingViolation,          // SHARING_VIOLATION, LOCK_VIOLATION

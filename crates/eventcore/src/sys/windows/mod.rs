@@ -11,6 +11,10 @@
 //!   is attached to a program's own message loop.
 //! - `dns.rs`: `GetAddrInfoW` for the worker pool.
 //! - `errors.rs`: Win32 / WinSock codes → the contract's statuses.
+//! - `process.rs`: child processes (std's `CreateProcessW`, a registered
+//!   wait per process, `TerminateProcess`).
+//! - `signals.rs`: console control events as signals
+//!   (`SetConsoleCtrlHandler`).
 
 mod backend;
 pub(crate) mod dns;
@@ -18,6 +22,9 @@ mod errors;
 pub(crate) mod files;
 mod overlapped;
 pub(crate) mod pipes;
+pub(crate) mod process;
+pub(crate) mod signals;
+pub(crate) mod watch;
 mod window;
 
 pub(crate) use backend::{Backend, Waker};

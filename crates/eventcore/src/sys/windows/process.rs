@@ -1,0 +1,268 @@
+//! Child processes on Windows.
+//!
+//! **Spawning** is std's `Command`: `CreateProcessW` with the argument
+//! quoting, the environment block and the working directory done right. The
+//! parent's ends of piped standard streams are pipes that std opens for
+//! overlapped I/O (the child's ends are synchronous, as console programs
+//! expect), so the driver's `ReadFileEx` / `WriteFileEx` work on them. The
+//! driver keeps the process HANDLE (`OwnedHandle::from(child)`).
+//!
+//! **Exit** is a `RegisterWaitForSingleObject(WT_EXECUTEONLYONCE)` on that
+//! handle. Its callback runs on a thread-pool thread: it reads the exit code
+//! (`GetExitCodeProcess`) and hands it to the driver's notify closure (which
+//! queues internal work through the driver's own `Remote`). Process handles
+//! never enter the loop's wait set, so there is no 63-handle limit.
+//! Withdrawing the wait (`UnregisterWaitEx` with `INVALID_HANDLE_VALUE`)
+//! waits for a callback that is already running, so the callback's context
+//! is freed only once no callback can touch it; the process handle is
+//! closed after that.
+//!
+//! **No zombies** on Windows: an exited process disappears once the last
+//! handle to it is closed, so a released process needs no further watching
+//! ([`MUST_REAP`] is false).
+//!
+//! **kill(signo)**, as libuv's `uv_kill`: `SIGINT`, `SIGQUIT`, `SIGKILL` and
+//! `SIGTERM` terminate the process (`TerminateProcess`, exit code 1, which
+//! is what its wait reports: code `Some(1)`, no signal); signal 0 checks that
+//! it is still running; other signal numbers (1–64) are `NotSupported`, and
+//! anything else `InvalidArgument`.
+
+use std::ffi::c_void;
+use std::io;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::sync::Mutex;
+
+use windows_sys::Win32::Foundation::{
+    BOOLEAN, ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, HANDLE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
+};
+use windows_sys::Win32::System::Threading::{
+    GetExitCodeProcess, OpenProcess, RegisterWaitForSingleObject, TerminateProcess, UnregisterWaitEx,
+    WaitForSingleObject, INFINITE, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, PROCESS_TERMINATE,
+    WT_EXECUTEONLYONCE,
+};
+
+use crate::signal_numbers::{SIGINT, SIGKILL, SIGQUIT, SIGTERM};
+
+/// How a process ended.
+pub(crate) struct Ended {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl Ended {
+    /// Ended, but the OS does not say how.
+    pub fn unknown() -> Ended {
+        Ended {
+            code: None,
+            signal: None,
+        }
+    }
+}
+
+/// Whether an exited child must be collected by its parent: not on Windows.
+pub(crate) const MUST_REAP: bool = false;
+
+/// Called once, from another thread, with how the process ended.
+pub(crate) type ExitNotify = Box<dyn FnOnce(Ended) + Send>;
+
+/// The exit code TerminateProcess gives a killed process (as std and libuv).
+const KILLED_EXIT_CODE: u32 = 1;
+
+/// A spawned child and the parent's ends of its piped standard streams.
+pub(crate) struct Spawned {
+    pub process: OsProcess,
+    pub stdin: Option<OwnedHandle>,
+    pub stdout: Option<OwnedHandle>,
+    pub stderr: Option<OwnedHandle>,
+}
+
+/// Spawns `cmd` and keeps its process handle (the thread handle std also
+/// holds is closed).
+pub(crate) fn spawn(cmd: &mut std::process::Command) -> io::Result<Spawned> {
+    let mut child = cmd.spawn()?;
+    let pid = child.id();
+    let stdin = child.stdin.take().map(OwnedHandle::from);
+    let stdout = child.stdout.take().map(OwnedHandle::from);
+    let stderr = child.stderr.take().map(OwnedHandle::from);
+    Ok(Spawned {
+        process: OsProcess {
+            pid,
+            handle: OwnedHandle::from(child),
+            wait: None,
+        },
+        stdin,
+        stdout,
+        stderr,
+    })
+}
+
+/// What the wait callback reads: the process handle and the notify closure.
+struct WaitContext {
+    process: HANDLE,
+    notify: Mutex<Option<ExitNotify>>,
+}
+
+/// A registered wait on a process handle, withdrawn on drop.
+struct RegisteredWait {
+    wait: HANDLE,
+    context: *mut WaitContext,
+}
+
+impl Drop for RegisteredWait {
+    fn drop(&mut self) {
+        // SAFETY: `wait` is our registered wait; INVALID_HANDLE_VALUE makes
+        // the call wait for a callback that is running, so afterwards no
+        // callback runs or will run.
+        let ok = unsafe { UnregisterWaitEx(self.wait, INVALID_HANDLE_VALUE) };
+        if ok != 0 {
+            // SAFETY: `context` came from Box::into_raw in `notify_on_exit`,
+            // and no callback can use it any more.
+            drop(unsafe { Box::from_raw(self.context) });
+        }
+        // Otherwise a callback might still read the context: leak it.
+    }
+}
+
+/// The thread-pool callback of a process's registered wait: the process has
+/// exited (the wait has no timeout). Only reads the exit code and notifies.
+unsafe extern "system" fn on_exit(context: *mut c_void, _timed_out: BOOLEAN) {
+    // SAFETY: the context of this wait stays allocated until UnregisterWaitEx
+    // has waited for this callback (see RegisteredWait::drop).
+    let context = unsafe { &*context.cast::<WaitContext>() };
+    let notify = context.notify.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(notify) = notify {
+        notify(exit_status(context.process));
+    }
+}
+
+/// The exit code of an exited process.
+fn exit_status(process: HANDLE) -> Ended {
+    let mut code: u32 = 0;
+    // SAFETY: reads the exit code of a process handle we hold.
+    if unsafe { GetExitCodeProcess(process, &mut code) } == 0 {
+        return Ended::unknown();
+    }
+    Ended {
+        code: Some(code as i32),
+        signal: None,
+    }
+}
+
+/// The OS's hold on one process: its handle (and the registered wait on it).
+pub(crate) struct OsProcess {
+    pid: u32,
+    handle: OwnedHandle,
+    wait: Option<RegisteredWait>,
+}
+
+impl OsProcess {
+    /// Opens process `pid` for waiting, reading its exit code and
+    /// terminating it (or, if terminating is not allowed, for the first two:
+    /// `kill` is then `NotAllowed`). A pid that names no process is an error.
+    pub fn adopt(pid: u32) -> io::Result<OsProcess> {
+        let watch = PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION;
+        // SAFETY: OpenProcess returns a new handle or 0.
+        let mut h = unsafe { OpenProcess(watch | PROCESS_TERMINATE, 0, pid) };
+        if h == 0 && io::Error::last_os_error().raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) {
+            // SAFETY: as above.
+            h = unsafe { OpenProcess(watch, 0, pid) };
+        }
+        if h == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OsProcess {
+            pid,
+            // SAFETY: OpenProcess returned a handle nothing else owns.
+            handle: unsafe { OwnedHandle::from_raw_handle(h as _) },
+            wait: None,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn raw(&self) -> HANDLE {
+        self.handle.as_raw_handle() as HANDLE
+    }
+
+    /// No source for the wait set: exits come through
+    /// [`OsProcess::notify_on_exit`].
+    pub fn exit_source(&self) -> Option<&OwnedHandle> {
+        None
+    }
+
+    /// Registers a one-shot wait on the process handle; `notify` is called
+    /// from a thread-pool thread with the exit code once the process exits.
+    /// Dropping the process withdraws the wait.
+    pub fn notify_on_exit(&mut self, notify: ExitNotify) -> io::Result<()> {
+        let context = Box::into_raw(Box::new(WaitContext {
+            process: self.raw(),
+            notify: Mutex::new(Some(notify)),
+        }));
+        let mut wait: HANDLE = 0;
+        // SAFETY: registers a wait on a process handle we hold (closed only
+        // after the wait is withdrawn), with a context that lives until then.
+        let ok = unsafe {
+            RegisterWaitForSingleObject(
+                &mut wait,
+                self.raw(),
+                Some(on_exit),
+                context.cast::<c_void>().cast_const(),
+                INFINITE,
+                WT_EXECUTEONLYONCE,
+            )
+        };
+        if ok == 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: the registration failed, so no callback has the context.
+            drop(unsafe { Box::from_raw(context) });
+            return Err(e);
+        }
+        self.wait = Some(RegisteredWait { wait, context });
+        Ok(())
+    }
+
+    /// Whether the process has exited, and with which code.
+    pub fn try_reap(&self) -> io::Result<Option<Ended>> {
+        Ok(self.has_exited().then(|| exit_status(self.raw())))
+    }
+
+    fn has_exited(&self) -> bool {
+        // SAFETY: a zero-timeout wait on a process handle we hold.
+        unsafe { WaitForSingleObject(self.raw(), 0) == WAIT_OBJECT_0 }
+    }
+
+    /// Terminates the process for `SIGINT`, `SIGQUIT`, `SIGKILL`, `SIGTERM`;
+    /// signal 0 checks that it still runs (see the module documentation).
+    pub fn kill(&self, signo: i32) -> io::Result<()> {
+        let gone = || io::Error::from(io::ErrorKind::NotFound);
+        match signo {
+            SIGINT | SIGQUIT | SIGKILL | SIGTERM => {
+                // SAFETY: terminates the process behind a handle we hold.
+                if unsafe { TerminateProcess(self.raw(), KILLED_EXIT_CODE) } != 0 {
+                    return Ok(());
+                }
+                let e = io::Error::last_os_error();
+                // A process that has already exited cannot be terminated
+                // (ERROR_ACCESS_DENIED).
+                Err(if self.has_exited() { gone() } else { e })
+            }
+            0 if self.has_exited() => Err(gone()),
+            0 => Ok(()),
+            1..=64 => Err(io::ErrorKind::Unsupported.into()),
+            _ => Err(io::Error::from_raw_os_error(ERROR_INVALID_PARAMETER as i32)),
+        }
+    }
+
+    /// The driver no longer needs the process: nothing to reap on Windows;
+    /// the wait is withdrawn and the handle closed.
+    pub fn abandon(self) {}
+}
+
+impl Drop for OsProcess {
+    fn drop(&mut self) {
+        // The wait goes before the handle it waits on is closed.
+        self.wait = None;
+    }
+}
