@@ -109,6 +109,9 @@ pub(crate) struct Ready {
 
 static NEXT_DRIVER_ID: AtomicU32 = AtomicU32::new(1);
 
+/// Most batches of already-queued callbacks run before the OS is polled again.
+const POLL_EVERY: u32 = 16;
+
 /// A per-thread event driver.
 ///
 /// All operations are started through the subsystem views ([`Driver::timers`],
@@ -141,6 +144,8 @@ pub struct Driver {
     pub(crate) watch_source: Option<crate::watchers::WatchSource>,
     /// Ops in `ops` that are the driver's own (not waiters).
     pub(crate) internal_ops: usize,
+    /// Batches dispatched from the ready queue without polling the OS.
+    batches_without_poll: u32,
     remote: Arc<RemoteShared>,
     exit_requested: bool,
     backend: BackendKind,
@@ -186,6 +191,7 @@ impl Driver {
             watcher_table: Table::new(id),
             watch_source: None,
             internal_ops: 0,
+            batches_without_poll: 0,
             remote,
             exit_requested: false,
             backend: kind,
@@ -235,6 +241,27 @@ impl Driver {
         if self.waiter_count() == 0 && self.ready.is_empty() {
             return Ok(ExitReason::OutOfWaiters);
         }
+        // Callbacks already queued (operations that finished at once) run
+        // without asking the OS first — a chain of immediate completions then
+        // costs no syscall per link — but the OS is still polled at least
+        // every `POLL_EVERY` batches, so I/O and timers are never starved.
+        if !self.ready.is_empty() && self.batches_without_poll < POLL_EVERY {
+            self.batches_without_poll += 1;
+            self.drain_remote();
+            let ran = self.dispatch();
+            if self.exit_requested {
+                self.exit_requested = false;
+                return Ok(ExitReason::Exited);
+            }
+            if ran {
+                return Ok(ExitReason::Idle);
+            }
+            // Only withdrawn records were queued: maybe nothing is left at all.
+            if self.waiter_count() == 0 && self.ready.is_empty() {
+                return Ok(ExitReason::OutOfWaiters);
+            }
+        }
+        self.batches_without_poll = 0;
         let start = Instant::now();
         let deadline = timeout.and_then(|t| start.checked_add(t));
         loop {
