@@ -18,11 +18,13 @@ fn main() -> Result<(), eventcore::Error> {
     let accepted = Rc::new(Cell::new(0usize));
     let a = accepted.clone();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let listener = drv.sockets().listen(any, ListenOptions::default(), move |drv, _, res| {
-        let (conn, _) = res.expect("accept");
-        a.set(a.get() + 1);
-        drv.release_ref(conn).unwrap();
-    })?;
+    let listener = drv
+        .sockets()
+        .listen(any, ListenOptions::default(), move |drv, _, res| {
+            let (conn, _) = res.expect("accept");
+            a.set(a.get() + 1);
+            drv.release_ref(conn).unwrap();
+        })?;
     let addr = drv.sockets().local_address(listener)?;
     let started = Rc::new(Cell::new(0usize));
     let connected = Rc::new(Cell::new(0usize));
