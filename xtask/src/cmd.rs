@@ -71,8 +71,7 @@ impl Job {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -154,11 +153,7 @@ impl Job {
                 let mut parts = Vec::new();
                 for (key, value) in &self.env {
                     if let Some(value) = value {
-                        parts.push(format!(
-                            "{}={}",
-                            key.to_string_lossy(),
-                            quote(&value.to_string_lossy())
-                        ));
+                        parts.push(format!("{}={}", key.to_string_lossy(), quote(&value.to_string_lossy())));
                     }
                 }
                 parts.push(quote(&self.program.to_string_lossy()));
@@ -206,10 +201,7 @@ impl Job {
         match command.status() {
             Ok(status) => Ok(status.success()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(fail!(
-                "Could not start {}: {e}.",
-                self.program.to_string_lossy()
-            )),
+            Err(e) => Err(fail!("Could not start {}: {e}.", self.program.to_string_lossy())),
         }
     }
 
@@ -253,9 +245,7 @@ impl Job {
         };
         // A test process that outlived the child could keep the pipe open;
         // the counts gathered so far are good enough in that case.
-        let counts = receiver
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_default();
+        let counts = receiver.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
         Ok(TestRun {
             status,
             counts,
@@ -429,7 +419,8 @@ mod tests {
                 ignored: 1
             })
         );
-        let failed = "test result: FAILED. 2 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s";
+        let failed =
+            "test result: FAILED. 2 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.20s";
         assert_eq!(
             TestCounts::parse(failed),
             Some(TestCounts {
@@ -445,10 +436,7 @@ mod tests {
     #[test]
     fn quotes_only_when_needed() {
         assert_eq!(quote("cargo"), "cargo");
-        assert_eq!(
-            quote("-Zbuild-std=std,panic_abort"),
-            "-Zbuild-std=std,panic_abort"
-        );
+        assert_eq!(quote("-Zbuild-std=std,panic_abort"), "-Zbuild-std=std,panic_abort");
         assert_eq!(quote("a b"), "'a b'");
         assert_eq!(quote("it's"), r"'it'\''s'");
         assert_eq!(quote(""), "''");

@@ -6,6 +6,7 @@ mod cmd;
 mod demo;
 mod netns;
 mod packages;
+mod screenshot;
 mod test;
 mod windows;
 
@@ -23,9 +24,19 @@ Commands:
         after `--` (test-name filters, --nocapture, ...) go to the test
         harness of every leg that runs.
     demo
-        Shows what eventcore does: runs the tour example in release mode.
-    bench
-        Runs the benchmark (which does not exist yet).
+        Shows what eventcore does: runs the tour example, then the benchmark
+        in --quick mode (both in release mode; about two minutes).
+    bench [--quick] [--json] [--http]
+        Runs the benchmark (crates/eventcore-bench): libuv's scenarios on
+        every eventcore backend, tokio, libuv and a hand-written floor, in
+        one run. --quick: short runs (about a minute); --json: one JSON
+        object per figure on stdout; --http: the HTTP plaintext servers
+        under wrk instead. A full run writes its table and chart to
+        docs/benchmarks/, a quick one to target/eventcore-bench/.
+    screenshot
+        Cross-builds the Windows GUI example (examples/gui.rs), runs it
+        under Wine on a virtual X server (Xvfb) and saves a picture of its
+        window as docs/gui-example.png.
     help
         Prints this text.
 
@@ -40,7 +51,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test::Options::parse(&args[1..]).and_then(|o| test::run(&root, &o)),
         Some("demo") if args.len() == 1 => demo::demo(&root),
-        Some("bench") if args.len() == 1 => demo::bench(),
+        Some("bench") => demo::bench(&root, &args[1..]),
+        Some("screenshot") if args.len() == 1 => screenshot::run(&root),
         // Run by `cargo xtask test` inside the test namespace; not for people.
         Some("netns-probe") => return netns::probe(),
         Some("help" | "--help" | "-h") => {

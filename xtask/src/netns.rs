@@ -27,14 +27,7 @@ const BLACK_HOLE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 
 /// The options given to `unshare`: a new network, mount and PID namespace,
 /// with `/proc` remounted for the new PID namespace, and the whole
 /// namespace killed if `unshare` itself dies.
-const UNSHARE_FLAGS: &[&str] = &[
-    "--net",
-    "--mount",
-    "--pid",
-    "--fork",
-    "--kill-child",
-    "--mount-proc",
-];
+const UNSHARE_FLAGS: &[&str] = &["--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"];
 
 /// The shell script that sets the namespace up and then runs the command.
 /// Its positional parameters are: the `ip` program, the private
@@ -121,8 +114,7 @@ impl Isolation {
         std::fs::create_dir_all(scratch)?;
         let resolv = scratch.join("resolv.conf");
         std::fs::write(&resolv, RESOLV_CONF)?;
-        let probe =
-            std::env::current_exe().map_err(|e| fail!("Cannot find the xtask executable: {e}."))?;
+        let probe = std::env::current_exe().map_err(|e| fail!("Cannot find the xtask executable: {e}."))?;
         Ok(Isolation::Namespace {
             unshare,
             ip,
@@ -184,9 +176,7 @@ pub fn probe() -> ExitCode {
     // the project's machines), so the probe refuses to run anywhere but in
     // a namespace whose only routes lead to loopback or the black hole.
     match routed_interfaces() {
-        Ok(names)
-            if names.iter().any(|n| n == "ecv0")
-                && names.iter().all(|n| n == "lo" || n == "ecv0") => {}
+        Ok(names) if names.iter().any(|n| n == "ecv0") && names.iter().all(|n| n == "lo" || n == "ecv0") => {}
         Ok(names) => {
             eprintln!(
                 "xtask: netns-probe runs only inside the test namespace, whose routes use lo and ecv0 \

@@ -24,7 +24,8 @@ pub struct Package {
 }
 
 /// The packages the Linux leg needs: `ip` to set up the test network
-/// namespace and `unshare` (and `mount`) to enter it.
+/// namespace and `unshare` (and `mount`) to enter it, and libclang, without
+/// which the workspace (its benchmark crate) does not build.
 pub const LINUX: &[Package] = &[
     Package {
         name: "iproute2",
@@ -34,7 +35,33 @@ pub const LINUX: &[Package] = &[
         name: "util-linux",
         probes: &[Probe::Program("unshare")],
     },
+    LIBCLANG,
+    LIBCLANG_HEADERS,
 ];
+
+/// libclang, loaded at build time by bindgen in the build script of
+/// `libuv-sys2` (the benchmark builds libuv from source and generates its
+/// bindings).
+const LIBCLANG: Package = Package {
+    name: "libclang1-14",
+    probes: &[Probe::File("/usr/lib/llvm-14/lib/libclang.so.1")],
+};
+
+/// clang's own headers (`stddef.h` …), which bindgen needs to parse `uv.h`.
+const LIBCLANG_HEADERS: Package = Package {
+    name: "libclang-common-14-dev",
+    probes: &[Probe::File("/usr/lib/llvm-14/lib/clang")],
+};
+
+/// The packages `cargo xtask bench` (and the benchmark part of `cargo xtask
+/// demo`) needs to build the benchmark.
+pub const BENCH: &[Package] = &[LIBCLANG, LIBCLANG_HEADERS];
+
+/// What `cargo xtask bench --http` needs besides: the `wrk` load generator.
+pub const HTTP: &[Package] = &[Package {
+    name: "wrk",
+    probes: &[Probe::Program("wrk")],
+}];
 
 /// The packages the Windows leg needs: Debian's own Rust toolchain (which
 /// can build the standard library for `x86_64-pc-windows-gnu` from source),
@@ -42,10 +69,7 @@ pub const LINUX: &[Package] = &[
 pub const WINDOWS: &[Package] = &[
     Package {
         name: "rustc-web",
-        probes: &[
-            Probe::File("/usr/bin/rustc"),
-            Probe::File("/usr/bin/rustdoc"),
-        ],
+        probes: &[Probe::File("/usr/bin/rustc"), Probe::File("/usr/bin/rustdoc")],
     },
     Package {
         name: "cargo-web",
@@ -69,6 +93,20 @@ pub const WINDOWS: &[Package] = &[
     },
 ];
 
+/// What `cargo xtask screenshot` needs besides the Windows packages: a
+/// virtual X server for Wine's X11 driver, and ImageMagick's `import` to
+/// take the picture (its `convert` is not probed: a stand-in may exist).
+pub const SCREENSHOT: &[Package] = &[
+    Package {
+        name: "xvfb",
+        probes: &[Probe::Program("Xvfb")],
+    },
+    Package {
+        name: "imagemagick",
+        probes: &[Probe::File("/usr/bin/import")],
+    },
+];
+
 impl Package {
     /// Whether dpkg records the package as installed (when dpkg exists) and
     /// everything the package should provide is present.
@@ -83,6 +121,11 @@ impl Package {
                 Probe::File(path) => Path::new(path).exists(),
             })
     }
+}
+
+/// Whether every package in `wanted` is installed (without a word).
+pub fn all_present(wanted: &[Package]) -> bool {
+    wanted.iter().all(Package::is_present)
 }
 
 /// Asks dpkg for a package's status; `None` if dpkg itself is unavailable.
@@ -135,11 +178,7 @@ pub fn ensure(wanted: &[Package], dir: &Path) -> Result<()> {
         .args(&names)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .run(dir)?;
-    let still: Vec<&str> = missing
-        .iter()
-        .filter(|p| !p.is_present())
-        .map(|p| p.name)
-        .collect();
+    let still: Vec<&str> = missing.iter().filter(|p| !p.is_present()).map(|p| p.name).collect();
     if still.is_empty() {
         Ok(())
     } else {

@@ -46,8 +46,8 @@ impl Options {
                 "--" => break,
                 other => {
                     return Err(fail!(
-                    "`cargo xtask test` does not know `{other}`. Put test-name filters after `--`."
-                ))
+                        "`cargo xtask test` does not know `{other}`. Put test-name filters after `--`."
+                    ))
                 }
             }
         }
@@ -113,9 +113,7 @@ impl Report {
     }
 
     fn failed(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| matches!(s.outcome, Outcome::Failed(_)))
+        self.steps.iter().any(|s| matches!(s.outcome, Outcome::Failed(_)))
     }
 
     fn print(&self) {
@@ -166,22 +164,12 @@ pub fn run(root: &Path, options: &Options) -> Result<ExitCode> {
 
     if options.lint {
         heading("Formatting");
-        report.record(
-            "rustfmt",
-            cargo().args(["fmt", "--all", "--", "--check"]).run(root),
-        );
+        report.record("rustfmt", cargo().args(["fmt", "--all", "--", "--check"]).run(root));
         heading("Lints");
         report.record(
             "clippy",
             cargo()
-                .args([
-                    "clippy",
-                    "--workspace",
-                    "--all-targets",
-                    "--",
-                    "-D",
-                    "warnings",
-                ])
+                .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
                 .run(root),
         );
     } else {
@@ -190,10 +178,7 @@ pub fn run(root: &Path, options: &Options) -> Result<ExitCode> {
     }
 
     let isolation = if packages_ok {
-        Some(Isolation::detect(
-            root,
-            &root.join("target").join("xtask-netns"),
-        )?)
+        Some(Isolation::detect(root, &root.join("target").join("xtask-netns"))?)
     } else {
         None
     };
@@ -221,10 +206,7 @@ pub fn run(root: &Path, options: &Options) -> Result<ExitCode> {
     }
 
     report.print();
-    println!(
-        "(`cargo xtask test` took {:.0} s.)",
-        started.elapsed().as_secs_f64()
-    );
+    println!("(`cargo xtask test` took {:.0} s.)", started.elapsed().as_secs_f64());
     Ok(if report.failed() {
         ExitCode::FAILURE
     } else {
@@ -248,13 +230,7 @@ fn time_limit() -> Result<Duration> {
     }
 }
 
-fn linux_leg(
-    root: &Path,
-    options: &Options,
-    isolation: &Isolation,
-    limit: Duration,
-    report: &mut Report,
-) {
+fn linux_leg(root: &Path, options: &Options, isolation: &Isolation, limit: Duration, report: &mut Report) {
     const NAME: &str = "linux leg";
     heading("Linux leg: building the tests (outside the namespace, with registry access)");
     let build = cargo().args(["test", "--workspace", "--no-run"]).run(root);
@@ -275,13 +251,7 @@ fn linux_leg(
     finish_leg(NAME, run, options, isolation, limit, report);
 }
 
-fn windows_leg(
-    root: &Path,
-    options: &Options,
-    isolation: &Isolation,
-    limit: Duration,
-    report: &mut Report,
-) {
+fn windows_leg(root: &Path, options: &Options, isolation: &Isolation, limit: Duration, report: &mut Report) {
     const NAME: &str = "windows leg";
     let layout = Layout::new(root);
     heading("Windows leg: preparing the Wine prefix");
@@ -295,10 +265,7 @@ fn windows_leg(
         report.record(NAME, Err(fail!("cross-building the tests failed: {error}")));
         return;
     }
-    println!(
-        "The cross build took {:.1} s.",
-        build_started.elapsed().as_secs_f64()
-    );
+    println!("The cross build took {:.1} s.", build_started.elapsed().as_secs_f64());
     heading(if isolation.is_namespace() {
         "Windows leg: running the unit tests under Wine in a fresh network namespace"
     } else {
@@ -351,11 +318,7 @@ fn finish_leg(
         "on the host network, so the namespace-only tests skipped themselves".to_owned()
     };
     if let Some(step) = report.steps.last_mut() {
-        step.detail = format!(
-            "{}; {place}; {:.1} s",
-            run.counts,
-            run.elapsed.as_secs_f64()
-        );
+        step.detail = format!("{}; {place}; {:.1} s", run.counts, run.elapsed.as_secs_f64());
     }
 }
 

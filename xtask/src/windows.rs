@@ -36,6 +36,9 @@ pub struct Layout {
     pub prefix: PathBuf,
     /// Where the `bcryptprimitives.dll` shim is built.
     pub shim_dir: PathBuf,
+    /// Whether the prefix uses Wine's null graphics driver (the tests), or
+    /// its default X11 driver (`cargo xtask screenshot`, under Xvfb).
+    pub headless: bool,
 }
 
 /// The contract-test files (crates/eventcore/tests/*.rs) that run on the
@@ -49,6 +52,11 @@ const WINDOWS_TEST_TARGETS: &[&str] = &[
     "dns",
     "gui",
     "af_unix",
+    "files",
+    "pipes",
+    "processes",
+    "signals",
+    "watchers",
     "rt_executor",
     "rt_time",
     "rt_events",
@@ -65,11 +73,23 @@ impl Layout {
             target_dir: target.join("windows"),
             prefix: target.join("wine-prefix"),
             shim_dir: target.join("wine-shim"),
+            headless: true,
+        }
+    }
+
+    /// The same layout with a prefix of its own, `target/wine-prefix-x11`,
+    /// whose windows go to the X display in `DISPLAY` (Wine's default X11
+    /// graphics driver) instead of nowhere.
+    pub fn with_x11_prefix(self) -> Self {
+        Layout {
+            prefix: self.root.join("target").join("wine-prefix-x11"),
+            headless: false,
+            ..self
         }
     }
 
     /// Adds the Wine variables every Wine command needs.
-    fn wine_env(&self, job: Job) -> Job {
+    pub fn wine_env(&self, job: Job) -> Job {
         job.env("WINEPREFIX", &self.prefix).env("WINEDEBUG", "-all")
     }
 
@@ -84,17 +104,8 @@ impl Layout {
             .arg("-Zbuild-std=std,panic_abort,test")
             .arg("--target-dir")
             .arg(&self.target_dir)
-            .args(extra)
-            .env("RUSTC_BOOTSTRAP", "1")
-            .env("RUSTC", DEBIAN_RUSTC)
-            .env("RUSTDOC", DEBIAN_RUSTDOC)
-            // `cargo run` points these at the rustup toolchain; the Debian
-            // toolchain must not pick up its libraries or its settings.
-            .env_remove("LD_LIBRARY_PATH")
-            .env_remove("RUSTC_WRAPPER")
-            .env_remove("RUSTC_WORKSPACE_WRAPPER")
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET");
+            .args(extra);
+        let job = debian_toolchain(job);
         let job = if harness.is_empty() {
             job
         } else {
@@ -103,22 +114,41 @@ impl Layout {
         self.wine_env(job)
     }
 
-    /// Creates the Wine prefix if needed, makes it headless, and installs
-    /// the `bcryptprimitives.dll` shim into it. Safe to run every time: the
-    /// slow steps happen only when something is missing or out of date.
+    /// A run of Debian's cargo that builds one example of the library for
+    /// the target (`cargo xtask screenshot` builds `gui`).
+    pub fn cargo_build_example(&self, example: &str) -> Job {
+        let job = Job::new(DEBIAN_CARGO)
+            .args(["build", "-p", "eventcore", "--example", example])
+            .args(["--target", TARGET, "-Zbuild-std=std,panic_abort"])
+            .arg("--target-dir")
+            .arg(&self.target_dir);
+        debian_toolchain(job)
+    }
+
+    /// Where [`Layout::cargo_build_example`] puts the example's executable.
+    pub fn example_exe(&self, example: &str) -> PathBuf {
+        self.target_dir
+            .join(TARGET)
+            .join("debug")
+            .join("examples")
+            .join(format!("{example}.exe"))
+    }
+
+    /// Creates the Wine prefix if needed, makes it headless (unless it is the
+    /// X11 prefix), and installs the `bcryptprimitives.dll` shim into it.
+    /// Safe to run every time: the slow steps happen only when something is
+    /// missing or out of date.
     pub fn prepare_prefix(&self) -> Result<()> {
         let marker = self.prefix.join(".xtask-prefix");
         let wine_version = wine_version()?;
-        let wanted = format!("{PREFIX_FORMAT}\n{wine_version}\n");
+        let kind = if self.headless { "" } else { " (x11)" };
+        let wanted = format!("{PREFIX_FORMAT}{kind}\n{wine_version}\n");
         let current = std::fs::read_to_string(&marker).unwrap_or_default();
         if current != wanted {
             self.create_prefix()?;
             std::fs::write(&marker, &wanted)?;
         } else {
-            println!(
-                "The Wine prefix {} is ready ({wine_version}).",
-                self.prefix.display()
-            );
+            println!("The Wine prefix {} is ready ({wine_version}).", self.prefix.display());
         }
         self.install_shim()
     }
@@ -146,7 +176,21 @@ impl Layout {
                 log.display()
             ));
         }
-        // Headless windows: the null graphics driver instead of X11.
+        if self.headless {
+            self.set_null_graphics()?;
+        } else {
+            // X11, Wine's default driver: nothing to set.
+            self.wait_for_wineserver()?;
+        }
+        println!(
+            "The Wine prefix was set up in {:.1} s.",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// Headless windows: the null graphics driver instead of X11.
+    fn set_null_graphics(&self) -> Result<()> {
         let reg_log = self.prefix.join("xtask-reg.log");
         let ok = self
             .wine_env(Job::new("wine").args([
@@ -174,10 +218,6 @@ impl Layout {
                 self.prefix.join("user.reg").display()
             ));
         }
-        println!(
-            "The Wine prefix was set up in {:.1} s.",
-            started.elapsed().as_secs_f64()
-        );
         Ok(())
     }
 
@@ -227,6 +267,21 @@ impl Layout {
         }
         Ok(())
     }
+}
+
+/// Points a run of Debian's cargo at Debian's compiler and rustdoc, with
+/// nightly features allowed for `-Zbuild-std`.
+fn debian_toolchain(job: Job) -> Job {
+    job.env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTC", DEBIAN_RUSTC)
+        .env("RUSTDOC", DEBIAN_RUSTDOC)
+        // `cargo run` points these at the rustup toolchain; the Debian
+        // toolchain must not pick up its libraries or its settings.
+        .env_remove("LD_LIBRARY_PATH")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
 }
 
 /// Whether `output` is missing or older than any of `inputs`.

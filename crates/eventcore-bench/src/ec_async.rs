@@ -1,0 +1,73 @@
+//! `ping_pong` on eventcore's async layer (`eventcore::rt`): an executor per
+//! thread, owned buffers passed through futures.
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+
+use eventcore::rt::{Executor, Listener, TcpStream};
+use eventcore::{BackendKind, Driver};
+
+use crate::harness::*;
+
+fn executor(kind: BackendKind) -> Result<Executor> {
+    Ok(Executor::new(Driver::with_backend(kind).map_err(err)?))
+}
+
+/// `ping_pong` (and `ping_pong_pinned` under the name given).
+pub fn ping_pong(kind: BackendKind, name: &'static str) -> RunFn {
+    Box::new(move |ctx| {
+        let (tx, rx) = mpsc::channel();
+        let server = std::thread::spawn(move || -> Result<()> {
+            let mut ex = executor(kind)?;
+            ex.block_on(async move {
+                let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
+                let listener = match Listener::bind(any) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = tx.send(Err(err(e)));
+                        return Ok(());
+                    }
+                };
+                let addr = listener.local_addr().map_err(err)?;
+                let _ = tx.send(addr.as_inet().ok_or_else(|| "not IP".to_string()));
+                let (conn, _) = listener.accept().await.map_err(err)?;
+                conn.set_nodelay(true).map_err(err)?;
+                let mut buf = vec![0u8; 64];
+                loop {
+                    let (res, mut b) = conn.read(buf).await;
+                    let Ok(n) = res else { return Ok(()) };
+                    b.truncate(n);
+                    let (res, mut b) = conn.write_all(b).await;
+                    if res.is_err() {
+                        return Ok(());
+                    }
+                    b.resize(64, 0);
+                    buf = b;
+                }
+            })
+        });
+        let addr = rx.recv().map_err(err)??;
+        let mut ex = executor(kind)?;
+        let measured = ex.block_on(async move {
+            let conn = TcpStream::connect(addr).await.map_err(err)?;
+            conn.set_nodelay(true).map_err(err)?;
+            let (mut msg, mut reply) = (PING.to_vec(), vec![0u8; PING.len()]);
+            let w = Window::open();
+            let mut n = 0u64;
+            loop {
+                let (res, m) = conn.write_all(msg).await;
+                res.map_err(err)?;
+                let (res, r) = conn.read_exact(reply).await;
+                res.map_err(err)?;
+                (msg, reply) = (m, r);
+                n += 1;
+                if w.started().elapsed() >= ctx.duration {
+                    return Ok::<_, String>(w.close(n as f64));
+                }
+            }
+        })?;
+        drop(ex);
+        server.join().map_err(|_| "server thread panicked")??;
+        Ok(Sample::rate(name, "rt/s", measured, 1.0))
+    })
+}
