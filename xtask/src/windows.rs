@@ -62,6 +62,9 @@ const WINDOWS_TEST_TARGETS: &[&str] = &[
     "rt_events",
     "rt_net",
     "rt_dns",
+    "rt_files",
+    "rt_pipes",
+    "rt_watch",
 ];
 
 impl Layout {

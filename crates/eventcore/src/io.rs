@@ -353,6 +353,15 @@ impl Driver {
             return false;
         };
         let (result, extra) = match outcome {
+            // A read that the OS ends with "the writer is gone" (Windows
+            // pipes) is a plain end of stream, as a 0-byte read is elsewhere.
+            Outcome::Sys(c) if matches!(op.callback, IoCallback::Read(_)) && op.offset.is_none() => {
+                let result = match c.result {
+                    Err(e) if sys::read_error_is_end_of_stream(&e) => Ok(0),
+                    r => r,
+                };
+                (result.map_err(Error::from), c.extra)
+            }
             Outcome::Sys(c) => (c.result.map_err(Error::from), c.extra),
             Outcome::Failed(e) => (Err(e), Extra::None),
             _ => unreachable!("I/O ops complete with I/O outcomes"),

@@ -901,3 +901,37 @@ mod unix_only {
         file_non_utf8_path_works,
     }
 }
+
+/// Windows-only scenarios.
+#[cfg(windows)]
+mod windows_only {
+    use std::os::windows::fs::OpenOptionsExt;
+
+    use super::*;
+
+    /// A file another handle holds without sharing cannot be opened:
+    /// `SharingViolation` with `ERROR_SHARING_VIOLATION` (32), through the
+    /// callback — the original driver reported a generic error here.
+    fn file_open_while_held_exclusively_is_sharing_violation(kind: BackendKind) {
+        let mut drv = driver(kind);
+        let dir = TempDir::new("file-share");
+        let path = make_file(&dir, "held.dat", b"mine");
+        let exclusive = std::fs::OpenOptions::new()
+            .read(true)
+            .share_mode(0)
+            .open(&path)
+            .unwrap();
+        for mode in [OpenMode::Read, OpenMode::ReadWrite, OpenMode::Append] {
+            let r = open(&mut drv, &path, mode);
+            assert_status(&r, Status::SharingViolation);
+            assert_eq!(r.unwrap_err().raw_os_error(), Some(32));
+        }
+        drop(exclusive);
+        let f = open(&mut drv, &path, OpenMode::Read).expect("open once released");
+        release_and_check(&mut drv, f);
+    }
+
+    contract_tests! {
+        file_open_while_held_exclusively_is_sharing_violation,
+    }
+}

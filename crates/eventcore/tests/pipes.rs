@@ -7,12 +7,11 @@
 mod util;
 
 use std::cell::{Cell, RefCell};
-use std::io::Write;
 use std::rc::Rc;
 use std::time::Duration;
 
 use eventcore::{BackendKind, Driver, ExitReason, IoMode, PipeHandle, Result, Status};
-use util::{assert_no_leaks, driver, run_until, run_until_not_idle, TempDir};
+use util::{assert_no_leaks, driver, run_until, run_until_not_idle};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -463,7 +462,10 @@ contract_tests! {
 /// Scenarios that use POSIX pipes, `sh` and `cat` directly.
 #[cfg(unix)]
 mod unix_only {
+    use std::io::Write;
     use std::os::fd::{FromRawFd, OwnedFd};
+
+    use util::TempDir;
 
     use eventcore::{Command, ExitStatus, Stdio};
 

@@ -3,8 +3,6 @@
 //! truncate dropped at each state (never polled, pending, completed but not
 //! polled), with no file left open in the end.
 
-#![cfg(unix)]
-
 mod util;
 
 use std::future::Future;

@@ -2,8 +2,6 @@
 //! writer goes, the `futures-io` side with `close`, and a read dropped at
 //! each state.
 
-#![cfg(unix)]
-
 mod util;
 
 use std::future::Future;

@@ -2,8 +2,6 @@
 //! a recursive watch seeing a new subdirectory's files, a `next` dropped
 //! while pending, and a missing directory.
 
-#![cfg(unix)]
-
 mod util;
 
 use std::future::Future;

@@ -69,7 +69,6 @@
 mod dns;
 mod event;
 mod executor;
-#[cfg(unix)]
 mod fs;
 mod io;
 mod net;
@@ -78,7 +77,6 @@ mod pipe;
 mod process;
 mod signal;
 mod time;
-#[cfg(unix)]
 mod watch;
 
 pub use dns::lookup;
@@ -86,7 +84,6 @@ pub use event::{Event, EventTrigger, Notified, Notify, NotifyHandle, WaitEvent};
 pub use executor::{
     quit_message, spawn, spawner, with_driver, yield_now, Executor, JoinHandle, RemoteJoinHandle, Spawner,
 };
-#[cfg(unix)]
 pub use fs::File;
 pub use io::{ByteStream, ReadHalf, StreamHandle, WriteHalf};
 pub use net::{DatagramSocket, Listener, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
@@ -94,7 +91,6 @@ pub use pipe::Pipe;
 pub use process::{Child, ChildStderr, ChildStdin, ChildStdout};
 pub use signal::Signal;
 pub use time::{interval, sleep, sleep_until, timeout, Elapsed, Interval, Sleep};
-#[cfg(unix)]
 pub use watch::DirectoryWatcher;
 
 /// The result of an owned-buffer operation: its outcome, and the buffer back.

@@ -195,6 +195,19 @@ impl Completion {
     }
 }
 
+/// Whether a failed stream read is really the end of the stream: Windows
+/// reports a pipe whose writer closed as `ERROR_BROKEN_PIPE`, where POSIX
+/// reads 0 bytes.
+pub(crate) fn read_error_is_end_of_stream(e: &io::Error) -> bool {
+    #[cfg(windows)]
+    return e.raw_os_error() == Some(109); // ERROR_BROKEN_PIPE
+    #[cfg(not(windows))]
+    {
+        let _ = e;
+        false
+    }
+}
+
 /// The contract's status for an OS error.
 pub(crate) fn status_of(e: &io::Error) -> Status {
     #[cfg(unix)]
