@@ -235,8 +235,15 @@ fn new_socket(domain: Domain, ty: Type) -> Result<Socket> {
     } else {
         None
     };
-    let s = Socket::new(domain, ty, protocol)?;
-    s.set_nonblocking(true)?;
+    // Linux creates the socket non-blocking in the same call (no fcntl).
+    #[cfg(target_os = "linux")]
+    let s = Socket::new(domain, ty.nonblocking(), protocol)?;
+    #[cfg(not(target_os = "linux"))]
+    let s = {
+        let s = Socket::new(domain, ty, protocol)?;
+        s.set_nonblocking(true)?;
+        s
+    };
     Ok(s)
 }
 
@@ -268,7 +275,7 @@ impl Driver {
         let mut keep_accepting = true;
         let outcome = match (result, extra) {
             (Ok(_), Extra::Accepted(socket, addr)) => self
-                .adopt_stream_socket(socket, false)
+                .adopt_stream_socket(socket, false, true)
                 .map(|s| (s, SocketAddress::from_peer(&addr))),
             (Ok(_), _) => Err(Error::new(Status::Other)),
             (Err(e), _) => {
@@ -311,8 +318,12 @@ impl Driver {
         }
     }
 
-    fn adopt_stream_socket(&mut self, socket: Socket, connecting: bool) -> Result<StreamSocket> {
-        socket.set_nonblocking(true)?;
+    /// Registers a stream socket. `made_here` sockets (created or accepted by
+    /// the backend) are non-blocking already; others are made so.
+    fn adopt_stream_socket(&mut self, socket: Socket, connecting: bool, made_here: bool) -> Result<StreamSocket> {
+        if !made_here {
+            socket.set_nonblocking(true)?;
+        }
         let src = self.sys.add_source(&socket, SourceKind::Socket)?;
         let mut io = IoSlots::new(src);
         io.connecting = connecting;
@@ -372,7 +383,7 @@ impl Sockets<'_> {
     ) -> Result<StreamSocket> {
         let to = to.into();
         let socket = new_socket(to.domain()?, Type::STREAM)?;
-        let sock = self.drv.adopt_stream_socket(socket, true)?;
+        let sock = self.drv.adopt_stream_socket(socket, true, true)?;
         let owner = stream_owner(sock.0);
         let mut op = IoOp::new(
             owner,
@@ -479,15 +490,15 @@ impl Sockets<'_> {
     /// Takes over a connected OS stream socket (a `std::net::TcpStream`,
     /// `UnixStream` or `socket2::Socket`), which is made non-blocking.
     pub fn adopt_stream(&mut self, socket: impl Into<Socket>) -> Result<StreamSocket> {
-        self.drv.adopt_stream_socket(socket.into(), false)
+        self.drv.adopt_stream_socket(socket.into(), false, false)
     }
 
     /// A connected pair of Unix-domain stream sockets (`socketpair`).
     #[cfg(unix)]
     pub fn stream_pair(&mut self) -> Result<(StreamSocket, StreamSocket)> {
         let (a, b) = Socket::pair(Domain::UNIX, Type::STREAM, None)?;
-        let a = self.drv.adopt_stream_socket(a, false)?;
-        let b = self.drv.adopt_stream_socket(b, false)?;
+        let a = self.drv.adopt_stream_socket(a, false, false)?;
+        let b = self.drv.adopt_stream_socket(b, false, false)?;
         Ok((a, b))
     }
 

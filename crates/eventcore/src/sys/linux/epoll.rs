@@ -29,6 +29,45 @@ struct Source {
     kind: SourceKind,
     read: Option<Parked>,
     write: Option<Parked>,
+    /// Whether a read (write) might succeed now: cleared when one would
+    /// block or came back short, set again by the next edge. A request on a
+    /// direction known not to be ready is parked without a syscall.
+    may_read: bool,
+    may_write: bool,
+    /// The peer hung up or the socket failed (HUP, RDHUP, ERR): a state, not
+    /// an edge that comes again, so every request is tried from now on.
+    hung_up: bool,
+}
+
+/// Whether a transfer came back short: a stream read that got less than it
+/// asked for drained the socket (or pipe) buffer, a short write filled it.
+fn short(req: &Request, n: usize) -> bool {
+    match *req {
+        Request::Read { len, .. } | Request::Write { len, .. } => n > 0 && n < len,
+        _ => false,
+    }
+}
+
+/// Tries `req` if the direction may be ready; `None` means "park it". Keeps
+/// the direction's readiness flag up to date.
+fn try_if_ready(
+    fd: RawFd,
+    kind: SourceKind,
+    req: &Request,
+    ready: &mut bool,
+    hung_up: bool,
+    reserve: &mut ReserveFd,
+) -> Option<io::Result<(usize, Extra)>> {
+    if !*ready && !hung_up {
+        return None;
+    }
+    let result = try_io(fd, kind, req, reserve);
+    match &result {
+        None => *ready = false,
+        Some(Ok((n, _))) if short(req, *n) => *ready = false,
+        _ => {}
+    }
+    result
 }
 
 pub(crate) struct Backend {
@@ -78,6 +117,9 @@ impl Backend {
             kind,
             read: None,
             write: None,
+            may_read: true,
+            may_write: true,
+            hung_up: false,
         });
         let mut ev = libc::epoll_event {
             events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
@@ -117,7 +159,8 @@ impl Backend {
                 Err(e) => Some(Completion::new(token, Err(e))),
             };
         }
-        match try_io(src.fd, src.kind, &req, &mut self.reserve) {
+        let ready = if req.is_reading() { &mut src.may_read } else { &mut src.may_write };
+        match try_if_ready(src.fd, src.kind, &req, ready, src.hung_up, &mut self.reserve) {
             Some(result) => Some(complete(token, result)),
             None => {
                 let slot = if req.is_reading() {
@@ -224,11 +267,17 @@ impl Backend {
             let (fd, kind) = (src.fd, src.kind);
             let readable = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
             let writable = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            if flags & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
+                src.hung_up = true;
+            }
+            let hung_up = src.hung_up;
             if flags & readable != 0 {
-                retry(fd, kind, &mut src.read, &mut self.reserve, out);
+                src.may_read = true;
+                retry(fd, kind, &mut src.read, &mut src.may_read, hung_up, &mut self.reserve, out);
             }
             if flags & writable != 0 {
-                retry(fd, kind, &mut src.write, &mut self.reserve, out);
+                src.may_write = true;
+                retry(fd, kind, &mut src.write, &mut src.may_write, hung_up, &mut self.reserve, out);
             }
         }
         Ok(false)
@@ -236,11 +285,19 @@ impl Backend {
 }
 
 /// Retries a parked request after an edge; completes it unless it would still block.
-fn retry(fd: RawFd, kind: SourceKind, slot: &mut Option<Parked>, reserve: &mut ReserveFd, out: &mut Vec<Completion>) {
+fn retry(
+    fd: RawFd,
+    kind: SourceKind,
+    slot: &mut Option<Parked>,
+    ready: &mut bool,
+    hung_up: bool,
+    reserve: &mut ReserveFd,
+    out: &mut Vec<Completion>,
+) {
     let Some(parked) = slot else {
         return;
     };
-    if let Some(result) = try_io(fd, kind, &parked.req, reserve) {
+    if let Some(result) = try_if_ready(fd, kind, &parked.req, ready, hung_up, reserve) {
         let token = parked.token;
         *slot = None;
         out.push(complete(token, result));
