@@ -159,7 +159,11 @@ impl Backend {
                 Err(e) => Some(Completion::new(token, Err(e))),
             };
         }
-        let ready = if req.is_reading() { &mut src.may_read } else { &mut src.may_write };
+        let ready = if req.is_reading() {
+            &mut src.may_read
+        } else {
+            &mut src.may_write
+        };
         match try_if_ready(src.fd, src.kind, &req, ready, src.hung_up, &mut self.reserve) {
             Some(result) => Some(complete(token, result)),
             None => {
@@ -273,11 +277,27 @@ impl Backend {
             let hung_up = src.hung_up;
             if flags & readable != 0 {
                 src.may_read = true;
-                retry(fd, kind, &mut src.read, &mut src.may_read, hung_up, &mut self.reserve, out);
+                retry(
+                    fd,
+                    kind,
+                    &mut src.read,
+                    &mut src.may_read,
+                    hung_up,
+                    &mut self.reserve,
+                    out,
+                );
             }
             if flags & writable != 0 {
                 src.may_write = true;
-                retry(fd, kind, &mut src.write, &mut src.may_write, hung_up, &mut self.reserve, out);
+                retry(
+                    fd,
+                    kind,
+                    &mut src.write,
+                    &mut src.may_write,
+                    hung_up,
+                    &mut self.reserve,
+                    out,
+                );
             }
         }
         Ok(false)
