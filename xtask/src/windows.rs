@@ -65,6 +65,7 @@ const WINDOWS_TEST_TARGETS: &[&str] = &[
     "rt_files",
     "rt_pipes",
     "rt_watch",
+    "rt_windows",
 ];
 
 impl Layout {
