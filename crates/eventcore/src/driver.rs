@@ -248,17 +248,8 @@ impl Driver {
         if !self.ready.is_empty() && self.batches_without_poll < POLL_EVERY {
             self.batches_without_poll += 1;
             self.drain_remote();
-            let ran = self.dispatch();
-            if self.exit_requested {
-                self.exit_requested = false;
-                return Ok(ExitReason::Exited);
-            }
-            if ran {
-                return Ok(ExitReason::Idle);
-            }
-            // Only withdrawn records were queued: maybe nothing is left at all.
-            if self.waiter_count() == 0 && self.ready.is_empty() {
-                return Ok(ExitReason::OutOfWaiters);
+            if let Some(reason) = self.run_batch(false) {
+                return Ok(reason);
             }
         }
         self.batches_without_poll = 0;
@@ -294,30 +285,32 @@ impl Driver {
             self.drain_remote();
             self.expire_timers(Instant::now());
 
-            if !self.ready.is_empty() {
-                let ran = self.dispatch();
-                if self.exit_requested {
-                    self.exit_requested = false;
-                    return Ok(ExitReason::Exited);
-                }
-                if ran {
-                    return Ok(ExitReason::Idle);
-                }
-            }
-            if activity {
-                return Ok(ExitReason::Idle);
-            }
-            if self.exit_requested {
-                self.exit_requested = false;
-                return Ok(ExitReason::Exited);
-            }
-            if self.waiter_count() == 0 && self.ready.is_empty() {
-                return Ok(ExitReason::OutOfWaiters);
+            if let Some(reason) = self.run_batch(activity) {
+                return Ok(reason);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(ExitReason::Timeout);
             }
         }
+    }
+
+    /// Runs the queued batch, then says whether `process_events` is done:
+    /// `Exited` if a callback asked to exit, `Idle` if a callback ran (or the
+    /// backend had `activity`: Windows dispatched window messages),
+    /// `OutOfWaiters` if nothing is left at all; `None` to go on waiting.
+    fn run_batch(&mut self, activity: bool) -> Option<ExitReason> {
+        let ran = !self.ready.is_empty() && self.dispatch();
+        if self.exit_requested {
+            self.exit_requested = false;
+            return Some(ExitReason::Exited);
+        }
+        if ran || activity {
+            return Some(ExitReason::Idle);
+        }
+        if self.waiter_count() == 0 && self.ready.is_empty() {
+            return Some(ExitReason::OutOfWaiters);
+        }
+        None
     }
 
     /// Runs the callbacks queued before this call; returns whether any ran.

@@ -17,7 +17,7 @@
 //! still being installed are held back and delivered once it is.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::handle::{define_handle, Key};
 use crate::{Driver, Result};
@@ -106,5 +106,31 @@ impl Driver {
             }
         }
         ran
+    }
+}
+
+impl Watchers<'_> {
+    /// Watches the directory `path` (and, if `recursive`, every directory below
+    /// it) and calls `callback` for each change until the watcher is released.
+    /// A missing path is `NotFound`, a file `InvalidArgument` (not a
+    /// directory), a path with a NUL byte `InvalidArgument`. Active watchers
+    /// count as waiters.
+    pub fn watch_directory(
+        &mut self,
+        path: impl AsRef<Path>,
+        recursive: bool,
+        callback: impl FnMut(&mut Driver, WatcherId, Result<FileChange>) + 'static,
+    ) -> Result<WatcherId> {
+        let key = self
+            .drv
+            .add_watcher(path.as_ref().to_path_buf(), recursive, Box::new(callback))?;
+        Ok(WatcherId(key))
+    }
+
+    /// The base directory of a watcher.
+    pub fn base_directory(&self, watcher: WatcherId) -> Result<PathBuf> {
+        self.drv
+            .watcher_base(watcher.0)
+            .ok_or_else(crate::Error::invalid_handle)
     }
 }

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{ChangeKind, FileChange, WatchCallback, WatcherId, Watchers};
+use super::{ChangeKind, FileChange, WatchCallback};
 use crate::driver::{Op, Outcome};
 use crate::handle::{Entry, HandleKind, Key};
 use crate::io::{Internal, IoCallback, IoMode, IoOp, Owner};
@@ -406,20 +406,10 @@ impl Driver {
     }
 }
 
-impl Watchers<'_> {
-    /// Watches the directory `path` (and, if `recursive`, every directory below
-    /// it) and calls `callback` for each change until the watcher is released.
-    /// A missing path is `NotFound`, a file `InvalidArgument` (not a
-    /// directory), a path with a NUL byte `InvalidArgument`. Active watchers
-    /// count as waiters.
-    pub fn watch_directory(
-        &mut self,
-        path: impl AsRef<Path>,
-        recursive: bool,
-        callback: impl FnMut(&mut Driver, WatcherId, Result<FileChange>) + 'static,
-    ) -> Result<WatcherId> {
-        let base = path.as_ref().to_path_buf();
-        let source = self.drv.watch_source()?;
+impl Driver {
+    /// Starts watching `base` (see [`Watchers::watch_directory`]).
+    pub(crate) fn add_watcher(&mut self, base: PathBuf, recursive: bool, callback: WatchCallback) -> Result<Key> {
+        let source = self.watch_source()?;
         let wd = source.ino.add_watch(&base).map_err(|e| {
             if e.raw_os_error() == Some(libc::ENOTDIR) {
                 Error::from(e).with_status(Status::InvalidArgument)
@@ -429,28 +419,23 @@ impl Watchers<'_> {
         })?;
         let mut wds = HashMap::new();
         wds.insert(wd, PathBuf::new());
-        let key = self.drv.watcher_table.insert(WatcherState {
+        let key = self.watcher_table.insert(WatcherState {
             base,
             recursive,
-            callback: Some(Box::new(callback)),
+            callback: Some(callback),
             wds,
         });
-        let source = self.drv.watch_source.as_mut().expect("created above");
-        let users = source.by_wd.entry(wd).or_default();
-        users.push(key);
+        let source = self.watch_source.as_mut().expect("created above");
+        source.by_wd.entry(wd).or_default().push(key);
         if recursive {
-            self.drv.start_walk(key, PathBuf::new(), false);
+            self.start_walk(key, PathBuf::new(), false);
         }
-        self.drv.arm_watch_read();
-        Ok(WatcherId(key))
+        self.arm_watch_read();
+        Ok(key)
     }
 
-    /// The base directory of a watcher.
-    pub fn base_directory(&self, watcher: WatcherId) -> Result<PathBuf> {
-        self.drv
-            .watcher_table
-            .get(watcher.0)
-            .map(|s| s.base.clone())
-            .ok_or_else(Error::invalid_handle)
+    /// The base directory of a live watcher.
+    pub(crate) fn watcher_base(&self, key: Key) -> Option<PathBuf> {
+        self.watcher_table.get(key).map(|s| s.base.clone())
     }
 }

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::{ChangeKind, FileChange, WatchCallback, WatcherId, Watchers};
+use super::{ChangeKind, FileChange, WatchCallback};
 use crate::driver::{Op, Outcome};
 use crate::handle::{Entry, HandleKind, Key};
 use crate::io::{Internal, IoCallback, IoMode, IoOp, IoSlots, Owner};
@@ -217,47 +217,33 @@ impl Driver {
     }
 }
 
-impl Watchers<'_> {
-    /// Watches the directory `path` (and, if `recursive`, every directory below
-    /// it) and calls `callback` for each change until the watcher is released.
-    /// A missing path is `NotFound`, a file `InvalidArgument` (not a
-    /// directory), a path with a NUL byte `InvalidArgument`. Active watchers
-    /// count as waiters.
-    pub fn watch_directory(
-        &mut self,
-        path: impl AsRef<Path>,
-        recursive: bool,
-        callback: impl FnMut(&mut Driver, WatcherId, Result<FileChange>) + 'static,
-    ) -> Result<WatcherId> {
-        let base = path.as_ref().to_path_buf();
+impl Driver {
+    /// Starts watching `base` (see [`Watchers::watch_directory`](super::Watchers::watch_directory)).
+    pub(crate) fn add_watcher(&mut self, base: PathBuf, recursive: bool, callback: WatchCallback) -> Result<Key> {
         if !std::fs::metadata(&base)?.is_dir() {
             return Err(Error::new(Status::InvalidArgument));
         }
         let dir = sys_watch::open_directory(&base)?;
-        let src = self.drv.sys.add_source(&dir, SourceKind::Fd)?;
-        let key = self.drv.watcher_table.insert(WatcherState {
+        let src = self.sys.add_source(&dir, SourceKind::Fd)?;
+        let key = self.watcher_table.insert(WatcherState {
             base: base.clone(),
             recursive,
-            callback: Some(Box::new(callback)),
+            callback: Some(callback),
             dir,
             io: IoSlots::new(src),
             spare: None,
             known_dirs: HashSet::new(),
         });
-        self.drv.arm_directory_watch(key);
+        self.arm_directory_watch(key);
         // Learn the tree's directories off the loop thread.
-        let walk = self.drv.ops.insert(Op::Walk(WalkOp { watcher: key }));
-        self.drv.internal_ops += 1;
-        self.drv.submit_job(walk, move || Box::new(list_dirs(&base, recursive)));
-        Ok(WatcherId(key))
+        let walk = self.ops.insert(Op::Walk(WalkOp { watcher: key }));
+        self.internal_ops += 1;
+        self.submit_job(walk, move || Box::new(list_dirs(&base, recursive)));
+        Ok(key)
     }
 
-    /// The base directory of a watcher.
-    pub fn base_directory(&self, watcher: WatcherId) -> Result<PathBuf> {
-        self.drv
-            .watcher_table
-            .get(watcher.0)
-            .map(|s| s.base.clone())
-            .ok_or_else(Error::invalid_handle)
+    /// The base directory of a live watcher.
+    pub(crate) fn watcher_base(&self, key: Key) -> Option<PathBuf> {
+        self.watcher_table.get(key).map(|s| s.base.clone())
     }
 }
