@@ -273,3 +273,23 @@ pub(crate) fn unix_path(addr: &socket2::SockAddr) -> Option<std::path::PathBuf> 
 pub(crate) fn resolver_error(e: &io::Error) -> crate::Error {
     windows::dns::resolver_error(e.raw_os_error().unwrap_or(0))
 }
+
+/// How a process ended (both process backends report it this way).
+pub(crate) struct Ended {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl Ended {
+    /// Ended, but the OS does not say how (an adopted process that is not
+    /// our child, on Unix).
+    pub fn unknown() -> Ended {
+        Ended {
+            code: None,
+            signal: None,
+        }
+    }
+}
+
+/// Called once, from another thread, with how a process ended.
+pub(crate) type ExitNotify = Box<dyn FnOnce(Ended) + Send>;

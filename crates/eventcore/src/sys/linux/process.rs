@@ -12,28 +12,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::sys::unix::syscall;
 
-/// How a process ended.
-pub(crate) struct Ended {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-}
-
-impl Ended {
-    /// Ended, but the OS does not say how (not our child).
-    pub fn unknown() -> Ended {
-        Ended {
-            code: None,
-            signal: None,
-        }
-    }
-}
+pub(crate) use crate::sys::{Ended, ExitNotify};
 
 /// Whether an exited child must be collected by its parent: a released child
 /// that still runs stays watched until it is reaped (or it becomes a zombie).
 pub(crate) const MUST_REAP: bool = true;
-
-/// Called once, from another thread, with how the process ended.
-pub(crate) type ExitNotify = Box<dyn FnOnce(Ended) + Send>;
 
 /// A spawned child and the parent's ends of its piped standard streams.
 pub(crate) struct Spawned {

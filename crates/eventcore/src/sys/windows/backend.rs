@@ -537,13 +537,7 @@ impl Backend {
         if src.handle {
             return match self.start_handle_request(id, token, &req) {
                 Ok(slot) => {
-                    let src = self.source(id).expect("live");
-                    let parked = Parked::InFlight { token, slot };
-                    if reading {
-                        src.read = Some(parked);
-                    } else {
-                        src.write = Some(parked);
-                    }
+                    self.park_in_flight(id, token, slot, reading);
                     None
                 }
                 Err(e) => Some(Completion::new(token, Err(e))),
@@ -690,6 +684,12 @@ impl Backend {
             }
         }
         // Started (even if it finished at once, its routine is queued).
+        self.park_in_flight(id, token, slot, reading);
+        None
+    }
+
+    /// Records a started overlapped request in its source's slot.
+    fn park_in_flight(&mut self, id: SourceId, token: u64, slot: *mut Slot, reading: bool) {
         let src = self.source(id).expect("live");
         let parked = Parked::InFlight { token, slot };
         if reading {
@@ -697,7 +697,6 @@ impl Backend {
         } else {
             src.write = Some(parked);
         }
-        None
     }
 
     pub fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {

@@ -43,27 +43,10 @@ use windows_sys::Win32::System::Threading::{
 
 use crate::signal_numbers::{SIGINT, SIGKILL, SIGQUIT, SIGTERM};
 
-/// How a process ended.
-pub(crate) struct Ended {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-}
-
-impl Ended {
-    /// Ended, but the OS does not say how.
-    pub fn unknown() -> Ended {
-        Ended {
-            code: None,
-            signal: None,
-        }
-    }
-}
+pub(crate) use crate::sys::{Ended, ExitNotify};
 
 /// Whether an exited child must be collected by its parent: not on Windows.
 pub(crate) const MUST_REAP: bool = false;
-
-/// Called once, from another thread, with how the process ended.
-pub(crate) type ExitNotify = Box<dyn FnOnce(Ended) + Send>;
 
 /// The exit code TerminateProcess gives a killed process (as std and libuv).
 const KILLED_EXIT_CODE: u32 = 1;
