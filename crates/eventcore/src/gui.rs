@@ -33,7 +33,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Duration;
 
-use windows_sys::Win32::UI::WindowsAndMessaging::{PostQuitMessage, MSG};
+use windows_sys::Win32::UI::WindowsAndMessaging::MSG;
 
 use crate::{Driver, Error, ExitReason, Result, Status};
 
@@ -96,8 +96,7 @@ impl Driver {
 }
 
 fn post_quit(code: i32) {
-    // SAFETY: posts WM_QUIT to the calling thread's own queue.
-    unsafe { PostQuitMessage(code) };
+    crate::sys::post_quit(code);
 }
 
 /// A driver attached to the thread's message loop (see

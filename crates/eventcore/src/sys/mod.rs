@@ -81,7 +81,7 @@ pub(crate) use windows::files;
 #[cfg(windows)]
 pub(crate) use windows::watch;
 #[cfg(windows)]
-pub(crate) use windows::{block_signals_in_worker, socket_options, Backend, Waker};
+pub(crate) use windows::{block_signals_in_worker, post_quit, socket_options, Backend, Waker};
 #[cfg(windows)]
 pub(crate) use windows::{process, signals};
 

@@ -114,3 +114,9 @@ pub(crate) mod socket_options {
         Ok(())
     }
 }
+
+/// Posts `WM_QUIT` with `code` to the calling thread's message queue.
+pub(crate) fn post_quit(code: i32) {
+    // SAFETY: posts a message to the calling thread's own queue.
+    unsafe { windows_sys::Win32::UI::WindowsAndMessaging::PostQuitMessage(code) };
+}
