@@ -29,7 +29,48 @@ pub(crate) struct TimerState {
     wait: Option<Key>,
     /// Waits whose completion is queued but has not run yet; releasing the
     /// timer or `cancel_wait` still withdraws them.
-    queued: Vec<Key>,
+    queued: Queued,
+}
+
+/// The queued waits of a timer: nearly always none or one, so the first is
+/// kept inline and only further ones (a wait stopped, re-registered and
+/// stopped again before the loop ran) allocate — a firing timer must not cost
+/// an allocation.
+#[derive(Default)]
+struct Queued {
+    first: Option<Key>,
+    more: Vec<Key>,
+}
+
+impl Queued {
+    fn extend(&mut self, key: Option<Key>) {
+        let Some(key) = key else {
+            return;
+        };
+        if self.first.is_none() {
+            self.first = Some(key);
+        } else {
+            self.more.push(key);
+        }
+    }
+
+    fn remove(&mut self, key: Key) {
+        if self.first == Some(key) {
+            self.first = if self.more.is_empty() {
+                None
+            } else {
+                Some(self.more.remove(0))
+            };
+        } else {
+            self.more.retain(|k| *k != key);
+        }
+    }
+
+    fn take_all(&mut self) -> Vec<Key> {
+        let mut all: Vec<Key> = self.first.take().into_iter().collect();
+        all.append(&mut self.more);
+        all
+    }
 }
 
 pub(crate) struct TimerOp {
@@ -60,7 +101,7 @@ impl Driver {
         let Some(state) = self.timer_table.get_mut(op.timer.0) else {
             return false;
         };
-        state.queued.retain(|k| *k != key);
+        state.queued.remove(key);
         let fired = matches!(outcome, Outcome::Timer(true));
         (op.callback)(self, op.timer, fired);
         true
@@ -97,7 +138,8 @@ impl Driver {
     pub(crate) fn destroy_timer(&mut self, key: Key) {
         self.timer_queue.disarm(key.index);
         if let Some(entry) = self.timer_table.remove(key) {
-            for op in entry.value.wait.into_iter().chain(entry.value.queued) {
+            let queued = entry.value.queued;
+            for op in entry.value.wait.into_iter().chain(queued.first).chain(queued.more) {
                 self.ops.remove(op);
             }
         }
@@ -110,7 +152,7 @@ impl Timers<'_> {
         TimerId(self.drv.timer_table.insert(TimerState {
             repeat: Duration::ZERO,
             wait: None,
-            queued: Vec::new(),
+            queued: Queued::default(),
         }))
     }
 
@@ -194,7 +236,7 @@ impl Timers<'_> {
         };
         let ops: Vec<Key> = match state.wait.take() {
             Some(op) => vec![op],
-            None => state.queued.drain(..).collect(),
+            None => state.queued.take_all(),
         };
         let mut any = false;
         for op in ops {
