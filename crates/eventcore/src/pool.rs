@@ -15,6 +15,7 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::sys::Waker;
@@ -37,6 +38,9 @@ struct Shared {
     state: Mutex<State>,
     work: Condvar,
     done: Mutex<Vec<(u64, JobOutput)>>,
+    /// Set after a job's output is pushed; cleared by the driver before it
+    /// takes the outputs.
+    finished: AtomicBool,
     waker: Waker,
 }
 
@@ -62,6 +66,7 @@ impl Pool {
                 }),
                 work: Condvar::new(),
                 done: Mutex::new(Vec::new()),
+                finished: AtomicBool::new(false),
                 waker,
             }),
         }
@@ -90,6 +95,10 @@ impl Pool {
 
     /// Moves finished jobs into `out`.
     pub fn take_done(&self, out: &mut Vec<(u64, JobOutput)>) {
+        // Most loop turns find nothing: look without taking the lock.
+        if !self.shared.finished.swap(false, Ordering::AcqRel) {
+            return;
+        }
         let mut done = lock(&self.shared.done);
         if !done.is_empty() {
             out.append(&mut done);
@@ -128,6 +137,7 @@ fn worker(shared: Arc<Shared>) {
         drop(state);
         let output = job();
         lock(&shared.done).push((token, output));
+        shared.finished.store(true, Ordering::Release);
         shared.waker.wake();
         state = lock(&shared.state);
         state.idle += 1;

@@ -6,7 +6,7 @@
 //! wake-ups. When the driver is dropped the queue is closed: later calls fail
 //! with [`Status::DriverGone`](crate::Status::DriverGone) and nothing crashes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::sys::Waker;
@@ -39,6 +39,9 @@ pub(crate) struct RemoteShared {
     queue: Mutex<Queue>,
     /// Messages queued and not yet taken by the driver; part of the waiter count.
     pending: AtomicUsize,
+    /// Set with every message (under the lock), cleared by the driver before
+    /// it takes them: lets an empty loop turn skip the lock.
+    queued: AtomicBool,
     waker: Waker,
 }
 
@@ -50,6 +53,7 @@ impl RemoteShared {
                 messages: Vec::new(),
             }),
             pending: AtomicUsize::new(0),
+            queued: AtomicBool::new(false),
             waker,
         }
     }
@@ -74,6 +78,7 @@ impl RemoteShared {
                 self.pending.fetch_add(1, Ordering::AcqRel);
             }
             q.messages.push(msg);
+            self.queued.store(true, Ordering::Release);
         }
         self.waker.wake();
         Ok(())
@@ -81,6 +86,10 @@ impl RemoteShared {
 
     /// Moves every queued message into `out` (on the owner thread).
     pub fn take_messages(&self, out: &mut Vec<Message>) {
+        // Most loop turns find nothing: look without taking the lock.
+        if !self.queued.swap(false, Ordering::AcqRel) {
+            return;
+        }
         let mut q = self.lock();
         if q.messages.is_empty() {
             return;
