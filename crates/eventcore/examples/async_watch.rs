@@ -22,7 +22,7 @@ fn main() -> eventcore::Result<()> {
     ex.block_on(async {
         let mut watcher = DirectoryWatcher::new(&dir, true)?;
         println!("watching {} (recursive)", dir.display());
-        let mut interrupt = Signal::listen(libc::SIGINT)?;
+        let mut interrupt = Signal::listen(eventcore::signal_numbers::SIGINT)?;
         if demo {
             let d = dir.clone();
             // The changes, made from a task while the main task watches.

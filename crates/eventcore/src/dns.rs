@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use crate::driver::{Op, Outcome};
-use crate::handle::{Entry, Key};
+use crate::handle::Key;
 use crate::{Driver, Error, Result};
 
 /// Identifies a pending lookup, for [`Dns::cancel_lookup`].
@@ -35,7 +35,7 @@ impl Driver {
     }
 
     pub(crate) fn complete_dns(&mut self, key: Key, outcome: Outcome) -> bool {
-        let Some(Entry { value: Op::Dns(op), .. }) = self.ops.remove(key) else {
+        let Some(Op::Dns(op)) = self.ops.remove(key) else {
             return false;
         };
         let result = match outcome {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::events::EventState;
-use crate::handle::{Entry, Handle, HandleKind, Key, Table};
+use crate::handle::{Handle, HandleKind, Handles, Key, Table};
 use crate::remote::{Message, Remote, RemoteShared};
 use crate::sockets::{DatagramState, ListenerState, StreamState};
 use crate::sys;
@@ -74,7 +74,6 @@ impl BackendKind {
 /// A pending callback and what it waits for.
 pub(crate) enum Op {
     Dns(crate::dns::DnsOp),
-    Timer(crate::timers::TimerOp),
     Event(crate::events::EventOp),
     Io(crate::io::IoOp),
     Remote(Box<dyn FnOnce(&mut Driver) + Send>),
@@ -88,8 +87,13 @@ pub(crate) enum Op {
 
 /// The outcome of an operation, queued for dispatch.
 pub(crate) enum Outcome {
-    /// A timer wait ended; `true` if the timer fired, `false` if it was stopped.
-    Timer(bool),
+    /// A timer wait ended (`fired`: the timer fired rather than being
+    /// stopped); the record's key is the timer's, the callback travels here.
+    Timer {
+        fired: bool,
+        epoch: std::num::NonZeroU32,
+        callback: sys::inline_fn::TimerFn,
+    },
     /// An event was triggered.
     Event,
     /// The backend finished an I/O operation.
@@ -127,23 +131,28 @@ pub struct Driver {
     jobs_done: Vec<(u64, crate::pool::JobOutput)>,
     pool: Option<crate::pool::Pool>,
     inbox: Vec<Message>,
-    pub(crate) timer_table: Table<TimerState>,
+    pub(crate) timer_table: Handles<TimerState>,
     pub(crate) timer_queue: crate::timer::TimerQueue,
-    pub(crate) event_table: Table<EventState>,
-    pub(crate) stream_table: Table<StreamState>,
-    pub(crate) listener_table: Table<ListenerState>,
-    pub(crate) datagram_table: Table<DatagramState>,
-    pub(crate) pipe_table: Table<crate::pipes::PipeState>,
-    pub(crate) signal_table: Table<crate::signals::SignalState>,
+    pub(crate) event_table: Handles<EventState>,
+    pub(crate) stream_table: Handles<StreamState>,
+    pub(crate) listener_table: Handles<ListenerState>,
+    pub(crate) datagram_table: Handles<DatagramState>,
+    pub(crate) pipe_table: Handles<crate::pipes::PipeState>,
+    pub(crate) signal_table: Handles<crate::signals::SignalState>,
     pub(crate) signal_source: Option<crate::signals::SignalSource>,
-    pub(crate) process_table: Table<crate::processes::ProcessState>,
+    pub(crate) process_table: Handles<crate::processes::ProcessState>,
     pub(crate) orphans: Vec<crate::processes::Orphan>,
-    pub(crate) file_table: Table<crate::files::FileState>,
-    pub(crate) watcher_table: Table<crate::watchers::WatcherState>,
+    pub(crate) file_table: Handles<crate::files::FileState>,
+    pub(crate) watcher_table: Handles<crate::watchers::WatcherState>,
+    /// The user data of handles ([`Driver::set_user_data`]): kept aside, as
+    /// few handles carry any, so that a handle's slot does not pay for it.
+    user_data: std::collections::HashMap<(HandleKind, Key), Box<dyn std::any::Any>>,
     #[cfg_attr(windows, allow(dead_code))]
     pub(crate) watch_source: Option<crate::watchers::WatchSource>,
     /// Ops in `ops` that are the driver's own (not waiters).
     pub(crate) internal_ops: usize,
+    /// Timer waits registered or queued (they live in the timers, not in `ops`).
+    pub(crate) timer_waits: usize,
     /// Batches dispatched from the ready queue without polling the OS.
     batches_without_poll: u32,
     remote: Arc<RemoteShared>,
@@ -190,7 +199,9 @@ impl Driver {
             file_table: Table::new(id),
             watcher_table: Table::new(id),
             watch_source: None,
+            user_data: Default::default(),
             internal_ops: 0,
+            timer_waits: 0,
             batches_without_poll: 0,
             remote,
             exit_requested: false,
@@ -223,7 +234,12 @@ impl Driver {
     /// Pending one-shot operations, armed timers, active repeating listeners and
     /// queued cross-thread work. Zero means nothing can ever complete.
     pub fn waiter_count(&self) -> usize {
-        self.ops.len() - self.internal_ops + self.timer_queue.len() + self.remote.pending() + self.listener_count()
+        self.pending_ops() + self.timer_queue.len() + self.remote.pending() + self.listener_count()
+    }
+
+    /// Callbacks of one-shot operations that have not run.
+    fn pending_ops(&self) -> usize {
+        self.ops.len() - self.internal_ops + self.timer_waits
     }
 
     /// Active repeating listeners that are not an op of their own.
@@ -330,8 +346,10 @@ impl Driver {
 
     /// Finishes one operation; returns whether a user callback ran.
     fn complete(&mut self, key: Key, outcome: Outcome) -> bool {
+        if let Outcome::Timer { fired, epoch, callback } = outcome {
+            return self.complete_timer(key, fired, epoch, callback);
+        }
         let kind = match self.ops.get(key) {
-            Some(Op::Timer(_)) => 0,
             Some(Op::Event(_)) => 1,
             Some(Op::Io(_)) => 2,
             Some(Op::Remote(_)) => 3,
@@ -344,24 +362,18 @@ impl Driver {
             None => return false,
         };
         match kind {
-            0 => self.complete_timer(key, outcome),
             1 => self.complete_event(key),
             2 => self.complete_io(key, outcome),
             4 => self.complete_dns(key, outcome),
             5 => self.complete_process_wait(key),
             6 => self.complete_file(key, outcome),
             8 => match self.ops.remove(key) {
-                Some(Entry {
-                    value: Op::Internal(f), ..
-                }) => f(self),
+                Some(Op::Internal(f)) => f(self),
                 _ => false,
             },
             7 => self.complete_walk(key, outcome),
             _ => {
-                if let Some(Entry {
-                    value: Op::Remote(f), ..
-                }) = self.ops.remove(key)
-                {
+                if let Some(Op::Remote(f)) = self.ops.remove(key) {
                     f(self);
                 }
                 true
@@ -428,32 +440,32 @@ impl Driver {
 
     // ---- reference counting and user data, the same for every handle kind ----
 
-    fn header_mut(&mut self, kind: HandleKind, key: Key) -> Option<(&mut u32, &mut Option<Box<dyn std::any::Any>>)> {
-        fn split<T>(e: &mut Entry<T>) -> (&mut u32, &mut Option<Box<dyn std::any::Any>>) {
-            (&mut e.refs, &mut e.user)
+    fn refs_mut(&mut self, kind: HandleKind, key: Key) -> Option<&mut u32> {
+        fn refs<'a, T>(header: (&'a mut u32, &'a mut T)) -> &'a mut u32 {
+            header.0
         }
         match kind {
-            HandleKind::Timer => self.timer_table.entry_mut(key).map(split),
-            HandleKind::Event => self.event_table.entry_mut(key).map(split),
-            HandleKind::Stream => self.stream_table.entry_mut(key).map(split),
-            HandleKind::Listener => self.listener_table.entry_mut(key).map(split),
-            HandleKind::Datagram => self.datagram_table.entry_mut(key).map(split),
-            HandleKind::Pipe => self.pipe_table.entry_mut(key).map(split),
-            HandleKind::Signal => self.signal_table.entry_mut(key).map(split),
-            HandleKind::Process => self.process_table.entry_mut(key).map(split),
-            HandleKind::File => self.file_table.entry_mut(key).map(split),
-            HandleKind::Watcher => self.watcher_table.entry_mut(key).map(split),
+            HandleKind::Timer => self.timer_table.header_mut(key).map(refs),
+            HandleKind::Event => self.event_table.header_mut(key).map(refs),
+            HandleKind::Stream => self.stream_table.header_mut(key).map(refs),
+            HandleKind::Listener => self.listener_table.header_mut(key).map(refs),
+            HandleKind::Datagram => self.datagram_table.header_mut(key).map(refs),
+            HandleKind::Pipe => self.pipe_table.header_mut(key).map(refs),
+            HandleKind::Signal => self.signal_table.header_mut(key).map(refs),
+            HandleKind::Process => self.process_table.header_mut(key).map(refs),
+            HandleKind::File => self.file_table.header_mut(key).map(refs),
+            HandleKind::Watcher => self.watcher_table.header_mut(key).map(refs),
         }
     }
 
     /// Whether `h` names a live resource of this driver.
     pub fn is_valid<H: Handle>(&mut self, h: H) -> bool {
-        self.header_mut(h.kind(), h.key()).is_some()
+        self.refs_mut(h.kind(), h.key()).is_some()
     }
 
     /// Adds a reference to `h`.
     pub fn add_ref<H: Handle>(&mut self, h: H) -> Result<()> {
-        let (refs, _) = self.header_mut(h.kind(), h.key()).ok_or_else(Error::invalid_handle)?;
+        let refs = self.refs_mut(h.kind(), h.key()).ok_or_else(Error::invalid_handle)?;
         *refs += 1;
         Ok(())
     }
@@ -463,7 +475,7 @@ impl Driver {
     /// becomes invalid. Returns whether the resource still lives; a stale handle
     /// (a double release) gives `Err(InvalidHandle)`.
     pub fn release_ref<H: Handle>(&mut self, h: H) -> Result<bool> {
-        let (refs, _) = self.header_mut(h.kind(), h.key()).ok_or_else(Error::invalid_handle)?;
+        let refs = self.refs_mut(h.kind(), h.key()).ok_or_else(Error::invalid_handle)?;
         *refs -= 1;
         if *refs > 0 {
             return Ok(true);
@@ -481,21 +493,24 @@ impl Driver {
             HandleKind::File => self.destroy_file(key),
             HandleKind::Watcher => self.destroy_watcher(key),
         }
+        if !self.user_data.is_empty() {
+            self.user_data.remove(&(h.kind(), key));
+        }
         Ok(false)
     }
 
     /// Attaches user data to `h`, replacing (and dropping) what was there.
     /// Dropped with the handle.
     pub fn set_user_data<H: Handle, T: 'static>(&mut self, h: H, data: T) -> Result<()> {
-        let (_, user) = self.header_mut(h.kind(), h.key()).ok_or_else(Error::invalid_handle)?;
-        *user = Some(Box::new(data));
+        self.refs_mut(h.kind(), h.key()).ok_or_else(Error::invalid_handle)?;
+        self.user_data.insert((h.kind(), h.key()), Box::new(data));
         Ok(())
     }
 
     /// The user data of `h`, if it is set and of type `T`.
     pub fn user_data<H: Handle, T: 'static>(&mut self, h: H) -> Option<&mut T> {
-        let (_, user) = self.header_mut(h.kind(), h.key())?;
-        user.as_mut()?.downcast_mut::<T>()
+        self.refs_mut(h.kind(), h.key())?;
+        self.user_data.get_mut(&(h.kind(), h.key()))?.downcast_mut::<T>()
     }
 
     /// What is still open: a count of live handles and pending operations per kind.
@@ -507,7 +522,7 @@ impl Driver {
             streams: self.stream_table.len(),
             listeners: self.listener_table.len(),
             datagrams: self.datagram_table.len(),
-            operations: self.ops.len() - self.internal_ops,
+            operations: self.pending_ops(),
             ..LeakReport::default()
         };
         report.pipes = self.pipe_table.len();

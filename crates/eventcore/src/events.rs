@@ -9,7 +9,8 @@
 use std::collections::VecDeque;
 
 use crate::driver::{Op, Outcome};
-use crate::handle::{define_handle, Entry, Key};
+use crate::handle::{define_handle, Key};
+use crate::sys::inline_fn::EventFn;
 use crate::{Driver, Error, Result};
 
 define_handle!(
@@ -27,11 +28,9 @@ pub(crate) struct EventState {
     waiters: VecDeque<Key>,
 }
 
-type EventCallback = Box<dyn FnOnce(&mut Driver, EventId)>;
-
 pub(crate) struct EventOp {
     event: EventId,
-    callback: EventCallback,
+    callback: EventFn,
 }
 
 /// The event view of a driver (see [`Driver::events`]).
@@ -46,17 +45,14 @@ impl Driver {
     }
 
     pub(crate) fn complete_event(&mut self, key: Key) -> bool {
-        let Some(Entry {
-            value: Op::Event(op), ..
-        }) = self.ops.remove(key)
-        else {
+        let Some(Op::Event(op)) = self.ops.remove(key) else {
             return false;
         };
         // Released after a trigger chose this waiter: the wait died with it.
         if !self.event_table.contains(op.event.0) {
             return false;
         }
-        (op.callback)(self, op.event);
+        op.callback.call(self, op.event);
         true
     }
 
@@ -79,7 +75,7 @@ impl Driver {
 
     pub(crate) fn destroy_event(&mut self, key: Key) {
         if let Some(entry) = self.event_table.remove(key) {
-            for op in entry.value.waiters {
+            for op in entry.waiters {
                 self.ops.remove(op);
             }
         }
@@ -102,7 +98,7 @@ impl Events<'_> {
         }
         let key = self.drv.ops.insert(Op::Event(EventOp {
             event,
-            callback: Box::new(callback),
+            callback: EventFn::new(callback),
         }));
         self.drv
             .event_table

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::driver::{Op, Outcome};
-use crate::handle::{define_handle, Entry, Key};
+use crate::handle::{define_handle, Key};
 use crate::io::{Cancelled, IoMode};
 use crate::sys::files as sys_files;
 use crate::{Driver, Error, Result, Status};
@@ -211,10 +211,7 @@ impl Driver {
                 }
             }
             Ok(other) => {
-                let Some(Entry {
-                    value: Op::File(op), ..
-                }) = self.ops.remove(key)
-                else {
+                let Some(Op::File(op)) = self.ops.remove(key) else {
                     unreachable!()
                 };
                 if let Some(state) = self.file_table.get_mut(op.file) {
@@ -227,10 +224,7 @@ impl Driver {
                 Some(Err(e))
             }
         };
-        let Some(Entry {
-            value: Op::File(op), ..
-        }) = self.ops.remove(key)
-        else {
+        let Some(Op::File(op)) = self.ops.remove(key) else {
             unreachable!()
         };
         let handle = FileHandle(op.file);
@@ -317,15 +311,15 @@ impl Driver {
         });
         let entry = self.file_table.remove(key)?;
         #[cfg(windows)]
-        self.sys.remove_source(entry.value.io.src);
-        for op in [entry.value.read_op, entry.value.write_op]
+        self.sys.remove_source(entry.io.src);
+        for op in [entry.read_op, entry.write_op]
             .into_iter()
             .flatten()
-            .chain(entry.value.other_ops)
+            .chain(entry.other_ops)
         {
             let _ = self.orphan_file_op(op);
         }
-        Some(entry.value.file)
+        Some(entry.file)
     }
 
     pub(crate) fn destroy_file(&mut self, key: Key) {
@@ -419,7 +413,7 @@ impl Files<'_> {
                 FileCallback::Write(cb) => (false, cb),
                 _ => unreachable!("only reads and writes start here"),
             };
-            let done: crate::io::DoneCallback = Box::new(move |drv, r, b| cb(drv, file, r, b));
+            let done = crate::io::IoDoneFn::new(move |drv, key, r, b| cb(drv, FileHandle(key), r, b));
             let owner = crate::io::Owner {
                 kind: crate::handle::HandleKind::File,
                 key: file.0,

@@ -4,9 +4,9 @@
 //! [`Key`]: the slot index, the slot's generation and the owning driver's id.
 //! Releasing a slot bumps its generation, so a key kept after release can never
 //! reach the resource that later reuses the slot; a key from another driver is
-//! rejected by its driver id. Slots carry a reference count and the user's data.
+//! rejected by its driver id. The slots of user-visible handles also carry a
+//! reference count ([`Handles`]); the driver's own tables carry nothing more.
 
-use std::any::Any;
 use std::fmt;
 
 /// The address of a slot: (index, generation) plus the id of the owning driver.
@@ -39,32 +39,43 @@ impl fmt::Debug for Key {
     }
 }
 
-/// A live slot: the resource plus its bookkeeping.
-pub(crate) struct Entry<T> {
-    /// References held by the user (a new handle has one).
-    pub refs: u32,
-    /// Per-handle user data, dropped with the handle.
-    pub user: Option<Box<dyn Any>>,
-    /// The resource itself.
-    pub value: T,
+/// The per-slot header of a table: `u32` (a reference count) for the tables
+/// of user-visible handles, nothing for the driver's own tables (operations,
+/// backend sources), whose slots then cost only the generation and the value.
+pub(crate) trait Header: Copy {
+    /// The header of a new entry.
+    const NEW: Self;
 }
 
-struct Slot<T> {
+impl Header for () {
+    const NEW: () = ();
+}
+
+/// References held by the user: a new handle has one.
+impl Header for u32 {
+    const NEW: u32 = 1;
+}
+
+struct Slot<T, H> {
     gen: u32,
-    entry: Option<Entry<T>>,
+    header: H,
+    value: Option<T>,
 }
 
 /// A generational slab. Insert, look-up and removal are O(1); freed slots are
 /// reused (LIFO) without allocating once the table has grown.
-pub(crate) struct Table<T> {
+pub(crate) struct Table<T, H: Header = ()> {
     driver: u32,
-    slots: Vec<Slot<T>>,
+    slots: Vec<Slot<T, H>>,
     free: Vec<u32>,
     live: usize,
 }
 
-impl<T> Table<T> {
-    pub fn new(driver: u32) -> Table<T> {
+/// The table of a user-visible handle kind: every slot has a reference count.
+pub(crate) type Handles<T> = Table<T, u32>;
+
+impl<T, H: Header> Table<T, H> {
+    pub fn new(driver: u32) -> Table<T, H> {
         Table {
             driver,
             slots: Vec::new(),
@@ -73,17 +84,24 @@ impl<T> Table<T> {
         }
     }
 
-    /// Stores `value` with one reference and returns its key.
+    /// Makes room for `additional` more entries without reallocating.
+    pub fn reserve(&mut self, additional: usize) {
+        let need = additional.saturating_sub(self.free.len());
+        self.slots.reserve(need);
+    }
+
+    /// Slots the table holds without reallocating.
+    pub fn capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+
+    /// Stores `value` (with a new header: one reference) and returns its key.
     pub fn insert(&mut self, value: T) -> Key {
-        let entry = Entry {
-            refs: 1,
-            user: None,
-            value,
-        };
         self.live += 1;
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
-            slot.entry = Some(entry);
+            slot.header = H::NEW;
+            slot.value = Some(value);
             Key {
                 index,
                 gen: slot.gen,
@@ -93,7 +111,8 @@ impl<T> Table<T> {
             let index = u32::try_from(self.slots.len()).expect("more than 2^32 handles");
             self.slots.push(Slot {
                 gen: 0,
-                entry: Some(entry),
+                header: H::NEW,
+                value: Some(value),
             });
             Key {
                 index,
@@ -103,71 +122,64 @@ impl<T> Table<T> {
         }
     }
 
-    /// The entry behind `key`, if the key is current.
-    pub fn entry(&self, key: Key) -> Option<&Entry<T>> {
+    fn slot(&self, key: Key) -> Option<&Slot<T, H>> {
         if key.driver != self.driver {
             return None;
         }
         let slot = self.slots.get(key.index as usize)?;
-        if slot.gen != key.gen {
-            return None;
-        }
-        slot.entry.as_ref()
+        (slot.gen == key.gen && slot.value.is_some()).then_some(slot)
     }
 
-    /// The entry behind `key` mutably, if the key is current.
-    pub fn entry_mut(&mut self, key: Key) -> Option<&mut Entry<T>> {
+    fn slot_mut(&mut self, key: Key) -> Option<&mut Slot<T, H>> {
         if key.driver != self.driver {
             return None;
         }
         let slot = self.slots.get_mut(key.index as usize)?;
-        if slot.gen != key.gen {
-            return None;
-        }
-        slot.entry.as_mut()
+        (slot.gen == key.gen && slot.value.is_some()).then_some(slot)
     }
 
-    /// The resource behind `key`.
+    /// The resource behind `key`, if the key is current.
     pub fn get(&self, key: Key) -> Option<&T> {
-        self.entry(key).map(|e| &e.value)
+        self.slot(key)?.value.as_ref()
     }
 
-    /// The resource behind `key`, mutably.
+    /// The resource behind `key` mutably, if the key is current.
     pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
-        self.entry_mut(key).map(|e| &mut e.value)
+        self.slot_mut(key)?.value.as_mut()
+    }
+
+    /// The header and the resource behind `key`.
+    pub fn header_mut(&mut self, key: Key) -> Option<(&mut H, &mut T)> {
+        let slot = self.slot_mut(key)?;
+        Some((&mut slot.header, slot.value.as_mut()?))
     }
 
     /// Whether `key` names a live slot.
     pub fn contains(&self, key: Key) -> bool {
-        self.entry(key).is_some()
+        self.slot(key).is_some()
     }
 
-    /// Frees the slot and returns its entry; the key (and every copy of it) is
-    /// stale from now on.
-    pub fn remove(&mut self, key: Key) -> Option<Entry<T>> {
-        if key.driver != self.driver {
-            return None;
-        }
-        let slot = self.slots.get_mut(key.index as usize)?;
-        if slot.gen != key.gen {
-            return None;
-        }
-        let entry = slot.entry.take()?;
+    /// Frees the slot and returns its resource; the key (and every copy of
+    /// it) is stale from now on.
+    pub fn remove(&mut self, key: Key) -> Option<T> {
+        let slot = self.slot_mut(key)?;
+        let value = slot.value.take()?;
         slot.gen = slot.gen.wrapping_add(1);
         self.free.push(key.index);
         self.live -= 1;
-        Some(entry)
+        Some(value)
     }
 
-    /// The current key of slot `index`, if the slot is live.
-    pub fn key_at(&self, index: u32) -> Option<Key> {
-        let slot = self.slots.get(index as usize)?;
-        slot.entry.as_ref()?;
-        Some(Key {
+    /// The resource in slot `index` and its current key, if the slot is live.
+    pub fn at_mut(&mut self, index: u32) -> Option<(Key, &mut T)> {
+        let driver = self.driver;
+        let slot = self.slots.get_mut(index as usize)?;
+        let key = Key {
             index,
             gen: slot.gen,
-            driver: self.driver,
-        })
+            driver,
+        };
+        Some((key, slot.value.as_mut()?))
     }
 
     /// Number of live slots.
@@ -180,7 +192,7 @@ impl<T> Table<T> {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.entry.is_some())
+            .filter(|(_, s)| s.value.is_some())
             .map(|(i, s)| Key {
                 index: i as u32,
                 gen: s.gen,
@@ -202,7 +214,7 @@ pub trait Handle: Copy + fmt::Debug + sealed::Sealed {
 
 /// Which table a handle lives in.
 #[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HandleKind {
     Timer,
     Event,
@@ -253,9 +265,9 @@ mod tests {
 
     #[test]
     fn stale_key_after_reuse_is_rejected() {
-        let mut t = Table::new(7);
+        let mut t: Table<&str> = Table::new(7);
         let a = t.insert("a");
-        assert_eq!(t.remove(a).map(|e| e.value), Some("a"));
+        assert_eq!(t.remove(a), Some("a"));
         let b = t.insert("b");
         assert_eq!(a.index, b.index, "the slot is reused");
         assert!(t.get(a).is_none(), "the old key must not reach the new resource");
@@ -266,8 +278,8 @@ mod tests {
 
     #[test]
     fn key_of_another_driver_is_rejected() {
-        let mut t1 = Table::new(1);
-        let mut t2 = Table::new(2);
+        let mut t1: Table<i32> = Table::new(1);
+        let mut t2: Table<i32> = Table::new(2);
         let a = t1.insert(1);
         let _ = t2.insert(2);
         assert!(t2.get(a).is_none());
@@ -276,7 +288,7 @@ mod tests {
 
     #[test]
     fn token_round_trip() {
-        let mut t = Table::new(3);
+        let mut t: Table<()> = Table::new(3);
         for _ in 0..5 {
             let k = t.insert(());
             t.remove(k);
@@ -287,7 +299,7 @@ mod tests {
 
     #[test]
     fn slots_are_reused_without_growth() {
-        let mut t = Table::new(0);
+        let mut t: Table<i32> = Table::new(0);
         let keys: Vec<_> = (0..100).map(|i| t.insert(i)).collect();
         for k in &keys {
             t.remove(*k);

@@ -10,7 +10,7 @@
 use socket2::SockAddr;
 
 use crate::driver::{Op, Outcome};
-use crate::handle::{Entry, HandleKind, Key};
+use crate::handle::{HandleKind, Key};
 use crate::sockets::SocketAddress;
 use crate::sys::{self, Extra, Request, SourceId};
 use crate::{Driver, Error, Result, Status};
@@ -92,16 +92,14 @@ pub(crate) enum Internal {
     DirectoryChanges { recursive: bool },
 }
 
-pub(crate) type DoneCallback = Box<dyn FnOnce(&mut Driver, Result<usize>, Vec<u8>)>;
-pub(crate) type RecvCallback = Box<dyn FnOnce(&mut Driver, Result<(usize, SocketAddress)>, Vec<u8>)>;
-pub(crate) type ConnectCallback = Box<dyn FnOnce(&mut Driver, Result<()>)>;
+pub(crate) use crate::sys::inline_fn::{ConnectFn, IoDoneFn, RecvFn};
 
 pub(crate) enum IoCallback {
-    Connect(ConnectCallback),
-    Read(DoneCallback),
-    Write(DoneCallback),
-    Recv(RecvCallback),
-    Send(DoneCallback),
+    Connect(ConnectFn),
+    Read(IoDoneFn),
+    Write(IoDoneFn),
+    Recv(RecvFn),
+    Send(IoDoneFn),
     /// A listener's accept; its repeating callback lives in the listener.
     Accept,
     /// A driver-internal source became ready.
@@ -288,7 +286,7 @@ impl Driver {
 
     fn remove_io(&mut self, key: Key) -> Option<IoOp> {
         match self.ops.remove(key) {
-            Some(Entry { value: Op::Io(op), .. }) => {
+            Some(Op::Io(op)) => {
                 if matches!(op.callback, IoCallback::Internal(_)) {
                     self.internal_ops -= 1;
                 }
@@ -428,9 +426,11 @@ impl Driver {
                     io.connecting = false;
                     io.usable = result.is_ok();
                 }
-                cb(self, result.map(drop));
+                cb.call(self, owner.key, result.map(drop));
             }
-            IoCallback::Read(cb) | IoCallback::Write(cb) | IoCallback::Send(cb) => cb(self, result, op.buf),
+            IoCallback::Read(cb) | IoCallback::Write(cb) | IoCallback::Send(cb) => {
+                cb.call(self, owner.key, result, op.buf)
+            }
             IoCallback::Recv(cb) => {
                 let result = result.map(|n| {
                     let from = match &extra {
@@ -439,7 +439,7 @@ impl Driver {
                     };
                     (n, from)
                 });
-                cb(self, result, op.buf);
+                cb.call(self, owner.key, result, op.buf);
             }
             IoCallback::Accept => self.accepted(owner.key, result, extra),
             IoCallback::Internal(which) => return self.internal_ready(which, owner, result, op.buf),

@@ -9,7 +9,7 @@
 use crate::sys::OwnedPipe;
 
 use crate::handle::{define_handle, HandleKind, Key};
-use crate::io::{Cancelled, IoCallback, IoMode, IoOp, IoSlots, Owner};
+use crate::io::{Cancelled, IoCallback, IoDoneFn, IoMode, IoOp, IoSlots, Owner};
 use crate::sys::SourceKind;
 use crate::{Driver, Error, Result};
 
@@ -54,8 +54,8 @@ impl Driver {
     pub(crate) fn destroy_pipe(&mut self, key: Key) {
         self.cancel_slots(owner(key));
         if let Some(entry) = self.pipe_table.remove(key) {
-            self.sys.remove_source(entry.value.io.src);
-            drop(entry.value.fd);
+            self.sys.remove_source(entry.io.src);
+            drop(entry.fd);
         }
     }
 }
@@ -95,7 +95,9 @@ impl Pipes<'_> {
         mode: IoMode,
         callback: impl FnOnce(&mut Driver, PipeHandle, Result<usize>, Vec<u8>) + 'static,
     ) {
-        let cb = IoCallback::Read(Box::new(move |drv, r, b| callback(drv, pipe, r, b)));
+        let cb = IoCallback::Read(IoDoneFn::new(move |drv, key, r, b| {
+            callback(drv, PipeHandle(key), r, b)
+        }));
         self.drv.begin_io(IoOp::new(owner(pipe.0), cb, buf, mode));
     }
 
@@ -107,7 +109,9 @@ impl Pipes<'_> {
         mode: IoMode,
         callback: impl FnOnce(&mut Driver, PipeHandle, Result<usize>, Vec<u8>) + 'static,
     ) {
-        let cb = IoCallback::Write(Box::new(move |drv, r, b| callback(drv, pipe, r, b)));
+        let cb = IoCallback::Write(IoDoneFn::new(move |drv, key, r, b| {
+            callback(drv, PipeHandle(key), r, b)
+        }));
         self.drv.begin_io(IoOp::new(owner(pipe.0), cb, buf, mode));
     }
 

@@ -23,7 +23,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
 use crate::driver::{Op, Outcome};
-use crate::handle::{define_handle, Entry, HandleKind, Key};
+use crate::handle::{define_handle, HandleKind, Key};
 use crate::io::{Internal, IoCallback, IoMode, IoOp, Owner};
 use crate::pipes::PipeHandle;
 use crate::sys::process::{self as sys_process, OsProcess};
@@ -336,11 +336,7 @@ impl Driver {
     }
 
     pub(crate) fn complete_process_wait(&mut self, key: Key) -> bool {
-        let Some(Entry {
-            value: Op::ProcessWait(op),
-            ..
-        }) = self.ops.remove(key)
-        else {
+        let Some(Op::ProcessWait(op)) = self.ops.remove(key) else {
             return false;
         };
         let status = self
@@ -359,10 +355,10 @@ impl Driver {
         let Some(entry) = self.process_table.remove(key) else {
             return;
         };
-        for op in entry.value.waiters {
+        for op in entry.waiters {
             self.ops.remove(op);
         }
-        let Some(watch) = entry.value.watch else {
+        let Some(watch) = entry.watch else {
             return;
         };
         if sys_process::MUST_REAP || watch.src.is_some() {
@@ -441,11 +437,7 @@ impl Processes<'_> {
             waiters: Vec::new(),
         });
         if let Err(e) = self.drv.watch_process(key) {
-            if let Some(Entry {
-                value: ProcessState { watch: Some(watch), .. },
-                ..
-            }) = self.drv.process_table.remove(key)
-            {
+            if let Some(ProcessState { watch: Some(watch), .. }) = self.drv.process_table.remove(key) {
                 if spawned {
                     let _ = watch.os.kill(crate::signal_numbers::SIGKILL);
                 }

@@ -153,7 +153,7 @@ impl Driver {
         let Some(entry) = self.signal_table.remove(key) else {
             return;
         };
-        let signo = entry.value.signo;
+        let signo = entry.signo;
         let still_listened = self
             .signal_table
             .keys()

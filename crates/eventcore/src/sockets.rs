@@ -17,7 +17,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::driver::{Op, Outcome};
 use crate::handle::{define_handle, Handle, HandleKind, Key};
-use crate::io::{Cancelled, IoCallback, IoMode, IoOp, IoSlots, Owner};
+use crate::io::{Cancelled, ConnectFn, IoCallback, IoDoneFn, IoMode, IoOp, IoSlots, Owner, RecvFn};
 use crate::sys::{Extra, Request, SourceKind};
 use crate::{Driver, Error, Result, Status};
 
@@ -333,7 +333,7 @@ impl Driver {
     pub(crate) fn destroy_stream(&mut self, key: Key) {
         self.cancel_slots(stream_owner(key));
         if let Some(entry) = self.stream_table.remove(key) {
-            self.sys.remove_source(entry.value.io.src);
+            self.sys.remove_source(entry.io.src);
         }
     }
 
@@ -343,14 +343,8 @@ impl Driver {
             key,
         });
         if let Some(entry) = self.listener_table.remove(key) {
-            self.sys.remove_source(entry.value.io.src);
-            if let Some(path) = entry
-                .value
-                .socket
-                .local_addr()
-                .ok()
-                .and_then(|a| crate::sys::unix_path(&a))
-            {
+            self.sys.remove_source(entry.io.src);
+            if let Some(path) = entry.socket.local_addr().ok().and_then(|a| crate::sys::unix_path(&a)) {
                 // A Unix listener's socket file would block the next bind to
                 // the same path; remove it with the listener, as libuv does.
                 let _ = std::fs::remove_file(path);
@@ -361,7 +355,7 @@ impl Driver {
     pub(crate) fn destroy_datagram(&mut self, key: Key) {
         self.cancel_slots(datagram_owner(key));
         if let Some(entry) = self.datagram_table.remove(key) {
-            self.sys.remove_source(entry.value.io.src);
+            self.sys.remove_source(entry.io.src);
         }
     }
 }
@@ -387,7 +381,7 @@ impl Sockets<'_> {
         let owner = stream_owner(sock.0);
         let mut op = IoOp::new(
             owner,
-            IoCallback::Connect(Box::new(move |drv, r| callback(drv, sock, r))),
+            IoCallback::Connect(ConnectFn::new(move |drv, key, r| callback(drv, StreamSocket(key), r))),
             Vec::new(),
             IoMode::Once,
         );
@@ -543,7 +537,9 @@ impl Sockets<'_> {
         mode: IoMode,
         callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<u8>) + 'static,
     ) {
-        let cb = IoCallback::Read(Box::new(move |drv, r, b| callback(drv, sock, r, b)));
+        let cb = IoCallback::Read(IoDoneFn::new(move |drv, key, r, b| {
+            callback(drv, StreamSocket(key), r, b)
+        }));
         self.drv.begin_io(IoOp::new(stream_owner(sock.0), cb, buf, mode));
     }
 
@@ -557,7 +553,9 @@ impl Sockets<'_> {
         mode: IoMode,
         callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<u8>) + 'static,
     ) {
-        let cb = IoCallback::Write(Box::new(move |drv, r, b| callback(drv, sock, r, b)));
+        let cb = IoCallback::Write(IoDoneFn::new(move |drv, key, r, b| {
+            callback(drv, StreamSocket(key), r, b)
+        }));
         self.drv.begin_io(IoOp::new(stream_owner(sock.0), cb, buf, mode));
     }
 
@@ -731,7 +729,9 @@ impl Sockets<'_> {
         callback: impl FnOnce(&mut Driver, DatagramSocket, Result<(usize, SocketAddress)>, Vec<u8>) + 'static,
     ) {
         let mode = if mode == IoMode::All { IoMode::Once } else { mode };
-        let cb = IoCallback::Recv(Box::new(move |drv, r, b| callback(drv, sock, r, b)));
+        let cb = IoCallback::Recv(RecvFn::new(move |drv, key, r, b| {
+            callback(drv, DatagramSocket(key), r, b)
+        }));
         self.drv.begin_io(IoOp::new(datagram_owner(sock.0), cb, buf, mode));
     }
 
@@ -747,7 +747,9 @@ impl Sockets<'_> {
         callback: impl FnOnce(&mut Driver, DatagramSocket, Result<usize>, Vec<u8>) + 'static,
     ) {
         let mode = if mode == IoMode::All { IoMode::Once } else { mode };
-        let cb = IoCallback::Send(Box::new(move |drv, r, b| callback(drv, sock, r, b)));
+        let cb = IoCallback::Send(IoDoneFn::new(move |drv, key, r, b| {
+            callback(drv, DatagramSocket(key), r, b)
+        }));
         let mut op = IoOp::new(datagram_owner(sock.0), cb, buf, mode);
         if let Some(to) = to {
             match to.to_sock_addr() {

@@ -7,10 +7,12 @@
 //! burst. Deadlines live in the portable [`TimerQueue`](crate::timer) that every
 //! backend shares; backends only sleep until the earliest one.
 
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use crate::driver::{Op, Outcome};
+use crate::driver::Outcome;
 use crate::handle::{define_handle, Key};
+use crate::sys::inline_fn::TimerFn;
 use crate::{Driver, Error, Result};
 
 define_handle!(
@@ -19,63 +21,24 @@ define_handle!(
     Timer
 );
 
-/// The callback of [`Timers::wait`]: `fired` is `true` when the timer fired,
-/// `false` when it was stopped (or was not armed when the wait began).
+/// A boxed timer callback, for code that stores one before calling
+/// [`Timers::wait`] (the driver itself keeps small callbacks inline).
 pub type TimerCallback = Box<dyn FnOnce(&mut Driver, TimerId, bool)>;
 
+/// A timer's slot: 40 bytes, plus the slot's generation and reference count
+/// (48), plus a 16-byte heap entry and a 4-byte heap position while armed —
+/// no allocation per timer unless its callback captures more than two words.
 pub(crate) struct TimerState {
-    repeat: Duration,
-    /// The registered wait, not yet completed.
-    wait: Option<Key>,
-    /// Waits whose completion is queued but has not run yet; releasing the
-    /// timer or `cancel_wait` still withdraws them.
-    queued: Queued,
-}
-
-/// The queued waits of a timer: nearly always none or one, so the first is
-/// kept inline and only further ones (a wait stopped, re-registered and
-/// stopped again before the loop ran) allocate — a firing timer must not cost
-/// an allocation.
-#[derive(Default)]
-struct Queued {
-    first: Option<Key>,
-    more: Vec<Key>,
-}
-
-impl Queued {
-    fn extend(&mut self, key: Option<Key>) {
-        let Some(key) = key else {
-            return;
-        };
-        if self.first.is_none() {
-            self.first = Some(key);
-        } else {
-            self.more.push(key);
-        }
-    }
-
-    fn remove(&mut self, key: Key) {
-        if self.first == Some(key) {
-            self.first = if self.more.is_empty() {
-                None
-            } else {
-                Some(self.more.remove(0))
-            };
-        } else {
-            self.more.retain(|k| *k != key);
-        }
-    }
-
-    fn take_all(&mut self) -> Vec<Key> {
-        let mut all: Vec<Key> = self.first.take().into_iter().collect();
-        all.append(&mut self.more);
-        all
-    }
-}
-
-pub(crate) struct TimerOp {
-    timer: TimerId,
-    callback: TimerCallback,
+    /// Repeat period in nanoseconds; zero for a one-shot timer.
+    repeat: u64,
+    /// The registered wait, not yet fired or stopped.
+    wait: Option<TimerFn>,
+    /// Completions queued for dispatch carry the epoch they were queued in;
+    /// `cancel_wait` (with no wait registered) withdraws them all by moving
+    /// to the next epoch. Never zero, which gives `Option<TimerState>` a niche.
+    epoch: NonZeroU32,
+    /// Completions of the current epoch still queued.
+    queued: u32,
 }
 
 /// The timer view of a driver (see [`Driver::timers`]).
@@ -89,59 +52,63 @@ impl Driver {
         Timers { drv: self }
     }
 
-    pub(crate) fn complete_timer(&mut self, key: Key, outcome: Outcome) -> bool {
-        let Some(crate::handle::Entry {
-            value: Op::Timer(op), ..
-        }) = self.ops.remove(key)
-        else {
+    /// Runs a queued timer completion unless the timer was released or its
+    /// queued completions were withdrawn since it was queued.
+    pub(crate) fn complete_timer(&mut self, key: Key, fired: bool, epoch: NonZeroU32, callback: TimerFn) -> bool {
+        let Some(state) = self.timer_table.get_mut(key) else {
             return false;
         };
-        // The wait stays registered until now, so that releasing the timer or
-        // cancelling the wait still withdraws a completion already queued.
-        let Some(state) = self.timer_table.get_mut(op.timer.0) else {
+        if state.epoch != epoch {
             return false;
-        };
-        state.queued.remove(key);
-        let fired = matches!(outcome, Outcome::Timer(true));
-        (op.callback)(self, op.timer, fired);
+        }
+        state.queued -= 1;
+        self.timer_waits -= 1;
+        callback.call(self, TimerId(key), fired);
         true
+    }
+
+    /// Queues the registered wait of the timer in `state` (if any) with `fired`.
+    fn queue_wait(&mut self, key: Key, fired: bool) {
+        let Some(state) = self.timer_table.get_mut(key) else {
+            return;
+        };
+        let Some(callback) = state.wait.take() else {
+            return;
+        };
+        state.queued += 1;
+        let epoch = state.epoch;
+        self.push_ready(key, Outcome::Timer { fired, epoch, callback });
     }
 
     /// Fires every timer whose deadline has passed: re-arms periodic ones for
     /// their next future period and queues their waiters.
     pub(crate) fn expire_timers(&mut self, now: Instant) {
         while let Some((index, prev)) = self.timer_queue.pop_expired(now) {
-            let Some(key) = self.timer_table.key_at(index) else {
+            let Some((key, state)) = self.timer_table.at_mut(index) else {
                 continue;
             };
-            let state = self.timer_table.get_mut(key).expect("armed timer is live");
-            let wait = state.wait.take();
-            state.queued.extend(wait);
             let repeat = state.repeat;
-            if !repeat.is_zero() {
+            if repeat != 0 {
                 // Skip missed periods: the next deadline is the first period
                 // boundary after `now`, measured from the old deadline.
                 let behind = now.saturating_duration_since(prev).as_nanos();
-                let periods = behind / repeat.as_nanos() + 1;
-                let next = u64::try_from(repeat.as_nanos() * periods)
+                let periods = behind / u128::from(repeat) + 1;
+                let next = u64::try_from(u128::from(repeat) * periods)
                     .ok()
                     .and_then(|step| prev.checked_add(Duration::from_nanos(step)))
-                    .unwrap_or(now + repeat);
+                    .unwrap_or(now + Duration::from_nanos(repeat));
                 self.timer_queue.arm(index, next);
             }
-            if let Some(op) = wait {
-                self.push_ready(op, Outcome::Timer(true));
-            }
+            self.queue_wait(key, true);
         }
     }
 
     pub(crate) fn destroy_timer(&mut self, key: Key) {
+        // The wait is dropped with the slot; queued completions find the key
+        // stale and are dropped uncalled.
         self.timer_queue.disarm(key.index);
-        if let Some(entry) = self.timer_table.remove(key) {
-            let queued = entry.value.queued;
-            for op in entry.value.wait.into_iter().chain(queued.first).chain(queued.more) {
-                self.ops.remove(op);
-            }
+        if let Some(state) = self.timer_table.remove(key) {
+            self.timer_waits -= usize::from(state.wait.is_some()) + state.queued as usize;
         }
     }
 }
@@ -150,10 +117,20 @@ impl Timers<'_> {
     /// A new, unarmed timer with one reference.
     pub fn create(&mut self) -> TimerId {
         TimerId(self.drv.timer_table.insert(TimerState {
-            repeat: Duration::ZERO,
+            repeat: 0,
             wait: None,
-            queued: Queued::default(),
+            epoch: NonZeroU32::MIN,
+            queued: 0,
         }))
+    }
+
+    /// Makes room for `additional` more timers, so that creating and arming
+    /// them does not reallocate (a program about to create a million timers
+    /// avoids growing the tables step by step).
+    pub fn reserve(&mut self, additional: usize) {
+        self.drv.timer_table.reserve(additional);
+        let max_index = self.drv.timer_table.capacity();
+        self.drv.timer_queue.reserve(additional, max_index);
     }
 
     /// Arms `timer` to fire after `timeout`, then every `repeat` if `repeat` is
@@ -165,7 +142,7 @@ impl Timers<'_> {
             .timer_table
             .get_mut(timer.0)
             .ok_or_else(Error::invalid_handle)?;
-        state.repeat = repeat;
+        state.repeat = u64::try_from(repeat.as_nanos()).unwrap_or(u64::MAX);
         let now = Instant::now();
         let deadline = now
             .checked_add(timeout)
@@ -177,17 +154,11 @@ impl Timers<'_> {
     /// Disarms `timer`. A pending wait is completed with `fired = false` (from
     /// `process_events`, never from inside this call).
     pub fn stop(&mut self, timer: TimerId) -> Result<()> {
-        let state = self
-            .drv
-            .timer_table
-            .get_mut(timer.0)
-            .ok_or_else(Error::invalid_handle)?;
-        let wait = state.wait.take();
-        state.queued.extend(wait);
-        self.drv.timer_queue.disarm(timer.0.index);
-        if let Some(op) = wait {
-            self.drv.push_ready(op, Outcome::Timer(false));
+        if !self.drv.timer_table.contains(timer.0) {
+            return Err(Error::invalid_handle());
         }
+        self.drv.timer_queue.disarm(timer.0.index);
+        self.drv.queue_wait(timer.0, false);
         Ok(())
     }
 
@@ -198,7 +169,7 @@ impl Timers<'_> {
 
     /// Whether `timer` was set with a repeat period (false for an invalid handle).
     pub fn is_periodic(&self, timer: TimerId) -> bool {
-        self.drv.timer_table.get(timer.0).is_some_and(|s| !s.repeat.is_zero())
+        self.drv.timer_table.get(timer.0).is_some_and(|s| s.repeat != 0)
     }
 
     /// Calls `callback` at the timer's next firing (`fired = true`) or when it is
@@ -215,13 +186,10 @@ impl Timers<'_> {
         if state.wait.is_some() {
             return Err(Error::new(crate::Status::Busy));
         }
-        let key = self.drv.ops.insert(Op::Timer(TimerOp {
-            timer,
-            callback: Box::new(callback),
-        }));
-        self.drv.timer_table.get_mut(timer.0).expect("checked above").wait = Some(key);
+        state.wait = Some(TimerFn::new(callback));
+        self.drv.timer_waits += 1;
         if !armed {
-            self.drv.push_ready(key, Outcome::Timer(false));
+            self.drv.queue_wait(timer.0, false);
         }
         Ok(())
     }
@@ -234,15 +202,17 @@ impl Timers<'_> {
         let Some(state) = self.drv.timer_table.get_mut(timer.0) else {
             return false;
         };
-        let ops: Vec<Key> = match state.wait.take() {
-            Some(op) => vec![op],
-            None => state.queued.take_all(),
-        };
-        let mut any = false;
-        for op in ops {
-            any |= self.drv.ops.remove(op).is_some();
+        if state.wait.take().is_some() {
+            self.drv.timer_waits -= 1;
+            return true;
         }
-        any
+        if state.queued == 0 {
+            return false;
+        }
+        self.drv.timer_waits -= state.queued as usize;
+        state.queued = 0;
+        state.epoch = state.epoch.checked_add(1).unwrap_or(NonZeroU32::MIN);
+        true
     }
 
     /// The remaining time until `timer` fires, if it is armed.

@@ -42,6 +42,8 @@ use std::io;
 
 use crate::Status;
 
+pub(crate) mod inline_fn;
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{ChangeKind, FileChange, WatchCallback};
 use crate::driver::{Op, Outcome};
-use crate::handle::{Entry, HandleKind, Key};
+use crate::handle::{HandleKind, Key};
 use crate::io::{Internal, IoCallback, IoMode, IoOp, Owner};
 use crate::sys::inotify::{self, Inotify, RawEvent};
 use crate::sys::{SourceId, SourceKind};
@@ -155,10 +155,7 @@ impl Driver {
     /// A walk finished: install its watches, report what it found and what
     /// was held back for its directories.
     pub(crate) fn complete_walk(&mut self, key: Key, outcome: Outcome) -> bool {
-        let Some(Entry {
-            value: Op::Walk(op), ..
-        }) = self.ops.remove(key)
-        else {
+        let Some(Op::Walk(op)) = self.ops.remove(key) else {
             return false;
         };
         self.internal_ops -= 1;
@@ -397,7 +394,7 @@ impl Driver {
         let Some(entry) = self.watcher_table.remove(key) else {
             return;
         };
-        self.release_wds(key, entry.value.wds.into_keys().collect());
+        self.release_wds(key, entry.wds.into_keys().collect());
         if self.watcher_table.len() == 0 {
             if let Some(op) = self.watch_source.as_mut().and_then(|s| s.op.take()) {
                 let _ = self.cancel_io(op);

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use super::{ChangeKind, FileChange, WatchCallback};
 use crate::driver::{Op, Outcome};
-use crate::handle::{Entry, HandleKind, Key};
+use crate::handle::{HandleKind, Key};
 use crate::io::{Internal, IoCallback, IoMode, IoOp, IoSlots, Owner};
 use crate::sys::watch::{self as sys_watch, Action};
 use crate::sys::SourceKind;
@@ -192,10 +192,7 @@ impl Driver {
     }
 
     pub(crate) fn complete_walk(&mut self, key: Key, outcome: Outcome) -> bool {
-        let Some(Entry {
-            value: Op::Walk(op), ..
-        }) = self.ops.remove(key)
-        else {
+        let Some(Op::Walk(op)) = self.ops.remove(key) else {
             return false;
         };
         self.internal_ops -= 1;
@@ -211,8 +208,8 @@ impl Driver {
     pub(crate) fn destroy_watcher(&mut self, key: Key) {
         self.cancel_slots(owner(key));
         if let Some(entry) = self.watcher_table.remove(key) {
-            self.sys.remove_source(entry.value.io.src);
-            drop(entry.value.dir);
+            self.sys.remove_source(entry.io.src);
+            drop(entry.dir);
         }
     }
 }

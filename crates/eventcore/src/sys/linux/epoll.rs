@@ -136,12 +136,7 @@ impl Backend {
         if let Some(entry) = self.sources.remove(Key::from_u64(id.0, 0)) {
             let mut ev = libc::epoll_event { events: 0, u64: 0 };
             // A closed descriptor has already left the set; nothing to report.
-            let _ = syscall!(epoll_ctl(
-                self.epfd.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                entry.value.fd,
-                &mut ev
-            ));
+            let _ = syscall!(epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_DEL, entry.fd, &mut ev));
         }
     }
 

@@ -299,7 +299,7 @@ impl Backend {
         let Some(entry) = self.sources.remove(Key::from_u64(id.0, 0)) else {
             return;
         };
-        let src = entry.value;
+        let src = entry;
         if !src.handle {
             self.by_socket.remove(&src.sock);
         }
