@@ -59,15 +59,27 @@ impl Header for u32 {
 struct Slot<T, H> {
     gen: u32,
     header: H,
-    value: Option<T>,
+    state: State<T>,
 }
+
+/// A slot's content: the resource, or the link of the free list (kept in the
+/// vacant slots themselves, so freeing a million entries allocates nothing;
+/// the layout shares the value's niche, so this costs no tag either).
+enum State<T> {
+    Live(T),
+    Free { next: u32 },
+}
+
+/// The end of the free list.
+const NO_FREE: u32 = u32::MAX;
 
 /// A generational slab. Insert, look-up and removal are O(1); freed slots are
 /// reused (LIFO) without allocating once the table has grown.
 pub(crate) struct Table<T, H: Header = ()> {
     driver: u32,
     slots: Vec<Slot<T, H>>,
-    free: Vec<u32>,
+    /// The most recently freed slot, or `NO_FREE`.
+    free: u32,
     live: usize,
 }
 
@@ -79,15 +91,15 @@ impl<T, H: Header> Table<T, H> {
         Table {
             driver,
             slots: Vec::new(),
-            free: Vec::new(),
+            free: NO_FREE,
             live: 0,
         }
     }
 
     /// Makes room for `additional` more entries without reallocating.
     pub fn reserve(&mut self, additional: usize) {
-        let need = additional.saturating_sub(self.free.len());
-        self.slots.reserve(need);
+        let vacant = self.slots.len() - self.live;
+        self.slots.reserve(additional.saturating_sub(vacant));
     }
 
     /// Slots the table holds without reallocating.
@@ -98,21 +110,29 @@ impl<T, H: Header> Table<T, H> {
     /// Stores `value` (with a new header: one reference) and returns its key.
     pub fn insert(&mut self, value: T) -> Key {
         self.live += 1;
-        if let Some(index) = self.free.pop() {
+        if self.free != NO_FREE {
+            let index = self.free;
             let slot = &mut self.slots[index as usize];
+            let State::Free { next } = slot.state else {
+                unreachable!("the free list links vacant slots only");
+            };
+            self.free = next;
             slot.header = H::NEW;
-            slot.value = Some(value);
+            slot.state = State::Live(value);
             Key {
                 index,
                 gen: slot.gen,
                 driver: self.driver,
             }
         } else {
-            let index = u32::try_from(self.slots.len()).expect("more than 2^32 handles");
+            let index = u32::try_from(self.slots.len())
+                .ok()
+                .filter(|&i| i != NO_FREE)
+                .expect("more than 2^32 - 1 handles");
             self.slots.push(Slot {
                 gen: 0,
                 header: H::NEW,
-                value: Some(value),
+                state: State::Live(value),
             });
             Key {
                 index,
@@ -122,50 +142,54 @@ impl<T, H: Header> Table<T, H> {
         }
     }
 
-    fn slot(&self, key: Key) -> Option<&Slot<T, H>> {
-        if key.driver != self.driver {
-            return None;
-        }
-        let slot = self.slots.get(key.index as usize)?;
-        (slot.gen == key.gen && slot.value.is_some()).then_some(slot)
-    }
-
-    fn slot_mut(&mut self, key: Key) -> Option<&mut Slot<T, H>> {
+    fn slot_mut(&mut self, key: Key) -> Option<(&mut H, &mut T)> {
         if key.driver != self.driver {
             return None;
         }
         let slot = self.slots.get_mut(key.index as usize)?;
-        (slot.gen == key.gen && slot.value.is_some()).then_some(slot)
+        match &mut slot.state {
+            State::Live(value) if slot.gen == key.gen => Some((&mut slot.header, value)),
+            _ => None,
+        }
     }
 
     /// The resource behind `key`, if the key is current.
     pub fn get(&self, key: Key) -> Option<&T> {
-        self.slot(key)?.value.as_ref()
+        if key.driver != self.driver {
+            return None;
+        }
+        let slot = self.slots.get(key.index as usize)?;
+        match &slot.state {
+            State::Live(value) if slot.gen == key.gen => Some(value),
+            _ => None,
+        }
     }
 
     /// The resource behind `key` mutably, if the key is current.
     pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
-        self.slot_mut(key)?.value.as_mut()
+        self.slot_mut(key).map(|(_, value)| value)
     }
 
     /// The header and the resource behind `key`.
     pub fn header_mut(&mut self, key: Key) -> Option<(&mut H, &mut T)> {
-        let slot = self.slot_mut(key)?;
-        Some((&mut slot.header, slot.value.as_mut()?))
+        self.slot_mut(key)
     }
 
     /// Whether `key` names a live slot.
     pub fn contains(&self, key: Key) -> bool {
-        self.slot(key).is_some()
+        self.get(key).is_some()
     }
 
     /// Frees the slot and returns its resource; the key (and every copy of
     /// it) is stale from now on.
     pub fn remove(&mut self, key: Key) -> Option<T> {
-        let slot = self.slot_mut(key)?;
-        let value = slot.value.take()?;
+        self.slot_mut(key)?;
+        let slot = &mut self.slots[key.index as usize];
+        let State::Live(value) = std::mem::replace(&mut slot.state, State::Free { next: self.free }) else {
+            unreachable!("checked live above");
+        };
         slot.gen = slot.gen.wrapping_add(1);
-        self.free.push(key.index);
+        self.free = key.index;
         self.live -= 1;
         Some(value)
     }
@@ -179,7 +203,10 @@ impl<T, H: Header> Table<T, H> {
             gen: slot.gen,
             driver,
         };
-        Some((key, slot.value.as_mut()?))
+        match &mut slot.state {
+            State::Live(value) => Some((key, value)),
+            State::Free { .. } => None,
+        }
     }
 
     /// Number of live slots.
@@ -192,7 +219,7 @@ impl<T, H: Header> Table<T, H> {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.value.is_some())
+            .filter(|(_, s)| matches!(s.state, State::Live(_)))
             .map(|(i, s)| Key {
                 index: i as u32,
                 gen: s.gen,
@@ -284,6 +311,23 @@ mod tests {
         let _ = t2.insert(2);
         assert!(t2.get(a).is_none());
         assert!(t2.remove(a).is_none());
+    }
+
+    #[test]
+    fn freed_slots_are_reused_last_freed_first() {
+        let mut t: Table<u32> = Table::new(0);
+        let keys: Vec<_> = (0..4).map(|i| t.insert(i)).collect();
+        t.remove(keys[1]);
+        t.remove(keys[3]);
+        assert_eq!(t.insert(10).index, 3);
+        assert_eq!(t.insert(11).index, 1);
+        assert_eq!(t.insert(12).index, 4, "the free list is empty again");
+        assert_eq!(t.len(), 5);
+    }
+
+    #[test]
+    fn a_timer_slot_is_forty_eight_bytes() {
+        assert_eq!(std::mem::size_of::<Slot<crate::timers::TimerState, u32>>(), 48);
     }
 
     #[test]

@@ -60,9 +60,10 @@ impl TimerQueue {
     }
 
     fn instant(&self, ticks: u64) -> Instant {
-        self.base
-            .checked_add(Duration::from_nanos(ticks))
-            .unwrap_or(self.base + Duration::from_secs(100 * 365 * 86400))
+        // Clamped to a century: far enough for "never", near enough that
+        // adding it to an `Instant` cannot overflow.
+        const CENTURY: u64 = 100 * 365 * 86400 * 1_000_000_000;
+        self.base + Duration::from_nanos(ticks.min(CENTURY))
     }
 
     /// Makes room for `additional` more armed timers (and slot indices up to
@@ -74,13 +75,25 @@ impl TimerQueue {
 
     /// Arms (or re-arms) timer `timer` for `deadline`.
     pub fn arm(&mut self, timer: u32, deadline: Instant) {
+        self.arm_ticks(timer, self.ticks(deadline));
+    }
+
+    /// Arms (or re-arms) timer `timer` to expire `timeout` from now (one clock
+    /// read, integer arithmetic: the common path of `Timers::set`).
+    pub fn arm_after(&mut self, timer: u32, timeout: Duration) {
+        let timeout = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        let deadline = self.ticks(Instant::now()).saturating_add(timeout);
+        self.arm_ticks(timer, deadline);
+    }
+
+    fn arm_ticks(&mut self, timer: u32, deadline: u64) {
         let t = timer as usize;
         if self.pos.len() <= t {
             self.pos.resize(t + 1, NOT_QUEUED);
         }
         self.seq = self.seq.wrapping_add(1);
         let node = Node {
-            deadline: self.ticks(deadline),
+            deadline,
             seq: self.seq,
             timer,
         };

@@ -41,6 +41,9 @@ pub(crate) struct TimerState {
     queued: u32,
 }
 
+/// Most timers expired per loop turn (see `Driver::expire_timers`).
+const EXPIRE_PER_TURN: usize = 1024;
+
 /// The timer view of a driver (see [`Driver::timers`]).
 pub struct Timers<'a> {
     drv: &'a mut Driver,
@@ -80,10 +83,16 @@ impl Driver {
         self.push_ready(key, Outcome::Timer { fired, epoch, callback });
     }
 
-    /// Fires every timer whose deadline has passed: re-arms periodic ones for
-    /// their next future period and queues their waiters.
+    /// Fires the timers whose deadline has passed, at most
+    /// [`EXPIRE_PER_TURN`] of them: re-arms periodic ones for their next
+    /// future period and queues their waiters. Timers left over expire in
+    /// the next turn, which then does not sleep; meanwhile I/O is polled
+    /// and the ready queue stays small.
     pub(crate) fn expire_timers(&mut self, now: Instant) {
-        while let Some((index, prev)) = self.timer_queue.pop_expired(now) {
+        for _ in 0..EXPIRE_PER_TURN {
+            let Some((index, prev)) = self.timer_queue.pop_expired(now) else {
+                break;
+            };
             let Some((key, state)) = self.timer_table.at_mut(index) else {
                 continue;
             };
@@ -143,11 +152,7 @@ impl Timers<'_> {
             .get_mut(timer.0)
             .ok_or_else(Error::invalid_handle)?;
         state.repeat = u64::try_from(repeat.as_nanos()).unwrap_or(u64::MAX);
-        let now = Instant::now();
-        let deadline = now
-            .checked_add(timeout)
-            .unwrap_or(now + Duration::from_secs(100 * 365 * 86400));
-        self.drv.timer_queue.arm(timer.0.index, deadline);
+        self.drv.timer_queue.arm_after(timer.0.index, timeout);
         Ok(())
     }
 
