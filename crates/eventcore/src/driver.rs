@@ -283,7 +283,15 @@ impl Driver {
                 wait = Some(wait.map_or(until, |w| w.min(until)));
             }
             let mut completions = std::mem::take(&mut self.completions);
-            let polled = self.sys.poll(wait, &mut completions);
+            let (id, ops) = (self.id, &mut self.ops);
+            let polled = self.sys.poll(
+                wait,
+                &mut completions,
+                &mut |token| match ops.get_mut(Key::from_u64(token, id)) {
+                    Some(Op::Io(op)) => op.parked_request(),
+                    _ => None,
+                },
+            );
             let mut activity = false;
             for c in completions.drain(..) {
                 self.ready.push_back(Ready {

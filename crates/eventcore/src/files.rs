@@ -424,7 +424,7 @@ impl Files<'_> {
                 crate::io::IoCallback::Write(done)
             };
             let mut op = crate::io::IoOp::new(owner, cb, buf, mode);
-            op.offset = Some(if append && !reading { u64::MAX } else { offset });
+            op.target = crate::io::Target::At(if append && !reading { u64::MAX } else { offset });
             self.drv.begin_io(op);
         }
         #[cfg(unix)]

@@ -73,11 +73,98 @@ enum State<T> {
 /// The end of the free list.
 const NO_FREE: u32 = u32::MAX;
 
+/// The size a table grows by once it is past its first segment.
+const SEGMENT_BYTES: usize = 64 << 10;
+
+/// Slots in segments of a fixed size: growing allocates one more segment and
+/// never moves or copies a slot, so a large table costs its slots and at most
+/// one partly used segment — not the spare half of a doubled vector, nor the
+/// copies a reallocation leaves behind — and never a long copy in the middle
+/// of a loop turn. The first segment grows by doubling, so a small table stays
+/// small.
+struct Segments<S> {
+    segs: Vec<Vec<S>>,
+    len: usize,
+}
+
+impl<S> Segments<S> {
+    /// log2 of the slots per segment: the largest power of two whose slots
+    /// fit in `SEGMENT_BYTES` (at least one).
+    const SHIFT: u32 = {
+        let per = SEGMENT_BYTES
+            / if std::mem::size_of::<S>() == 0 {
+                1
+            } else {
+                std::mem::size_of::<S>()
+            };
+        if per <= 1 {
+            0
+        } else {
+            usize::BITS - 1 - per.leading_zeros()
+        }
+    };
+    const PER: usize = 1 << Self::SHIFT;
+
+    fn new() -> Segments<S> {
+        Segments {
+            segs: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: usize) -> Option<&S> {
+        self.segs.get(i >> Self::SHIFT)?.get(i & (Self::PER - 1))
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut S> {
+        self.segs.get_mut(i >> Self::SHIFT)?.get_mut(i & (Self::PER - 1))
+    }
+
+    fn push(&mut self, slot: S) {
+        let seg = self.len >> Self::SHIFT;
+        if seg == self.segs.len() {
+            self.segs.push(if seg == 0 {
+                Vec::new()
+            } else {
+                Vec::with_capacity(Self::PER)
+            });
+        }
+        self.segs[seg].push(slot);
+        self.len += 1;
+    }
+
+    /// Slots that can be pushed without allocating.
+    fn capacity(&self) -> usize {
+        self.segs.iter().map(|s| s.capacity().min(Self::PER)).sum()
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        let want = self.len.saturating_add(additional);
+        if let Some(first) = self.segs.first_mut() {
+            let room = want.min(Self::PER).saturating_sub(first.len());
+            first.reserve_exact(room);
+        } else if want > 0 {
+            self.segs.push(Vec::with_capacity(want.min(Self::PER)));
+        }
+        while self.capacity() < want {
+            self.segs.push(Vec::with_capacity(Self::PER));
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &S> {
+        self.segs.iter().flatten()
+    }
+}
+
 /// A generational slab. Insert, look-up and removal are O(1); freed slots are
 /// reused (LIFO) without allocating once the table has grown.
 pub(crate) struct Table<T, H: Header = ()> {
     driver: u32,
-    slots: Vec<Slot<T, H>>,
+    slots: Segments<Slot<T, H>>,
     /// The most recently freed slot, or `NO_FREE`.
     free: u32,
     live: usize,
@@ -90,7 +177,7 @@ impl<T, H: Header> Table<T, H> {
     pub fn new(driver: u32) -> Table<T, H> {
         Table {
             driver,
-            slots: Vec::new(),
+            slots: Segments::new(),
             free: NO_FREE,
             live: 0,
         }
@@ -112,7 +199,7 @@ impl<T, H: Header> Table<T, H> {
         self.live += 1;
         if self.free != NO_FREE {
             let index = self.free;
-            let slot = &mut self.slots[index as usize];
+            let slot = self.slots.get_mut(index as usize).expect("free slots exist");
             let State::Free { next } = slot.state else {
                 unreachable!("the free list links vacant slots only");
             };
@@ -184,7 +271,7 @@ impl<T, H: Header> Table<T, H> {
     /// it) is stale from now on.
     pub fn remove(&mut self, key: Key) -> Option<T> {
         self.slot_mut(key)?;
-        let slot = &mut self.slots[key.index as usize];
+        let slot = self.slots.get_mut(key.index as usize).expect("checked live above");
         let State::Live(value) = std::mem::replace(&mut slot.state, State::Free { next: self.free }) else {
             unreachable!("checked live above");
         };
@@ -323,6 +410,33 @@ mod tests {
         assert_eq!(t.insert(11).index, 1);
         assert_eq!(t.insert(12).index, 4, "the free list is empty again");
         assert_eq!(t.len(), 5);
+    }
+
+    #[test]
+    fn tables_grow_by_segments_without_moving_slots() {
+        let mut t: Table<[u64; 100]> = Table::new(0);
+        let per = Segments::<Slot<[u64; 100], ()>>::PER;
+        assert!(per >= 64 && per.is_power_of_two());
+        let keys: Vec<Key> = (0..3 * per + 5).map(|i| t.insert([i as u64; 100])).collect();
+        let first = t.get(keys[0]).unwrap() as *const _;
+        for k in keys.iter().skip(1).take(per) {
+            t.remove(*k);
+        }
+        t.insert([7; 100]);
+        assert_eq!(t.get(keys[0]).unwrap() as *const _, first, "growing never moves a slot");
+        assert_eq!(t.get(keys[3 * per + 4]).unwrap()[0], (3 * per + 4) as u64);
+        assert_eq!(t.keys().len(), 2 * per + 6);
+        assert_eq!(t.slots.segs.len(), 4);
+        assert!(t.slots.segs.iter().skip(1).all(|s| s.capacity() == per));
+
+        let mut r: Table<u64> = Table::new(0);
+        r.reserve(10 * Segments::<Slot<u64, ()>>::PER + 1);
+        let cap = r.capacity();
+        assert!(cap > 10 * Segments::<Slot<u64, ()>>::PER);
+        for i in 0..cap {
+            r.insert(i as u64);
+        }
+        assert_eq!(r.capacity(), cap, "reserved room is used without allocating");
     }
 
     #[test]

@@ -125,10 +125,22 @@ pub(crate) struct IoOp {
     pub buf: Vec<u8>,
     pub mode: IoMode,
     pub done: usize,
-    /// Destination of a datagram send (boxed: most ops never have one).
-    pub to: Option<Box<SockAddr>>,
-    /// File position of a positional read or write (`done` is added to it).
-    pub offset: Option<u64>,
+    /// Where the transfer goes, besides the handle's stream.
+    pub target: Target,
+}
+
+/// Where an I/O operation's bytes go besides the handle's own stream: one
+/// field for what only datagram sends and positional file I/O have.
+pub(crate) enum Target {
+    /// The stream (or the connected peer) itself.
+    Stream,
+    /// The destination of a datagram send (boxed: sends with an address are
+    /// the minority, and a `SockAddr` is 128 bytes).
+    To(Box<SockAddr>),
+    /// The file position of a positional read or write (`done` is added to
+    /// it; `u64::MAX` means "at the end", appending).
+    #[cfg_attr(unix, allow(dead_code))]
+    At(u64),
 }
 
 impl IoOp {
@@ -140,16 +152,29 @@ impl IoOp {
             buf,
             mode,
             done: 0,
-            to: None,
-            offset: None,
+            target: Target::Stream,
+        }
+    }
+
+    /// The request to retry for this operation after its source became
+    /// ready (readiness backends park only the token); `None` for an
+    /// operation that is never re-issued.
+    pub(crate) fn parked_request(&mut self) -> Option<Request> {
+        match self.callback {
+            IoCallback::Connect(_) | IoCallback::Orphaned => None,
+            _ => Some(self.request()),
         }
     }
 
     fn request(&mut self) -> Request {
-        match &self.callback {
-            IoCallback::Read(_) if self.buf.is_empty() => Request::Readable,
-            IoCallback::Read(_) if self.offset.is_some() => {
-                let offset = self.offset.unwrap_or(0).saturating_add(self.done as u64);
+        let at = match self.target {
+            Target::At(at) => Some(at),
+            _ => None,
+        };
+        match (&self.callback, at) {
+            (IoCallback::Read(_), _) if self.buf.is_empty() => Request::Readable,
+            (IoCallback::Read(_), Some(at)) => {
+                let offset = at.saturating_add(self.done as u64);
                 let rest = &mut self.buf[self.done..];
                 Request::ReadAt {
                     ptr: rest.as_mut_ptr(),
@@ -157,9 +182,9 @@ impl IoOp {
                     offset,
                 }
             }
-            IoCallback::Write(_) if self.offset.is_some() => {
+            (IoCallback::Write(_), Some(at)) => {
                 // u64::MAX is "at the end" (appending) and stays so.
-                let offset = self.offset.unwrap_or(0).saturating_add(self.done as u64);
+                let offset = at.saturating_add(self.done as u64);
                 let rest = &self.buf[self.done..];
                 Request::WriteAt {
                     ptr: rest.as_ptr(),
@@ -167,39 +192,42 @@ impl IoOp {
                     offset,
                 }
             }
-            IoCallback::Read(_) => {
+            (IoCallback::Read(_), _) => {
                 let rest = &mut self.buf[self.done..];
                 Request::Read {
                     ptr: rest.as_mut_ptr(),
                     len: rest.len(),
                 }
             }
-            IoCallback::Write(_) => {
+            (IoCallback::Write(_), _) => {
                 let rest = &self.buf[self.done..];
                 Request::Write {
                     ptr: rest.as_ptr(),
                     len: rest.len(),
                 }
             }
-            IoCallback::Recv(_) => Request::RecvFrom {
+            (IoCallback::Recv(_), _) => Request::RecvFrom {
                 ptr: self.buf.as_mut_ptr(),
                 len: self.buf.len(),
             },
-            IoCallback::Send(_) => Request::SendTo {
+            (IoCallback::Send(_), _) => Request::SendTo {
                 ptr: self.buf.as_ptr(),
                 len: self.buf.len(),
-                to: self.to.as_deref().map_or(std::ptr::null(), |a| a as *const SockAddr),
+                to: match &self.target {
+                    Target::To(a) => &**a as *const SockAddr,
+                    _ => std::ptr::null(),
+                },
             },
-            IoCallback::Accept => Request::Accept,
+            (IoCallback::Accept, _) => Request::Accept,
             #[cfg(windows)]
-            IoCallback::Internal(Internal::DirectoryChanges { recursive }) => Request::DirectoryChanges {
+            (IoCallback::Internal(Internal::DirectoryChanges { recursive }), _) => Request::DirectoryChanges {
                 ptr: self.buf.as_mut_ptr(),
                 len: self.buf.len(),
                 recursive: *recursive,
             },
             #[allow(unreachable_patterns)] // Windows may have no readiness-only internal source.
-            IoCallback::Internal(_) => Request::Readable,
-            IoCallback::Connect(_) | IoCallback::Orphaned => unreachable!("never re-issued"),
+            (IoCallback::Internal(_), _) => Request::Readable,
+            (IoCallback::Connect(_) | IoCallback::Orphaned, _) => unreachable!("never re-issued"),
         }
     }
 }
@@ -353,7 +381,7 @@ impl Driver {
         let (result, extra) = match outcome {
             // A read that the OS ends with "the writer is gone" (Windows
             // pipes) is a plain end of stream, as a 0-byte read is elsewhere.
-            Outcome::Sys(c) if matches!(op.callback, IoCallback::Read(_)) && op.offset.is_none() => {
+            Outcome::Sys(c) if matches!(op.callback, IoCallback::Read(_)) && !matches!(op.target, Target::At(_)) => {
                 let result = match c.result {
                     Err(e) if sys::read_error_is_end_of_stream(&e) => Ok(0),
                     r => r,
@@ -372,7 +400,7 @@ impl Driver {
                 self.ops.remove(key);
                 return false;
             }
-            (IoCallback::Read(_), Ok(0)) if requested > 0 && op.offset.is_some() => {
+            (IoCallback::Read(_), Ok(0)) if requested > 0 && matches!(op.target, Target::At(_)) => {
                 // A positional read at the end of a file.
                 Err(Error::new(Status::EndOfFile).with_transferred(op.done))
             }

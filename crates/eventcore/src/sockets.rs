@@ -753,7 +753,7 @@ impl Sockets<'_> {
         let mut op = IoOp::new(datagram_owner(sock.0), cb, buf, mode);
         if let Some(to) = to {
             match to.to_sock_addr() {
-                Ok(a) => op.to = Some(Box::new(a)),
+                Ok(a) => op.target = crate::io::Target::To(Box::new(a)),
                 Err(e) => return self.drv.fail_io(op, e),
             }
         }

@@ -26,10 +26,12 @@
 //!   any more, and the request had moved `n` bytes when it stopped; `None`
 //!   means the OS may still write into it until the aborted completion comes
 //!   back from `poll`, so the driver must keep the buffer alive until then.
-//! - `poll(timeout, &mut completions) -> bool`: wait at most `timeout`
-//!   (`None` = no limit) for completions or a wake-up, and append what
-//!   finished. `true` means the backend itself did something that counts as
-//!   activity (on Windows: it dispatched window messages).
+//! - `poll(timeout, &mut completions, requests) -> bool`: wait at most
+//!   `timeout` (`None` = no limit) for completions or a wake-up, and append
+//!   what finished. `true` means the backend itself did something that counts
+//!   as activity (on Windows: it dispatched window messages). `requests`
+//!   rebuilds the request of a parked token from the driver's operation, so
+//!   a readiness backend need not keep a copy of every parked request.
 //! - `take_quit()`: a `WM_QUIT` exit code the backend took off the thread's
 //!   message queue (Windows; always `None` elsewhere).
 //!

@@ -1,34 +1,39 @@
 //! The epoll backend: readiness turned into completions.
 //!
 //! Each socket is registered once, edge-triggered, for reading and writing.
-//! A submitted request is tried at once; if the socket is not ready it is
-//! parked in the source's reading or writing slot and retried when epoll
-//! reports the matching edge. Because nothing ever reads into a parked buffer
-//! except this backend, on the loop thread, cancelling is immediate: the
-//! buffer is free as soon as `cancel` returns.
+//! A submitted request is tried at once; if the socket is not ready its token
+//! is parked in the source's reading or writing slot, and when epoll reports
+//! the matching edge the request is rebuilt from the driver's operation (the
+//! `requests` look-up `poll` is given) and retried. A source is 24 bytes:
+//! the parked requests are not copied into it. Because nothing ever reads
+//! into a parked buffer except this backend, on the loop thread, cancelling
+//! is immediate: the buffer is free as soon as `cancel` returns.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::handle::{Key, Table};
-use crate::sys::unix::{perform, start_connect, syscall, ReserveFd};
+use crate::sys::unix::{connect_result, perform, start_connect, syscall, ReserveFd};
 use crate::sys::{Completion, Extra, Request, SourceId, SourceKind, Waker};
 
 /// The epoll data value of the waker; sources use their table key, whose
 /// generation never reaches `u32::MAX` in practice.
 const WAKE_TOKEN: u64 = u64::MAX;
 
-struct Parked {
-    token: u64,
-    req: Request,
-}
+/// An empty parking slot (no operation token is ever `u64::MAX`: that is
+/// the waker's, and a generation never reaches `u32::MAX`).
+const NONE: u64 = u64::MAX;
 
 struct Source {
     fd: RawFd,
     kind: SourceKind,
-    read: Option<Parked>,
-    write: Option<Parked>,
+    /// The token of the parked reading (writing) request, or `NONE`.
+    read: u64,
+    write: u64,
+    /// The parked writing request is a connect in progress (its outcome is
+    /// read from `SO_ERROR`; the driver has no request to rebuild for it).
+    connecting: bool,
     /// Whether a read (write) might succeed now: cleared when one would
     /// block or came back short, set again by the next edge. A request on a
     /// direction known not to be ready is parked without a syscall.
@@ -115,8 +120,9 @@ impl Backend {
         let key = self.sources.insert(Source {
             fd,
             kind,
-            read: None,
-            write: None,
+            read: NONE,
+            write: NONE,
+            connecting: false,
             may_read: true,
             may_write: true,
             hung_up: false,
@@ -148,7 +154,8 @@ impl Backend {
             return match start_connect(src.fd, addr) {
                 Ok(true) => Some(Completion::new(token, Ok(0))),
                 Ok(false) => {
-                    src.write = Some(Parked { token, req });
+                    src.write = token;
+                    src.connecting = true;
                     None
                 }
                 Err(e) => Some(Completion::new(token, Err(e))),
@@ -167,8 +174,8 @@ impl Backend {
                 } else {
                     &mut src.write
                 };
-                debug_assert!(slot.is_none(), "one request per slot");
-                *slot = Some(Parked { token, req });
+                debug_assert!(*slot == NONE, "one request per slot");
+                *slot = token;
                 None
             }
         }
@@ -187,8 +194,8 @@ impl Backend {
     pub fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
         if let Some(src) = self.sources.get_mut(Key::from_u64(id.0, 0)) {
             for slot in [&mut src.read, &mut src.write] {
-                if slot.as_ref().is_some_and(|p| p.token == token) {
-                    *slot = None;
+                if *slot == token {
+                    *slot = NONE;
                 }
             }
         }
@@ -200,7 +207,14 @@ impl Backend {
         None
     }
 
-    pub fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<bool> {
+    /// Waits for edges and retries the requests parked on them; `requests`
+    /// rebuilds the request of a parked token (`None`: the operation is gone).
+    pub fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+        requests: &mut dyn FnMut(u64) -> Option<Request>,
+    ) -> io::Result<bool> {
         self.events.clear();
         let cap = self.events.capacity() as i32;
         let waited = if self.pwait2 {
@@ -272,50 +286,51 @@ impl Backend {
             let hung_up = src.hung_up;
             if flags & readable != 0 {
                 src.may_read = true;
-                retry(
-                    fd,
-                    kind,
-                    &mut src.read,
-                    &mut src.may_read,
-                    hung_up,
-                    &mut self.reserve,
-                    out,
-                );
+                if src.read != NONE {
+                    let token = src.read;
+                    match requests(token) {
+                        Some(req) => {
+                            if let Some(result) =
+                                try_if_ready(fd, kind, &req, &mut src.may_read, hung_up, &mut self.reserve)
+                            {
+                                src.read = NONE;
+                                out.push(complete(token, result));
+                            }
+                        }
+                        None => src.read = NONE,
+                    }
+                }
             }
             if flags & writable != 0 {
                 src.may_write = true;
-                retry(
-                    fd,
-                    kind,
-                    &mut src.write,
-                    &mut src.may_write,
-                    hung_up,
-                    &mut self.reserve,
-                    out,
-                );
+                if src.write != NONE {
+                    let token = src.write;
+                    if src.connecting {
+                        match connect_result(fd) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            result => {
+                                src.write = NONE;
+                                src.connecting = false;
+                                out.push(complete(token, result));
+                            }
+                        }
+                    } else {
+                        match requests(token) {
+                            Some(req) => {
+                                if let Some(result) =
+                                    try_if_ready(fd, kind, &req, &mut src.may_write, hung_up, &mut self.reserve)
+                                {
+                                    src.write = NONE;
+                                    out.push(complete(token, result));
+                                }
+                            }
+                            None => src.write = NONE,
+                        }
+                    }
+                }
             }
         }
         Ok(false)
-    }
-}
-
-/// Retries a parked request after an edge; completes it unless it would still block.
-fn retry(
-    fd: RawFd,
-    kind: SourceKind,
-    slot: &mut Option<Parked>,
-    ready: &mut bool,
-    hung_up: bool,
-    reserve: &mut ReserveFd,
-    out: &mut Vec<Completion>,
-) {
-    let Some(parked) = slot else {
-        return;
-    };
-    if let Some(result) = try_if_ready(fd, kind, &parked.req, ready, hung_up, reserve) {
-        let token = parked.token;
-        *slot = None;
-        out.push(complete(token, result));
     }
 }
 

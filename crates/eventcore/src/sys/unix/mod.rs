@@ -119,29 +119,7 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
             let sock = unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(sock) };
             Ok((0, Extra::Accepted(sock, addr.into())))
         }
-        Request::Connect(_) => {
-            let mut err: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            syscall!(getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut err as *mut libc::c_int).cast(),
-                &mut len
-            ))?;
-            if err != 0 {
-                return Err(io::Error::from_raw_os_error(err));
-            }
-            // SO_ERROR is 0 both when connected and while still connecting;
-            // only a peer name tells them apart.
-            let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
-            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            match syscall!(getpeername(fd, storage.as_mut_ptr().cast(), &mut len)) {
-                Ok(_) => Ok((0, Extra::None)),
-                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
-                Err(e) => Err(e),
-            }
-        }
+        Request::Connect(_) => connect_result(fd),
         Request::ReadAt { ptr, len, offset } => {
             let n = syscall!(pread(fd, ptr.cast(), len, offset as libc::off_t))?;
             Ok((n as usize, Extra::None))
@@ -164,6 +142,32 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
                 Ok((0, Extra::None))
             }
         }
+    }
+}
+
+/// The outcome of a non-blocking connect once the socket became writable:
+/// `WouldBlock` while it is still in progress.
+pub(crate) fn connect_result(fd: RawFd) -> io::Result<(usize, Extra)> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_ERROR,
+        (&mut err as *mut libc::c_int).cast(),
+        &mut len
+    ))?;
+    if err != 0 {
+        return Err(io::Error::from_raw_os_error(err));
+    }
+    // SO_ERROR is 0 both when connected and while still connecting;
+    // only a peer name tells them apart.
+    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    match syscall!(getpeername(fd, storage.as_mut_ptr().cast(), &mut len)) {
+        Ok(_) => Ok((0, Extra::None)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) => Err(e),
     }
 }
 

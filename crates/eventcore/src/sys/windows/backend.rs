@@ -829,7 +829,15 @@ impl Backend {
 
     /// Waits, reaps completion routines, pumps messages. Returns whether a
     /// message was dispatched (which counts as activity for the driver).
-    pub fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<bool> {
+    /// Waits for completions (and window messages). `_requests` is for
+    /// readiness backends, which rebuild parked requests; every request here
+    /// is in flight in the OS with its own `OVERLAPPED`.
+    pub fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+        _requests: &mut dyn FnMut(u64) -> Option<Request>,
+    ) -> io::Result<bool> {
         let pending = overlapped::any_done()
             || self.lookups.any_done()
             || !self.window.shared().socket_events.borrow().is_empty();
