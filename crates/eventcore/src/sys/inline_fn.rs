@@ -3,10 +3,12 @@
 //! Every pending operation holds one `FnOnce` callback. A `Box<dyn FnOnce>`
 //! costs a `malloc` and a `free` per operation and a heap block per idle
 //! connection or armed timer; most callbacks capture a pointer or two (an
-//! `Rc` to the connection's state, a handle). The types here keep a closure
-//! of up to [`INLINE_BYTES`] bytes (pointer-aligned) inside the operation
-//! record itself and box only larger ones — the small-closure optimisation
-//! libuv gets for free by making the caller own the request struct.
+//! `Rc` to the connection's state, a handle) and an I/O callback often a
+//! buffer as well. The types here keep a closure of up to two words (timers,
+//! events) or four words (I/O: an `Rc` and a `Vec`), pointer-aligned, inside
+//! the operation record itself and box only larger ones — the small-closure
+//! optimisation libuv gets for free by making the caller own the request
+//! struct.
 //!
 //! This is not an OS backend; it sits in `sys/` because all of the crate's
 //! unsafe code lives here (ARCHITECTURE.md, rule 8). The unsafe surface is the
@@ -20,32 +22,30 @@ use crate::handle::Key;
 use crate::sockets::SocketAddress;
 use crate::{Driver, EventId, Result, TimerId};
 
-/// Closures up to this size (and pointer alignment) are stored inline.
-pub(crate) const INLINE_BYTES: usize = 2 * mem::size_of::<usize>();
-
-type Storage = MaybeUninit<[usize; 2]>;
+/// The inline storage of `N` words.
+type Storage<const N: usize> = MaybeUninit<[usize; N]>;
 
 /// What a stored closure can be asked to do: be called (consuming it) or be
 /// dropped uncalled. `C` is the signature's shim type.
-struct VTable<C> {
+struct VTable<C, S> {
     call: C,
-    drop: unsafe fn(*mut Storage),
+    drop: unsafe fn(*mut S),
     /// Whether the closure itself is in the storage (else a box is).
     #[cfg_attr(not(test), allow(dead_code))]
     inline: bool,
 }
 
-/// Whether `F` fits the inline storage.
-const fn fits<F>() -> bool {
-    mem::size_of::<F>() <= INLINE_BYTES && mem::align_of::<F>() <= mem::align_of::<Storage>()
+/// Whether `F` fits the inline storage `S`.
+const fn fits<F, S>() -> bool {
+    mem::size_of::<F>() <= mem::size_of::<S>() && mem::align_of::<F>() <= mem::align_of::<S>()
 }
 
 /// Drops the closure stored inline.
 ///
 /// # Safety
 /// `data` holds a live `F` written by `store`, which is not used afterwards.
-unsafe fn drop_inline<F>(data: *mut Storage) {
-    // SAFETY: the caller guarantees `data` holds a live `F` (fits::<F>()).
+unsafe fn drop_inline<F, S>(data: *mut S) {
+    // SAFETY: the caller guarantees `data` holds a live `F` (it fits `S`).
     unsafe { data.cast::<F>().drop_in_place() }
 }
 
@@ -53,15 +53,15 @@ unsafe fn drop_inline<F>(data: *mut Storage) {
 ///
 /// # Safety
 /// `data` holds a `Box<F>` written by `store`, which is not used afterwards.
-unsafe fn drop_boxed<F>(data: *mut Storage) {
+unsafe fn drop_boxed<F, S>(data: *mut S) {
     // SAFETY: the caller guarantees `data` holds a live `Box<F>`.
     unsafe { data.cast::<Box<F>>().drop_in_place() }
 }
 
-/// Moves `f` into `data` (inline if it fits, else boxed).
-fn store<F>(f: F) -> Storage {
-    let mut data = Storage::uninit();
-    if fits::<F>() {
+/// Moves `f` into new storage (inline if it fits, else boxed).
+fn store<F, const N: usize>(f: F) -> Storage<N> {
+    let mut data = Storage::<N>::uninit();
+    if fits::<F, Storage<N>>() {
         // SAFETY: `F` fits the storage in size and alignment (checked above);
         // the storage is uninitialised, so nothing is overwritten.
         unsafe { data.as_mut_ptr().cast::<F>().write(f) };
@@ -72,13 +72,14 @@ fn store<F>(f: F) -> Storage {
     data
 }
 
-/// Defines an inline-or-boxed `FnOnce` type for one callback signature.
+/// Defines an inline-or-boxed `FnOnce` type for one callback signature,
+/// with `$words` words of inline storage.
 macro_rules! inline_fn {
-    ($(#[$meta:meta])* $name:ident ($($arg:ident: $ty:ty),*)) => {
+    ($(#[$meta:meta])* $name:ident [$words:literal] ($($arg:ident: $ty:ty),*)) => {
         $(#[$meta])*
         pub(crate) struct $name {
-            data: Storage,
-            vtable: &'static VTable<unsafe fn(*mut Storage, $($ty),*)>,
+            data: Storage<$words>,
+            vtable: &'static VTable<unsafe fn(*mut Storage<$words>, $($ty),*), Storage<$words>>,
             /// The closure may be `!Send`.
             _not_send: PhantomData<*const ()>,
         }
@@ -90,7 +91,7 @@ macro_rules! inline_fn {
                 ///
                 /// # Safety
                 /// `data` holds a live `F` that is not used afterwards.
-                unsafe fn call_inline<F: FnOnce($($ty),*)>(data: *mut Storage, $($arg: $ty),*) {
+                unsafe fn call_inline<F: FnOnce($($ty),*)>(data: *mut Storage<$words>, $($arg: $ty),*) {
                     // SAFETY: the caller guarantees `data` holds a live `F`;
                     // it is moved out once and never touched again.
                     let f = unsafe { data.cast::<F>().read() };
@@ -100,24 +101,24 @@ macro_rules! inline_fn {
                 ///
                 /// # Safety
                 /// `data` holds a live `Box<F>` that is not used afterwards.
-                unsafe fn call_boxed<F: FnOnce($($ty),*)>(data: *mut Storage, $($arg: $ty),*) {
+                unsafe fn call_boxed<F: FnOnce($($ty),*)>(data: *mut Storage<$words>, $($arg: $ty),*) {
                     // SAFETY: as above, for the box.
                     let f = unsafe { data.cast::<Box<F>>().read() };
                     f($($arg),*)
                 }
-                let vtable = if fits::<F>() {
+                let vtable = if fits::<F, Storage<$words>>() {
                     const {
                         &VTable {
-                            call: call_inline::<F> as unsafe fn(*mut Storage, $($ty),*),
-                            drop: drop_inline::<F>,
+                            call: call_inline::<F> as unsafe fn(*mut Storage<$words>, $($ty),*),
+                            drop: drop_inline::<F, Storage<$words>>,
                             inline: true,
                         }
                     }
                 } else {
                     const {
                         &VTable {
-                            call: call_boxed::<F> as unsafe fn(*mut Storage, $($ty),*),
-                            drop: drop_boxed::<F>,
+                            call: call_boxed::<F> as unsafe fn(*mut Storage<$words>, $($ty),*),
+                            drop: drop_boxed::<F, Storage<$words>>,
                             inline: false,
                         }
                     }
@@ -146,27 +147,27 @@ macro_rules! inline_fn {
 
 inline_fn!(
     /// A timer wait's callback (`Timers::wait`).
-    TimerFn(drv: &mut Driver, timer: TimerId, fired: bool)
+    TimerFn[2](drv: &mut Driver, timer: TimerId, fired: bool)
 );
 
 inline_fn!(
     /// An event wait's callback (`Events::wait`).
-    EventFn(drv: &mut Driver, event: EventId)
+    EventFn[2](drv: &mut Driver, event: EventId)
 );
 
 inline_fn!(
     /// A read's or write's callback; the key is the handle it ran on.
-    IoDoneFn(drv: &mut Driver, handle: Key, result: Result<usize>, buf: Vec<u8>)
+    IoDoneFn[4](drv: &mut Driver, handle: Key, result: Result<usize>, buf: Vec<u8>)
 );
 
 inline_fn!(
     /// A datagram receive's callback; the key is the socket.
-    RecvFn(drv: &mut Driver, handle: Key, result: Result<(usize, SocketAddress)>, buf: Vec<u8>)
+    RecvFn[4](drv: &mut Driver, handle: Key, result: Result<(usize, SocketAddress)>, buf: Vec<u8>)
 );
 
 inline_fn!(
     /// A connect's callback; the key is the socket.
-    ConnectFn(drv: &mut Driver, handle: Key, result: Result<()>)
+    ConnectFn[4](drv: &mut Driver, handle: Key, result: Result<()>)
 );
 
 #[cfg(test)]
@@ -216,8 +217,20 @@ mod tests {
     }
 
     #[test]
-    fn a_callback_is_three_words() {
+    fn a_callback_is_its_storage_and_a_pointer() {
         assert_eq!(mem::size_of::<TimerFn>(), 3 * mem::size_of::<usize>());
         assert_eq!(mem::size_of::<Option<TimerFn>>(), 3 * mem::size_of::<usize>());
+        assert_eq!(mem::size_of::<IoDoneFn>(), 5 * mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn an_io_callback_holds_an_rc_and_a_buffer_inline() {
+        let state = Rc::new(Cell::new(0usize));
+        let buf: Vec<u8> = Vec::from([1u8, 2, 3]);
+        let s = state.clone();
+        let f = IoDoneFn::new(move |_, _, _, _| s.set(buf.len()));
+        assert!(f.vtable.inline);
+        drop(f);
+        assert_eq!(Rc::strong_count(&state), 1);
     }
 }
