@@ -269,10 +269,11 @@ impl Driver {
             }
         }
         self.batches_without_poll = 0;
-        let start = Instant::now();
-        let deadline = timeout.and_then(|t| start.checked_add(t));
+        // One clock read before the wait and one after it per turn: the second
+        // serves the timers, the deadline check and the next turn's wait.
+        let mut now = Instant::now();
+        let deadline = timeout.and_then(|t| now.checked_add(t));
         loop {
-            let now = Instant::now();
             let mut wait = if self.ready.is_empty() {
                 deadline.map(|d| d.saturating_duration_since(now))
             } else {
@@ -307,12 +308,13 @@ impl Driver {
             }
             self.drain_pool();
             self.drain_remote();
-            self.expire_timers(Instant::now());
+            now = Instant::now();
+            self.expire_timers(now);
 
             if let Some(reason) = self.run_batch(activity) {
                 return Ok(reason);
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(|d| now >= d) {
                 return Ok(ExitReason::Timeout);
             }
         }

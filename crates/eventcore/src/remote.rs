@@ -69,7 +69,7 @@ impl RemoteShared {
     }
 
     fn send(&self, msg: Message) -> Result<()> {
-        {
+        let first = {
             let mut q = self.lock();
             if !q.open {
                 return Err(Error::new(Status::DriverGone));
@@ -78,9 +78,15 @@ impl RemoteShared {
                 self.pending.fetch_add(1, Ordering::AcqRel);
             }
             q.messages.push(msg);
-            self.queued.store(true, Ordering::Release);
+            !self.queued.swap(true, Ordering::AcqRel)
+        };
+        // A message already queued since the loop last took them has woken
+        // (or is about to wake) the loop, which takes this one with it: only
+        // the first message after a take writes the eventfd (libuv's
+        // `uv_async_send` skips the write the same way).
+        if first {
+            self.waker.wake();
         }
-        self.waker.wake();
         Ok(())
     }
 
