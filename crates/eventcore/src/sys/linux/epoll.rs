@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::handle::{Key, Table};
-use crate::sys::unix::{connect_result, perform, start_connect, syscall, ReserveFd};
+use crate::sys::unix::{connect_error, connect_result, perform, start_connect, syscall, ReserveFd};
 use crate::sys::{Completion, Extra, Request, SourceId, SourceKind, Waker};
 
 /// The epoll data value of the waker; sources use their table key, whose
@@ -123,7 +123,11 @@ impl Backend {
             read: NONE,
             write: NONE,
             connecting: false,
-            may_read: true,
+            // Adding a descriptor queues an event if it is readable already
+            // (and epoll re-checks readiness when it reports it), so a read on
+            // a new source waits for that instead of trying a `recv` that,
+            // on a fresh connection, nearly always finds nothing.
+            may_read: false,
             may_write: true,
             hung_up: false,
         });
@@ -306,7 +310,16 @@ impl Backend {
                 if src.write != NONE {
                     let token = src.write;
                     if src.connecting {
-                        match connect_result(fd) {
+                        // epoll re-checks readiness before reporting it: writable
+                        // (or failed) means the handshake is over, and SO_ERROR
+                        // alone says how. Anything else gets the full check.
+                        let over = flags & (libc::EPOLLOUT | libc::EPOLLERR) as u32 != 0;
+                        let result = if over {
+                            connect_error(fd).map(|()| (0, Extra::None))
+                        } else {
+                            connect_result(fd)
+                        };
+                        match result {
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                             result => {
                                 src.write = NONE;

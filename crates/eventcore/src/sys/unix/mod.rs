@@ -148,6 +148,21 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
 /// The outcome of a non-blocking connect once the socket became writable:
 /// `WouldBlock` while it is still in progress.
 pub(crate) fn connect_result(fd: RawFd) -> io::Result<(usize, Extra)> {
+    connect_error(fd)?;
+    // SO_ERROR is 0 both when connected and while still connecting;
+    // only a peer name tells them apart.
+    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    match syscall!(getpeername(fd, storage.as_mut_ptr().cast(), &mut len)) {
+        Ok(_) => Ok((0, Extra::None)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The pending error of a socket (`SO_ERROR`, which reading clears): how a
+/// connect ended, once it has.
+pub(crate) fn connect_error(fd: RawFd) -> io::Result<()> {
     let mut err: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     syscall!(getsockopt(
@@ -160,15 +175,7 @@ pub(crate) fn connect_result(fd: RawFd) -> io::Result<(usize, Extra)> {
     if err != 0 {
         return Err(io::Error::from_raw_os_error(err));
     }
-    // SO_ERROR is 0 both when connected and while still connecting;
-    // only a peer name tells them apart.
-    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    match syscall!(getpeername(fd, storage.as_mut_ptr().cast(), &mut len)) {
-        Ok(_) => Ok((0, Extra::None)),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
-        Err(e) => Err(e),
-    }
+    Ok(())
 }
 
 /// Starts a non-blocking connect. `Ok(true)` = connected at once, `Ok(false)` =
