@@ -210,7 +210,9 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 impl Backend {
-    pub fn new() -> io::Result<Backend> {
+    /// The Windows backend; `_kind` is always [`BackendKind::WinApi`](crate::BackendKind::WinApi),
+    /// the only kind Windows has.
+    pub fn new(_kind: crate::BackendKind) -> io::Result<Backend> {
         super::wsa_startup();
         let waker = Waker::new()?;
         // SAFETY: an unnamed waitable timer; the high-resolution kind first
