@@ -33,6 +33,10 @@
 //!   the backend parks it and reports it later from `poll`. At most one reading
 //!   request (read, receive, accept, readable) and one writing request (write,
 //!   send, connect) are submitted per source at a time.
+//! - `flush()`: hand requests that `submit` only queued to the OS now (the
+//!   driver calls it before a synchronous call that must not overtake them,
+//!   such as a shutdown after a write). A no-op for backends that start each
+//!   request in `submit`.
 //! - `attempt(id, token, request) -> Completion`: one non-blocking try that never
 //!   parks ([`IoMode::Immediate`](crate::IoMode::Immediate)); nothing possible is
 //!   `WouldBlock`.

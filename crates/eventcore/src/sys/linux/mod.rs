@@ -65,6 +65,11 @@ impl Backend {
         forward!(self.submit(id, token, req))
     }
 
+    /// Hands queued requests to the kernel now.
+    pub fn flush(&mut self) {
+        forward!(self.flush())
+    }
+
     /// One non-blocking try that never parks.
     #[inline]
     pub fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {

@@ -24,7 +24,8 @@
 //! `submit` only queues the SQE; `poll` hands the queue to the kernel and
 //! waits for completions in the same `io_uring_enter` (with a timeout through
 //! `IORING_ENTER_EXT_ARG`), so a loop turn costs one system call however many
-//! operations it started.
+//! operations it started. Where a synchronous call must not overtake a
+//! queued request (a shutdown after a write), the driver calls `flush`.
 //!
 //! Cancelling is not immediate, as it is with epoll: the kernel may be
 //! writing into the buffer. `cancel` submits `IORING_OP_ASYNC_CANCEL` for the
@@ -282,6 +283,24 @@ impl Backend {
         debug_assert!(slot.is_none(), "one request per slot");
         *slot = Some(key);
         Some(key)
+    }
+
+    /// Submits the queued SQEs without waiting. The kernel issues each one
+    /// as it takes it, so a send on a socket with room has sent its bytes
+    /// when this returns. A failure is left for the next `poll` to report.
+    pub fn flush(&mut self) {
+        if self.ring.submission().is_empty() {
+            return;
+        }
+        if let Err(e) = self.ring.submit() {
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                // The completion queue is full: reap into the stash, retry once.
+                let mut out = Vec::new();
+                self.reap(&mut out, None);
+                self.stash.append(&mut out);
+                let _ = self.ring.submit();
+            }
+        }
     }
 
     /// One synchronous, non-blocking try (the descriptors are non-blocking):
