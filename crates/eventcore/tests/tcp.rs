@@ -507,6 +507,42 @@ fn tcp_zero_length_read_waits_for_data(kind: BackendKind) {
     assert_quiet(&mut drv);
 }
 
+/// Right after `connect` returns, before the loop runs, the socket already
+/// has its local address (the connect was started, which binds it), on
+/// every backend.
+fn tcp_connecting_socket_has_a_local_address_at_once(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let listener = drv
+        .sockets()
+        .listen(any_v4(), ListenOptions::default(), |drv, _, res| {
+            if let Ok((conn, _)) = res {
+                drv.release_ref(conn).expect("release the accepted connection");
+            }
+        })
+        .expect("listen");
+    let to = drv.sockets().local_address(listener).unwrap();
+    let done: Slot<Result<()>> = shared();
+    let d = done.clone();
+    let client = drv
+        .sockets()
+        .connect(to, None, move |_, _, res| *d.borrow_mut() = Some(res))
+        .expect("connect");
+    let local = drv
+        .sockets()
+        .local_address(client)
+        .unwrap()
+        .as_inet()
+        .expect("an IP address");
+    assert!(local.ip().is_loopback(), "bound by the connect: {local}");
+    assert_ne!(local.port(), 0, "bound by the connect: {local}");
+    util::run_until(&mut drv, LIMIT, |_| done.borrow().is_some());
+    assert_eq!(done.take().unwrap(), Ok(()));
+    assert_eq!(drv.release_ref(client), Ok(false));
+    assert_eq!(drv.release_ref(listener), Ok(false));
+    util::run_until_not_idle(&mut drv, Duration::from_secs(1));
+    util::assert_no_leaks(&drv);
+}
+
 /// A write started and followed at once by `shutdown(write)`, without the
 /// loop running in between: the write is not overtaken by the shutdown (a
 /// backend that queues requests hands them to the OS first), so it sends its
@@ -1365,6 +1401,7 @@ contract_tests! {
     tcp_zero_length_read_waits_for_data,
     tcp_wait_for_data_completes_at_end_of_stream,
     tcp_write_then_shutdown_at_once_sends_the_data,
+    tcp_connecting_socket_has_a_local_address_at_once,
     tcp_read_immediate_on_empty_socket_would_block,
     tcp_connect_refused,
     tcp_connect_with_bind_address,

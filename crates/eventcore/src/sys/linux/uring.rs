@@ -250,9 +250,16 @@ impl Backend {
         let Some(key) = self.add_record(id, token, req) else {
             return Some(Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF))));
         };
+        let connect = matches!(self.records.get(key).map(|r| &r.req), Some(Request::Connect(_)));
         let entry = self.entry(key);
         if let Err(e) = self.push(&entry) {
             return Some(self.finish(key, Err(e)));
+        }
+        if connect {
+            // Start the connect now, as epoll does: the socket's local address
+            // (bound by the connect) is then there for the caller at once.
+            // Connects are rare, so the extra system call does not matter.
+            self.flush();
         }
         None
     }
