@@ -46,8 +46,15 @@ pub enum ExitReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BackendKind {
-    /// Linux epoll (readiness, turned into completions by the backend).
+    /// Linux epoll (readiness, turned into completions by the backend). The
+    /// default on Linux.
     Epoll,
+    /// Linux io_uring (kernel completions; 5.11 or later). Available when the
+    /// kernel allows `io_uring_setup` (it can be turned off by
+    /// `/proc/sys/kernel/io_uring_disabled` or a seccomp filter) and knows
+    /// every opcode the backend uses; probed once per process. Cancelling
+    /// waits (at most a second) for the kernel to give the buffer back.
+    IoUring,
     /// Windows: overlapped I/O with completion routines, and a wait that pumps
     /// the thread's window messages.
     WinApi,
@@ -55,17 +62,25 @@ pub enum BackendKind {
 
 impl BackendKind {
     /// The backends this build can run, the default first.
+    ///
+    /// Linux: `[Epoll, IoUring]`, or `[Epoll]` where io_uring is missing or
+    /// disabled. Windows: `[WinApi]`.
     pub fn available() -> &'static [BackendKind] {
         #[cfg(target_os = "linux")]
-        return &[BackendKind::Epoll];
+        return if sys::io_uring_available() {
+            &[BackendKind::Epoll, BackendKind::IoUring]
+        } else {
+            &[BackendKind::Epoll]
+        };
         #[cfg(windows)]
         return &[BackendKind::WinApi];
     }
 
-    /// The name used in test and benchmark output (`epoll`).
+    /// The name used in test and benchmark output (`epoll`, `io_uring`, `winapi`).
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Epoll => "epoll",
+            BackendKind::IoUring => "io_uring",
             BackendKind::WinApi => "winapi",
         }
     }
@@ -173,7 +188,7 @@ impl Driver {
         if !BackendKind::available().contains(&kind) {
             return Err(Error::new(crate::Status::NotSupported));
         }
-        let sys = sys::Backend::new()?;
+        let sys = sys::Backend::new(kind)?;
         let id = NEXT_DRIVER_ID.fetch_add(1, Ordering::Relaxed);
         let remote = Arc::new(RemoteShared::new(sys.waker()));
         Ok(Driver {

@@ -601,6 +601,12 @@ impl Sockets<'_> {
             (false, true) => std::net::Shutdown::Write,
             (false, false) => return Ok(()),
         };
+        if write && s.io.write_op.is_some() {
+            // A backend that queues requests (io_uring) must hand the pending
+            // write to the OS before the shutdown, or the shutdown overtakes it.
+            self.drv.sys.flush();
+        }
+        let s = self.drv.stream_table.get_mut(sock.0).expect("checked above");
         s.socket.shutdown(how)?;
         if write {
             s.io.write_closed = true;

@@ -263,8 +263,9 @@ fn pipe_write_after_reader_closed_is_disconnected(kind: BackendKind) {
     release_all(&mut drv, &[w]);
 }
 
-/// A pending read cancelled at once never calls back; on epoll the untouched
-/// buffer comes back from the cancel. Data written afterwards is all there
+/// A pending read cancelled at once never calls back; on the Linux backends
+/// the untouched buffer comes back from the cancel (epoll never lent it to
+/// the kernel; io_uring waits for the aborted read's completion). Data written afterwards is all there
 /// for the next read (the cancelled read took nothing). A second cancel
 /// finds nothing.
 fn pipe_cancel_read(kind: BackendKind) {
@@ -277,7 +278,7 @@ fn pipe_cancel_read(kind: BackendKind) {
     assert_eq!(drv.waiter_count(), 1);
     let c = drv.pipes().cancel_read(r).expect("the read was pending");
     assert_eq!(c.transferred, 0);
-    if kind == BackendKind::Epoll {
+    if matches!(kind, BackendKind::Epoll | BackendKind::IoUring) {
         assert_eq!(c.buffer.as_ref().map(Vec::len), Some(64), "buffer back");
     }
     assert!(drv.pipes().cancel_read(r).is_none());
@@ -298,7 +299,8 @@ fn pipe_cancel_read(kind: BackendKind) {
 
 /// An `All` write larger than the pipe buffer fills the pipe and waits; once
 /// cancelled its callback never runs, the cancel says how many bytes went
-/// through (more than 0, less than all; on epoll with the buffer back), and
+/// through (more than 0, less than all; on epoll and io_uring with the buffer
+/// back), and
 /// exactly that many bytes can be read. The write end stays usable.
 fn pipe_cancel_write_on_full_pipe(kind: BackendKind) {
     const LEN: usize = 4 << 20;
@@ -320,7 +322,7 @@ fn pipe_cancel_write_on_full_pipe(kind: BackendKind) {
         "part of the write went through: {}",
         c.transferred
     );
-    if kind == BackendKind::Epoll {
+    if matches!(kind, BackendKind::Epoll | BackendKind::IoUring) {
         assert_eq!(c.buffer.as_deref(), Some(&data[..]), "buffer back");
     }
     assert!(drv.pipes().cancel_write(w).is_none());
@@ -529,7 +531,8 @@ mod unix_only {
     }
 
     /// Adopting a regular file as a pipe is an error (epoll cannot poll regular
-    /// files: `NotAllowed`), not a panic; nothing is left open.
+    /// files: `NotAllowed`; io_uring refuses them the same way), not a panic;
+    /// nothing is left open.
     fn pipe_adopt_regular_file_is_an_error(kind: BackendKind) {
         let mut drv = driver(kind);
         let dir = TempDir::new("pipe-file");
@@ -537,7 +540,7 @@ mod unix_only {
         std::fs::write(&path, b"not a pipe").unwrap();
         let file = std::fs::File::open(&path).unwrap();
         let e = drv.pipes().adopt(file).expect_err("a regular file is no pipe");
-        if kind == BackendKind::Epoll {
+        if matches!(kind, BackendKind::Epoll | BackendKind::IoUring) {
             assert_eq!(e.status(), Status::NotAllowed, "{e}");
             assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
         }

@@ -507,6 +507,67 @@ fn tcp_zero_length_read_waits_for_data(kind: BackendKind) {
     assert_quiet(&mut drv);
 }
 
+/// Right after `connect` returns, before the loop runs, the socket already
+/// has its local address (the connect was started, which binds it), on
+/// every backend.
+fn tcp_connecting_socket_has_a_local_address_at_once(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let listener = drv
+        .sockets()
+        .listen(any_v4(), ListenOptions::default(), |drv, _, res| {
+            if let Ok((conn, _)) = res {
+                drv.release_ref(conn).expect("release the accepted connection");
+            }
+        })
+        .expect("listen");
+    let to = drv.sockets().local_address(listener).unwrap();
+    let done: Slot<Result<()>> = shared();
+    let d = done.clone();
+    let client = drv
+        .sockets()
+        .connect(to, None, move |_, _, res| *d.borrow_mut() = Some(res))
+        .expect("connect");
+    let local = drv
+        .sockets()
+        .local_address(client)
+        .unwrap()
+        .as_inet()
+        .expect("an IP address");
+    assert!(local.ip().is_loopback(), "bound by the connect: {local}");
+    assert_ne!(local.port(), 0, "bound by the connect: {local}");
+    util::run_until(&mut drv, LIMIT, |_| done.borrow().is_some());
+    assert_eq!(done.take().unwrap(), Ok(()));
+    assert_eq!(drv.release_ref(client), Ok(false));
+    assert_eq!(drv.release_ref(listener), Ok(false));
+    util::run_until_not_idle(&mut drv, Duration::from_secs(1));
+    util::assert_no_leaks(&drv);
+}
+
+/// A write started and followed at once by `shutdown(write)`, without the
+/// loop running in between: the write is not overtaken by the shutdown (a
+/// backend that queues requests hands them to the OS first), so it sends its
+/// bytes and the peer reads them, then end of stream.
+fn tcp_write_then_shutdown_at_once_sends_the_data(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let pair = connected_pair(&mut drv, any_v4());
+    let wrote: Slot<Result<usize>> = shared();
+    let w = wrote.clone();
+    drv.sockets()
+        .write(pair.client, b"bye".to_vec(), IoMode::All, move |_, _, res, _| {
+            *w.borrow_mut() = Some(res)
+        });
+    drv.sockets().shutdown(pair.client, false, true).expect("shutdown");
+    util::run_until(&mut drv, LIMIT, |_| wrote.borrow().is_some());
+    assert_eq!(wrote.take().unwrap(), Ok(3), "the write went out before the shutdown");
+    let (res, buf) = read_now(&mut drv, pair.server, 3, IoMode::All);
+    assert_eq!(res, Ok(3));
+    assert_eq!(buf, b"bye");
+    let (res, _) = read_now(&mut drv, pair.server, 8, IoMode::Once);
+    assert_failed(&res, Status::Disconnected, 0);
+    release_pair(&mut drv, &pair);
+    assert_quiet(&mut drv);
+}
+
 /// `wait_for_data` also completes at end of stream (the peer shut down
 /// writing), and the read after it reports `Disconnected` / `PassiveClose`.
 fn tcp_wait_for_data_completes_at_end_of_stream(kind: BackendKind) {
@@ -1339,6 +1400,8 @@ contract_tests! {
     tcp_connect_cancel_while_hanging,
     tcp_zero_length_read_waits_for_data,
     tcp_wait_for_data_completes_at_end_of_stream,
+    tcp_write_then_shutdown_at_once_sends_the_data,
+    tcp_connecting_socket_has_a_local_address_at_once,
     tcp_read_immediate_on_empty_socket_would_block,
     tcp_connect_refused,
     tcp_connect_with_bind_address,

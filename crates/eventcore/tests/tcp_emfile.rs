@@ -3,7 +3,8 @@
 //! `RLIMIT_NOFILE` belongs to the whole process and the test harness runs the
 //! scenarios of one binary in parallel threads, so this scenario lives alone in
 //! its own test binary (one binary = one process) and restores the limit
-//! before it ends.
+//! before it ends. Its instances (one per backend) take turns: each holds
+//! [`ONE_AT_A_TIME`] while it runs.
 
 #![cfg(target_os = "linux")]
 
@@ -22,6 +23,11 @@ use socket2::{Domain, Socket, Type};
 const LIMIT: Duration = Duration::from_secs(10);
 
 type Accepted = Result<(StreamSocket, SocketAddress)>;
+
+/// Held by each instance of the scenario for its whole run: two backends
+/// exhausting the one descriptor table at once would steal each other's
+/// descriptors (and one restoring the limit would end the other's shortage).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A lowered soft `RLIMIT_NOFILE`, restored on drop.
 struct LoweredLimit {
@@ -85,6 +91,8 @@ fn exhaust_descriptors() -> Vec<std::fs::File> {
 /// `Idle` turns in 300 ms) nor fails, and once descriptors are free again a new
 /// connection is accepted and works normally.
 fn tcp_accept_out_of_descriptors(kind: BackendKind) {
+    // A failed instance poisons the lock; the next one runs all the same.
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut drv = util::driver(kind);
     let results: Rc<RefCell<Vec<Accepted>>> = Rc::default();
     let r = results.clone();

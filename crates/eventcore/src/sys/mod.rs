@@ -1,12 +1,27 @@
 //! OS backends: the mechanics, none of the contract.
 //!
+//! # The backends
+//!
+//! - `linux/epoll.rs` (Linux, the default): readiness turned into
+//!   completions; parked requests are retried on the edge.
+//! - `linux/uring.rs` (Linux 5.11+, where io_uring is allowed): the kernel
+//!   performs the requests and reports completions; cancelling waits for the
+//!   kernel to let go of the buffer.
+//! - `windows/backend.rs`: overlapped I/O with completion routines and a wait
+//!   that pumps window messages.
+//!
+//! On Linux `Backend` is an enum over the two Linux backends, picked per
+//! driver from its [`BackendKind`](crate::BackendKind); every call forwards
+//! through one `match`.
+//!
 //! # What a backend provides
 //!
 //! A backend is a `Backend` type with these operations, all called from the
 //! driver's thread:
 //!
-//! - `new()` and `waker()`: create the OS wait object and a [`Waker`] that any
-//!   thread may use to interrupt `poll`.
+//! - `new(kind)` and `waker()`: create the OS wait object and a [`Waker`] that
+//!   any thread may use to interrupt `poll` (`kind` picks the Linux backend;
+//!   Windows has one and ignores it).
 //! - `add_source(&fd, kind) -> SourceId` / `remove_source(id)`: tell the
 //!   backend about a socket, pipe or other waitable object once, when the
 //!   driver adopts it, and forget it (with every operation still parked on it)
@@ -18,6 +33,10 @@
 //!   the backend parks it and reports it later from `poll`. At most one reading
 //!   request (read, receive, accept, readable) and one writing request (write,
 //!   send, connect) are submitted per source at a time.
+//! - `flush()`: hand requests that `submit` only queued to the OS now (the
+//!   driver calls it before a synchronous call that must not overtake them,
+//!   such as a shutdown after a write). A no-op for backends that start each
+//!   request in `submit`.
 //! - `attempt(id, token, request) -> Completion`: one non-blocking try that never
 //!   parks ([`IoMode::Immediate`](crate::IoMode::Immediate)); nothing possible is
 //!   `WouldBlock`.
@@ -49,15 +68,17 @@ pub(crate) mod inline_fn;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::epoll::Backend;
-#[cfg(target_os = "linux")]
 pub(crate) use linux::inotify;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::process;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::signals;
 #[cfg(target_os = "linux")]
+pub(crate) use linux::uring::available as io_uring_available;
+#[cfg(target_os = "linux")]
 pub(crate) use linux::waker::Waker;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::Backend;
 #[cfg(unix)]
 pub(crate) use unix::{pipe, prepare_pipe};
 /// One end of an OS pipe as the platform owns it.

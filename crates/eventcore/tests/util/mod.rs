@@ -1,6 +1,6 @@
 //! The contract-test harness: every scenario is written once, as a function of
 //! the backend, and [`contract_tests!`] instantiates it for every backend this
-//! target has (`epoll` on Linux now; `io_uring` and `winapi` join as they land).
+//! target has (`epoll` and `io_uring` on Linux, `winapi` on Windows).
 //! Each instance runs with a watchdog, so a hang fails the test instead of the
 //! whole run.
 
@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use eventcore::{BackendKind, Driver, ExitReason};
 
 /// Instantiates scenario functions `fn name(kind: BackendKind)` as one `#[test]`
-/// per backend, in a module per backend: `epoll::name`, `winapi::name`, …
+/// per backend, in a module per backend: `epoll::name`, `uring::name`,
+/// `winapi::name`. The io_uring instances skip themselves (with a notice)
+/// where the kernel has no usable io_uring.
 #[macro_export]
 macro_rules! contract_tests {
     ($($name:ident),* $(,)?) => {
@@ -23,6 +25,18 @@ macro_rules! contract_tests {
                 #[test]
                 fn $name() {
                     $crate::util::run(eventcore::BackendKind::Epoll, stringify!($name), super::$name);
+                }
+            )*
+        }
+        #[cfg(target_os = "linux")]
+        mod uring {
+            $(
+                #[test]
+                fn $name() {
+                    if $crate::util::io_uring_missing(stringify!($name)) {
+                        return;
+                    }
+                    $crate::util::run(eventcore::BackendKind::IoUring, stringify!($name), super::$name);
                 }
             )*
         }
@@ -36,6 +50,17 @@ macro_rules! contract_tests {
             )*
         }
     };
+}
+
+/// Whether io_uring is missing here (too old a kernel, or disabled by
+/// `/proc/sys/kernel/io_uring_disabled` or seccomp); then prints that the
+/// io_uring instance of `scenario` is skipped.
+pub fn io_uring_missing(scenario: &str) -> bool {
+    let missing = !BackendKind::available().contains(&BackendKind::IoUring);
+    if missing {
+        eprintln!("SKIPPED {scenario} on io_uring: io_uring is not available on this kernel");
+    }
+    missing
 }
 
 /// How long one scenario may take before the watchdog fails it.

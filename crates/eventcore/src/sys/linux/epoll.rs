@@ -185,6 +185,9 @@ impl Backend {
         }
     }
 
+    /// Nothing is ever queued: `submit` tries each request at once.
+    pub fn flush(&mut self) {}
+
     pub fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
         let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
             return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));

@@ -210,7 +210,9 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 impl Backend {
-    pub fn new() -> io::Result<Backend> {
+    /// The Windows backend; `_kind` is always [`BackendKind::WinApi`](crate::BackendKind::WinApi),
+    /// the only kind Windows has.
+    pub fn new(_kind: crate::BackendKind) -> io::Result<Backend> {
         super::wsa_startup();
         let waker = Waker::new()?;
         // SAFETY: an unnamed waitable timer; the high-resolution kind first
@@ -766,6 +768,9 @@ impl Backend {
     /// together with the bytes the request had already moved (a read that had
     /// completed before the cancel keeps its data). If the routine does not
     /// come within the bound, the request is left to finish later (`None`).
+    /// Nothing is ever queued: `submit` starts each overlapped request at once.
+    pub fn flush(&mut self) {}
+
     pub fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
         let src = self.source(id)?;
         let sock = src.sock;

@@ -1,0 +1,943 @@
+//! The io_uring backend: completions straight from the kernel.
+//!
+//! # Design
+//!
+//! Every submitted request becomes an *in-flight record* in a table; the
+//! record's key (index and generation) is the `user_data` of the SQE, so a
+//! CQE finds its record in O(1) and a stale CQE (of a record already freed)
+//! finds nothing. A record holds the driver's token, its source, the request
+//! itself (the driver's buffer pointers, or the boxed address of a connect)
+//! and, for `recvmsg` / `sendmsg` / `accept`, a boxed [`MsgStorage`] with the
+//! `msghdr`, `iovec` and `sockaddr_storage` the kernel reads and writes. All
+//! of that stays at a stable address until the record's CQE has been reaped;
+//! the storage boxes are recycled, so a warm loop does not allocate.
+//!
+//! A record has at most one SQE in the kernel at a time: the operation itself,
+//! or a one-shot `POLL_ADD` while it waits to be re-issued. The poll is used
+//! when the kernel gives a request back with `EAGAIN` — it does so for
+//! descriptors opened `O_NONBLOCK` (every pipe the driver adopts), where it
+//! honours the flag instead of waiting — and when an accept fails with
+//! `EMFILE` without a connection to shed (see [`ReserveFd`]). A connect that
+//! the kernel reports as still in progress waits the same way and is then
+//! finished from `SO_ERROR`.
+//!
+//! `submit` only queues the SQE; `poll` hands the queue to the kernel and
+//! waits for completions in the same `io_uring_enter` (with a timeout through
+//! `IORING_ENTER_EXT_ARG`), so a loop turn costs one system call however many
+//! operations it started. Where a synchronous call must not overtake a
+//! queued request (a shutdown after a write), the driver calls `flush`.
+//!
+//! Cancelling is not immediate, as it is with epoll: the kernel may be
+//! writing into the buffer. `cancel` submits `IORING_OP_ASYNC_CANCEL` for the
+//! record and waits (at most [`CANCEL_WAIT`]) until the record's own CQE has
+//! been reaped; whatever other CQEs arrive meanwhile are kept and delivered
+//! by the next `poll`. The operation may have finished in the race: then the
+//! bytes it moved are reported. Only if the CQE does not come in time does
+//! `cancel` return `None`; the record then stays, and its late completion is
+//! delivered under the driver's token, which frees the orphaned buffer.
+//!
+//! The cross-thread [`Waker`] (an eventfd) always has a `POLL_ADD` in flight;
+//! its CQE drains the counter and re-arms the poll.
+//!
+//! Positional file I/O (`ReadAt` / `WriteAt`) is implemented for completeness,
+//! but the driver sends files to its worker pool on Unix, so on Linux it
+//! never reaches this backend.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use io_uring::types::{Fd, SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
+
+use crate::handle::{Key, Table};
+use crate::sys::unix::{connect_result, perform, ReserveFd};
+use crate::sys::{Completion, Extra, Request, SourceId, SourceKind, Waker};
+
+/// Submission queue entries (the completion queue gets twice as many).
+const ENTRIES: u32 = 256;
+
+/// The `user_data` of the waker's poll; records use their table key, whose
+/// generation never reaches `u32::MAX` in practice.
+const WAKE: u64 = u64::MAX;
+
+/// The `user_data` of `ASYNC_CANCEL` requests, whose own CQEs say nothing we
+/// need: the cancelled record's CQE does.
+const CANCEL: u64 = u64::MAX - 1;
+
+/// How long `cancel` and `remove_source` wait for a cancelled record's CQE.
+const CANCEL_WAIT: Duration = Duration::from_secs(1);
+
+/// The opcodes this backend issues; the kernel must know all of them.
+const OPCODES: [u8; 10] = [
+    opcode::Read::CODE,
+    opcode::Write::CODE,
+    opcode::Recv::CODE,
+    opcode::Send::CODE,
+    opcode::RecvMsg::CODE,
+    opcode::SendMsg::CODE,
+    opcode::Accept::CODE,
+    opcode::Connect::CODE,
+    opcode::PollAdd::CODE,
+    opcode::AsyncCancel::CODE,
+];
+
+/// Whether io_uring works here: `io_uring_setup` is allowed (it can be
+/// disabled by `/proc/sys/kernel/io_uring_disabled` or a seccomp filter), the
+/// kernel has `IORING_ENTER_EXT_ARG` (5.11) and every opcode we use. Probed
+/// once per process.
+pub(crate) fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| probe().unwrap_or(false))
+}
+
+fn probe() -> io::Result<bool> {
+    let ring: IoUring = IoUring::new(8)?;
+    if !ring.params().is_feature_ext_arg() {
+        return Ok(false);
+    }
+    let mut probe = Probe::new();
+    ring.submitter().register_probe(&mut probe)?;
+    Ok(OPCODES.iter().all(|&code| probe.is_supported(code)))
+}
+
+/// The kernel-visible storage of a `recvmsg`, `sendmsg` or `accept`: boxed, so
+/// it keeps its address while the record moves in its table.
+struct MsgStorage {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: libc::sockaddr_storage,
+    addr_len: libc::socklen_t,
+}
+
+impl MsgStorage {
+    fn new() -> Box<MsgStorage> {
+        // SAFETY: every field is a plain C struct or integer, for which all
+        // zero bytes are a valid value (null pointers, zero lengths).
+        Box::new(unsafe { MaybeUninit::<MsgStorage>::zeroed().assume_init() })
+    }
+}
+
+/// Where a record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// The request's own SQE is queued or in the kernel.
+    Issued,
+    /// A one-shot `POLL_ADD` is in flight; the request is re-issued (a
+    /// connect is finished from `SO_ERROR`) when it fires.
+    Waiting,
+}
+
+/// One request between `submit` and the reaping of its last CQE.
+struct Record {
+    token: u64,
+    src: Key,
+    fd: RawFd,
+    kind: SourceKind,
+    req: Request,
+    stage: Stage,
+    /// `ASYNC_CANCEL` was sent: the next CQE ends the record, whatever it says.
+    cancelled: bool,
+    storage: Option<Box<MsgStorage>>,
+}
+
+struct Source {
+    fd: RawFd,
+    kind: SourceKind,
+    /// The records of the reading and the writing request, if any.
+    read: Option<Key>,
+    write: Option<Key>,
+}
+
+/// The io_uring backend.
+pub(crate) struct Backend {
+    ring: IoUring,
+    waker: Waker,
+    sources: Table<Source>,
+    records: Table<Record>,
+    /// Completions reaped while `cancel` waited, for the next `poll`.
+    stash: Vec<Completion>,
+    /// CQEs copied out of the ring before they are handled.
+    cqes: Vec<(u64, i32)>,
+    /// Recycled storage boxes: boxed because each moves into a record, where
+    /// the kernel needs it at a fixed address.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<MsgStorage>>,
+    reserve: ReserveFd,
+}
+
+impl Backend {
+    /// A ring of [`ENTRIES`] entries, with the waker's poll armed. Kernels
+    /// from 6.1 get `SINGLE_ISSUER | DEFER_TASKRUN` (completion work runs
+    /// only when we wait, on our thread: the driver is `!Send`, so only its
+    /// thread ever submits); older ones a plain ring.
+    pub fn new() -> io::Result<Backend> {
+        if !available() {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        let ring = match IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(ENTRIES)
+        {
+            Ok(ring) => ring,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::new(ENTRIES)?,
+            Err(e) => return Err(e),
+        };
+        let mut backend = Backend {
+            ring,
+            waker: Waker::new()?,
+            sources: Table::new(0),
+            records: Table::new(0),
+            stash: Vec::new(),
+            cqes: Vec::with_capacity(ENTRIES as usize * 2),
+            spare: Vec::new(),
+            reserve: ReserveFd::new(),
+        };
+        backend.arm_waker()?;
+        Ok(backend)
+    }
+
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// Registers a descriptor. Regular files and directories are refused
+    /// with `EPERM`, as epoll refuses them: they cannot be waited on, and a
+    /// pipe handle must behave the same on both Linux backends.
+    pub fn add_source(&mut self, source: &impl AsRawFd, kind: SourceKind) -> io::Result<SourceId> {
+        let fd = source.as_raw_fd();
+        if kind == SourceKind::Fd {
+            let mut st = MaybeUninit::<libc::stat>::zeroed();
+            // SAFETY: fstat fills the live, writable stat buffer.
+            crate::sys::unix::syscall!(fstat(fd, st.as_mut_ptr()))?;
+            // SAFETY: fstat succeeded, so the buffer is initialised.
+            let mode = unsafe { st.assume_init() }.st_mode & libc::S_IFMT;
+            if mode == libc::S_IFREG || mode == libc::S_IFDIR {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+        }
+        let key = self.sources.insert(Source {
+            fd,
+            kind,
+            read: None,
+            write: None,
+        });
+        Ok(SourceId(key.to_u64()))
+    }
+
+    /// Forgets a source. The driver cancels its requests first, but io_uring
+    /// holds its own reference to the file, so closing the descriptor would
+    /// not end a request still in flight: anything left is cancelled here,
+    /// and waited for like in [`Backend::cancel`].
+    pub fn remove_source(&mut self, id: SourceId) {
+        let Some(src) = self.sources.remove(Key::from_u64(id.0, 0)) else {
+            return;
+        };
+        for key in [src.read, src.write].into_iter().flatten() {
+            // A late completion (after the wait) reaches the driver under its
+            // token and is ignored there, as its operation is gone.
+            let _ = self.cancel_record(key);
+        }
+    }
+
+    pub fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
+        if matches!(req, Request::DirectoryChanges { .. }) {
+            return Some(Completion::new(token, Err(io::ErrorKind::Unsupported.into())));
+        }
+        let Some(key) = self.add_record(id, token, req) else {
+            return Some(Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF))));
+        };
+        let connect = matches!(self.records.get(key).map(|r| &r.req), Some(Request::Connect(_)));
+        let entry = self.entry(key);
+        if let Err(e) = self.push(&entry) {
+            return Some(self.finish(key, Err(e)));
+        }
+        if connect {
+            // Start the connect now, as epoll does: the socket's local address
+            // (bound by the connect) is then there for the caller at once.
+            // Connects are rare, so the extra system call does not matter.
+            self.flush();
+        }
+        None
+    }
+
+    /// Stores a record for `req` in its source's slot (`None`: no such
+    /// source). Nothing is queued yet.
+    fn add_record(&mut self, id: SourceId, token: u64, req: Request) -> Option<Key> {
+        let src_key = Key::from_u64(id.0, 0);
+        let src = self.sources.get_mut(src_key)?;
+        let (fd, kind, reading) = (src.fd, src.kind, req.is_reading());
+        let storage = match req {
+            Request::RecvFrom { .. } | Request::SendTo { .. } | Request::Accept => {
+                Some(self.spare.pop().unwrap_or_else(MsgStorage::new))
+            }
+            _ => None,
+        };
+        let key = self.records.insert(Record {
+            token,
+            src: src_key,
+            fd,
+            kind,
+            req,
+            stage: Stage::Issued,
+            cancelled: false,
+            storage,
+        });
+        let slot = if reading { &mut src.read } else { &mut src.write };
+        debug_assert!(slot.is_none(), "one request per slot");
+        *slot = Some(key);
+        Some(key)
+    }
+
+    /// Submits the queued SQEs without waiting. The kernel issues each one
+    /// as it takes it, so a send on a socket with room has sent its bytes
+    /// when this returns. A failure is left for the next `poll` to report.
+    pub fn flush(&mut self) {
+        if self.ring.submission().is_empty() {
+            return;
+        }
+        if let Err(e) = self.ring.submit() {
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                // The completion queue is full: reap into the stash, retry once.
+                let mut out = Vec::new();
+                self.reap(&mut out, None);
+                self.stash.append(&mut out);
+                let _ = self.ring.submit();
+            }
+        }
+    }
+
+    /// One synchronous, non-blocking try (the descriptors are non-blocking):
+    /// nothing to submit to the ring, and nothing ever parks.
+    pub fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
+        let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
+            return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
+        };
+        let (fd, kind) = (src.fd, src.kind);
+        let result = loop {
+            match perform(fd, kind, &req) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(req, Request::Accept)
+                        && matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                        && self.reserve.shed_connections(fd) == 0 =>
+                {
+                    // Nothing was pending after all: report "nothing possible".
+                    break Err(io::ErrorKind::WouldBlock.into());
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok((n, extra)) => Completion {
+                token,
+                result: Ok(n),
+                extra,
+            },
+            Err(e) => Completion::new(token, Err(e)),
+        }
+    }
+
+    /// Withdraws the request `token` on `id`: `Some(bytes it had moved)` once
+    /// its CQE has been reaped, `None` if that did not happen within
+    /// [`CANCEL_WAIT`] (the completion then comes from `poll`).
+    pub fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
+        let src_key = Key::from_u64(id.0, 0);
+        let record = self.sources.get(src_key).and_then(|src| {
+            [src.read, src.write]
+                .into_iter()
+                .flatten()
+                .find(|&k| self.records.get(k).is_some_and(|r| r.token == token))
+        });
+        let Some(key) = record else {
+            // Already reaped: its completion may still wait in the stash (a
+            // wait for another cancel took it); take it back so the caller
+            // hears what it moved and it is never delivered.
+            return Some(match self.stash.iter().position(|c| c.token == token) {
+                Some(i) => self.stash.remove(i).result.unwrap_or(0),
+                None => 0,
+            });
+        };
+        let result = self.cancel_record(key)?;
+        Some(result.result.unwrap_or(0))
+    }
+
+    /// A `WM_QUIT` exit code; Linux has no message queue.
+    pub fn take_quit(&mut self) -> Option<i32> {
+        None
+    }
+
+    /// Submits what is queued, waits at most `timeout` for a completion and
+    /// reaps every CQE. The `requests` look-up is for readiness backends:
+    /// records keep their own request.
+    pub fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+        _requests: &mut dyn FnMut(u64) -> Option<Request>,
+    ) -> io::Result<bool> {
+        let timeout = if self.stash.is_empty() {
+            timeout
+        } else {
+            out.append(&mut self.stash);
+            Some(Duration::ZERO)
+        };
+        self.enter(timeout)?;
+        self.reap(out, None);
+        Ok(false)
+    }
+
+    // ---- internals ----
+
+    /// Submits the queue and waits for one CQE at most `timeout`; a timeout
+    /// or a signal is not an error.
+    fn enter(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let submitter = self.ring.submitter();
+        let result = match timeout {
+            Some(d) => {
+                let ts = Timespec::from(d);
+                submitter.submit_with_args(1, &SubmitArgs::new().timespec(&ts))
+            }
+            None => submitter.submit_with_args(1, &SubmitArgs::new()),
+        };
+        match result {
+            Ok(_) => Ok(()),
+            // ETIME: the wait timed out; EINTR: a signal; EBUSY: the
+            // completion queue overflowed and must be reaped first.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Queues one SQE, handing the queue to the kernel first if it is full.
+    fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every pointer in our entries addresses memory that stays
+            // valid until the entry's CQE is reaped: the driver's buffers (kept
+            // alive by the driver until then), the record's boxed storage or
+            // boxed connect address (freed only when the record is), or
+            // nothing at all (polls, cancels).
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return Ok(());
+            }
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {
+                    // The kernel could not take the queue now (EBUSY: the
+                    // completion queue is full): make room by reaping.
+                    let mut out = Vec::new();
+                    self.reap(&mut out, None);
+                    self.stash.append(&mut out);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn arm_waker(&mut self) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(Fd(self.waker.raw_fd()), libc::POLLIN as u32)
+            .build()
+            .user_data(WAKE);
+        self.push(&entry)
+    }
+
+    /// The SQE that performs a record's request.
+    fn entry(&mut self, key: Key) -> squeue::Entry {
+        let rec = self.records.get_mut(key).expect("a live record");
+        let fd = Fd(rec.fd);
+        let clamp = |len: usize| len.min(u32::MAX as usize) as u32;
+        let entry = match rec.req {
+            Request::Read { ptr, len } => match rec.kind {
+                SourceKind::Socket => opcode::Recv::new(fd, ptr, clamp(len)).build(),
+                // Offset -1: the file position (pipes have none).
+                SourceKind::Fd => opcode::Read::new(fd, ptr, clamp(len)).offset(u64::MAX).build(),
+            },
+            Request::Write { ptr, len } => match rec.kind {
+                SourceKind::Socket => opcode::Send::new(fd, ptr, clamp(len)).flags(libc::MSG_NOSIGNAL).build(),
+                SourceKind::Fd => opcode::Write::new(fd, ptr, clamp(len)).offset(u64::MAX).build(),
+            },
+            Request::RecvFrom { ptr, len } => {
+                let st = rec.storage.as_deref_mut().expect("storage for recvmsg");
+                st.iov = libc::iovec {
+                    iov_base: ptr.cast(),
+                    iov_len: len,
+                };
+                st.hdr.msg_name = (&mut st.addr as *mut libc::sockaddr_storage).cast();
+                st.hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                st.hdr.msg_iov = &mut st.iov;
+                st.hdr.msg_iovlen = 1;
+                st.hdr.msg_control = std::ptr::null_mut();
+                st.hdr.msg_controllen = 0;
+                st.hdr.msg_flags = 0;
+                opcode::RecvMsg::new(fd, &mut st.hdr).build()
+            }
+            Request::SendTo { ptr, len, to } => {
+                let st = rec.storage.as_deref_mut().expect("storage for sendmsg");
+                st.iov = libc::iovec {
+                    iov_base: ptr.cast_mut().cast(),
+                    iov_len: len,
+                };
+                // SAFETY: a non-null `to` points to the op's boxed address,
+                // alive as long as the buffer.
+                match unsafe { to.as_ref() } {
+                    Some(addr) => {
+                        st.hdr.msg_name = addr.as_ptr().cast_mut().cast();
+                        st.hdr.msg_namelen = addr.len();
+                    }
+                    None => {
+                        st.hdr.msg_name = std::ptr::null_mut();
+                        st.hdr.msg_namelen = 0;
+                    }
+                }
+                st.hdr.msg_iov = &mut st.iov;
+                st.hdr.msg_iovlen = 1;
+                st.hdr.msg_control = std::ptr::null_mut();
+                st.hdr.msg_controllen = 0;
+                st.hdr.msg_flags = 0;
+                opcode::SendMsg::new(fd, &st.hdr)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build()
+            }
+            Request::Accept => {
+                let st = rec.storage.as_deref_mut().expect("storage for accept");
+                st.addr_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                opcode::Accept::new(
+                    fd,
+                    (&mut st.addr as *mut libc::sockaddr_storage).cast(),
+                    &mut st.addr_len,
+                )
+                .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                .build()
+            }
+            Request::Connect(ref addr) => opcode::Connect::new(fd, addr.as_ptr().cast(), addr.len()).build(),
+            Request::Readable => opcode::PollAdd::new(fd, libc::POLLIN as u32).build(),
+            Request::ReadAt { ptr, len, offset } => opcode::Read::new(fd, ptr, clamp(len)).offset(offset).build(),
+            Request::WriteAt { ptr, len, offset } => opcode::Write::new(fd, ptr, clamp(len)).offset(offset).build(),
+            Request::DirectoryChanges { .. } => unreachable!("refused by submit"),
+        };
+        entry.user_data(key.to_u64())
+    }
+
+    /// A one-shot poll for the record's direction, with the record's key.
+    fn wait_entry(&self, key: Key) -> squeue::Entry {
+        let rec = self.records.get(key).expect("a live record");
+        let events = if rec.req.is_reading() {
+            libc::POLLIN
+        } else {
+            libc::POLLOUT
+        };
+        opcode::PollAdd::new(Fd(rec.fd), events as u32)
+            .build()
+            .user_data(key.to_u64())
+    }
+
+    /// Moves every CQE out of the ring and handles it. The completion of
+    /// record `target` (if given) is returned instead of being appended.
+    fn reap(&mut self, out: &mut Vec<Completion>, target: Option<Key>) -> Option<Completion> {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(
+            self.ring
+                .completion()
+                .map(|c: cqueue::Entry| (c.user_data(), c.result())),
+        );
+        let mut found = None;
+        for (data, res) in cqes.drain(..) {
+            if let Some((key, c)) = self.handle(data, res) {
+                if Some(key) == target {
+                    found = Some(c);
+                } else {
+                    out.push(c);
+                }
+            }
+        }
+        self.cqes = cqes;
+        found
+    }
+
+    /// Handles one CQE: re-arms what must wait, finishes the rest.
+    fn handle(&mut self, data: u64, res: i32) -> Option<(Key, Completion)> {
+        match data {
+            WAKE => {
+                self.waker.drain();
+                if let Err(e) = self.arm_waker() {
+                    // Only a dead ring fails here; the next enter reports it.
+                    debug_assert!(false, "re-arming the waker failed: {e}");
+                }
+                return None;
+            }
+            CANCEL => return None,
+            _ => {}
+        }
+        let key = Key::from_u64(data, 0);
+        let rec = self.records.get_mut(key)?;
+        let result = match (rec.stage, rec.cancelled) {
+            // Cancelled: whatever the CQE says ends the record.
+            (_, true) => errno(res),
+            (Stage::Waiting, false) if res < 0 => errno(res),
+            (Stage::Waiting, false) => {
+                if let Request::Connect(_) = rec.req {
+                    match connect_result(rec.fd) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.wait(key),
+                        Ok(_) => Ok(0),
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    // Ready: issue the request again.
+                    rec.stage = Stage::Issued;
+                    let entry = self.entry(key);
+                    return match self.push(&entry) {
+                        Ok(()) => None,
+                        Err(e) => Some((key, self.finish(key, Err(e)))),
+                    };
+                }
+            }
+            (Stage::Issued, false) => match -res {
+                // A non-blocking descriptor: wait for readiness, then retry.
+                libc::EAGAIN => return self.wait(key),
+                libc::EINPROGRESS | libc::EALREADY if matches!(rec.req, Request::Connect(_)) => return self.wait(key),
+                libc::EMFILE | libc::ENFILE if matches!(rec.req, Request::Accept) => {
+                    // The kernel takes a descriptor before it looks at the
+                    // backlog, so this also comes with nothing pending. Report
+                    // it only if a connection had to be dropped; otherwise
+                    // wait for the next connection, as the epoll backend does.
+                    let fd = rec.fd;
+                    if self.reserve.shed_connections(fd) > 0 {
+                        errno(res)
+                    } else {
+                        return self.wait(key);
+                    }
+                }
+                _ => errno(res),
+            },
+        };
+        Some((key, self.finish(key, result)))
+    }
+
+    /// Puts a record in the waiting stage with a poll for its direction.
+    fn wait(&mut self, key: Key) -> Option<(Key, Completion)> {
+        let entry = self.wait_entry(key);
+        self.records.get_mut(key).expect("a live record").stage = Stage::Waiting;
+        match self.push(&entry) {
+            Ok(()) => None,
+            Err(e) => Some((key, self.finish(key, Err(e)))),
+        }
+    }
+
+    /// Frees a record and turns its CQE result into the driver's completion.
+    fn finish(&mut self, key: Key, result: io::Result<i32>) -> Completion {
+        let rec = self.records.remove(key).expect("a live record");
+        if let Some(src) = self.sources.get_mut(rec.src) {
+            for slot in [&mut src.read, &mut src.write] {
+                if *slot == Some(key) {
+                    *slot = None;
+                }
+            }
+        }
+        let waited = rec.stage == Stage::Waiting;
+        let mut extra = Extra::None;
+        let result = result.map(|res| {
+            if waited {
+                // The poll fired but the request was not issued again.
+                return 0;
+            }
+            match rec.req {
+                Request::Readable | Request::Connect(_) => 0,
+                Request::Accept => {
+                    let st = rec.storage.as_deref().expect("storage for accept");
+                    // SAFETY: the kernel returned a new descriptor that nothing
+                    // else owns.
+                    let sock = unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(res) };
+                    // SAFETY: the kernel wrote `addr_len` bytes of address
+                    // (at most the storage's size) into the storage.
+                    let addr = unsafe { socket2::SockAddr::new(st.addr, st.addr_len) };
+                    extra = Extra::Accepted(sock, addr.into());
+                    0
+                }
+                Request::RecvFrom { .. } => {
+                    let st = rec.storage.as_deref().expect("storage for recvmsg");
+                    // SAFETY: as for accept, `msg_namelen` bytes were written.
+                    let addr = unsafe { socket2::SockAddr::new(st.addr, st.hdr.msg_namelen) };
+                    extra = Extra::From(addr.into());
+                    res as usize
+                }
+                _ => res as usize,
+            }
+        });
+        if let Some(st) = rec.storage {
+            self.spare.push(st);
+        }
+        Completion {
+            token: rec.token,
+            result,
+            extra,
+        }
+    }
+
+    /// Cancels a record and waits for its CQE; `None` if it did not come
+    /// within [`CANCEL_WAIT`] (the record then stays, marked cancelled, and
+    /// its completion is delivered by a later `poll`).
+    fn cancel_record(&mut self, key: Key) -> Option<Completion> {
+        let rec = self.records.get_mut(key)?;
+        if !rec.cancelled {
+            rec.cancelled = true;
+            let entry = opcode::AsyncCancel::new(key.to_u64()).build().user_data(CANCEL);
+            if self.push(&entry).is_err() {
+                return None;
+            }
+        }
+        let deadline = Instant::now() + CANCEL_WAIT;
+        let mut out = Vec::new();
+        let found = loop {
+            if let Some(c) = self.reap(&mut out, Some(key)) {
+                break Some(c);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.enter(Some(left)).is_err() {
+                break self.reap(&mut out, Some(key));
+            }
+        };
+        self.stash.append(&mut out);
+        found
+    }
+}
+
+impl Drop for Backend {
+    /// Cancels whatever is still in flight and waits for it, so that the
+    /// kernel is done with every buffer before the driver frees them (the
+    /// driver drops its backend before its operations).
+    fn drop(&mut self) {
+        for key in self.records.keys() {
+            let _ = self.cancel_record(key);
+        }
+    }
+}
+
+/// A CQE result as the byte count / value or the OS error.
+fn errno(res: i32) -> io::Result<i32> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What is particular to io_uring: requests the kernel gives back with
+    //! `EAGAIN`, cancelling a request the kernel holds, and removing a
+    //! source with a request in flight.
+
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    use super::{Backend, Stage};
+    use crate::sys::{Completion, Request, SourceKind};
+
+    /// A backend, or `None` (with a notice) where io_uring is missing.
+    fn backend(test: &str) -> Option<Backend> {
+        if !super::available() {
+            eprintln!("SKIPPED {test}: io_uring is not available on this kernel");
+            return None;
+        }
+        Some(Backend::new().expect("io_uring backend"))
+    }
+
+    fn poll(b: &mut Backend, timeout: Duration) -> Vec<Completion> {
+        let mut out = Vec::new();
+        b.poll(Some(timeout), &mut out, &mut |_| None).expect("poll");
+        out
+    }
+
+    /// A connected, non-blocking socket pair.
+    fn socket_pair() -> (UnixStream, UnixStream) {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        a.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    /// A read on an empty `O_NONBLOCK` pipe never surfaces `EAGAIN`: it
+    /// completes with the data once some comes. (Whether the kernel gives
+    /// `EAGAIN` back or waits itself depends on its version; the next test
+    /// makes sure the backend's own wait works.)
+    #[test]
+    fn read_on_empty_nonblocking_pipe_waits_for_data() {
+        let Some(mut b) = backend("read_on_empty_nonblocking_pipe_waits_for_data") else {
+            return;
+        };
+        let (r, w) = crate::sys::unix::pipe().expect("pipe");
+        let id = b.add_source(&r, SourceKind::Fd).unwrap();
+        let mut buf = vec![0u8; 16];
+        let req = Request::Read {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        };
+        assert!(b.submit(id, 7, req).is_none(), "a submit completes from poll");
+        assert!(
+            poll(&mut b, Duration::from_millis(50)).is_empty(),
+            "nothing to read yet"
+        );
+        std::fs::File::from(w).write_all(b"hi").unwrap();
+        let got = poll_until_some(&mut b);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].token, 7);
+        assert_eq!(got[0].result.as_ref().ok(), Some(&2));
+        assert_eq!(&buf[..2], b"hi");
+        assert_eq!(b.records.len(), 0);
+        b.remove_source(id);
+    }
+
+    /// A CQE with `-EAGAIN` (what kernels that honour `O_NONBLOCK` give
+    /// back) puts the record on a one-shot poll; when the pipe becomes
+    /// readable the read is issued again and completes with the data. The
+    /// first CQE is handed to the backend directly, as a kernel that does not
+    /// produce it cannot be made to.
+    #[test]
+    fn eagain_waits_for_readiness_and_reissues() {
+        let Some(mut b) = backend("eagain_waits_for_readiness_and_reissues") else {
+            return;
+        };
+        let (r, w) = crate::sys::unix::pipe().expect("pipe");
+        let id = b.add_source(&r, SourceKind::Fd).unwrap();
+        let mut buf = vec![0u8; 16];
+        let req = Request::Read {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        };
+        let key = b.add_record(id, 8, req).expect("a live source");
+        assert!(
+            b.handle(key.to_u64(), -libc::EAGAIN).is_none(),
+            "EAGAIN is not reported"
+        );
+        assert_eq!(b.records.get(key).unwrap().stage, Stage::Waiting);
+        assert!(
+            poll(&mut b, Duration::from_millis(50)).is_empty(),
+            "still nothing to read"
+        );
+
+        std::fs::File::from(w).write_all(b"yes").unwrap();
+        let got = poll_until_some(&mut b);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].token, 8);
+        assert_eq!(got[0].result.as_ref().ok(), Some(&3));
+        assert_eq!(&buf[..3], b"yes");
+        assert_eq!(b.records.len(), 0);
+        b.remove_source(id);
+    }
+
+    /// Polls until something completes (at most 5 s).
+    fn poll_until_some(b: &mut Backend) -> Vec<Completion> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.is_empty() && Instant::now() < deadline {
+            got = poll(b, Duration::from_millis(100));
+        }
+        got
+    }
+
+    /// Cancelling a recv the kernel holds waits for its aborted completion:
+    /// `Some(0)` at once, the record is gone, and nothing is delivered later
+    /// — the data sent afterwards is still in the socket.
+    #[test]
+    fn cancel_of_pending_recv_gives_the_buffer_back_at_once() {
+        let Some(mut b) = backend("cancel_of_pending_recv_gives_the_buffer_back_at_once") else {
+            return;
+        };
+        let (ours, mut peer) = socket_pair();
+        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
+        let mut buf = vec![0u8; 16];
+        let req = Request::Read {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        };
+        assert!(b.submit(id, 9, req).is_none());
+        assert!(poll(&mut b, Duration::ZERO).is_empty());
+        let start = Instant::now();
+        assert_eq!(b.cancel(id, 9), Some(0));
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "cancel took {:?}",
+            start.elapsed()
+        );
+        assert_eq!(b.records.len(), 0, "the record is freed");
+
+        peer.write_all(b"later").unwrap();
+        assert!(poll(&mut b, Duration::from_millis(50)).is_empty(), "no late completion");
+        let mut got = [0u8; 8];
+        assert_eq!((&ours).read(&mut got).unwrap(), 5, "the cancelled recv took nothing");
+        b.remove_source(id);
+    }
+
+    /// A recv that finished in the kernel before the cancel reached it (its
+    /// SQE and the cancel went in together) reports its bytes from `cancel`,
+    /// and its completion is never delivered.
+    #[test]
+    fn cancel_after_the_recv_completed_reports_the_bytes() {
+        let Some(mut b) = backend("cancel_after_the_recv_completed_reports_the_bytes") else {
+            return;
+        };
+        let (ours, mut peer) = socket_pair();
+        peer.write_all(b"early").unwrap();
+        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
+        let mut buf = vec![0u8; 16];
+        let req = Request::Read {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        };
+        assert!(b.submit(id, 11, req).is_none());
+        assert_eq!(b.cancel(id, 11), Some(5), "the recv had moved 5 bytes");
+        assert_eq!(&buf[..5], b"early");
+        assert!(poll(&mut b, Duration::from_millis(20)).is_empty(), "never delivered");
+        b.remove_source(id);
+    }
+
+    /// Removing a source whose recv is in flight cancels it (io_uring holds
+    /// its own file reference, so closing the descriptor would not): no
+    /// record is left, nothing is delivered, and the buffer may be freed.
+    #[test]
+    fn recv_in_flight_when_the_source_is_removed() {
+        let Some(mut b) = backend("recv_in_flight_when_the_source_is_removed") else {
+            return;
+        };
+        let (ours, mut peer) = socket_pair();
+        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
+        let mut buf = vec![0u8; 16];
+        let req = Request::Read {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        };
+        assert!(b.submit(id, 13, req).is_none());
+        assert!(poll(&mut b, Duration::ZERO).is_empty());
+        b.remove_source(id);
+        assert_eq!(b.records.len(), 0, "nothing left in flight");
+        drop(ours);
+        drop(buf);
+        let _ = peer.write_all(b"gone");
+        assert!(poll(&mut b, Duration::from_millis(50)).is_empty());
+        // A request on the removed source fails at once.
+        let c = b.submit(id, 14, Request::Readable).expect("an immediate failure");
+        assert_eq!(c.result.unwrap_err().raw_os_error(), Some(libc::EBADF));
+    }
+
+    /// The waker interrupts a wait without limit, and again after re-arming.
+    #[test]
+    fn waker_interrupts_poll() {
+        let Some(mut b) = backend("waker_interrupts_poll") else {
+            return;
+        };
+        for _ in 0..2 {
+            let waker = b.waker();
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                waker.wake();
+            });
+            let mut out = Vec::new();
+            b.poll(None, &mut out, &mut |_| None).expect("poll");
+            assert!(out.is_empty());
+            t.join().unwrap();
+        }
+    }
+}
