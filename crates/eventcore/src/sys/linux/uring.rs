@@ -154,6 +154,11 @@ struct Source {
 /// The io_uring backend.
 pub(crate) struct Backend {
     ring: IoUring,
+    /// The ring defers completion work to `io_uring_enter` and flags pending
+    /// work in the SQ ring (`DEFER_TASKRUN` with `TASKRUN_FLAG`): a poll
+    /// that must not wait can then skip the system call when nothing is
+    /// queued either way.
+    flagged: bool,
     waker: Waker,
     sources: Table<Source>,
     records: Table<Record>,
@@ -177,17 +182,19 @@ impl Backend {
         if !available() {
             return Err(io::ErrorKind::Unsupported.into());
         }
-        let ring = match IoUring::builder()
+        let (ring, flagged) = match IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
+            .setup_taskrun_flag()
             .build(ENTRIES)
         {
-            Ok(ring) => ring,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::new(ENTRIES)?,
+            Ok(ring) => (ring, true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (IoUring::new(ENTRIES)?, false),
             Err(e) => return Err(e),
         };
         let mut backend = Backend {
             ring,
+            flagged,
             waker: Waker::new()?,
             sources: Table::new(0),
             records: Table::new(0),
@@ -395,6 +402,21 @@ impl Backend {
     /// Submits the queue and waits for one CQE at most `timeout`; a timeout
     /// or a signal is not an error.
     fn enter(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout == Some(Duration::ZERO) {
+            // A poll that must not wait: no timer in the kernel, and no system
+            // call at all when nothing is queued and no completion work is
+            // pending (the kernel flags it) — CQEs already posted are reaped
+            // from the shared ring by the caller.
+            let idle = self.flagged && self.ring.submission().is_empty() && !self.ring.submission().taskrun();
+            if idle {
+                return Ok(());
+            }
+            return match self.ring.submit_and_wait(0) {
+                Ok(_) => Ok(()),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
         let submitter = self.ring.submitter();
         let result = match timeout {
             Some(d) => {
