@@ -56,7 +56,10 @@ impl Default for TimerQueue {
 impl TimerQueue {
     /// Nanoseconds from the base to `t` (an instant before the base counts as the base).
     fn ticks(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+        let d = t.saturating_duration_since(self.base);
+        d.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()))
     }
 
     fn instant(&self, ticks: u64) -> Instant {

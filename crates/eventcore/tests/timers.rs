@@ -851,7 +851,84 @@ fn timer_cancel_wait_after_firing_before_dispatch_never_runs(kind: BackendKind) 
     assert_no_leaks(&drv);
 }
 
+/// `set_at`: timers armed at absolute deadlines from one clock reading fire
+/// in deadline order and never before their deadline; a deadline already
+/// past fires from the next `process_events`; a periodic timer armed with
+/// `set_at` repeats from its first deadline; a stale handle is an error.
+fn timer_set_at_absolute_deadlines(kind: BackendKind) {
+    let mut drv = driver(kind);
+    let base = Instant::now();
+    let fired: Rc<RefCell<Vec<(usize, Instant)>>> = Rc::default();
+    // Armed out of order: 40, 10, 30, 20 ms after `base`.
+    for (i, ms) in [40u64, 10, 30, 20].into_iter().enumerate() {
+        let t = drv.timers().create();
+        drv.timers()
+            .set_at(t, base + Duration::from_millis(ms), Duration::ZERO)
+            .unwrap();
+        let fired = fired.clone();
+        drv.timers()
+            .wait(t, move |drv, t, was| {
+                assert!(was, "an armed timer reports fired = true");
+                fired.borrow_mut().push((i, Instant::now()));
+                drv.release_ref(t).unwrap();
+            })
+            .unwrap();
+    }
+    // A deadline in the past: due at once.
+    let past = drv.timers().create();
+    drv.timers()
+        .set_at(
+            past,
+            base.checked_sub(Duration::from_millis(1)).unwrap_or(base),
+            Duration::ZERO,
+        )
+        .unwrap();
+    assert!(drv.timers().is_pending(past));
+    let at_once = Rc::new(Cell::new(false));
+    let flag = at_once.clone();
+    drv.timers().wait(past, move |_, _, was| flag.set(was)).unwrap();
+    assert_eq!(drv.process_events(Some(Duration::ZERO)).unwrap(), ExitReason::Idle);
+    assert!(at_once.get(), "a passed deadline fires from the next batch");
+    while fired.borrow().len() < 4 {
+        assert_ne!(
+            drv.process_events(Some(Duration::from_secs(5))).unwrap(),
+            ExitReason::Timeout
+        );
+    }
+    let order: Vec<usize> = fired.borrow().iter().map(|(i, _)| *i).collect();
+    assert_eq!(order, vec![1, 3, 2, 0], "deadline order");
+    for (i, at) in fired.borrow().iter() {
+        let due = Duration::from_millis([40u64, 10, 30, 20][*i]);
+        assert_on_time(&format!("timer {i}"), base, *at, due);
+    }
+    // Periodic from an absolute first deadline.
+    let period = Duration::from_millis(15);
+    let start = Instant::now();
+    let ticks = Rc::new(Ticks {
+        start,
+        period,
+        count: Cell::new(0),
+        last: 3,
+        on_tick: Box::new(|_| {}),
+    });
+    let t = drv.timers().create();
+    drv.timers().set_at(t, start + period, period).unwrap();
+    assert!(drv.timers().is_periodic(t));
+    drv.timers()
+        .wait(t, move |drv, t, f| periodic_tick(drv, t, f, ticks))
+        .unwrap();
+    while drv.timers().is_pending(t) {
+        drv.process_events(Some(Duration::from_secs(5))).unwrap();
+    }
+    drv.release_ref(t).unwrap();
+    drv.release_ref(past).unwrap();
+    let err = drv.timers().set_at(past, Instant::now(), Duration::ZERO).unwrap_err();
+    assert_eq!(err.status(), Status::InvalidHandle);
+    assert_no_leaks(&drv);
+}
+
 contract_tests! {
+    timer_set_at_absolute_deadlines,
     timer_one_shot_then_periodic_upstream_0_timer,
     timer_periodic_rewait_fires_three_times_then_stops,
     timer_wait_on_unarmed_timer_reports_not_fired,
