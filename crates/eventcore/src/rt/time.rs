@@ -81,9 +81,8 @@ impl Sleep {
         self.deadline = deadline;
         self.done = false;
         if let Some(a) = &self.armed {
-            let remaining = deadline.saturating_duration_since(Instant::now());
             a.core.with_driver(|drv| {
-                let _ = drv.timers().set(a.timer, remaining, Duration::ZERO);
+                let _ = drv.timers().set_at(a.timer, deadline, Duration::ZERO);
                 // Withdraw the old wait — registered, or fired and queued —
                 // and wait for the new deadline.
                 drv.timers().cancel_wait(a.timer);
@@ -105,16 +104,16 @@ impl Future for Sleep {
         let armed = match &this.armed {
             Some(a) => a,
             None => {
-                let remaining = this.deadline.saturating_duration_since(Instant::now());
-                if remaining.is_zero() {
+                if this.deadline <= Instant::now() {
                     this.done = true;
                     return Poll::Ready(());
                 }
                 let core = current();
                 let slot = Slot::new();
+                let deadline = this.deadline;
                 let timer = core.with_driver(|drv| {
                     let timer = drv.timers().create();
-                    let _ = drv.timers().set(timer, remaining, Duration::ZERO);
+                    let _ = drv.timers().set_at(timer, deadline, Duration::ZERO);
                     wait_for(drv, timer, &slot);
                     timer
                 });
