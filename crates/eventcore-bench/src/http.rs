@@ -345,7 +345,7 @@ end
 "#;
 
 struct ServerProc {
-    system: &'static str,
+    system: String,
     child: Child,
     addr: SocketAddr,
 }
@@ -362,7 +362,7 @@ fn free_port() -> Result<SocketAddr> {
     l.local_addr().map_err(err)
 }
 
-fn start(system: &'static str, program: &Path, args: &[&str]) -> Result<ServerProc> {
+fn start(system: &str, program: &Path, args: &[&str]) -> Result<ServerProc> {
     let addr = free_port()?;
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -377,7 +377,11 @@ fn start(system: &'static str, program: &Path, args: &[&str]) -> Result<ServerPr
     let stdout = child.stdout.take().expect("piped");
     let mut line = String::new();
     let _ = BufReader::new(stdout).read_line(&mut line);
-    let proc = ServerProc { system, child, addr };
+    let proc = ServerProc {
+        system: system.to_string(),
+        child,
+        addr,
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(addr).is_err() {
         if Instant::now() > deadline {
@@ -462,16 +466,13 @@ pub fn run(options: &Options) -> Result<()> {
         "HTTP plaintext with wrk -t1, {secs} s per run, {rounds} round(s), on {}.",
         crate::report::machine()
     ));
-    let kind = eventcore::BackendKind::available()[0];
-    let ec_name: &'static str = match kind.name() {
-        "epoll" => "eventcore-epoll",
-        _ => "eventcore",
-    };
-    let servers = vec![
-        start(ec_name, &example, &[])?,
-        start("tokio", &me, &["serve-tokio"])?,
-        start("floor", &me, &["serve-floor"])?,
-    ];
+    // The example on every backend of the machine, then the references.
+    let mut servers = Vec::new();
+    for kind in eventcore::BackendKind::available() {
+        servers.push(start(&format!("eventcore-{}", kind.name()), &example, &[kind.name()])?);
+    }
+    servers.push(start("tokio", &me, &["serve-tokio"])?);
+    servers.push(start("floor", &me, &["serve-floor"])?);
     let mut series: Vec<Series> = Vec::new();
     let configs: [(&'static str, usize, bool); 4] = [
         ("http_plaintext_64", 64, false),

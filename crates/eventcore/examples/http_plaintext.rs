@@ -9,6 +9,9 @@
 //! wrk -t1 -c64 -d5s http://127.0.0.1:8080/plaintext
 //! ```
 //!
+//! A backend name among the arguments (`epoll`, `io_uring`) picks the
+//! backend; the default is the platform's.
+//!
 //! `cargo xtask bench --http` measures it against a tokio server and a
 //! hand-written epoll server (see `docs/benchmarks.md`).
 
@@ -16,7 +19,7 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use eventcore::{Driver, IoMode, ListenOptions, StreamSocket};
+use eventcore::{BackendKind, Driver, IoMode, ListenOptions, StreamSocket};
 
 const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nServer: eventcore\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nDate: ";
 const BODY: &[u8] = b"Hello, World!";
@@ -30,11 +33,19 @@ thread_local! {
 const READ_SIZE: usize = 4096;
 
 fn main() -> Result<(), eventcore::Error> {
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let addr: SocketAddr = args
+        .iter()
+        .find_map(|a| a.parse().ok())
         .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("literal"));
-    let mut drv = Driver::new()?;
+    let backend = match args.iter().find(|a| a.parse::<SocketAddr>().is_err()) {
+        Some(name) => *BackendKind::available()
+            .iter()
+            .find(|k| k.name() == name)
+            .ok_or(eventcore::Error::new(eventcore::Status::NotSupported))?,
+        None => BackendKind::available()[0],
+    };
+    let mut drv = Driver::with_backend(backend)?;
     let clock = drv.timers().create();
     drv.timers()
         .set(clock, Duration::from_secs(1), Duration::from_secs(1))?;
