@@ -96,7 +96,7 @@ impl Pool {
     /// Moves finished jobs into `out`.
     pub fn take_done(&self, out: &mut Vec<(u64, JobOutput)>) {
         // Most loop turns find nothing: look without taking the lock.
-        if !self.shared.finished.swap(false, Ordering::AcqRel) {
+        if !self.shared.finished.load(Ordering::Acquire) || !self.shared.finished.swap(false, Ordering::AcqRel) {
             return;
         }
         let mut done = lock(&self.shared.done);

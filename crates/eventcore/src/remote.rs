@@ -92,8 +92,9 @@ impl RemoteShared {
 
     /// Moves every queued message into `out` (on the owner thread).
     pub fn take_messages(&self, out: &mut Vec<Message>) {
-        // Most loop turns find nothing: look without taking the lock.
-        if !self.queued.swap(false, Ordering::AcqRel) {
+        // Most loop turns find nothing: look without taking the lock, and
+        // without a locked instruction.
+        if !self.queued.load(Ordering::Acquire) || !self.queued.swap(false, Ordering::AcqRel) {
             return;
         }
         let mut q = self.lock();
