@@ -4,7 +4,7 @@
 //! A submitted request is tried at once; if the socket is not ready its token
 //! is parked in the source's reading or writing slot, and when epoll reports
 //! the matching edge the request is rebuilt from the driver's operation (the
-//! `requests` look-up `poll` is given) and retried. A source is 24 bytes:
+//! `requests` look-up `poll` is given) and retried. A source is 32 bytes:
 //! the parked requests are not copied into it. Because nothing ever reads
 //! into a parked buffer except this backend, on the loop thread, cancelling
 //! is immediate: the buffer is free as soon as `cancel` returns.
