@@ -254,6 +254,33 @@ impl Backend {
         if matches!(req, Request::DirectoryChanges { .. }) {
             return Some(Completion::new(token, Err(io::ErrorKind::Unsupported.into())));
         }
+        if matches!(req, Request::Write { .. } | Request::SendTo { .. }) && self.ring.submission().is_empty() {
+            // A write that would be the only request of the next
+            // `io_uring_enter` is tried at once, as epoll tries it: a socket
+            // or pipe usually has room, and then one `send` replaces an SQE,
+            // a completion and the enter that collects it (a ping-pong or a
+            // pump: one write per turn). Writes that join other queued
+            // requests go to the ring, where one enter carries them all
+            // (many connections). Nothing can be overtaken: a source has at
+            // most one writing request, and this is it. Only a full buffer
+            // (EAGAIN) goes to the ring.
+            // (An unknown source falls through to the EBADF below.)
+            let source = self.sources.get(Key::from_u64(id.0, 0)).map(|src| (src.fd, src.kind));
+            while let Some((fd, kind)) = source {
+                match perform(fd, kind, &req) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Ok((n, extra)) => {
+                        return Some(Completion {
+                            token,
+                            result: Ok(n),
+                            extra,
+                        })
+                    }
+                    Err(e) => return Some(Completion::new(token, Err(e))),
+                }
+            }
+        }
         let Some(key) = self.add_record(id, token, req) else {
             return Some(Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF))));
         };
