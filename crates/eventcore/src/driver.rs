@@ -1,11 +1,13 @@
 //! The driver: the loop, the waiter count, callback storage and dispatch.
 //!
-//! Every pending callback lives in one table, `ops`, whose slots are reused.
-//! Operations finish by pushing a [`Ready`] record (the op's key and its
-//! outcome) onto the ready queue; only `process_events` pops that queue and
-//! calls callbacks, from ordinary Rust frames. Cancelling an operation removes
-//! its slot, so a ready record that was already queued for it is skipped: a
-//! cancelled callback never runs.
+//! Every pending callback lives in one table, `ops`, whose slots are reused
+//! (a timer's wait lives in the timer's own slot instead). Operations finish
+//! by pushing a [`Ready`] record (the op's key and its outcome) onto the ready
+//! queue; only `process_events` pops that queue and calls callbacks, from
+//! ordinary Rust frames. Cancelling an operation removes its slot, so a ready
+//! record that was already queued for it is skipped: a cancelled callback
+//! never runs (a timer's queued completion carries an epoch that
+//! `cancel_wait` moves past, to the same effect).
 
 use std::collections::VecDeque;
 use std::fmt;
