@@ -1,7 +1,7 @@
 //! Pipes: reads and writes on OS pipes, with the same I/O modes, slots and
 //! cancellation as stream sockets.
 //!
-//! End of stream (the writer closed) is [`Status::Disconnected`]; writing to a
+//! End of stream (the writer closed) is [`Status::Disconnected`](crate::Status::Disconnected); writing to a
 //! pipe whose reader is gone is `Disconnected` too (EPIPE — Rust programs
 //! ignore `SIGPIPE`). Pipes are also how child processes' standard streams
 //! are reached (see [`Processes`](crate::Processes)).

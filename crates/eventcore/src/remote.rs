@@ -4,7 +4,7 @@
 //! backend's waker (an eventfd on Linux). Each message is kept separately, so
 //! two single-waiter triggers wake two waiters even when the OS coalesces the
 //! wake-ups. When the driver is dropped the queue is closed: later calls fail
-//! with [`Status::DriverGone`](crate::Status::DriverGone) and nothing crashes.
+//! with [`Status::DriverGone`] and nothing crashes.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -9,7 +9,7 @@
 //!   `(Result<usize>, Vec<u8>)`. These take `&self`, so one read and one write
 //!   can be in flight at once (from two tasks sharing the stream, or joined
 //!   in one); a second read while one is in flight fails with
-//!   [`Status::Busy`](crate::Status::Busy) without reaching the driver.
+//!   [`Status::Busy`] without reaching the driver.
 //! - **`futures-io`**: `ByteStream` implements [`AsyncRead`],
 //!   [`AsyncBufRead`] and [`AsyncWrite`] with an internal buffer on each side
 //!   (16 KiB), so the ecosystem's codecs and protocols plug in.
@@ -23,7 +23,7 @@
 //! code, or as `AsyncWriteExt::write_all(&mut stream, ..)`.
 //!
 //! End of stream: the owned-buffer calls report it as the driver does, as
-//! [`Status::Disconnected`](crate::Status::Disconnected) (without an OS
+//! [`Status::Disconnected`] (without an OS
 //! code; a reset carries the OS code). `AsyncRead` reports it as `Ok(0)`.
 
 use std::cell::Cell;
@@ -60,7 +60,7 @@ mod sealed {
 }
 
 /// A driver handle a [`ByteStream`] can run on: a
-/// [`StreamSocket`], or a [`PipeHandle`](crate::PipeHandle). Sealed.
+/// [`StreamSocket`], or a [`PipeHandle`]. Sealed.
 pub trait StreamHandle: sealed::RawStream {}
 
 impl StreamHandle for StreamSocket {}
@@ -285,7 +285,7 @@ impl<H: StreamHandle> ByteStream<H> {
 
     /// Reads at least one byte into `buf` (its whole length is available):
     /// the count and the buffer. End of stream is
-    /// [`Status::Disconnected`](crate::Status::Disconnected).
+    /// [`Status::Disconnected`].
     ///
     /// Bypasses the internal buffer of the `futures-io` side.
     ///

@@ -404,7 +404,7 @@ impl Driver {
 }
 
 impl Driver {
-    /// Starts watching `base` (see [`Watchers::watch_directory`]).
+    /// Starts watching `base` (see [`Watchers::watch_directory`](crate::Watchers::watch_directory)).
     pub(crate) fn add_watcher(&mut self, base: PathBuf, recursive: bool, callback: WatchCallback) -> Result<Key> {
         let source = self.watch_source()?;
         let wd = source.ino.add_watch(&base).map_err(|e| {
