@@ -24,7 +24,8 @@ pub struct Options {
     pub linux: bool,
     /// Run the Windows leg.
     pub windows: bool,
-    /// Run `cargo fmt --check` and `cargo clippy` first.
+    /// Run `cargo fmt --check`, `cargo clippy` and `cargo doc` (warnings
+    /// denied) first.
     pub lint: bool,
     /// Arguments for the test harness (test-name filters and the like).
     pub harness: Vec<String>,
@@ -172,9 +173,19 @@ pub fn run(root: &Path, options: &Options) -> Result<ExitCode> {
                 .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
                 .run(root),
         );
+        heading("Documentation");
+        // Every item's docs, private ones included, with links that resolve.
+        report.record(
+            "rustdoc",
+            cargo()
+                .args(["doc", "-p", "eventcore", "--no-deps", "--document-private-items"])
+                .env("RUSTDOCFLAGS", "-D warnings")
+                .run(root),
+        );
     } else {
         report.skip("rustfmt", "--no-lint was given");
         report.skip("clippy", "--no-lint was given");
+        report.skip("rustdoc", "--no-lint was given");
     }
 
     let isolation = if packages_ok {
