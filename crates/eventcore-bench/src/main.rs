@@ -28,6 +28,8 @@ use harness::{Ctx, Entry, RunFn, Scenario, Series};
 const USAGE: &str = "\
 Usage: eventcore-bench [--quick] [--json] [--http] [--rounds N] [--only a,b]
                        [--systems a,b] [--seconds S] [--out DIR]
+       eventcore-bench chart RESULTS.jsonl OUT.svg TITLE
+                       (draws the chart again from saved results)
 
     --quick      short durations (the whole run takes about a minute)
     --json       print one JSON object per figure and system on stdout
@@ -94,12 +96,32 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
+/// `eventcore-bench chart RESULTS.jsonl OUT.svg TITLE`.
+fn redraw_chart(args: &[String]) -> ExitCode {
+    let [input, output, title] = args else {
+        eprintln!("eventcore-bench: chart takes RESULTS.jsonl OUT.svg TITLE\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let drawn = std::fs::read_to_string(input)
+        .map_err(|e| format!("{input}: {e}"))
+        .and_then(|text| report::series_from_json_lines(&text))
+        .and_then(|series| report::chart(&series, std::path::Path::new(output), title));
+    match drawn {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eventcore-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // The HTTP comparison servers, started by `--http` as child processes.
     match args.first().map(String::as_str) {
         Some("serve-tokio") => return http::serve_tokio(args.get(1)),
         Some("serve-floor") => return http::serve_floor(args.get(1)),
+        Some("chart") => return redraw_chart(&args[1..]),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

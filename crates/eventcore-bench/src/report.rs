@@ -40,6 +40,39 @@ fn find<'a>(series: &'a [Series], scenario: &str, system: &str) -> Option<&'a Se
 }
 
 /// One JSON object per line, in the issue's format.
+/// Reads back what [`json_lines`] wrote (one figure per line; the medians
+/// become one-round series), so a chart can be drawn again from saved results.
+pub fn series_from_json_lines(text: &str) -> Result<Vec<Series>, String> {
+    fn field<'a>(line: &'a str, key: &str) -> Result<&'a str, String> {
+        let tag = format!("\"{key}\": ");
+        let start = line.find(&tag).ok_or_else(|| format!("no {key} in {line}"))? + tag.len();
+        let rest = &line[start..];
+        let end = rest.find([',', '}']).ok_or_else(|| format!("bad {key} in {line}"))?;
+        Ok(rest[..end].trim().trim_matches('"'))
+    }
+    let number = |v: &str| {
+        if v == "null" {
+            Ok(f64::NAN)
+        } else {
+            v.parse::<f64>().map_err(|e| e.to_string())
+        }
+    };
+    let leak = |v: &str| -> &'static str { Box::leak(v.to_string().into_boxed_str()) };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            Ok(Series {
+                scenario: leak(field(line, "scenario")?),
+                system: field(line, "system")?.to_string(),
+                unit: leak(field(line, "unit")?),
+                higher_is_better: field(line, "higher_is_better")? == "true",
+                values: vec![number(field(line, "value")?)?],
+                cpus: vec![number(field(line, "cpu_us_per_op")?)?],
+            })
+        })
+        .collect()
+}
+
 pub fn json_lines(series: &[Series]) -> String {
     let mut out = String::new();
     for s in series {
@@ -509,6 +542,9 @@ pub fn machine() -> String {
 fn colour(system: &str) -> plotters::style::RGBColor {
     use plotters::style::RGBColor;
     match system {
+        // Blues for epoll, purples for io_uring; the async layer lighter.
+        s if s.contains("io_uring") && s.ends_with("-async") => RGBColor(185, 150, 225),
+        s if s.contains("io_uring") => RGBColor(110, 60, 170),
         s if s.ends_with("-async") => RGBColor(110, 170, 230),
         s if s.starts_with("eventcore") => RGBColor(31, 100, 180),
         "tokio" => RGBColor(230, 120, 40),
