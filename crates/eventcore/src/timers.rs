@@ -44,6 +44,15 @@ pub(crate) struct TimerState {
 /// Most timers expired per loop turn (see `Driver::expire_timers`).
 const EXPIRE_PER_TURN: usize = 1024;
 
+impl TimerState {
+    /// Takes the registered wait to be queued, with the epoch it is queued in.
+    fn take_wait(&mut self) -> Option<(TimerFn, NonZeroU32)> {
+        let callback = self.wait.take()?;
+        self.queued += 1;
+        Some((callback, self.epoch))
+    }
+}
+
 /// The timer view of a driver (see [`Driver::timers`]).
 pub struct Timers<'a> {
     drv: &'a mut Driver,
@@ -70,16 +79,8 @@ impl Driver {
         true
     }
 
-    /// Queues the registered wait of the timer in `state` (if any) with `fired`.
-    fn queue_wait(&mut self, key: Key, fired: bool) {
-        let Some(state) = self.timer_table.get_mut(key) else {
-            return;
-        };
-        let Some(callback) = state.wait.take() else {
-            return;
-        };
-        state.queued += 1;
-        let epoch = state.epoch;
+    /// Queues a wait's callback (counted in its timer's `queued` already).
+    fn queue_wait(&mut self, key: Key, fired: bool, (callback, epoch): (TimerFn, NonZeroU32)) {
         self.push_ready(key, Outcome::Timer { fired, epoch, callback });
     }
 
@@ -96,6 +97,7 @@ impl Driver {
             let Some((key, state)) = self.timer_table.at_mut(index) else {
                 continue;
             };
+            let taken = state.take_wait();
             let repeat = state.repeat;
             if repeat != 0 {
                 // Skip missed periods: the next deadline is the first period
@@ -108,7 +110,9 @@ impl Driver {
                     .unwrap_or(now + Duration::from_nanos(repeat));
                 self.timer_queue.arm(index, next);
             }
-            self.queue_wait(key, true);
+            if let Some(wait) = taken {
+                self.queue_wait(key, true, wait);
+            }
         }
     }
 
@@ -175,11 +179,16 @@ impl Timers<'_> {
     /// Disarms `timer`. A pending wait is completed with `fired = false` (from
     /// `process_events`, never from inside this call).
     pub fn stop(&mut self, timer: TimerId) -> Result<()> {
-        if !self.drv.timer_table.contains(timer.0) {
-            return Err(Error::invalid_handle());
-        }
+        let state = self
+            .drv
+            .timer_table
+            .get_mut(timer.0)
+            .ok_or_else(Error::invalid_handle)?;
+        let taken = state.take_wait();
         self.drv.timer_queue.disarm(timer.0.index);
-        self.drv.queue_wait(timer.0, false);
+        if let Some(wait) = taken {
+            self.drv.queue_wait(timer.0, false, wait);
+        }
         Ok(())
     }
 
@@ -207,10 +216,14 @@ impl Timers<'_> {
         if state.wait.is_some() {
             return Err(Error::new(crate::Status::Busy));
         }
-        state.wait = Some(TimerFn::new(callback));
+        let callback = TimerFn::new(callback);
         self.drv.timer_waits += 1;
-        if !armed {
-            self.drv.queue_wait(timer.0, false);
+        if armed {
+            state.wait = Some(callback);
+        } else {
+            state.queued += 1;
+            let epoch = state.epoch;
+            self.drv.queue_wait(timer.0, false, (callback, epoch));
         }
         Ok(())
     }

@@ -540,10 +540,9 @@ mod unix_only {
         std::fs::write(&path, b"not a pipe").unwrap();
         let file = std::fs::File::open(&path).unwrap();
         let e = drv.pipes().adopt(file).expect_err("a regular file is no pipe");
-        if matches!(kind, BackendKind::Epoll | BackendKind::IoUring) {
-            assert_eq!(e.status(), Status::NotAllowed, "{e}");
-            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
-        }
+        // Both Linux backends refuse it as epoll does: EPERM.
+        assert_eq!(e.status(), Status::NotAllowed, "{e}");
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
         assert_out_of_waiters(&mut drv);
         assert_no_leaks(&drv);
     }

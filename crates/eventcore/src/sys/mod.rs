@@ -218,6 +218,18 @@ impl Completion {
             extra: Extra::None,
         }
     }
+
+    /// The completion of a transfer that may have produced an [`Extra`].
+    pub fn of(token: u64, result: io::Result<(usize, Extra)>) -> Completion {
+        match result {
+            Ok((n, extra)) => Completion {
+                token,
+                result: Ok(n),
+                extra,
+            },
+            Err(e) => Completion::new(token, Err(e)),
+        }
+    }
 }
 
 /// Whether a failed stream read is really the end of the stream: Windows

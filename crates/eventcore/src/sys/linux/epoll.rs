@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::handle::{Key, Table};
-use crate::sys::unix::{connect_error, connect_result, perform, start_connect, syscall, ReserveFd};
+use crate::sys::unix::{connect_error, connect_result, start_connect, syscall, try_perform, ReserveFd};
 use crate::sys::{Completion, Extra, Request, SourceId, SourceKind, Waker};
 
 /// The epoll data value of the waker; sources use their table key, whose
@@ -66,13 +66,43 @@ fn try_if_ready(
     if !*ready && !hung_up {
         return None;
     }
-    let result = try_io(fd, kind, req, reserve);
+    let result = try_perform(fd, kind, req, reserve);
     match &result {
         None => *ready = false,
         Some(Ok((n, _))) if short(req, *n) => *ready = false,
         _ => {}
     }
     result
+}
+
+/// What retrying a source's parked requests after an edge needs.
+struct Edge<'a> {
+    fd: RawFd,
+    kind: SourceKind,
+    hung_up: bool,
+    reserve: &'a mut ReserveFd,
+    requests: &'a mut dyn FnMut(u64) -> Option<Request>,
+    out: &'a mut Vec<Completion>,
+}
+
+impl Edge<'_> {
+    /// Retries the request parked in `slot` (rebuilt by `requests`; an
+    /// operation that is gone just empties the slot) and completes it unless
+    /// it would still block.
+    fn retry(&mut self, slot: &mut u64, ready: &mut bool) {
+        let token = *slot;
+        if token == NONE {
+            return;
+        }
+        let Some(req) = (self.requests)(token) else {
+            *slot = NONE;
+            return;
+        };
+        if let Some(result) = try_if_ready(self.fd, self.kind, &req, ready, self.hung_up, self.reserve) {
+            *slot = NONE;
+            self.out.push(Completion::of(token, result));
+        }
+    }
 }
 
 pub(crate) struct Backend {
@@ -171,7 +201,7 @@ impl Backend {
             &mut src.may_write
         };
         match try_if_ready(src.fd, src.kind, &req, ready, src.hung_up, &mut self.reserve) {
-            Some(result) => Some(complete(token, result)),
+            Some(result) => Some(Completion::of(token, result)),
             None => {
                 let slot = if req.is_reading() {
                     &mut src.read
@@ -192,9 +222,9 @@ impl Backend {
         let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
             return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
         };
-        let result =
-            try_io(src.fd, src.kind, &req, &mut self.reserve).unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()));
-        complete(token, result)
+        let result = try_perform(src.fd, src.kind, &req, &mut self.reserve)
+            .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()));
+        Completion::of(token, result)
     }
 
     /// Parked requests never touched their buffer: always reclaimed, 0 bytes.
@@ -291,96 +321,43 @@ impl Backend {
                 src.hung_up = true;
             }
             let hung_up = src.hung_up;
+            let mut edge = Edge {
+                fd,
+                kind,
+                hung_up,
+                reserve: &mut self.reserve,
+                requests: &mut *requests,
+                out: &mut *out,
+            };
             if flags & readable != 0 {
                 src.may_read = true;
-                if src.read != NONE {
-                    let token = src.read;
-                    match requests(token) {
-                        Some(req) => {
-                            if let Some(result) =
-                                try_if_ready(fd, kind, &req, &mut src.may_read, hung_up, &mut self.reserve)
-                            {
-                                src.read = NONE;
-                                out.push(complete(token, result));
-                            }
-                        }
-                        None => src.read = NONE,
-                    }
-                }
+                edge.retry(&mut src.read, &mut src.may_read);
             }
             if flags & writable != 0 {
                 src.may_write = true;
-                if src.write != NONE {
-                    let token = src.write;
-                    if src.connecting {
-                        // epoll re-checks readiness before reporting it: writable
-                        // (or failed) means the handshake is over, and SO_ERROR
-                        // alone says how. Anything else gets the full check.
-                        let over = flags & (libc::EPOLLOUT | libc::EPOLLERR) as u32 != 0;
-                        let result = if over {
-                            connect_error(fd).map(|()| (0, Extra::None))
-                        } else {
-                            connect_result(fd)
-                        };
-                        match result {
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            result => {
-                                src.write = NONE;
-                                src.connecting = false;
-                                out.push(complete(token, result));
-                            }
-                        }
+                if src.connecting && src.write != NONE {
+                    // epoll re-checks readiness before reporting it: writable
+                    // (or failed) means the handshake is over, and SO_ERROR
+                    // alone says how. Anything else gets the full check.
+                    let over = flags & (libc::EPOLLOUT | libc::EPOLLERR) as u32 != 0;
+                    let result = if over {
+                        connect_error(fd).map(|()| (0, Extra::None))
                     } else {
-                        match requests(token) {
-                            Some(req) => {
-                                if let Some(result) =
-                                    try_if_ready(fd, kind, &req, &mut src.may_write, hung_up, &mut self.reserve)
-                                {
-                                    src.write = NONE;
-                                    out.push(complete(token, result));
-                                }
-                            }
-                            None => src.write = NONE,
+                        connect_result(fd)
+                    };
+                    match result {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        result => {
+                            edge.out.push(Completion::of(src.write, result));
+                            src.write = NONE;
+                            src.connecting = false;
                         }
                     }
+                } else {
+                    edge.retry(&mut src.write, &mut src.may_write);
                 }
             }
         }
         Ok(false)
-    }
-}
-
-/// One attempt; `None` means "not ready, park it".
-fn try_io(fd: RawFd, kind: SourceKind, req: &Request, reserve: &mut ReserveFd) -> Option<io::Result<(usize, Extra)>> {
-    loop {
-        return match perform(fd, kind, req) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-            Err(e)
-                if matches!(req, Request::Accept) && matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
-            {
-                // accept4 needs a free descriptor before it even looks at the
-                // backlog, so EMFILE also comes with an empty backlog. Report
-                // it only when a connection had to be dropped; otherwise wait
-                // for the next connection (the next edge), or the loop spins.
-                if reserve.shed_connections(fd) > 0 {
-                    Some(Err(e))
-                } else {
-                    None
-                }
-            }
-            other => Some(other),
-        };
-    }
-}
-
-fn complete(token: u64, result: io::Result<(usize, Extra)>) -> Completion {
-    match result {
-        Ok((n, extra)) => Completion {
-            token,
-            result: Ok(n),
-            extra,
-        },
-        Err(e) => Completion::new(token, Err(e)),
     }
 }

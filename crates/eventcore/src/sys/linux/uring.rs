@@ -53,7 +53,7 @@ use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
 use crate::handle::{Key, Table};
-use crate::sys::unix::{connect_result, perform, ReserveFd};
+use crate::sys::unix::{connect_result, try_perform, ReserveFd};
 use crate::sys::{Completion, Extra, Request, SourceId, SourceKind, Waker};
 
 /// Submission queue entries (the completion queue gets twice as many).
@@ -265,19 +265,9 @@ impl Backend {
             // most one writing request, and this is it. Only a full buffer
             // (EAGAIN) goes to the ring.
             // (An unknown source falls through to the EBADF below.)
-            let source = self.sources.get(Key::from_u64(id.0, 0)).map(|src| (src.fd, src.kind));
-            while let Some((fd, kind)) = source {
-                match perform(fd, kind, &req) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Ok((n, extra)) => {
-                        return Some(Completion {
-                            token,
-                            result: Ok(n),
-                            extra,
-                        })
-                    }
-                    Err(e) => return Some(Completion::new(token, Err(e))),
+            if let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) {
+                if let Some(result) = try_perform(src.fd, src.kind, &req, &mut self.reserve) {
+                    return Some(Completion::of(token, result));
                 }
             }
         }
@@ -350,29 +340,9 @@ impl Backend {
         let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
             return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
         };
-        let (fd, kind) = (src.fd, src.kind);
-        let result = loop {
-            match perform(fd, kind, &req) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(req, Request::Accept)
-                        && matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-                        && self.reserve.shed_connections(fd) == 0 =>
-                {
-                    // Nothing was pending after all: report "nothing possible".
-                    break Err(io::ErrorKind::WouldBlock.into());
-                }
-                other => break other,
-            }
-        };
-        match result {
-            Ok((n, extra)) => Completion {
-                token,
-                result: Ok(n),
-                extra,
-            },
-            Err(e) => Completion::new(token, Err(e)),
-        }
+        let result = try_perform(src.fd, src.kind, &req, &mut self.reserve)
+            .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()));
+        Completion::of(token, result)
     }
 
     /// Withdraws the request `token` on `id`: `Some(bytes it had moved)` once

@@ -145,6 +145,36 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
     }
 }
 
+/// One non-blocking attempt at `req` (retried on `EINTR`); `None` means
+/// "nothing possible now". An accept that fails with EMFILE or ENFILE is
+/// reported only when a pending connection had to be shed: `accept4` needs a
+/// free descriptor before it even looks at the backlog, so the error also
+/// comes with an empty backlog, and reporting it then would make a loop
+/// spin on a listener that stays readable.
+pub(crate) fn try_perform(
+    fd: RawFd,
+    kind: SourceKind,
+    req: &Request,
+    reserve: &mut ReserveFd,
+) -> Option<io::Result<(usize, Extra)>> {
+    loop {
+        return match perform(fd, kind, req) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e)
+                if matches!(req, Request::Accept) && matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+            {
+                if reserve.shed_connections(fd) > 0 {
+                    Some(Err(e))
+                } else {
+                    None
+                }
+            }
+            other => Some(other),
+        };
+    }
+}
+
 /// The outcome of a non-blocking connect once the socket became writable:
 /// `WouldBlock` while it is still in progress.
 pub(crate) fn connect_result(fd: RawFd) -> io::Result<(usize, Extra)> {

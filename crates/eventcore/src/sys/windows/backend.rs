@@ -751,14 +751,7 @@ impl Backend {
             },
             r => r,
         };
-        match result {
-            Ok((n, extra)) => Completion {
-                token,
-                result: Ok(n),
-                extra,
-            },
-            Err(e) => Completion::new(token, Err(e)),
-        }
+        Completion::of(token, result)
     }
 
     /// Cancels with `CancelIoEx` and then waits, alertably and briefly, for the
