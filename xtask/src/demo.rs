@@ -30,7 +30,7 @@ const PARTS: &[Part] = &[
 ];
 
 fn tour() -> Job {
-    cargo().args(["run", "--release", "-p", "eventcore", "--example", "tour"])
+    cargo().args(["run", "--release", "-p", "eventcore-driver", "--example", "tour"])
 }
 
 fn quick_bench() -> Job {
@@ -103,7 +103,14 @@ pub fn bench(root: &Path, args: &[String]) -> Result<ExitCode> {
     }
     if http {
         say("Building the HTTP example (crates/eventcore/examples/http_plaintext.rs)");
-        let build = cargo().args(["build", "--release", "-p", "eventcore", "--example", "http_plaintext"]);
+        let build = cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "eventcore-driver",
+            "--example",
+            "http_plaintext",
+        ]);
         run(&build, root, json)?;
     }
     let mut bench_args: Vec<&str> = Vec::new();

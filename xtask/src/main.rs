@@ -5,6 +5,7 @@
 mod cmd;
 mod demo;
 mod netns;
+mod package;
 mod packages;
 mod screenshot;
 mod test;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::cmd::{banner, describe, heading, Job, Result, TestCounts, TestRun};
 use crate::netns::{self, Isolation};
 use crate::windows::Layout;
-use crate::{fail, packages};
+use crate::{fail, package, packages};
 
 /// The default time limit for running one leg's tests (not building them).
 const DEFAULT_TIMEOUT_SECS: u64 = 30 * 60;
@@ -178,14 +178,22 @@ pub fn run(root: &Path, options: &Options) -> Result<ExitCode> {
         report.record(
             "rustdoc",
             cargo()
-                .args(["doc", "-p", "eventcore", "--no-deps", "--document-private-items"])
+                .args(["doc", "-p", "eventcore-driver", "--no-deps", "--document-private-items"])
                 .env("RUSTDOCFLAGS", "-D warnings")
                 .run(root),
         );
+        if options.windows && packages_ok {
+            // The Windows-only API, documented as docs.rs builds it.
+            report.record("rustdoc win", Layout::new(root).cargo_doc().run(root));
+        }
+        heading("Packaging: publish dry run, rust-version, the README's project");
+        report.record("publish", package::publish_dry_run(root));
+        report.record("rust-version", package::rust_version(root));
+        report.record("readme", package::newcomer(root));
     } else {
-        report.skip("rustfmt", "--no-lint was given");
-        report.skip("clippy", "--no-lint was given");
-        report.skip("rustdoc", "--no-lint was given");
+        for step in ["rustfmt", "clippy", "rustdoc", "publish", "rust-version", "readme"] {
+            report.skip(step, "--no-lint was given");
+        }
     }
 
     let isolation = if packages_ok {

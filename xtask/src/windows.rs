@@ -103,7 +103,7 @@ impl Layout {
     /// the test harness's, and `harness` after it.
     pub fn cargo_test(&self, extra: &[&str], harness: &[String]) -> Job {
         let job = Job::new(DEBIAN_CARGO)
-            .args(["test", "-p", "eventcore", "--lib", "--target", TARGET])
+            .args(["test", "-p", "eventcore-driver", "--lib", "--target", TARGET])
             .args(WINDOWS_TEST_TARGETS.iter().flat_map(|t| ["--test", t]))
             .arg("-Zbuild-std=std,panic_abort,test")
             .arg("--target-dir")
@@ -118,11 +118,25 @@ impl Layout {
         self.wine_env(job)
     }
 
+    /// A run of Debian's rustdoc over the library for the target, warnings
+    /// denied: the Windows-only API (the GUI mode, `MessageHook`,
+    /// `AttachedDriver`) is documented and its intra-doc links resolve, as
+    /// docs.rs will build it.
+    pub fn cargo_doc(&self) -> Job {
+        let job = Job::new(DEBIAN_CARGO)
+            .args(["doc", "-p", "eventcore-driver", "--no-deps", "--all-features"])
+            .args(["--target", TARGET, "-Zbuild-std=std,panic_abort"])
+            .arg("--target-dir")
+            .arg(&self.target_dir)
+            .env("RUSTDOCFLAGS", "-D warnings");
+        debian_toolchain(job)
+    }
+
     /// A run of Debian's cargo that builds one example of the library for
     /// the target (`cargo xtask screenshot` builds `gui`).
     pub fn cargo_build_example(&self, example: &str) -> Job {
         let job = Job::new(DEBIAN_CARGO)
-            .args(["build", "-p", "eventcore", "--example", example])
+            .args(["build", "-p", "eventcore-driver", "--example", example])
             .args(["--target", TARGET, "-Zbuild-std=std,panic_abort"])
             .arg("--target-dir")
             .arg(&self.target_dir);

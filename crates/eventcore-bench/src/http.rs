@@ -439,7 +439,7 @@ fn wrk(addr: SocketAddr, conns: usize, secs: u64, script: Option<&Path>) -> Resu
 }
 
 /// The eventcore example's binary, next to this one (`cargo build --release
-/// -p eventcore --example http_plaintext` puts it there).
+/// -p eventcore-driver --example http_plaintext` puts it there).
 fn example_path() -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(err)?;
     let dir = exe.parent().ok_or("no directory")?;
@@ -448,7 +448,7 @@ fn example_path() -> Result<PathBuf> {
         Ok(p)
     } else {
         Err(format!(
-            "{} does not exist: build it with `cargo build --release -p eventcore --example http_plaintext` (cargo xtask bench --http does)",
+            "{} does not exist: build it with `cargo build --release -p eventcore-driver --example http_plaintext` (cargo xtask bench --http does)",
             p.display()
         ))
     }

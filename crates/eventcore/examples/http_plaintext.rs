@@ -5,7 +5,7 @@
 //! `Content-Length` headers. One driver, one thread.
 //!
 //! ```sh
-//! cargo run --release -p eventcore --example http_plaintext -- 127.0.0.1:8080
+//! cargo run --release -p eventcore-driver --example http_plaintext -- 127.0.0.1:8080
 //! wrk -t1 -c64 -d5s http://127.0.0.1:8080/plaintext
 //! ```
 //!
