@@ -9,9 +9,11 @@
 //! never runs (a timer's queued completion carries an epoch that
 //! `cancel_wait` moves past, to the same effect).
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,6 +141,20 @@ const POLL_EVERY: u32 = 16;
 /// [`Driver::events`], [`Driver::sockets`]) and complete through callbacks that
 /// only [`Driver::process_events`] calls. `Driver` is `!Send`: use
 /// [`Driver::remote`] to reach it from other threads.
+///
+/// # Panics in callbacks
+///
+/// A panic in a callback propagates out of the `process_events` call that ran
+/// it, and the driver stays fully usable: a program may catch it
+/// (`std::panic::catch_unwind`) and go on calling `process_events`. The
+/// driver finishes its own bookkeeping first, so a repeating callback (a
+/// listener's accept, a signal or watcher listener) stays registered and
+/// armed, waiter counts stay true, and no callback runs twice or is lost:
+/// callbacks queued behind the panicking one run in the next call. Where one
+/// event is delivered to several repeating callbacks (a signal with several
+/// listeners, a batch of directory changes), all of them get it; if more than
+/// one panics, each later `process_events` call resumes the next panic before
+/// doing anything else.
 pub struct Driver {
     pub(crate) id: u32,
     pub(crate) sys: sys::Backend,
@@ -174,6 +190,9 @@ pub struct Driver {
     batches_without_poll: u32,
     remote: Arc<RemoteShared>,
     exit_requested: bool,
+    /// Panics caught in callbacks, resumed by `process_events` once the
+    /// driver's state is whole again (see "Panics in callbacks").
+    panics: VecDeque<Box<dyn Any + Send>>,
     backend: BackendKind,
     _not_send: PhantomData<*const ()>,
 }
@@ -222,6 +241,7 @@ impl Driver {
             batches_without_poll: 0,
             remote,
             exit_requested: false,
+            panics: VecDeque::new(),
             backend: kind,
             _not_send: PhantomData,
         })
@@ -266,7 +286,36 @@ impl Driver {
 
     /// Runs one batch: waits (at most `timeout`; `None` = without limit, zero =
     /// poll) until something completes, then runs the callbacks that are ready.
+    ///
+    /// # Panics
+    ///
+    /// Resumes a panic of a callback it ran, after the driver's own state is
+    /// whole again; see [Panics in callbacks](Driver#panics-in-callbacks).
     pub fn process_events(&mut self, timeout: Option<Duration>) -> Result<ExitReason> {
+        self.resume_panic();
+        let reason = self.turn(timeout);
+        self.resume_panic();
+        reason
+    }
+
+    /// Resumes the oldest panic caught in a callback, if any.
+    fn resume_panic(&mut self) {
+        if let Some(payload) = self.panics.pop_front() {
+            std::panic::resume_unwind(payload);
+        }
+    }
+
+    /// Runs a user callback whose caller has bookkeeping to finish after it
+    /// (re-arming, putting a repeating callback back): a panic is kept for
+    /// `process_events` to resume instead of unwinding through that caller.
+    pub(crate) fn guarded(&mut self, f: impl FnOnce(&mut Driver)) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+            self.panics.push_back(payload);
+        }
+    }
+
+    /// `process_events` without the panic hand-over.
+    fn turn(&mut self, timeout: Option<Duration>) -> Result<ExitReason> {
         if self.exit_requested {
             self.exit_requested = false;
             return Ok(ExitReason::Exited);
@@ -321,6 +370,12 @@ impl Driver {
             activity |= polled?;
             if let Some(code) = self.sys.take_quit() {
                 self.dispatch();
+                #[cfg(windows)]
+                if !self.panics.is_empty() {
+                    // The panic is resumed first; the quit waits in the
+                    // queue for the next call.
+                    sys::post_quit(code);
+                }
                 return Ok(ExitReason::Quit(code));
             }
             self.drain_pool();
@@ -343,6 +398,10 @@ impl Driver {
     /// `OutOfWaiters` if nothing is left at all; `None` to go on waiting.
     fn run_batch(&mut self, activity: bool) -> Option<ExitReason> {
         let ran = !self.ready.is_empty() && self.dispatch();
+        if !self.panics.is_empty() {
+            // A callback panicked: return, so that the panic is resumed.
+            return Some(ExitReason::Idle);
+        }
         if self.exit_requested {
             self.exit_requested = false;
             return Some(ExitReason::Exited);
@@ -366,7 +425,16 @@ impl Driver {
             let Some(Ready { op, outcome }) = self.ready.pop_front() else {
                 break;
             };
-            ran |= self.complete(op, outcome);
+            // A one-shot operation is out of every table before its callback
+            // runs, so a panic may unwind through `complete`; the records
+            // behind it stay queued for the next call.
+            match catch_unwind(AssertUnwindSafe(|| self.complete(op, outcome))) {
+                Ok(r) => ran |= r,
+                Err(payload) => self.panics.push_back(payload),
+            }
+            if !self.panics.is_empty() {
+                return true;
+            }
         }
         ran
     }
@@ -686,6 +754,27 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
+    use super::Driver;
+
+    /// A handle whose slot's generation ran out cannot name the resource
+    /// that would otherwise reuse the slot: the slot is retired.
+    #[test]
+    fn a_stale_handle_stays_stale_when_its_slot_runs_out_of_generations() {
+        let mut drv = Driver::new().unwrap();
+        let first = drv.timers().create();
+        drv.release_ref(first).unwrap();
+        // As if the slot had been reused 2^32 - 1 times since.
+        drv.timer_table.set_generation(first.0.index, u32::MAX);
+        let last = drv.timers().create();
+        assert_eq!(last.0.index, first.0.index);
+        drv.release_ref(last).unwrap();
+        let next = drv.timers().create();
+        assert!(!drv.is_valid(first) && !drv.is_valid(last), "stale handles stay stale");
+        assert!(drv.release_ref(first).is_err() && drv.release_ref(last).is_err());
+        assert!(drv.is_valid(next));
+        assert!(!drv.release_ref(next).unwrap());
+    }
+
     /// Every pending operation is one slot of `ops` and every finished one a
     /// ready record: keep them small (a `SockAddr` inline once made an op
     /// 248 bytes and a request 160).

@@ -73,6 +73,9 @@ enum State<T> {
 /// The end of the free list.
 const NO_FREE: u32 = u32::MAX;
 
+/// The link of a retired slot (see [`Table::remove`]): vacant, on no list.
+const RETIRED: u32 = u32::MAX - 1;
+
 /// The size a table grows by once it is past its first segment.
 const SEGMENT_BYTES: usize = 64 << 10;
 
@@ -268,17 +271,32 @@ impl<T, H: Header> Table<T, H> {
     }
 
     /// Frees the slot and returns its resource; the key (and every copy of
-    /// it) is stale from now on.
+    /// it) is stale from now on. A slot whose generation is used up (2³² - 1
+    /// reuses) is retired instead of reused: its generation never wraps, so
+    /// no stale key can ever name a later resource.
     pub fn remove(&mut self, key: Key) -> Option<T> {
         self.slot_mut(key)?;
         let slot = self.slots.get_mut(key.index as usize).expect("checked live above");
-        let State::Live(value) = std::mem::replace(&mut slot.state, State::Free { next: self.free }) else {
+        let next_gen = slot.gen.checked_add(1);
+        let link = if next_gen.is_some() { self.free } else { RETIRED };
+        let State::Live(value) = std::mem::replace(&mut slot.state, State::Free { next: link }) else {
             unreachable!("checked live above");
         };
-        slot.gen = slot.gen.wrapping_add(1);
-        self.free = key.index;
+        if let Some(gen) = next_gen {
+            slot.gen = gen;
+            self.free = key.index;
+        }
         self.live -= 1;
         Some(value)
+    }
+
+    /// Sets the generation of slot `index` (tests only: forces the end of a
+    /// slot's generations without 2³² reuses).
+    #[cfg(test)]
+    pub(crate) fn set_generation(&mut self, index: u32, gen: u32) {
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            slot.gen = gen;
+        }
     }
 
     /// The resource in slot `index` and its current key, if the slot is live.
@@ -388,6 +406,28 @@ mod tests {
         assert_eq!(t.get(b), Some(&"b"));
         assert!(t.remove(a).is_none(), "double release is a no-op");
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn a_slot_is_retired_before_its_generation_wraps() {
+        let mut t: Table<&str> = Table::new(7);
+        let first = t.insert("first");
+        t.remove(first);
+        // As if the slot had been reused 2^32 - 1 times since.
+        t.set_generation(first.index, u32::MAX);
+        let last = t.insert("last");
+        assert_eq!((last.index, last.gen), (first.index, u32::MAX));
+        assert_eq!(t.remove(last), Some("last"));
+        let next = t.insert("next");
+        assert_ne!(next.index, first.index, "a used-up slot is never reused");
+        assert!(!t.contains(first) && !t.contains(last), "stale keys stay stale");
+        assert!(t.remove(first).is_none());
+        assert_eq!(t.get(next), Some(&"next"));
+        assert_eq!(t.len(), 1);
+        // The free list goes on past the retired slot.
+        let other = t.insert("other");
+        t.remove(other);
+        assert_eq!(t.insert("again").index, other.index);
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl Driver {
                 let Some(mut callback) = state.callback.take() else {
                     continue;
                 };
-                callback(self, SignalListener(key), signo);
+                self.guarded(|drv| callback(drv, SignalListener(key), signo));
                 ran = true;
                 if let Some(state) = self.signal_table.get_mut(key) {
                     if state.callback.is_none() {

@@ -289,7 +289,7 @@ impl Driver {
                 Err(e)
             }
         };
-        callback(self, listener, outcome);
+        self.guarded(|drv| callback(drv, listener, outcome));
         // The callback may have released the listener.
         let Some(state) = self.listener_table.get_mut(key) else {
             return;

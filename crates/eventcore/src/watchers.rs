@@ -97,7 +97,7 @@ impl Driver {
             let Some(mut cb) = state.callback.take() else {
                 break;
             };
-            cb(self, WatcherId(watcher), change);
+            self.guarded(|drv| cb(drv, WatcherId(watcher), change));
             ran = true;
             if let Some(state) = self.watcher_table.get_mut(watcher) {
                 if state.callback.is_none() {

@@ -124,6 +124,10 @@ fn gui_window_gets_posted_and_sent_messages_during_io(kind: BackendKind) {
     let hwnd = test_window();
     let done = Rc::new(Cell::new(false));
     start_echo(&mut drv, done.clone());
+    // The echo may end before the other thread's messages arrive: a wait
+    // keeps the loop from running out of waiters until they have.
+    let keep = drv.events().create();
+    drv.events().wait(keep, |_, _| {}).unwrap();
     let sender = std::thread::spawn(move || {
         for _ in 0..3 {
             // SAFETY: posting and sending to a window of another thread.
@@ -137,6 +141,7 @@ fn gui_window_gets_posted_and_sent_messages_during_io(kind: BackendKind) {
         done.get() && POSTED.with(Cell::get) == 3 && SENT.with(Cell::get) == 3
     });
     sender.join().unwrap();
+    drv.release_ref(keep).unwrap();
     // SAFETY: our own window.
     unsafe { DestroyWindow(hwnd) };
     assert_eq!(util::run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
@@ -355,7 +360,68 @@ fn gui_attached_driver_is_not_reentered(kind: BackendKind) {
     util::assert_no_leaks(&drv);
 }
 
+/// A panic in a callback that the program's own message loop ran (through
+/// the pump) never unwinds into the window procedure: `AttachedDriver::with`
+/// resumes it, and the driver goes on — the periodic timer whose callback
+/// panicked still fires for a new wait.
+fn gui_attached_pump_panic_is_resumed_and_the_driver_goes_on(kind: BackendKind) {
+    use windows_sys::Win32::UI::WindowsAndMessaging::{DispatchMessageW, PeekMessageW, MSG, PM_REMOVE};
+    let drv = util::driver(kind);
+    let attached = drv.attach_to_message_loop(Duration::from_millis(5));
+    let timer = attached
+        .with(|drv| {
+            let t = drv.timers().create();
+            drv.timers()
+                .set(t, Duration::from_millis(5), Duration::from_millis(5))
+                .unwrap();
+            drv.timers()
+                .wait(t, |_, _, _| panic!("attached callback panics"))
+                .unwrap();
+            t
+        })
+        .unwrap();
+    // The program's own message loop, until `f` holds.
+    let pump_until = |mut f: Box<dyn FnMut() -> bool + '_>| {
+        let deadline = Instant::now() + LIMIT;
+        while !f() {
+            assert!(Instant::now() < deadline, "the attached driver did not get there");
+            // SAFETY: a zeroed MSG is a valid out-parameter; dispatching a
+            // message this thread's queue returned.
+            unsafe {
+                let mut msg: MSG = std::mem::zeroed();
+                while PeekMessageW(&mut msg, 0, 0, 0, PM_REMOVE) != 0 {
+                    DispatchMessageW(&msg);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let mut message = None;
+    pump_until(Box::new(|| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attached.with(|_| ()))) {
+            Ok(r) => r.expect("with"),
+            Err(payload) => message = payload.downcast_ref::<&str>().map(|s| s.to_string()),
+        }
+        message.is_some()
+    }));
+    assert_eq!(message.as_deref(), Some("attached callback panics"));
+    let fired = Rc::new(Cell::new(0));
+    let f = fired.clone();
+    attached
+        .with(move |drv| {
+            assert!(drv.timers().is_pending(timer), "the periodic timer stays armed");
+            drv.timers().wait(timer, move |_, _, _| f.set(f.get() + 1)).unwrap();
+        })
+        .unwrap();
+    pump_until(Box::new(|| fired.get() == 1));
+    let mut drv = attached.detach();
+    drv.release_ref(timer).unwrap();
+    assert_eq!(util::run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
+    util::assert_no_leaks(&drv);
+}
+
 contract_tests! {
+    gui_attached_pump_panic_is_resumed_and_the_driver_goes_on,
     gui_window_gets_posted_and_sent_messages_during_io,
     gui_thread_message_from_another_thread_wakes_the_loop,
     gui_wm_quit_reaches_the_program,

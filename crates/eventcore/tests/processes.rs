@@ -429,7 +429,44 @@ fn process_stale_handle_is_invalid_handle(kind: BackendKind) {
     assert_no_leaks(&drv);
 }
 
+/// A panic in one of two exit callbacks of a process comes out of
+/// `process_events`; the other callback still runs, exactly once, and the
+/// driver has nothing left afterwards.
+fn process_exit_callback_panic_loses_no_other_waiter(kind: BackendKind) {
+    let mut drv = driver(kind);
+    let p = drv.processes().spawn(exit_with(3)).expect("spawn").process;
+    drv.processes()
+        .wait(p, |_, _, _| panic!("exit callback panics"))
+        .expect("wait");
+    let st = wait_exit_after_panic(&mut drv, p);
+    assert_eq!(st.code(), Some(3));
+    assert!(!drv.release_ref(p).unwrap());
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
+    assert_no_leaks(&drv);
+}
+
+/// Registers a second wait on `p`, expects the first one's panic, then the
+/// second wait's status.
+fn wait_exit_after_panic(drv: &mut Driver, p: ProcessId) -> ExitStatus {
+    let s: Slot<ExitStatus> = slot();
+    let calls = Rc::new(Cell::new(0));
+    let (s2, c) = (s.clone(), calls.clone());
+    drv.processes()
+        .wait(p, move |_, _, st| {
+            c.set(c.get() + 1);
+            *s2.borrow_mut() = Some(st);
+        })
+        .expect("wait");
+    assert_eq!(util::run_until_panic(drv, LIMIT), "exit callback panics");
+    run_until(drv, LIMIT, |_| calls.get() == 1);
+    drv.process_events(Some(Duration::from_millis(20))).unwrap();
+    assert_eq!(calls.get(), 1, "the other waiter ran once");
+    let st = s.borrow_mut().take();
+    st.unwrap()
+}
+
 contract_tests! {
+    process_exit_callback_panic_loses_no_other_waiter,
     process_exit_code,
     process_spawn_missing_program_is_not_found,
     process_cancel_wait,

@@ -293,7 +293,42 @@ fn signal_listen_again_after_release(kind: BackendKind) {
     assert_no_leaks(&drv);
 }
 
+/// A panic in a listener's callback comes out of `process_events`, and the
+/// driver goes on: the other listener of the same signal still gets that
+/// signal, both listeners stay registered (and count as waiters), and the
+/// next signal reaches both again, the panicking one included.
+fn signal_listener_panic_keeps_listening(kind: BackendKind) {
+    let _serial = serial();
+    let mut drv = driver(kind);
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    let panicky = drv
+        .signals()
+        .listen(SIG_A, move |_, _, _| {
+            c.set(c.get() + 1);
+            if c.get() == 1 {
+                panic!("listener panics once");
+            }
+        })
+        .expect("listen");
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let other = listen(&mut drv, SIG_A, &log);
+    let waiters = drv.waiter_count();
+    raise(SIG_A);
+    assert_eq!(util::run_until_panic(&mut drv, LIMIT), "listener panics once");
+    run_until(&mut drv, LIMIT, |_| log.borrow().len() == 1);
+    assert_eq!(drv.waiter_count(), waiters, "both listeners still count as waiters");
+    raise(SIG_A);
+    run_until(&mut drv, LIMIT, |_| calls.get() == 2 && log.borrow().len() == 2);
+    assert_eq!(*log.borrow(), [(other, SIG_A), (other, SIG_A)]);
+    drv.release_ref(panicky).unwrap();
+    drv.release_ref(other).unwrap();
+    assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
+    assert_no_leaks(&drv);
+}
+
 contract_tests! {
+    signal_listener_panic_keeps_listening,
     signal_raised_from_timer_callback,
     signal_several_listeners_all_called,
     signal_two_different_signals,

@@ -1391,7 +1391,39 @@ fn tcp_hundred_concurrent_connections(kind: BackendKind) {
     assert_quiet(&mut drv);
 }
 
+/// A panic in the accept callback comes out of `process_events`, and the
+/// listener goes on: still accepting, still a waiter, and the next
+/// connection reaches the same callback.
+fn tcp_accept_callback_panic_keeps_listening(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let accepted = Rc::new(Cell::new(0));
+    let a = accepted.clone();
+    let listener = drv
+        .sockets()
+        .listen(any_v4(), ListenOptions::default(), move |drv, _, res| {
+            let (conn, _) = res.expect("accept");
+            drv.release_ref(conn).unwrap();
+            a.set(a.get() + 1);
+            if a.get() == 1 {
+                panic!("accept callback panics once");
+            }
+        })
+        .expect("listen");
+    let addr = drv.sockets().local_address(listener).unwrap().as_inet().unwrap();
+    let first = std::net::TcpStream::connect(addr).expect("connect");
+    assert_eq!(util::run_until_panic(&mut drv, LIMIT), "accept callback panics once");
+    assert!(drv.sockets().is_accepting(listener), "the listener accepts again");
+    assert!(drv.waiter_count() > 0, "the listener is still a waiter");
+    let second = std::net::TcpStream::connect(addr).expect("connect");
+    util::run_until(&mut drv, LIMIT, |_| accepted.get() == 2);
+    drop((first, second));
+    drv.release_ref(listener).unwrap();
+    assert_eq!(util::run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
+    util::assert_no_leaks(&drv);
+}
+
 contract_tests! {
+    tcp_accept_callback_panic_keeps_listening,
     tcp_connect_and_exchange,
     tcp_shutdown_sequence_reports_connection_states,
     tcp_write_after_own_shutdown_keeps_read_side_open,

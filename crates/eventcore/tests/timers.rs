@@ -927,7 +927,45 @@ fn timer_set_at_absolute_deadlines(kind: BackendKind) {
     assert_no_leaks(&drv);
 }
 
+/// A panic in a timer callback comes out of `process_events` and leaves the
+/// driver whole: a periodic timer stays armed and a new wait on it fires,
+/// the callback of another timer due at the same time runs exactly once
+/// (in that call or the next), and nothing runs twice.
+fn timer_callback_panic_leaves_the_driver_whole(kind: BackendKind) {
+    let mut drv = driver(kind);
+    let periodic = drv.timers().create();
+    let other = drv.timers().create();
+    let due = Instant::now() + Duration::from_millis(20);
+    drv.timers().set_at(periodic, due, Duration::from_millis(20)).unwrap();
+    drv.timers().set_at(other, due, Duration::ZERO).unwrap();
+    drv.timers()
+        .wait(periodic, |_, _, _| panic!("timer callback panics"))
+        .unwrap();
+    let other_calls = Rc::new(Cell::new(0));
+    let c = other_calls.clone();
+    drv.timers()
+        .wait(other, move |_, _, fired| {
+            assert!(fired);
+            c.set(c.get() + 1);
+        })
+        .unwrap();
+    assert_eq!(util::run_until_panic(&mut drv, LATE * 10), "timer callback panics");
+    util::run_until(&mut drv, LATE * 10, |_| other_calls.get() == 1);
+    assert!(drv.timers().is_pending(periodic), "the periodic timer stays armed");
+    let again = Rc::new(Cell::new(0));
+    let a = again.clone();
+    drv.timers().wait(periodic, move |_, _, _| a.set(a.get() + 1)).unwrap();
+    util::run_until(&mut drv, LATE * 10, |_| again.get() == 1);
+    drv.timers().stop(periodic).unwrap();
+    drv.release_ref(periodic).unwrap();
+    drv.release_ref(other).unwrap();
+    assert_eq!(run_until_not_idle(&mut drv, LATE * 10), ExitReason::OutOfWaiters);
+    assert_eq!((other_calls.get(), again.get()), (1, 1), "nothing ran twice");
+    assert_no_leaks(&drv);
+}
+
 contract_tests! {
+    timer_callback_panic_leaves_the_driver_whole,
     timer_set_at_absolute_deadlines,
     timer_one_shot_then_periodic_upstream_0_timer,
     timer_periodic_rewait_fires_three_times_then_stops,

@@ -458,7 +458,29 @@ fn udp_multicast_with_loopback(kind: BackendKind) {
     release_all(&mut drv, &[first, second, sender]);
 }
 
+/// A panic in a receive callback comes out of `process_events`; the socket
+/// stays usable: the next receive gets the next datagram, and the release
+/// leaves nothing behind.
+fn udp_receive_callback_panic_keeps_the_socket(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let sock = udp(&mut drv, loopback_v4(), DatagramOptions::default());
+    let to = address(&mut drv, sock);
+    drv.sockets().receive(sock, vec![0; 64], IoMode::Once, |_, _, _, _| {
+        panic!("receive callback panics")
+    });
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = to.as_inet().unwrap();
+    sender.send_to(b"first", to).unwrap();
+    assert_eq!(util::run_until_panic(&mut drv, LIMIT), "receive callback panics");
+    sender.send_to(b"second", to).unwrap();
+    let (res, buf) = receive_now(&mut drv, sock, 64, IoMode::Once);
+    let (n, _) = res.expect("receive");
+    assert_eq!(&buf[..n], b"second");
+    release_all(&mut drv, &[sock]);
+}
+
 contract_tests! {
+    udp_receive_callback_panic_keeps_the_socket,
     udp_send_and_receive,
     udp_receive_cancel,
     udp_receive_cancel_after_datagram_arrived_loses_nothing,

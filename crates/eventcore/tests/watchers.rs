@@ -598,7 +598,42 @@ fn watcher_base_directory_removed_is_reported(kind: BackendKind) {
     assert_no_leaks(&drv);
 }
 
+/// A panic in a watcher's callback comes out of `process_events`; the
+/// watcher stays registered and a waiter, and later changes reach the same
+/// callback.
+fn watcher_callback_panic_keeps_watching(kind: BackendKind) {
+    let dir = TempDir::new("watch-panic");
+    let mut drv = driver(kind);
+    let seen: Rc<RefCell<Vec<FileChange>>> = Rc::default();
+    let calls = Rc::new(Cell::new(0));
+    let (s, c) = (seen.clone(), calls.clone());
+    let id = drv
+        .watchers()
+        .watch_directory(dir.path(), false, move |_, _, change| {
+            c.set(c.get() + 1);
+            if c.get() == 1 {
+                panic!("watcher callback panics");
+            }
+            s.borrow_mut().push(change.expect("change"));
+        })
+        .expect("watch_directory");
+    std::thread::sleep(quiet());
+    std::fs::write(dir.path().join("first"), b"1").unwrap();
+    assert_eq!(util::run_until_panic(&mut drv, WAIT), "watcher callback panics");
+    assert!(drv.waiter_count() > 0, "the watcher is still a waiter");
+    std::fs::write(dir.path().join("second"), b"2").unwrap();
+    util::run_until(&mut drv, WAIT, |_| {
+        seen.borrow()
+            .iter()
+            .any(|c| c.kind == ChangeKind::Added && c.name == OsStr::new("second"))
+    });
+    drv.release_ref(id).unwrap();
+    assert_eq!(run_until_not_idle(&mut drv, WAIT), ExitReason::OutOfWaiters);
+    assert_no_leaks(&drv);
+}
+
 contract_tests! {
+    watcher_callback_panic_keeps_watching,
     watcher_create_modify_delete,
     watcher_recursive_tree,
     watcher_recursive_existing_tree_reports_deep_changes,

@@ -158,12 +158,17 @@ impl Tasks {
         self.slots.get_mut(index).filter(|s| s.gen == gen)
     }
 
+    /// Frees a slot for reuse, unless its generation is used up: a slot is
+    /// retired rather than let its generation wrap, so a stale task key (a
+    /// waker of a finished task) can never reach a later task.
     fn free(&mut self, index: usize) {
         let slot = &mut self.slots[index];
-        slot.gen = slot.gen.wrapping_add(1);
         slot.state = TaskState::Free;
         slot.waker = None;
-        self.free.push(index as u32);
+        if let Some(next) = slot.gen.checked_add(1) {
+            slot.gen = next;
+            self.free.push(index as u32);
+        }
     }
 }
 

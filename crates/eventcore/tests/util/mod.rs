@@ -124,6 +124,31 @@ pub fn run_until(drv: &mut Driver, limit: Duration, mut done: impl FnMut(&mut Dr
     }
 }
 
+/// Processes events until a callback's panic comes out of `process_events`
+/// (caught here, as a server that survives a bad connection would); returns
+/// its message. Fails if the loop runs out of waiters or `limit` passes
+/// first.
+pub fn run_until_panic(drv: &mut Driver, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no panic came out of process_events within {limit:?}");
+        let step = left.min(Duration::from_millis(100));
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drv.process_events(Some(step)))) {
+            Ok(Ok(ExitReason::OutOfWaiters)) => panic!("the loop ran out of waiters before a callback panicked"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("process_events: {e}"),
+            Err(payload) => {
+                return payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default()
+            }
+        }
+    }
+}
+
 /// Asserts that the driver has no live handles and no pending operations.
 pub fn assert_no_leaks(drv: &Driver) {
     let report = drv.leak_report();
