@@ -173,6 +173,7 @@ pub fn run(root: &Path, options: &Options) -> Result<ExitCode> {
                 .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
                 .run(root),
         );
+        report.record("unsafe docs", package::windows_safety_comments(root));
         heading("Documentation");
         // Every item's docs, private ones included, with links that resolve.
         report.record(
@@ -191,7 +192,15 @@ pub fn run(root: &Path, options: &Options) -> Result<ExitCode> {
         report.record("rust-version", package::rust_version(root));
         report.record("readme", package::newcomer(root));
     } else {
-        for step in ["rustfmt", "clippy", "rustdoc", "publish", "rust-version", "readme"] {
+        for step in [
+            "rustfmt",
+            "clippy",
+            "unsafe docs",
+            "rustdoc",
+            "publish",
+            "rust-version",
+            "readme",
+        ] {
             report.skip(step, "--no-lint was given");
         }
     }

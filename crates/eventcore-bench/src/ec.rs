@@ -448,7 +448,7 @@ pub fn loop_count(kind: BackendKind) -> RunFn {
         loop {
             drv.process_events(Some(Duration::ZERO)).map_err(err)?;
             n += 1;
-            if n % 1024 == 0 && w.started().elapsed() >= ctx.duration {
+            if n.is_multiple_of(1024) && w.started().elapsed() >= ctx.duration {
                 break;
             }
         }

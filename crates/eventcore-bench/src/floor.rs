@@ -124,7 +124,7 @@ pub fn loop_count() -> RunFn {
             // SAFETY: `events` has room for 64 entries.
             unsafe { libc::epoll_wait(ep.as_raw_fd(), events.as_mut_ptr(), 64, 0) };
             n += 1;
-            if n % 1024 == 0 && w.started().elapsed() >= ctx.duration {
+            if n.is_multiple_of(1024) && w.started().elapsed() >= ctx.duration {
                 break;
             }
         }

@@ -331,7 +331,7 @@ pub fn loop_count() -> RunFn {
             loop {
                 tokio::task::yield_now().await;
                 n += 1;
-                if n % 1024 == 0 && w.started().elapsed() >= ctx.duration {
+                if n.is_multiple_of(1024) && w.started().elapsed() >= ctx.duration {
                     return w.close(n as f64);
                 }
             }

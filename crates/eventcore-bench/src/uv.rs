@@ -821,7 +821,7 @@ unsafe extern "C" fn idle_cb(h: *mut uv::uv_idle_t) {
     let state: &CountState = loop_data(handle_loop(h as *mut c_void));
     let n = state.count.get() + 1;
     state.count.set(n);
-    if n % 1024 == 0 && state.window.started().elapsed() >= state.deadline {
+    if n.is_multiple_of(1024) && state.window.started().elapsed() >= state.deadline {
         state.result.set(Some(state.window.close(n as f64)));
         uv::uv_idle_stop(h);
         uv::uv_close(h as *mut _, Some(free_on_close::<uv::uv_idle_t>));

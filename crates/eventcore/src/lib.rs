@@ -58,9 +58,18 @@
 //!   the cancel call).
 
 #![deny(missing_docs, rust_2018_idioms, unused_imports)]
+// Unsafe code lives in `sys/` only, every block says why it is sound, and an
+// unsafe function's body spells out its own unsafe operations.
+#![deny(
+    unsafe_code,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
 
 mod error;
 mod handle;
+#[allow(unsafe_code)]
 mod sys;
 #[allow(dead_code)]
 mod timer;

@@ -36,9 +36,8 @@ impl Inotify {
     pub fn new() -> io::Result<Inotify> {
         let fd = syscall!(inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC))?;
         // SAFETY: inotify_init1 returned a fresh descriptor that nothing else owns.
-        Ok(Inotify {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Inotify { fd })
     }
 
     /// Watches the directory `path` (not following a final symlink); returns

@@ -109,6 +109,7 @@ impl SignalSet {
         let _ = syscall!(signalfd(self.fd.as_raw_fd(), &self.set, 0));
         // SAFETY: as above.
         if unsafe { libc::sigismember(&self.blocked_here, signo) } == 1 {
+            // SAFETY: the set is initialised and owned by this struct.
             unsafe { libc::sigdelset(&mut self.blocked_here, signo) };
             let one = one_signal(signo);
             // SAFETY: only this thread's mask changes.

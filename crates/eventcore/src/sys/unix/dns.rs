@@ -31,6 +31,8 @@ pub(crate) fn lookup(name: &str) -> Result<Vec<IpAddr>, Error> {
         // SAFETY: `cur` walks the list getaddrinfo returned; each node is valid
         // until freeaddrinfo, and ai_addr points to a sockaddr of ai_family.
         let ai = unsafe { &*cur };
+        // SAFETY: getaddrinfo fills `ai_addr` with a sockaddr of the node's
+        // `ai_family`, so the cast matches what it points to.
         let ip = unsafe {
             match ai.ai_family {
                 libc::AF_INET => {
