@@ -145,6 +145,33 @@ fn settle(drv: &mut Driver, log: &Log, d: Duration) {
     log.changes.borrow_mut().clear();
 }
 
+/// Settles, then makes sure the recursive watch already covers `directory`
+/// of an existing tree: the watches below the base are set up after
+/// `watch_directory` returns (a walk on Linux; Wine sets up a recursive
+/// `ReadDirectoryChangesW` slowly when the machine is busy), so a probe file
+/// is written there until the watcher reports it; then the log is cleared.
+fn settle_until_watched(drv: &mut Driver, log: &Log, base: &Path, directory: &str) {
+    settle(drv, log, quiet());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dir = base.join(directory);
+    for n in 0.. {
+        assert!(Instant::now() < deadline, "{directory} was never watched");
+        let probe = dir.join(format!("probe-{n}"));
+        std::fs::write(&probe, b"probe").unwrap();
+        drv.process_events(Some(Duration::from_millis(200))).unwrap();
+        std::fs::remove_file(&probe).unwrap();
+        let seen = log
+            .changes
+            .borrow()
+            .iter()
+            .any(|c| matches!(c, Ok(c) if c.directory == Path::new(directory)));
+        if seen {
+            break;
+        }
+    }
+    settle(drv, log, quiet());
+}
+
 /// The upstream `testFile`: creating `directory/name` is `Added`, writing it
 /// `Modified`, deleting it `Removed` — each with the right directory.
 #[track_caller]
@@ -303,7 +330,8 @@ fn watcher_recursive_existing_tree_reports_deep_changes(kind: BackendKind) {
     std::fs::write(base.join("a/b/old.dat"), b"old").unwrap();
 
     let (id, log) = watch(&mut drv, &base, true);
-    settle(&mut drv, &log, quiet());
+    settle_until_watched(&mut drv, &log, &base, "a/b/c/d");
+    settle_until_watched(&mut drv, &log, &base, "x/y");
     test_file(&mut drv, &log, &base, "a/b/c/d", "deep.dat");
     test_file(&mut drv, &log, &base, "x/y", "other.dat");
     std::fs::write(base.join("a/b/old.dat"), b"changed").unwrap();
@@ -327,7 +355,7 @@ fn watcher_recursive_rename_of_nested_subdirectory(kind: BackendKind) {
     let base = dir.path().to_path_buf();
     std::fs::create_dir_all(base.join("old/inner/leaf")).unwrap();
     let (id, log) = watch(&mut drv, &base, true);
-    settle(&mut drv, &log, quiet());
+    settle_until_watched(&mut drv, &log, &base, "old/inner/leaf");
     test_file(&mut drv, &log, &base, "old/inner/leaf", "before.dat");
 
     std::fs::rename(base.join("old"), base.join("new")).unwrap();
@@ -341,7 +369,7 @@ fn watcher_recursive_rename_of_nested_subdirectory(kind: BackendKind) {
         return;
     }
     // The moved tree is walked again on the pool.
-    settle(&mut drv, &log, quiet());
+    settle_until_watched(&mut drv, &log, &base, "new/inner/leaf");
     test_file(&mut drv, &log, &base, "new", "a.dat");
     test_file(&mut drv, &log, &base, "new/inner", "b.dat");
     test_file(&mut drv, &log, &base, "new/inner/leaf", "c.dat");
