@@ -5,9 +5,11 @@
 //! from [`Driver::process_events`], on the driver's thread. One contract for
 //! every subsystem — timers, events, signals, sockets (TCP, UDP, Unix), DNS,
 //! files, pipes, child processes, directory watchers — on native backends:
-//! Linux epoll, and WinAPI (overlapped I/O with completion routines, in a wait
+//! Linux epoll (the default there), Linux io_uring (chosen per driver with
+//! [`Driver::with_backend`]`(`[`BackendKind::IoUring`]`)` where the kernel
+//! allows it), and WinAPI (overlapped I/O with completion routines, in a wait
 //! that also pumps the thread's window messages). [`rt`] puts async/await on
-//! top.
+//! top. The package is `eventcore-driver`; the crate is `eventcore`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -56,6 +58,10 @@
 //!   after a `cancel_*` call returns it never runs.
 //! - Buffers are owned by the operation and come back in its callback (or from
 //!   the cancel call).
+//! - A panic in a callback comes out of `process_events` and leaves the driver
+//!   usable (see [Panics in callbacks](Driver#panics-in-callbacks)).
+//!
+//! The whole contract is in the repository's `docs/contract.md`.
 
 #![deny(missing_docs, rust_2018_idioms, unused_imports)]
 // Unsafe code lives in `sys/` only, every block says why it is sound, and an

@@ -53,9 +53,8 @@
 //!   [`AsyncWrite`](futures_io::AsyncWrite) over an internal buffer.
 //!
 //! Nothing here is OS-specific: the layer only uses the driver's API, so it
-//! runs on every backend. Pipes, processes and signals are there on every
-//! backend; files and directory watchers where the layer has them (Unix
-//! today).
+//! runs on every backend (epoll, io_uring, WinAPI) with every subsystem:
+//! sockets, DNS, files, pipes, processes, signals and directory watchers.
 //!
 //! ## Windows GUI programs
 //!
