@@ -18,12 +18,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::events::EventState;
-use crate::handle::{Handle, HandleKind, Handles, Key, Table};
+use crate::handle::{Handle, HandleKind, Key, Table};
+use crate::kinds::{LeakReport, Tables};
 use crate::remote::{Message, Remote, RemoteShared};
-use crate::sockets::{DatagramState, ListenerState, StreamState};
 use crate::sys;
-use crate::timers::TimerState;
 use crate::{Error, Result};
 
 /// Why [`Driver::process_events`] returned.
@@ -104,6 +102,34 @@ pub(crate) enum Op {
     Walk(crate::watchers::WalkOp),
 }
 
+/// Finishes an operation of one kind: takes it out of `ops`, runs its
+/// callback, and says whether a user callback ran.
+type Completer = fn(&mut Driver, Key, Outcome) -> bool;
+
+impl Op {
+    /// The subsystem's completion of this kind of operation.
+    fn completer(&self) -> Completer {
+        match self {
+            Op::Dns(_) => Driver::complete_dns,
+            Op::Event(_) => |drv, key, _| drv.complete_event(key),
+            Op::Io(_) => Driver::complete_io,
+            Op::Remote(_) => |drv, key, _| {
+                if let Some(Op::Remote(f)) = drv.ops.remove(key) {
+                    f(drv);
+                }
+                true
+            },
+            Op::Internal(_) => |drv, key, _| match drv.ops.remove(key) {
+                Some(Op::Internal(f)) => f(drv),
+                _ => false,
+            },
+            Op::ProcessWait(_) => |drv, key, _| drv.complete_process_wait(key),
+            Op::File(_) => Driver::complete_file,
+            Op::Walk(_) => Driver::complete_walk,
+        }
+    }
+}
+
 /// The outcome of an operation, queued for dispatch.
 pub(crate) enum Outcome {
     /// A timer wait ended (`fired`: the timer fired rather than being
@@ -164,19 +190,11 @@ pub struct Driver {
     jobs_done: Vec<(u64, crate::pool::JobOutput)>,
     pool: Option<crate::pool::Pool>,
     inbox: Vec<Message>,
-    pub(crate) timer_table: Handles<TimerState>,
+    /// The table of every handle kind (`kinds.rs`).
+    pub(crate) tables: Tables,
     pub(crate) timer_queue: crate::timer::TimerQueue,
-    pub(crate) event_table: Handles<EventState>,
-    pub(crate) stream_table: Handles<StreamState>,
-    pub(crate) listener_table: Handles<ListenerState>,
-    pub(crate) datagram_table: Handles<DatagramState>,
-    pub(crate) pipe_table: Handles<crate::pipes::PipeState>,
-    pub(crate) signal_table: Handles<crate::signals::SignalState>,
     pub(crate) signal_source: Option<crate::signals::SignalSource>,
-    pub(crate) process_table: Handles<crate::processes::ProcessState>,
     pub(crate) orphans: Vec<crate::processes::Orphan>,
-    pub(crate) file_table: Handles<crate::files::FileState>,
-    pub(crate) watcher_table: Handles<crate::watchers::WatcherState>,
     /// The user data of handles ([`Driver::set_user_data`]): kept aside, as
     /// few handles carry any, so that a handle's slot does not pay for it.
     user_data: std::collections::HashMap<(HandleKind, Key), Box<dyn std::any::Any>>,
@@ -221,19 +239,10 @@ impl Driver {
             jobs_done: Vec::new(),
             pool: None,
             inbox: Vec::new(),
-            timer_table: Table::new(id),
+            tables: Tables::new(id),
             timer_queue: Default::default(),
-            event_table: Table::new(id),
-            stream_table: Table::new(id),
-            listener_table: Table::new(id),
-            datagram_table: Table::new(id),
-            pipe_table: Table::new(id),
-            signal_table: Table::new(id),
             signal_source: None,
-            process_table: Table::new(id),
             orphans: Vec::new(),
-            file_table: Table::new(id),
-            watcher_table: Table::new(id),
             watch_source: None,
             user_data: Default::default(),
             internal_ops: 0,
@@ -281,7 +290,7 @@ impl Driver {
 
     /// Active repeating listeners that are not an op of their own.
     fn listener_count(&self) -> usize {
-        self.signal_table.len() + self.watcher_table.len()
+        self.tables.signals.len() + self.tables.watchers.len()
     }
 
     /// Runs one batch: waits (at most `timeout`; `None` = without limit, zero =
@@ -444,36 +453,13 @@ impl Driver {
         if let Outcome::Timer { fired, epoch, callback } = outcome {
             return self.complete_timer(key, fired, epoch, callback);
         }
-        let kind = match self.ops.get(key) {
-            Some(Op::Event(_)) => 1,
-            Some(Op::Io(_)) => 2,
-            Some(Op::Remote(_)) => 3,
-            Some(Op::Dns(_)) => 4,
-            Some(Op::ProcessWait(_)) => 5,
-            Some(Op::File(_)) => 6,
-            Some(Op::Walk(_)) => 7,
-            Some(Op::Internal(_)) => 8,
+        // The op's kind picks the subsystem that completes it; the op itself
+        // is taken out of the table by that subsystem.
+        let Some(complete) = self.ops.get(key).map(Op::completer) else {
             // Cancelled (or its handle released) after the record was queued.
-            None => return false,
+            return false;
         };
-        match kind {
-            1 => self.complete_event(key),
-            2 => self.complete_io(key, outcome),
-            4 => self.complete_dns(key, outcome),
-            5 => self.complete_process_wait(key),
-            6 => self.complete_file(key, outcome),
-            8 => match self.ops.remove(key) {
-                Some(Op::Internal(f)) => f(self),
-                _ => false,
-            },
-            7 => self.complete_walk(key, outcome),
-            _ => {
-                if let Some(Op::Remote(f)) = self.ops.remove(key) {
-                    f(self);
-                }
-                true
-            }
-        }
+        complete(self, key, outcome)
     }
 
     /// Queues an outcome for an operation.
@@ -536,21 +522,7 @@ impl Driver {
     // ---- reference counting and user data, the same for every handle kind ----
 
     fn refs_mut(&mut self, kind: HandleKind, key: Key) -> Option<&mut u32> {
-        fn refs<'a, T>(header: (&'a mut u32, &'a mut T)) -> &'a mut u32 {
-            header.0
-        }
-        match kind {
-            HandleKind::Timer => self.timer_table.header_mut(key).map(refs),
-            HandleKind::Event => self.event_table.header_mut(key).map(refs),
-            HandleKind::Stream => self.stream_table.header_mut(key).map(refs),
-            HandleKind::Listener => self.listener_table.header_mut(key).map(refs),
-            HandleKind::Datagram => self.datagram_table.header_mut(key).map(refs),
-            HandleKind::Pipe => self.pipe_table.header_mut(key).map(refs),
-            HandleKind::Signal => self.signal_table.header_mut(key).map(refs),
-            HandleKind::Process => self.process_table.header_mut(key).map(refs),
-            HandleKind::File => self.file_table.header_mut(key).map(refs),
-            HandleKind::Watcher => self.watcher_table.header_mut(key).map(refs),
-        }
+        self.tables.refs_mut(kind, key)
     }
 
     /// Whether `h` names a live resource of this driver.
@@ -576,18 +548,7 @@ impl Driver {
             return Ok(true);
         }
         let key = h.key();
-        match h.kind() {
-            HandleKind::Timer => self.destroy_timer(key),
-            HandleKind::Event => self.destroy_event(key),
-            HandleKind::Stream => self.destroy_stream(key),
-            HandleKind::Listener => self.destroy_listener(key),
-            HandleKind::Datagram => self.destroy_datagram(key),
-            HandleKind::Pipe => self.destroy_pipe(key),
-            HandleKind::Signal => self.destroy_signal(key),
-            HandleKind::Process => self.destroy_process(key),
-            HandleKind::File => self.destroy_file(key),
-            HandleKind::Watcher => self.destroy_watcher(key),
-        }
+        self.destroy(h.kind(), key);
         if !self.user_data.is_empty() {
             self.user_data.remove(&(h.kind(), key));
         }
@@ -610,77 +571,7 @@ impl Driver {
 
     /// What is still open: a count of live handles and pending operations per kind.
     pub fn leak_report(&self) -> LeakReport {
-        #[allow(unused_mut)]
-        let mut report = LeakReport {
-            timers: self.timer_table.len(),
-            events: self.event_table.len(),
-            streams: self.stream_table.len(),
-            listeners: self.listener_table.len(),
-            datagrams: self.datagram_table.len(),
-            operations: self.pending_ops(),
-            ..LeakReport::default()
-        };
-        report.pipes = self.pipe_table.len();
-        report.files = self.file_table.len();
-        report.watchers = self.watcher_table.len();
-        report.signals = self.signal_table.len();
-        report.processes = self.process_table.len();
-        report
-    }
-}
-
-/// Live handles and pending operations of a driver (see [`Driver::leak_report`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LeakReport {
-    /// Live timers.
-    pub timers: usize,
-    /// Live events.
-    pub events: usize,
-    /// Live stream sockets (TCP and Unix).
-    pub streams: usize,
-    /// Live listening sockets.
-    pub listeners: usize,
-    /// Live datagram sockets.
-    pub datagrams: usize,
-    /// Live pipes.
-    pub pipes: usize,
-    /// Live signal listeners.
-    pub signals: usize,
-    /// Live process handles.
-    pub processes: usize,
-    /// Open files.
-    pub files: usize,
-    /// Active directory watchers.
-    pub watchers: usize,
-    /// Pending operations (callbacks that have not run).
-    pub operations: usize,
-}
-
-impl LeakReport {
-    /// Whether nothing is open.
-    pub fn is_empty(&self) -> bool {
-        *self == LeakReport::default()
-    }
-}
-
-impl fmt::Display for LeakReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} timers, {} events, {} streams, {} listeners, {} datagram sockets, {} pipes, {} signal listeners, \
-             {} processes, {} files, {} watchers, {} pending operations",
-            self.timers,
-            self.events,
-            self.streams,
-            self.listeners,
-            self.datagrams,
-            self.pipes,
-            self.signals,
-            self.processes,
-            self.files,
-            self.watchers,
-            self.operations
-        )
+        LeakReport::of(&self.tables, self.pending_ops())
     }
 }
 
@@ -697,21 +588,7 @@ impl Drop for Driver {
         // Close sockets through the backend first (it must forget their
         // registrations before the descriptors are closed); the tables then drop
         // the callbacks and buffers.
-        for key in self.stream_table.keys() {
-            self.destroy_stream(key);
-        }
-        for key in self.listener_table.keys() {
-            self.destroy_listener(key);
-        }
-        for key in self.datagram_table.keys() {
-            self.destroy_datagram(key);
-        }
-        for key in self.pipe_table.keys() {
-            self.destroy_pipe(key);
-        }
-        for key in self.watcher_table.keys() {
-            self.destroy_watcher(key);
-        }
+        self.close_all();
         self.drop_signals_and_processes();
         #[cfg(unix)]
         self.drop_unix_resources();
@@ -730,12 +607,6 @@ impl fmt::Debug for Driver {
 
 impl Driver {
     fn drop_signals_and_processes(&mut self) {
-        for key in self.signal_table.keys() {
-            self.destroy_signal(key);
-        }
-        for key in self.process_table.keys() {
-            self.destroy_process(key);
-        }
         self.drop_orphans();
         if let Some(source) = self.signal_source.take() {
             if let Some(src) = source.src {
@@ -764,7 +635,7 @@ mod tests {
         let first = drv.timers().create();
         drv.release_ref(first).unwrap();
         // As if the slot had been reused 2^32 - 1 times since.
-        drv.timer_table.set_generation(first.0.index, u32::MAX);
+        drv.tables.timers.set_generation(first.0.index, u32::MAX);
         let last = drv.timers().create();
         assert_eq!(last.0.index, first.0.index);
         drv.release_ref(last).unwrap();

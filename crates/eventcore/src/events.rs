@@ -49,7 +49,7 @@ impl Driver {
             return false;
         };
         // Released after a trigger chose this waiter: the wait died with it.
-        if !self.event_table.contains(op.event.0) {
+        if !self.tables.events.contains(op.event.0) {
             return false;
         }
         op.callback.call(self, op.event);
@@ -59,7 +59,7 @@ impl Driver {
     /// Wakes the first waiter of `event`, or all of them. A stale handle is
     /// ignored (a remote trigger may race with the event's release).
     pub(crate) fn trigger_event(&mut self, event: EventId, notify_all: bool) -> bool {
-        let Some(state) = self.event_table.get_mut(event.0) else {
+        let Some(state) = self.tables.events.get_mut(event.0) else {
             return false;
         };
         if notify_all {
@@ -74,7 +74,7 @@ impl Driver {
     }
 
     pub(crate) fn destroy_event(&mut self, key: Key) {
-        if let Some(entry) = self.event_table.remove(key) {
+        if let Some(entry) = self.tables.events.remove(key) {
             for op in entry.waiters {
                 self.ops.remove(op);
             }
@@ -85,7 +85,7 @@ impl Driver {
 impl Events<'_> {
     /// A new event with one reference and no waiters.
     pub fn create(&mut self) -> EventId {
-        EventId(self.drv.event_table.insert(EventState {
+        EventId(self.drv.tables.events.insert(EventState {
             waiters: VecDeque::new(),
         }))
     }
@@ -93,7 +93,7 @@ impl Events<'_> {
     /// Queues `callback` to run when `event` is next triggered (waiters are woken
     /// in the order they registered). The wait counts as a waiter of the loop.
     pub fn wait(&mut self, event: EventId, callback: impl FnOnce(&mut Driver, EventId) + 'static) -> Result<EventWait> {
-        if !self.drv.event_table.contains(event.0) {
+        if !self.drv.tables.events.contains(event.0) {
             return Err(Error::invalid_handle());
         }
         let key = self.drv.ops.insert(Op::Event(EventOp {
@@ -101,7 +101,7 @@ impl Events<'_> {
             callback: EventFn::new(callback),
         }));
         self.drv
-            .event_table
+            .tables.events
             .get_mut(event.0)
             .expect("checked above")
             .waiters
@@ -116,7 +116,7 @@ impl Events<'_> {
             Some(Op::Event(op)) if op.event == event => {}
             _ => return false,
         }
-        if let Some(state) = self.drv.event_table.get_mut(event.0) {
+        if let Some(state) = self.drv.tables.events.get_mut(event.0) {
             if let Some(i) = state.waiters.iter().position(|k| *k == wait.0) {
                 state.waiters.remove(i);
             }

@@ -137,7 +137,7 @@ impl Driver {
         let Some(Op::File(op)) = self.ops.get_mut(key) else {
             return;
         };
-        let Some(state) = self.file_table.get(op.file) else {
+        let Some(state) = self.tables.files.get(op.file) else {
             return;
         };
         let file = state.file.clone();
@@ -214,7 +214,7 @@ impl Driver {
                 let Some(Op::File(op)) = self.ops.remove(key) else {
                     unreachable!()
                 };
-                if let Some(state) = self.file_table.get_mut(op.file) {
+                if let Some(state) = self.tables.files.get_mut(op.file) {
                     state.other_ops.retain(|k| *k != key);
                 }
                 return self.finish_file_other(op, Ok(other));
@@ -228,7 +228,7 @@ impl Driver {
             unreachable!()
         };
         let handle = FileHandle(op.file);
-        if let Some(state) = self.file_table.get_mut(op.file) {
+        if let Some(state) = self.tables.files.get_mut(op.file) {
             for slot in [&mut state.read_op, &mut state.write_op] {
                 if *slot == Some(key) {
                     *slot = None;
@@ -291,7 +291,7 @@ impl Driver {
         #[cfg(windows)]
         let io = crate::io::IoSlots::new(self.sys.add_source(&file, crate::sys::SourceKind::Fd)?);
         let _ = append;
-        Ok(FileHandle(self.file_table.insert(FileState {
+        Ok(FileHandle(self.tables.files.insert(FileState {
             file: Arc::new(file),
             read_op: None,
             write_op: None,
@@ -309,7 +309,7 @@ impl Driver {
             kind: crate::handle::HandleKind::File,
             key,
         });
-        let entry = self.file_table.remove(key)?;
+        let entry = self.tables.files.remove(key)?;
         #[cfg(windows)]
         self.sys.remove_source(entry.io.src);
         for op in [entry.read_op, entry.write_op]
@@ -372,7 +372,7 @@ impl Files<'_> {
 
     /// The file's size in bytes.
     pub fn size(&self, file: FileHandle) -> Result<u64> {
-        let state = self.drv.file_table.get(file.0).ok_or_else(Error::invalid_handle)?;
+        let state = self.drv.tables.files.get(file.0).ok_or_else(Error::invalid_handle)?;
         Ok(state.file.metadata()?.len())
     }
 
@@ -407,7 +407,7 @@ impl Files<'_> {
         {
             // Overlapped ReadFileEx / WriteFileEx at the offset, through the
             // backend, like any other I/O handle.
-            let append = self.drv.file_table.get(file.0).is_some_and(|s| s.append);
+            let append = self.drv.tables.files.get(file.0).is_some_and(|s| s.append);
             let (reading, cb) = match callback {
                 FileCallback::Read(cb) => (true, cb),
                 FileCallback::Write(cb) => (false, cb),
@@ -443,7 +443,7 @@ impl Files<'_> {
             mode,
             done: 0,
         }));
-        let Some(state) = self.drv.file_table.get_mut(file.0) else {
+        let Some(state) = self.drv.tables.files.get_mut(file.0) else {
             return self.drv.push_ready(key, Outcome::Failed(Error::invalid_handle()));
         };
         let slot = if reading {
@@ -475,12 +475,12 @@ impl Files<'_> {
     pub fn cancel_read(&mut self, file: FileHandle) -> Option<Cancelled> {
         #[cfg(windows)]
         {
-            let key = self.drv.file_table.get_mut(file.0)?.io.read_op.take()?;
+            let key = self.drv.tables.files.get_mut(file.0)?.io.read_op.take()?;
             self.drv.cancel_io(key)
         }
         #[cfg(unix)]
         {
-            let key = self.drv.file_table.get_mut(file.0)?.read_op.take()?;
+            let key = self.drv.tables.files.get_mut(file.0)?.read_op.take()?;
             self.drv.orphan_file_op(key)
         }
     }
@@ -490,12 +490,12 @@ impl Files<'_> {
     pub fn cancel_write(&mut self, file: FileHandle) -> Option<Cancelled> {
         #[cfg(windows)]
         {
-            let key = self.drv.file_table.get_mut(file.0)?.io.write_op.take()?;
+            let key = self.drv.tables.files.get_mut(file.0)?.io.write_op.take()?;
             self.drv.cancel_io(key)
         }
         #[cfg(unix)]
         {
-            let key = self.drv.file_table.get_mut(file.0)?.write_op.take()?;
+            let key = self.drv.tables.files.get_mut(file.0)?.write_op.take()?;
             self.drv.orphan_file_op(key)
         }
     }
@@ -503,7 +503,7 @@ impl Files<'_> {
     /// Sets the file's size on the worker pool.
     pub fn truncate(&mut self, file: FileHandle, size: u64, callback: impl FnOnce(&mut Driver, Result<()>) + 'static) {
         let key = self.drv.file_op(file.0, FileCallback::Unit(Box::new(callback)));
-        let Some(state) = self.drv.file_table.get_mut(file.0) else {
+        let Some(state) = self.drv.tables.files.get_mut(file.0) else {
             return self.drv.push_ready(key, Outcome::Failed(Error::invalid_handle()));
         };
         state.other_ops.push(key);

@@ -344,21 +344,7 @@ pub trait Handle: Copy + fmt::Debug + sealed::Sealed {
     fn key(self) -> Key;
 }
 
-/// Which table a handle lives in.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HandleKind {
-    Timer,
-    Event,
-    Stream,
-    Listener,
-    Datagram,
-    Pipe,
-    Signal,
-    Process,
-    File,
-    Watcher,
-}
+pub use crate::kinds::HandleKind;
 
 pub(crate) mod sealed {
     pub trait Sealed {}

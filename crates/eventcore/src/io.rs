@@ -236,14 +236,14 @@ impl Driver {
     /// The I/O slots of an I/O handle, if it is live.
     pub(crate) fn io_slots(&mut self, owner: Owner) -> Option<&mut IoSlots> {
         match owner.kind {
-            HandleKind::Stream => self.stream_table.get_mut(owner.key).map(|s| &mut s.io),
-            HandleKind::Listener => self.listener_table.get_mut(owner.key).map(|s| &mut s.io),
-            HandleKind::Datagram => self.datagram_table.get_mut(owner.key).map(|s| &mut s.io),
-            HandleKind::Pipe => self.pipe_table.get_mut(owner.key).map(|s| &mut s.io),
+            HandleKind::Stream => self.tables.streams.get_mut(owner.key).map(|s| &mut s.io),
+            HandleKind::Listener => self.tables.listeners.get_mut(owner.key).map(|s| &mut s.io),
+            HandleKind::Datagram => self.tables.datagrams.get_mut(owner.key).map(|s| &mut s.io),
+            HandleKind::Pipe => self.tables.pipes.get_mut(owner.key).map(|s| &mut s.io),
             #[cfg(windows)]
-            HandleKind::File => self.file_table.get_mut(owner.key).map(|s| &mut s.io),
+            HandleKind::File => self.tables.files.get_mut(owner.key).map(|s| &mut s.io),
             #[cfg(windows)]
-            HandleKind::Watcher => self.watcher_table.get_mut(owner.key).map(|s| &mut s.io),
+            HandleKind::Watcher => self.tables.watchers.get_mut(owner.key).map(|s| &mut s.io),
             _ => None,
         }
     }

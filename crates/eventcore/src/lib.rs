@@ -75,6 +75,7 @@
 
 mod error;
 mod handle;
+mod kinds;
 #[allow(unsafe_code)]
 mod sys;
 #[allow(dead_code)]
@@ -83,78 +84,63 @@ mod timer;
 pub use error::{Error, Result, Status};
 pub use handle::Handle;
 
-#[cfg(eventcore_backend)]
-mod dns;
-#[cfg(eventcore_backend)]
-mod driver;
-#[cfg(eventcore_backend)]
-mod events;
-#[cfg(eventcore_backend)]
-mod files;
-#[cfg(all(eventcore_backend, windows))]
-mod gui;
-#[cfg(eventcore_backend)]
-mod io;
-#[cfg(eventcore_backend)]
-mod pipes;
-#[cfg(eventcore_backend)]
-mod pool;
-#[cfg(eventcore_backend)]
-mod processes;
-#[cfg(eventcore_backend)]
-mod remote;
-#[cfg(eventcore_backend)]
-pub mod rt;
-#[cfg(eventcore_backend)]
-mod signals;
-#[cfg(eventcore_backend)]
-mod sockets;
-#[cfg(eventcore_backend)]
-mod timers;
-#[cfg(eventcore_backend)]
-mod watchers;
-
-#[cfg(eventcore_backend)]
-pub use dns::{Dns, LookupId};
-#[cfg(eventcore_backend)]
-pub use driver::{BackendKind, Driver, ExitReason, LeakReport};
-#[cfg(eventcore_backend)]
-pub use events::{EventId, EventWait, Events};
-#[cfg(eventcore_backend)]
-pub use files::{FileHandle, Files, OpenMode};
-#[cfg(all(eventcore_backend, windows))]
-pub use gui::{AttachedDriver, MessageHook};
-#[cfg(eventcore_backend)]
-pub use io::{Cancelled, IoMode};
-#[cfg(eventcore_backend)]
-pub use pipes::{PipeHandle, Pipes};
-#[cfg(eventcore_backend)]
-pub use processes::{Child, Command, ExitStatus, ProcessId, ProcessWait, Processes, Stdio};
-#[cfg(eventcore_backend)]
-pub use remote::Remote;
-#[cfg(eventcore_backend)]
-pub use signals::{signal_numbers, SignalListener, Signals};
-
-/// Test hook (Windows): runs the console control handler's work for
-/// `ctrl_type` (`CTRL_C_EVENT` 0, `CTRL_BREAK_EVENT` 1, `CTRL_CLOSE_EVENT`
-/// 2 …) exactly as when the OS calls it — map the event to its signal,
-/// record it for every driver that listens, wake them — except that a
-/// handled close event does not block the caller (the real handler sleeps
-/// so that the process survives until the loops have run their callbacks).
-/// Returns whether some driver listens (the handler's `TRUE`). Wine cannot
-/// deliver console events to a process without a console, so the tests use
-/// this; programs never need it.
-#[cfg(all(eventcore_backend, windows))]
-#[doc(hidden)]
-pub fn __simulate_console_ctrl_event(ctrl_type: u32) -> bool {
-    sys::signals::dispatch(ctrl_type)
+/// The items that need a backend: the driver and everything built on it.
+/// Targets without one (see `build.rs`) get only the backend-neutral parts.
+macro_rules! with_backend {
+    ($($item:item)*) => {
+        $(#[cfg(eventcore_backend)] $item)*
+    };
 }
-#[cfg(eventcore_backend)]
-pub use sockets::{
-    ConnectionState, DatagramOptions, DatagramSocket, ListenOptions, SocketAddress, SocketHandle, Sockets,
-    StreamListener, StreamSocket,
-};
-#[cfg(eventcore_backend)]
-pub use timers::{TimerCallback, TimerId, Timers};
-#[cfg(eventcore_backend)]
-pub use watchers::{ChangeKind, FileChange, WatcherId, Watchers};
+
+with_backend! {
+    mod dns;
+    mod driver;
+    mod events;
+    mod files;
+    #[cfg(windows)]
+    mod gui;
+    mod io;
+    mod pipes;
+    mod pool;
+    mod processes;
+    mod remote;
+    pub mod rt;
+    mod signals;
+    mod sockets;
+    mod timers;
+    mod watchers;
+
+    pub use dns::{Dns, LookupId};
+    pub use driver::{BackendKind, Driver, ExitReason};
+    pub use events::{EventId, EventWait, Events};
+    pub use files::{FileHandle, Files, OpenMode};
+    #[cfg(windows)]
+    pub use gui::{AttachedDriver, MessageHook};
+    pub use io::{Cancelled, IoMode};
+    pub use kinds::LeakReport;
+    pub use pipes::{PipeHandle, Pipes};
+    pub use processes::{Child, Command, ExitStatus, ProcessId, ProcessWait, Processes, Stdio};
+    pub use remote::Remote;
+    pub use signals::{signal_numbers, SignalListener, Signals};
+    pub use sockets::{
+        ConnectionState, DatagramOptions, DatagramSocket, ListenOptions, SocketAddress, SocketHandle, Sockets,
+        StreamListener, StreamSocket,
+    };
+    pub use timers::{TimerCallback, TimerId, Timers};
+    pub use watchers::{ChangeKind, FileChange, WatcherId, Watchers};
+
+    /// Test hook (Windows): runs the console control handler's work for
+    /// `ctrl_type` (`CTRL_C_EVENT` 0, `CTRL_BREAK_EVENT` 1, `CTRL_CLOSE_EVENT`
+    /// 2 …) exactly as when the OS calls it — map the event to its signal,
+    /// record it for every driver that listens, wake them — except that a
+    /// handled close event does not block the caller (the real handler sleeps
+    /// so that the process survives until the loops have run their callbacks).
+    /// Returns whether some driver listens (the handler's `TRUE`). Wine cannot
+    /// deliver console events to a process without a console, so the tests use
+    /// this; programs never need it.
+    #[cfg(windows)]
+    #[doc(hidden)]
+    pub fn __simulate_console_ctrl_event(ctrl_type: u32) -> bool {
+        sys::signals::dispatch(ctrl_type)
+    }
+}

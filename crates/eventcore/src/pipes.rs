@@ -45,7 +45,7 @@ impl Driver {
     pub(crate) fn adopt_pipe_fd(&mut self, fd: OwnedPipe) -> Result<PipeHandle> {
         crate::sys::prepare_pipe(&fd)?;
         let src = self.sys.add_source(&fd, SourceKind::Fd)?;
-        Ok(PipeHandle(self.pipe_table.insert(PipeState {
+        Ok(PipeHandle(self.tables.pipes.insert(PipeState {
             fd,
             io: IoSlots::new(src),
         })))
@@ -53,7 +53,7 @@ impl Driver {
 
     pub(crate) fn destroy_pipe(&mut self, key: Key) {
         self.cancel_slots(owner(key));
-        if let Some(entry) = self.pipe_table.remove(key) {
+        if let Some(entry) = self.tables.pipes.remove(key) {
             self.sys.remove_source(entry.io.src);
             drop(entry.fd);
         }
@@ -129,13 +129,13 @@ impl Pipes<'_> {
     /// Withdraws the pending read: its callback will not run. On epoll the
     /// buffer always comes back here.
     pub fn cancel_read(&mut self, pipe: PipeHandle) -> Option<Cancelled> {
-        let key = self.drv.pipe_table.get_mut(pipe.0)?.io.read_op.take()?;
+        let key = self.drv.tables.pipes.get_mut(pipe.0)?.io.read_op.take()?;
         self.drv.cancel_io(key)
     }
 
     /// Withdraws the pending write: its callback will not run.
     pub fn cancel_write(&mut self, pipe: PipeHandle) -> Option<Cancelled> {
-        let key = self.drv.pipe_table.get_mut(pipe.0)?.io.write_op.take()?;
+        let key = self.drv.tables.pipes.get_mut(pipe.0)?.io.write_op.take()?;
         self.drv.cancel_io(key)
     }
 
@@ -143,7 +143,7 @@ impl Pipes<'_> {
     /// are cancelled (their callbacks never run) and the handle becomes
     /// invalid. The other end sees end of stream (or EPIPE).
     pub fn close(&mut self, pipe: PipeHandle) -> Result<()> {
-        if !self.drv.pipe_table.contains(pipe.0) {
+        if !self.drv.tables.pipes.contains(pipe.0) {
             return Err(Error::invalid_handle());
         }
         self.drv.destroy_pipe(pipe.0);

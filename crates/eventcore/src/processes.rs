@@ -247,7 +247,7 @@ impl Driver {
     /// Starts watching the process of entry `key` for its exit.
     fn watch_process(&mut self, key: Key) -> Result<()> {
         let remote = self.remote();
-        let Some(watch) = self.process_table.get_mut(key).and_then(|s| s.watch.as_mut()) else {
+        let Some(watch) = self.tables.processes.get_mut(key).and_then(|s| s.watch.as_mut()) else {
             return Ok(());
         };
         if let Some(source) = watch.os.exit_source() {
@@ -283,7 +283,7 @@ impl Driver {
 
     /// The watch of process `key`, whether its handle is live or released.
     fn process_watch(&self, key: Key) -> Option<&Watch> {
-        match self.process_table.get(key) {
+        match self.tables.processes.get(key) {
             Some(state) => state.watch.as_ref(),
             None => self.orphans.iter().find(|o| o.key == key).map(|o| &o.watch),
         }
@@ -314,7 +314,7 @@ impl Driver {
             code: ended.code,
             signal: ended.signal,
         };
-        let watch = if let Some(state) = self.process_table.get_mut(key) {
+        let watch = if let Some(state) = self.tables.processes.get_mut(key) {
             state.exited = Some(status);
             let waiters = std::mem::take(&mut state.waiters);
             let watch = state.watch.take();
@@ -340,7 +340,7 @@ impl Driver {
             return false;
         };
         let status = self
-            .process_table
+            .tables.processes
             .get(op.process.0)
             .and_then(|s| s.exited)
             .unwrap_or(ExitStatus {
@@ -352,7 +352,7 @@ impl Driver {
     }
 
     pub(crate) fn destroy_process(&mut self, key: Key) {
-        let Some(entry) = self.process_table.remove(key) else {
+        let Some(entry) = self.tables.processes.remove(key) else {
             return;
         };
         for op in entry.waiters {
@@ -430,14 +430,14 @@ impl Processes<'_> {
     /// child just spawned is killed (the caller gets an `Err`, so nothing
     /// may keep running) and the OS side makes sure nothing is left behind.
     fn watch(&mut self, os: OsProcess, spawned: bool) -> Result<ProcessId> {
-        let key = self.drv.process_table.insert(ProcessState {
+        let key = self.drv.tables.processes.insert(ProcessState {
             pid: os.pid(),
             watch: Some(Watch { os, src: None }),
             exited: None,
             waiters: Vec::new(),
         });
         if let Err(e) = self.drv.watch_process(key) {
-            if let Some(ProcessState { watch: Some(watch), .. }) = self.drv.process_table.remove(key) {
+            if let Some(ProcessState { watch: Some(watch), .. }) = self.drv.tables.processes.remove(key) {
                 if spawned {
                     let _ = watch.os.kill(crate::signal_numbers::SIGKILL);
                 }
@@ -451,7 +451,7 @@ impl Processes<'_> {
     /// The process id.
     pub fn pid(&self, process: ProcessId) -> Result<u32> {
         self.drv
-            .process_table
+            .tables.processes
             .get(process.0)
             .map(|s| s.pid)
             .ok_or_else(Error::invalid_handle)
@@ -465,7 +465,7 @@ impl Processes<'_> {
     /// How the process ended, once it has.
     pub fn exit_status(&self, process: ProcessId) -> Result<Option<ExitStatus>> {
         self.drv
-            .process_table
+            .tables.processes
             .get(process.0)
             .map(|s| s.exited)
             .ok_or_else(Error::invalid_handle)
@@ -484,7 +484,7 @@ impl Processes<'_> {
     pub fn kill(&mut self, process: ProcessId, signo: i32) -> Result<()> {
         let s = self
             .drv
-            .process_table
+            .tables.processes
             .get(process.0)
             .ok_or_else(Error::invalid_handle)?;
         match (&s.exited, &s.watch) {
@@ -503,7 +503,7 @@ impl Processes<'_> {
     ) -> Result<ProcessWait> {
         let exited = self
             .drv
-            .process_table
+            .tables.processes
             .get(process.0)
             .ok_or_else(Error::invalid_handle)?
             .exited
@@ -516,7 +516,7 @@ impl Processes<'_> {
             self.drv.push_ready(key, Outcome::Event);
         } else {
             self.drv
-                .process_table
+                .tables.processes
                 .get_mut(process.0)
                 .expect("checked")
                 .waiters
@@ -531,7 +531,7 @@ impl Processes<'_> {
             Some(Op::ProcessWait(op)) if op.process == process => {}
             _ => return false,
         }
-        if let Some(state) = self.drv.process_table.get_mut(process.0) {
+        if let Some(state) = self.drv.tables.processes.get_mut(process.0) {
             state.waiters.retain(|k| *k != wait.0);
         }
         self.drv.ops.remove(wait.0).is_some()

@@ -102,7 +102,7 @@ impl Driver {
         let Some(src) = source.src else {
             return;
         };
-        if source.op.is_some() || self.signal_table.len() == 0 {
+        if source.op.is_some() || self.tables.signals.len() == 0 {
             return;
         }
         let mut op = IoOp::new(owner, IoCallback::Internal(Internal::Signals), Vec::new(), IoMode::Once);
@@ -126,8 +126,8 @@ impl Driver {
         }
         let mut ran = false;
         for signo in arrived {
-            for key in self.signal_table.keys() {
-                let Some(state) = self.signal_table.get_mut(key) else {
+            for key in self.tables.signals.keys() {
+                let Some(state) = self.tables.signals.get_mut(key) else {
                     continue;
                 };
                 if state.signo != signo {
@@ -138,7 +138,7 @@ impl Driver {
                 };
                 self.guarded(|drv| callback(drv, SignalListener(key), signo));
                 ran = true;
-                if let Some(state) = self.signal_table.get_mut(key) {
+                if let Some(state) = self.tables.signals.get_mut(key) {
                     if state.callback.is_none() {
                         state.callback = Some(callback);
                     }
@@ -150,16 +150,16 @@ impl Driver {
     }
 
     pub(crate) fn destroy_signal(&mut self, key: Key) {
-        let Some(entry) = self.signal_table.remove(key) else {
+        let Some(entry) = self.tables.signals.remove(key) else {
             return;
         };
         let signo = entry.signo;
         let still_listened = self
-            .signal_table
+            .tables.signals
             .keys()
             .into_iter()
-            .any(|k| self.signal_table.get(k).is_some_and(|s| s.signo == signo));
-        let nobody = self.signal_table.len() == 0;
+            .any(|k| self.tables.signals.get(k).is_some_and(|s| s.signo == signo));
+        let nobody = self.tables.signals.len() == 0;
         if let Some(source) = &mut self.signal_source {
             if !still_listened {
                 source.set.remove(signo);
@@ -201,7 +201,7 @@ impl Signals<'_> {
         }
         let source = self.drv.signal_source.as_mut().expect("created above");
         source.set.add(signo)?;
-        let key = self.drv.signal_table.insert(SignalState {
+        let key = self.drv.tables.signals.insert(SignalState {
             signo,
             callback: Some(Box::new(callback)),
         });
@@ -212,7 +212,7 @@ impl Signals<'_> {
     /// The signal a listener listens to.
     pub fn signal_of(&self, listener: SignalListener) -> Result<i32> {
         self.drv
-            .signal_table
+            .tables.signals
             .get(listener.0)
             .map(|s| s.signo)
             .ok_or_else(Error::invalid_handle)

@@ -255,9 +255,9 @@ impl Driver {
 
     fn socket_ref(&self, kind: HandleKind, key: Key) -> Option<&Socket> {
         match kind {
-            HandleKind::Stream => self.stream_table.get(key).map(|s| &s.socket),
-            HandleKind::Listener => self.listener_table.get(key).map(|s| &s.socket),
-            HandleKind::Datagram => self.datagram_table.get(key).map(|s| &s.socket),
+            HandleKind::Stream => self.tables.streams.get(key).map(|s| &s.socket),
+            HandleKind::Listener => self.tables.listeners.get(key).map(|s| &s.socket),
+            HandleKind::Datagram => self.tables.datagrams.get(key).map(|s| &s.socket),
             _ => None,
         }
     }
@@ -266,7 +266,7 @@ impl Driver {
     /// callback, and accept again unless the listener is gone or broken.
     pub(crate) fn accepted(&mut self, key: Key, result: Result<usize>, extra: Extra) {
         let listener = StreamListener(key);
-        let Some(state) = self.listener_table.get_mut(key) else {
+        let Some(state) = self.tables.listeners.get_mut(key) else {
             return;
         };
         let Some(mut callback) = state.callback.take() else {
@@ -291,7 +291,7 @@ impl Driver {
         };
         self.guarded(|drv| callback(drv, listener, outcome));
         // The callback may have released the listener.
-        let Some(state) = self.listener_table.get_mut(key) else {
+        let Some(state) = self.tables.listeners.get_mut(key) else {
             return;
         };
         if state.callback.is_none() {
@@ -303,7 +303,7 @@ impl Driver {
     }
 
     fn arm_accept(&mut self, listener: StreamListener) {
-        let Some(state) = self.listener_table.get(listener.0) else {
+        let Some(state) = self.tables.listeners.get(listener.0) else {
             return;
         };
         let owner = Owner {
@@ -313,7 +313,7 @@ impl Driver {
         let mut op = IoOp::new(owner, IoCallback::Accept, Vec::new(), IoMode::Once);
         op.src = state.io.src;
         let key = self.start_io(op, false);
-        if let Some(state) = self.listener_table.get_mut(listener.0) {
+        if let Some(state) = self.tables.listeners.get_mut(listener.0) {
             state.io.read_op = Some(key);
         }
     }
@@ -327,12 +327,12 @@ impl Driver {
         let src = self.sys.add_source(&socket, SourceKind::Socket)?;
         let mut io = IoSlots::new(src);
         io.connecting = connecting;
-        Ok(StreamSocket(self.stream_table.insert(StreamState { socket, io })))
+        Ok(StreamSocket(self.tables.streams.insert(StreamState { socket, io })))
     }
 
     pub(crate) fn destroy_stream(&mut self, key: Key) {
         self.cancel_slots(stream_owner(key));
-        if let Some(entry) = self.stream_table.remove(key) {
+        if let Some(entry) = self.tables.streams.remove(key) {
             self.sys.remove_source(entry.io.src);
         }
     }
@@ -342,7 +342,7 @@ impl Driver {
             kind: HandleKind::Listener,
             key,
         });
-        if let Some(entry) = self.listener_table.remove(key) {
+        if let Some(entry) = self.tables.listeners.remove(key) {
             self.sys.remove_source(entry.io.src);
             if let Some(path) = entry.socket.local_addr().ok().and_then(|a| crate::sys::unix_path(&a)) {
                 // A Unix listener's socket file would block the next bind to
@@ -354,7 +354,7 @@ impl Driver {
 
     pub(crate) fn destroy_datagram(&mut self, key: Key) {
         self.cancel_slots(datagram_owner(key));
-        if let Some(entry) = self.datagram_table.remove(key) {
+        if let Some(entry) = self.tables.datagrams.remove(key) {
             self.sys.remove_source(entry.io.src);
         }
     }
@@ -385,7 +385,7 @@ impl Sockets<'_> {
             Vec::new(),
             IoMode::Once,
         );
-        let state = self.drv.stream_table.get(sock.0).expect("just inserted");
+        let state = self.drv.tables.streams.get(sock.0).expect("just inserted");
         let src = state.io.src;
         op.src = src;
         let prepared = match &bind {
@@ -404,7 +404,7 @@ impl Sockets<'_> {
             }
             Err(e) => self.drv.push_ready(key, Outcome::Failed(e)),
         }
-        self.drv.stream_table.get_mut(sock.0).expect("live").io.write_op = Some(key);
+        self.drv.tables.streams.get_mut(sock.0).expect("live").io.write_op = Some(key);
         Ok(sock)
     }
 
@@ -412,7 +412,7 @@ impl Sockets<'_> {
     /// allocated (state [`ConnectionState::Closed`]) until released. Returns
     /// whether a connect was pending.
     pub fn cancel_connect(&mut self, sock: StreamSocket) -> bool {
-        let Some(s) = self.drv.stream_table.get_mut(sock.0) else {
+        let Some(s) = self.drv.tables.streams.get_mut(sock.0) else {
             return false;
         };
         if !s.io.connecting {
@@ -472,7 +472,7 @@ impl Sockets<'_> {
 
     fn adopt_listener_socket(&mut self, socket: Socket, on_accept: AcceptCallback) -> Result<StreamListener> {
         let src = self.drv.sys.add_source(&socket, SourceKind::Socket)?;
-        let listener = StreamListener(self.drv.listener_table.insert(ListenerState {
+        let listener = StreamListener(self.drv.tables.listeners.insert(ListenerState {
             socket,
             io: IoSlots::new(src),
             callback: Some(on_accept),
@@ -500,14 +500,14 @@ impl Sockets<'_> {
     /// way that ends accepting (see [`Sockets::listen`]), or for an invalid handle.
     pub fn is_accepting(&self, listener: StreamListener) -> bool {
         self.drv
-            .listener_table
+            .tables.listeners
             .get(listener.0)
             .is_some_and(|s| s.io.read_op.is_some())
     }
 
     /// The state of a stream connection; `Closed` for an invalid handle.
     pub fn connection_state(&self, sock: StreamSocket) -> ConnectionState {
-        let Some(s) = self.drv.stream_table.get(sock.0) else {
+        let Some(s) = self.drv.tables.streams.get(sock.0) else {
             return ConnectionState::Closed;
         };
         if s.io.connecting {
@@ -575,14 +575,14 @@ impl Sockets<'_> {
     /// Withdraws the pending read (or wait for data): its callback will not run.
     /// `None` if nothing was pending. On epoll the buffer always comes back here.
     pub fn cancel_read(&mut self, sock: StreamSocket) -> Option<Cancelled> {
-        let key = self.drv.stream_table.get_mut(sock.0)?.io.read_op.take()?;
+        let key = self.drv.tables.streams.get_mut(sock.0)?.io.read_op.take()?;
         self.drv.cancel_io(key)
     }
 
     /// Withdraws the pending write: its callback will not run. `None` if nothing
     /// was pending. [`Cancelled::transferred`] says how much was already sent.
     pub fn cancel_write(&mut self, sock: StreamSocket) -> Option<Cancelled> {
-        let key = self.drv.stream_table.get_mut(sock.0)?.io.write_op.take()?;
+        let key = self.drv.tables.streams.get_mut(sock.0)?.io.write_op.take()?;
         self.drv.cancel_io(key)
     }
 
@@ -592,7 +592,7 @@ impl Sockets<'_> {
     pub fn shutdown(&mut self, sock: StreamSocket, read: bool, write: bool) -> Result<()> {
         let s = self
             .drv
-            .stream_table
+            .tables.streams
             .get_mut(sock.0)
             .ok_or_else(Error::invalid_handle)?;
         let how = match (read, write) {
@@ -606,7 +606,7 @@ impl Sockets<'_> {
             // write to the OS before the shutdown, or the shutdown overtakes it.
             self.drv.sys.flush();
         }
-        let s = self.drv.stream_table.get_mut(sock.0).expect("checked above");
+        let s = self.drv.tables.streams.get_mut(sock.0).expect("checked above");
         s.socket.shutdown(how)?;
         if write {
             s.io.write_closed = true;
@@ -616,13 +616,13 @@ impl Sockets<'_> {
 
     /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
     pub fn set_no_delay(&mut self, sock: StreamSocket, enable: bool) -> Result<()> {
-        let s = self.drv.stream_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.tables.streams.get(sock.0).ok_or_else(Error::invalid_handle)?;
         Ok(s.socket.set_nodelay(enable)?)
     }
 
     /// Turns TCP keep-alive on or off (`SO_KEEPALIVE`).
     pub fn set_keep_alive(&mut self, sock: StreamSocket, enable: bool) -> Result<()> {
-        let s = self.drv.stream_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.tables.streams.get(sock.0).ok_or_else(Error::invalid_handle)?;
         Ok(s.socket.set_keepalive(enable)?)
     }
 
@@ -636,7 +636,7 @@ impl Sockets<'_> {
         interval: Duration,
         probes: u32,
     ) -> Result<()> {
-        let s = self.drv.stream_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.tables.streams.get(sock.0).ok_or_else(Error::invalid_handle)?;
         s.socket.set_keepalive(true)?;
         let params = socket2::TcpKeepalive::new().with_time(idle).with_interval(interval);
         #[cfg(unix)]
@@ -650,7 +650,7 @@ impl Sockets<'_> {
     /// before the connection is dropped (`TCP_USER_TIMEOUT` on Linux;
     /// `TCP_MAXRT`, in whole seconds rounded up, on Windows).
     pub fn set_user_timeout(&mut self, sock: StreamSocket, timeout: Duration) -> Result<()> {
-        let s = self.drv.stream_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.tables.streams.get(sock.0).ok_or_else(Error::invalid_handle)?;
         Ok(crate::sys::socket_options::set_user_timeout(&s.socket, timeout)?)
     }
 
@@ -717,7 +717,7 @@ impl Sockets<'_> {
 
     fn adopt_datagram_socket(&mut self, socket: Socket) -> Result<DatagramSocket> {
         let src = self.drv.sys.add_source(&socket, SourceKind::Socket)?;
-        Ok(DatagramSocket(self.drv.datagram_table.insert(DatagramState {
+        Ok(DatagramSocket(self.drv.tables.datagrams.insert(DatagramState {
             socket,
             io: IoSlots::new(src),
         })))
@@ -768,26 +768,26 @@ impl Sockets<'_> {
 
     /// Withdraws the pending receive: its callback will not run.
     pub fn cancel_receive(&mut self, sock: DatagramSocket) -> Option<Cancelled> {
-        let key = self.drv.datagram_table.get_mut(sock.0)?.io.read_op.take()?;
+        let key = self.drv.tables.datagrams.get_mut(sock.0)?.io.read_op.take()?;
         self.drv.cancel_io(key)
     }
 
     /// Withdraws the pending send: its callback will not run.
     pub fn cancel_send(&mut self, sock: DatagramSocket) -> Option<Cancelled> {
-        let key = self.drv.datagram_table.get_mut(sock.0)?.io.write_op.take()?;
+        let key = self.drv.tables.datagrams.get_mut(sock.0)?.io.write_op.take()?;
         self.drv.cancel_io(key)
     }
 
     /// Allows or forbids sending to broadcast addresses.
     pub fn set_broadcast(&mut self, sock: DatagramSocket, enable: bool) -> Result<()> {
-        let s = self.drv.datagram_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.tables.datagrams.get(sock.0).ok_or_else(Error::invalid_handle)?;
         Ok(s.socket.set_broadcast(enable)?)
     }
 
     /// Joins the multicast group `group` (IPv4 or IPv6) on the default
     /// interface (IPv4) or interface index 0 (IPv6).
     pub fn join_multicast(&mut self, sock: DatagramSocket, group: std::net::IpAddr) -> Result<()> {
-        let s = self.drv.datagram_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.tables.datagrams.get(sock.0).ok_or_else(Error::invalid_handle)?;
         match group {
             std::net::IpAddr::V4(g) => s.socket.join_multicast_v4(&g, &std::net::Ipv4Addr::UNSPECIFIED)?,
             std::net::IpAddr::V6(g) => s.socket.join_multicast_v6(&g, 0)?,
@@ -798,7 +798,7 @@ impl Sockets<'_> {
     /// Whether multicast datagrams sent by this socket are looped back to
     /// local members (IPv4 and IPv6 alike, following the socket's family).
     pub fn set_multicast_loopback(&mut self, sock: DatagramSocket, enable: bool) -> Result<()> {
-        let s = self.drv.datagram_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.tables.datagrams.get(sock.0).ok_or_else(Error::invalid_handle)?;
         if s.socket.local_addr()?.is_ipv6() {
             s.socket.set_multicast_loop_v6(enable)?;
         } else {
@@ -809,7 +809,7 @@ impl Sockets<'_> {
 
     /// The TTL (hop limit) of multicast datagrams sent by this socket.
     pub fn set_multicast_ttl(&mut self, sock: DatagramSocket, ttl: u32) -> Result<()> {
-        let s = self.drv.datagram_table.get(sock.0).ok_or_else(Error::invalid_handle)?;
+        let s = self.drv.tables.datagrams.get(sock.0).ok_or_else(Error::invalid_handle)?;
         if s.socket.local_addr()?.is_ipv6() {
             s.socket.set_multicast_hops_v6(ttl)?;
         } else {

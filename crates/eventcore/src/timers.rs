@@ -67,7 +67,7 @@ impl Driver {
     /// Runs a queued timer completion unless the timer was released or its
     /// queued completions were withdrawn since it was queued.
     pub(crate) fn complete_timer(&mut self, key: Key, fired: bool, epoch: NonZeroU32, callback: TimerFn) -> bool {
-        let Some(state) = self.timer_table.get_mut(key) else {
+        let Some(state) = self.tables.timers.get_mut(key) else {
             return false;
         };
         if state.epoch != epoch {
@@ -94,7 +94,7 @@ impl Driver {
             let Some((index, prev)) = self.timer_queue.pop_expired(now) else {
                 break;
             };
-            let Some((key, state)) = self.timer_table.at_mut(index) else {
+            let Some((key, state)) = self.tables.timers.at_mut(index) else {
                 continue;
             };
             let taken = state.take_wait();
@@ -120,7 +120,7 @@ impl Driver {
         // The wait is dropped with the slot; queued completions find the key
         // stale and are dropped uncalled.
         self.timer_queue.disarm(key.index);
-        if let Some(state) = self.timer_table.remove(key) {
+        if let Some(state) = self.tables.timers.remove(key) {
             self.timer_waits -= usize::from(state.wait.is_some()) + state.queued as usize;
         }
     }
@@ -129,7 +129,7 @@ impl Driver {
 impl Timers<'_> {
     /// A new, unarmed timer with one reference.
     pub fn create(&mut self) -> TimerId {
-        TimerId(self.drv.timer_table.insert(TimerState {
+        TimerId(self.drv.tables.timers.insert(TimerState {
             repeat: 0,
             wait: None,
             epoch: NonZeroU32::MIN,
@@ -141,8 +141,8 @@ impl Timers<'_> {
     /// them does not reallocate (a program about to create a million timers
     /// avoids growing the tables step by step).
     pub fn reserve(&mut self, additional: usize) {
-        self.drv.timer_table.reserve(additional);
-        let max_index = self.drv.timer_table.capacity();
+        self.drv.tables.timers.reserve(additional);
+        let max_index = self.drv.tables.timers.capacity();
         self.drv.timer_queue.reserve(additional, max_index);
     }
 
@@ -152,7 +152,7 @@ impl Timers<'_> {
     pub fn set(&mut self, timer: TimerId, timeout: Duration, repeat: Duration) -> Result<()> {
         let state = self
             .drv
-            .timer_table
+            .tables.timers
             .get_mut(timer.0)
             .ok_or_else(Error::invalid_handle)?;
         state.repeat = u64::try_from(repeat.as_nanos()).unwrap_or(u64::MAX);
@@ -168,7 +168,7 @@ impl Timers<'_> {
     pub fn set_at(&mut self, timer: TimerId, deadline: Instant, repeat: Duration) -> Result<()> {
         let state = self
             .drv
-            .timer_table
+            .tables.timers
             .get_mut(timer.0)
             .ok_or_else(Error::invalid_handle)?;
         state.repeat = u64::try_from(repeat.as_nanos()).unwrap_or(u64::MAX);
@@ -181,7 +181,7 @@ impl Timers<'_> {
     pub fn stop(&mut self, timer: TimerId) -> Result<()> {
         let state = self
             .drv
-            .timer_table
+            .tables.timers
             .get_mut(timer.0)
             .ok_or_else(Error::invalid_handle)?;
         let taken = state.take_wait();
@@ -194,12 +194,12 @@ impl Timers<'_> {
 
     /// Whether `timer` is armed (false for an invalid handle).
     pub fn is_pending(&self, timer: TimerId) -> bool {
-        self.drv.timer_table.contains(timer.0) && self.drv.timer_queue.is_armed(timer.0.index)
+        self.drv.tables.timers.contains(timer.0) && self.drv.timer_queue.is_armed(timer.0.index)
     }
 
     /// Whether `timer` was set with a repeat period (false for an invalid handle).
     pub fn is_periodic(&self, timer: TimerId) -> bool {
-        self.drv.timer_table.get(timer.0).is_some_and(|s| s.repeat != 0)
+        self.drv.tables.timers.get(timer.0).is_some_and(|s| s.repeat != 0)
     }
 
     /// Calls `callback` at the timer's next firing (`fired = true`) or when it is
@@ -210,7 +210,7 @@ impl Timers<'_> {
         let armed = self.drv.timer_queue.is_armed(timer.0.index);
         let state = self
             .drv
-            .timer_table
+            .tables.timers
             .get_mut(timer.0)
             .ok_or_else(Error::invalid_handle)?;
         if state.wait.is_some() {
@@ -233,7 +233,7 @@ impl Timers<'_> {
     /// has not run yet. Their callbacks will not run. Returns whether anything
     /// was withdrawn. The timer itself stays armed.
     pub fn cancel_wait(&mut self, timer: TimerId) -> bool {
-        let Some(state) = self.drv.timer_table.get_mut(timer.0) else {
+        let Some(state) = self.drv.tables.timers.get_mut(timer.0) else {
             return false;
         };
         if state.wait.take().is_some() {
@@ -251,7 +251,7 @@ impl Timers<'_> {
 
     /// The remaining time until `timer` fires, if it is armed.
     pub fn remaining(&self, timer: TimerId) -> Option<Duration> {
-        if !self.drv.timer_table.contains(timer.0) {
+        if !self.drv.tables.timers.contains(timer.0) {
             return None;
         }
         let d = self.drv.timer_queue.deadline(timer.0.index)?;

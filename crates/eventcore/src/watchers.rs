@@ -91,7 +91,7 @@ impl Driver {
     pub(crate) fn deliver(&mut self, watcher: Key, changes: Vec<Result<FileChange>>) -> bool {
         let mut ran = false;
         for change in changes {
-            let Some(state) = self.watcher_table.get_mut(watcher) else {
+            let Some(state) = self.tables.watchers.get_mut(watcher) else {
                 break;
             };
             let Some(mut cb) = state.callback.take() else {
@@ -99,7 +99,7 @@ impl Driver {
             };
             self.guarded(|drv| cb(drv, WatcherId(watcher), change));
             ran = true;
-            if let Some(state) = self.watcher_table.get_mut(watcher) {
+            if let Some(state) = self.tables.watchers.get_mut(watcher) {
                 if state.callback.is_none() {
                     state.callback = Some(cb);
                 }

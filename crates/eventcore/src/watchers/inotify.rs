@@ -116,7 +116,7 @@ impl Driver {
         let Some(source) = &self.watch_source else {
             return;
         };
-        if source.op.is_some() || self.watcher_table.len() == 0 {
+        if source.op.is_some() || self.tables.watchers.len() == 0 {
             return;
         }
         let mut op = IoOp::new(
@@ -133,7 +133,7 @@ impl Driver {
     }
 
     fn start_walk(&mut self, watcher: Key, rel: PathBuf, report: bool) {
-        let (Some(state), Some(source)) = (self.watcher_table.get(watcher), &self.watch_source) else {
+        let (Some(state), Some(source)) = (self.tables.watchers.get(watcher), &self.watch_source) else {
             return;
         };
         let base = state.base.clone();
@@ -175,7 +175,7 @@ impl Driver {
         let Some(source) = &mut self.watch_source else {
             return false;
         };
-        let Some(state) = self.watcher_table.get_mut(result.watcher) else {
+        let Some(state) = self.tables.watchers.get_mut(result.watcher) else {
             // Released meanwhile: undo its watches.
             for (wd, _) in result.watches {
                 if !source.by_wd.contains_key(&wd) {
@@ -234,8 +234,8 @@ impl Driver {
         let mut ran = false;
         for ev in events {
             if ev.mask & inotify::OVERFLOW != 0 {
-                for key in self.watcher_table.keys() {
-                    let base = self.watcher_table.get(key).map(|s| s.base.clone()).unwrap_or_default();
+                for key in self.tables.watchers.keys() {
+                    let base = self.tables.watchers.get(key).map(|s| s.base.clone()).unwrap_or_default();
                     ran |= self.deliver(
                         key,
                         vec![Ok(FileChange {
@@ -262,7 +262,7 @@ impl Driver {
                 // The kernel dropped the watch (its directory is gone).
                 source.by_wd.remove(&ev.wd);
                 for key in &users {
-                    if let Some(state) = self.watcher_table.get_mut(*key) {
+                    if let Some(state) = self.tables.watchers.get_mut(*key) {
                         state.wds.remove(&ev.wd);
                     }
                 }
@@ -276,7 +276,7 @@ impl Driver {
     }
 
     fn dispatch_one(&mut self, key: Key, ev: &RawEvent) -> bool {
-        let Some(state) = self.watcher_table.get(key) else {
+        let Some(state) = self.tables.watchers.get(key) else {
             return false;
         };
         let Some(rel) = state.wds.get(&ev.wd).cloned() else {
@@ -329,7 +329,7 @@ impl Driver {
 
     /// Watches `sub` itself, then walks below it on the pool.
     fn start_walk_with_root(&mut self, watcher: Key, sub: PathBuf, report: bool) {
-        let Some(state) = self.watcher_table.get(watcher) else {
+        let Some(state) = self.tables.watchers.get(watcher) else {
             return;
         };
         let path = state.base.join(&sub);
@@ -342,7 +342,7 @@ impl Driver {
                 if !users.contains(&watcher) {
                     users.push(watcher);
                 }
-                self.watcher_table
+                self.tables.watchers
                     .get_mut(watcher)
                     .expect("live")
                     .wds
@@ -360,7 +360,7 @@ impl Driver {
     /// Stops watching `sub` and everything below it (it moved out of the tree,
     /// or somewhere we rewatch from scratch).
     fn unwatch_subtree(&mut self, watcher: Key, sub: &Path) {
-        let Some(state) = self.watcher_table.get_mut(watcher) else {
+        let Some(state) = self.tables.watchers.get_mut(watcher) else {
             return;
         };
         let gone: Vec<i32> = state
@@ -391,11 +391,11 @@ impl Driver {
     }
 
     pub(crate) fn destroy_watcher(&mut self, key: Key) {
-        let Some(entry) = self.watcher_table.remove(key) else {
+        let Some(entry) = self.tables.watchers.remove(key) else {
             return;
         };
         self.release_wds(key, entry.wds.into_keys().collect());
-        if self.watcher_table.len() == 0 {
+        if self.tables.watchers.len() == 0 {
             if let Some(op) = self.watch_source.as_mut().and_then(|s| s.op.take()) {
                 let _ = self.cancel_io(op);
             }
@@ -416,7 +416,7 @@ impl Driver {
         })?;
         let mut wds = HashMap::new();
         wds.insert(wd, PathBuf::new());
-        let key = self.watcher_table.insert(WatcherState {
+        let key = self.tables.watchers.insert(WatcherState {
             base,
             recursive,
             callback: Some(callback),
@@ -433,6 +433,6 @@ impl Driver {
 
     /// The base directory of a live watcher.
     pub(crate) fn watcher_base(&self, key: Key) -> Option<PathBuf> {
-        self.watcher_table.get(key).map(|s| s.base.clone())
+        self.tables.watchers.get(key).map(|s| s.base.clone())
     }
 }

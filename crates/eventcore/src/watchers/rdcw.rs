@@ -77,7 +77,7 @@ fn list_dirs(base: &Path, recursive: bool) -> Vec<PathBuf> {
 
 impl Driver {
     fn arm_directory_watch(&mut self, key: Key) {
-        let Some(state) = self.watcher_table.get_mut(key) else {
+        let Some(state) = self.tables.watchers.get_mut(key) else {
             return;
         };
         if state.io.read_op.is_some() {
@@ -94,7 +94,7 @@ impl Driver {
         );
         op.src = src;
         let op_key = self.start_io(op, false);
-        if let Some(state) = self.watcher_table.get_mut(key) {
+        if let Some(state) = self.tables.watchers.get_mut(key) {
             state.io.read_op = Some(op_key);
         }
     }
@@ -102,7 +102,7 @@ impl Driver {
     /// A watcher's request completed: deliver its changes, then re-arm.
     pub(crate) fn directory_changes_ready(&mut self, owner: Owner, result: Result<usize>, buf: Vec<u8>) -> bool {
         let key = owner.key;
-        let Some(state) = self.watcher_table.get_mut(key) else {
+        let Some(state) = self.tables.watchers.get_mut(key) else {
             return false;
         };
         let base = state.base.clone();
@@ -199,7 +199,7 @@ impl Driver {
         let Outcome::Job(out) = outcome else {
             return false;
         };
-        if let (Ok(dirs), Some(state)) = (out.downcast::<Vec<PathBuf>>(), self.watcher_table.get_mut(op.watcher)) {
+        if let (Ok(dirs), Some(state)) = (out.downcast::<Vec<PathBuf>>(), self.tables.watchers.get_mut(op.watcher)) {
             state.known_dirs.extend(*dirs);
         }
         false
@@ -207,7 +207,7 @@ impl Driver {
 
     pub(crate) fn destroy_watcher(&mut self, key: Key) {
         self.cancel_slots(owner(key));
-        if let Some(entry) = self.watcher_table.remove(key) {
+        if let Some(entry) = self.tables.watchers.remove(key) {
             self.sys.remove_source(entry.io.src);
             drop(entry.dir);
         }
@@ -222,7 +222,7 @@ impl Driver {
         }
         let dir = sys_watch::open_directory(&base)?;
         let src = self.sys.add_source(&dir, SourceKind::Fd)?;
-        let key = self.watcher_table.insert(WatcherState {
+        let key = self.tables.watchers.insert(WatcherState {
             base: base.clone(),
             recursive,
             callback: Some(callback),
@@ -241,6 +241,6 @@ impl Driver {
 
     /// The base directory of a live watcher.
     pub(crate) fn watcher_base(&self, key: Key) -> Option<PathBuf> {
-        self.watcher_table.get(key).map(|s| s.base.clone())
+        self.tables.watchers.get(key).map(|s| s.base.clone())
     }
 }
