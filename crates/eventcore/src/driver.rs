@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::handle::{Handle, HandleKind, Key, Table};
 use crate::kinds::{LeakReport, Tables};
 use crate::remote::{Message, Remote, RemoteShared};
-use crate::sys;
+use crate::sys::{self, BackendKind};
 use crate::{Error, Result};
 
 /// Why [`Driver::process_events`] returned.
@@ -42,50 +42,6 @@ pub enum ExitReason {
     /// taken off the queue; a program that goes on to run its own
     /// `GetMessage` loop should post it again. Never returned elsewhere.
     Quit(i32),
-}
-
-/// Which OS mechanism a driver uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum BackendKind {
-    /// Linux epoll (readiness, turned into completions by the backend). The
-    /// default on Linux.
-    Epoll,
-    /// Linux io_uring (kernel completions; 5.11 or later). Available when the
-    /// kernel allows `io_uring_setup` (it can be turned off by
-    /// `/proc/sys/kernel/io_uring_disabled` or a seccomp filter) and knows
-    /// every opcode the backend uses; probed once per process. Cancelling
-    /// waits (at most a second) for the kernel to give the buffer back.
-    IoUring,
-    /// Windows: overlapped I/O with completion routines, and a wait that pumps
-    /// the thread's window messages.
-    WinApi,
-}
-
-impl BackendKind {
-    /// The backends this build can run, the default first.
-    ///
-    /// Linux: `[Epoll, IoUring]`, or `[Epoll]` where io_uring is missing or
-    /// disabled. Windows: `[WinApi]`.
-    pub fn available() -> &'static [BackendKind] {
-        #[cfg(target_os = "linux")]
-        return if sys::io_uring_available() {
-            &[BackendKind::Epoll, BackendKind::IoUring]
-        } else {
-            &[BackendKind::Epoll]
-        };
-        #[cfg(windows)]
-        return &[BackendKind::WinApi];
-    }
-
-    /// The name used in test and benchmark output (`epoll`, `io_uring`, `winapi`).
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Epoll => "epoll",
-            BackendKind::IoUring => "io_uring",
-            BackendKind::WinApi => "winapi",
-        }
-    }
 }
 
 /// A pending callback and what it waits for.
@@ -137,7 +93,7 @@ pub(crate) enum Outcome {
     Timer {
         fired: bool,
         epoch: std::num::NonZeroU32,
-        callback: sys::inline_fn::TimerFn,
+        callback: crate::timers::TimerFn,
     },
     /// An event was triggered.
     Event,

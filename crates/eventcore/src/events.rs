@@ -10,7 +10,8 @@ use std::collections::VecDeque;
 
 use crate::driver::{Op, Outcome};
 use crate::handle::{define_handle, Key};
-use crate::sys::inline_fn::EventFn;
+/// An event wait's callback, stored inline when small.
+pub(crate) type EventFn = crate::sys::inline_fn::HandleFn<Driver, EventId>;
 use crate::{Driver, Error, Result};
 
 define_handle!(

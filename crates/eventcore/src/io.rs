@@ -92,7 +92,12 @@ pub(crate) enum Internal {
     DirectoryChanges { recursive: bool },
 }
 
-pub(crate) use crate::sys::inline_fn::{ConnectFn, IoDoneFn, RecvFn};
+/// A read's or write's callback; the key is the handle it ran on.
+pub(crate) type IoDoneFn = crate::sys::inline_fn::BufFn<Driver, Key, Result<usize>>;
+/// A datagram receive's callback; the key is the socket.
+pub(crate) type RecvFn = crate::sys::inline_fn::BufFn<Driver, Key, Result<(usize, SocketAddress)>>;
+/// A connect's callback; the key is the socket.
+pub(crate) type ConnectFn = crate::sys::inline_fn::DoneFn<Driver, Key>;
 
 pub(crate) enum IoCallback {
     Connect(ConnectFn),

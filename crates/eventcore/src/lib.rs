@@ -76,6 +76,7 @@
 mod error;
 mod handle;
 mod kinds;
+mod slab;
 #[allow(unsafe_code)]
 mod sys;
 #[allow(dead_code)]
@@ -111,7 +112,8 @@ with_backend! {
     mod watchers;
 
     pub use dns::{Dns, LookupId};
-    pub use driver::{BackendKind, Driver, ExitReason};
+    pub use driver::{Driver, ExitReason};
+    pub use sys::BackendKind;
     pub use events::{EventId, EventWait, Events};
     pub use files::{FileHandle, Files, OpenMode};
     #[cfg(windows)]

@@ -30,25 +30,7 @@ use crate::sys::signals::SignalSet;
 use crate::sys::{SourceId, SourceKind};
 use crate::{Driver, Error, Result};
 
-/// Signal numbers with the same meaning on every backend (the POSIX
-/// numbers, which the C runtime on Windows uses too), for
-/// [`Signals::listen`] and [`Processes::kill`](crate::Processes::kill).
-pub mod signal_numbers {
-    /// Hang-up. Windows: the console window is being closed (`CTRL_CLOSE_EVENT`).
-    pub const SIGHUP: i32 = 1;
-    /// Interrupt. Windows: Ctrl+C (`CTRL_C_EVENT`).
-    pub const SIGINT: i32 = 2;
-    /// Quit (from the keyboard, in a POSIX terminal).
-    pub const SIGQUIT: i32 = 3;
-    /// Kill: cannot be caught or listened to.
-    pub const SIGKILL: i32 = 9;
-    /// Termination request.
-    pub const SIGTERM: i32 = 15;
-    /// Windows only: Ctrl+Break (`CTRL_BREAK_EVENT`), numbered as in the C
-    /// runtime and libuv. (21 is `SIGTTIN` on Linux.)
-    #[cfg(windows)]
-    pub const SIGBREAK: i32 = 21;
-}
+pub use crate::sys::signal_numbers;
 
 define_handle!(
     /// A signal listener of a [`Driver`].

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::driver::Outcome;
 use crate::handle::{define_handle, Key};
-use crate::sys::inline_fn::TimerFn;
+/// A timer wait's callback, stored inline when small.
+pub(crate) type TimerFn = crate::sys::inline_fn::FlagFn<Driver, TimerId>;
 use crate::{Driver, Error, Result};
 
 define_handle!(

@@ -11,7 +11,7 @@
 //!   that pumps window messages.
 //!
 //! On Linux `Backend` is an enum over the two Linux backends, picked per
-//! driver from its [`BackendKind`](crate::BackendKind); every call forwards
+//! driver from its [`BackendKind`]; every call forwards
 //! through one `match`.
 //!
 //! # What a backend provides
@@ -109,6 +109,70 @@ pub(crate) use windows::watch;
 pub(crate) use windows::{block_signals_in_worker, post_quit, socket_options, Backend, Waker};
 #[cfg(windows)]
 pub(crate) use windows::{process, signals};
+
+/// Signal numbers with the same meaning on every backend (the POSIX
+/// numbers, which the C runtime on Windows uses too), for
+/// [`Signals::listen`](crate::Signals::listen) and [`Processes::kill`](crate::Processes::kill).
+pub mod signal_numbers {
+    /// Hang-up. Windows: the console window is being closed (`CTRL_CLOSE_EVENT`).
+    pub const SIGHUP: i32 = 1;
+    /// Interrupt. Windows: Ctrl+C (`CTRL_C_EVENT`).
+    pub const SIGINT: i32 = 2;
+    /// Quit (from the keyboard, in a POSIX terminal).
+    pub const SIGQUIT: i32 = 3;
+    /// Kill: cannot be caught or listened to.
+    pub const SIGKILL: i32 = 9;
+    /// Termination request.
+    pub const SIGTERM: i32 = 15;
+    /// Windows only: Ctrl+Break (`CTRL_BREAK_EVENT`), numbered as in the C
+    /// runtime and libuv. (21 is `SIGTTIN` on Linux.)
+    #[cfg(windows)]
+    pub const SIGBREAK: i32 = 21;
+}
+
+/// Which OS mechanism a driver uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// Linux epoll (readiness, turned into completions by the backend). The
+    /// default on Linux.
+    Epoll,
+    /// Linux io_uring (kernel completions; 5.11 or later). Available when the
+    /// kernel allows `io_uring_setup` (it can be turned off by
+    /// `/proc/sys/kernel/io_uring_disabled` or a seccomp filter) and knows
+    /// every opcode the backend uses; probed once per process. Cancelling
+    /// waits (at most a second) for the kernel to give the buffer back.
+    IoUring,
+    /// Windows: overlapped I/O with completion routines, and a wait that pumps
+    /// the thread's window messages.
+    WinApi,
+}
+
+impl BackendKind {
+    /// The backends this build can run, the default first.
+    ///
+    /// Linux: `[Epoll, IoUring]`, or `[Epoll]` where io_uring is missing or
+    /// disabled. Windows: `[WinApi]`.
+    pub fn available() -> &'static [BackendKind] {
+        #[cfg(target_os = "linux")]
+        return if io_uring_available() {
+            &[BackendKind::Epoll, BackendKind::IoUring]
+        } else {
+            &[BackendKind::Epoll]
+        };
+        #[cfg(windows)]
+        return &[BackendKind::WinApi];
+    }
+
+    /// The name used in test and benchmark output (`epoll`, `io_uring`, `winapi`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Epoll => "epoll",
+            BackendKind::IoUring => "io_uring",
+            BackendKind::WinApi => "winapi",
+        }
+    }
+}
 
 /// How a backend performs reads and writes on a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use crate::handle::{Key, Table};
+use crate::slab::{Key, Table};
 use crate::sys::unix::{connect_error, connect_result, start_connect, syscall, try_perform, ReserveFd};
 use crate::sys::{Completion, Extra, Request, SourceId, SourceKind, Waker};
 

@@ -5,8 +5,8 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use crate::sys::BackendKind;
 use crate::sys::{Completion, Request, SourceId, SourceKind, Waker};
-use crate::BackendKind;
 
 pub(crate) mod epoll;
 pub(crate) mod inotify;

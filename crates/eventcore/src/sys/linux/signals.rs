@@ -19,7 +19,7 @@ use crate::Status;
 
 // The crate's portable signal numbers are Linux's.
 const _: () = {
-    use crate::signal_numbers as n;
+    use crate::sys::signal_numbers as n;
     assert!(n::SIGHUP == libc::SIGHUP && n::SIGINT == libc::SIGINT && n::SIGQUIT == libc::SIGQUIT);
     assert!(n::SIGKILL == libc::SIGKILL && n::SIGTERM == libc::SIGTERM);
 };

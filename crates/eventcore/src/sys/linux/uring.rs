@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
-use crate::handle::{Key, Table};
+use crate::slab::{Key, Table};
 use crate::sys::unix::{connect_result, try_perform, ReserveFd};
 use crate::sys::{Completion, Extra, Request, SourceId, SourceKind, Waker};
 

@@ -65,7 +65,7 @@ use windows_sys::Win32::UI::WindowsAndMessaging::{
 use super::overlapped::{self, on_file_done, on_socket_done, Slot, Slots};
 use super::window::{Window, WindowShared, WM_PUMP, WM_SOCKET};
 use super::AsSource;
-use crate::handle::{Key, Table};
+use crate::slab::{Key, Table};
 use crate::sys::{Completion, Extra, Request, SourceId, SourceKind};
 
 const CREATE_WAITABLE_TIMER_HIGH_RESOLUTION: u32 = 0x0000_0002;
@@ -210,9 +210,9 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 impl Backend {
-    /// The Windows backend; `_kind` is always [`BackendKind::WinApi`](crate::BackendKind::WinApi),
+    /// The Windows backend; `_kind` is always [`BackendKind::WinApi`](crate::sys::BackendKind::WinApi),
     /// the only kind Windows has.
-    pub fn new(_kind: crate::BackendKind) -> io::Result<Backend> {
+    pub fn new(_kind: crate::sys::BackendKind) -> io::Result<Backend> {
         super::wsa_startup();
         let waker = Waker::new()?;
         // SAFETY: an unnamed waitable timer; the high-resolution kind first

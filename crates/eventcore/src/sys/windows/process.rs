@@ -41,7 +41,7 @@ use windows_sys::Win32::System::Threading::{
     WT_EXECUTEONLYONCE,
 };
 
-use crate::signal_numbers::{SIGINT, SIGKILL, SIGQUIT, SIGTERM};
+use crate::sys::signal_numbers::{SIGINT, SIGKILL, SIGQUIT, SIGTERM};
 
 pub(crate) use crate::sys::{Ended, ExitNotify};
 

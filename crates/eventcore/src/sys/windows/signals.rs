@@ -35,7 +35,7 @@ use windows_sys::Win32::Foundation::BOOL;
 use windows_sys::Win32::System::Console::{SetConsoleCtrlHandler, CTRL_BREAK_EVENT, CTRL_CLOSE_EVENT, CTRL_C_EVENT};
 use windows_sys::Win32::System::Threading::{Sleep, INFINITE};
 
-use crate::signal_numbers::{SIGBREAK, SIGHUP, SIGINT, SIGKILL};
+use crate::sys::signal_numbers::{SIGBREAK, SIGHUP, SIGINT, SIGKILL};
 use crate::Status;
 
 /// Wakes the driver when a signal it listens to has been recorded.
