@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::sys::Backend as _;
 use crate::handle::{Handle, HandleKind, Key, Table};
 use crate::kinds::{LeakReport, Tables};
 use crate::remote::{Message, Remote, RemoteShared};
@@ -139,7 +140,7 @@ const POLL_EVERY: u32 = 16;
 /// doing anything else.
 pub struct Driver {
     pub(crate) id: u32,
-    pub(crate) sys: sys::Backend,
+    pub(crate) sys: sys::Native,
     pub(crate) ops: Table<Op>,
     pub(crate) ready: VecDeque<Ready>,
     completions: Vec<sys::Completion>,
@@ -183,7 +184,7 @@ impl Driver {
         if !BackendKind::available().contains(&kind) {
             return Err(Error::new(crate::Status::NotSupported));
         }
-        let sys = sys::Backend::new(kind)?;
+        let sys = sys::Native::new(kind)?;
         let id = NEXT_DRIVER_ID.fetch_add(1, Ordering::Relaxed);
         let remote = Arc::new(RemoteShared::new(sys.waker()));
         Ok(Driver {

@@ -19,6 +19,8 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[cfg(windows)]
+use crate::sys::Backend as _;
 use crate::driver::{Op, Outcome};
 use crate::handle::{define_handle, Key};
 use crate::io::{Cancelled, IoMode};

@@ -9,6 +9,7 @@
 
 use socket2::SockAddr;
 
+use crate::sys::Backend as _;
 use crate::driver::{Op, Outcome};
 use crate::handle::{HandleKind, Key};
 use crate::sockets::SocketAddress;

@@ -6,6 +6,7 @@
 //! ignore `SIGPIPE`). Pipes are also how child processes' standard streams
 //! are reached (see [`Processes`](crate::Processes)).
 
+use crate::sys::Backend as _;
 use crate::sys::OwnedPipe;
 
 use crate::handle::{define_handle, HandleKind, Key};

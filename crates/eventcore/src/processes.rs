@@ -22,6 +22,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
+use crate::sys::Backend as _;
 use crate::driver::{Op, Outcome};
 use crate::handle::{define_handle, HandleKind, Key};
 use crate::io::{Internal, IoCallback, IoMode, IoOp, Owner};

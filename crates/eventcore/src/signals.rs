@@ -24,6 +24,7 @@
 //! the default action (Ctrl+C ends the program). Other signal numbers are
 //! never delivered there: `listen` refuses them with `NotSupported`.
 
+use crate::sys::Backend as _;
 use crate::handle::{define_handle, Key};
 use crate::io::{Internal, IoCallback, IoMode, IoOp, Owner};
 use crate::sys::signals::SignalSet;

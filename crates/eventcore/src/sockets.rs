@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::sys::Backend as _;
 use crate::driver::{Op, Outcome};
 use crate::handle::{define_handle, Handle, HandleKind, Key};
 use crate::io::{Cancelled, ConnectFn, IoCallback, IoDoneFn, IoMode, IoOp, IoSlots, Owner, RecvFn};

@@ -10,18 +10,16 @@
 //! - `windows/backend.rs`: overlapped I/O with completion routines and a wait
 //!   that pumps window messages.
 //!
-//! On Linux `Backend` is an enum over the two Linux backends, picked per
-//! driver from its [`BackendKind`]; every call forwards
-//! through one `match`.
+//! The driver holds a [`Native`]: on Linux an enum over the two Linux
+//! backends, picked per driver from its [`BackendKind`] (every call forwards
+//! through one `match`); on Windows the WinAPI backend.
 //!
 //! # What a backend provides
 //!
-//! A backend is a `Backend` type with these operations, all called from the
-//! driver's thread:
+//! A backend implements [`Backend`], all of whose methods are called from
+//! the driver's thread (construction, `new`, is each type's own):
 //!
-//! - `new(kind)` and `waker()`: create the OS wait object and a [`Waker`] that
-//!   any thread may use to interrupt `poll` (`kind` picks the Linux backend;
-//!   Windows has one and ignores it).
+//! - `waker()`: a [`Waker`] that any thread may use to interrupt `poll`.
 //! - `add_source(&fd, kind) -> SourceId` / `remove_source(id)`: tell the
 //!   backend about a socket, pipe or other waitable object once, when the
 //!   driver adopts it, and forget it (with every operation still parked on it)
@@ -54,14 +52,51 @@
 //! - `take_quit()`: a `WM_QUIT` exit code the backend took off the thread's
 //!   message queue (Windows; always `None` elsewhere).
 //!
+//! Capabilities of one OS are inherent methods of that OS's backend, named
+//! for what they do: the WinAPI backend's `start_lookup` / `cancel_lookup`
+//! (asynchronous `GetAddrInfoExW`), `set_message_hook`, `set_attached` and
+//! `window_shared` (the GUI integration).
+//!
 //! A backend never calls a user callback, never loops to fill a buffer
 //! ([`IoMode::All`](crate::IoMode::All) is the driver's job) and has no notion
 //! of handle validity: tokens are opaque to it. Buffers are raw pointers into
 //! memory the driver owns and keeps alive as described above.
 
 use std::io;
+use std::time::Duration;
 
 use crate::Status;
+
+/// What every OS backend does, with the same signatures everywhere (see the
+/// module documentation for the rules each method keeps).
+pub(crate) trait Backend {
+    /// A waker that interrupts `poll` from any thread.
+    fn waker(&self) -> Waker;
+    /// Registers a socket, pipe or other waitable object.
+    fn add_source(&mut self, source: &impl AsSource, kind: SourceKind) -> io::Result<SourceId>;
+    /// Forgets a source and whatever is still parked on it.
+    fn remove_source(&mut self, id: SourceId);
+    /// Starts one operation; returns its completion if it finished at once.
+    fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion>;
+    /// Hands requests that `submit` only queued to the OS now.
+    fn flush(&mut self);
+    /// One non-blocking try that never parks.
+    fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion;
+    /// Withdraws a parked operation: `Some(bytes moved)` once the backend
+    /// holds no pointer into its buffer, `None` while the OS still may.
+    fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize>;
+    /// A `WM_QUIT` exit code taken off the thread's message queue.
+    fn take_quit(&mut self) -> Option<i32>;
+    /// Waits at most `timeout` for completions or a wake-up and appends
+    /// them; `true` if the backend itself did something that counts as
+    /// activity.
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+        requests: &mut dyn FnMut(u64) -> Option<Request>,
+    ) -> io::Result<bool>;
+}
 
 pub(crate) mod inline_fn;
 
@@ -78,7 +113,7 @@ pub(crate) use linux::uring::available as io_uring_available;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::waker::Waker;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::Backend;
+pub(crate) use linux::LinuxBackend as Native;
 #[cfg(unix)]
 pub(crate) use unix::{pipe, prepare_pipe};
 /// One end of an OS pipe as the platform owns it.
@@ -100,13 +135,17 @@ pub(crate) use unix::dns::lookup as dns_lookup;
 #[cfg(unix)]
 pub(crate) use unix::files;
 #[cfg(unix)]
+pub(crate) use unix::AsSource;
+#[cfg(unix)]
 pub(crate) use unix::{block_signals_in_worker, socket_options};
 #[cfg(windows)]
 pub(crate) use windows::files;
 #[cfg(windows)]
 pub(crate) use windows::watch;
 #[cfg(windows)]
-pub(crate) use windows::{block_signals_in_worker, post_quit, socket_options, Backend, Waker};
+pub(crate) use windows::AsSource;
+#[cfg(windows)]
+pub(crate) use windows::{block_signals_in_worker, post_quit, socket_options, Backend as Native, Waker};
 #[cfg(windows)]
 pub(crate) use windows::{process, signals};
 

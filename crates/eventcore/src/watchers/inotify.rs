@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{ChangeKind, FileChange, WatchCallback};
+use crate::sys::Backend as _;
 use crate::driver::{Op, Outcome};
 use crate::handle::{HandleKind, Key};
 use crate::io::{Internal, IoCallback, IoMode, IoOp, Owner};

@@ -19,6 +19,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::{ChangeKind, FileChange, WatchCallback};
+use crate::sys::Backend as _;
 use crate::driver::{Op, Outcome};
 use crate::handle::{HandleKind, Key};
 use crate::io::{Internal, IoCallback, IoMode, IoOp, IoSlots, Owner};

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::slab::{Key, Table};
 use crate::sys::unix::{connect_error, connect_result, start_connect, syscall, try_perform, ReserveFd};
-use crate::sys::{Completion, Extra, Request, SourceId, SourceKind, Waker};
+use crate::sys::{AsSource, Completion, Extra, Request, SourceId, SourceKind, Waker};
 
 /// The epoll data value of the waker; sources use their table key, whose
 /// generation never reaches `u32::MAX` in practice.
@@ -140,13 +140,15 @@ impl Backend {
             pwait2: true,
         })
     }
+}
 
-    pub fn waker(&self) -> Waker {
+impl crate::sys::Backend for Backend {
+    fn waker(&self) -> Waker {
         self.waker.clone()
     }
 
-    pub fn add_source(&mut self, source: &impl AsRawFd, kind: SourceKind) -> io::Result<SourceId> {
-        let fd = source.as_raw_fd();
+    fn add_source(&mut self, source: &impl AsSource, kind: SourceKind) -> io::Result<SourceId> {
+        let fd = source.raw_source();
         let key = self.sources.insert(Source {
             fd,
             kind,
@@ -172,7 +174,7 @@ impl Backend {
         Ok(SourceId(key.to_u64()))
     }
 
-    pub fn remove_source(&mut self, id: SourceId) {
+    fn remove_source(&mut self, id: SourceId) {
         if let Some(entry) = self.sources.remove(Key::from_u64(id.0, 0)) {
             let mut ev = libc::epoll_event { events: 0, u64: 0 };
             // A closed descriptor has already left the set; nothing to report.
@@ -180,7 +182,7 @@ impl Backend {
         }
     }
 
-    pub fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
+    fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
         let Some(src) = self.sources.get_mut(Key::from_u64(id.0, 0)) else {
             return Some(Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF))));
         };
@@ -216,9 +218,9 @@ impl Backend {
     }
 
     /// Nothing is ever queued: `submit` tries each request at once.
-    pub fn flush(&mut self) {}
+    fn flush(&mut self) {}
 
-    pub fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
+    fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
         let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
             return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
         };
@@ -228,7 +230,7 @@ impl Backend {
     }
 
     /// Parked requests never touched their buffer: always reclaimed, 0 bytes.
-    pub fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
+    fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
         if let Some(src) = self.sources.get_mut(Key::from_u64(id.0, 0)) {
             for slot in [&mut src.read, &mut src.write] {
                 if *slot == token {
@@ -240,13 +242,13 @@ impl Backend {
     }
 
     /// A `WM_QUIT` exit code; Linux has no message queue.
-    pub fn take_quit(&mut self) -> Option<i32> {
+    fn take_quit(&mut self) -> Option<i32> {
         None
     }
 
     /// Waits for edges and retries the requests parked on them; `requests`
     /// rebuilds the request of a parked token (`None`: the operation is gone).
-    pub fn poll(
+    fn poll(
         &mut self,
         timeout: Option<Duration>,
         out: &mut Vec<Completion>,

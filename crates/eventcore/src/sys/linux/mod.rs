@@ -2,11 +2,9 @@
 //! run time), signalfd, inotify, pidfd and the eventfd waker.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use crate::sys::BackendKind;
-use crate::sys::{Completion, Request, SourceId, SourceKind, Waker};
+use crate::sys::{AsSource, Backend, BackendKind, Completion, Request, SourceId, SourceKind, Waker};
 
 pub(crate) mod epoll;
 pub(crate) mod inotify;
@@ -17,7 +15,7 @@ pub(crate) mod waker;
 
 /// The backend of one driver: epoll or io_uring, chosen when the driver is
 /// created. Each call forwards through one `match`.
-pub(crate) enum Backend {
+pub(crate) enum LinuxBackend {
     /// Readiness turned into completions ([`epoll`]).
     Epoll(epoll::Backend),
     /// Kernel completions ([`uring`]).
@@ -28,67 +26,60 @@ pub(crate) enum Backend {
 macro_rules! forward {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match $self {
-            Backend::Epoll(b) => b.$method($($arg),*),
-            Backend::Uring(b) => b.$method($($arg),*),
+            LinuxBackend::Epoll(b) => b.$method($($arg),*),
+            LinuxBackend::Uring(b) => b.$method($($arg),*),
         }
     };
 }
 
-impl Backend {
+impl LinuxBackend {
     /// A backend of `kind` (`Unsupported` for a kind Linux does not have).
-    pub fn new(kind: BackendKind) -> io::Result<Backend> {
+    pub fn new(kind: BackendKind) -> io::Result<LinuxBackend> {
         match kind {
-            BackendKind::Epoll => Ok(Backend::Epoll(epoll::Backend::new()?)),
-            BackendKind::IoUring => Ok(Backend::Uring(Box::new(uring::Backend::new()?))),
+            BackendKind::Epoll => Ok(LinuxBackend::Epoll(epoll::Backend::new()?)),
+            BackendKind::IoUring => Ok(LinuxBackend::Uring(Box::new(uring::Backend::new()?))),
             _ => Err(io::ErrorKind::Unsupported.into()),
         }
     }
+}
 
-    /// A waker that interrupts `poll` from any thread.
-    pub fn waker(&self) -> Waker {
+impl Backend for LinuxBackend {
+    fn waker(&self) -> Waker {
         forward!(self.waker())
     }
 
-    /// Registers a descriptor.
-    pub fn add_source(&mut self, source: &impl AsRawFd, kind: SourceKind) -> io::Result<SourceId> {
+    fn add_source(&mut self, source: &impl AsSource, kind: SourceKind) -> io::Result<SourceId> {
         forward!(self.add_source(source, kind))
     }
 
-    /// Forgets a descriptor and whatever is still parked on it.
-    pub fn remove_source(&mut self, id: SourceId) {
+    fn remove_source(&mut self, id: SourceId) {
         forward!(self.remove_source(id))
     }
 
-    /// Starts one operation.
     #[inline]
-    pub fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
+    fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
         forward!(self.submit(id, token, req))
     }
 
-    /// Hands queued requests to the kernel now.
-    pub fn flush(&mut self) {
+    fn flush(&mut self) {
         forward!(self.flush())
     }
 
-    /// One non-blocking try that never parks.
     #[inline]
-    pub fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
+    fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
         forward!(self.attempt(id, token, req))
     }
 
-    /// Withdraws a parked operation (see the contract in `sys`).
-    pub fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
+    fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
         forward!(self.cancel(id, token))
     }
 
-    /// A `WM_QUIT` exit code: always `None`, Linux has no message queue.
-    pub fn take_quit(&mut self) -> Option<i32> {
+    fn take_quit(&mut self) -> Option<i32> {
         forward!(self.take_quit())
     }
 
-    /// Waits for completions (see the contract in `sys`).
     #[inline]
-    pub fn poll(
+    fn poll(
         &mut self,
         timeout: Option<Duration>,
         out: &mut Vec<Completion>,

@@ -45,7 +45,7 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,7 @@ use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
 use crate::slab::{Key, Table};
 use crate::sys::unix::{connect_result, try_perform, ReserveFd};
-use crate::sys::{Completion, Extra, Request, SourceId, SourceKind, Waker};
+use crate::sys::{AsSource, Completion, Extra, Request, SourceId, SourceKind, Waker};
 
 /// Submission queue entries (the completion queue gets twice as many).
 const ENTRIES: u32 = 256;
@@ -207,87 +207,6 @@ impl Backend {
         Ok(backend)
     }
 
-    pub fn waker(&self) -> Waker {
-        self.waker.clone()
-    }
-
-    /// Registers a descriptor. Regular files and directories are refused
-    /// with `EPERM`, as epoll refuses them: they cannot be waited on, and a
-    /// pipe handle must behave the same on both Linux backends.
-    pub fn add_source(&mut self, source: &impl AsRawFd, kind: SourceKind) -> io::Result<SourceId> {
-        let fd = source.as_raw_fd();
-        if kind == SourceKind::Fd {
-            let mut st = MaybeUninit::<libc::stat>::zeroed();
-            // SAFETY: fstat fills the live, writable stat buffer.
-            crate::sys::unix::syscall!(fstat(fd, st.as_mut_ptr()))?;
-            // SAFETY: fstat succeeded, so the buffer is initialised.
-            let mode = unsafe { st.assume_init() }.st_mode & libc::S_IFMT;
-            if mode == libc::S_IFREG || mode == libc::S_IFDIR {
-                return Err(io::Error::from_raw_os_error(libc::EPERM));
-            }
-        }
-        let key = self.sources.insert(Source {
-            fd,
-            kind,
-            read: None,
-            write: None,
-        });
-        Ok(SourceId(key.to_u64()))
-    }
-
-    /// Forgets a source. The driver cancels its requests first, but io_uring
-    /// holds its own reference to the file, so closing the descriptor would
-    /// not end a request still in flight: anything left is cancelled here,
-    /// and waited for like in [`Backend::cancel`].
-    pub fn remove_source(&mut self, id: SourceId) {
-        let Some(src) = self.sources.remove(Key::from_u64(id.0, 0)) else {
-            return;
-        };
-        for key in [src.read, src.write].into_iter().flatten() {
-            // A late completion (after the wait) reaches the driver under its
-            // token and is ignored there, as its operation is gone.
-            let _ = self.cancel_record(key);
-        }
-    }
-
-    pub fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
-        if matches!(req, Request::DirectoryChanges { .. }) {
-            return Some(Completion::new(token, Err(io::ErrorKind::Unsupported.into())));
-        }
-        if matches!(req, Request::Write { .. } | Request::SendTo { .. }) && self.ring.submission().is_empty() {
-            // A write that would be the only request of the next
-            // `io_uring_enter` is tried at once, as epoll tries it: a socket
-            // or pipe usually has room, and then one `send` replaces an SQE,
-            // a completion and the enter that collects it (a ping-pong or a
-            // pump: one write per turn). Writes that join other queued
-            // requests go to the ring, where one enter carries them all
-            // (many connections). Nothing can be overtaken: a source has at
-            // most one writing request, and this is it. Only a full buffer
-            // (EAGAIN) goes to the ring.
-            // (An unknown source falls through to the EBADF below.)
-            if let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) {
-                if let Some(result) = try_perform(src.fd, src.kind, &req, &mut self.reserve) {
-                    return Some(Completion::of(token, result));
-                }
-            }
-        }
-        let Some(key) = self.add_record(id, token, req) else {
-            return Some(Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF))));
-        };
-        let connect = matches!(self.records.get(key).map(|r| &r.req), Some(Request::Connect(_)));
-        let entry = self.entry(key);
-        if let Err(e) = self.push(&entry) {
-            return Some(self.finish(key, Err(e)));
-        }
-        if connect {
-            // Start the connect now, as epoll does: the socket's local address
-            // (bound by the connect) is then there for the caller at once.
-            // Connects are rare, so the extra system call does not matter.
-            self.flush();
-        }
-        None
-    }
-
     /// Stores a record for `req` in its source's slot (`None`: no such
     /// source). Nothing is queued yet.
     fn add_record(&mut self, id: SourceId, token: u64, req: Request) -> Option<Key> {
@@ -314,84 +233,6 @@ impl Backend {
         debug_assert!(slot.is_none(), "one request per slot");
         *slot = Some(key);
         Some(key)
-    }
-
-    /// Submits the queued SQEs without waiting. The kernel issues each one
-    /// as it takes it, so a send on a socket with room has sent its bytes
-    /// when this returns. A failure is left for the next `poll` to report.
-    pub fn flush(&mut self) {
-        if self.ring.submission().is_empty() {
-            return;
-        }
-        if let Err(e) = self.ring.submit() {
-            if e.raw_os_error() == Some(libc::EBUSY) {
-                // The completion queue is full: reap into the stash, retry once.
-                let mut out = Vec::new();
-                self.reap(&mut out, None);
-                self.stash.append(&mut out);
-                let _ = self.ring.submit();
-            }
-        }
-    }
-
-    /// One synchronous, non-blocking try (the descriptors are non-blocking):
-    /// nothing to submit to the ring, and nothing ever parks.
-    pub fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
-        let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
-            return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
-        };
-        let result = try_perform(src.fd, src.kind, &req, &mut self.reserve)
-            .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()));
-        Completion::of(token, result)
-    }
-
-    /// Withdraws the request `token` on `id`: `Some(bytes it had moved)` once
-    /// its CQE has been reaped, `None` if that did not happen within
-    /// [`CANCEL_WAIT`] (the completion then comes from `poll`).
-    pub fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
-        let src_key = Key::from_u64(id.0, 0);
-        let record = self.sources.get(src_key).and_then(|src| {
-            [src.read, src.write]
-                .into_iter()
-                .flatten()
-                .find(|&k| self.records.get(k).is_some_and(|r| r.token == token))
-        });
-        let Some(key) = record else {
-            // Already reaped: its completion may still wait in the stash (a
-            // wait for another cancel took it); take it back so the caller
-            // hears what it moved and it is never delivered.
-            return Some(match self.stash.iter().position(|c| c.token == token) {
-                Some(i) => self.stash.remove(i).result.unwrap_or(0),
-                None => 0,
-            });
-        };
-        let result = self.cancel_record(key)?;
-        Some(result.result.unwrap_or(0))
-    }
-
-    /// A `WM_QUIT` exit code; Linux has no message queue.
-    pub fn take_quit(&mut self) -> Option<i32> {
-        None
-    }
-
-    /// Submits what is queued, waits at most `timeout` for a completion and
-    /// reaps every CQE. The `requests` look-up is for readiness backends:
-    /// records keep their own request.
-    pub fn poll(
-        &mut self,
-        timeout: Option<Duration>,
-        out: &mut Vec<Completion>,
-        _requests: &mut dyn FnMut(u64) -> Option<Request>,
-    ) -> io::Result<bool> {
-        let timeout = if self.stash.is_empty() {
-            timeout
-        } else {
-            out.append(&mut self.stash);
-            Some(Duration::ZERO)
-        };
-        self.enter(timeout)?;
-        self.reap(out, None);
-        Ok(false)
     }
 
     // ---- internals ----
@@ -723,6 +564,167 @@ impl Backend {
     }
 }
 
+impl crate::sys::Backend for Backend {
+    fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    /// Registers a descriptor. Regular files and directories are refused
+    /// with `EPERM`, as epoll refuses them: they cannot be waited on, and a
+    /// pipe handle must behave the same on both Linux backends.
+    fn add_source(&mut self, source: &impl AsSource, kind: SourceKind) -> io::Result<SourceId> {
+        let fd = source.raw_source();
+        if kind == SourceKind::Fd {
+            let mut st = MaybeUninit::<libc::stat>::zeroed();
+            // SAFETY: fstat fills the live, writable stat buffer.
+            crate::sys::unix::syscall!(fstat(fd, st.as_mut_ptr()))?;
+            // SAFETY: fstat succeeded, so the buffer is initialised.
+            let mode = unsafe { st.assume_init() }.st_mode & libc::S_IFMT;
+            if mode == libc::S_IFREG || mode == libc::S_IFDIR {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+        }
+        let key = self.sources.insert(Source {
+            fd,
+            kind,
+            read: None,
+            write: None,
+        });
+        Ok(SourceId(key.to_u64()))
+    }
+
+    /// Forgets a source. The driver cancels its requests first, but io_uring
+    /// holds its own reference to the file, so closing the descriptor would
+    /// not end a request still in flight: anything left is cancelled here,
+    /// and waited for like in [`cancel`](crate::sys::Backend::cancel).
+    fn remove_source(&mut self, id: SourceId) {
+        let Some(src) = self.sources.remove(Key::from_u64(id.0, 0)) else {
+            return;
+        };
+        for key in [src.read, src.write].into_iter().flatten() {
+            // A late completion (after the wait) reaches the driver under its
+            // token and is ignored there, as its operation is gone.
+            let _ = self.cancel_record(key);
+        }
+    }
+
+    fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
+        if matches!(req, Request::DirectoryChanges { .. }) {
+            return Some(Completion::new(token, Err(io::ErrorKind::Unsupported.into())));
+        }
+        if matches!(req, Request::Write { .. } | Request::SendTo { .. }) && self.ring.submission().is_empty() {
+            // A write that would be the only request of the next
+            // `io_uring_enter` is tried at once, as epoll tries it: a socket
+            // or pipe usually has room, and then one `send` replaces an SQE,
+            // a completion and the enter that collects it (a ping-pong or a
+            // pump: one write per turn). Writes that join other queued
+            // requests go to the ring, where one enter carries them all
+            // (many connections). Nothing can be overtaken: a source has at
+            // most one writing request, and this is it. Only a full buffer
+            // (EAGAIN) goes to the ring.
+            // (An unknown source falls through to the EBADF below.)
+            if let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) {
+                if let Some(result) = try_perform(src.fd, src.kind, &req, &mut self.reserve) {
+                    return Some(Completion::of(token, result));
+                }
+            }
+        }
+        let Some(key) = self.add_record(id, token, req) else {
+            return Some(Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF))));
+        };
+        let connect = matches!(self.records.get(key).map(|r| &r.req), Some(Request::Connect(_)));
+        let entry = self.entry(key);
+        if let Err(e) = self.push(&entry) {
+            return Some(self.finish(key, Err(e)));
+        }
+        if connect {
+            // Start the connect now, as epoll does: the socket's local address
+            // (bound by the connect) is then there for the caller at once.
+            // Connects are rare, so the extra system call does not matter.
+            self.flush();
+        }
+        None
+    }
+
+    /// Submits the queued SQEs without waiting. The kernel issues each one
+    /// as it takes it, so a send on a socket with room has sent its bytes
+    /// when this returns. A failure is left for the next `poll` to report.
+    fn flush(&mut self) {
+        if self.ring.submission().is_empty() {
+            return;
+        }
+        if let Err(e) = self.ring.submit() {
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                // The completion queue is full: reap into the stash, retry once.
+                let mut out = Vec::new();
+                self.reap(&mut out, None);
+                self.stash.append(&mut out);
+                let _ = self.ring.submit();
+            }
+        }
+    }
+
+    /// One synchronous, non-blocking try (the descriptors are non-blocking):
+    /// nothing to submit to the ring, and nothing ever parks.
+    fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
+        let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
+            return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
+        };
+        let result = try_perform(src.fd, src.kind, &req, &mut self.reserve)
+            .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()));
+        Completion::of(token, result)
+    }
+
+    /// Withdraws the request `token` on `id`: `Some(bytes it had moved)` once
+    /// its CQE has been reaped, `None` if that did not happen within
+    /// [`CANCEL_WAIT`] (the completion then comes from `poll`).
+    fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
+        let src_key = Key::from_u64(id.0, 0);
+        let record = self.sources.get(src_key).and_then(|src| {
+            [src.read, src.write]
+                .into_iter()
+                .flatten()
+                .find(|&k| self.records.get(k).is_some_and(|r| r.token == token))
+        });
+        let Some(key) = record else {
+            // Already reaped: its completion may still wait in the stash (a
+            // wait for another cancel took it); take it back so the caller
+            // hears what it moved and it is never delivered.
+            return Some(match self.stash.iter().position(|c| c.token == token) {
+                Some(i) => self.stash.remove(i).result.unwrap_or(0),
+                None => 0,
+            });
+        };
+        let result = self.cancel_record(key)?;
+        Some(result.result.unwrap_or(0))
+    }
+
+    /// A `WM_QUIT` exit code; Linux has no message queue.
+    fn take_quit(&mut self) -> Option<i32> {
+        None
+    }
+
+    /// Submits what is queued, waits at most `timeout` for a completion and
+    /// reaps every CQE. The `requests` look-up is for readiness backends:
+    /// records keep their own request.
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+        _requests: &mut dyn FnMut(u64) -> Option<Request>,
+    ) -> io::Result<bool> {
+        let timeout = if self.stash.is_empty() {
+            timeout
+        } else {
+            out.append(&mut self.stash);
+            Some(Duration::ZERO)
+        };
+        self.enter(timeout)?;
+        self.reap(out, None);
+        Ok(false)
+    }
+}
+
 impl Drop for Backend {
     /// Cancels whatever is still in flight and waits for it, so that the
     /// kernel is done with every buffer before the driver frees them (the
@@ -754,6 +756,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::{Backend, Stage};
+    use crate::sys::Backend as _;
     use crate::sys::{Completion, Request, SourceKind};
 
     /// A backend, or `None` (with a notice) where io_uring is missing.

@@ -322,3 +322,15 @@ pub(crate) mod socket_options {
         socket.set_reuse_address(true)
     }
 }
+
+/// A descriptor a backend can register: anything with a raw fd.
+pub(crate) trait AsSource {
+    /// The raw descriptor.
+    fn raw_source(&self) -> std::os::fd::RawFd;
+}
+
+impl<T: std::os::fd::AsRawFd> AsSource for T {
+    fn raw_source(&self) -> std::os::fd::RawFd {
+        self.as_raw_fd()
+    }
+}

@@ -257,70 +257,6 @@ impl Backend {
         })
     }
 
-    pub fn waker(&self) -> Waker {
-        self.waker.clone()
-    }
-
-    pub fn add_source(&mut self, source: &impl AsSource, kind: SourceKind) -> io::Result<SourceId> {
-        let raw = source.raw_source();
-        if kind == SourceKind::Fd {
-            // SAFETY: asks the type of a handle the caller owns.
-            let pipe = unsafe { GetFileType(raw as HANDLE) } == FILE_TYPE_PIPE;
-            let key = self.sources.insert(Source {
-                sock: raw,
-                handle: true,
-                pipe,
-                datagram: false,
-                selected: false,
-                read: None,
-                write: None,
-            });
-            return Ok(SourceId(key.to_u64()));
-        }
-        let sock = raw as SOCKET;
-        let mut ty: i32 = 0;
-        let mut len = std::mem::size_of::<i32>() as i32;
-        // SAFETY: reads SO_TYPE into an i32 of the given length.
-        let rc = unsafe { getsockopt(sock, SOL_SOCKET, SO_TYPE, (&mut ty as *mut i32).cast(), &mut len) };
-        let datagram = rc == 0 && ty == 2; // SOCK_DGRAM
-        let key = self.sources.insert(Source {
-            sock,
-            handle: false,
-            pipe: false,
-            datagram,
-            selected: false,
-            read: None,
-            write: None,
-        });
-        let id = SourceId(key.to_u64());
-        self.by_socket.insert(sock, id);
-        Ok(id)
-    }
-
-    pub fn remove_source(&mut self, id: SourceId) {
-        let Some(entry) = self.sources.remove(Key::from_u64(id.0, 0)) else {
-            return;
-        };
-        let src = entry;
-        if !src.handle {
-            self.by_socket.remove(&src.sock);
-        }
-        if src.selected {
-            // SAFETY: ends the async-select association of a socket we still own.
-            unsafe { WSAAsyncSelect(src.sock, self.window.hwnd(), 0, 0) };
-        }
-        if src
-            .read
-            .iter()
-            .chain(src.write.iter())
-            .any(|p| matches!(p, Parked::InFlight { .. }))
-        {
-            // SAFETY: cancels every request on the socket; their routines still
-            // run, and their slots are freed then.
-            unsafe { CancelIoEx(src.sock as HANDLE, std::ptr::null()) };
-        }
-    }
-
     fn source(&mut self, id: SourceId) -> Option<&mut Source> {
         self.sources.get_mut(Key::from_u64(id.0, 0))
     }
@@ -334,50 +270,6 @@ impl Backend {
         }
         src.selected = events != 0;
         Ok(())
-    }
-
-    pub fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
-        let Some(src) = self.source(id) else {
-            return Some(Completion::new(token, Err(bad_handle())));
-        };
-        let sock = src.sock;
-        match req {
-            Request::Accept => match accept_now(sock, self.window.hwnd()) {
-                Err(e) if would_block(&e) => {
-                    if let Err(e) = self.select(id, FD_ACCEPT) {
-                        return Some(Completion::new(token, Err(e)));
-                    }
-                    self.source(id).expect("live").read = Some(Parked::Accept { token });
-                    None
-                }
-                Ok((s, a)) => Some(Completion {
-                    token,
-                    result: Ok(0),
-                    extra: Extra::Accepted(s, a.into()),
-                }),
-                Err(e) => Some(Completion::new(token, Err(e))),
-            },
-            Request::Connect(addr) => {
-                if let Err(e) = self.select(id, FD_CONNECT) {
-                    return Some(Completion::new(token, Err(e)));
-                }
-                // SAFETY: connects with an address socket2 built.
-                let rc = unsafe { connect(sock, addr.as_ptr().cast(), addr.len()) };
-                if rc == 0 {
-                    let _ = self.select(id, 0);
-                    return Some(Completion::new(token, Ok(0)));
-                }
-                let e = last_wsa_error();
-                if would_block(&e) {
-                    self.source(id).expect("live").write = Some(Parked::Connect { token });
-                    None
-                } else {
-                    let _ = self.select(id, 0);
-                    Some(Completion::new(token, Err(e)))
-                }
-            }
-            req => self.start_overlapped(id, token, req),
-        }
     }
 
     /// Starts a `ReadFileEx` / `WriteFileEx` / `ReadDirectoryChangesW` on a
@@ -701,96 +593,6 @@ impl Backend {
         }
     }
 
-    pub fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
-        let Some(src) = self.source(id) else {
-            return Completion::new(token, Err(bad_handle()));
-        };
-        if src.handle {
-            return self.attempt_handle(id, token, req);
-        }
-        let sock = src.sock;
-        let len_hint = req_len(&req);
-        // SAFETY: plain non-blocking calls on a socket we own, with buffers the
-        // driver owns for the duration of the call.
-        let result = unsafe {
-            match req {
-                Request::Read { ptr, len } => check(recv(sock, ptr, clamp(len), 0)).map(|n| (n, Extra::None)),
-                Request::Write { ptr, len } => check(send(sock, ptr, clamp(len), 0)).map(|n| (n, Extra::None)),
-                Request::RecvFrom { ptr, len } => {
-                    let mut from: SOCKADDR_STORAGE = std::mem::zeroed();
-                    let mut from_len = std::mem::size_of::<SOCKADDR_STORAGE>() as i32;
-                    check(recvfrom(
-                        sock,
-                        ptr,
-                        clamp(len),
-                        0,
-                        (&mut from as *mut SOCKADDR_STORAGE).cast(),
-                        &mut from_len,
-                    ))
-                    .map(|n| (n, Extra::From(SockAddr::new(from, from_len).into())))
-                }
-                Request::SendTo { ptr, len, to } => match to.as_ref() {
-                    Some(addr) => check(sendto(sock, ptr, clamp(len), 0, addr.as_ptr().cast(), addr.len())),
-                    None => check(send(sock, ptr, clamp(len), 0)),
-                }
-                .map(|n| (n, Extra::None)),
-                Request::Readable
-                | Request::Accept
-                | Request::Connect(_)
-                | Request::ReadAt { .. }
-                | Request::WriteAt { .. }
-                | Request::DirectoryChanges { .. } => Err(io::Error::from(io::ErrorKind::Unsupported)),
-            }
-        };
-        let result = match result {
-            // A datagram larger than the buffer: Windows fails the call but
-            // has filled the buffer; the contract truncates, like POSIX.
-            Err(e) if e.raw_os_error() == Some(WSAEMSGSIZE) => match len_hint {
-                Some(len) => Ok((len, Extra::None)),
-                None => Err(e),
-            },
-            r => r,
-        };
-        Completion::of(token, result)
-    }
-
-    /// Cancels with `CancelIoEx` and then waits, alertably and briefly, for the
-    /// request's completion routine: a cancelled socket request normally
-    /// finishes at once, and once its routine has run the OS is done with the
-    /// buffer, which can then go back to the caller from the cancel call,
-    /// together with the bytes the request had already moved (a read that had
-    /// completed before the cancel keeps its data). If the routine does not
-    /// come within the bound, the request is left to finish later (`None`).
-    /// Nothing is ever queued: `submit` starts each overlapped request at once.
-    pub fn flush(&mut self) {}
-
-    pub fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
-        let src = self.source(id)?;
-        let sock = src.sock;
-        let mut in_flight = None;
-        let mut deselect = false;
-        for slot in [&mut src.read, &mut src.write] {
-            if slot.as_ref().is_some_and(|p| p.token() == token) {
-                match slot.take().expect("checked") {
-                    Parked::InFlight { slot: s, .. } => in_flight = Some(s),
-                    Parked::Accept { .. } | Parked::Connect { .. } => deselect = true,
-                }
-            }
-        }
-        if deselect {
-            let _ = self.select(id, 0);
-        }
-        let Some(slot) = in_flight else {
-            return Some(0);
-        };
-        // SAFETY: `slot` is in flight on `sock`; it is freed only after its
-        // routine has run (here, or later in `reap`).
-        unsafe { CancelIoEx(sock as HANDLE, &(*slot).ov) };
-        // An aborted request reports what it had moved before the abort.
-        let (_error, bytes) = self.wait_slot(slot, CANCEL_WAIT)?;
-        Some(bytes as usize)
-    }
-
     /// Starts an asynchronous `GetAddrInfoExW` lookup of `name`.
     pub fn start_lookup(&mut self, token: u64, name: &str) -> Option<Completion> {
         self.lookups.start(token, name)
@@ -806,11 +608,6 @@ impl Backend {
         self.hook = hook;
     }
 
-    /// The exit code of a `WM_QUIT` the pump took off the queue, once.
-    pub fn take_quit(&mut self) -> Option<i32> {
-        self.quit.take()
-    }
-
     /// The shared state of the driver's window (for the message-loop pump).
     pub(crate) fn window_shared(&self) -> &WindowShared {
         self.window.shared()
@@ -823,63 +620,6 @@ impl Backend {
         self.waker.pump_window.store(hwnd, Ordering::Release);
         self.pump_messages = interval_ms.is_none();
         self.window.set_pump_timer(interval_ms);
-    }
-
-    /// Waits, reaps completion routines, pumps messages. Returns whether a
-    /// message was dispatched (which counts as activity for the driver).
-    /// Waits for completions (and window messages). `_requests` is for
-    /// readiness backends, which rebuild parked requests; every request here
-    /// is in flight in the OS with its own `OVERLAPPED`.
-    pub fn poll(
-        &mut self,
-        timeout: Option<Duration>,
-        out: &mut Vec<Completion>,
-        _requests: &mut dyn FnMut(u64) -> Option<Request>,
-    ) -> io::Result<bool> {
-        let pending = overlapped::any_done()
-            || self.lookups.any_done()
-            || !self.window.shared().socket_events.borrow().is_empty();
-        let ms = if pending {
-            0
-        } else {
-            match timeout {
-                None => INFINITE,
-                Some(d) if d.is_zero() => 0,
-                Some(d) => {
-                    // Relative due time in 100 ns units (negative = relative),
-                    // rounded up so nothing fires early.
-                    let due = -(i64::try_from(d.as_nanos().div_ceil(100)).unwrap_or(i64::MAX));
-                    // SAFETY: arms our own timer once, without a routine.
-                    let ok: BOOL = unsafe { SetWaitableTimer(self.timer, &due, 0, None, std::ptr::null(), 0) };
-                    if ok != 0 {
-                        INFINITE
-                    } else {
-                        (d.as_millis() + 1).min(u128::from(INFINITE - 1)) as u32
-                    }
-                }
-            }
-        };
-        let handles = [self.waker.event.0, self.timer];
-        // SAFETY: waits on two handles we own; completion routines run here.
-        let rc = unsafe {
-            MsgWaitForMultipleObjectsEx(
-                handles.len() as u32,
-                handles.as_ptr(),
-                ms,
-                QS_ALLINPUT,
-                MWMO_ALERTABLE | MWMO_INPUTAVAILABLE,
-            )
-        };
-        if rc == WAIT_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        self.reap(out);
-        let dispatched = self.pump_messages && self.pump_messages();
-        // A window procedure may have waited alertably: reap again.
-        self.reap(out);
-        self.socket_events(out);
-        self.lookups.drain(out);
-        Ok(dispatched)
     }
 
     fn pump_messages(&mut self) -> bool {
@@ -991,6 +731,268 @@ impl Backend {
                 }
             }
         }
+    }
+}
+
+impl crate::sys::Backend for Backend {
+    fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    fn add_source(&mut self, source: &impl AsSource, kind: SourceKind) -> io::Result<SourceId> {
+        let raw = source.raw_source();
+        if kind == SourceKind::Fd {
+            // SAFETY: asks the type of a handle the caller owns.
+            let pipe = unsafe { GetFileType(raw as HANDLE) } == FILE_TYPE_PIPE;
+            let key = self.sources.insert(Source {
+                sock: raw,
+                handle: true,
+                pipe,
+                datagram: false,
+                selected: false,
+                read: None,
+                write: None,
+            });
+            return Ok(SourceId(key.to_u64()));
+        }
+        let sock = raw as SOCKET;
+        let mut ty: i32 = 0;
+        let mut len = std::mem::size_of::<i32>() as i32;
+        // SAFETY: reads SO_TYPE into an i32 of the given length.
+        let rc = unsafe { getsockopt(sock, SOL_SOCKET, SO_TYPE, (&mut ty as *mut i32).cast(), &mut len) };
+        let datagram = rc == 0 && ty == 2; // SOCK_DGRAM
+        let key = self.sources.insert(Source {
+            sock,
+            handle: false,
+            pipe: false,
+            datagram,
+            selected: false,
+            read: None,
+            write: None,
+        });
+        let id = SourceId(key.to_u64());
+        self.by_socket.insert(sock, id);
+        Ok(id)
+    }
+
+    fn remove_source(&mut self, id: SourceId) {
+        let Some(entry) = self.sources.remove(Key::from_u64(id.0, 0)) else {
+            return;
+        };
+        let src = entry;
+        if !src.handle {
+            self.by_socket.remove(&src.sock);
+        }
+        if src.selected {
+            // SAFETY: ends the async-select association of a socket we still own.
+            unsafe { WSAAsyncSelect(src.sock, self.window.hwnd(), 0, 0) };
+        }
+        if src
+            .read
+            .iter()
+            .chain(src.write.iter())
+            .any(|p| matches!(p, Parked::InFlight { .. }))
+        {
+            // SAFETY: cancels every request on the socket; their routines still
+            // run, and their slots are freed then.
+            unsafe { CancelIoEx(src.sock as HANDLE, std::ptr::null()) };
+        }
+    }
+
+    fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
+        let Some(src) = self.source(id) else {
+            return Some(Completion::new(token, Err(bad_handle())));
+        };
+        let sock = src.sock;
+        match req {
+            Request::Accept => match accept_now(sock, self.window.hwnd()) {
+                Err(e) if would_block(&e) => {
+                    if let Err(e) = self.select(id, FD_ACCEPT) {
+                        return Some(Completion::new(token, Err(e)));
+                    }
+                    self.source(id).expect("live").read = Some(Parked::Accept { token });
+                    None
+                }
+                Ok((s, a)) => Some(Completion {
+                    token,
+                    result: Ok(0),
+                    extra: Extra::Accepted(s, a.into()),
+                }),
+                Err(e) => Some(Completion::new(token, Err(e))),
+            },
+            Request::Connect(addr) => {
+                if let Err(e) = self.select(id, FD_CONNECT) {
+                    return Some(Completion::new(token, Err(e)));
+                }
+                // SAFETY: connects with an address socket2 built.
+                let rc = unsafe { connect(sock, addr.as_ptr().cast(), addr.len()) };
+                if rc == 0 {
+                    let _ = self.select(id, 0);
+                    return Some(Completion::new(token, Ok(0)));
+                }
+                let e = last_wsa_error();
+                if would_block(&e) {
+                    self.source(id).expect("live").write = Some(Parked::Connect { token });
+                    None
+                } else {
+                    let _ = self.select(id, 0);
+                    Some(Completion::new(token, Err(e)))
+                }
+            }
+            req => self.start_overlapped(id, token, req),
+        }
+    }
+
+    fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
+        let Some(src) = self.source(id) else {
+            return Completion::new(token, Err(bad_handle()));
+        };
+        if src.handle {
+            return self.attempt_handle(id, token, req);
+        }
+        let sock = src.sock;
+        let len_hint = req_len(&req);
+        // SAFETY: plain non-blocking calls on a socket we own, with buffers the
+        // driver owns for the duration of the call.
+        let result = unsafe {
+            match req {
+                Request::Read { ptr, len } => check(recv(sock, ptr, clamp(len), 0)).map(|n| (n, Extra::None)),
+                Request::Write { ptr, len } => check(send(sock, ptr, clamp(len), 0)).map(|n| (n, Extra::None)),
+                Request::RecvFrom { ptr, len } => {
+                    let mut from: SOCKADDR_STORAGE = std::mem::zeroed();
+                    let mut from_len = std::mem::size_of::<SOCKADDR_STORAGE>() as i32;
+                    check(recvfrom(
+                        sock,
+                        ptr,
+                        clamp(len),
+                        0,
+                        (&mut from as *mut SOCKADDR_STORAGE).cast(),
+                        &mut from_len,
+                    ))
+                    .map(|n| (n, Extra::From(SockAddr::new(from, from_len).into())))
+                }
+                Request::SendTo { ptr, len, to } => match to.as_ref() {
+                    Some(addr) => check(sendto(sock, ptr, clamp(len), 0, addr.as_ptr().cast(), addr.len())),
+                    None => check(send(sock, ptr, clamp(len), 0)),
+                }
+                .map(|n| (n, Extra::None)),
+                Request::Readable
+                | Request::Accept
+                | Request::Connect(_)
+                | Request::ReadAt { .. }
+                | Request::WriteAt { .. }
+                | Request::DirectoryChanges { .. } => Err(io::Error::from(io::ErrorKind::Unsupported)),
+            }
+        };
+        let result = match result {
+            // A datagram larger than the buffer: Windows fails the call but
+            // has filled the buffer; the contract truncates, like POSIX.
+            Err(e) if e.raw_os_error() == Some(WSAEMSGSIZE) => match len_hint {
+                Some(len) => Ok((len, Extra::None)),
+                None => Err(e),
+            },
+            r => r,
+        };
+        Completion::of(token, result)
+    }
+
+    /// Cancels with `CancelIoEx` and then waits, alertably and briefly, for the
+    /// request's completion routine: a cancelled socket request normally
+    /// finishes at once, and once its routine has run the OS is done with the
+    /// buffer, which can then go back to the caller from the cancel call,
+    /// together with the bytes the request had already moved (a read that had
+    /// completed before the cancel keeps its data). If the routine does not
+    /// come within the bound, the request is left to finish later (`None`).
+    /// Nothing is ever queued: `submit` starts each overlapped request at once.
+    fn flush(&mut self) {}
+
+    fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
+        let src = self.source(id)?;
+        let sock = src.sock;
+        let mut in_flight = None;
+        let mut deselect = false;
+        for slot in [&mut src.read, &mut src.write] {
+            if slot.as_ref().is_some_and(|p| p.token() == token) {
+                match slot.take().expect("checked") {
+                    Parked::InFlight { slot: s, .. } => in_flight = Some(s),
+                    Parked::Accept { .. } | Parked::Connect { .. } => deselect = true,
+                }
+            }
+        }
+        if deselect {
+            let _ = self.select(id, 0);
+        }
+        let Some(slot) = in_flight else {
+            return Some(0);
+        };
+        // SAFETY: `slot` is in flight on `sock`; it is freed only after its
+        // routine has run (here, or later in `reap`).
+        unsafe { CancelIoEx(sock as HANDLE, &(*slot).ov) };
+        // An aborted request reports what it had moved before the abort.
+        let (_error, bytes) = self.wait_slot(slot, CANCEL_WAIT)?;
+        Some(bytes as usize)
+    }
+
+    /// The exit code of a `WM_QUIT` the pump took off the queue, once.
+    fn take_quit(&mut self) -> Option<i32> {
+        self.quit.take()
+    }
+
+    /// Waits, reaps completion routines, pumps messages. Returns whether a
+    /// message was dispatched (which counts as activity for the driver).
+    /// Waits for completions (and window messages). `_requests` is for
+    /// readiness backends, which rebuild parked requests; every request here
+    /// is in flight in the OS with its own `OVERLAPPED`.
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+        _requests: &mut dyn FnMut(u64) -> Option<Request>,
+    ) -> io::Result<bool> {
+        let pending = overlapped::any_done()
+            || self.lookups.any_done()
+            || !self.window.shared().socket_events.borrow().is_empty();
+        let ms = if pending {
+            0
+        } else {
+            match timeout {
+                None => INFINITE,
+                Some(d) if d.is_zero() => 0,
+                Some(d) => {
+                    // Relative due time in 100 ns units (negative = relative),
+                    // rounded up so nothing fires early.
+                    let due = -(i64::try_from(d.as_nanos().div_ceil(100)).unwrap_or(i64::MAX));
+                    // SAFETY: arms our own timer once, without a routine.
+                    let ok: BOOL = unsafe { SetWaitableTimer(self.timer, &due, 0, None, std::ptr::null(), 0) };
+                    if ok != 0 {
+                        INFINITE
+                    } else {
+                        (d.as_millis() + 1).min(u128::from(INFINITE - 1)) as u32
+                    }
+                }
+            }
+        };
+        let handles = [self.waker.event.0, self.timer];
+        // SAFETY: waits on two handles we own; completion routines run here.
+        let rc = unsafe {
+            MsgWaitForMultipleObjectsEx(
+                handles.len() as u32,
+                handles.as_ptr(),
+                ms,
+                QS_ALLINPUT,
+                MWMO_ALERTABLE | MWMO_INPUTAVAILABLE,
+            )
+        };
+        if rc == WAIT_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        self.reap(out);
+        let dispatched = self.pump_messages && self.pump_messages();
+        // A window procedure may have waited alertably: reap again.
+        self.reap(out);
+        self.socket_events(out);
+        self.lookups.drain(out);
+        Ok(dispatched)
     }
 }
 
