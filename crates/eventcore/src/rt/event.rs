@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::executor::{current, Core};
+use super::executor::{current, Owned};
 use super::op::{Completer, Slot};
 use crate::{EventId, EventWait, Remote, Result};
 
@@ -20,8 +20,7 @@ use crate::{EventId, EventWait, Remote, Result};
 /// (use [`Notify`] for notifications that wait for their waiter). Dropping
 /// the event releases it.
 pub struct Event {
-    core: Rc<Core>,
-    id: EventId,
+    h: Owned<EventId>,
 }
 
 impl Event {
@@ -29,7 +28,7 @@ impl Event {
     pub fn new() -> Event {
         let core = current();
         let id = core.with_driver(|drv| drv.events().create());
-        Event { core, id }
+        Event { h: Owned::new(core, id) }
     }
 
     /// Waits for the next notification. The wait is registered **now**, not
@@ -42,8 +41,8 @@ impl Event {
     pub fn wait(&self) -> WaitEvent<'_> {
         let slot = Slot::new();
         let done = Completer(slot.clone());
-        let wait = self.core.with_driver(|drv| {
-            drv.events().wait(self.id, move |_, _| {
+        let wait = self.h.core.with_driver(|drv| {
+            drv.events().wait(self.h.handle, move |_, _| {
                 let _ = done.complete(());
             })
         });
@@ -74,23 +73,23 @@ impl Event {
     }
 
     fn trigger(&self, all: bool) {
-        self.core.with_driver(|drv| {
+        self.h.core.with_driver(|drv| {
             // Our own event is live while `self` is.
-            let _ = drv.events().trigger(self.id, all);
+            let _ = drv.events().trigger(self.h.handle, all);
         });
     }
 
     /// A `Send + Sync` handle that notifies this event from any thread.
     pub fn trigger_handle(&self) -> EventTrigger {
         EventTrigger {
-            remote: self.core.with_driver(|drv| drv.remote()),
-            id: self.id,
+            remote: self.h.core.with_driver(|drv| drv.remote()),
+            id: self.h.handle,
         }
     }
 
     /// The driver's handle of this event.
     pub fn id(&self) -> EventId {
-        self.id
+        self.h.handle
     }
 }
 
@@ -100,15 +99,10 @@ impl Default for Event {
     }
 }
 
-impl Drop for Event {
-    fn drop(&mut self) {
-        self.core.release(self.id);
-    }
-}
 
 impl std::fmt::Debug for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Event").field(&self.id).finish()
+        f.debug_tuple("Event").field(&self.h.handle).finish()
     }
 }
 
@@ -146,8 +140,8 @@ impl Drop for WaitEvent<'_> {
     fn drop(&mut self) {
         if let Some(wait) = self.wait.take() {
             if self.slot.take().is_none() {
-                let id = self.event.id;
-                self.event.core.run_or_defer(move |drv| {
+                let id = self.event.h.handle;
+                self.event.h.core.run_or_defer(move |drv| {
                     drv.events().cancel_wait(id, wait);
                 });
             }
@@ -246,7 +240,7 @@ impl Default for Notify {
 impl std::fmt::Debug for Notify {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Notify")
-            .field("event", &self.event.id)
+            .field("event", &self.event.h.handle)
             .field("permits", &self.permits())
             .finish()
     }

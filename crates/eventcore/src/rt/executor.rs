@@ -172,6 +172,34 @@ impl Tasks {
     }
 }
 
+// ------------------------------------------------------------------- owned
+
+/// A driver handle owned by an `rt` value: released when the value is
+/// dropped, which cancels what is still pending on it (now, or after the
+/// driver callback that is running, see [`Core::run_or_defer`]).
+pub(crate) struct Owned<H: Handle + 'static> {
+    pub(crate) core: Rc<Core>,
+    pub(crate) handle: H,
+}
+
+impl<H: Handle + 'static> Owned<H> {
+    pub(crate) fn new(core: Rc<Core>, handle: H) -> Owned<H> {
+        Owned { core, handle }
+    }
+}
+
+impl<H: Handle + 'static> Drop for Owned<H> {
+    fn drop(&mut self) {
+        self.core.release(self.handle);
+    }
+}
+
+impl<H: Handle + 'static> std::fmt::Debug for Owned<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.handle.fmt(f)
+    }
+}
+
 // -------------------------------------------------------------------- core
 
 /// The executor's state that handles and futures share: the driver, the

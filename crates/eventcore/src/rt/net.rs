@@ -12,7 +12,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::task::Poll;
 
-use super::executor::{current, Core};
+use super::executor::{current, Core, Owned};
 use super::io::ByteStream;
 use super::op::{Completer, OpFuture, Operation, Queue};
 use super::BufResult;
@@ -164,8 +164,7 @@ type Accepted = Result<(StreamSocket, SocketAddress)>;
 /// [`Listener::accept`] takes them; dropping the listener closes it and every
 /// connection still queued.
 pub struct Listener {
-    core: Rc<Core>,
-    handle: StreamListener,
+    h: Owned<StreamListener>,
     queue: Rc<Queue<Accepted>>,
     /// The failure that ended accepting, reported again by later accepts.
     failed: RefCell<Option<Error>>,
@@ -198,8 +197,7 @@ impl Listener {
                 .listen(addr, options, move |_, _, accepted| q.push(accepted))
         })?;
         Ok(Listener {
-            core,
-            handle,
+            h: Owned::new(core, handle),
             queue,
             failed: RefCell::new(None),
         })
@@ -215,8 +213,7 @@ impl Listener {
                 .adopt_listener(socket, move |_, _, accepted| q.push(accepted))
         })?;
         Ok(Listener {
-            core,
-            handle,
+            h: Owned::new(core, handle),
             queue,
             failed: RefCell::new(None),
         })
@@ -239,7 +236,7 @@ impl Listener {
         })
         .await;
         match accepted {
-            Ok((sock, peer)) => Ok((ByteStream::from_raw(self.core.clone(), sock), peer)),
+            Ok((sock, peer)) => Ok((ByteStream::from_raw(self.h.core.clone(), sock), peer)),
             Err(e) => {
                 if !accept_goes_on(&e) {
                     self.failed.borrow_mut().get_or_insert_with(|| e.clone());
@@ -251,28 +248,29 @@ impl Listener {
 
     /// The local address (the port chosen for port 0).
     pub fn local_addr(&self) -> Result<SocketAddress> {
-        let h = self.handle;
-        self.core.with_driver(|drv| drv.sockets().local_address(h))
+        let h = self.h.handle;
+        self.h.core.with_driver(|drv| drv.sockets().local_address(h))
     }
 
     /// The driver handle.
     pub fn raw_handle(&self) -> StreamListener {
-        self.handle
+        self.h.handle
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.core.release(self.handle);
+        // Connections accepted and not taken yet; the listener itself is
+        // released by its `Owned` right after.
         for (sock, _) in self.queue.drain().into_iter().flatten() {
-            self.core.release(sock);
+            self.h.core.release(sock);
         }
     }
 }
 
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Listener").field(&self.handle).finish()
+        f.debug_tuple("Listener").field(&self.h.handle).finish()
     }
 }
 
@@ -283,8 +281,7 @@ impl std::fmt::Debug for Listener {
 /// One receive and one send may be in flight at once; a second one fails
 /// with [`Status::Busy`] without reaching the driver.
 pub struct DatagramSocket {
-    core: Rc<Core>,
-    handle: crate::DatagramSocket,
+    h: Owned<crate::DatagramSocket>,
     receiving: Cell<bool>,
     sending: Cell<bool>,
 }
@@ -398,8 +395,7 @@ impl DatagramSocket {
 
     fn from_raw(core: Rc<Core>, handle: crate::DatagramSocket) -> DatagramSocket {
         DatagramSocket {
-            core,
-            handle,
+            h: Owned::new(core, handle),
             receiving: Cell::new(false),
             sending: Cell::new(false),
         }
@@ -412,7 +408,7 @@ impl DatagramSocket {
     pub fn send_to(&self, buf: Vec<u8>, to: impl Into<SocketAddress>) -> impl Future<Output = BufResult<usize>> + '_ {
         OpFuture::guarded(
             SendTo {
-                handle: self.handle,
+                handle: self.h.handle,
                 buf: Some(buf),
                 to: Some(to.into()),
             },
@@ -426,7 +422,7 @@ impl DatagramSocket {
     pub fn send(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>> + '_ {
         OpFuture::guarded(
             SendTo {
-                handle: self.handle,
+                handle: self.h.handle,
                 buf: Some(buf),
                 to: None,
             },
@@ -442,7 +438,7 @@ impl DatagramSocket {
     pub fn recv_from(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<(usize, SocketAddress)>> + '_ {
         OpFuture::guarded(
             Receive {
-                handle: self.handle,
+                handle: self.h.handle,
                 buf: Some(buf),
             },
             &self.receiving,
@@ -451,49 +447,44 @@ impl DatagramSocket {
 
     /// The local address.
     pub fn local_addr(&self) -> Result<SocketAddress> {
-        let h = self.handle;
-        self.core.with_driver(|drv| drv.sockets().local_address(h))
+        let h = self.h.handle;
+        self.h.core.with_driver(|drv| drv.sockets().local_address(h))
     }
 
     /// The default target's address.
     pub fn peer_addr(&self) -> Result<SocketAddress> {
-        let h = self.handle;
-        self.core.with_driver(|drv| drv.sockets().remote_address(h))
+        let h = self.h.handle;
+        self.h.core.with_driver(|drv| drv.sockets().remote_address(h))
     }
 
     /// Allows or forbids sending to broadcast addresses.
     pub fn set_broadcast(&self, enable: bool) -> Result<()> {
-        let h = self.handle;
-        self.core.with_driver(|drv| drv.sockets().set_broadcast(h, enable))
+        let h = self.h.handle;
+        self.h.core.with_driver(|drv| drv.sockets().set_broadcast(h, enable))
     }
 
     /// Joins a multicast group on the default interface.
     pub fn join_multicast(&self, group: std::net::IpAddr) -> Result<()> {
-        let h = self.handle;
-        self.core.with_driver(|drv| drv.sockets().join_multicast(h, group))
+        let h = self.h.handle;
+        self.h.core.with_driver(|drv| drv.sockets().join_multicast(h, group))
     }
 
     /// Whether this socket's multicast datagrams loop back to local members.
     pub fn set_multicast_loopback(&self, enable: bool) -> Result<()> {
-        let h = self.handle;
-        self.core
+        let h = self.h.handle;
+        self.h.core
             .with_driver(|drv| drv.sockets().set_multicast_loopback(h, enable))
     }
 
     /// The driver handle.
     pub fn raw_handle(&self) -> crate::DatagramSocket {
-        self.handle
+        self.h.handle
     }
 }
 
-impl Drop for DatagramSocket {
-    fn drop(&mut self) {
-        self.core.release(self.handle);
-    }
-}
 
 impl std::fmt::Debug for DatagramSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("DatagramSocket").field(&self.handle).finish()
+        f.debug_tuple("DatagramSocket").field(&self.h.handle).finish()
     }
 }

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::rc::Rc;
 
-use super::executor::{current, Core};
+use super::executor::{current, Core, Owned};
 use super::io::ByteStream;
 use super::op::{Completer, OpFuture, Operation};
 use super::pipe::Pipe;
@@ -23,8 +23,7 @@ pub type ChildStderr = Pipe;
 /// waits, and also after the `Child` is dropped: dropping it neither kills
 /// nor leaks the process (no zombies).
 pub struct Child {
-    core: Rc<Core>,
-    process: ProcessId,
+    h: Owned<ProcessId>,
     /// The child's standard input, if it was piped. Drop it (or `close` it)
     /// to let the child see end of input.
     pub stdin: Option<ChildStdin>,
@@ -73,8 +72,7 @@ impl Child {
             stdin: child.stdin.map(pipe),
             stdout: child.stdout.map(pipe),
             stderr: child.stderr.map(pipe),
-            process: child.process,
-            core,
+            h: Owned::new(core, child.process),
         })
     }
 
@@ -83,43 +81,38 @@ impl Child {
     /// **Cancel safety:** cancel-safe: dropping the future withdraws the wait;
     /// the exit status stays available to the next `wait`.
     pub fn wait(&self) -> impl Future<Output = Result<ExitStatus>> + '_ {
-        OpFuture::new(Wait { process: self.process })
+        OpFuture::new(Wait { process: self.h.handle })
     }
 
     /// How the child ended, if it has (without waiting).
     pub fn try_wait(&self) -> Result<Option<ExitStatus>> {
-        let p = self.process;
-        self.core.with_driver(|drv| drv.processes().exit_status(p))
+        let p = self.h.handle;
+        self.h.core.with_driver(|drv| drv.processes().exit_status(p))
     }
 
     /// Sends `signo` to the child. `NotFound` once it has exited.
     pub fn kill(&self, signo: i32) -> Result<()> {
-        let p = self.process;
-        self.core.with_driver(|drv| drv.processes().kill(p, signo))
+        let p = self.h.handle;
+        self.h.core.with_driver(|drv| drv.processes().kill(p, signo))
     }
 
     /// The process id.
     pub fn id(&self) -> Result<u32> {
-        let p = self.process;
-        self.core.with_driver(|drv| drv.processes().pid(p))
+        let p = self.h.handle;
+        self.h.core.with_driver(|drv| drv.processes().pid(p))
     }
 
     /// The driver handle.
     pub fn raw_handle(&self) -> ProcessId {
-        self.process
+        self.h.handle
     }
 }
 
-impl Drop for Child {
-    fn drop(&mut self) {
-        self.core.release(self.process);
-    }
-}
 
 impl std::fmt::Debug for Child {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Child")
-            .field("process", &self.process)
+            .field("process", &self.h.handle)
             .field("stdin", &self.stdin.is_some())
             .field("stdout", &self.stdout.is_some())
             .field("stderr", &self.stderr.is_some())

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use super::executor::{current, Core};
+use super::executor::{current, Owned};
 use super::op::Queue;
 use crate::{Result, SignalListener};
 
@@ -13,8 +13,7 @@ use crate::{Result, SignalListener};
 /// for other threads). Arrivals are queued until [`Signal::recv`] takes them;
 /// dropping the `Signal` stops listening.
 pub struct Signal {
-    core: Rc<Core>,
-    listener: SignalListener,
+    h: Owned<SignalListener>,
     queue: Rc<Queue<i32>>,
 }
 
@@ -28,7 +27,10 @@ impl Signal {
         let queue = Queue::new();
         let q = queue.clone();
         let listener = core.with_driver(|drv| drv.signals().listen(signo, move |_, _, s| q.push(s)))?;
-        Ok(Signal { core, listener, queue })
+        Ok(Signal {
+            h: Owned::new(core, listener),
+            queue,
+        })
     }
 
     /// Waits for the next arrival; returns the signal number. (The stream
@@ -47,18 +49,13 @@ impl Signal {
 
     /// The driver handle.
     pub fn raw_handle(&self) -> SignalListener {
-        self.listener
+        self.h.handle
     }
 }
 
-impl Drop for Signal {
-    fn drop(&mut self) {
-        self.core.release(self.listener);
-    }
-}
 
 impl std::fmt::Debug for Signal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Signal").field(&self.listener).finish()
+        f.debug_tuple("Signal").field(&self.h.handle).finish()
     }
 }

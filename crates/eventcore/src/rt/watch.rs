@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::executor::{current, Core};
+use super::executor::{current, Owned};
 use super::op::Queue;
 use crate::{FileChange, Result, WatcherId};
 
@@ -13,8 +13,7 @@ use crate::{FileChange, Result, WatcherId};
 /// Changes are queued until [`DirectoryWatcher::next`] takes them; dropping
 /// the watcher stops watching.
 pub struct DirectoryWatcher {
-    core: Rc<Core>,
-    id: WatcherId,
+    h: Owned<WatcherId>,
     queue: Rc<Queue<Result<FileChange>>>,
 }
 
@@ -30,7 +29,10 @@ impl DirectoryWatcher {
             drv.watchers()
                 .watch_directory(path, recursive, move |_, _, change| q.push(change))
         })?;
-        Ok(DirectoryWatcher { core, id, queue })
+        Ok(DirectoryWatcher {
+            h: Owned::new(core, id),
+            queue,
+        })
     }
 
     /// Waits for the next change, or a failure (an overflow is a change of
@@ -51,24 +53,19 @@ impl DirectoryWatcher {
 
     /// The watched directory.
     pub fn base_directory(&self) -> Result<PathBuf> {
-        let id = self.id;
-        self.core.with_driver(|drv| drv.watchers().base_directory(id))
+        let id = self.h.handle;
+        self.h.core.with_driver(|drv| drv.watchers().base_directory(id))
     }
 
     /// The driver handle.
     pub fn raw_handle(&self) -> WatcherId {
-        self.id
+        self.h.handle
     }
 }
 
-impl Drop for DirectoryWatcher {
-    fn drop(&mut self) {
-        self.core.release(self.id);
-    }
-}
 
 impl std::fmt::Debug for DirectoryWatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("DirectoryWatcher").field(&self.id).finish()
+        f.debug_tuple("DirectoryWatcher").field(&self.h.handle).finish()
     }
 }
