@@ -262,6 +262,22 @@ impl Driver {
         true
     }
 
+    /// Withdraws a file's pending read or write (`Files::cancel_read` /
+    /// `cancel_write`): through the backend on Windows, by orphaning the
+    /// worker's job on Unix.
+    fn cancel_file_op(&mut self, file: FileHandle, write: bool) -> Option<Cancelled> {
+        let state = self.tables.files.get_mut(file.0)?;
+        #[cfg(windows)]
+        let slots = (&mut state.io.read_op, &mut state.io.write_op);
+        #[cfg(unix)]
+        let slots = (&mut state.read_op, &mut state.write_op);
+        let key = if write { slots.1.take()? } else { slots.0.take()? };
+        #[cfg(windows)]
+        return self.cancel_io(key);
+        #[cfg(unix)]
+        return self.orphan_file_op(key);
+    }
+
     fn orphan_file_op(&mut self, key: Key) -> Option<Cancelled> {
         let Some(Op::File(op)) = self.ops.get_mut(key) else {
             return None;
@@ -475,31 +491,13 @@ impl Files<'_> {
     /// Windows: the read is cancelled with `CancelIoEx` and the buffer comes
     /// back here once the OS let go of it (normally at once).
     pub fn cancel_read(&mut self, file: FileHandle) -> Option<Cancelled> {
-        #[cfg(windows)]
-        {
-            let key = self.drv.tables.files.get_mut(file.0)?.io.read_op.take()?;
-            self.drv.cancel_io(key)
-        }
-        #[cfg(unix)]
-        {
-            let key = self.drv.tables.files.get_mut(file.0)?.read_op.take()?;
-            self.drv.orphan_file_op(key)
-        }
+        self.drv.cancel_file_op(file, false)
     }
 
     /// Withdraws the pending write: its callback will not run. The write may
     /// still happen (the worker may already be in `pwrite`).
     pub fn cancel_write(&mut self, file: FileHandle) -> Option<Cancelled> {
-        #[cfg(windows)]
-        {
-            let key = self.drv.tables.files.get_mut(file.0)?.io.write_op.take()?;
-            self.drv.cancel_io(key)
-        }
-        #[cfg(unix)]
-        {
-            let key = self.drv.tables.files.get_mut(file.0)?.write_op.take()?;
-            self.drv.orphan_file_op(key)
-        }
+        self.drv.cancel_file_op(file, true)
     }
 
     /// Sets the file's size on the worker pool.

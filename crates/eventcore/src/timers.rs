@@ -151,12 +151,7 @@ impl Timers<'_> {
     /// not zero. Re-arming an armed timer moves its deadline; a pending wait
     /// stays registered.
     pub fn set(&mut self, timer: TimerId, timeout: Duration, repeat: Duration) -> Result<()> {
-        let state = self
-            .drv
-            .tables.timers
-            .get_mut(timer.0)
-            .ok_or_else(Error::invalid_handle)?;
-        state.repeat = u64::try_from(repeat.as_nanos()).unwrap_or(u64::MAX);
+        self.set_repeat(timer, repeat)?;
         self.drv.timer_queue.arm_after(timer.0.index, timeout);
         Ok(())
     }
@@ -167,13 +162,20 @@ impl Timers<'_> {
     /// one clock reading (`base + timeout` for each) is what libuv does with
     /// its cached loop time, and spares a clock read per timer.
     pub fn set_at(&mut self, timer: TimerId, deadline: Instant, repeat: Duration) -> Result<()> {
+        self.set_repeat(timer, repeat)?;
+        self.drv.timer_queue.arm(timer.0.index, deadline);
+        Ok(())
+    }
+
+    /// Sets the period of a live timer (the first step of arming it).
+    fn set_repeat(&mut self, timer: TimerId, repeat: Duration) -> Result<()> {
         let state = self
             .drv
-            .tables.timers
+            .tables
+            .timers
             .get_mut(timer.0)
             .ok_or_else(Error::invalid_handle)?;
         state.repeat = u64::try_from(repeat.as_nanos()).unwrap_or(u64::MAX);
-        self.drv.timer_queue.arm(timer.0.index, deadline);
         Ok(())
     }
 

@@ -85,8 +85,11 @@ pub(crate) trait Backend {
     /// Withdraws a parked operation: `Some(bytes moved)` once the backend
     /// holds no pointer into its buffer, `None` while the OS still may.
     fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize>;
-    /// A `WM_QUIT` exit code taken off the thread's message queue.
-    fn take_quit(&mut self) -> Option<i32>;
+    /// A `WM_QUIT` exit code taken off the thread's message queue (only
+    /// WinAPI has one).
+    fn take_quit(&mut self) -> Option<i32> {
+        None
+    }
     /// Waits at most `timeout` for completions or a wake-up and appends
     /// them; `true` if the backend itself did something that counts as
     /// activity.

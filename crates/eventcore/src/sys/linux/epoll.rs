@@ -241,11 +241,6 @@ impl crate::sys::Backend for Backend {
         Some(0)
     }
 
-    /// A `WM_QUIT` exit code; Linux has no message queue.
-    fn take_quit(&mut self) -> Option<i32> {
-        None
-    }
-
     /// Waits for edges and retries the requests parked on them; `requests`
     /// rebuilds the request of a parked token (`None`: the operation is gone).
     fn poll(

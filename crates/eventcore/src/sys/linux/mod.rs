@@ -74,10 +74,6 @@ impl Backend for LinuxBackend {
         forward!(self.cancel(id, token))
     }
 
-    fn take_quit(&mut self) -> Option<i32> {
-        forward!(self.take_quit())
-    }
-
     #[inline]
     fn poll(
         &mut self,

@@ -699,11 +699,6 @@ impl crate::sys::Backend for Backend {
         Some(result.result.unwrap_or(0))
     }
 
-    /// A `WM_QUIT` exit code; Linux has no message queue.
-    fn take_quit(&mut self) -> Option<i32> {
-        None
-    }
-
     /// Submits what is queued, waits at most `timeout` for a completion and
     /// reaps every CQE. The `requests` look-up is for readiness backends:
     /// records keep their own request.
@@ -757,7 +752,7 @@ mod tests {
 
     use super::{Backend, Stage};
     use crate::sys::Backend as _;
-    use crate::sys::{Completion, Request, SourceKind};
+    use crate::sys::{Completion, Request, SourceId, SourceKind};
 
     /// A backend, or `None` (with a notice) where io_uring is missing.
     fn backend(test: &str) -> Option<Backend> {
@@ -860,6 +855,24 @@ mod tests {
         got
     }
 
+    /// A socket pair whose first end has a 16-byte recv submitted with
+    /// `token` (after the peer sent `first`): the ends, the source and the
+    /// buffer, which must outlive the request.
+    fn pending_recv(b: &mut Backend, token: u64, first: &[u8]) -> (UnixStream, UnixStream, SourceId, Vec<u8>) {
+        let (ours, mut peer) = socket_pair();
+        if !first.is_empty() {
+            peer.write_all(first).unwrap();
+        }
+        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
+        let mut buf = vec![0u8; 16];
+        let req = Request::Read {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        };
+        assert!(b.submit(id, token, req).is_none());
+        (ours, peer, id, buf)
+    }
+
     /// Cancelling a recv the kernel holds waits for its aborted completion:
     /// `Some(0)` at once, the record is gone, and nothing is delivered later
     /// — the data sent afterwards is still in the socket.
@@ -868,14 +881,7 @@ mod tests {
         let Some(mut b) = backend("cancel_of_pending_recv_gives_the_buffer_back_at_once") else {
             return;
         };
-        let (ours, mut peer) = socket_pair();
-        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
-        let mut buf = vec![0u8; 16];
-        let req = Request::Read {
-            ptr: buf.as_mut_ptr(),
-            len: buf.len(),
-        };
-        assert!(b.submit(id, 9, req).is_none());
+        let (ours, mut peer, id, _buf) = pending_recv(&mut b, 9, b"");
         assert!(poll(&mut b, Duration::ZERO).is_empty());
         let start = Instant::now();
         assert_eq!(b.cancel(id, 9), Some(0));
@@ -901,15 +907,7 @@ mod tests {
         let Some(mut b) = backend("cancel_after_the_recv_completed_reports_the_bytes") else {
             return;
         };
-        let (ours, mut peer) = socket_pair();
-        peer.write_all(b"early").unwrap();
-        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
-        let mut buf = vec![0u8; 16];
-        let req = Request::Read {
-            ptr: buf.as_mut_ptr(),
-            len: buf.len(),
-        };
-        assert!(b.submit(id, 11, req).is_none());
+        let (_ours, _peer, id, buf) = pending_recv(&mut b, 11, b"early");
         assert_eq!(b.cancel(id, 11), Some(5), "the recv had moved 5 bytes");
         assert_eq!(&buf[..5], b"early");
         assert!(poll(&mut b, Duration::from_millis(20)).is_empty(), "never delivered");
@@ -924,14 +922,7 @@ mod tests {
         let Some(mut b) = backend("recv_in_flight_when_the_source_is_removed") else {
             return;
         };
-        let (ours, mut peer) = socket_pair();
-        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
-        let mut buf = vec![0u8; 16];
-        let req = Request::Read {
-            ptr: buf.as_mut_ptr(),
-            len: buf.len(),
-        };
-        assert!(b.submit(id, 13, req).is_none());
+        let (ours, mut peer, id, buf) = pending_recv(&mut b, 13, b"");
         assert!(poll(&mut b, Duration::ZERO).is_empty());
         b.remove_source(id);
         assert_eq!(b.records.len(), 0, "nothing left in flight");
