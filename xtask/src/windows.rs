@@ -45,6 +45,7 @@ pub struct Layout {
 /// WinAPI backend. A subsystem joins this list when the backend implements it.
 const WINDOWS_TEST_TARGETS: &[&str] = &[
     "driver",
+    "errors",
     "timers",
     "events",
     "tcp",

@@ -58,6 +58,36 @@ pub enum Status {
 }
 
 impl Status {
+    /// The `std::io::ErrorKind` that says the same thing: what an
+    /// [`Error`] of this status without an OS code becomes as an
+    /// `io::Error` (with an OS code, the code decides, as std maps it).
+    pub fn kind(self) -> io::ErrorKind {
+        use io::ErrorKind as K;
+        match self {
+            Status::Disconnected => K::BrokenPipe,
+            Status::WouldBlock => K::WouldBlock,
+            Status::InvalidHandle => K::InvalidInput,
+            Status::EndOfFile => K::UnexpectedEof,
+            Status::NoSpace => K::StorageFull,
+            Status::NotSupported => K::Unsupported,
+            Status::TooLarge => K::FileTooLarge,
+            Status::Io => K::Other,
+            Status::NotAllowed => K::PermissionDenied,
+            Status::Refused => K::ConnectionRefused,
+            Status::TimedOut => K::TimedOut,
+            Status::AddressInUse => K::AddrInUse,
+            Status::Unreachable => K::AddrNotAvailable,
+            Status::NotFound => K::NotFound,
+            Status::AlreadyExists => K::AlreadyExists,
+            Status::SharingViolation => K::ResourceBusy,
+            Status::ResourceExhausted => K::OutOfMemory,
+            Status::InvalidArgument => K::InvalidInput,
+            Status::Busy => K::ResourceBusy,
+            Status::DriverGone => K::NotConnected,
+            Status::Other => K::Other,
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             Status::Disconnected => "disconnected",
@@ -90,6 +120,7 @@ impl Status {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Error {
     status: Status,
+    operation: Option<&'static str>,
     os_code: Option<i32>,
     resolver_code: Option<i32>,
     detail: Option<Box<str>>,
@@ -101,6 +132,7 @@ impl Error {
     pub fn new(status: Status) -> Error {
         Error {
             status,
+            operation: None,
             os_code: None,
             resolver_code: None,
             detail: None,
@@ -147,6 +179,19 @@ impl Error {
         self.status == Status::Disconnected && self.os_code.is_none()
     }
 
+    /// The operation that failed (`"read"`, `"connect"`, `"open"` …), where
+    /// the driver knows it.
+    pub fn operation(&self) -> Option<&'static str> {
+        self.operation
+    }
+
+    /// The same error, naming the operation that failed (kept if one is
+    /// named already).
+    pub(crate) fn in_operation(mut self, operation: &'static str) -> Error {
+        self.operation.get_or_insert(operation);
+        self
+    }
+
     pub(crate) fn with_transferred(mut self, n: usize) -> Error {
         self.transferred = n;
         self
@@ -162,17 +207,32 @@ impl Error {
         Error::new(Status::InvalidHandle)
     }
 
-    /// The same error as a `std::io::Error` (keeping the OS code when there is one).
+    /// The same error as a `std::io::Error` (see `From<Error> for io::Error`).
     pub fn to_io(&self) -> io::Error {
-        match self.os_code {
+        io::Error::from(self.clone())
+    }
+}
+
+/// An error with an OS code becomes that OS error (`raw_os_error()` and
+/// `kind()` as std has them for the code); one without becomes an
+/// `io::Error` of [`Status::kind`] that carries the eventcore error, so
+/// converting back gives it unchanged.
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        match e.os_code {
             Some(code) => io::Error::from_raw_os_error(code),
-            None => io::Error::other(self.status.describe()),
+            None => io::Error::new(e.status.kind(), e),
         }
     }
 }
 
+/// An `io::Error` that carries an eventcore error gives it back; any other
+/// is mapped by its OS code (or kind) to a [`Status`], keeping the code.
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
+        if let Some(inner) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+            return inner.clone();
+        }
         let status = crate::sys::status_of(&e);
         Error {
             os_code: e.raw_os_error(),
@@ -195,6 +255,9 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(operation) = self.operation {
+            write!(f, "{operation}: ")?;
+        }
         f.write_str(self.status.describe())?;
         if let Some(code) = self.os_code {
             write!(f, " ({})", io::Error::from_raw_os_error(code))?;

@@ -116,6 +116,19 @@ pub(crate) enum IoCallback {
 }
 
 impl IoCallback {
+    /// The operation's name in errors.
+    fn operation(&self) -> &'static str {
+        match self {
+            IoCallback::Connect(_) => "connect",
+            IoCallback::Read(_) => "read",
+            IoCallback::Write(_) => "write",
+            IoCallback::Recv(_) => "receive",
+            IoCallback::Send(_) => "send",
+            IoCallback::Accept => "accept",
+            IoCallback::Internal(_) | IoCallback::Orphaned => "internal read",
+        }
+    }
+
     fn is_reading(&self) -> bool {
         matches!(
             self,
@@ -448,6 +461,7 @@ impl Driver {
         };
         let op = self.remove_io(key).expect("checked above");
         let reading = op.callback.is_reading();
+        let result = result.map_err(|e| e.in_operation(op.callback.operation()));
         if let Some(io) = self.io_slots(owner) {
             let slot = if reading { &mut io.read_op } else { &mut io.write_op };
             if *slot == Some(key) {

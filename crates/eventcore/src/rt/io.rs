@@ -109,28 +109,9 @@ fn is_eof(e: &Error) -> bool {
     e.is_end_of_stream()
 }
 
-/// An eventcore error as a `std::io::Error`: the OS code when there is one,
-/// otherwise the closest `ErrorKind`, with the eventcore error inside.
+/// An eventcore error as a `std::io::Error` (`From<Error> for io::Error`).
 pub(crate) fn to_io_error(e: &Error) -> io::Error {
-    if let Some(code) = e.raw_os_error() {
-        return io::Error::from_raw_os_error(code);
-    }
-    let kind = match e.status() {
-        Status::Disconnected => io::ErrorKind::BrokenPipe,
-        Status::WouldBlock => io::ErrorKind::WouldBlock,
-        Status::EndOfFile => io::ErrorKind::UnexpectedEof,
-        Status::NotAllowed => io::ErrorKind::PermissionDenied,
-        Status::Refused => io::ErrorKind::ConnectionRefused,
-        Status::TimedOut => io::ErrorKind::TimedOut,
-        Status::AddressInUse => io::ErrorKind::AddrInUse,
-        Status::NotFound => io::ErrorKind::NotFound,
-        Status::AlreadyExists => io::ErrorKind::AlreadyExists,
-        Status::InvalidArgument => io::ErrorKind::InvalidInput,
-        Status::NotSupported => io::ErrorKind::Unsupported,
-        Status::Busy => io::ErrorKind::ResourceBusy,
-        _ => io::ErrorKind::Other,
-    };
-    io::Error::new(kind, e.clone())
+    io::Error::from(e.clone())
 }
 
 /// The handle, and which of its two directions have an operation in flight.
