@@ -67,7 +67,7 @@ impl Rng {
     }
 
     fn chance(&mut self, one_in: u64) -> bool {
-        self.next() % one_in == 0
+        self.next().is_multiple_of(one_in)
     }
 
     fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
@@ -295,7 +295,7 @@ const MAX_STREAMS: usize = 40;
 
 fn pattern(tag: Tag, offset: u64) -> u8 {
     let t = (u64::from(tag.0) << 16) | u64::from(tag.1);
-    let x = (offset / 8 ^ t << 20).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let x = ((offset / 8) ^ (t << 20)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (x >> 56) as u8 ^ offset as u8
 }
 
@@ -521,7 +521,7 @@ fn timer_set(st: &mut State, drv: &mut Driver) {
     t.armed = true;
     t.unarmed = false;
     let periodic = api(|| drv.timers().is_periodic(id));
-    st.check(periodic == !repeat.is_zero(), || {
+    st.check(periodic != repeat.is_zero(), || {
         format!("is_periodic({id:?}) = {periodic}")
     });
 }
@@ -1778,10 +1778,7 @@ fn run_seed(kind: BackendKind, seed: u64, steps: u64) -> RunStats {
     {
         let mut s = st.borrow_mut();
         s.log("release everything".into());
-        loop {
-            let Some(h) = live_handles(&s).first().copied() else {
-                break;
-            };
+        while let Some(h) = live_handles(&s).first().copied() {
             release_one(&mut s, &mut drv, h);
         }
     }
