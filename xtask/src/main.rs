@@ -7,6 +7,7 @@ mod demo;
 mod netns;
 mod package;
 mod packages;
+mod sanitize;
 mod screenshot;
 mod test;
 mod windows;
@@ -24,6 +25,11 @@ Commands:
         namespace. Without --linux or --windows, both legs run. Arguments
         after `--` (test-name filters, --nocapture, ...) go to the test
         harness of every leg that runs.
+    fuzz [--seconds N] [--seed S]
+        Runs the randomised API-sequence tester (tests/fuzz_sequences.rs)
+        in release mode inside the test namespace: new seeds for N seconds
+        per backend (default 60), or only seed S (a seed that failed, as
+        printed). The normal test run gives it about 3 s per backend.
     demo
         Shows what eventcore does: runs the tour example, then the benchmark
         in --quick mode (both in release mode; about two minutes).
@@ -51,6 +57,7 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match args.first().map(String::as_str) {
         Some("test") => test::Options::parse(&args[1..]).and_then(|o| test::run(&root, &o)),
+        Some("fuzz") => sanitize::FuzzOptions::parse(&args[1..]).and_then(|o| sanitize::fuzz(&root, &o)),
         Some("demo") if args.len() == 1 => demo::demo(&root),
         Some("bench") => demo::bench(&root, &args[1..]),
         Some("screenshot") if args.len() == 1 => screenshot::run(&root),

@@ -277,6 +277,8 @@ fn linux_leg(root: &Path, options: &Options, isolation: &Isolation, limit: Durat
     }
     let run = isolation.wrap(job).run_tests(root, limit);
     finish_leg(NAME, run, options, isolation, limit, report);
+    let asan = crate::sanitize::asan(root, &options.harness, isolation, limit);
+    finish_leg("asan", asan, options, isolation, limit, report);
 }
 
 fn windows_leg(root: &Path, options: &Options, isolation: &Isolation, limit: Duration, report: &mut Report) {

@@ -397,6 +397,10 @@ impl Driver {
         let Some(Op::Io(op)) = self.ops.get_mut(key) else {
             return false;
         };
+        // An operation refused before it reached the backend (stale handle,
+        // busy slot, a socket still connecting) says nothing about the
+        // connection: it must not mark a direction closed.
+        let refused = matches!(outcome, Outcome::Failed(_));
         let (result, extra) = match outcome {
             // A read that the OS ends with "the writer is gone" (Windows
             // pipes) is a plain end of stream, as a 0-byte read is elsewhere.
@@ -442,7 +446,7 @@ impl Driver {
             (IoCallback::Read(_) | IoCallback::Write(_), Err(e)) => {
                 let done = op.done;
                 let reading = matches!(op.callback, IoCallback::Read(_));
-                if e.status() == Status::Disconnected {
+                if e.status() == Status::Disconnected && !refused {
                     // A reset ends both directions; EPIPE after our own
                     // shutdown (or end of stream) ends only this one.
                     let reset = e.to_io().kind() == std::io::ErrorKind::ConnectionReset;

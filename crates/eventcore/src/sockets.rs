@@ -582,8 +582,14 @@ impl Sockets<'_> {
 
     /// Withdraws the pending write: its callback will not run. `None` if nothing
     /// was pending. [`Cancelled::transferred`] says how much was already sent.
+    /// A pending connect is not a write: [`Sockets::cancel_connect`] withdraws it.
     pub fn cancel_write(&mut self, sock: StreamSocket) -> Option<Cancelled> {
-        let key = self.drv.tables.streams.get_mut(sock.0)?.io.write_op.take()?;
+        let io = &mut self.drv.tables.streams.get_mut(sock.0)?.io;
+        if io.connecting {
+            // The connect occupies the write slot; it is not this call's.
+            return None;
+        }
+        let key = io.write_op.take()?;
         self.drv.cancel_io(key)
     }
 
