@@ -85,6 +85,7 @@ impl Driver {
 
 impl Events<'_> {
     /// A new event with one reference and no waiters.
+    #[must_use = "the handle holds the resource until it is released with `release_ref`"]
     pub fn create(&mut self) -> EventId {
         EventId(self.drv.tables.events.insert(EventState {
             waiters: VecDeque::new(),

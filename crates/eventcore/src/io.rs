@@ -31,6 +31,7 @@ pub enum IoMode {
 
 /// What a cancel found and gave back.
 #[derive(Debug)]
+#[must_use = "a cancel gives the operation's buffer back"]
 pub struct Cancelled {
     /// The operation's buffer, or `None` when the OS (or a worker thread) may
     /// still write into it: the driver then keeps it until the aborted

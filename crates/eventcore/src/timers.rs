@@ -129,6 +129,7 @@ impl Driver {
 
 impl Timers<'_> {
     /// A new, unarmed timer with one reference.
+    #[must_use = "the handle holds the resource until it is released with `release_ref`"]
     pub fn create(&mut self) -> TimerId {
         TimerId(self.drv.tables.timers.insert(TimerState {
             repeat: 0,
