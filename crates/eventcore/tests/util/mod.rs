@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use eventcore::{BackendKind, Driver, ExitReason};
 
+pub mod rt;
+
 /// Instantiates scenario functions `fn name(kind: BackendKind)` as one `#[test]`
 /// per backend, in a module per backend: `epoll::name`, `uring::name`,
 /// `winapi::name`. The io_uring instances skip themselves (with a notice)
