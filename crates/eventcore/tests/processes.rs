@@ -22,36 +22,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eventcore::signal_numbers::{SIGKILL, SIGTERM};
-use eventcore::{
-    BackendKind, Command, Driver, ExitReason, ExitStatus, IoMode, PipeHandle, ProcessId, Result, Status, Stdio,
+use eventcore::{BackendKind, Command, Driver, ExitReason, ExitStatus, IoMode, PipeHandle, ProcessId, Status, Stdio};
+use util::{
+    assert_no_leaks, assert_out_of_waiters, assert_status, driver, run_until, run_until_not_idle, slot, DropCounter,
+    Slot, TempDir,
 };
-use util::{assert_no_leaks, driver, run_until, run_until_not_idle, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(10);
-
-type Slot<T> = Rc<RefCell<Option<T>>>;
-
-fn slot<T>() -> Slot<T> {
-    Rc::new(RefCell::new(None))
-}
-
-/// Counts how often it was dropped: a callback that never runs must still be
-/// freed, exactly once.
-struct DropCounter(Rc<Cell<usize>>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
-#[track_caller]
-fn assert_status<T: std::fmt::Debug>(r: &Result<T>, status: Status) {
-    match r {
-        Ok(v) => panic!("expected Err({status:?}), got Ok({v:?})"),
-        Err(e) => assert_eq!(e.status(), status, "unexpected error {e}"),
-    }
-}
 
 /// `sh -c script` with the given streams.
 #[cfg(unix)]
@@ -163,13 +140,6 @@ fn run_with_keepalive(drv: &mut Driver, mut done: impl FnMut(&mut Driver) -> boo
     drv.timers().set(keep, LIMIT, Duration::ZERO).unwrap();
     run_until(drv, LIMIT, &mut done);
     drv.release_ref(keep).unwrap();
-}
-
-/// The loop must drain to `OutOfWaiters`.
-#[track_caller]
-fn assert_out_of_waiters(drv: &mut Driver) {
-    assert_eq!(run_until_not_idle(drv, LIMIT), ExitReason::OutOfWaiters);
-    assert_eq!(drv.waiter_count(), 0);
 }
 
 /// Exit codes come through: `exit 3` is code 3 (no signal, not success),
@@ -483,19 +453,10 @@ contract_tests! {
 /// permissions, `/proc` and `waitpid`.
 #[cfg(unix)]
 mod unix_only {
-    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::fd::OwnedFd;
 
     use super::*;
-
-    /// A blocking OS pipe made with `pipe2` (close-on-exec): (read end, write end).
-    fn os_pipe() -> (OwnedFd, OwnedFd) {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 fills the two descriptors on success.
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-        assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
-        // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-    }
+    use util::os_pipe;
 
     /// A child killed by a signal reports that signal and no exit code:
     /// SIGTERM → 15, SIGKILL → 9. `kill` itself never runs the wait callback.
