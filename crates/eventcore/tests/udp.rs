@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use eventcore::{BackendKind, DatagramOptions, DatagramSocket, Driver, ExitReason, IoMode, SocketAddress, Status};
 use util::assert_status;
-use util::net::{assert_datagram, assert_ends_within_a_second, loopback_v4, receive_into, receive_now, send_now};
+use util::net::{
+    assert_datagram, assert_ends_within_a_second, exchange_0_udp, loopback_v4, receive_into, receive_now, send_now,
+};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -60,25 +62,8 @@ fn udp_send_and_receive(kind: BackendKind) {
     let targeted_addr = address(&mut drv, targeted);
     assert_eq!(drv.sockets().remote_address(targeted), Ok(base_addr.clone()));
 
-    let (res, buf) = receive_now(&mut drv, base, 64, IoMode::Immediate);
-    assert_status(&res, Status::WouldBlock);
-    assert_eq!(buf.len(), 64);
-
-    let (pending, calls) = receive_into(&mut drv, base, 64, IoMode::Once);
-    let (res, _) = send_now(&mut drv, targeted, b"0123456789", None, IoMode::Immediate);
-    assert_eq!(res, Ok(10));
-    util::run_until(&mut drv, LIMIT, |_| calls.get() > 0);
-    assert_datagram(pending.take().unwrap(), b"0123456789", &targeted_addr);
-
-    let (res, _) = send_now(&mut drv, free, b"abcde", Some(base_addr.clone()), IoMode::Once);
-    assert_eq!(res, Ok(5));
-    std::thread::sleep(Duration::from_millis(50));
-    let got = receive_now(&mut drv, base, 64, IoMode::Immediate);
-    assert_datagram(got, b"abcde", &free_addr);
-    assert_eq!(calls.get(), 1);
-
-    assert_ends_within_a_second(&mut drv);
-    release_all(&mut drv, &[base, free, targeted]);
+    let socks = [(base, base_addr), (free, free_addr), (targeted, targeted_addr)];
+    exchange_0_udp(&mut drv, socks, Duration::from_millis(50));
 }
 
 /// 0-udp-cancel: a pending `Once` receive cancelled at once gives its untouched

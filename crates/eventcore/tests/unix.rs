@@ -17,7 +17,7 @@ use eventcore::{
     BackendKind, ConnectionState, DatagramOptions, Driver, ExitReason, IoMode, ListenOptions, Result, SocketAddress,
     Status, StreamListener, StreamSocket,
 };
-use util::net::{assert_datagram, assert_quiet, read_now, receive_into, receive_now, send_now, write_now};
+use util::net::{assert_datagram, assert_quiet, exchange_0_udp, read_now, receive_now, send_now, write_now};
 use util::{assert_status, slot, Slot};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -126,30 +126,12 @@ fn unix_datagram_send_and_receive(kind: BackendKind) {
     assert_eq!(s.local_address(base), Ok(unix(&base_path)));
     assert_eq!(s.remote_address(targeted), Ok(unix(&base_path)));
 
-    let (res, buf) = receive_now(&mut drv, base, 64, IoMode::Immediate);
-    assert_status(&res, Status::WouldBlock);
-    assert_eq!(buf.len(), 64);
-
-    let (pending, calls) = receive_into(&mut drv, base, 64, IoMode::Once);
-    let (res, _) = send_now(&mut drv, targeted, b"0123456789", None, IoMode::Immediate);
-    assert_eq!(res, Ok(10));
-    util::run_until(&mut drv, LIMIT, |_| calls.get() > 0);
-    assert_datagram(pending.take().unwrap(), b"0123456789", &unix(&targeted_path));
-
-    let (res, _) = send_now(&mut drv, free, b"abcde", Some(unix(&base_path)), IoMode::Once);
-    assert_eq!(res, Ok(5));
-    let got = receive_now(&mut drv, base, 64, IoMode::Immediate);
-    assert_datagram(got, b"abcde", &unix(&free_path));
-
-    assert_eq!(
-        util::run_until_not_idle(&mut drv, Duration::from_secs(1)),
-        ExitReason::OutOfWaiters,
-        "idle datagram sockets must not count as waiters"
-    );
-    for h in [base, free, targeted] {
-        assert_eq!(drv.release_ref(h), Ok(false));
-    }
-    assert_quiet(&mut drv);
+    let socks = [
+        (base, unix(&base_path)),
+        (free, unix(&free_path)),
+        (targeted, unix(&targeted_path)),
+    ];
+    exchange_0_udp(&mut drv, socks, Duration::ZERO);
 }
 
 /// A Unix datagram receive cancelled at once gives its buffer back, never

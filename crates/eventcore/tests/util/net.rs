@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use eventcore::{DatagramSocket, Driver, ExitReason, IoMode, Result, SocketAddress, StreamSocket};
+use eventcore::{DatagramSocket, Driver, ExitReason, IoMode, Result, SocketAddress, Status, StreamSocket};
 
 use super::{slot, Slot};
 
@@ -145,4 +145,40 @@ pub fn assert_ends_within_a_second(drv: &mut Driver) {
 pub fn assert_quiet(drv: &mut Driver) {
     assert_ends_within_a_second(drv);
     super::assert_no_leaks(drv);
+}
+
+/// 0-udp's exchange, for any datagram family: three sockets with their
+/// addresses, a base, a free one and one whose default target is the base.
+/// An `Immediate` receive on the empty base is `WouldBlock` and hands its
+/// buffer back; a pending `Once` receive gets the 10 bytes the targeted
+/// socket sends without an address, from the targeted socket; the free
+/// socket's 5 bytes to the base's address are then (after `settle`) picked up
+/// by an `Immediate` receive, without running the first receive's callback
+/// again. Idle datagram sockets are no waiters: the loop ends at once. Then
+/// each socket's last reference is released, with nothing left.
+pub fn exchange_0_udp(drv: &mut Driver, socks: [(DatagramSocket, SocketAddress); 3], settle: Duration) {
+    let [(base, base_addr), (free, free_addr), (targeted, targeted_addr)] = socks;
+    let (res, buf) = receive_now(drv, base, 64, IoMode::Immediate);
+    super::assert_status(&res, Status::WouldBlock);
+    assert_eq!(buf.len(), 64);
+
+    let (pending, calls) = receive_into(drv, base, 64, IoMode::Once);
+    let (res, _) = send_now(drv, targeted, b"0123456789", None, IoMode::Immediate);
+    assert_eq!(res, Ok(10));
+    super::run_until(drv, LIMIT, |_| calls.get() > 0);
+    assert_datagram(pending.take().unwrap(), b"0123456789", &targeted_addr);
+
+    let (res, _) = send_now(drv, free, b"abcde", Some(base_addr), IoMode::Once);
+    assert_eq!(res, Ok(5));
+    std::thread::sleep(settle);
+    let got = receive_now(drv, base, 64, IoMode::Immediate);
+    assert_datagram(got, b"abcde", &free_addr);
+    assert_eq!(calls.get(), 1);
+
+    // Idle datagram sockets must not count as waiters.
+    assert_ends_within_a_second(drv);
+    for h in [base, free, targeted] {
+        assert_eq!(drv.release_ref(h), Ok(false));
+    }
+    assert_quiet(drv);
 }
