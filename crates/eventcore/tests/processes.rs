@@ -244,6 +244,20 @@ fn assert_reaped(pid: u32) {
     assert_eq!(err.raw_os_error(), Some(libc::ECHILD), "waitpid({pid}): {err}");
 }
 
+/// Releases the exited child `p` (process id `pid`) and checks that nothing
+/// is left; on Unix it must have been reaped already (Windows has no
+/// zombies).
+#[track_caller]
+fn release_reaped(drv: &mut Driver, p: ProcessId, pid: u32) {
+    #[cfg(unix)]
+    assert_reaped(pid);
+    #[cfg(windows)]
+    let _ = pid;
+    drv.release_ref(p).unwrap();
+    assert_out_of_waiters(drv);
+    assert_no_leaks(drv);
+}
+
 /// Runs the loop until `done` holds, with a timer keeping it alive (a
 /// released process's watch is no waiter).
 fn run_with_keepalive(drv: &mut Driver, mut done: impl FnMut(&mut Driver) -> bool) {
@@ -342,13 +356,7 @@ fn process_cancel_wait(kind: BackendKind) {
     assert_eq!(st.code(), Some(0));
     assert!(drv.processes().has_exited(p).unwrap());
     assert!(!ran.get(), "a cancelled wait's callback must never run");
-    #[cfg(unix)]
-    assert_reaped(pid);
-    #[cfg(windows)]
-    let _ = pid;
-    drv.release_ref(p).unwrap();
-    assert_out_of_waiters(&mut drv);
-    assert_no_leaks(&drv);
+    release_reaped(&mut drv, p, pid);
 }
 
 /// A cancelled wait on a process that is left alone still lets the driver
@@ -364,13 +372,7 @@ fn process_cancel_wait_then_exit_is_reaped_silently(kind: BackendKind) {
     assert!(drv.processes().cancel_wait(p, w));
     run_with_keepalive(&mut drv, |drv| drv.processes().has_exited(p).unwrap());
     assert!(!ran.get());
-    #[cfg(unix)]
-    assert_reaped(pid);
-    #[cfg(windows)]
-    let _ = pid;
-    drv.release_ref(p).unwrap();
-    assert_out_of_waiters(&mut drv);
-    assert_no_leaks(&drv);
+    release_reaped(&mut drv, p, pid);
 }
 
 /// A wait on a process that has already exited is not called inside `wait`
