@@ -17,21 +17,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eventcore::{BackendKind, Driver, ExitReason, LookupId, Result, Status};
-use util::{assert_no_leaks, driver, in_test_netns, run_until_not_idle};
+use util::{assert_no_leaks, driver, in_test_netns, run_until_not_idle, DropCounter};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 type Answer = Rc<RefCell<Vec<(LookupId, Result<Vec<IpAddr>>)>>>;
-
-/// Counts how often it was dropped: a callback that never runs must still be
-/// freed, exactly once.
-struct DropCounter(Rc<Cell<usize>>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
 
 /// Looks `name` up, checks that the callback runs from `process_events`
 /// (exactly once, with the id `lookup` returned) and that the loop then ends

@@ -16,17 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use eventcore::{BackendKind, Driver, ExitReason, Status};
-use util::{assert_no_leaks, driver, run_until_not_idle};
-
-/// Counts how many times it was dropped, to show that a callback (or user
-/// data) that never runs is still freed, exactly once.
-struct DropCounter(Rc<Cell<usize>>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
+use util::{assert_no_leaks, assert_status, driver, run_until_not_idle, DropCounter};
 
 /// The `Send` flavour of [`DropCounter`], for closures sent through `Remote`.
 struct SendDropCounter(Arc<AtomicUsize>);
@@ -34,15 +24,6 @@ struct SendDropCounter(Arc<AtomicUsize>);
 impl Drop for SendDropCounter {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// Asserts that `r` failed with `status`.
-#[track_caller]
-fn assert_status<T: std::fmt::Debug>(r: eventcore::Result<T>, status: Status) {
-    match r {
-        Ok(v) => panic!("expected Err({status:?}), got Ok({v:?})"),
-        Err(e) => assert_eq!(e.status(), status, "unexpected error {e}"),
     }
 }
 
@@ -263,18 +244,18 @@ fn remote_after_driver_dropped_reports_driver_gone(kind: BackendKind) {
     let (r, d) = (ran.clone(), dropped.clone());
     thread::spawn(move || {
         let other = remote.clone();
-        assert_status(remote.trigger(ev, false), Status::DriverGone);
-        assert_status(other.trigger(ev, true), Status::DriverGone);
+        assert_status(&remote.trigger(ev, false), Status::DriverGone);
+        assert_status(&other.trigger(ev, true), Status::DriverGone);
         let guard = SendDropCounter(d);
         assert_status(
-            remote.run_in_owner_thread(move |_| {
+            &remote.run_in_owner_thread(move |_| {
                 let _guard = guard;
                 r.store(true, Ordering::SeqCst);
             }),
             Status::DriverGone,
         );
-        assert_status(remote.exit(), Status::DriverGone);
-        assert_status(remote.wake(), Status::DriverGone);
+        assert_status(&remote.exit(), Status::DriverGone);
+        assert_status(&remote.wake(), Status::DriverGone);
     })
     .join()
     .unwrap();
@@ -364,21 +345,21 @@ fn stale_handle_after_slot_reuse_is_invalid(kind: BackendKind) {
     let s = stale_ran.clone();
     assert!(!drv.is_valid(old));
     assert_status(
-        drv.timers().set(old, Duration::from_secs(10), Duration::from_secs(10)),
+        &drv.timers().set(old, Duration::from_secs(10), Duration::from_secs(10)),
         Status::InvalidHandle,
     );
-    assert_status(drv.timers().stop(old), Status::InvalidHandle);
+    assert_status(&drv.timers().stop(old), Status::InvalidHandle);
     assert_status(
-        drv.timers().wait(old, move |_, _, _| s.set(true)),
+        &drv.timers().wait(old, move |_, _, _| s.set(true)),
         Status::InvalidHandle,
     );
     assert!(!drv.timers().cancel_wait(old));
     assert!(!drv.timers().is_pending(old));
     assert!(!drv.timers().is_periodic(old));
     assert_eq!(drv.timers().remaining(old), None);
-    assert_status(drv.add_ref(old), Status::InvalidHandle);
-    assert_status(drv.release_ref(old), Status::InvalidHandle);
-    assert_status(drv.set_user_data(old, 1u8), Status::InvalidHandle);
+    assert_status(&drv.add_ref(old), Status::InvalidHandle);
+    assert_status(&drv.release_ref(old), Status::InvalidHandle);
+    assert_status(&drv.set_user_data(old, 1u8), Status::InvalidHandle);
     assert!(drv.user_data::<_, u8>(old).is_none());
 
     // The new timer is untouched: still armed, one shot, one reference.
@@ -404,9 +385,9 @@ fn double_release_is_invalid_handle(kind: BackendKind) {
     let t = drv.timers().create();
     let e = drv.events().create();
     assert!(!drv.release_ref(t).unwrap());
-    assert_status(drv.release_ref(t), Status::InvalidHandle);
+    assert_status(&drv.release_ref(t), Status::InvalidHandle);
     assert!(!drv.release_ref(e).unwrap());
-    assert_status(drv.release_ref(e), Status::InvalidHandle);
+    assert_status(&drv.release_ref(e), Status::InvalidHandle);
     assert_no_leaks(&drv);
 }
 
@@ -452,26 +433,26 @@ fn handle_of_another_driver_is_invalid(kind: BackendKind) {
 
     assert!(!b.is_valid(ta));
     assert_status(
-        b.timers().set(ta, Duration::from_millis(1), Duration::ZERO),
+        &b.timers().set(ta, Duration::from_millis(1), Duration::ZERO),
         Status::InvalidHandle,
     );
-    assert_status(b.timers().stop(ta), Status::InvalidHandle);
+    assert_status(&b.timers().stop(ta), Status::InvalidHandle);
     assert_status(
-        b.timers().wait(ta, move |_, _, _| r.set(r.get() + 1)),
+        &b.timers().wait(ta, move |_, _, _| r.set(r.get() + 1)),
         Status::InvalidHandle,
     );
     assert!(!b.timers().cancel_wait(ta));
     assert!(!b.timers().is_pending(ta));
-    assert_status(b.add_ref(ta), Status::InvalidHandle);
-    assert_status(b.release_ref(ta), Status::InvalidHandle);
-    assert_status(b.set_user_data(ta, 7u32), Status::InvalidHandle);
-    assert_status(b.events().trigger(ea, true), Status::InvalidHandle);
+    assert_status(&b.add_ref(ta), Status::InvalidHandle);
+    assert_status(&b.release_ref(ta), Status::InvalidHandle);
+    assert_status(&b.set_user_data(ta, 7u32), Status::InvalidHandle);
+    assert_status(&b.events().trigger(ea, true), Status::InvalidHandle);
     let r = ran.clone();
     assert_status(
-        b.events().wait(ea, move |_, _| r.set(r.get() + 1)),
+        &b.events().wait(ea, move |_, _| r.set(r.get() + 1)),
         Status::InvalidHandle,
     );
-    assert_status(b.release_ref(ea), Status::InvalidHandle);
+    assert_status(&b.release_ref(ea), Status::InvalidHandle);
 
     // b's own resources were not touched.
     assert!(b.timers().is_pending(tb));
@@ -645,7 +626,7 @@ fn driver_drop_with_pending_callbacks_runs_none(kind: BackendKind) {
     assert_eq!(dropped.get(), 5, "each callback and the user data dropped once");
     assert!(!remote_ran.load(Ordering::SeqCst));
     assert_eq!(remote_dropped.load(Ordering::SeqCst), 1);
-    assert_status(remote.wake(), Status::DriverGone);
+    assert_status(&remote.wake(), Status::DriverGone);
 }
 
 contract_tests! {

@@ -16,17 +16,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use eventcore::{BackendKind, Driver, EventId, ExitReason, Status};
-use util::{assert_no_leaks, driver, run_until, run_until_not_idle};
-
-/// Counts how many times it was dropped: a callback that never runs must
-/// still be freed, exactly once.
-struct DropCounter(Rc<Cell<usize>>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
+use util::{assert_no_leaks, driver, run_until, run_until_not_idle, DropCounter};
 
 /// A shared log of which waiters ran, in order.
 type Log = Rc<RefCell<Vec<usize>>>;
@@ -35,6 +25,20 @@ type Log = Rc<RefCell<Vec<usize>>>;
 fn wait_logging(drv: &mut Driver, e: EventId, log: &Log, id: usize) -> eventcore::EventWait {
     let log = log.clone();
     drv.events().wait(e, move |_, _| log.borrow_mut().push(id)).unwrap()
+}
+
+/// Triggers `e`, runs the loop until it runs out of waiters, checks that the
+/// log then reads `want`, and releases `e`, with nothing left.
+#[track_caller]
+fn trigger_to_the_end(drv: &mut Driver, e: EventId, notify_all: bool, log: &Log, want: &[usize]) {
+    drv.events().trigger(e, notify_all).unwrap();
+    assert_eq!(
+        run_until_not_idle(drv, Duration::from_secs(5)),
+        ExitReason::OutOfWaiters
+    );
+    assert_eq!(*log.borrow(), want);
+    assert!(!drv.release_ref(e).unwrap());
+    assert_no_leaks(drv);
 }
 
 /// Upstream `0-event.d` for one `notify_all` value. Waiter 1 registers
@@ -173,14 +177,7 @@ fn event_notify_all_wakes_every_current_waiter(kind: BackendKind) {
     assert_eq!(*log.borrow(), [0, 1, 2]);
 
     wait_logging(&mut drv, e, &log, 3);
-    drv.events().trigger(e, true).unwrap();
-    assert_eq!(
-        run_until_not_idle(&mut drv, Duration::from_secs(5)),
-        ExitReason::OutOfWaiters
-    );
-    assert_eq!(*log.borrow(), [0, 1, 2, 3]);
-    assert!(!drv.release_ref(e).unwrap());
-    assert_no_leaks(&drv);
+    trigger_to_the_end(&mut drv, e, true, &log, &[0, 1, 2, 3]);
 }
 
 /// A waiter registered from inside a callback of a notify-all trigger is not
@@ -207,14 +204,7 @@ fn event_waiter_added_during_notify_all_waits_for_next_trigger(kind: BackendKind
     );
     assert_eq!(*log.borrow(), [0, 1]);
 
-    drv.events().trigger(e, true).unwrap();
-    assert_eq!(
-        run_until_not_idle(&mut drv, Duration::from_secs(5)),
-        ExitReason::OutOfWaiters
-    );
-    assert_eq!(*log.borrow(), [0, 1, 2]);
-    assert!(!drv.release_ref(e).unwrap());
-    assert_no_leaks(&drv);
+    trigger_to_the_end(&mut drv, e, true, &log, &[0, 1, 2]);
 }
 
 /// Two single notifications sent through `Remote` back to back, both before
@@ -222,55 +212,45 @@ fn event_waiter_added_during_notify_all_waits_for_next_trigger(kind: BackendKind
 /// coalesced OS wake-up must turn them neither into one notification nor into
 /// a notify-all.
 fn event_two_remote_single_triggers_wake_exactly_two(kind: BackendKind) {
-    let mut drv = driver(kind);
-    let e = drv.events().create();
-    let log: Log = Rc::default();
-    let waits: Vec<_> = (0..3).map(|id| wait_logging(&mut drv, e, &log, id)).collect();
-
-    let remote = drv.remote();
-    thread::spawn(move || {
-        remote.trigger(e, false).unwrap();
-        remote.trigger(e, false).unwrap();
-    })
-    .join()
-    .unwrap();
-
-    assert_eq!(
-        drv.process_events(Some(Duration::from_secs(5))).unwrap(),
-        ExitReason::Idle
-    );
-    run_until(&mut drv, Duration::from_secs(5), |_| log.borrow().len() >= 2);
-    assert_eq!(
-        drv.process_events(Some(Duration::from_millis(100))).unwrap(),
-        ExitReason::Timeout,
-        "the third waiter must still be waiting"
-    );
-    assert_eq!(*log.borrow(), [0, 1]);
-
-    assert!(drv.events().cancel_wait(e, waits[2]));
-    assert_eq!(drv.process_events(None).unwrap(), ExitReason::OutOfWaiters);
-    assert_eq!(*log.borrow(), [0, 1]);
-    assert!(!drv.release_ref(e).unwrap());
-    assert_no_leaks(&drv);
+    two_remote_single_triggers_wake_exactly_two(kind, false);
 }
 
 /// The same with the loop already blocked in `process_events` when the two
 /// notifications arrive back to back from another thread: exactly two of the
 /// three waiters run.
 fn event_two_remote_single_triggers_into_blocked_loop_wake_exactly_two(kind: BackendKind) {
+    two_remote_single_triggers_wake_exactly_two(kind, true);
+}
+
+/// Two single notifications through `Remote`, back to back, sent before the
+/// loop looks or (`into_blocked_loop`) while it is blocked: exactly the first
+/// two of three waiters run.
+fn two_remote_single_triggers_wake_exactly_two(kind: BackendKind, into_blocked_loop: bool) {
     let mut drv = driver(kind);
     let e = drv.events().create();
     let log: Log = Rc::default();
     let waits: Vec<_> = (0..3).map(|id| wait_logging(&mut drv, e, &log, id)).collect();
 
     let remote = drv.remote();
-    let sender = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(50));
+    let send_two = move || {
         remote.trigger(e, false).unwrap();
         remote.trigger(e, false).unwrap();
-    });
-    run_until(&mut drv, Duration::from_secs(5), |_| log.borrow().len() >= 2);
-    sender.join().unwrap();
+    };
+    if into_blocked_loop {
+        let sender = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            send_two();
+        });
+        run_until(&mut drv, Duration::from_secs(5), |_| log.borrow().len() >= 2);
+        sender.join().unwrap();
+    } else {
+        thread::spawn(send_two).join().unwrap();
+        assert_eq!(
+            drv.process_events(Some(Duration::from_secs(5))).unwrap(),
+            ExitReason::Idle
+        );
+        run_until(&mut drv, Duration::from_secs(5), |_| log.borrow().len() >= 2);
+    }
     assert_eq!(
         drv.process_events(Some(Duration::from_millis(100))).unwrap(),
         ExitReason::Timeout,
@@ -280,6 +260,7 @@ fn event_two_remote_single_triggers_into_blocked_loop_wake_exactly_two(kind: Bac
 
     assert!(drv.events().cancel_wait(e, waits[2]));
     assert_eq!(drv.process_events(None).unwrap(), ExitReason::OutOfWaiters);
+    assert_eq!(*log.borrow(), [0, 1]);
     assert!(!drv.release_ref(e).unwrap());
     assert_no_leaks(&drv);
 }
@@ -470,14 +451,7 @@ fn event_trigger_of_stale_event_is_invalid_handle(kind: BackendKind) {
     );
     assert!(log.borrow().is_empty(), "the stale trigger reached the new event");
 
-    drv.events().trigger(new, false).unwrap();
-    assert_eq!(
-        run_until_not_idle(&mut drv, Duration::from_secs(5)),
-        ExitReason::OutOfWaiters
-    );
-    assert_eq!(*log.borrow(), [1]);
-    assert!(!drv.release_ref(new).unwrap());
-    assert_no_leaks(&drv);
+    trigger_to_the_end(&mut drv, new, false, &log, &[1]);
 }
 
 /// A `Remote` trigger of an event released in the meantime is harmless: the
@@ -521,14 +495,7 @@ fn event_remote_trigger_of_released_event_is_harmless(kind: BackendKind) {
     );
     assert!(log.borrow().is_empty(), "the stale trigger reached the new event");
 
-    drv.events().trigger(new, true).unwrap();
-    assert_eq!(
-        run_until_not_idle(&mut drv, Duration::from_secs(5)),
-        ExitReason::OutOfWaiters
-    );
-    assert_eq!(*log.borrow(), [1]);
-    assert!(!drv.release_ref(new).unwrap());
-    assert_no_leaks(&drv);
+    trigger_to_the_end(&mut drv, new, true, &log, &[1]);
 }
 
 contract_tests! {

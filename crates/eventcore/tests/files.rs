@@ -15,26 +15,14 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use eventcore::{BackendKind, Driver, ExitReason, FileHandle, IoMode, OpenMode, Result, Status};
-use util::{assert_no_leaks, driver, run_until, run_until_not_idle, TempDir};
+use util::{
+    assert_no_leaks, assert_out_of_waiters, assert_status, driver, run_until, run_until_not_idle, slot, DropCounter,
+    Slot, TempDir,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-type Slot<T> = Rc<RefCell<Option<T>>>;
 type Transfer = (Result<usize>, Vec<u8>);
-
-fn slot<T>() -> Slot<T> {
-    Rc::new(RefCell::new(None))
-}
-
-/// Counts how often it was dropped: a callback that never runs must still be
-/// freed, exactly once.
-struct DropCounter(Rc<Cell<usize>>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
 
 /// Runs the loop until `slot` is filled, and takes the value.
 fn take<T>(drv: &mut Driver, slot: &Slot<T>) -> T {
@@ -88,21 +76,6 @@ fn truncate(drv: &mut Driver, f: FileHandle, size: u64) -> Result<()> {
     drv.files().truncate(f, size, move |_, r| *s2.borrow_mut() = Some(r));
     assert!(s.borrow().is_none(), "truncate callback ran inside truncate()");
     take(drv, &s)
-}
-
-#[track_caller]
-fn assert_status<T: std::fmt::Debug>(r: &Result<T>, status: Status) {
-    match r {
-        Ok(v) => panic!("expected Err({status:?}), got Ok({v:?})"),
-        Err(e) => assert_eq!(e.status(), status, "unexpected error {e}"),
-    }
-}
-
-/// The loop must drain to `OutOfWaiters`.
-#[track_caller]
-fn assert_out_of_waiters(drv: &mut Driver) {
-    assert_eq!(run_until_not_idle(drv, LIMIT), ExitReason::OutOfWaiters);
-    assert_eq!(drv.waiter_count(), 0);
 }
 
 /// Releases the file's last reference, drains the loop (the descriptor is

@@ -6,21 +6,16 @@
 
 mod util;
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use eventcore::{BackendKind, Driver, ExitReason, IoMode, PipeHandle, Result, Status};
-use util::{assert_no_leaks, driver, run_until, run_until_not_idle};
+use util::{assert_no_leaks, assert_out_of_waiters, assert_status, driver, run_until, slot, Slot};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-type Slot<T> = Rc<RefCell<Option<T>>>;
 type Transfer = (Result<usize>, Vec<u8>);
-
-fn slot<T>() -> Slot<T> {
-    Rc::new(RefCell::new(None))
-}
 
 /// Runs the loop until `slot` is filled, and takes the value.
 fn take<T>(drv: &mut Driver, slot: &Slot<T>) -> T {
@@ -63,21 +58,6 @@ fn read(drv: &mut Driver, p: PipeHandle, len: usize, mode: IoMode) -> Transfer {
 fn write(drv: &mut Driver, p: PipeHandle, data: &[u8], mode: IoMode) -> Transfer {
     let s = start_write(drv, p, data.to_vec(), mode);
     take(drv, &s)
-}
-
-#[track_caller]
-fn assert_status<T: std::fmt::Debug>(r: &Result<T>, status: Status) {
-    match r {
-        Ok(v) => panic!("expected Err({status:?}), got Ok({v:?})"),
-        Err(e) => assert_eq!(e.status(), status, "unexpected error {e}"),
-    }
-}
-
-/// The loop must drain to `OutOfWaiters`.
-#[track_caller]
-fn assert_out_of_waiters(drv: &mut Driver) {
-    assert_eq!(run_until_not_idle(drv, LIMIT), ExitReason::OutOfWaiters);
-    assert_eq!(drv.waiter_count(), 0);
 }
 
 /// Releases the handles' last references and checks that nothing is left.
@@ -465,23 +445,13 @@ contract_tests! {
 #[cfg(unix)]
 mod unix_only {
     use std::io::Write;
-    use std::os::fd::{FromRawFd, OwnedFd};
 
     use util::TempDir;
 
     use eventcore::{Command, ExitStatus, Stdio};
 
     use super::*;
-
-    /// A blocking OS pipe made with `pipe2` (close-on-exec): (read end, write end).
-    fn os_pipe() -> (OwnedFd, OwnedFd) {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 fills the two descriptors on success.
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-        assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
-        // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-    }
+    use util::os_pipe;
 
     /// Ends of a blocking OS pipe made with `pipe2` are adopted (and made
     /// non-blocking): what a plain `std::fs::File` writes into the write end is

@@ -23,35 +23,14 @@ use std::time::{Duration, Instant};
 
 use eventcore::signal_numbers::{SIGKILL, SIGTERM};
 use eventcore::{
-    BackendKind, Command, Driver, ExitReason, ExitStatus, IoMode, PipeHandle, ProcessId, Result, Status, Stdio,
+    BackendKind, Child, Command, Driver, ExitReason, ExitStatus, IoMode, PipeHandle, ProcessId, Status, Stdio,
 };
-use util::{assert_no_leaks, driver, run_until, run_until_not_idle, TempDir};
+use util::{
+    assert_no_leaks, assert_out_of_waiters, assert_status, driver, run_until, run_until_not_idle, slot, DropCounter,
+    Slot, TempDir,
+};
 
 const LIMIT: Duration = Duration::from_secs(10);
-
-type Slot<T> = Rc<RefCell<Option<T>>>;
-
-fn slot<T>() -> Slot<T> {
-    Rc::new(RefCell::new(None))
-}
-
-/// Counts how often it was dropped: a callback that never runs must still be
-/// freed, exactly once.
-struct DropCounter(Rc<Cell<usize>>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
-#[track_caller]
-fn assert_status<T: std::fmt::Debug>(r: &Result<T>, status: Status) {
-    match r {
-        Ok(v) => panic!("expected Err({status:?}), got Ok({v:?})"),
-        Err(e) => assert_eq!(e.status(), status, "unexpected error {e}"),
-    }
-}
 
 /// `sh -c script` with the given streams.
 #[cfg(unix)]
@@ -133,6 +112,115 @@ fn read_to_end(drv: &mut Driver, p: PipeHandle) -> Vec<u8> {
     v
 }
 
+/// Spawns `cmd` with its standard output piped, reads that to the end and
+/// waits for a successful exit; releases the pipe and the process and returns
+/// what the child wrote.
+fn stdout_of(drv: &mut Driver, cmd: Command) -> Vec<u8> {
+    let child = drv.processes().spawn(cmd.stdout(Stdio::Pipe)).unwrap();
+    let out = read_to_end(drv, child.stdout.unwrap());
+    assert!(wait_exit(drv, child.process).success());
+    drv.release_ref(child.stdout.unwrap()).unwrap();
+    drv.release_ref(child.process).unwrap();
+    out
+}
+
+/// Spawns `cmd` with standard input and error null and standard output handed
+/// over as a file; waits for a successful exit and returns what the child
+/// wrote into the file. No pipe is made, and the driver keeps nothing.
+fn stdout_through_file(drv: &mut Driver, cmd: Command) -> Vec<u8> {
+    let dir = TempDir::new("proc-stdio");
+    let out_path = dir.path().join("out.txt");
+    let file = std::fs::File::create(&out_path).unwrap();
+    let child = drv
+        .processes()
+        .spawn(
+            cmd.stdin(Stdio::Null)
+                .stdout(Stdio::Handle(file.into()))
+                .stderr(Stdio::Null),
+        )
+        .unwrap();
+    assert!(child.stdin.is_none() && child.stdout.is_none() && child.stderr.is_none());
+    assert!(wait_exit(drv, child.process).success());
+    let out = std::fs::read(&out_path).unwrap();
+    drv.release_ref(child.process).unwrap();
+    assert_out_of_waiters(drv);
+    assert_no_leaks(drv);
+    out
+}
+
+/// Spawns `cmd` with all three standard streams piped, writes `data` to its
+/// standard input in one write that closes it from its callback, reads
+/// standard output and error to the end and waits for a successful exit;
+/// releases everything, checks that nothing is left and returns (standard
+/// output, standard error).
+fn piped_round_trip(drv: &mut Driver, cmd: Command, data: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    let child = drv
+        .processes()
+        .spawn(cmd.stdin(Stdio::Pipe).stdout(Stdio::Pipe).stderr(Stdio::Pipe))
+        .unwrap();
+    let (stdin, stdout, stderr) = (child.stdin.unwrap(), child.stdout.unwrap(), child.stderr.unwrap());
+    let wrote = Rc::new(Cell::new(false));
+    let w = wrote.clone();
+    let len = data.len();
+    drv.pipes().write(stdin, data, IoMode::All, move |drv, p, r, _| {
+        assert_eq!(r.unwrap(), len);
+        assert!(!drv.release_ref(p).unwrap(), "closing stdin");
+        w.set(true);
+    });
+    let out = read_to_end(drv, stdout);
+    assert!(wrote.get());
+    let err = read_to_end(drv, stderr);
+    assert!(wait_exit(drv, child.process).success());
+    for p in [stdout, stderr] {
+        assert!(!drv.release_ref(p).unwrap());
+    }
+    assert!(!drv.release_ref(child.process).unwrap());
+    assert_out_of_waiters(drv);
+    assert_no_leaks(drv);
+    (out, err)
+}
+
+/// Exits as wait callbacks report them.
+type ExitLog = Rc<RefCell<Vec<(ProcessId, ExitStatus)>>>;
+
+/// Spawns `cmd` and waits on it, logging its exit in `calls`.
+fn spawn_logged(drv: &mut Driver, cmd: Command, calls: &ExitLog) -> Child {
+    let child = drv.processes().spawn(cmd).expect("spawn");
+    let c = calls.clone();
+    drv.processes()
+        .wait(child.process, move |_, p, st| c.borrow_mut().push((p, st)))
+        .unwrap();
+    child
+}
+
+/// The children `procs` all block reading a pipe whose write end is
+/// `release`; none may have exited yet. Closes `release`, lets all of them
+/// go at once, and checks that within 5 s every child's wait callback ran,
+/// exactly once, with exit code 7, and that the loop then runs out of waiters.
+fn release_children_expect_exit_7(drv: &mut Driver, release: impl Sized, procs: &[ProcessId], calls: &ExitLog) {
+    let n = procs.len();
+    assert_eq!(
+        drv.process_events(Some(Duration::ZERO)).unwrap(),
+        ExitReason::Timeout,
+        "no child may exit before the pipe closes"
+    );
+    let start = Instant::now();
+    drop(release);
+    run_until(drv, Duration::from_secs(5), |_| calls.borrow().len() >= n);
+    eprintln!("{n} children reported in {:?}", start.elapsed());
+    assert_eq!(
+        drv.process_events(Some(Duration::ZERO)).unwrap(),
+        ExitReason::OutOfWaiters
+    );
+    let calls = calls.borrow();
+    assert_eq!(calls.len(), n, "one callback per child");
+    for p in procs {
+        let mine: Vec<_> = calls.iter().filter(|(q, _)| q == p).collect();
+        assert_eq!(mine.len(), 1, "exactly one callback for {p:?}");
+        assert_eq!(mine[0].1.code(), Some(7));
+    }
+}
+
 /// The state letter of `/proc/<pid>/stat` (`Z` for a zombie), or `None` if
 /// the process is gone (reaped).
 #[cfg(unix)]
@@ -156,6 +244,20 @@ fn assert_reaped(pid: u32) {
     assert_eq!(err.raw_os_error(), Some(libc::ECHILD), "waitpid({pid}): {err}");
 }
 
+/// Releases the exited child `p` (process id `pid`) and checks that nothing
+/// is left; on Unix it must have been reaped already (Windows has no
+/// zombies).
+#[track_caller]
+fn release_reaped(drv: &mut Driver, p: ProcessId, pid: u32) {
+    #[cfg(unix)]
+    assert_reaped(pid);
+    #[cfg(windows)]
+    let _ = pid;
+    drv.release_ref(p).unwrap();
+    assert_out_of_waiters(drv);
+    assert_no_leaks(drv);
+}
+
 /// Runs the loop until `done` holds, with a timer keeping it alive (a
 /// released process's watch is no waiter).
 fn run_with_keepalive(drv: &mut Driver, mut done: impl FnMut(&mut Driver) -> bool) {
@@ -163,13 +265,6 @@ fn run_with_keepalive(drv: &mut Driver, mut done: impl FnMut(&mut Driver) -> boo
     drv.timers().set(keep, LIMIT, Duration::ZERO).unwrap();
     run_until(drv, LIMIT, &mut done);
     drv.release_ref(keep).unwrap();
-}
-
-/// The loop must drain to `OutOfWaiters`.
-#[track_caller]
-fn assert_out_of_waiters(drv: &mut Driver) {
-    assert_eq!(run_until_not_idle(drv, LIMIT), ExitReason::OutOfWaiters);
-    assert_eq!(drv.waiter_count(), 0);
 }
 
 /// Exit codes come through: `exit 3` is code 3 (no signal, not success),
@@ -261,13 +356,7 @@ fn process_cancel_wait(kind: BackendKind) {
     assert_eq!(st.code(), Some(0));
     assert!(drv.processes().has_exited(p).unwrap());
     assert!(!ran.get(), "a cancelled wait's callback must never run");
-    #[cfg(unix)]
-    assert_reaped(pid);
-    #[cfg(windows)]
-    let _ = pid;
-    drv.release_ref(p).unwrap();
-    assert_out_of_waiters(&mut drv);
-    assert_no_leaks(&drv);
+    release_reaped(&mut drv, p, pid);
 }
 
 /// A cancelled wait on a process that is left alone still lets the driver
@@ -283,13 +372,7 @@ fn process_cancel_wait_then_exit_is_reaped_silently(kind: BackendKind) {
     assert!(drv.processes().cancel_wait(p, w));
     run_with_keepalive(&mut drv, |drv| drv.processes().has_exited(p).unwrap());
     assert!(!ran.get());
-    #[cfg(unix)]
-    assert_reaped(pid);
-    #[cfg(windows)]
-    let _ = pid;
-    drv.release_ref(p).unwrap();
-    assert_out_of_waiters(&mut drv);
-    assert_no_leaks(&drv);
+    release_reaped(&mut drv, p, pid);
 }
 
 /// A wait on a process that has already exited is not called inside `wait`
@@ -483,19 +566,8 @@ contract_tests! {
 /// permissions, `/proc` and `waitpid`.
 #[cfg(unix)]
 mod unix_only {
-    use std::os::fd::{FromRawFd, OwnedFd};
-
     use super::*;
-
-    /// A blocking OS pipe made with `pipe2` (close-on-exec): (read end, write end).
-    fn os_pipe() -> (OwnedFd, OwnedFd) {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 fills the two descriptors on success.
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-        assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
-        // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-    }
+    use util::os_pipe;
 
     /// A child killed by a signal reports that signal and no exit code:
     /// SIGTERM → 15, SIGKILL → 9. `kill` itself never runs the wait callback.
@@ -533,36 +605,10 @@ mod unix_only {
     /// stdout once stdin is closed, stderr stays empty, and the child exits 0.
     fn process_piped_stdio_round_trip(kind: BackendKind) {
         let mut drv = driver(kind);
-        let child = drv
-            .processes()
-            .spawn(
-                Command::new("cat")
-                    .stdin(Stdio::Pipe)
-                    .stdout(Stdio::Pipe)
-                    .stderr(Stdio::Pipe),
-            )
-            .unwrap();
-        let (stdin, stdout, stderr) = (child.stdin.unwrap(), child.stdout.unwrap(), child.stderr.unwrap());
         let data = b"hello through cat\n".repeat(50);
-        let wrote = Rc::new(Cell::new(false));
-        let w = wrote.clone();
-        let len = data.len();
-        drv.pipes()
-            .write(stdin, data.clone(), IoMode::All, move |drv, p, r, _| {
-                assert_eq!(r.unwrap(), len);
-                assert!(!drv.release_ref(p).unwrap(), "closing stdin");
-                w.set(true);
-            });
-        assert_eq!(read_to_end(&mut drv, stdout), data);
-        assert!(wrote.get());
-        assert_eq!(read_to_end(&mut drv, stderr), b"");
-        assert!(wait_exit(&mut drv, child.process).success());
-        for p in [stdout, stderr] {
-            assert!(!drv.release_ref(p).unwrap());
-        }
-        assert!(!drv.release_ref(child.process).unwrap());
-        assert_out_of_waiters(&mut drv);
-        assert_no_leaks(&drv);
+        let (out, err) = piped_round_trip(&mut drv, Command::new("cat"), data.clone());
+        assert_eq!(out, data);
+        assert_eq!(err, b"");
     }
 
     /// The environment and the working directory of the command are applied:
@@ -570,21 +616,10 @@ mod unix_only {
     fn process_env_and_working_directory_applied(kind: BackendKind) {
         let mut drv = driver(kind);
         let dir = TempDir::new("proc-cwd");
-        let child = drv
-            .processes()
-            .spawn(
-                sh("echo \"$FOO\"; pwd")
-                    .env("FOO", "bar baz")
-                    .current_dir(dir.path())
-                    .stdout(Stdio::Pipe),
-            )
-            .unwrap();
-        let out = String::from_utf8(read_to_end(&mut drv, child.stdout.unwrap())).unwrap();
+        let cmd = sh("echo \"$FOO\"; pwd").env("FOO", "bar baz").current_dir(dir.path());
+        let out = String::from_utf8(stdout_of(&mut drv, cmd)).unwrap();
         let cwd = std::fs::canonicalize(dir.path()).unwrap();
         assert_eq!(out, format!("bar baz\n{}\n", cwd.display()));
-        assert!(wait_exit(&mut drv, child.process).success());
-        drv.release_ref(child.stdout.unwrap()).unwrap();
-        drv.release_ref(child.process).unwrap();
         assert_out_of_waiters(&mut drv);
         assert_no_leaks(&drv);
     }
@@ -593,40 +628,22 @@ mod unix_only {
     /// hides one inherited variable.
     fn process_env_clear_and_remove(kind: BackendKind) {
         let mut drv = driver(kind);
-        let child = drv
-            .processes()
-            .spawn(
-                Command::new("/bin/sh")
-                    .arg("-c")
-                    .arg("echo \"${HOME-unset}:${ONLY-unset}\"")
-                    .env_clear()
-                    .env("ONLY", "me")
-                    .stdout(Stdio::Pipe),
-            )
-            .unwrap();
-        let out = String::from_utf8(read_to_end(&mut drv, child.stdout.unwrap())).unwrap();
+        let cmd = Command::new("/bin/sh")
+            .arg("-c")
+            .arg("echo \"${HOME-unset}:${ONLY-unset}\"")
+            .env_clear()
+            .env("ONLY", "me");
+        let out = String::from_utf8(stdout_of(&mut drv, cmd)).unwrap();
         assert_eq!(out, "unset:me\n");
-        assert!(wait_exit(&mut drv, child.process).success());
-        drv.release_ref(child.stdout.unwrap()).unwrap();
-        drv.release_ref(child.process).unwrap();
 
         // (Not PATH: a shell sets a default PATH when none is inherited.)
         assert!(std::env::var_os("HOME").is_some(), "HOME is inherited");
-        let child = drv
-            .processes()
-            .spawn(
-                Command::new("/bin/sh")
-                    .arg("-c")
-                    .arg("echo \"${HOME-unset}\"")
-                    .env_remove("HOME")
-                    .stdout(Stdio::Pipe),
-            )
-            .unwrap();
-        let out = String::from_utf8(read_to_end(&mut drv, child.stdout.unwrap())).unwrap();
+        let cmd = Command::new("/bin/sh")
+            .arg("-c")
+            .arg("echo \"${HOME-unset}\"")
+            .env_remove("HOME");
+        let out = String::from_utf8(stdout_of(&mut drv, cmd)).unwrap();
         assert_eq!(out, "unset\n");
-        assert!(wait_exit(&mut drv, child.process).success());
-        drv.release_ref(child.stdout.unwrap()).unwrap();
-        drv.release_ref(child.process).unwrap();
         assert_out_of_waiters(&mut drv);
         assert_no_leaks(&drv);
     }
@@ -639,48 +656,21 @@ mod unix_only {
         const N: usize = 20;
         let mut drv = driver(kind);
         let (rfd, wfd) = os_pipe();
-        let calls = Rc::new(RefCell::new(Vec::new()));
+        let calls: ExitLog = Rc::default();
         let mut pids = Vec::new();
         let mut procs = Vec::new();
         for _ in 0..N {
-            let child = drv
-                .processes()
-                .spawn(
-                    sh("read x; exit 7")
-                        .stdin(Stdio::Handle(rfd.try_clone().unwrap()))
-                        .stdout(Stdio::Null),
-                )
-                .expect("spawn");
-            let c = calls.clone();
-            drv.processes()
-                .wait(child.process, move |_, p, st| c.borrow_mut().push((p, st)))
-                .unwrap();
+            let cmd = sh("read x; exit 7")
+                .stdin(Stdio::Handle(rfd.try_clone().unwrap()))
+                .stdout(Stdio::Null);
+            let child = spawn_logged(&mut drv, cmd, &calls);
             pids.push(drv.processes().pid(child.process).unwrap());
             procs.push(child.process);
         }
         drop(rfd);
         // Give every child time to reach `read`, then let them all go at once.
         std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(
-            drv.process_events(Some(Duration::ZERO)).unwrap(),
-            ExitReason::Timeout,
-            "no child may exit before the pipe closes"
-        );
-        let start = Instant::now();
-        drop(wfd);
-        run_until(&mut drv, Duration::from_secs(5), |_| calls.borrow().len() >= N);
-        eprintln!("{N} children reaped in {:?}", start.elapsed());
-        assert_eq!(
-            drv.process_events(Some(Duration::ZERO)).unwrap(),
-            ExitReason::OutOfWaiters
-        );
-        let calls = calls.borrow();
-        assert_eq!(calls.len(), N, "one callback per child");
-        for p in &procs {
-            let mine: Vec<_> = calls.iter().filter(|(q, _)| q == p).collect();
-            assert_eq!(mine.len(), 1, "exactly one callback for {p:?}");
-            assert_eq!(mine[0].1.code(), Some(7));
-        }
+        release_children_expect_exit_7(&mut drv, wfd, &procs, &calls);
         for &pid in &pids {
             assert_reaped(pid);
         }
@@ -730,24 +720,8 @@ mod unix_only {
     /// `Stdio::Handle` hands it an open file as stdout, whose content is checked.
     fn process_stdio_null_and_handle(kind: BackendKind) {
         let mut drv = driver(kind);
-        let dir = TempDir::new("proc-stdio");
-        let out_path = dir.path().join("out.txt");
-        let file = std::fs::File::create(&out_path).unwrap();
-        let child = drv
-            .processes()
-            .spawn(
-                sh("cat; echo out; echo err >&2")
-                    .stdin(Stdio::Null)
-                    .stdout(Stdio::Handle(OwnedFd::from(file)))
-                    .stderr(Stdio::Null),
-            )
-            .unwrap();
-        assert!(child.stdin.is_none() && child.stdout.is_none() && child.stderr.is_none());
-        assert!(wait_exit(&mut drv, child.process).success());
-        assert_eq!(std::fs::read(&out_path).unwrap(), b"out\n");
-        drv.release_ref(child.process).unwrap();
-        assert_out_of_waiters(&mut drv);
-        assert_no_leaks(&drv);
+        let out = stdout_through_file(&mut drv, sh("cat; echo out; echo err >&2"));
+        assert_eq!(out, b"out\n");
     }
 
     /// A child started with `std::process::Command` can be adopted by pid: its
@@ -1037,31 +1011,10 @@ mod windows_only {
     fn process_piped_stdio_round_trip(kind: BackendKind) {
         const LEN: usize = 256 * 1024;
         let mut drv = driver(kind);
-        let child = drv
-            .processes()
-            .spawn(child("echo").stdin(Stdio::Pipe).stdout(Stdio::Pipe).stderr(Stdio::Pipe))
-            .unwrap();
-        let (stdin, stdout, stderr) = (child.stdin.unwrap(), child.stdout.unwrap(), child.stderr.unwrap());
         let data: Vec<u8> = (0..LEN).map(|i| (i * 7 % 251) as u8).collect();
-        let wrote = Rc::new(Cell::new(false));
-        let w = wrote.clone();
-        drv.pipes()
-            .write(stdin, data.clone(), IoMode::All, move |drv, p, r, _| {
-                assert_eq!(r.unwrap(), LEN);
-                assert!(!drv.release_ref(p).unwrap(), "closing stdin");
-                w.set(true);
-            });
-        let out = read_to_end(&mut drv, stdout);
+        let (out, err) = piped_round_trip(&mut drv, child("echo"), data.clone());
         assert!(after_mark(&out) == data, "the child echoed the data");
-        assert!(wrote.get());
-        assert_eq!(read_to_end(&mut drv, stderr), b"to stderr\n");
-        assert!(wait_exit(&mut drv, child.process).success());
-        for p in [stdout, stderr] {
-            assert!(!drv.release_ref(p).unwrap());
-        }
-        assert!(!drv.release_ref(child.process).unwrap());
-        assert_out_of_waiters(&mut drv);
-        assert_no_leaks(&drv);
+        assert_eq!(err, b"to stderr\n");
     }
 
     /// The environment and the working directory of the command are applied:
@@ -1069,22 +1022,13 @@ mod windows_only {
     fn process_env_and_working_directory_applied(kind: BackendKind) {
         let mut drv = driver(kind);
         let dir = TempDir::new("proc-cwd");
-        let child = drv
-            .processes()
-            .spawn(
-                Command::new("cmd")
-                    .args(["/C", "echo %FOO%& cd"])
-                    .env("FOO", "bar baz")
-                    .current_dir(dir.path())
-                    .stdout(Stdio::Pipe),
-            )
-            .unwrap();
-        let out = String::from_utf8(read_to_end(&mut drv, child.stdout.unwrap())).unwrap();
+        let cmd = Command::new("cmd")
+            .args(["/C", "echo %FOO%& cd"])
+            .env("FOO", "bar baz")
+            .current_dir(dir.path());
+        let out = String::from_utf8(stdout_of(&mut drv, cmd)).unwrap();
         let want = format!("bar baz\r\n{}\r\n", dir.path().display());
         assert_eq!(out.to_lowercase(), want.to_lowercase(), "{out:?}");
-        assert!(wait_exit(&mut drv, child.process).success());
-        drv.release_ref(child.stdout.unwrap()).unwrap();
-        drv.release_ref(child.process).unwrap();
         assert_out_of_waiters(&mut drv);
         assert_no_leaks(&drv);
     }
@@ -1105,13 +1049,9 @@ mod windows_only {
             (child("env PATH").env_remove("PATH"), "PATH unset\n"),
         ];
         for (cmd, want) in cases {
-            let child = drv.processes().spawn(cmd.stdout(Stdio::Pipe)).unwrap();
-            let out = read_to_end(&mut drv, child.stdout.unwrap());
+            let out = stdout_of(&mut drv, cmd);
             let out = String::from_utf8(after_mark(&out).to_vec()).unwrap();
             assert!(out.starts_with(want), "{out:?}");
-            assert!(wait_exit(&mut drv, child.process).success());
-            drv.release_ref(child.stdout.unwrap()).unwrap();
-            drv.release_ref(child.process).unwrap();
         }
         assert_out_of_waiters(&mut drv);
         assert_no_leaks(&drv);
@@ -1126,23 +1066,15 @@ mod windows_only {
         const N: usize = 20;
         let mut drv = driver(kind);
         let (r, w) = sync_pipe();
-        let calls = Rc::new(RefCell::new(Vec::new()));
+        let calls: ExitLog = Rc::default();
         let mut procs = Vec::new();
         let mut outs = Vec::new();
         let mut ids = Vec::new();
         for _ in 0..N {
-            let child = drv
-                .processes()
-                .spawn(
-                    child("wait-stdin 7")
-                        .stdin(Stdio::Handle(r.try_clone().unwrap()))
-                        .stdout(Stdio::Pipe),
-                )
-                .expect("spawn");
-            let c = calls.clone();
-            drv.processes()
-                .wait(child.process, move |_, p, st| c.borrow_mut().push((p, st)))
-                .unwrap();
+            let cmd = child("wait-stdin 7")
+                .stdin(Stdio::Handle(r.try_clone().unwrap()))
+                .stdout(Stdio::Pipe);
+            let child = spawn_logged(&mut drv, cmd, &calls);
             let pid = drv.processes().pid(child.process).unwrap();
             ids.push((pid, creation_time(pid).expect("running")));
             procs.push(child.process);
@@ -1154,26 +1086,7 @@ mod windows_only {
             read_until_mark(&mut drv, out);
         }
         eprintln!("{N} children running after {:?}", start.elapsed());
-        assert_eq!(
-            drv.process_events(Some(Duration::ZERO)).unwrap(),
-            ExitReason::Timeout,
-            "no child may exit before the pipe closes"
-        );
-        let start = Instant::now();
-        drop(w);
-        run_until(&mut drv, Duration::from_secs(5), |_| calls.borrow().len() >= N);
-        eprintln!("{N} children reported in {:?}", start.elapsed());
-        assert_eq!(
-            drv.process_events(Some(Duration::ZERO)).unwrap(),
-            ExitReason::OutOfWaiters
-        );
-        let calls = calls.borrow();
-        assert_eq!(calls.len(), N, "one callback per child");
-        for p in &procs {
-            let mine: Vec<_> = calls.iter().filter(|(q, _)| q == p).collect();
-            assert_eq!(mine.len(), 1, "exactly one callback for {p:?}");
-            assert_eq!(mine[0].1.code(), Some(7));
-        }
+        release_children_expect_exit_7(&mut drv, w, &procs, &calls);
         for (pid, created) in ids {
             assert_gone(pid, created);
         }
@@ -1283,25 +1196,8 @@ mod windows_only {
     /// `Stdio::Handle` hands it an open file as stdout, whose content is checked.
     fn process_stdio_null_and_handle(kind: BackendKind) {
         let mut drv = driver(kind);
-        let dir = TempDir::new("proc-stdio");
-        let out_path = dir.path().join("out.txt");
-        let file = std::fs::File::create(&out_path).unwrap();
-        let child = drv
-            .processes()
-            .spawn(
-                Command::new("cmd")
-                    .args(["/C", "echo out& echo err 1>&2"])
-                    .stdin(Stdio::Null)
-                    .stdout(Stdio::Handle(OwnedHandle::from(file)))
-                    .stderr(Stdio::Null),
-            )
-            .unwrap();
-        assert!(child.stdin.is_none() && child.stdout.is_none() && child.stderr.is_none());
-        assert!(wait_exit(&mut drv, child.process).success());
-        assert_eq!(String::from_utf8_lossy(&std::fs::read(&out_path).unwrap()), "out\r\n");
-        drv.release_ref(child.process).unwrap();
-        assert_out_of_waiters(&mut drv);
-        assert_no_leaks(&drv);
+        let out = stdout_through_file(&mut drv, Command::new("cmd").args(["/C", "echo out& echo err 1>&2"]));
+        assert_eq!(String::from_utf8_lossy(&out), "out\r\n");
     }
 
     /// A process released while it runs is no waiter and leaves nothing

@@ -4,34 +4,11 @@
 
 mod util;
 
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
-use std::task::Poll;
-use std::time::{Duration, Instant};
 
-use eventcore::rt::{self, Executor};
+use eventcore::rt::{self};
 use eventcore::BackendKind;
-
-const LIMIT: Duration = Duration::from_secs(10);
-
-fn executor(kind: BackendKind) -> Executor {
-    Executor::new(util::driver(kind))
-}
-
-async fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
-}
-
-fn pending_ops() -> usize {
-    rt::with_driver(|d| d.leak_report().operations)
-}
-
-#[track_caller]
-fn assert_no_leaks(ex: &Executor) {
-    let report = ex.leak_report();
-    assert!(report.is_empty(), "leaked: {report}");
-}
+use util::rt::{assert_no_leaks, executor, pending_ops, poll_once, until, LIMIT};
 
 /// `localhost` resolves to loopback addresses; literals to themselves.
 fn lookup_localhost_and_literals(kind: BackendKind) {
@@ -92,11 +69,7 @@ fn lookup_dropped_at_each_state(kind: BackendKind) {
 
         let mut l = Box::pin(rt::lookup("127.0.0.1"));
         assert!(poll_once(&mut l).await.is_pending());
-        let deadline = Instant::now() + LIMIT;
-        while pending_ops() > 0 {
-            assert!(Instant::now() < deadline, "the lookup did not finish");
-            rt::sleep(Duration::from_millis(1)).await;
-        }
+        until("the lookup finished", || pending_ops() == 0).await;
         drop(l);
         // A later lookup still works (the worker pool is fine).
         assert!(!rt::lookup("localhost").await.unwrap().is_empty());

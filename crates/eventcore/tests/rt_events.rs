@@ -6,32 +6,12 @@
 mod util;
 
 use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::Duration;
 
-use eventcore::rt::{self, Event, Executor, Notify};
+use eventcore::rt::{self, Event, Notify};
 use eventcore::BackendKind;
-
-fn executor(kind: BackendKind) -> Executor {
-    Executor::new(util::driver(kind))
-}
-
-#[track_caller]
-fn assert_no_leaks(ex: &Executor) {
-    let report = ex.leak_report();
-    assert!(report.is_empty(), "leaked: {report}");
-}
-
-async fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
-}
-
-fn pending_ops() -> usize {
-    rt::with_driver(|d| d.leak_report().operations)
-}
+use util::rt::{assert_no_leaks, executor, pending_ops, poll_once};
 
 /// Waiters are woken in the order they started waiting, one per
 /// `notify_one`; `notify_all` wakes everyone waiting at that moment.

@@ -15,16 +15,7 @@ use std::time::{Duration, Instant};
 
 use eventcore::rt::{self, Executor};
 use eventcore::{BackendKind, ExitReason, Status};
-
-fn executor(kind: BackendKind) -> Executor {
-    Executor::new(util::driver(kind))
-}
-
-#[track_caller]
-fn assert_no_leaks(ex: &Executor) {
-    let report = ex.leak_report();
-    assert!(report.is_empty(), "leaked: {report}");
-}
+use util::rt::{assert_no_leaks, executor};
 
 /// `block_on` returns the future's output; a future that needs no driver
 /// completes without the loop waiting.

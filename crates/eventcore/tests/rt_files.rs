@@ -5,54 +5,12 @@
 
 mod util;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
-use std::time::{Duration, Instant};
-
-use eventcore::rt::{self, Executor, File};
+use eventcore::rt::{self, File};
 use eventcore::{BackendKind, OpenMode, Status};
-
-const LIMIT: Duration = Duration::from_secs(10);
-
-fn executor(kind: BackendKind) -> Executor {
-    Executor::new(util::driver(kind))
-}
-
-async fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
-}
-
-fn pending_ops() -> usize {
-    rt::with_driver(|d| d.leak_report().operations)
-}
+use util::rt::{assert_settled, executor, pending_ops, poll_once, until};
 
 fn open_files() -> usize {
     rt::with_driver(|d| d.leak_report().files)
-}
-
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not reached");
-        rt::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Files are closed on the worker pool after their handle is dropped: let the
-/// loop run until the driver has nothing open, then assert it.
-fn assert_settled(ex: &mut Executor) {
-    ex.block_on(async {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let report = rt::with_driver(|d| d.leak_report());
-            if report.is_empty() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "leaked: {report}");
-            rt::sleep(Duration::from_millis(1)).await;
-        }
-    });
 }
 
 /// Write a file in two positional writes, read it back whole and in part,

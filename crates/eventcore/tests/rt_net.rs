@@ -8,37 +8,20 @@
 
 mod util;
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 #[cfg(unix)]
 use eventcore::rt::UnixStream;
-use eventcore::rt::{self, DatagramSocket, Executor, Listener, TcpStream};
+use eventcore::rt::{self, DatagramSocket, Listener, TcpStream};
 use eventcore::{BackendKind, SocketAddress, Status};
 use futures_util::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use futures_util::stream::StreamExt;
-
-const LIMIT: Duration = Duration::from_secs(10);
-
-fn executor(kind: BackendKind) -> Executor {
-    Executor::new(util::driver(kind))
-}
+use util::rt::{assert_settled, executor, pending_ops, poll_once, until, LIMIT};
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
-}
-
-/// Polls `f` once, from inside a task.
-async fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
-}
-
-fn pending_ops() -> usize {
-    rt::with_driver(|d| d.leak_report().operations)
 }
 
 /// Lets the loop run until pending operations drop to `n`.
@@ -52,21 +35,6 @@ async fn until_pending_ops(n: usize) {
         );
         rt::sleep(Duration::from_millis(1)).await;
     }
-}
-
-/// Lets the loop run until the driver has nothing open, then asserts it.
-fn assert_settled(ex: &mut Executor) {
-    ex.block_on(async {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let report = rt::with_driver(|d| d.leak_report());
-            if report.is_empty() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "leaked: {report}");
-            rt::sleep(Duration::from_millis(1)).await;
-        }
-    });
 }
 
 /// A connected TCP pair on loopback: (client, server side).
@@ -429,11 +397,7 @@ fn accept_dropped_and_listener_dropped(kind: BackendKind) {
             TcpStream::connect(addr).await.unwrap(),
         ];
         // Let the driver accept both into the listener's queue.
-        let deadline = Instant::now() + LIMIT;
-        while rt::with_driver(|d| d.leak_report().streams) < 4 {
-            assert!(Instant::now() < deadline, "not accepted");
-            rt::sleep(Duration::from_millis(1)).await;
-        }
+        until("accepted", || rt::with_driver(|d| d.leak_report().streams) >= 4).await;
         drop(listener);
         assert_eq!(
             rt::with_driver(|d| d.leak_report().streams),

@@ -4,34 +4,10 @@
 
 mod util;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
-use std::time::{Duration, Instant};
-
-use eventcore::rt::{self, Executor, Pipe};
+use eventcore::rt::{self, Pipe};
 use eventcore::{BackendKind, Status};
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
-
-const LIMIT: Duration = Duration::from_secs(10);
-
-fn executor(kind: BackendKind) -> Executor {
-    Executor::new(util::driver(kind))
-}
-
-async fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
-}
-
-fn pending_ops() -> usize {
-    rt::with_driver(|d| d.leak_report().operations)
-}
-
-#[track_caller]
-fn assert_no_leaks(ex: &Executor) {
-    let report = ex.leak_report();
-    assert!(report.is_empty(), "leaked: {report}");
-}
+use util::rt::{assert_no_leaks, executor, pending_ops, poll_once, until, LIMIT};
 
 /// Bytes go through a pipe; dropping the write end is end of stream for the
 /// reader (`Disconnected`, no OS code).
@@ -101,11 +77,7 @@ fn pipe_read_dropped_at_each_state(kind: BackendKind) {
         let mut f = Box::pin(r.read(vec![0; 8]));
         assert!(poll_once(&mut f).await.is_pending());
         w.write_all(b"b".to_vec()).await.0.unwrap();
-        let deadline = Instant::now() + LIMIT;
-        while pending_ops() > 0 {
-            assert!(Instant::now() < deadline);
-            rt::sleep(Duration::from_millis(1)).await;
-        }
+        until("the read completed", || pending_ops() == 0).await;
         drop(f);
         w.write_all(b"c".to_vec()).await.0.unwrap();
         let (n, buf) = r.read(vec![0; 8]).await;

@@ -5,34 +5,12 @@
 
 mod util;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use eventcore::rt::{self, Child, Executor};
+use eventcore::rt::{self, Child};
 use eventcore::{BackendKind, Command, Status, Stdio};
 use futures_util::io::AsyncReadExt;
-
-const LIMIT: Duration = Duration::from_secs(10);
-
-fn executor(kind: BackendKind) -> Executor {
-    Executor::new(util::driver(kind))
-}
-
-async fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
-}
-
-fn pending_ops() -> usize {
-    rt::with_driver(|d| d.leak_report().operations)
-}
-
-#[track_caller]
-fn assert_no_leaks(ex: &Executor) {
-    let report = ex.leak_report();
-    assert!(report.is_empty(), "leaked: {report}");
-}
+use util::rt::{assert_no_leaks, executor, pending_ops, poll_once, until, LIMIT};
 
 /// `cat` with piped stdin and stdout: what goes in comes out; closing stdin
 /// ends it with code 0.
@@ -103,11 +81,7 @@ fn wait_dropped_at_each_state(kind: BackendKind) {
         let mut w = Box::pin(child.wait());
         assert!(poll_once(&mut w).await.is_pending());
         child.kill(libc::SIGKILL).unwrap();
-        let deadline = Instant::now() + LIMIT;
-        while pending_ops() > 0 {
-            assert!(Instant::now() < deadline, "the wait did not complete");
-            rt::sleep(Duration::from_millis(1)).await;
-        }
+        until("the wait completed", || pending_ops() == 0).await;
         drop(w);
         let status = child.try_wait().unwrap().expect("exited");
         assert_eq!(status.signal(), Some(libc::SIGKILL));

@@ -11,16 +11,11 @@
 
 mod util;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
-use std::task::Poll;
-use std::time::Duration;
 
-use eventcore::rt::{self, Executor, Signal};
+use eventcore::rt::{self, Signal};
 use eventcore::{BackendKind, Status};
-
-const LIMIT: Duration = Duration::from_secs(10);
+use util::rt::{assert_no_leaks, executor, poll_once, LIMIT};
 
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -30,20 +25,6 @@ fn serial() -> MutexGuard<'static, ()> {
 fn raise(signo: i32) {
     // SAFETY: raise only sends a signal to the calling thread.
     assert_eq!(unsafe { libc::raise(signo) }, 0, "raise({signo})");
-}
-
-fn executor(kind: BackendKind) -> Executor {
-    Executor::new(util::driver(kind))
-}
-
-async fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
-}
-
-#[track_caller]
-fn assert_no_leaks(ex: &Executor) {
-    let report = ex.leak_report();
-    assert!(report.is_empty(), "leaked: {report}");
 }
 
 /// Two different signals raised in turn arrive on their own streams.

@@ -5,42 +5,20 @@
 
 mod util;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use eventcore::rt::{self, Elapsed, Executor};
+use eventcore::rt::{self, Elapsed};
 use eventcore::BackendKind;
+use util::rt::{assert_no_leaks, executor, pending_ops, poll_once};
 
 /// How late a timer may complete on a loaded machine. Early is never allowed.
 const LATE: Duration = Duration::from_millis(300);
-
-fn executor(kind: BackendKind) -> Executor {
-    Executor::new(util::driver(kind))
-}
-
-#[track_caller]
-fn assert_no_leaks(ex: &Executor) {
-    let report = ex.leak_report();
-    assert!(report.is_empty(), "leaked: {report}");
-}
 
 #[track_caller]
 fn assert_on_time(start: Instant, due: Duration) {
     let took = start.elapsed();
     assert!(took >= due, "early: after {took:?}, due at {due:?}");
     assert!(took < due + LATE, "late: after {took:?}, due at {due:?}");
-}
-
-/// Polls `f` once, from inside a task.
-async fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
-}
-
-/// Pending operations in the driver.
-fn pending_ops() -> usize {
-    rt::with_driver(|d| d.leak_report().operations)
 }
 
 /// `sleep` and `sleep_until` complete on time; concurrent sleeps complete in

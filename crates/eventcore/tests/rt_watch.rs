@@ -4,31 +4,15 @@
 
 mod util;
 
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
-use std::task::Poll;
 use std::time::Duration;
 
-use eventcore::rt::{self, DirectoryWatcher, Executor};
+use eventcore::rt::{self, DirectoryWatcher};
 use eventcore::{BackendKind, ChangeKind, Status};
+use util::rt::{assert_no_leaks, executor, poll_once};
 use util::TempDir;
 
 const WAIT: Duration = Duration::from_secs(5);
-
-fn executor(kind: BackendKind) -> Executor {
-    Executor::new(util::driver(kind))
-}
-
-async fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
-}
-
-#[track_caller]
-fn assert_no_leaks(ex: &Executor) {
-    let report = ex.leak_report();
-    assert!(report.is_empty(), "leaked: {report}");
-}
 
 /// Waits for a change of `kind` to `directory/name`, skipping `Modified`
 /// extras and repeats (the kernel may report one write as several).

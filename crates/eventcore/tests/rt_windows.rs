@@ -6,28 +6,25 @@
 
 mod util;
 
-use std::time::Duration;
-
-use eventcore::rt::{self, Child, Executor, Signal};
+use eventcore::rt::{self, Child, Signal};
 use eventcore::{signal_numbers, BackendKind, Command, Stdio};
 use futures_util::io::AsyncReadExt;
-
-const LIMIT: Duration = Duration::from_secs(10);
+use util::rt::{assert_no_leaks, executor, LIMIT};
 
 /// A child's exit code comes back through `wait().await`.
 fn rt_child_exit_code(kind: BackendKind) {
-    let mut ex = Executor::new(util::driver(kind));
+    let mut ex = executor(kind);
     ex.block_on(async {
         let child = Child::spawn(Command::new("cmd").args(["/C", "exit 3"])).expect("spawn cmd");
         let status = rt::timeout(LIMIT, child.wait()).await.expect("in time").expect("wait");
         assert_eq!(status.code(), Some(3));
     });
-    assert!(ex.leak_report().is_empty(), "{}", ex.leak_report());
+    assert_no_leaks(&ex);
 }
 
 /// A child's piped stdout reads through `AsyncRead` to the end of stream.
 fn rt_child_piped_stdout(kind: BackendKind) {
-    let mut ex = Executor::new(util::driver(kind));
+    let mut ex = executor(kind);
     ex.block_on(async {
         let mut child =
             Child::spawn(Command::new("cmd").args(["/C", "echo async-hello"]).stdout(Stdio::Pipe)).expect("spawn cmd");
@@ -41,13 +38,13 @@ fn rt_child_piped_stdout(kind: BackendKind) {
         let status = rt::timeout(LIMIT, child.wait()).await.expect("in time").expect("wait");
         assert!(status.success());
     });
-    assert!(ex.leak_report().is_empty(), "{}", ex.leak_report());
+    assert_no_leaks(&ex);
 }
 
 /// A console Ctrl+C arrives on a `Signal` stream as `SIGINT`. Wine cannot
 /// raise console events without a console: the handler is called directly.
 fn rt_console_ctrl_c_arrives_as_sigint(kind: BackendKind) {
-    let mut ex = Executor::new(util::driver(kind));
+    let mut ex = executor(kind);
     ex.block_on(async {
         let mut sigint = Signal::listen(signal_numbers::SIGINT).expect("listen");
         assert!(
@@ -57,7 +54,7 @@ fn rt_console_ctrl_c_arrives_as_sigint(kind: BackendKind) {
         let got = rt::timeout(LIMIT, sigint.recv()).await.expect("in time");
         assert_eq!(got, signal_numbers::SIGINT);
     });
-    assert!(ex.leak_report().is_empty(), "{}", ex.leak_report());
+    assert_no_leaks(&ex);
 }
 
 contract_tests! {

@@ -19,42 +19,21 @@ use eventcore::{
     BackendKind, ConnectionState, Driver, ExitReason, IoMode, ListenOptions, Result, SocketAddress, Status,
     StreamListener, StreamSocket,
 };
+use util::net::{assert_quiet, loopback_v4, loopback_v6, read_now, write_now, IoOutcome};
+use util::{after, Slot};
 
 /// The longest any single wait in these scenarios may take.
 const LIMIT: Duration = Duration::from_secs(10);
 
 type Shared<T> = Rc<RefCell<T>>;
-type Slot<T> = Rc<RefCell<Option<T>>>;
-type IoOutcome = (Result<usize>, Vec<u8>);
 
 fn shared<T: Default>() -> Shared<T> {
     Rc::new(RefCell::new(T::default()))
 }
 
-fn any_v4() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-fn any_v6() -> SocketAddr {
-    "[::1]:0".parse().unwrap()
-}
-
 /// `len` bytes of a recognisable pattern, different for each `seed`.
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8 ^ seed.wrapping_mul(31)).collect()
-}
-
-/// Runs `f` on the loop after `delay`, through a one-shot timer it releases.
-fn after(drv: &mut Driver, delay: Duration, f: impl FnOnce(&mut Driver) + 'static) {
-    let t = drv.timers().create();
-    drv.timers().set(t, delay, Duration::ZERO).expect("timer set");
-    drv.timers()
-        .wait(t, move |drv, t, fired| {
-            assert!(fired, "the helper timer was stopped");
-            assert_eq!(drv.release_ref(t), Ok(false));
-            f(drv);
-        })
-        .expect("timer wait");
 }
 
 /// A listener, a client connected to it and the server side of that connection.
@@ -97,53 +76,32 @@ fn connected_pair(drv: &mut Driver, at: SocketAddr) -> Pair {
 /// Releases the three handles of a pair, each of which must hold its last
 /// reference (no operation kept an internal one).
 fn release_pair(drv: &mut Driver, pair: &Pair) {
-    assert_eq!(drv.release_ref(pair.client), Ok(false));
-    assert_eq!(drv.release_ref(pair.server), Ok(false));
-    assert_eq!(drv.release_ref(pair.listener), Ok(false));
+    release_handles(drv, pair.listener, pair.client, pair.server);
 }
 
-/// The loop must end with `OutOfWaiters` within a second, with nothing open.
-fn assert_quiet(drv: &mut Driver) {
-    let start = Instant::now();
-    assert_eq!(
-        util::run_until_not_idle(drv, Duration::from_secs(1)),
-        ExitReason::OutOfWaiters
-    );
-    assert!(start.elapsed() < Duration::from_secs(1));
-    util::assert_no_leaks(drv);
+/// [`release_pair`] for handles not gathered in a [`Pair`].
+fn release_handles(drv: &mut Driver, listener: StreamListener, client: StreamSocket, server: StreamSocket) {
+    assert_eq!(drv.release_ref(client), Ok(false));
+    assert_eq!(drv.release_ref(server), Ok(false));
+    assert_eq!(drv.release_ref(listener), Ok(false));
 }
 
-/// Starts a read and runs the loop until its callback ran; checks that it did
-/// not run inside `read` and that it ran exactly once.
-fn read_now(drv: &mut Driver, sock: StreamSocket, len: usize, mode: IoMode) -> IoOutcome {
-    let out: Slot<IoOutcome> = shared();
-    let calls = Rc::new(Cell::new(0));
-    let (o, c) = (out.clone(), calls.clone());
-    drv.sockets().read(sock, vec![0; len], mode, move |_, s, res, buf| {
-        assert_eq!(s, sock);
-        c.set(c.get() + 1);
-        *o.borrow_mut() = Some((res, buf));
-    });
-    assert_eq!(calls.get(), 0, "the read callback ran inside read()");
-    util::run_until(drv, LIMIT, |_| calls.get() > 0);
-    assert_eq!(calls.get(), 1);
-    out.take().unwrap()
-}
-
-/// Like [`read_now`] for a write of `data`.
-fn write_now(drv: &mut Driver, sock: StreamSocket, data: &[u8], mode: IoMode) -> IoOutcome {
-    let out: Slot<IoOutcome> = shared();
-    let calls = Rc::new(Cell::new(0));
-    let (o, c) = (out.clone(), calls.clone());
-    drv.sockets().write(sock, data.to_vec(), mode, move |_, s, res, buf| {
-        assert_eq!(s, sock);
-        c.set(c.get() + 1);
-        *o.borrow_mut() = Some((res, buf));
-    });
-    assert_eq!(calls.get(), 0, "the write callback ran inside write()");
-    util::run_until(drv, LIMIT, |_| calls.get() > 0);
-    assert_eq!(calls.get(), 1);
-    out.take().unwrap()
+/// After a read of `sent` was cancelled with the bytes in `got` already
+/// transferred, the rest must still be there for the next read: a cancel
+/// loses nothing.
+#[track_caller]
+fn assert_rest_after_cancel(drv: &mut Driver, sock: StreamSocket, mut got: Vec<u8>, sent: &[u8]) {
+    if got.len() < sent.len() {
+        let (res, buf) = read_now(drv, sock, sent.len() - got.len(), IoMode::Immediate);
+        let n = res.unwrap_or_else(|e| {
+            panic!(
+                "the cancel reported {} bytes transferred, and the rest is gone: {e}",
+                got.len()
+            )
+        });
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, sent);
 }
 
 /// Asserts that `res` is an error with `status` after `transferred` bytes.
@@ -185,7 +143,7 @@ fn tcp_connect_and_exchange(kind: BackendKind) {
     let (rx, srv) = (received.clone(), server.clone());
     let listener = drv
         .sockets()
-        .listen(any_v4(), ListenOptions::default(), move |drv, _, res| {
+        .listen(loopback_v4(), ListenOptions::default(), move |drv, _, res| {
             let (conn, _) = res.expect("accept");
             assert!(srv.replace(Some(conn)).is_none(), "one connection expected");
             read_chunks(drv, conn, rx.clone(), 2);
@@ -233,14 +191,7 @@ fn tcp_connect_and_exchange(kind: BackendKind) {
     assert_eq!(received.borrow()[1], b"abcde");
     let server = server.get().unwrap();
     assert_eq!(state(&mut drv, server), ConnectionState::Connected);
-    release_pair(
-        &mut drv,
-        &Pair {
-            listener,
-            client,
-            server,
-        },
-    );
+    release_handles(&mut drv, listener, client, server);
     assert_quiet(&mut drv);
 }
 
@@ -260,7 +211,7 @@ fn tcp_shutdown_sequence_reports_connection_states(kind: BackendKind) {
     let srv = server.clone();
     let listener = drv
         .sockets()
-        .listen(any_v4(), ListenOptions::default(), move |drv, _, res| {
+        .listen(loopback_v4(), ListenOptions::default(), move |drv, _, res| {
             let (conn, _) = res.expect("accept");
             srv.set(Some(conn));
             let sd = sd.clone();
@@ -327,7 +278,7 @@ fn tcp_shutdown_sequence_reports_connection_states(kind: BackendKind) {
 /// and the peer's data is still read.
 fn tcp_write_after_own_shutdown_keeps_read_side_open(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     drv.sockets().shutdown(pair.client, false, true).expect("shutdown");
     assert_eq!(state(&mut drv, pair.client), ConnectionState::ActiveClose);
     let (res, _) = write_now(&mut drv, pair.client, b"late", IoMode::Once);
@@ -358,7 +309,7 @@ fn tcp_read_cancel_leaks_nothing(kind: BackendKind) {
     let (rr, acc) = (read_ran.clone(), accepted.clone());
     let listener = drv
         .sockets()
-        .listen(any_v4(), ListenOptions::default(), move |drv, listener, res| {
+        .listen(loopback_v4(), ListenOptions::default(), move |drv, listener, res| {
             let (conn, _) = res.expect("accept");
             let rr = rr.clone();
             drv.sockets()
@@ -400,7 +351,7 @@ fn tcp_read_cancel_leaks_nothing(kind: BackendKind) {
 fn tcp_write_cancel_leaks_nothing(kind: BackendKind) {
     const CHUNK: usize = 256 << 20;
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let spare: Slot<Vec<u8>> = Rc::new(RefCell::new(Some(vec![0; CHUNK])));
     let completed = Rc::new(Cell::new(0usize));
     let mut pending = false;
@@ -475,7 +426,7 @@ fn tcp_connect_cancel_while_hanging(kind: BackendKind) {
 /// read then gets all 10 bytes.
 fn tcp_zero_length_read_waits_for_data(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let written = Rc::new(Cell::new(false));
     let start = Instant::now();
     let w = written.clone();
@@ -514,7 +465,7 @@ fn tcp_connecting_socket_has_a_local_address_at_once(kind: BackendKind) {
     let mut drv = util::driver(kind);
     let listener = drv
         .sockets()
-        .listen(any_v4(), ListenOptions::default(), |drv, _, res| {
+        .listen(loopback_v4(), ListenOptions::default(), |drv, _, res| {
             if let Ok((conn, _)) = res {
                 drv.release_ref(conn).expect("release the accepted connection");
             }
@@ -549,7 +500,7 @@ fn tcp_connecting_socket_has_a_local_address_at_once(kind: BackendKind) {
 /// bytes and the peer reads them, then end of stream.
 fn tcp_write_then_shutdown_at_once_sends_the_data(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let wrote: Slot<Result<usize>> = shared();
     let w = wrote.clone();
     drv.sockets()
@@ -572,7 +523,7 @@ fn tcp_write_then_shutdown_at_once_sends_the_data(kind: BackendKind) {
 /// writing), and the read after it reports `Disconnected` / `PassiveClose`.
 fn tcp_wait_for_data_completes_at_end_of_stream(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let done: Slot<Result<()>> = shared();
     let d = done.clone();
     drv.sockets()
@@ -595,7 +546,7 @@ fn tcp_wait_for_data_completes_at_end_of_stream(kind: BackendKind) {
 /// back; the socket keeps working.
 fn tcp_read_immediate_on_empty_socket_would_block(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let (res, buf) = read_now(&mut drv, pair.server, 16, IoMode::Immediate);
     assert_failed(&res, Status::WouldBlock, 0);
     assert_eq!(buf.len(), 16);
@@ -616,7 +567,7 @@ fn tcp_connect_refused(kind: BackendKind) {
     let mut drv = util::driver(kind);
     let listener = drv
         .sockets()
-        .listen(any_v4(), ListenOptions::default(), |_, _, _| {
+        .listen(loopback_v4(), ListenOptions::default(), |_, _, _| {
             panic!("nothing connects before the release")
         })
         .expect("listen");
@@ -652,7 +603,7 @@ fn tcp_connect_with_bind_address(kind: BackendKind) {
     let (p, c) = (peers.clone(), conns.clone());
     let listener = drv
         .sockets()
-        .listen(any_v4(), ListenOptions::default(), move |_, _, res| {
+        .listen(loopback_v4(), ListenOptions::default(), move |_, _, res| {
             let (conn, peer) = res.expect("accept");
             p.borrow_mut().push(peer);
             c.borrow_mut().push(conn);
@@ -690,14 +641,7 @@ fn tcp_connect_with_bind_address(kind: BackendKind) {
 
     assert_eq!(drv.release_ref(loser), Ok(false));
     let server = conns.borrow()[0];
-    release_pair(
-        &mut drv,
-        &Pair {
-            listener,
-            client,
-            server,
-        },
-    );
+    release_handles(&mut drv, listener, client, server);
     assert_quiet(&mut drv);
 }
 
@@ -707,7 +651,7 @@ fn tcp_listen_on_address_in_use(kind: BackendKind) {
     let mut drv = util::driver(kind);
     let first = drv
         .sockets()
-        .listen(any_v4(), ListenOptions::default(), |_, _, _| {})
+        .listen(loopback_v4(), ListenOptions::default(), |_, _, _| {})
         .expect("listen");
     let addr = drv.sockets().local_address(first).unwrap();
     let options = ListenOptions {
@@ -729,12 +673,12 @@ fn tcp_listen_on_address_in_use(kind: BackendKind) {
 /// The basic exchange over IPv6 loopback (`[::1]:0`); addresses are IPv6.
 /// Skipped when the host has no `::1`.
 fn tcp_exchange_over_ipv6_loopback(kind: BackendKind) {
-    if std::net::TcpListener::bind(any_v6()).is_err() {
+    if std::net::TcpListener::bind(loopback_v6()).is_err() {
         eprintln!("SKIPPED tcp_exchange_over_ipv6_loopback: no IPv6 loopback here");
         return;
     }
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v6());
+    let pair = connected_pair(&mut drv, loopback_v6());
     let local = drv.sockets().local_address(pair.client).unwrap();
     let remote = drv.sockets().remote_address(pair.client).unwrap();
     assert!(local.as_inet().unwrap().is_ipv6(), "{local}");
@@ -763,7 +707,7 @@ fn tcp_exchange_over_ipv6_loopback(kind: BackendKind) {
 fn tcp_peer_reset_during_write(kind: BackendKind) {
     const LEN: usize = 32 << 20;
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let result: Slot<IoOutcome> = shared();
     let r = result.clone();
     drv.sockets()
@@ -820,7 +764,7 @@ fn half_close(drv: &mut Driver, first: StreamSocket, second: StreamSocket) {
 /// Half-close with the client shutting down first.
 fn tcp_half_close_client_first(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     half_close(&mut drv, pair.client, pair.server);
     release_pair(&mut drv, &pair);
     assert_quiet(&mut drv);
@@ -829,7 +773,7 @@ fn tcp_half_close_client_first(kind: BackendKind) {
 /// Half-close with the server shutting down first.
 fn tcp_half_close_server_first(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     half_close(&mut drv, pair.server, pair.client);
     release_pair(&mut drv, &pair);
     assert_quiet(&mut drv);
@@ -841,7 +785,7 @@ fn tcp_half_close_server_first(kind: BackendKind) {
 /// not affected.
 fn tcp_stale_handle_after_release(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let stale = pair.server;
     assert_eq!(drv.release_ref(stale), Ok(false));
     assert!(!drv.is_valid(stale));
@@ -873,7 +817,7 @@ fn tcp_stale_handle_after_release(kind: BackendKind) {
     assert_eq!(drv.add_ref(stale).unwrap_err().status(), Status::InvalidHandle);
 
     // A new connection may reuse the slot; the stale handle must not reach it.
-    let fresh = connected_pair(&mut drv, any_v4());
+    let fresh = connected_pair(&mut drv, loopback_v4());
     let got: Slot<IoOutcome> = shared();
     let g = got.clone();
     drv.sockets()
@@ -901,7 +845,7 @@ fn tcp_stale_handle_after_release(kind: BackendKind) {
 /// once, the handles become invalid and nothing leaks.
 fn tcp_callback_releases_its_own_socket(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
     drv.sockets()
@@ -933,7 +877,7 @@ fn tcp_callback_releases_its_own_socket(kind: BackendKind) {
 /// buffer) or still readable afterwards.
 fn tcp_read_cancel_after_data_arrived_loses_no_data(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let (res, _) = write_now(&mut drv, pair.client, b"0123456789", IoMode::All);
     assert_eq!(res, Ok(10));
     let waited: Slot<Result<()>> = shared();
@@ -949,21 +893,11 @@ fn tcp_read_cancel_after_data_arrived_loses_no_data(kind: BackendKind) {
         .read(pair.server, vec![0; 64], IoMode::Once, move |_, _, _, _| r.set(true));
     let c = drv.sockets().cancel_read(pair.server).expect("a read was pending");
     let buffer = c.buffer.expect("epoll gives the buffer back at once");
-    let mut got = buffer[..c.transferred].to_vec();
+    let got = buffer[..c.transferred].to_vec();
     drv.process_events(Some(Duration::from_millis(20)))
         .expect("process_events");
     assert!(!ran.get(), "a cancelled read's callback ran");
-    if got.len() < 10 {
-        let (res, buf) = read_now(&mut drv, pair.server, 10 - got.len(), IoMode::Immediate);
-        let n = res.unwrap_or_else(|e| {
-            panic!(
-                "the cancel reported {} bytes transferred, and the rest is gone: {e}",
-                got.len()
-            )
-        });
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert_eq!(got, b"0123456789");
+    assert_rest_after_cancel(&mut drv, pair.server, got, b"0123456789");
     release_pair(&mut drv, &pair);
     assert_quiet(&mut drv);
 }
@@ -973,7 +907,7 @@ fn tcp_read_cancel_after_data_arrived_loses_no_data(kind: BackendKind) {
 /// tells the truth — the peer receives exactly that many bytes.
 fn tcp_write_cancel_reports_bytes_already_sent(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
     drv.sockets()
@@ -1017,8 +951,8 @@ fn tcp_write_cancel_reports_bytes_already_sent(kind: BackendKind) {
 /// the other read had taken, and no byte is lost.
 fn tcp_cancel_from_callback_in_same_batch(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let a = connected_pair(&mut drv, any_v4());
-    let b = connected_pair(&mut drv, any_v4());
+    let a = connected_pair(&mut drv, loopback_v4());
+    let b = connected_pair(&mut drv, loopback_v4());
     let runs: Shared<Vec<StreamSocket>> = shared();
     let cancelled: Slot<(StreamSocket, Vec<u8>)> = shared();
     for (me, other) in [(a.server, b.server), (b.server, a.server)] {
@@ -1044,18 +978,8 @@ fn tcp_cancel_from_callback_in_same_batch(kind: BackendKind) {
     drv.process_events(Some(Duration::from_millis(20)))
         .expect("process_events");
     assert_eq!(runs.borrow().len(), 1, "the cancelled read's callback ran");
-    let (other, mut got) = cancelled.take().unwrap();
-    if got.len() < 10 {
-        let (res, buf) = read_now(&mut drv, other, 10 - got.len(), IoMode::Immediate);
-        let n = res.unwrap_or_else(|e| {
-            panic!(
-                "the cancel reported {} bytes transferred, and the rest is gone: {e}",
-                got.len()
-            )
-        });
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert_eq!(got, b"0123456789");
+    let (other, got) = cancelled.take().unwrap();
+    assert_rest_after_cancel(&mut drv, other, got, b"0123456789");
     release_pair(&mut drv, &a);
     release_pair(&mut drv, &b);
     assert_quiet(&mut drv);
@@ -1066,7 +990,7 @@ fn tcp_cancel_from_callback_in_same_batch(kind: BackendKind) {
 fn tcp_callbacks_run_exactly_once_per_operation(kind: BackendKind) {
     const ROUNDS: usize = 50;
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let counts: Shared<Vec<u32>> = Rc::new(RefCell::new(vec![0; ROUNDS * 4]));
 
     fn round(drv: &mut Driver, pair: (StreamSocket, StreamSocket), i: usize, counts: Shared<Vec<u32>>) {
@@ -1123,7 +1047,7 @@ fn tcp_callbacks_run_exactly_once_per_operation(kind: BackendKind) {
 /// request is consumed and the next turns carry on normally.
 fn tcp_exit_from_socket_callback(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     drv.sockets()
         .write(pair.client, b"0123456789".to_vec(), IoMode::All, |drv, _, res, _| {
             assert_eq!(res, Ok(10));
@@ -1141,7 +1065,7 @@ fn tcp_exit_from_socket_callback(kind: BackendKind) {
 /// (not inside `read`), with its buffer; the first read is unaffected.
 fn tcp_second_read_while_pending_is_busy(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let first: Slot<IoOutcome> = shared();
     let f = first.clone();
     drv.sockets()
@@ -1166,7 +1090,7 @@ fn tcp_second_read_while_pending_is_busy(kind: BackendKind) {
 fn tcp_large_transfer_in_all_mode(kind: BackendKind) {
     const LEN: usize = 64 << 20;
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let data = pattern(LEN, 5);
     let wrote: Slot<Result<usize>> = shared();
     let w = wrote.clone();
@@ -1192,7 +1116,7 @@ fn tcp_accept_burst_of_200_clients(kind: BackendKind) {
     let acc = accepted.clone();
     let listener = drv
         .sockets()
-        .listen(any_v4(), ListenOptions::default(), move |_, _, res| {
+        .listen(loopback_v4(), ListenOptions::default(), move |_, _, res| {
             acc.borrow_mut().push(res.expect("accept"));
         })
         .expect("listen");
@@ -1239,7 +1163,7 @@ fn tcp_accept_burst_of_200_clients(kind: BackendKind) {
 /// keeps its addresses and exchanges data with its blocking std peer.
 fn tcp_adopt_std_stream(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let std_listener = std::net::TcpListener::bind(any_v4()).expect("std listen");
+    let std_listener = std::net::TcpListener::bind(loopback_v4()).expect("std listen");
     let std_client = std::net::TcpStream::connect(std_listener.local_addr().unwrap()).expect("std connect");
     let (mut std_server, _) = std_listener.accept().expect("std accept");
     std_server.set_read_timeout(Some(LIMIT)).expect("read timeout");
@@ -1277,7 +1201,7 @@ fn tcp_local_and_remote_addresses(kind: BackendKind) {
     let (p, s) = (peer.clone(), server.clone());
     let listener = drv
         .sockets()
-        .listen(any_v4(), ListenOptions::default(), move |_, _, res| {
+        .listen(loopback_v4(), ListenOptions::default(), move |_, _, res| {
             let (conn, addr) = res.expect("accept");
             s.set(Some(conn));
             *p.borrow_mut() = Some(addr);
@@ -1285,7 +1209,7 @@ fn tcp_local_and_remote_addresses(kind: BackendKind) {
         .expect("listen");
     let listen_addr = drv.sockets().local_address(listener).unwrap();
     let inet = listen_addr.as_inet().expect("an IP address");
-    assert_eq!(inet.ip(), any_v4().ip());
+    assert_eq!(inet.ip(), loopback_v4().ip());
     assert_ne!(inet.port(), 0, "the listener has its ephemeral port");
     let connected = Rc::new(Cell::new(false));
     let c = connected.clone();
@@ -1305,14 +1229,7 @@ fn tcp_local_and_remote_addresses(kind: BackendKind) {
     assert_eq!(s.remote_address(server), Ok(client_local.clone()));
     assert_eq!(peer.borrow().clone(), Some(client_local));
     assert!(s.remote_address(listener).is_err(), "a listener has no peer");
-    release_pair(
-        &mut drv,
-        &Pair {
-            listener,
-            client,
-            server,
-        },
-    );
+    release_handles(&mut drv, listener, client, server);
     assert_quiet(&mut drv);
 }
 
@@ -1323,7 +1240,7 @@ fn tcp_local_and_remote_addresses(kind: BackendKind) {
 /// `WSARecv`.)
 fn tcp_read_after_cancelled_read_still_receives(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let pair = connected_pair(&mut drv, any_v4());
+    let pair = connected_pair(&mut drv, loopback_v4());
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
     drv.sockets()
@@ -1355,7 +1272,7 @@ fn tcp_hundred_concurrent_connections(kind: BackendKind) {
     let echoed = Rc::new(Cell::new(0usize));
     let listener = drv
         .sockets()
-        .listen(any_v4(), ListenOptions::default(), |drv, _, res| {
+        .listen(loopback_v4(), ListenOptions::default(), |drv, _, res| {
             let (conn, _) = res.expect("accept");
             drv.sockets()
                 .read(conn, vec![0; 8], IoMode::All, |drv, conn, res, buf| {
@@ -1400,7 +1317,7 @@ fn tcp_accept_callback_panic_keeps_listening(kind: BackendKind) {
     let a = accepted.clone();
     let listener = drv
         .sockets()
-        .listen(any_v4(), ListenOptions::default(), move |drv, _, res| {
+        .listen(loopback_v4(), ListenOptions::default(), move |drv, _, res| {
             let (conn, _) = res.expect("accept");
             drv.release_ref(conn).unwrap();
             a.set(a.get() + 1);

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use eventcore::{BackendKind, Driver, ExitReason, Status, TimerId};
-use util::{assert_no_leaks, driver, run_until_not_idle};
+use util::{assert_no_leaks, driver, run_until_not_idle, DropCounter};
 
 /// How late a timer may fire on a loaded machine. Early is never allowed.
 const LATE: Duration = Duration::from_millis(300);
@@ -28,16 +28,6 @@ fn assert_on_time(what: &str, start: Instant, at: Instant, due: Duration) {
     let took = at.duration_since(start);
     assert!(took >= due, "{what} fired early: after {took:?}, due at {due:?}");
     assert!(took < due + LATE, "{what} fired late: after {took:?}, due at {due:?}");
-}
-
-/// Counts how many times it was dropped: a callback that never runs must
-/// still be freed, exactly once.
-struct DropCounter(Rc<Cell<usize>>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
 }
 
 /// Shared state of the periodic scenarios.
@@ -275,15 +265,7 @@ fn timer_cancel_wait_then_stop_runs_no_callback(kind: BackendKind) {
     let mut drv = driver(kind);
     let t = drv.timers().create();
     drv.timers().set(t, Duration::from_secs(2), Duration::ZERO).unwrap();
-    let ran = Rc::new(Cell::new(false));
-    let dropped = Rc::new(Cell::new(0usize));
-    let (r, g) = (ran.clone(), DropCounter(dropped.clone()));
-    drv.timers()
-        .wait(t, move |_, _, _| {
-            let _g = g;
-            r.set(true);
-        })
-        .unwrap();
+    let (ran, dropped) = wait_that_must_not_run(&mut drv, t);
 
     assert!(drv.timers().cancel_wait(t), "a wait was pending");
     assert!(!drv.timers().cancel_wait(t), "nothing is pending any more");
@@ -499,38 +481,30 @@ fn timer_far_future_beyond_72_hours(kind: BackendKind) {
 /// then to 100 ms, the pending wait fires at 100 ms, once.
 fn timer_rearm_to_earlier_deadline(kind: BackendKind) {
     const TIMEOUT: Duration = Duration::from_millis(100);
-    let mut drv = driver(kind);
-    let t = drv.timers().create();
-    drv.timers().set(t, Duration::from_secs(10), Duration::ZERO).unwrap();
-    let fired_at: Rc<RefCell<Vec<Instant>>> = Rc::default();
-    let f = fired_at.clone();
-    drv.timers()
-        .wait(t, move |_, _, fired| {
-            assert!(fired);
-            f.borrow_mut().push(Instant::now());
-        })
-        .unwrap();
-    let start = Instant::now();
-    drv.timers().set(t, TIMEOUT, Duration::ZERO).unwrap();
-    assert!(drv.timers().remaining(t).unwrap() <= TIMEOUT);
-
-    assert_eq!(
-        run_until_not_idle(&mut drv, Duration::from_secs(5)),
-        ExitReason::OutOfWaiters
-    );
-    assert_eq!(fired_at.borrow().len(), 1);
-    assert_on_time("the re-armed timer", start, fired_at.borrow()[0], TIMEOUT);
-    assert!(!drv.release_ref(t).unwrap());
-    assert_no_leaks(&drv);
+    rearmed_timer_fires_once_on_time(kind, Duration::from_secs(10), TIMEOUT, |left| assert!(left <= TIMEOUT));
 }
 
 /// Re-arming an armed timer to a later deadline moves it: set to 50 ms, then
 /// to 300 ms, the pending wait fires at 300 ms — not at 50 ms — once.
 fn timer_rearm_to_later_deadline(kind: BackendKind) {
     const TIMEOUT: Duration = Duration::from_millis(300);
+    rearmed_timer_fires_once_on_time(kind, Duration::from_millis(50), TIMEOUT, |left| {
+        assert!(left > Duration::from_millis(100))
+    });
+}
+
+/// A timer armed for `first` with a wait pending is re-armed for `then`
+/// (`check_remaining` gets its remaining time right after); the wait fires
+/// once, on time for `then`.
+fn rearmed_timer_fires_once_on_time(
+    kind: BackendKind,
+    first: Duration,
+    then: Duration,
+    check_remaining: impl FnOnce(Duration),
+) {
     let mut drv = driver(kind);
     let t = drv.timers().create();
-    drv.timers().set(t, Duration::from_millis(50), Duration::ZERO).unwrap();
+    drv.timers().set(t, first, Duration::ZERO).unwrap();
     let fired_at: Rc<RefCell<Vec<Instant>>> = Rc::default();
     let f = fired_at.clone();
     drv.timers()
@@ -540,15 +514,15 @@ fn timer_rearm_to_later_deadline(kind: BackendKind) {
         })
         .unwrap();
     let start = Instant::now();
-    drv.timers().set(t, TIMEOUT, Duration::ZERO).unwrap();
-    assert!(drv.timers().remaining(t).unwrap() > Duration::from_millis(100));
+    drv.timers().set(t, then, Duration::ZERO).unwrap();
+    check_remaining(drv.timers().remaining(t).unwrap());
 
     assert_eq!(
         run_until_not_idle(&mut drv, Duration::from_secs(5)),
         ExitReason::OutOfWaiters
     );
     assert_eq!(fired_at.borrow().len(), 1);
-    assert_on_time("the re-armed timer", start, fired_at.borrow()[0], TIMEOUT);
+    assert_on_time("the re-armed timer", start, fired_at.borrow()[0], then);
     assert!(!drv.release_ref(t).unwrap());
     assert_no_leaks(&drv);
 }
@@ -693,15 +667,7 @@ fn timer_release_with_pending_wait_runs_no_callback(kind: BackendKind) {
     drv.timers()
         .set(t, Duration::from_secs(2), Duration::from_secs(2))
         .unwrap();
-    let ran = Rc::new(Cell::new(false));
-    let dropped = Rc::new(Cell::new(0usize));
-    let (r, g) = (ran.clone(), DropCounter(dropped.clone()));
-    drv.timers()
-        .wait(t, move |_, _, _| {
-            let _g = g;
-            r.set(true);
-        })
-        .unwrap();
+    let (ran, dropped) = wait_that_must_not_run(&mut drv, t);
 
     assert!(!drv.release_ref(t).unwrap());
     assert_eq!(dropped.get(), 1, "the cancelled callback is dropped");
@@ -722,31 +688,14 @@ fn timer_release_with_pending_wait_runs_no_callback(kind: BackendKind) {
 /// runs, and no callback ever sees a released handle.
 fn timer_release_after_firing_before_dispatch_runs_no_callback(kind: BackendKind) {
     let mut drv = driver(kind);
-    let a = drv.timers().create();
-    let b = drv.timers().create();
     // (which timer ran, whether its handle was valid in the callback)
-    let ran: Rc<RefCell<Vec<(TimerId, bool)>>> = Rc::default();
-    for (me, other) in [(a, b), (b, a)] {
-        drv.timers().set(me, Duration::from_millis(10), Duration::ZERO).unwrap();
-        let r = ran.clone();
-        drv.timers()
-            .wait(me, move |drv, me, fired| {
-                assert!(fired);
-                r.borrow_mut().push((me, drv.is_valid(me)));
-                if drv.is_valid(other) {
-                    assert!(!drv.release_ref(other).unwrap());
-                }
-            })
-            .unwrap();
-    }
-    // Both deadlines pass before the loop looks, so both fire in one batch.
-    thread::sleep(Duration::from_millis(50));
-
-    assert_eq!(
-        run_until_not_idle(&mut drv, Duration::from_secs(5)),
-        ExitReason::OutOfWaiters
-    );
-    let ran = ran.borrow();
+    let (_, _, ran) = two_timers_fire_in_one_batch(&mut drv, |drv, me, other| {
+        let valid = drv.is_valid(me);
+        if drv.is_valid(other) {
+            assert!(!drv.release_ref(other).unwrap());
+        }
+        valid
+    });
     assert_eq!(
         ran.len(),
         1,
@@ -822,29 +771,8 @@ fn timer_cancel_wait_after_stop_before_dispatch_never_runs(kind: BackendKind) {
 /// `cancel_wait` returns, that callback never runs, so exactly one runs.
 fn timer_cancel_wait_after_firing_before_dispatch_never_runs(kind: BackendKind) {
     let mut drv = driver(kind);
-    let a = drv.timers().create();
-    let b = drv.timers().create();
     // (which timer ran, what its cancel_wait of the other returned)
-    let ran: Rc<RefCell<Vec<(TimerId, bool)>>> = Rc::default();
-    for (me, other) in [(a, b), (b, a)] {
-        drv.timers().set(me, Duration::from_millis(10), Duration::ZERO).unwrap();
-        let r = ran.clone();
-        drv.timers()
-            .wait(me, move |drv, me, fired| {
-                assert!(fired);
-                let cancelled = drv.timers().cancel_wait(other);
-                r.borrow_mut().push((me, cancelled));
-            })
-            .unwrap();
-    }
-    // Both deadlines pass before the loop looks, so both fire in one batch.
-    thread::sleep(Duration::from_millis(50));
-
-    assert_eq!(
-        run_until_not_idle(&mut drv, Duration::from_secs(5)),
-        ExitReason::OutOfWaiters
-    );
-    let ran = ran.borrow();
+    let (a, b, ran) = two_timers_fire_in_one_batch(&mut drv, |drv, _, other| drv.timers().cancel_wait(other));
     assert_eq!(ran.len(), 1, "a callback ran after its wait was cancelled: {ran:?}");
     assert!(!drv.release_ref(a).unwrap());
     assert!(!drv.release_ref(b).unwrap());
@@ -962,6 +890,54 @@ fn timer_callback_panic_leaves_the_driver_whole(kind: BackendKind) {
     assert_eq!(run_until_not_idle(&mut drv, LATE * 10), ExitReason::OutOfWaiters);
     assert_eq!((other_calls.get(), again.get()), (1, 1), "nothing ran twice");
     assert_no_leaks(&drv);
+}
+
+/// Waits on `t` with a callback that must not run; returns whether it ran
+/// and how often it was dropped.
+fn wait_that_must_not_run(drv: &mut Driver, t: TimerId) -> (Rc<Cell<bool>>, Rc<Cell<usize>>) {
+    let ran = Rc::new(Cell::new(false));
+    let dropped = Rc::new(Cell::new(0usize));
+    let (r, g) = (ran.clone(), DropCounter(dropped.clone()));
+    drv.timers()
+        .wait(t, move |_, _, _| {
+            let _g = g;
+            r.set(true);
+        })
+        .unwrap();
+    (ran, dropped)
+}
+
+/// Two one-shot timers whose deadlines both pass before the loop looks, so
+/// that both fire in one batch. Each one's callback gets the driver, its own
+/// timer and the other one; what it returns is logged with its timer. Runs
+/// the loop until it runs out of waiters and returns both timers and the log.
+fn two_timers_fire_in_one_batch(
+    drv: &mut Driver,
+    on_fire: impl Fn(&mut Driver, TimerId, TimerId) -> bool + Clone + 'static,
+) -> (TimerId, TimerId, Vec<(TimerId, bool)>) {
+    let a = drv.timers().create();
+    let b = drv.timers().create();
+    let ran: Rc<RefCell<Vec<(TimerId, bool)>>> = Rc::default();
+    for (me, other) in [(a, b), (b, a)] {
+        drv.timers().set(me, Duration::from_millis(10), Duration::ZERO).unwrap();
+        let (r, on_fire) = (ran.clone(), on_fire.clone());
+        drv.timers()
+            .wait(me, move |drv, me, fired| {
+                assert!(fired);
+                let logged = on_fire(drv, me, other);
+                r.borrow_mut().push((me, logged));
+            })
+            .unwrap();
+    }
+    // Both deadlines pass before the loop looks, so both fire in one batch.
+    thread::sleep(Duration::from_millis(50));
+
+    assert_eq!(
+        run_until_not_idle(drv, Duration::from_secs(5)),
+        ExitReason::OutOfWaiters
+    );
+    let ran = ran.take();
+    (a, b, ran)
 }
 
 contract_tests! {

@@ -7,29 +7,19 @@
 
 mod util;
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
-use eventcore::{
-    BackendKind, DatagramOptions, DatagramSocket, Driver, ExitReason, IoMode, Result, SocketAddress, Status,
+use eventcore::{BackendKind, DatagramOptions, DatagramSocket, Driver, ExitReason, IoMode, SocketAddress, Status};
+use util::assert_status;
+use util::net::{
+    assert_datagram, assert_ends_within_a_second, exchange_0_udp, loopback_v4, receive_into, receive_now, send_now,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
-
-type Slot<T> = Rc<RefCell<Option<T>>>;
-type Received = (Result<(usize, SocketAddress)>, Vec<u8>);
-type Sent = (Result<usize>, Vec<u8>);
-
-fn slot<T>() -> Slot<T> {
-    Rc::new(RefCell::new(None))
-}
-
-fn loopback_v4() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
 
 fn udp(drv: &mut Driver, bind: SocketAddr, options: DatagramOptions) -> DatagramSocket {
     drv.sockets().create_datagram(bind, options).expect("create_datagram")
@@ -39,76 +29,12 @@ fn address(drv: &mut Driver, sock: DatagramSocket) -> SocketAddress {
     drv.sockets().local_address(sock).expect("local address")
 }
 
-/// Starts a receive whose outcome lands in the returned slot; checks that the
-/// callback does not run inside `receive`.
-fn receive_into(drv: &mut Driver, sock: DatagramSocket, len: usize, mode: IoMode) -> (Slot<Received>, Rc<Cell<u32>>) {
-    let out: Slot<Received> = slot();
-    let calls = Rc::new(Cell::new(0));
-    let (o, c) = (out.clone(), calls.clone());
-    drv.sockets().receive(sock, vec![0; len], mode, move |_, s, res, buf| {
-        assert_eq!(s, sock);
-        c.set(c.get() + 1);
-        *o.borrow_mut() = Some((res, buf));
-    });
-    assert_eq!(calls.get(), 0, "the receive callback ran inside receive()");
-    (out, calls)
-}
-
-/// Receives and runs the loop until the callback ran (exactly once).
-fn receive_now(drv: &mut Driver, sock: DatagramSocket, len: usize, mode: IoMode) -> Received {
-    let (out, calls) = receive_into(drv, sock, len, mode);
-    util::run_until(drv, LIMIT, |_| calls.get() > 0);
-    assert_eq!(calls.get(), 1);
-    out.take().unwrap()
-}
-
-/// Sends and runs the loop until the callback ran (exactly once, not inside
-/// `send`).
-fn send_now(drv: &mut Driver, sock: DatagramSocket, data: &[u8], to: Option<SocketAddress>, mode: IoMode) -> Sent {
-    let out: Slot<Sent> = slot();
-    let calls = Rc::new(Cell::new(0));
-    let (o, c) = (out.clone(), calls.clone());
-    drv.sockets()
-        .send(sock, data.to_vec(), to, mode, move |_, s, res, buf| {
-            assert_eq!(s, sock);
-            c.set(c.get() + 1);
-            *o.borrow_mut() = Some((res, buf));
-        });
-    assert_eq!(calls.get(), 0, "the send callback ran inside send()");
-    util::run_until(drv, LIMIT, |_| calls.get() > 0);
-    assert_eq!(calls.get(), 1);
-    out.take().unwrap()
-}
-
-/// Asserts a received datagram: its bytes and its sender.
-fn assert_datagram(got: Received, data: &[u8], from: &SocketAddress) {
-    let (res, buf) = got;
-    let (n, sender) = res.expect("receive");
-    assert_eq!(&buf[..n], data);
-    assert_eq!(&sender, from);
-}
-
-fn assert_status<T: std::fmt::Debug>(res: &Result<T>, status: Status) {
-    match res {
-        Ok(v) => panic!("expected {status:?}, got Ok({v:?})"),
-        Err(e) => assert_eq!(e.status(), status, "unexpected error {e}"),
-    }
-}
-
-/// The loop must end with `OutOfWaiters` within a second.
-fn assert_out_of_waiters(drv: &mut Driver) {
-    assert_eq!(
-        util::run_until_not_idle(drv, Duration::from_secs(1)),
-        ExitReason::OutOfWaiters
-    );
-}
-
 /// Releases each socket (the last reference) and checks that nothing is left.
 fn release_all(drv: &mut Driver, socks: &[DatagramSocket]) {
     for &s in socks {
         assert_eq!(drv.release_ref(s), Ok(false));
     }
-    assert_out_of_waiters(drv);
+    assert_ends_within_a_second(drv);
     util::assert_no_leaks(drv);
 }
 
@@ -136,25 +62,8 @@ fn udp_send_and_receive(kind: BackendKind) {
     let targeted_addr = address(&mut drv, targeted);
     assert_eq!(drv.sockets().remote_address(targeted), Ok(base_addr.clone()));
 
-    let (res, buf) = receive_now(&mut drv, base, 64, IoMode::Immediate);
-    assert_status(&res, Status::WouldBlock);
-    assert_eq!(buf.len(), 64);
-
-    let (pending, calls) = receive_into(&mut drv, base, 64, IoMode::Once);
-    let (res, _) = send_now(&mut drv, targeted, b"0123456789", None, IoMode::Immediate);
-    assert_eq!(res, Ok(10));
-    util::run_until(&mut drv, LIMIT, |_| calls.get() > 0);
-    assert_datagram(pending.take().unwrap(), b"0123456789", &targeted_addr);
-
-    let (res, _) = send_now(&mut drv, free, b"abcde", Some(base_addr.clone()), IoMode::Once);
-    assert_eq!(res, Ok(5));
-    std::thread::sleep(Duration::from_millis(50));
-    let got = receive_now(&mut drv, base, 64, IoMode::Immediate);
-    assert_datagram(got, b"abcde", &free_addr);
-    assert_eq!(calls.get(), 1);
-
-    assert_out_of_waiters(&mut drv);
-    release_all(&mut drv, &[base, free, targeted]);
+    let socks = [(base, base_addr), (free, free_addr), (targeted, targeted_addr)];
+    exchange_0_udp(&mut drv, socks, Duration::from_millis(50));
 }
 
 /// 0-udp-cancel: a pending `Once` receive cancelled at once gives its untouched
@@ -171,7 +80,7 @@ fn udp_receive_cancel(kind: BackendKind) {
     assert_eq!(c.buffer.as_deref(), Some(&[9u8; 16][..]));
     assert_eq!(c.transferred, 0);
     assert!(drv.sockets().cancel_receive(sock).is_none());
-    assert_out_of_waiters(&mut drv);
+    assert_ends_within_a_second(&mut drv);
     assert!(!ran.get(), "a cancelled receive's callback ran");
     release_all(&mut drv, &[sock]);
     assert!(!ran.get());
@@ -250,7 +159,7 @@ fn udp_stale_handle_after_release(kind: BackendKind) {
         drv.sockets().set_broadcast(sock, true).unwrap_err().status(),
         Status::InvalidHandle
     );
-    assert_out_of_waiters(&mut drv);
+    assert_ends_within_a_second(&mut drv);
     util::assert_no_leaks(&drv);
 }
 

@@ -14,108 +14,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use eventcore::{
-    BackendKind, ConnectionState, DatagramOptions, DatagramSocket, Driver, ExitReason, IoMode, ListenOptions, Result,
-    SocketAddress, Status, StreamListener, StreamSocket,
+    BackendKind, ConnectionState, DatagramOptions, Driver, ExitReason, IoMode, ListenOptions, Result, SocketAddress,
+    Status, StreamListener, StreamSocket,
 };
+use util::net::{assert_datagram, assert_quiet, exchange_0_udp, read_now, receive_now, send_now, write_now};
+use util::{assert_status, slot, Slot};
 
 const LIMIT: Duration = Duration::from_secs(10);
-
-type Slot<T> = Rc<RefCell<Option<T>>>;
-type IoOutcome = (Result<usize>, Vec<u8>);
-type Received = (Result<(usize, SocketAddress)>, Vec<u8>);
-
-fn slot<T>() -> Slot<T> {
-    Rc::new(RefCell::new(None))
-}
-
-/// Starts a read and runs the loop until its callback ran, exactly once and
-/// not inside `read`.
-fn read_now(drv: &mut Driver, sock: StreamSocket, len: usize, mode: IoMode) -> IoOutcome {
-    let out: Slot<IoOutcome> = slot();
-    let calls = Rc::new(Cell::new(0));
-    let (o, c) = (out.clone(), calls.clone());
-    drv.sockets().read(sock, vec![0; len], mode, move |_, _, res, buf| {
-        c.set(c.get() + 1);
-        *o.borrow_mut() = Some((res, buf));
-    });
-    assert_eq!(calls.get(), 0, "the read callback ran inside read()");
-    util::run_until(drv, LIMIT, |_| calls.get() > 0);
-    assert_eq!(calls.get(), 1);
-    out.take().unwrap()
-}
-
-/// Like [`read_now`] for a write of `data`.
-fn write_now(drv: &mut Driver, sock: StreamSocket, data: &[u8], mode: IoMode) -> IoOutcome {
-    let out: Slot<IoOutcome> = slot();
-    let calls = Rc::new(Cell::new(0));
-    let (o, c) = (out.clone(), calls.clone());
-    drv.sockets().write(sock, data.to_vec(), mode, move |_, _, res, buf| {
-        c.set(c.get() + 1);
-        *o.borrow_mut() = Some((res, buf));
-    });
-    assert_eq!(calls.get(), 0, "the write callback ran inside write()");
-    util::run_until(drv, LIMIT, |_| calls.get() > 0);
-    assert_eq!(calls.get(), 1);
-    out.take().unwrap()
-}
-
-/// Starts a receive whose outcome lands in the returned slot.
-fn receive_into(drv: &mut Driver, sock: DatagramSocket, len: usize, mode: IoMode) -> (Slot<Received>, Rc<Cell<u32>>) {
-    let out: Slot<Received> = slot();
-    let calls = Rc::new(Cell::new(0));
-    let (o, c) = (out.clone(), calls.clone());
-    drv.sockets().receive(sock, vec![0; len], mode, move |_, _, res, buf| {
-        c.set(c.get() + 1);
-        *o.borrow_mut() = Some((res, buf));
-    });
-    assert_eq!(calls.get(), 0, "the receive callback ran inside receive()");
-    (out, calls)
-}
-
-fn receive_now(drv: &mut Driver, sock: DatagramSocket, len: usize, mode: IoMode) -> Received {
-    let (out, calls) = receive_into(drv, sock, len, mode);
-    util::run_until(drv, LIMIT, |_| calls.get() > 0);
-    assert_eq!(calls.get(), 1);
-    out.take().unwrap()
-}
-
-fn send_now(drv: &mut Driver, sock: DatagramSocket, data: &[u8], to: Option<SocketAddress>, mode: IoMode) -> IoOutcome {
-    let out: Slot<IoOutcome> = slot();
-    let calls = Rc::new(Cell::new(0));
-    let (o, c) = (out.clone(), calls.clone());
-    drv.sockets()
-        .send(sock, data.to_vec(), to, mode, move |_, _, res, buf| {
-            c.set(c.get() + 1);
-            *o.borrow_mut() = Some((res, buf));
-        });
-    assert_eq!(calls.get(), 0, "the send callback ran inside send()");
-    util::run_until(drv, LIMIT, |_| calls.get() > 0);
-    assert_eq!(calls.get(), 1);
-    out.take().unwrap()
-}
-
-fn assert_datagram(got: Received, data: &[u8], from: &SocketAddress) {
-    let (res, buf) = got;
-    let (n, sender) = res.expect("receive");
-    assert_eq!(&buf[..n], data);
-    assert_eq!(&sender, from);
-}
-
-fn assert_status<T: std::fmt::Debug>(res: &Result<T>, status: Status) {
-    match res {
-        Ok(v) => panic!("expected {status:?}, got Ok({v:?})"),
-        Err(e) => assert_eq!(e.status(), status, "unexpected error {e}"),
-    }
-}
-
-/// The loop must reach `OutOfWaiters` within a second, with nothing open.
-fn assert_quiet(drv: &mut Driver) {
-    assert_eq!(
-        util::run_until_not_idle(drv, Duration::from_secs(1)),
-        ExitReason::OutOfWaiters
-    );
-    util::assert_no_leaks(drv);
-}
 
 fn unix(path: &Path) -> SocketAddress {
     SocketAddress::Unix(path.to_path_buf())
@@ -221,30 +126,12 @@ fn unix_datagram_send_and_receive(kind: BackendKind) {
     assert_eq!(s.local_address(base), Ok(unix(&base_path)));
     assert_eq!(s.remote_address(targeted), Ok(unix(&base_path)));
 
-    let (res, buf) = receive_now(&mut drv, base, 64, IoMode::Immediate);
-    assert_status(&res, Status::WouldBlock);
-    assert_eq!(buf.len(), 64);
-
-    let (pending, calls) = receive_into(&mut drv, base, 64, IoMode::Once);
-    let (res, _) = send_now(&mut drv, targeted, b"0123456789", None, IoMode::Immediate);
-    assert_eq!(res, Ok(10));
-    util::run_until(&mut drv, LIMIT, |_| calls.get() > 0);
-    assert_datagram(pending.take().unwrap(), b"0123456789", &unix(&targeted_path));
-
-    let (res, _) = send_now(&mut drv, free, b"abcde", Some(unix(&base_path)), IoMode::Once);
-    assert_eq!(res, Ok(5));
-    let got = receive_now(&mut drv, base, 64, IoMode::Immediate);
-    assert_datagram(got, b"abcde", &unix(&free_path));
-
-    assert_eq!(
-        util::run_until_not_idle(&mut drv, Duration::from_secs(1)),
-        ExitReason::OutOfWaiters,
-        "idle datagram sockets must not count as waiters"
-    );
-    for h in [base, free, targeted] {
-        assert_eq!(drv.release_ref(h), Ok(false));
-    }
-    assert_quiet(&mut drv);
+    let socks = [
+        (base, unix(&base_path)),
+        (free, unix(&free_path)),
+        (targeted, unix(&targeted_path)),
+    ];
+    exchange_0_udp(&mut drv, socks, Duration::ZERO);
 }
 
 /// A Unix datagram receive cancelled at once gives its buffer back, never

@@ -6,11 +6,16 @@
 
 #![allow(dead_code)]
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventcore::{BackendKind, Driver, ExitReason};
+use eventcore::{BackendKind, Driver, ExitReason, Result, Status};
+
+pub mod net;
+pub mod rt;
 
 /// Instantiates scenario functions `fn name(kind: BackendKind)` as one `#[test]`
 /// per backend, in a module per backend: `epoll::name`, `uring::name`,
@@ -153,6 +158,68 @@ pub fn run_until_panic(drv: &mut Driver, limit: Duration) -> String {
 pub fn assert_no_leaks(drv: &Driver) {
     let report = drv.leak_report();
     assert!(report.is_empty(), "leaked: {report}");
+}
+
+/// How long [`assert_out_of_waiters`] lets the loop drain.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// The loop must drain to `OutOfWaiters`, with no waiter left.
+#[track_caller]
+pub fn assert_out_of_waiters(drv: &mut Driver) {
+    assert_eq!(run_until_not_idle(drv, DRAIN_LIMIT), ExitReason::OutOfWaiters);
+    assert_eq!(drv.waiter_count(), 0);
+}
+
+/// Asserts that `r` failed with `status`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(r: &Result<T>, status: Status) {
+    match r {
+        Ok(v) => panic!("expected Err({status:?}), got Ok({v:?})"),
+        Err(e) => assert_eq!(e.status(), status, "unexpected error {e}"),
+    }
+}
+
+/// Where a callback leaves its outcome.
+pub type Slot<T> = Rc<RefCell<Option<T>>>;
+
+/// An empty [`Slot`].
+pub fn slot<T>() -> Slot<T> {
+    Rc::new(RefCell::new(None))
+}
+
+/// Counts how often it was dropped: a callback that never runs must still be
+/// freed, exactly once.
+pub struct DropCounter(pub Rc<Cell<usize>>);
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// Runs `f` on the loop after `delay`, through a one-shot timer it releases.
+pub fn after(drv: &mut Driver, delay: Duration, f: impl FnOnce(&mut Driver) + 'static) {
+    let t = drv.timers().create();
+    drv.timers().set(t, delay, Duration::ZERO).expect("timer set");
+    drv.timers()
+        .wait(t, move |drv, t, fired| {
+            assert!(fired, "the helper timer was stopped");
+            assert_eq!(drv.release_ref(t), Ok(false));
+            f(drv);
+        })
+        .expect("timer wait");
+}
+
+/// A blocking OS pipe made with `pipe2` (close-on-exec): (read end, write end).
+#[cfg(unix)]
+pub fn os_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors on success.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
 
 /// Whether the test runs inside the network namespace `cargo xtask test`
