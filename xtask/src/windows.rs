@@ -46,6 +46,7 @@ pub struct Layout {
 const WINDOWS_TEST_TARGETS: &[&str] = &[
     "driver",
     "errors",
+    "os_handles",
     "timers",
     "events",
     "tcp",

@@ -506,10 +506,15 @@ impl Driver {
         }
         let key = h.key();
         self.destroy(h.kind(), key);
-        if !self.user_data.is_empty() {
-            self.user_data.remove(&(h.kind(), key));
-        }
+        self.forget_user_data(h.kind(), key);
         Ok(false)
+    }
+
+    /// Drops the user data of a handle that is going away.
+    pub(crate) fn forget_user_data(&mut self, kind: HandleKind, key: Key) {
+        if !self.user_data.is_empty() {
+            self.user_data.remove(&(kind, key));
+        }
     }
 
     /// Attaches user data to `h`, replacing (and dropping) what was there.

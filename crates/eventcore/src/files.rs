@@ -82,7 +82,7 @@ pub(crate) struct FileOp {
 }
 
 pub(crate) struct FileState {
-    file: Arc<File>,
+    pub(crate) file: Arc<File>,
     /// The pool read in flight (Unix).
     read_op: Option<Key>,
     /// The pool write in flight (Unix).

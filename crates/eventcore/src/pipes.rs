@@ -21,7 +21,7 @@ define_handle!(
 );
 
 pub(crate) struct PipeState {
-    fd: OwnedPipe,
+    pub(crate) fd: OwnedPipe,
     pub(crate) io: IoSlots,
 }
 

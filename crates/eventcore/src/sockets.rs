@@ -254,13 +254,34 @@ impl Driver {
         Sockets { drv: self }
     }
 
-    fn socket_ref(&self, kind: HandleKind, key: Key) -> Option<&Socket> {
+    pub(crate) fn socket_ref(&self, kind: HandleKind, key: Key) -> Option<&Socket> {
         match kind {
             HandleKind::Stream => self.tables.streams.get(key).map(|s| &s.socket),
             HandleKind::Listener => self.tables.listeners.get(key).map(|s| &s.socket),
             HandleKind::Datagram => self.tables.datagrams.get(key).map(|s| &s.socket),
             _ => None,
         }
+    }
+
+    /// Takes the OS socket of a handle out of the driver (see
+    /// [`Sockets::into_socket`]).
+    fn take_socket(&mut self, kind: HandleKind, key: Key) -> Result<Socket> {
+        let refs = *self.tables.refs_mut(kind, key).ok_or_else(Error::invalid_handle)?;
+        if refs > 1 {
+            return Err(Error::new(Status::Busy).in_operation("into_socket"));
+        }
+        let owner = Owner { kind, key };
+        self.cancel_slots(owner);
+        let (socket, src) = match kind {
+            HandleKind::Stream => self.tables.streams.remove(key).map(|s| (s.socket, s.io.src)),
+            HandleKind::Listener => self.tables.listeners.remove(key).map(|s| (s.socket, s.io.src)),
+            HandleKind::Datagram => self.tables.datagrams.remove(key).map(|s| (s.socket, s.io.src)),
+            _ => None,
+        }
+        .ok_or_else(Error::invalid_handle)?;
+        self.sys.remove_source(src);
+        self.forget_user_data(kind, key);
+        Ok(socket)
     }
 
     /// A listener's accept finished: adopt the connection, run the repeating
@@ -361,7 +382,7 @@ impl Driver {
     }
 }
 
-impl Sockets<'_> {
+impl<'a> Sockets<'a> {
     // ---------------------------------------------------------------- streams
 
     /// Starts connecting to `to` (TCP for IP addresses, Unix stream for paths),
@@ -659,6 +680,30 @@ impl Sockets<'_> {
     pub fn set_user_timeout(&mut self, sock: StreamSocket, timeout: Duration) -> Result<()> {
         let s = self.drv.tables.streams.get(sock.0).ok_or_else(Error::invalid_handle)?;
         Ok(crate::sys::socket_options::set_user_timeout(&s.socket, timeout)?)
+    }
+
+    /// The OS socket behind `sock`, borrowed: any socket option this API
+    /// does not wrap (`SO_RCVBUF`, `IP_TOS`, `TCP_CORK`, a BPF filter …) can be
+    /// read and set through it, as with [`socket2::SockRef`] of any socket.
+    /// Do not read, write, close or change its blocking mode behind the
+    /// driver's back. `InvalidHandle` for a stale handle.
+    pub fn socket_ref<S: SocketHandle>(self, sock: S) -> Result<socket2::SockRef<'a>> {
+        let drv: &'a Driver = self.drv;
+        drv.socket_ref(sock.kind(), sock.key())
+            .map(socket2::SockRef::from)
+            .ok_or_else(Error::invalid_handle)
+    }
+
+    /// Takes the OS socket out of the driver and gives it to the program
+    /// (tokio's `into_std`): the driver forgets it, pending operations are
+    /// cancelled (their callbacks never run; a buffer the OS may still write
+    /// into stays with the driver until it is done) and the handle is stale
+    /// afterwards. The socket is still non-blocking (`set_nonblocking(false)`
+    /// for blocking use); `Into` turns it into a `std::net` type. `Busy` if
+    /// the handle has more than one reference, `InvalidHandle` if it is
+    /// stale.
+    pub fn into_socket<S: SocketHandle>(&mut self, sock: S) -> Result<socket2::Socket> {
+        self.drv.take_socket(sock.kind(), sock.key())
     }
 
     /// The local address of any socket.

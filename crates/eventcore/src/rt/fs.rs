@@ -264,6 +264,10 @@ impl File {
     pub fn raw_handle(&self) -> FileHandle {
         self.handle
     }
+
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
 }
 
 impl Drop for File {

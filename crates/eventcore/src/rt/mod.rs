@@ -72,6 +72,7 @@ mod fs;
 mod io;
 mod net;
 mod op;
+mod os;
 mod pipe;
 mod process;
 mod signal;

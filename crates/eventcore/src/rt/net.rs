@@ -256,6 +256,10 @@ impl Listener {
     pub fn raw_handle(&self) -> StreamListener {
         self.h.handle
     }
+
+    pub(crate) fn core(&self) -> &Core {
+        &self.h.core
+    }
 }
 
 impl Drop for Listener {
@@ -479,6 +483,10 @@ impl DatagramSocket {
     /// The driver handle.
     pub fn raw_handle(&self) -> crate::DatagramSocket {
         self.h.handle
+    }
+
+    pub(crate) fn core(&self) -> &Core {
+        &self.h.core
     }
 }
 
