@@ -52,7 +52,7 @@ impl Driver {
             },
             _ => Err(Error::new(crate::Status::Other)),
         };
-        (op.callback)(self, LookupId(key), result.map_err(|e| e.in_operation("lookup")));
+        (op.callback)(self, LookupId(key), result.map_err(|e| e.in_operation(crate::error::Operation::Lookup)));
         true
     }
 }

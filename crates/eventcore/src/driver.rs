@@ -59,34 +59,6 @@ pub(crate) enum Op {
     Walk(crate::watchers::WalkOp),
 }
 
-/// Finishes an operation of one kind: takes it out of `ops`, runs its
-/// callback, and says whether a user callback ran.
-type Completer = fn(&mut Driver, Key, Outcome) -> bool;
-
-impl Op {
-    /// The subsystem's completion of this kind of operation.
-    fn completer(&self) -> Completer {
-        match self {
-            Op::Dns(_) => Driver::complete_dns,
-            Op::Event(_) => |drv, key, _| drv.complete_event(key),
-            Op::Io(_) => Driver::complete_io,
-            Op::Remote(_) => |drv, key, _| {
-                if let Some(Op::Remote(f)) = drv.ops.remove(key) {
-                    f(drv);
-                }
-                true
-            },
-            Op::Internal(_) => |drv, key, _| match drv.ops.remove(key) {
-                Some(Op::Internal(f)) => f(drv),
-                _ => false,
-            },
-            Op::ProcessWait(_) => |drv, key, _| drv.complete_process_wait(key),
-            Op::File(_) => Driver::complete_file,
-            Op::Walk(_) => Driver::complete_walk,
-        }
-    }
-}
-
 /// The outcome of an operation, queued for dispatch.
 pub(crate) enum Outcome {
     /// A timer wait ended (`fired`: the timer fired rather than being
@@ -117,6 +89,17 @@ static NEXT_DRIVER_ID: AtomicU32 = AtomicU32::new(1);
 
 /// Most batches of already-queued callbacks run before the OS is polled again.
 const POLL_EVERY: u32 = 16;
+
+/// Posts a taken `WM_QUIT` again if dropped, that is, if the dispatch that
+/// followed it unwinds (Windows; elsewhere there is no quit to take).
+struct QuitOnUnwind(#[cfg_attr(not(windows), allow(dead_code))] i32);
+
+impl Drop for QuitOnUnwind {
+    fn drop(&mut self) {
+        #[cfg(windows)]
+        sys::post_quit(self.0);
+    }
+}
 
 /// A per-thread event driver.
 ///
@@ -258,13 +241,19 @@ impl Driver {
     /// Resumes a panic of a callback it ran, after the driver's own state is
     /// whole again; see [Panics in callbacks](Driver#panics-in-callbacks).
     pub fn process_events(&mut self, timeout: Option<Duration>) -> Result<ExitReason> {
-        self.resume_panic();
+        if !self.panics.is_empty() {
+            self.resume_panic();
+        }
         let reason = self.turn(timeout);
-        self.resume_panic();
+        if !self.panics.is_empty() {
+            self.resume_panic();
+        }
         reason
     }
 
-    /// Resumes the oldest panic caught in a callback, if any.
+    /// Resumes the oldest panic caught in a repeating callback.
+    #[cold]
+    #[inline(never)]
     fn resume_panic(&mut self) {
         if let Some(payload) = self.panics.pop_front() {
             std::panic::resume_unwind(payload);
@@ -335,11 +324,13 @@ impl Driver {
             self.completions = completions;
             activity |= polled?;
             if let Some(code) = self.sys.take_quit() {
+                // If a callback of this batch panics, the panic goes first and
+                // the quit waits in the queue for the next call.
+                let requeue = QuitOnUnwind(code);
                 self.dispatch();
+                std::mem::forget(requeue);
                 #[cfg(windows)]
                 if !self.panics.is_empty() {
-                    // The panic is resumed first; the quit waits in the
-                    // queue for the next call.
                     sys::post_quit(code);
                 }
                 return Ok(ExitReason::Quit(code));
@@ -392,13 +383,12 @@ impl Driver {
                 break;
             };
             // A one-shot operation is out of every table before its callback
-            // runs, so a panic may unwind through `complete`; the records
-            // behind it stay queued for the next call.
-            match catch_unwind(AssertUnwindSafe(|| self.complete(op, outcome))) {
-                Ok(r) => ran |= r,
-                Err(payload) => self.panics.push_back(payload),
-            }
+            // runs, and nothing of the driver is taken apart during
+            // dispatch, so a panic may unwind from here to the caller of
+            // `process_events`; the records behind it stay queued.
+            ran |= self.complete(op, outcome);
             if !self.panics.is_empty() {
+                // A repeating callback panicked (kept by `guarded`).
                 return true;
             }
         }
@@ -412,11 +402,26 @@ impl Driver {
         }
         // The op's kind picks the subsystem that completes it; the op itself
         // is taken out of the table by that subsystem.
-        let Some(complete) = self.ops.get(key).map(Op::completer) else {
+        match self.ops.get(key) {
+            Some(Op::Io(_)) => self.complete_io(key, outcome),
+            Some(Op::Event(_)) => self.complete_event(key),
+            Some(Op::Dns(_)) => self.complete_dns(key, outcome),
+            Some(Op::ProcessWait(_)) => self.complete_process_wait(key),
+            Some(Op::File(_)) => self.complete_file(key, outcome),
+            Some(Op::Walk(_)) => self.complete_walk(key, outcome),
+            Some(Op::Remote(_)) => {
+                if let Some(Op::Remote(f)) = self.ops.remove(key) {
+                    f(self);
+                }
+                true
+            }
+            Some(Op::Internal(_)) => match self.ops.remove(key) {
+                Some(Op::Internal(f)) => f(self),
+                _ => false,
+            },
             // Cancelled (or its handle released) after the record was queued.
-            return false;
-        };
-        complete(self, key, outcome)
+            None => false,
+        }
     }
 
     /// Queues an outcome for an operation.

@@ -115,12 +115,44 @@ impl Status {
     }
 }
 
+/// The operations an error can name (one byte in an [`Error`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Connect,
+    Read,
+    Write,
+    Receive,
+    Send,
+    Accept,
+    Lookup,
+    Open,
+    IntoSocket,
+    Internal,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Connect => "connect",
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::Receive => "receive",
+            Operation::Send => "send",
+            Operation::Accept => "accept",
+            Operation::Lookup => "lookup",
+            Operation::Open => "open",
+            Operation::IntoSocket => "into_socket",
+            Operation::Internal => "internal read",
+        }
+    }
+}
+
 /// The error of an eventcore operation: a [`Status`], the OS error code if the
 /// OS reported one, and the number of bytes already transferred (I/O only).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Error {
     status: Status,
-    operation: Option<&'static str>,
+    operation: Option<Operation>,
     os_code: Option<i32>,
     resolver_code: Option<i32>,
     detail: Option<Box<str>>,
@@ -182,14 +214,22 @@ impl Error {
     /// The operation that failed (`"read"`, `"connect"`, `"open"` …), where
     /// the driver knows it.
     pub fn operation(&self) -> Option<&'static str> {
-        self.operation
+        self.operation.map(Operation::name)
     }
 
     /// The same error, naming the operation that failed (kept if one is
     /// named already).
-    pub(crate) fn in_operation(mut self, operation: &'static str) -> Error {
+    pub(crate) fn in_operation(mut self, operation: Operation) -> Error {
         self.operation.get_or_insert(operation);
         self
+    }
+
+    /// Names the operation of an error result in place (kept if one is
+    /// named already); an `Ok` is not moved.
+    pub(crate) fn name_operation<T>(result: &mut Result<T>, operation: Operation) {
+        if let Err(e) = result {
+            e.operation.get_or_insert(operation);
+        }
     }
 
     pub(crate) fn with_transferred(mut self, n: usize) -> Error {
@@ -256,7 +296,7 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(operation) = self.operation {
-            write!(f, "{operation}: ")?;
+            write!(f, "{}: ", operation.name())?;
         }
         f.write_str(self.status.describe())?;
         if let Some(code) = self.os_code {
@@ -276,3 +316,13 @@ impl std::error::Error for Error {}
 
 /// The result type of eventcore operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    /// Every I/O result carries an `Error` by value through the callbacks:
+    /// naming the operation must not make it bigger.
+    #[test]
+    fn an_error_is_six_words() {
+        assert_eq!(std::mem::size_of::<super::Error>(), 48);
+    }
+}

@@ -240,9 +240,9 @@ impl Driver {
         let result = io_result.expect("set above");
         let buf = op.buf.unwrap_or_default();
         match op.callback {
-            FileCallback::Read(cb) => cb(self, handle, result.map_err(|e| e.in_operation("read")), buf),
-            FileCallback::Write(cb) => cb(self, handle, result.map_err(|e| e.in_operation("write")), buf),
-            FileCallback::Open(cb) => cb(self, result.map(|_| handle).map_err(|e| e.in_operation("open"))),
+            FileCallback::Read(cb) => cb(self, handle, result.map_err(|e| e.in_operation(crate::error::Operation::Read)), buf),
+            FileCallback::Write(cb) => cb(self, handle, result.map_err(|e| e.in_operation(crate::error::Operation::Write)), buf),
+            FileCallback::Open(cb) => cb(self, result.map(|_| handle).map_err(|e| e.in_operation(crate::error::Operation::Open))),
             FileCallback::Unit(cb) => cb(self, result.map(drop)),
             FileCallback::Orphaned => unreachable!("handled above"),
         }
@@ -253,10 +253,10 @@ impl Driver {
         match (op.callback, result) {
             (FileCallback::Open(cb), Ok(JobResult::Opened(r, append))) => {
                 let r = r.map_err(Error::from).and_then(|file| self.insert_file(file, append));
-                cb(self, r.map_err(|e| e.in_operation("open")));
+                cb(self, r.map_err(|e| e.in_operation(crate::error::Operation::Open)));
             }
             (FileCallback::Unit(cb), Ok(JobResult::Unit(r))) => cb(self, r.map_err(Error::from)),
-            (FileCallback::Open(cb), Err(e)) => cb(self, Err(e.in_operation("open"))),
+            (FileCallback::Open(cb), Err(e)) => cb(self, Err(e.in_operation(crate::error::Operation::Open))),
             (FileCallback::Unit(cb), Err(e)) => cb(self, Err(e)),
             _ => return false,
         }

@@ -117,16 +117,17 @@ pub(crate) enum IoCallback {
 }
 
 impl IoCallback {
-    /// The operation's name in errors.
-    fn operation(&self) -> &'static str {
+    /// The operation its errors name.
+    fn operation(&self) -> crate::error::Operation {
+        use crate::error::Operation as O;
         match self {
-            IoCallback::Connect(_) => "connect",
-            IoCallback::Read(_) => "read",
-            IoCallback::Write(_) => "write",
-            IoCallback::Recv(_) => "receive",
-            IoCallback::Send(_) => "send",
-            IoCallback::Accept => "accept",
-            IoCallback::Internal(_) | IoCallback::Orphaned => "internal read",
+            IoCallback::Connect(_) => O::Connect,
+            IoCallback::Read(_) => O::Read,
+            IoCallback::Write(_) => O::Write,
+            IoCallback::Recv(_) => O::Receive,
+            IoCallback::Send(_) => O::Send,
+            IoCallback::Accept => O::Accept,
+            IoCallback::Internal(_) | IoCallback::Orphaned => O::Internal,
         }
     }
 
@@ -419,7 +420,7 @@ impl Driver {
         let requested = op.buf.len() - op.done;
         let owner = op.owner;
         // Decide whether the operation goes on (IoMode::All) or ends here.
-        let result = match (&op.callback, result) {
+        let mut result = match (&op.callback, result) {
             (IoCallback::Orphaned, _) => {
                 self.ops.remove(key);
                 return false;
@@ -466,7 +467,7 @@ impl Driver {
         };
         let op = self.remove_io(key).expect("checked above");
         let reading = op.callback.is_reading();
-        let result = result.map_err(|e| e.in_operation(op.callback.operation()));
+        Error::name_operation(&mut result, op.callback.operation());
         if let Some(io) = self.io_slots(owner) {
             let slot = if reading { &mut io.read_op } else { &mut io.write_op };
             if *slot == Some(key) {

@@ -74,9 +74,6 @@ enum State<T> {
 /// The end of the free list.
 const NO_FREE: u32 = u32::MAX;
 
-/// The link of a retired slot (see [`Table::remove`]): vacant, on no list.
-const RETIRED: u32 = u32::MAX - 1;
-
 /// The size a table grows by once it is past its first segment.
 const SEGMENT_BYTES: usize = 64 << 10;
 
@@ -201,21 +198,28 @@ impl<T, H: Header> Table<T, H> {
     /// Stores `value` (with a new header: one reference) and returns its key.
     pub fn insert(&mut self, value: T) -> Key {
         self.live += 1;
-        if self.free != NO_FREE {
+        while self.free != NO_FREE {
             let index = self.free;
             let slot = self.slots.get_mut(index as usize).expect("free slots exist");
             let State::Free { next } = slot.state else {
                 unreachable!("the free list links vacant slots only");
             };
             self.free = next;
+            if slot.gen == 0 {
+                // A freed slot has generation 0 only when its generations
+                // wrapped: it is retired (left vacant, off the list), so no
+                // stale key can ever name a new resource.
+                continue;
+            }
             slot.header = H::NEW;
             slot.state = State::Live(value);
-            Key {
+            return Key {
                 index,
                 gen: slot.gen,
                 driver: self.driver,
-            }
-        } else {
+            };
+        }
+        {
             let index = u32::try_from(self.slots.len())
                 .ok()
                 .filter(|&i| i != NO_FREE)
@@ -272,21 +276,18 @@ impl<T, H: Header> Table<T, H> {
     }
 
     /// Frees the slot and returns its resource; the key (and every copy of
-    /// it) is stale from now on. A slot whose generation is used up (2³² - 1
-    /// reuses) is retired instead of reused: its generation never wraps, so
-    /// no stale key can ever name a later resource.
+    /// it) is stale from now on. A slot whose generation is used up (2³²
+    /// reuses) is retired by `insert` instead of reused, so no stale key can
+    /// ever name a later resource.
     pub fn remove(&mut self, key: Key) -> Option<T> {
         self.slot_mut(key)?;
         let slot = self.slots.get_mut(key.index as usize).expect("checked live above");
-        let next_gen = slot.gen.checked_add(1);
-        let link = if next_gen.is_some() { self.free } else { RETIRED };
-        let State::Live(value) = std::mem::replace(&mut slot.state, State::Free { next: link }) else {
+        let State::Live(value) = std::mem::replace(&mut slot.state, State::Free { next: self.free }) else {
             unreachable!("checked live above");
         };
-        if let Some(gen) = next_gen {
-            slot.gen = gen;
-            self.free = key.index;
-        }
+        // Generation 0 on the free list means "used up" (see `insert`).
+        slot.gen = slot.gen.wrapping_add(1);
+        self.free = key.index;
         self.live -= 1;
         Some(value)
     }

@@ -268,7 +268,7 @@ impl Driver {
     fn take_socket(&mut self, kind: HandleKind, key: Key) -> Result<Socket> {
         let refs = *self.tables.refs_mut(kind, key).ok_or_else(Error::invalid_handle)?;
         if refs > 1 {
-            return Err(Error::new(Status::Busy).in_operation("into_socket"));
+            return Err(Error::new(Status::Busy).in_operation(crate::error::Operation::IntoSocket));
         }
         let owner = Owner { kind, key };
         self.cancel_slots(owner);
