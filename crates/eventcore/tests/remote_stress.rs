@@ -34,7 +34,7 @@ const THREADS: usize = 8;
 /// switches are much slower than the native ones, so it does fewer.
 fn rounds() -> (usize, usize) {
     if under_wine() {
-        (60, 300)
+        (500, 1500)
     } else {
         (2500, 5000)
     }
