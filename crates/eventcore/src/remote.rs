@@ -94,7 +94,8 @@ impl<W: Wake> RemoteShared<W> {
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // A panic while holding this lock cannot leave the queue inconsistent
-        // (every critical section is a push or a swap), so poisoning is ignored.
+        // (every critical section is a push or a move of the whole queue), so
+        // poisoning is ignored.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 

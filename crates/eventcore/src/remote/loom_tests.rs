@@ -22,7 +22,8 @@
 //! loom reports), no doubled delivery (each message is taken exactly once),
 //! and `pending` back at zero. Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p eventcore-driver --lib --release --target-dir target/loom loom`;
-//! `LOOM_MAX_PREEMPTIONS` bounds the search.
+//! `LOOM_MAX_PREEMPTIONS` bounds the search (`cargo xtask test` uses 2, a
+//! few seconds; 3 takes one to two minutes and passes too).
 
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;

@@ -7,8 +7,8 @@
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize};
 #[cfg(all(loom, test))]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
+pub(crate) use std::sync::atomic::Ordering;
 #[cfg(not(all(loom, test)))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize};
-pub(crate) use std::sync::atomic::Ordering;
 #[cfg(not(all(loom, test)))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
