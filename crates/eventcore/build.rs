@@ -3,6 +3,8 @@
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(eventcore_backend)");
+    // Set by hand (RUSTFLAGS="--cfg loom") for the loom model of `remote`.
+    println!("cargo::rustc-check-cfg=cfg(loom)");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if os == "linux" || os == "windows" {
         println!("cargo::rustc-cfg=eventcore_backend");

@@ -4,6 +4,7 @@
 
 mod cmd;
 mod demo;
+mod loom;
 mod netns;
 mod package;
 mod packages;

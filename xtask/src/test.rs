@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::cmd::{banner, describe, heading, Job, Result, TestCounts, TestRun};
 use crate::netns::{self, Isolation};
 use crate::windows::Layout;
-use crate::{fail, package, packages};
+use crate::{fail, loom, package, packages};
 
 /// The default time limit for running one leg's tests (not building them).
 const DEFAULT_TIMEOUT_SECS: u64 = 30 * 60;
@@ -224,6 +224,11 @@ pub fn run(root: &Path, options: &Options) -> Result<ExitCode> {
         match &isolation {
             Some(isolation) => linux_leg(root, options, isolation, limit, &mut report),
             None => report.skip("linux leg", "system packages are missing"),
+        }
+        if loom::filtered(&options.harness) {
+            report.skip("loom", "test-name filters were given");
+        } else {
+            report.record("loom", loom::run(root));
         }
     }
     if options.windows {

@@ -5,12 +5,41 @@
 //! two single-waiter triggers wake two waiters even when the OS coalesces the
 //! wake-ups. When the driver is dropped the queue is closed: later calls fail
 //! with [`Status::DriverGone`] and nothing crashes.
+//!
+//! # The wake-up protocol
+//!
+//! A sender pushes its message and sets `queued` under the queue's lock; only
+//! the sender that turns `queued` from false to true wakes the backend. The
+//! driver clears `queued` before it locks the queue to take it, and after a
+//! backend wait it resets the waker before it takes. A message a take misses
+//! was pushed after that take cleared `queued`, so the first such sender found
+//! the flag false and writes the waker after the clear, hence after the reset:
+//! the next wait returns, and the take after it finds the message. The model
+//! in `loom_tests` (unit tests built with `--cfg loom`) checks this with an
+//! eventfd-like waker and an io_uring-like one-shot poll.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+mod sync;
 
 use crate::sys::Waker;
 use crate::{Driver, Error, EventId, Result, Status};
+use sync::{AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering};
+
+/// What the queue needs of the backend's waker: make the driver's wait
+/// return, from any thread. Implemented by the backends' [`Waker`], and by the
+/// loom model's wakers.
+pub(crate) trait Wake {
+    fn wake(&self);
+}
+
+impl Wake for Waker {
+    fn wake(&self) {
+        Waker::wake(self);
+    }
+}
 
 pub(crate) enum Message {
     Trigger {
@@ -35,18 +64,19 @@ struct Queue {
     messages: Vec<Message>,
 }
 
-pub(crate) struct RemoteShared {
+pub(crate) struct RemoteShared<W: Wake = Waker> {
     queue: Mutex<Queue>,
     /// Messages queued and not yet taken by the driver; part of the waiter count.
     pending: AtomicUsize,
     /// Set with every message (under the lock), cleared by the driver before
-    /// it takes them: lets an empty loop turn skip the lock.
+    /// it takes them: lets an empty loop turn skip the lock, and lets every
+    /// sender but the first after a take skip the waker.
     queued: AtomicBool,
-    waker: Waker,
+    waker: W,
 }
 
-impl RemoteShared {
-    pub fn new(waker: Waker) -> RemoteShared {
+impl<W: Wake> RemoteShared<W> {
+    pub fn new(waker: W) -> RemoteShared<W> {
         RemoteShared {
             queue: Mutex::new(Queue {
                 open: true,
@@ -62,9 +92,10 @@ impl RemoteShared {
         self.pending.load(Ordering::Acquire)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
         // A panic while holding this lock cannot leave the queue inconsistent
-        // (every critical section is a push or a swap), so poisoning is ignored.
+        // (every critical section is a push or a move of the whole queue), so
+        // poisoning is ignored.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -90,7 +121,7 @@ impl RemoteShared {
         Ok(())
     }
 
-    /// Moves every queued message into `out` (on the owner thread).
+    /// Moves every queued message to the end of `out` (on the owner thread).
     pub fn take_messages(&self, out: &mut Vec<Message>) {
         // Most loop turns find nothing: look without taking the lock, and
         // without a locked instruction.
@@ -102,7 +133,10 @@ impl RemoteShared {
             return;
         }
         let n = q.messages.iter().filter(|m| m.is_waiter()).count();
-        std::mem::swap(&mut q.messages, out);
+        // Appended, not swapped: a swap would put whatever `out` held back
+        // into the queue, behind a cleared `queued`, never to be taken. Both
+        // vectors keep their capacity either way.
+        out.append(&mut q.messages);
         self.pending.fetch_sub(n, Ordering::AcqRel);
     }
 
