@@ -57,7 +57,7 @@ pub(crate) fn pipe() -> io::Result<(OwnedHandle, OwnedHandle)> {
             std::ptr::null(),
             OPEN_EXISTING,
             FILE_FLAG_OVERLAPPED,
-            0,
+            std::ptr::null_mut(),
         )
     };
     if write == INVALID_HANDLE_VALUE {
