@@ -47,7 +47,7 @@ pub(crate) fn pipe() -> io::Result<(OwnedHandle, OwnedHandle)> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: CreateNamedPipeW returned a handle nothing else owns.
-    let read = unsafe { OwnedHandle::from_raw_handle(read as _) };
+    let read = unsafe { OwnedHandle::from_raw_handle(read) };
     // SAFETY: opens the client end of the pipe we just created.
     let write = unsafe {
         CreateFileW(
@@ -64,6 +64,6 @@ pub(crate) fn pipe() -> io::Result<(OwnedHandle, OwnedHandle)> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: CreateFileW returned a handle nothing else owns.
-    let write = unsafe { OwnedHandle::from_raw_handle(write as _) };
+    let write = unsafe { OwnedHandle::from_raw_handle(write) };
     Ok((read, write))
 }

@@ -173,7 +173,7 @@ impl OsProcess {
         Ok(OsProcess {
             pid,
             // SAFETY: OpenProcess returned a handle nothing else owns.
-            handle: unsafe { OwnedHandle::from_raw_handle(h as _) },
+            handle: unsafe { OwnedHandle::from_raw_handle(h) },
             wait: None,
         })
     }
@@ -183,7 +183,7 @@ impl OsProcess {
     }
 
     fn raw(&self) -> HANDLE {
-        self.handle.as_raw_handle() as HANDLE
+        self.handle.as_raw_handle()
     }
 
     /// No source for the wait set: exits come through
