@@ -103,7 +103,7 @@ mod app {
             f(&mut s);
             s.hwnd
         });
-        if hwnd != 0 {
+        if !hwnd.is_null() {
             // SAFETY: our own window; a null rectangle invalidates the whole
             // client area, and the background is painted in WM_PAINT.
             unsafe { InvalidateRect(hwnd, std::ptr::null(), 0) };
@@ -209,7 +209,7 @@ mod app {
         // operations finish, so the driver ends without leaks.
         let (client, summary, watched) = STATE.with(|s| {
             let mut s = s.borrow_mut();
-            s.hwnd = 0;
+            s.hwnd = std::ptr::null_mut();
             if let Some((normal, bold)) = s.fonts.take() {
                 // SAFETY: fonts we created; no DC has them selected any more.
                 unsafe {
@@ -257,7 +257,7 @@ mod app {
         let mut msg: MSG = unsafe { std::mem::zeroed() };
         loop {
             // SAFETY: the standard loop over this thread's queue.
-            let got = unsafe { GetMessageW(&mut msg, 0, 0, 0) };
+            let got = unsafe { GetMessageW(&mut msg, std::ptr::null_mut(), 0, 0) };
             if got == 0 {
                 return msg.wParam as i32;
             }
@@ -464,7 +464,7 @@ mod app {
             wc.style = CS_HREDRAW | CS_VREDRAW;
             wc.lpfnWndProc = Some(window_proc);
             wc.hInstance = instance;
-            wc.hCursor = LoadCursorW(0, IDC_ARROW);
+            wc.hCursor = LoadCursorW(std::ptr::null_mut(), IDC_ARROW);
             wc.lpszClassName = class.as_ptr();
             if RegisterClassExW(&wc) == 0 {
                 return Err(format!("RegisterClassExW: {}", std::io::Error::last_os_error()));
@@ -478,12 +478,12 @@ mod app {
                 CW_USEDEFAULT,
                 640,
                 400,
-                0,
-                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
                 instance,
                 std::ptr::null(),
             );
-            if hwnd == 0 {
+            if hwnd.is_null() {
                 return Err(format!("CreateWindowExW: {}", std::io::Error::last_os_error()));
             }
             Ok(hwnd)

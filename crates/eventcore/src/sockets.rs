@@ -645,7 +645,7 @@ impl<'a> Sockets<'a> {
     /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
     pub fn set_no_delay(&mut self, sock: StreamSocket, enable: bool) -> Result<()> {
         let s = self.drv.tables.streams.get(sock.0).ok_or_else(Error::invalid_handle)?;
-        Ok(s.socket.set_nodelay(enable)?)
+        Ok(s.socket.set_tcp_nodelay(enable)?)
     }
 
     /// Turns TCP keep-alive on or off (`SO_KEEPALIVE`).

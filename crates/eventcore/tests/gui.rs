@@ -50,6 +50,21 @@ unsafe extern "system" fn test_window_proc(hwnd: HWND, msg: u32, wparam: WPARAM,
     }
 }
 
+/// A window handle handed to another thread, which only posts or sends
+/// messages to it.
+struct WindowOf(HWND);
+
+// SAFETY: an HWND names a window system-wide; posting and sending messages to
+// it is allowed from any thread (the window procedure still runs on the
+// window's own thread).
+unsafe impl Send for WindowOf {}
+
+impl WindowOf {
+    fn hwnd(&self) -> HWND {
+        self.0
+    }
+}
+
 /// A message-only window of the test's own class, on the calling thread.
 fn test_window() -> HWND {
     let class = wide("eventcore-gui-test");
@@ -71,11 +86,11 @@ fn test_window() -> HWND {
             0,
             0,
             HWND_MESSAGE,
-            0,
+            std::ptr::null_mut(),
             wc.hInstance,
             std::ptr::null(),
         );
-        assert_ne!(hwnd, 0, "CreateWindowExW");
+        assert!(!hwnd.is_null(), "CreateWindowExW");
         hwnd
     }
 }
@@ -128,7 +143,9 @@ fn gui_window_gets_posted_and_sent_messages_during_io(kind: BackendKind) {
     // keeps the loop from running out of waiters until they have.
     let keep = drv.events().create();
     drv.events().wait(keep, |_, _| {}).unwrap();
+    let target = WindowOf(hwnd);
     let sender = std::thread::spawn(move || {
+        let hwnd = target.hwnd();
         for _ in 0..3 {
             // SAFETY: posting and sending to a window of another thread.
             unsafe {
@@ -285,7 +302,7 @@ fn gui_io_completes_inside_a_modal_loop(kind: BackendKind) {
     ) {
         // SAFETY: finds the box by its unique title.
         let bx = unsafe { FindWindowW(std::ptr::null(), title.as_ptr()) };
-        if done.get() && bx != 0 {
+        if done.get() && !bx.is_null() {
             // SAFETY: asks the box to close.
             unsafe { PostMessageW(bx, WM_CLOSE, 0, 0) };
             c.set(true);
@@ -308,14 +325,14 @@ fn gui_io_completes_inside_a_modal_loop(kind: BackendKind) {
         // SAFETY: finds and closes the box from another thread.
         unsafe {
             let bx = FindWindowW(std::ptr::null(), watchdog_title.as_ptr());
-            if bx != 0 {
+            if !bx.is_null() {
                 PostMessageW(bx, WM_CLOSE, 0, 0);
             }
         }
     });
     let text = wide("eventcore is running I/O inside this modal loop");
     // SAFETY: a modal message box owned by no window.
-    unsafe { MessageBoxW(0, text.as_ptr(), title_w.as_ptr(), MB_OK) };
+    unsafe { MessageBoxW(std::ptr::null_mut(), text.as_ptr(), title_w.as_ptr(), MB_OK) };
     assert!(done.get(), "the TCP exchange completed while the modal loop ran");
     assert!(closed_by_driver.get(), "a driver callback closed the box");
     let mut drv = attached.detach();
@@ -389,7 +406,7 @@ fn gui_attached_pump_panic_is_resumed_and_the_driver_goes_on(kind: BackendKind) 
             // message this thread's queue returned.
             unsafe {
                 let mut msg: MSG = std::mem::zeroed();
-                while PeekMessageW(&mut msg, 0, 0, 0, PM_REMOVE) != 0 {
+                while PeekMessageW(&mut msg, std::ptr::null_mut(), 0, 0, PM_REMOVE) != 0 {
                     DispatchMessageW(&msg);
                 }
             }

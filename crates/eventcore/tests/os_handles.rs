@@ -37,17 +37,17 @@ fn socket_options_through_socket_ref(kind: BackendKind) {
     let (sock, _peer) = connected(&mut drv);
     {
         let s = drv.sockets().socket_ref(sock).unwrap();
-        s.set_nodelay(true).unwrap();
-        assert!(s.nodelay().unwrap());
-        s.set_nodelay(false).unwrap();
-        assert!(!s.nodelay().unwrap());
+        s.set_tcp_nodelay(true).unwrap();
+        assert!(s.tcp_nodelay().unwrap());
+        s.set_tcp_nodelay(false).unwrap();
+        assert!(!s.tcp_nodelay().unwrap());
         s.set_recv_buffer_size(64 * 1024).unwrap();
         assert!(s.recv_buffer_size().unwrap() >= 64 * 1024);
         #[cfg(target_os = "linux")]
         {
-            s.set_cork(true).unwrap();
-            assert!(s.cork().unwrap());
-            s.set_cork(false).unwrap();
+            s.set_tcp_cork(true).unwrap();
+            assert!(s.tcp_cork().unwrap());
+            s.set_tcp_cork(false).unwrap();
         }
     }
     let listener = drv
@@ -112,12 +112,12 @@ fn rt_types_expose_their_os_object(kind: BackendKind) {
         let addr = listener.local_addr().unwrap().as_inet().unwrap();
         let stream = TcpStream::connect(addr).await.unwrap();
         let s = socket2::SockRef::from(&stream);
-        s.set_nodelay(true).unwrap();
-        assert!(s.nodelay().unwrap());
+        s.set_tcp_nodelay(true).unwrap();
+        assert!(s.tcp_nodelay().unwrap());
         #[cfg(target_os = "linux")]
         {
-            s.set_cork(true).unwrap();
-            assert!(s.cork().unwrap());
+            s.set_tcp_cork(true).unwrap();
+            assert!(s.tcp_cork().unwrap());
         }
         assert_eq!(
             socket2::SockRef::from(&listener).local_addr().unwrap().as_socket(),

@@ -902,25 +902,20 @@ mod windows_only {
     /// A synchronous anonymous pipe (`CreatePipe`, not inheritable), as a
     /// child's standard stream expects: (read end, write end).
     fn sync_pipe() -> (OwnedHandle, OwnedHandle) {
-        let (mut r, mut w): (HANDLE, HANDLE) = (0, 0);
+        let (mut r, mut w): (HANDLE, HANDLE) = (std::ptr::null_mut(), std::ptr::null_mut());
         // SAFETY: CreatePipe fills both handles on success.
         let ok = unsafe { CreatePipe(&mut r, &mut w, std::ptr::null(), 0) };
         assert_ne!(ok, 0, "CreatePipe: {}", std::io::Error::last_os_error());
         // SAFETY: two fresh handles that nothing else owns.
-        unsafe {
-            (
-                OwnedHandle::from_raw_handle(r as _),
-                OwnedHandle::from_raw_handle(w as _),
-            )
-        }
+        unsafe { (OwnedHandle::from_raw_handle(r), OwnedHandle::from_raw_handle(w)) }
     }
 
     /// When process `pid` was created, if a process of that id exists (the
     /// creation time tells it from a later process that got the same id).
     fn creation_time(pid: u32) -> Option<u64> {
-        // SAFETY: OpenProcess returns a new handle or 0.
+        // SAFETY: OpenProcess returns a new handle or null.
         let h = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
-        if h == 0 {
+        if h.is_null() {
             return None;
         }
         let zero = FILETIME {

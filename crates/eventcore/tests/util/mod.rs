@@ -267,7 +267,7 @@ pub fn under_wine() -> bool {
         // SAFETY: looks up an export of the always-loaded ntdll by name.
         unsafe {
             let ntdll = GetModuleHandleA(c"ntdll.dll".as_ptr().cast());
-            ntdll != 0 && GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()).is_some()
+            !ntdll.is_null() && GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()).is_some()
         }
     }
     #[cfg(not(windows))]

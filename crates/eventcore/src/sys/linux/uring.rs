@@ -512,14 +512,14 @@ impl Backend {
                     let sock = unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(res) };
                     // SAFETY: the kernel wrote `addr_len` bytes of address
                     // (at most the storage's size) into the storage.
-                    let addr = unsafe { socket2::SockAddr::new(st.addr, st.addr_len) };
+                    let addr = unsafe { sock_addr(&st.addr, st.addr_len) };
                     extra = Extra::Accepted(sock, addr.into());
                     0
                 }
                 Request::RecvFrom { .. } => {
                     let st = rec.storage.as_deref().expect("storage for recvmsg");
                     // SAFETY: as for accept, `msg_namelen` bytes were written.
-                    let addr = unsafe { socket2::SockAddr::new(st.addr, st.hdr.msg_namelen) };
+                    let addr = unsafe { sock_addr(&st.addr, st.hdr.msg_namelen) };
                     extra = Extra::From(addr.into());
                     res as usize
                 }
@@ -738,6 +738,20 @@ fn errno(res: i32) -> io::Result<i32> {
     } else {
         Ok(res)
     }
+}
+
+/// The address the kernel wrote into `addr`, as a `SockAddr`.
+///
+/// # Safety
+///
+/// `len` bytes of `addr`, at most its size, must hold a valid socket address.
+unsafe fn sock_addr(addr: &libc::sockaddr_storage, len: libc::socklen_t) -> socket2::SockAddr {
+    let mut storage = socket2::SockAddrStorage::zeroed();
+    // SAFETY: `sockaddr_storage` is one of this platform's `sockaddr_*` types,
+    // the one `SockAddrStorage` wraps.
+    unsafe { *storage.view_as::<libc::sockaddr_storage>() = *addr };
+    // SAFETY: the caller promises `len` valid bytes of address, now copied.
+    unsafe { socket2::SockAddr::new(storage, len) }
 }
 
 #[cfg(test)]

@@ -35,13 +35,14 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::windows::io::FromRawSocket;
-use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::SockAddr;
+use windows_sys::core::BOOL;
 use windows_sys::Win32::Foundation::ERROR_OPERATION_ABORTED;
-use windows_sys::Win32::Foundation::{CloseHandle, BOOL, HANDLE, HWND, WAIT_FAILED};
+use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, HWND, WAIT_FAILED};
 use windows_sys::Win32::Networking::WinSock::{
     accept, connect, getsockopt, recv, recvfrom, send, sendto, WSAAsyncSelect, WSAGetLastError, WSARecv, WSARecvFrom,
     WSASend, WSASendTo, FD_ACCEPT, FD_CONNECT, INVALID_SOCKET, MSG_PEEK, SOCKADDR, SOCKADDR_STORAGE, SOCKET,
@@ -64,7 +65,7 @@ use windows_sys::Win32::UI::WindowsAndMessaging::{
 
 use super::overlapped::{self, on_file_done, on_socket_done, Slot, Slots};
 use super::window::{Window, WindowShared, WM_PUMP, WM_SOCKET};
-use super::AsSource;
+use super::{sock_addr, AsSource};
 use crate::slab::{Key, Table};
 use crate::sys::{Completion, Extra, Request, SourceId, SourceKind};
 
@@ -121,19 +122,20 @@ unsafe impl Sync for EventHandle {}
 #[derive(Clone)]
 pub(crate) struct Waker {
     event: Arc<EventHandle>,
-    pump_window: Arc<AtomicIsize>,
+    /// The driver's window while attached, else null.
+    pump_window: Arc<AtomicPtr<std::ffi::c_void>>,
 }
 
 impl Waker {
     fn new() -> io::Result<Waker> {
         // SAFETY: an unnamed auto-reset event, initially not signalled.
         let h = unsafe { CreateEventW(std::ptr::null(), 0, 0, std::ptr::null()) };
-        if h == 0 {
+        if h.is_null() {
             return Err(io::Error::last_os_error());
         }
         Ok(Waker {
             event: Arc::new(EventHandle(h)),
-            pump_window: Arc::new(AtomicIsize::new(0)),
+            pump_window: Arc::new(AtomicPtr::new(std::ptr::null_mut())),
         })
     }
 
@@ -141,7 +143,7 @@ impl Waker {
         // SAFETY: signalling our own event.
         unsafe { SetEvent(self.event.0) };
         let hwnd = self.pump_window.load(Ordering::Acquire);
-        if hwnd != 0 {
+        if !hwnd.is_null() {
             // SAFETY: posting to a window is allowed from any thread; a window
             // that is gone makes the call fail harmlessly.
             unsafe { PostMessageW(hwnd, WM_PUMP, 0, 0) };
@@ -225,11 +227,11 @@ impl Backend {
                 TIMER_ALL_ACCESS,
             )
         };
-        if timer == 0 {
+        if timer.is_null() {
             // SAFETY: as above, without the flag.
             timer = unsafe { CreateWaitableTimerExW(std::ptr::null(), std::ptr::null(), 0, TIMER_ALL_ACCESS) };
         }
-        if timer == 0 {
+        if timer.is_null() {
             return Err(io::Error::last_os_error());
         }
         let window = match Window::new() {
@@ -558,7 +560,7 @@ impl Backend {
                     // SAFETY: the slot stays allocated; only its token changes.
                     let (len, from) = unsafe {
                         (*slot).token = u64::MAX;
-                        ((*slot).len, SockAddr::new((*slot).from, (*slot).from_len))
+                        ((*slot).len, sock_addr(&(*slot).from, (*slot).from_len))
                     };
                     let extra = if matches!(req_kind, ReqKind::RecvFrom) {
                         Extra::From(from.into())
@@ -616,7 +618,11 @@ impl Backend {
     /// Starts or stops pumping from a program's own message loop: the waker
     /// also posts `WM_PUMP`, and a timer pumps every `interval_ms`.
     pub(crate) fn set_attached(&mut self, interval_ms: Option<u32>) {
-        let hwnd = if interval_ms.is_some() { self.window.hwnd() } else { 0 };
+        let hwnd = if interval_ms.is_some() {
+            self.window.hwnd()
+        } else {
+            std::ptr::null_mut()
+        };
         self.waker.pump_window.store(hwnd, Ordering::Release);
         self.pump_messages = interval_ms.is_none();
         self.window.set_pump_timer(interval_ms);
@@ -629,7 +635,7 @@ impl Backend {
             let mut msg: MSG = unsafe { std::mem::zeroed() };
             // SAFETY: removes the next message of any window of this thread
             // (or a thread message).
-            if unsafe { PeekMessageW(&mut msg, 0, 0, 0, PM_REMOVE) } == 0 {
+            if unsafe { PeekMessageW(&mut msg, std::ptr::null_mut(), 0, 0, PM_REMOVE) } == 0 {
                 break;
             }
             any = true;
@@ -669,7 +675,7 @@ impl Backend {
             }
             let extra = if s.want_from && result.is_ok() && !s.peek {
                 // SAFETY: the OS wrote a sockaddr of `from_len` bytes.
-                Extra::From(unsafe { SockAddr::new(s.from, s.from_len) }.into())
+                Extra::From(unsafe { sock_addr(&s.from, s.from_len) }.into())
             } else {
                 Extra::None
             };
@@ -869,7 +875,7 @@ impl crate::sys::Backend for Backend {
                         (&mut from as *mut SOCKADDR_STORAGE).cast(),
                         &mut from_len,
                     ))
-                    .map(|n| (n, Extra::From(SockAddr::new(from, from_len).into())))
+                    .map(|n| (n, Extra::From(sock_addr(&from, from_len).into())))
                 }
                 Request::SendTo { ptr, len, to } => match to.as_ref() {
                     Some(addr) => check(sendto(sock, ptr, clamp(len), 0, addr.as_ptr().cast(), addr.len())),
@@ -1060,6 +1066,6 @@ fn accept_now(listener: SOCKET, hwnd: HWND) -> io::Result<(socket2::Socket, Sock
         }
         WSAAsyncSelect(s, hwnd, 0, 0);
         let socket = socket2::Socket::from_raw_socket(s as _);
-        Ok((socket, SockAddr::new(storage, len)))
+        Ok((socket, sock_addr(&storage, len)))
     }
 }

@@ -124,7 +124,7 @@ impl Lookups {
             token,
             error: 0,
             result: std::ptr::null_mut(),
-            handle: 0,
+            handle: std::ptr::null_mut(),
             name: name.encode_utf16().chain(std::iter::once(0)).collect(),
             shared: Arc::into_raw(self.shared.clone()),
         });

@@ -55,6 +55,24 @@ impl AsSource for std::fs::File {
     }
 }
 
+/// A `SockAddr` from an address the OS wrote into `storage`.
+///
+/// # Safety
+/// The first `len` bytes of `storage` (at most its size) hold a valid socket
+/// address.
+pub(crate) unsafe fn sock_addr(
+    storage: &windows_sys::Win32::Networking::WinSock::SOCKADDR_STORAGE,
+    len: i32,
+) -> socket2::SockAddr {
+    use windows_sys::Win32::Networking::WinSock::SOCKADDR_STORAGE;
+    let mut out = socket2::SockAddrStorage::zeroed();
+    // SAFETY: `SOCKADDR_STORAGE` is the Windows storage type that
+    // `SockAddrStorage` wraps (same size and layout); the bytes are copied.
+    unsafe { *out.view_as::<SOCKADDR_STORAGE>() = *storage };
+    // SAFETY: the caller promises `len` valid bytes of address, now in `out`.
+    unsafe { socket2::SockAddr::new(out, len) }
+}
+
 /// Worker threads need no signal mask on Windows (console control events are
 /// delivered to a thread of their own).
 #[allow(dead_code)]

@@ -47,7 +47,7 @@ pub(crate) fn pipe() -> io::Result<(OwnedHandle, OwnedHandle)> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: CreateNamedPipeW returned a handle nothing else owns.
-    let read = unsafe { OwnedHandle::from_raw_handle(read as _) };
+    let read = unsafe { OwnedHandle::from_raw_handle(read) };
     // SAFETY: opens the client end of the pipe we just created.
     let write = unsafe {
         CreateFileW(
@@ -57,13 +57,13 @@ pub(crate) fn pipe() -> io::Result<(OwnedHandle, OwnedHandle)> {
             std::ptr::null(),
             OPEN_EXISTING,
             FILE_FLAG_OVERLAPPED,
-            0,
+            std::ptr::null_mut(),
         )
     };
     if write == INVALID_HANDLE_VALUE {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: CreateFileW returned a handle nothing else owns.
-    let write = unsafe { OwnedHandle::from_raw_handle(write as _) };
+    let write = unsafe { OwnedHandle::from_raw_handle(write) };
     Ok((read, write))
 }

@@ -33,7 +33,7 @@ use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::sync::Mutex;
 
 use windows_sys::Win32::Foundation::{
-    BOOLEAN, ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, HANDLE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
+    ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, HANDLE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::System::Threading::{
     GetExitCodeProcess, OpenProcess, RegisterWaitForSingleObject, TerminateProcess, UnregisterWaitEx,
@@ -79,11 +79,28 @@ pub(crate) fn spawn(cmd: &mut std::process::Command) -> io::Result<Spawned> {
     })
 }
 
+/// A process handle as the wait callback's thread-pool thread uses it.
+#[derive(Clone, Copy)]
+struct ProcessHandle(HANDLE);
+
+// SAFETY: a process handle names a kernel object and may be used from any
+// thread; the callback only reads the exit code through it, and the handle is
+// closed only after the wait, and so every callback, has been withdrawn.
+unsafe impl Send for ProcessHandle {}
+// SAFETY: as above; nothing changes the handle after the context is built.
+unsafe impl Sync for ProcessHandle {}
+
 /// What the wait callback reads: the process handle and the notify closure.
 struct WaitContext {
-    process: HANDLE,
+    process: ProcessHandle,
     notify: Mutex<Option<ExitNotify>>,
 }
+
+// The wait callback reads the context from a thread-pool thread.
+const _: fn() = || {
+    fn used_from_any_thread<T: Send + Sync>() {}
+    used_from_any_thread::<WaitContext>();
+};
 
 /// A registered wait on a process handle, withdrawn on drop.
 struct RegisteredWait {
@@ -108,13 +125,13 @@ impl Drop for RegisteredWait {
 
 /// The thread-pool callback of a process's registered wait: the process has
 /// exited (the wait has no timeout). Only reads the exit code and notifies.
-unsafe extern "system" fn on_exit(context: *mut c_void, _timed_out: BOOLEAN) {
+unsafe extern "system" fn on_exit(context: *mut c_void, _timed_out: bool) {
     // SAFETY: the context of this wait stays allocated until UnregisterWaitEx
     // has waited for this callback (see RegisteredWait::drop).
     let context = unsafe { &*context.cast::<WaitContext>() };
     let notify = context.notify.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(notify) = notify {
-        notify(exit_status(context.process));
+        notify(exit_status(context.process.0));
     }
 }
 
@@ -144,19 +161,19 @@ impl OsProcess {
     /// `kill` is then `NotAllowed`). A pid that names no process is an error.
     pub fn adopt(pid: u32) -> io::Result<OsProcess> {
         let watch = PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION;
-        // SAFETY: OpenProcess returns a new handle or 0.
+        // SAFETY: OpenProcess returns a new handle or null.
         let mut h = unsafe { OpenProcess(watch | PROCESS_TERMINATE, 0, pid) };
-        if h == 0 && io::Error::last_os_error().raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) {
+        if h.is_null() && io::Error::last_os_error().raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) {
             // SAFETY: as above.
             h = unsafe { OpenProcess(watch, 0, pid) };
         }
-        if h == 0 {
+        if h.is_null() {
             return Err(io::Error::last_os_error());
         }
         Ok(OsProcess {
             pid,
             // SAFETY: OpenProcess returned a handle nothing else owns.
-            handle: unsafe { OwnedHandle::from_raw_handle(h as _) },
+            handle: unsafe { OwnedHandle::from_raw_handle(h) },
             wait: None,
         })
     }
@@ -166,7 +183,7 @@ impl OsProcess {
     }
 
     fn raw(&self) -> HANDLE {
-        self.handle.as_raw_handle() as HANDLE
+        self.handle.as_raw_handle()
     }
 
     /// No source for the wait set: exits come through
@@ -180,10 +197,10 @@ impl OsProcess {
     /// Dropping the process withdraws the wait.
     pub fn notify_on_exit(&mut self, notify: ExitNotify) -> io::Result<()> {
         let context = Box::into_raw(Box::new(WaitContext {
-            process: self.raw(),
+            process: ProcessHandle(self.raw()),
             notify: Mutex::new(Some(notify)),
         }));
-        let mut wait: HANDLE = 0;
+        let mut wait: HANDLE = std::ptr::null_mut();
         // SAFETY: registers a wait on a process handle we hold (closed only
         // after the wait is withdrawn), with a context that lives until then.
         let ok = unsafe {

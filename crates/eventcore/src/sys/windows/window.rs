@@ -86,12 +86,12 @@ impl Window {
                 0,
                 0,
                 HWND_MESSAGE,
-                0,
+                std::ptr::null_mut(),
                 GetModuleHandleW(std::ptr::null()),
                 std::ptr::null(),
             )
         };
-        if hwnd == 0 {
+        if hwnd.is_null() {
             return Err(io::Error::last_os_error());
         }
         let shared = Rc::new(WindowShared::default());
