@@ -419,7 +419,6 @@ impl Parser {
             }
             State::ChunkEnd => {
                 if rest.len() < 2 {
-                    self.scanned = rest.len();
                     return if rest == b"\r" {
                         Step::Carry(pos)
                     } else {
@@ -427,7 +426,6 @@ impl Parser {
                         Step::Next(data.len())
                     };
                 }
-                self.scanned = 0;
                 if &rest[..2] == b"\r\n" {
                     self.state = State::ChunkSize;
                 } else {
