@@ -69,6 +69,7 @@ const WINDOWS_TEST_TARGETS: &[&str] = &[
     "rt_watch",
     "rt_windows",
     "remote_stress",
+    "http_example",
 ];
 
 impl Layout {
