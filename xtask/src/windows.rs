@@ -68,6 +68,7 @@ const WINDOWS_TEST_TARGETS: &[&str] = &[
     "rt_pipes",
     "rt_watch",
     "rt_windows",
+    "rt_streams",
     "remote_stress",
     "http_example",
 ];

@@ -848,6 +848,12 @@ impl<T> JoinHandle<T> {
         self.state.borrow().finished
     }
 
+    /// Whether this handle has returned the task's output already.
+    pub(crate) fn output_taken(&self) -> bool {
+        let s = self.state.borrow();
+        s.finished && s.output.is_none()
+    }
+
     /// Stops the task: its future is dropped (which cancels the operations
     /// it was waiting for) at once — or, if the task is the one calling this,
     /// when its current poll returns.

@@ -50,7 +50,12 @@
 //! - **Ecosystem**: [`ByteStream`] (TCP and Unix streams, pipes, child stdio)
 //!   implements the `futures-io` traits [`AsyncRead`](futures_io::AsyncRead),
 //!   [`AsyncBufRead`](futures_io::AsyncBufRead) and
-//!   [`AsyncWrite`](futures_io::AsyncWrite) over an internal buffer.
+//!   [`AsyncWrite`](futures_io::AsyncWrite) over an internal buffer;
+//!   [`Listener`], [`Interval`], [`Signal`] and [`DirectoryWatcher`] are
+//!   `futures` [`Stream`](futures_core::Stream)s (and `FusedStream`s),
+//!   [`Sleep`] and [`JoinHandle`] `FusedFuture`s; the OS object of a stream,
+//!   listener, datagram socket, pipe or file is reachable through `AsFd` /
+//!   `AsSocket` / `AsHandle` and their raw forms.
 //!
 //! Nothing here is OS-specific: the layer only uses the driver's API, so it
 //! runs on every backend (epoll, io_uring, WinAPI) with every subsystem:
@@ -76,6 +81,7 @@ mod os;
 mod pipe;
 mod process;
 mod signal;
+mod stream;
 mod time;
 mod watch;
 

@@ -10,7 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use super::executor::{current, Core, Owned};
 use super::io::ByteStream;
@@ -227,15 +227,20 @@ impl Listener {
     /// **Cancel safety:** cancel-safe: a connection is only taken from the
     /// queue by the poll that returns it.
     pub async fn accept(&self) -> Result<(ByteStream<StreamSocket>, SocketAddress)> {
-        let accepted = std::future::poll_fn(|cx| match self.queue.poll_next(cx) {
+        std::future::poll_fn(|cx| match self.poll_accepted(cx) {
             Poll::Pending => match &*self.failed.borrow() {
                 Some(e) => Poll::Ready(Err(e.clone())),
                 None => Poll::Pending,
             },
             ready => ready,
         })
-        .await;
-        match accepted {
+        .await
+    }
+
+    /// The next queued connection or accept failure (a failure that ends
+    /// accepting is remembered in `failed`).
+    pub(crate) fn poll_accepted(&self, cx: &mut Context<'_>) -> Poll<Result<(ByteStream<StreamSocket>, SocketAddress)>> {
+        self.queue.poll_next(cx).map(|accepted| match accepted {
             Ok((sock, peer)) => Ok((ByteStream::from_raw(self.h.core.clone(), sock), peer)),
             Err(e) => {
                 if !accept_goes_on(&e) {
@@ -243,7 +248,12 @@ impl Listener {
                 }
                 Err(e)
             }
-        }
+        })
+    }
+
+    /// Whether accepting has ended and nothing is left to take.
+    pub(crate) fn accept_ended(&self) -> bool {
+        self.failed.borrow().is_some() && self.queue.is_empty()
     }
 
     /// The local address (the port chosen for port 0).

@@ -298,6 +298,11 @@ impl<T> Queue<T> {
         Poll::Pending
     }
 
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.state.borrow().items.is_empty()
+    }
+
     /// The next item, if one is queued.
     pub fn try_next(&self) -> Option<T> {
         self.state.borrow_mut().items.pop_front()

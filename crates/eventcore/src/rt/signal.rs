@@ -42,6 +42,11 @@ impl Signal {
         std::future::poll_fn(|cx| self.queue.poll_next(cx)).await
     }
 
+    /// The next arrival, or registers the task to be woken by one.
+    pub(crate) fn poll_recv(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<i32> {
+        self.queue.poll_next(cx)
+    }
+
     /// An arrival that is already queued, without waiting.
     pub fn try_recv(&mut self) -> Option<i32> {
         self.queue.try_next()

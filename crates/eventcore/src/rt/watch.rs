@@ -46,6 +46,11 @@ impl DirectoryWatcher {
         std::future::poll_fn(|cx| self.queue.poll_next(cx)).await
     }
 
+    /// The next change, or registers the task to be woken by one.
+    pub(crate) fn poll_change(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<FileChange>> {
+        self.queue.poll_next(cx)
+    }
+
     /// A change that is already queued, without waiting.
     pub fn try_next(&mut self) -> Option<Result<FileChange>> {
         self.queue.try_next()
