@@ -225,6 +225,7 @@ impl Core {
     /// Runs `f` with the driver. Panics if the driver is already borrowed,
     /// which only happens when this is called from inside a driver callback
     /// (that callback already has the `&mut Driver` to use).
+    #[track_caller]
     pub(crate) fn with_driver<R>(&self, f: impl FnOnce(&mut Driver) -> R) -> R {
         let mut drv = self.driver.try_borrow_mut().expect(
             "eventcore::rt: the driver is in use: an async operation was started from inside a \
@@ -504,6 +505,7 @@ impl Drop for Enter {
 }
 
 /// The executor running on this thread; panics outside one.
+#[track_caller]
 pub(crate) fn current() -> Rc<Core> {
     try_current().expect(
         "eventcore::rt: no executor is running on this thread (call this inside \
@@ -584,9 +586,21 @@ impl Executor {
     /// Tasks that have not finished when `future` completes stay in the
     /// executor and go on at the next `block_on` (or [`Executor::turn`]).
     /// An exit request ([`Driver::exit`], [`Remote::exit`]) does not end
-    /// `block_on`. A panic of `future` or of a task goes on through
-    /// `block_on` (the panicking task is dropped).
+    /// `block_on`. A panic of `future` goes on through `block_on`; a panic
+    /// of a spawned task is caught, the task is dropped, and its
+    /// [`JoinHandle`] reports it ([`JoinError::is_panic`]) while the other
+    /// tasks go on.
+    ///
+    /// # Panics
+    ///
+    /// Inside another `block_on` on this thread (a task that blocks its own
+    /// thread would stop every other task of it): await the future instead.
+    #[track_caller]
     pub fn block_on<F: Future>(&mut self, future: F) -> F::Output {
+        assert!(
+            try_current().is_none(),
+            "eventcore::rt: block_on called inside block_on on the same thread; await the future instead"
+        );
         let core = self.core.clone();
         let _enter = Enter::new(&core);
         let mut future = std::pin::pin!(future);
@@ -710,6 +724,10 @@ impl std::fmt::Debug for Executor {
 
 struct JoinState<T> {
     output: Option<T>,
+    /// The task panicked with this payload.
+    panic: Option<Box<dyn std::any::Any + Send>>,
+    /// A panic or a cancellation was returned by the handle.
+    output_gone: bool,
     waker: Option<Waker>,
     finished: bool,
     /// The task was dropped before it finished (its executor was dropped).
@@ -744,16 +762,31 @@ where
 {
     let state = Rc::new(RefCell::new(JoinState {
         output: None,
+        panic: None,
+        output_gone: false,
         waker: None,
         finished: false,
         dropped: false,
     }));
     let guard = JoinGuard { state: state.clone() };
     let key = core.spawn_boxed(Box::pin(async move {
-        let output = future.await;
+        let mut future = std::pin::pin!(future);
+        // A panic stops at the task: it is reported through the handle and
+        // the executor goes on with the other tasks.
+        let outcome = std::future::poll_fn(|cx| {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+                Ok(Poll::Pending) => Poll::Pending,
+                Err(payload) => Poll::Ready(Err(payload)),
+            }
+        })
+        .await;
         let waker = {
             let mut s = guard.state.borrow_mut();
-            s.output = Some(output);
+            match outcome {
+                Ok(output) => s.output = Some(output),
+                Err(payload) => s.panic = Some(payload),
+            }
             s.finished = true;
             s.waker.take()
         };
@@ -770,6 +803,7 @@ where
 
 /// Starts `future` as a task of the executor running on this thread (see
 /// [`Executor::spawn`]). Panics outside an executor.
+#[track_caller]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
@@ -780,6 +814,7 @@ where
 
 /// A [`Spawner`] for the executor running on this thread. Panics outside an
 /// executor.
+#[track_caller]
 pub fn spawner() -> Spawner {
     Spawner {
         shared: current().shared.clone(),
@@ -789,6 +824,7 @@ pub fn spawner() -> Spawner {
 /// Runs `f` with the driver of the executor running on this thread, for the
 /// callback API. Panics outside an executor, and when called from inside a
 /// driver callback (which has its own `&mut Driver`).
+#[track_caller]
 pub fn with_driver<R>(f: impl FnOnce(&mut Driver) -> R) -> R {
     current().with_driver(f)
 }
@@ -829,13 +865,12 @@ pub async fn yield_now() {
     .await;
 }
 
-/// The output of a spawned task: a future that completes with it.
+/// The output of a spawned task: a future that completes with it, or with
+/// a [`JoinError`] if the task panicked or was dropped unfinished (its
+/// executor was dropped).
 ///
 /// Dropping the handle detaches the task (it goes on running); use
 /// [`JoinHandle::abort`] to stop it.
-///
-/// Awaiting a handle whose task was dropped before it finished — its executor
-/// was dropped, or it panicked — panics.
 pub struct JoinHandle<T> {
     state: Rc<RefCell<JoinState<T>>>,
     core: Rc<Core>,
@@ -848,10 +883,10 @@ impl<T> JoinHandle<T> {
         self.state.borrow().finished
     }
 
-    /// Whether this handle has returned the task's output already.
+    /// Whether this handle has returned the task's output (or error) already.
     pub(crate) fn output_taken(&self) -> bool {
         let s = self.state.borrow();
-        s.finished && s.output.is_none()
+        s.output_gone || (s.finished && s.output.is_none() && s.panic.is_none())
     }
 
     /// Stops the task: its future is dropped (which cancels the operations
@@ -865,22 +900,26 @@ impl<T> JoinHandle<T> {
 }
 
 impl<T> Future for JoinHandle<T> {
-    type Output = T;
+    type Output = std::result::Result<T, JoinError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+    #[track_caller]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut s = self.state.borrow_mut();
         if let Some(out) = s.output.take() {
-            return Poll::Ready(out);
+            return Poll::Ready(Ok(out));
+        }
+        if let Some(payload) = s.panic.take() {
+            s.output_gone = true;
+            return Poll::Ready(Err(JoinError::Panic(payload)));
         }
         assert!(
-            !s.finished,
+            !s.finished && !s.output_gone,
             "eventcore::rt: JoinHandle polled after its output was taken"
         );
-        assert!(
-            !s.dropped,
-            "eventcore::rt: the task was dropped before it finished (its executor was dropped, \
-             or it panicked)"
-        );
+        if s.dropped {
+            s.output_gone = true;
+            return Poll::Ready(Err(JoinError::Cancelled));
+        }
         match &mut s.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
             w => *w = Some(cx.waker().clone()),
@@ -896,6 +935,81 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
             .finish_non_exhaustive()
     }
 }
+
+/// Why a [`JoinHandle`] has no output: the task panicked, or it was
+/// dropped before it finished (its executor was dropped). The panic's
+/// payload can be taken back to resume it or look at its message.
+pub enum JoinError {
+    /// The task panicked with this payload.
+    Panic(Box<dyn std::any::Any + Send>),
+    /// The task was dropped unfinished.
+    Cancelled,
+}
+
+impl JoinError {
+    /// Whether the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, JoinError::Panic(_))
+    }
+
+    /// Whether the task was dropped before it finished.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, JoinError::Cancelled)
+    }
+
+    /// The panic's payload (for `std::panic::resume_unwind`).
+    ///
+    /// # Panics
+    ///
+    /// If the task did not panic.
+    #[track_caller]
+    pub fn into_panic(self) -> Box<dyn std::any::Any + Send> {
+        match self {
+            JoinError::Panic(payload) => payload,
+            JoinError::Cancelled => panic!("eventcore::rt: JoinError::into_panic on a cancelled task"),
+        }
+    }
+
+    /// The panic's payload, or the error itself if the task did not panic.
+    pub fn try_into_panic(self) -> std::result::Result<Box<dyn std::any::Any + Send>, JoinError> {
+        match self {
+            JoinError::Panic(payload) => Ok(payload),
+            other => Err(other),
+        }
+    }
+
+    /// The panic's message, where the payload is a string.
+    fn message(&self) -> Option<&str> {
+        match self {
+            JoinError::Panic(p) => p
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| p.downcast_ref::<String>().map(String::as_str)),
+            JoinError::Cancelled => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinError::Panic(_) => f.debug_tuple("Panic").field(&self.message()).finish(),
+            JoinError::Cancelled => f.write_str("Cancelled"),
+        }
+    }
+}
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self, self.message()) {
+            (JoinError::Panic(_), Some(m)) => write!(f, "the task panicked: {m}"),
+            (JoinError::Panic(_), None) => f.write_str("the task panicked"),
+            (JoinError::Cancelled, _) => f.write_str("the task was dropped before it finished"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
 
 // ----------------------------------------------------------- remote spawns
 

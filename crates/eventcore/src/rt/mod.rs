@@ -88,7 +88,7 @@ mod watch;
 pub use dns::lookup;
 pub use event::{Event, EventTrigger, Notified, Notify, NotifyHandle, WaitEvent};
 pub use executor::{
-    quit_message, spawn, spawner, with_driver, yield_now, Executor, JoinHandle, RemoteJoinHandle, Spawner,
+    quit_message, spawn, spawner, with_driver, yield_now, Executor, JoinError, JoinHandle, RemoteJoinHandle, Spawner,
 };
 pub use fs::File;
 pub use io::{ByteStream, ReadHalf, StreamHandle, WriteHalf};
