@@ -63,18 +63,19 @@ fn main() -> eventcore::Result<()> {
             }
             let mut total = 0;
             for s in sessions {
-                total += s.await?;
+                total += s.await.expect("a session task")?;
             }
             Ok::<usize, eventcore::Error>(total)
         });
         let clients: Vec<_> = (0..CLIENTS).map(|id| rt::spawn(client(id, addr))).collect();
         for (id, c) in clients.into_iter().enumerate() {
-            let took = c.await?;
+            let took = c.await.expect("a client task")?;
             println!("  client {id}: {ROUNDS} round trips in {took:?}");
         }
         let echoed = rt::timeout(Duration::from_secs(5), server)
             .await
-            .expect("the server finishes")?;
+            .expect("the server finishes")
+            .expect("the server task")?;
         println!("server echoed {echoed} bytes");
         Ok::<(), eventcore::Error>(())
     })?;

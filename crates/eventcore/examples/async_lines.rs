@@ -74,7 +74,7 @@ fn main() -> eventcore::Result<()> {
         }
         writer.flush().await.map_err(eventcore::Error::from)?;
         let answers: Vec<String> = reader.lines().map(|l| l.expect("answer line")).collect().await;
-        let handled = server.await?;
+        let handled = server.await.expect("the server task")?;
         println!("server handled {handled} requests");
         Ok::<_, eventcore::Error>(answers)
     })?;

@@ -110,7 +110,7 @@ fn futures(round_trips: u32) -> eventcore::Result<Duration> {
         }
         let took = start.elapsed();
         drop(conn);
-        server.await;
+        server.await.expect("the server task");
         Ok(took)
     })
 }

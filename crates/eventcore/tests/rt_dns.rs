@@ -46,7 +46,7 @@ fn many_concurrent_lookups(kind: BackendKind) {
     ex.block_on(async {
         let tasks: Vec<_> = (0..50).map(|_| rt::spawn(rt::lookup("localhost"))).collect();
         for t in tasks {
-            assert!(!t.await.expect("resolves").is_empty());
+            assert!(!t.await.expect("task").expect("resolves").is_empty());
         }
     });
     assert_no_leaks(&ex);

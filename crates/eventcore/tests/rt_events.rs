@@ -37,7 +37,7 @@ fn event_fifo_and_notify_all(kind: BackendKind) {
             assert_eq!(*log.borrow(), vec![0]);
             ev.notify_all();
             for t in tasks {
-                t.await;
+                t.await.expect("task");
             }
             assert_eq!(*log.borrow(), vec![0, 1, 2]);
         }
@@ -81,7 +81,8 @@ fn event_trigger_from_other_thread(kind: BackendKind) {
         for w in waits {
             rt::timeout(Duration::from_secs(5), w)
                 .await
-                .expect("woken by the other thread");
+                .expect("woken by the other thread")
+                .expect("task");
         }
         t.join().unwrap();
     });
@@ -184,7 +185,8 @@ fn notified_dropped_after_wake_passes_it_on(kind: BackendKind) {
         drop(first);
         rt::timeout(Duration::from_secs(5), second)
             .await
-            .expect("the permit went to the second waiter");
+            .expect("the permit went to the second waiter")
+            .expect("task");
         assert_eq!(n.permits(), 0);
     });
     assert_no_leaks(&ex);

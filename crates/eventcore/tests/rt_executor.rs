@@ -47,7 +47,7 @@ fn spawned_tasks_join(kind: BackendKind) {
             }
             let mut total = 0;
             for h in handles {
-                total += h.await;
+                total += h.await.expect("task");
             }
             total
         }
@@ -116,8 +116,8 @@ fn yield_now_interleaves(kind: BackendKind) {
                     rt::yield_now().await;
                 }
             });
-            a.await;
-            b.await;
+            a.await.expect("task");
+            b.await.expect("task");
         }
     });
     assert_eq!(*log.borrow(), vec!["a", "b", "a", "b", "a", "b"]);
@@ -255,7 +255,8 @@ impl Drop for DropFlag {
 }
 
 /// Dropping the executor drops its unfinished tasks (and what they hold);
-/// awaiting such a task's handle elsewhere panics rather than hanging.
+/// awaiting such a task's handle elsewhere gives `JoinError::Cancelled`
+/// rather than hanging.
 fn dropping_executor_drops_tasks(kind: BackendKind) {
     let ex = executor(kind);
     let dropped = Rc::new(Cell::new(false));
@@ -267,8 +268,8 @@ fn dropping_executor_drops_tasks(kind: BackendKind) {
     drop(ex);
     assert!(dropped.get(), "the task's future was dropped with the executor");
     let mut ex2 = executor(kind);
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ex2.block_on(handle)));
-    assert!(r.is_err(), "awaiting a dropped task panics");
+    let r = ex2.block_on(handle);
+    assert!(r.expect_err("the task was dropped").is_cancelled());
 }
 
 /// A handle that outlives its executor still releases its driver resource
@@ -339,7 +340,88 @@ fn cross_thread_handles_are_send_and_sync() {
     check::<rt::NotifyHandle>();
 }
 
+/// A panicking task is reported through its `JoinHandle` (with its
+/// payload); `block_on`, the other tasks and the executor go on.
+fn task_panic_is_reported_through_its_handle(kind: BackendKind) {
+    let mut ex = executor(kind);
+    let out = ex.block_on(async {
+        let bad = rt::spawn(async {
+            rt::sleep(Duration::from_millis(2)).await;
+            panic!("task panics");
+        });
+        let good = rt::spawn(async {
+            rt::sleep(Duration::from_millis(10)).await;
+            5
+        });
+        let err = bad.await.expect_err("the task panicked");
+        assert!(err.is_panic() && !err.is_cancelled());
+        assert_eq!(err.to_string(), "the task panicked: task panics");
+        let payload = err.into_panic();
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"task panics"));
+        good.await.expect("the other task finished")
+    });
+    assert_eq!(out, 5);
+    assert_eq!(
+        ex.block_on(async { rt::spawn(async { 6 }).await.unwrap() }),
+        6,
+        "the executor goes on"
+    );
+    assert_no_leaks(&ex);
+}
+
+/// A task spawned through a `Spawner` that panics does not take its
+/// executor down: the worker runs the next task, and the panic is resumed
+/// where the handle is awaited (here inside a task, whose handle reports
+/// it).
+fn remote_task_panic_reaches_the_awaiting_side(kind: BackendKind) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let mut ex = Executor::new(util::driver(kind));
+        ex.block_on(async move {
+            let stop = rt::Notify::new();
+            tx.send((rt::spawner(), stop.handle())).unwrap();
+            stop.notified().await;
+        });
+    });
+    let (spawner, stop) = rx.recv().unwrap();
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let bad = spawner.spawn(async { panic!("remote task panics") }).expect("spawn");
+        let err = rt::spawn(bad).await.expect_err("the panic reached this side");
+        assert!(err.is_panic());
+        assert_eq!(err.to_string(), "the task panicked: remote task panics");
+        let good = spawner.spawn(async { 3 }).expect("spawn");
+        assert_eq!(good.await.expect("the worker goes on"), 3);
+    });
+    stop.notify_one().unwrap();
+    worker.join().expect("the worker thread did not panic");
+}
+
+/// `block_on` inside `block_on` on the same thread is refused with a clear
+/// message, at the caller's line; the outer executor is usable afterwards.
+fn nested_block_on_is_refused(kind: BackendKind) {
+    let mut ex = executor(kind);
+    let nested = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ex.block_on(async {
+            let mut inner = executor(kind);
+            inner.block_on(async {});
+        })
+    }));
+    let payload = nested.expect_err("a nested block_on panics");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(message.contains("block_on called inside block_on"), "{message}");
+    assert_eq!(ex.block_on(async { 1 }), 1);
+    assert_no_leaks(&ex);
+}
+
 contract_tests! {
+    task_panic_is_reported_through_its_handle,
+    remote_task_panic_reaches_the_awaiting_side,
+    nested_block_on_is_refused,
     spawner_from_many_threads,
     block_on_returns_output,
     spawned_tasks_join,

@@ -87,9 +87,9 @@ fn tcp_echo(kind: BackendKind) {
             })
             .collect();
         for c in clients {
-            rt::timeout(LIMIT, c).await.expect("client done");
+            rt::timeout(LIMIT, c).await.expect("client done").expect("client task");
         }
-        server.await;
+        server.await.expect("server task");
         // Let the echo tasks see their clients' end of stream.
         rt::sleep(Duration::from_millis(20)).await;
     });
@@ -127,7 +127,7 @@ fn tcp_lines_through_futures_io(kind: BackendKind) {
         let mut answer = String::new();
         client.read_to_string(&mut answer).await.expect("read");
         assert_eq!(answer, "ALPHA\nBETA\nGAMMA\n");
-        assert_eq!(server.await, 3);
+        assert_eq!(server.await.expect("task"), 3);
     });
     assert_settled(&mut ex);
 }

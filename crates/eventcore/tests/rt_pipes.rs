@@ -52,7 +52,7 @@ fn pipe_futures_io(kind: BackendKind) {
             .unwrap();
         let expected: String = (0..100u32).map(|i| format!("{i};")).collect();
         assert_eq!(got, expected);
-        writer.await;
+        writer.await.expect("the writer task");
     });
     assert_no_leaks(&ex);
 }

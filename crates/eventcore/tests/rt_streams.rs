@@ -114,7 +114,7 @@ fn sleep_and_join_handle_are_fused(kind: BackendKind) {
         assert!(sleep.is_terminated());
         let mut task = rt::spawn(async { 7 });
         assert!(!task.is_terminated());
-        assert_eq!((&mut task).await, 7);
+        assert_eq!((&mut task).await.expect("task"), 7);
         assert!(task.is_terminated());
     });
     assert_settled(&mut ex);

@@ -41,7 +41,7 @@ fn sleep_on_time(kind: BackendKind) {
             rt::sleep(Duration::from_millis(10)).await;
             Instant::now()
         });
-        let (l, s) = (long.await, short.await);
+        let (l, s) = (long.await.expect("task"), short.await.expect("task"));
         assert!(s < l);
         assert!(s.duration_since(start) >= Duration::from_millis(10));
         assert!(l.duration_since(start) >= Duration::from_millis(40));

@@ -540,7 +540,7 @@ fn try_current() -> Option<Rc<Core>> {
 ///         rt::sleep(Duration::from_millis(5)).await;
 ///         21
 ///     });
-///     task.await * 2
+///     task.await.expect("the task") * 2
 /// });
 /// assert_eq!(answer, 42);
 /// assert!(ex.leak_report().is_empty());
@@ -1082,6 +1082,7 @@ impl Spawner {
     {
         let state = Arc::new(Mutex::new(RemoteJoinState {
             output: None,
+            panic: None,
             waker: None,
             finished: false,
             dropped: false,
@@ -1118,6 +1119,8 @@ impl std::fmt::Debug for Spawner {
 
 struct RemoteJoinState<T> {
     output: Option<T>,
+    /// The task panicked with this payload (resumed where it is awaited).
+    panic: Option<Box<dyn std::any::Any + Send>>,
     waker: Option<Waker>,
     finished: bool,
     dropped: bool,
@@ -1134,10 +1137,13 @@ struct RemoteGuard<T> {
 }
 
 impl<T> RemoteGuard<T> {
-    fn finish(&self, output: T) {
+    fn finish(&self, outcome: std::thread::Result<T>) {
         let waker = {
             let mut s = lock_state(&self.state);
-            s.output = Some(output);
+            match outcome {
+                Ok(output) => s.output = Some(output),
+                Err(payload) => s.panic = Some(payload),
+            }
             s.finished = true;
             s.waker.take()
         };
@@ -1173,15 +1179,24 @@ impl<F: Future> Future for RemoteTask<F> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let output = std::task::ready!(self.future.as_mut().poll(cx));
-        self.guard.finish(output);
+        // A panic stops at the task (the executor's other tasks go on) and
+        // is resumed where the handle is awaited.
+        let future = &mut self.future;
+        let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(output)) => Ok(output),
+            Err(payload) => Err(payload),
+        };
+        self.guard.finish(outcome);
         Poll::Ready(())
     }
 }
 
 /// The output of a task spawned through a [`Spawner`]; a `Send` future that
 /// completes with it, or with [`Status::DriverGone`] if the target executor
-/// was dropped before the task finished.
+/// was dropped before the task finished. If the task panicked, its executor
+/// goes on and the panic is resumed where this handle is awaited (inside a
+/// spawned task, that task's [`JoinHandle`] then reports it).
 ///
 /// Dropping the handle detaches the task.
 pub struct RemoteJoinHandle<T> {
@@ -1202,6 +1217,10 @@ impl<T> Future for RemoteJoinHandle<T> {
         let mut s = lock_state(&self.state);
         if let Some(out) = s.output.take() {
             return Poll::Ready(Ok(out));
+        }
+        if let Some(payload) = s.panic.take() {
+            drop(s);
+            std::panic::resume_unwind(payload);
         }
         if s.dropped {
             return Poll::Ready(Err(Error::new(Status::DriverGone)));

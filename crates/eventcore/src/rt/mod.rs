@@ -22,7 +22,7 @@
 //!         .await
 //!         .expect("echo in time");
 //!     assert_eq!((n?, &buf[..]), (5, &b"hello"[..]));
-//!     server.await?;
+//!     server.await.expect("the server task")?;
 //!     Ok::<(), eventcore::Error>(())
 //! })?;
 //! assert!(ex.leak_report().is_empty());
