@@ -481,8 +481,47 @@ fn task_aborted_mid_read(kind: BackendKind) {
     assert_settled(&mut ex);
 }
 
+/// `connect` and `bind` take strings and pairs: a literal address, or a
+/// host name looked up through the driver's DNS (`localhost`); `bind`
+/// refuses a name.
+fn connect_and_bind_take_names_and_pairs(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let mut listener = Listener::bind("127.0.0.1:0").expect("bind a literal string");
+        let port = listener.local_addr().unwrap().as_inet().unwrap().port();
+        let dialed = [
+            TcpStream::connect(format!("localhost:{port}")).await,
+            TcpStream::connect(("localhost", port)).await,
+            TcpStream::connect(("127.0.0.1", port)).await,
+            TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)).await,
+        ];
+        for (i, d) in dialed.into_iter().enumerate() {
+            let stream = d.unwrap_or_else(|e| panic!("connect #{i}: {e}"));
+            let peer = stream.peer_addr().unwrap().as_inet().unwrap();
+            assert_eq!(peer, SocketAddr::from(([127, 0, 0, 1], port)), "connect #{i}");
+            let (accepted, _) = rt::timeout(LIMIT, listener.next())
+                .await
+                .expect("in time")
+                .unwrap()
+                .unwrap();
+            drop((stream, accepted));
+        }
+        let named = Listener::bind("localhost:0").err().map(|e| e.status());
+        assert_eq!(named, Some(Status::InvalidArgument), "bind needs an address");
+        let bad = TcpStream::connect("no port here").await.err().map(|e| e.status());
+        assert_eq!(bad, Some(Status::InvalidArgument));
+        if util::in_test_netns("connect_and_bind_take_names_and_pairs: a name that does not resolve") {
+            assert!(TcpStream::connect("eventcore-test.invalid:80").await.is_err());
+        }
+        let udp = DatagramSocket::bind(("127.0.0.1", 0)).expect("bind a pair");
+        assert!(udp.local_addr().unwrap().as_inet().unwrap().ip().is_loopback());
+    });
+    assert_settled(&mut ex);
+}
+
 #[cfg(unix)]
 contract_tests! {
+    connect_and_bind_take_names_and_pairs,
     tcp_echo,
     tcp_lines_through_futures_io,
     tcp_large_transfer_futures_io,
@@ -502,6 +541,7 @@ contract_tests! {
 
 #[cfg(not(unix))]
 contract_tests! {
+    connect_and_bind_take_names_and_pairs,
     tcp_echo,
     tcp_lines_through_futures_io,
     tcp_large_transfer_futures_io,

@@ -70,6 +70,7 @@
 //! [`Executor::turn`] with a zero timeout from that loop (a timer or idle
 //! handler).
 
+mod addr;
 mod dns;
 mod event;
 mod executor;
@@ -85,6 +86,7 @@ mod stream;
 mod time;
 mod watch;
 
+pub use addr::ToAddress;
 pub use dns::lookup;
 pub use event::{Event, EventTrigger, Notified, Notify, NotifyHandle, WaitEvent};
 pub use executor::{

@@ -12,6 +12,8 @@ use std::future::Future;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use super::addr::sealed::Target;
+use super::addr::ToAddress;
 use super::executor::{current, Core, Owned};
 use super::io::ByteStream;
 use super::op::{Completer, OpFuture, Operation, Queue};
@@ -35,6 +37,31 @@ pub type UdpSocket = DatagramSocket;
 pub type UnixDatagram = DatagramSocket;
 
 // ----------------------------------------------------------------- connect
+
+/// Connects to an address, or to each address a name resolves to in turn
+/// until one connects (the last failure otherwise).
+async fn connect_to(to: Result<Target>, bind: Option<Result<SocketAddress>>) -> Result<ByteStream<StreamSocket>> {
+    let bind = bind.transpose()?;
+    let one = |to: SocketAddress| {
+        OpFuture::new(Connect {
+            to: Some(to),
+            bind: bind.clone(),
+        })
+    };
+    match to? {
+        Target::Address(a) => one(a).await,
+        Target::Host(host, port) => {
+            let mut last = Error::new(Status::NotFound);
+            for ip in super::lookup(&host).await? {
+                match one(std::net::SocketAddr::new(ip, port).into()).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        }
+    }
+}
 
 struct Connect {
     to: Option<SocketAddress>,
@@ -81,22 +108,13 @@ impl ByteStream<StreamSocket> {
     /// **Cancel safety:** cancel-safe: dropping the future withdraws the
     /// connect and closes the socket (a connection that was already made is
     /// closed too).
-    pub fn connect(to: impl Into<SocketAddress>) -> impl Future<Output = Result<ByteStream<StreamSocket>>> {
-        OpFuture::new(Connect {
-            to: Some(to.into()),
-            bind: None,
-        })
+    pub fn connect(to: impl ToAddress) -> impl Future<Output = Result<ByteStream<StreamSocket>>> {
+        connect_to(to.target(), None)
     }
 
     /// Connects to `to` from the local address `bind`.
-    pub fn connect_from(
-        to: impl Into<SocketAddress>,
-        bind: impl Into<SocketAddress>,
-    ) -> impl Future<Output = Result<ByteStream<StreamSocket>>> {
-        OpFuture::new(Connect {
-            to: Some(to.into()),
-            bind: Some(bind.into()),
-        })
+    pub fn connect_from(to: impl ToAddress, bind: impl ToAddress) -> impl Future<Output = Result<ByteStream<StreamSocket>>> {
+        connect_to(to.target(), Some(bind.target().and_then(Target::address)))
     }
 
     /// A connected pair of Unix-domain stream sockets.
@@ -183,12 +201,13 @@ fn accept_goes_on(e: &Error) -> bool {
 impl Listener {
     /// Binds to `addr` (TCP for an IP address, Unix for a path) and listens,
     /// with the default [`ListenOptions`].
-    pub fn bind(addr: impl Into<SocketAddress>) -> Result<Listener> {
+    pub fn bind(addr: impl ToAddress) -> Result<Listener> {
         Listener::bind_with(addr, ListenOptions::default())
     }
 
     /// Binds to `addr` and listens, with `options`.
-    pub fn bind_with(addr: impl Into<SocketAddress>, options: ListenOptions) -> Result<Listener> {
+    pub fn bind_with(addr: impl ToAddress, options: ListenOptions) -> Result<Listener> {
+        let addr = addr.target().and_then(Target::address)?;
         let core = current();
         let queue = Queue::new();
         let q = queue.clone();
@@ -377,13 +396,14 @@ impl Operation for Receive {
 impl DatagramSocket {
     /// A socket bound to `addr` (UDP for an IP address, Unix datagram for a
     /// path; port 0 picks a free port).
-    pub fn bind(addr: impl Into<SocketAddress>) -> Result<DatagramSocket> {
+    pub fn bind(addr: impl ToAddress) -> Result<DatagramSocket> {
         DatagramSocket::bind_with(addr, DatagramOptions::default())
     }
 
     /// A socket bound to `addr`, with `options` (default target, broadcast,
     /// address reuse).
-    pub fn bind_with(addr: impl Into<SocketAddress>, options: DatagramOptions) -> Result<DatagramSocket> {
+    pub fn bind_with(addr: impl ToAddress, options: DatagramOptions) -> Result<DatagramSocket> {
+        let addr = addr.target().and_then(Target::address)?;
         let core = current();
         let handle = core.with_driver(|drv| drv.sockets().create_datagram(addr, options))?;
         Ok(DatagramSocket::from_raw(core, handle))
