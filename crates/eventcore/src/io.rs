@@ -327,6 +327,51 @@ impl Driver {
         }
     }
 
+    /// One non-blocking read into `buf` now, with no callback (the
+    /// `try_read` calls). `WouldBlock` if nothing can be read, `Busy` while
+    /// a read is pending on the handle, end of stream `Disconnected`; the
+    /// connection state is updated as a callback read would.
+    pub(crate) fn try_read_now(&mut self, owner: Owner, buf: &mut [u8]) -> Result<usize> {
+        let io = self.io_slots(owner).ok_or_else(Error::invalid_handle)?;
+        if io.connecting || !io.usable {
+            return Err(Error::new(Status::Disconnected));
+        }
+        if io.read_op.is_some() {
+            return Err(Error::new(Status::Busy));
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let src = io.src;
+        let req = Request::Read {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        };
+        // The token names no operation: the completion comes back here.
+        let c = self.sys.attempt(src, u64::MAX, req);
+        let result = match c.result {
+            Err(e) if sys::read_error_is_end_of_stream(&e) => Ok(0),
+            r => r,
+        };
+        let result = match result {
+            Ok(0) => Err(Error::new(Status::Disconnected)),
+            Ok(n) => return Ok(n),
+            Err(e) => Err(Error::from(e)),
+        };
+        if let Err(e) = &result {
+            if e.status() == Status::Disconnected {
+                let reset = e.raw_os_error().is_some() && e.to_io().kind() == std::io::ErrorKind::ConnectionReset;
+                if let Some(io) = self.io_slots(owner) {
+                    io.read_closed = true;
+                    if reset {
+                        io.write_closed = true;
+                    }
+                }
+            }
+        }
+        result.map_err(|e| e.in_operation(crate::error::Operation::Read))
+    }
+
     /// Queues `op` to complete with `err` (no slot is taken).
     pub(crate) fn fail_io(&mut self, op: IoOp, err: Error) {
         let key = self.ops.insert(Op::Io(op));

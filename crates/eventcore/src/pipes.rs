@@ -87,6 +87,12 @@ impl Pipes<'_> {
         }
     }
 
+    /// Reads what can be read into `buf` now, without waiting and without a
+    /// callback; see [`Sockets::try_read`](crate::Sockets::try_read).
+    pub fn try_read(&mut self, pipe: PipeHandle, buf: &mut [u8]) -> Result<usize> {
+        self.drv.try_read_now(owner(pipe.0), buf)
+    }
+
     /// Reads into `buf` as `mode` says; see [`Sockets::read`](crate::Sockets::read).
     /// End of stream is [`Status::Disconnected`](crate::Status::Disconnected).
     pub fn read(

@@ -546,6 +546,14 @@ impl<'a> Sockets<'a> {
         }
     }
 
+    /// Reads what can be read into `buf` now, without waiting and without a
+    /// callback (tokio's `try_read`): the byte count, `WouldBlock` if
+    /// nothing is there, end of stream `Disconnected` (as a read callback
+    /// gets it), `Busy` while a [`read`](Sockets::read) is pending.
+    pub fn try_read(&mut self, sock: StreamSocket, buf: &mut [u8]) -> Result<usize> {
+        self.drv.try_read_now(stream_owner(sock.0), buf)
+    }
+
     /// Reads into `buf` (its whole length) as `mode` says, then calls
     /// `callback` with the byte count or the error, and the buffer. A
     /// zero-length buffer with [`IoMode::Once`] or [`IoMode::All`] waits until

@@ -1339,7 +1339,61 @@ fn tcp_accept_callback_panic_keeps_listening(kind: BackendKind) {
     util::assert_no_leaks(&drv);
 }
 
+/// `try_read` reads what is there now, with no callback: `WouldBlock` on
+/// an empty socket, the bytes once they arrived, `Busy` while a read is
+/// pending, and `Disconnected` at the end of stream.
+fn tcp_try_read_takes_what_is_there(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connected = Rc::new(Cell::new(false));
+    let c = connected.clone();
+    let sock = drv
+        .sockets()
+        .connect(addr, None, move |_, _, r| c.set(r.is_ok()))
+        .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    util::run_until(&mut drv, LIMIT, |_| connected.get());
+    let mut buf = [0u8; 16];
+    let status = |r: Result<usize>| r.err().map(|e| e.status());
+    assert_eq!(status(drv.sockets().try_read(sock, &mut buf)), Some(Status::WouldBlock));
+    peer.write_all(b"hello").unwrap();
+    let deadline = Instant::now() + LIMIT;
+    let n = loop {
+        match drv.sockets().try_read(sock, &mut buf) {
+            Ok(n) => break n,
+            Err(e) if e.status() == Status::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => panic!("try_read: {e}"),
+        }
+    };
+    assert_eq!(&buf[..n], b"hello");
+    drv.sockets().read(sock, vec![0; 4], IoMode::Once, |_, _, _, _| {});
+    assert_eq!(status(drv.sockets().try_read(sock, &mut buf)), Some(Status::Busy));
+    drv.sockets().cancel_read(sock);
+    drop(peer);
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match drv.sockets().try_read(sock, &mut buf) {
+            Err(e) if e.status() == Status::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => {
+                assert!(e.is_end_of_stream(), "{e}");
+                break;
+            }
+            Ok(n) => panic!("read {n} bytes after the peer closed"),
+        }
+    }
+    assert_eq!(drv.sockets().connection_state(sock), ConnectionState::PassiveClose);
+    drv.release_ref(sock).unwrap();
+    assert_eq!(util::run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
+    util::assert_no_leaks(&drv);
+}
+
 contract_tests! {
+    tcp_try_read_takes_what_is_there,
     tcp_accept_callback_panic_keeps_listening,
     tcp_connect_and_exchange,
     tcp_shutdown_sequence_reports_connection_states,

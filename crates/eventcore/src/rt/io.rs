@@ -50,6 +50,7 @@ mod sealed {
     /// What a byte stream needs from its driver handle.
     pub trait RawStream: Handle + Unpin + 'static {
         fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static);
+        fn try_read(self, drv: &mut Driver, buf: &mut [u8]) -> Result<usize>;
         fn write(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static);
         fn cancel_read(self, drv: &mut Driver);
         fn cancel_write(self, drv: &mut Driver);
@@ -70,6 +71,9 @@ impl sealed::RawStream for StreamSocket {
     fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
         drv.sockets().read(self, buf, mode, move |_, _, r, b| done((r, b)));
     }
+    fn try_read(self, drv: &mut Driver, buf: &mut [u8]) -> Result<usize> {
+        drv.sockets().try_read(self, buf)
+    }
     fn write(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
         drv.sockets().write(self, buf, mode, move |_, _, r, b| done((r, b)));
     }
@@ -88,6 +92,9 @@ impl sealed::RawStream for StreamSocket {
 impl sealed::RawStream for PipeHandle {
     fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
         drv.pipes().read(self, buf, mode, move |_, _, r, b| done((r, b)));
+    }
+    fn try_read(self, drv: &mut Driver, buf: &mut [u8]) -> Result<usize> {
+        drv.pipes().try_read(self, buf)
     }
     fn write(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
         drv.pipes().write(self, buf, mode, move |_, _, r, b| done((r, b)));
@@ -374,6 +381,23 @@ impl ReadState {
             }
             if self.buf.is_empty() {
                 self.buf = vec![0; BUF_SIZE];
+            }
+            // Bytes that are there already are taken now: a refill costs no
+            // executor turn unless the stream must really wait.
+            let handle = io.handle;
+            let buf = &mut self.buf;
+            match io.core.with_driver(|drv| handle.try_read(drv, buf)) {
+                Ok(n) => {
+                    self.pos = 0;
+                    self.filled = n;
+                    continue;
+                }
+                Err(e) if e.status() == Status::WouldBlock => {}
+                Err(e) if is_eof(&e) => {
+                    self.eof = true;
+                    continue;
+                }
+                Err(e) => return Poll::Ready(Err(to_io_error(&e))),
             }
             let slot = Slot::new();
             let buf = std::mem::take(&mut self.buf);
