@@ -481,6 +481,65 @@ fn task_aborted_mid_read(kind: BackendKind) {
     assert_settled(&mut ex);
 }
 
+/// A stream split into owned halves serves a reader task and a writer task
+/// at once; the halves reunite into the stream, and halves of two streams
+/// do not.
+fn owned_halves_in_two_tasks(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let mut listener = Listener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().as_inet().unwrap();
+        let echo = rt::spawn(async move {
+            let (conn, _) = listener.next().await.unwrap().unwrap();
+            let (mut r, mut w) = conn.into_split();
+            futures_util::io::copy(&mut r, &mut w).await.expect("copy");
+            w.close().await.expect("close");
+        });
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (mut r, mut w) = client.into_split();
+        let writer = rt::spawn(async move {
+            for i in 0..50u32 {
+                w.write_all(format!("line {i}\n").as_bytes()).await.unwrap();
+            }
+            w.flush().await.unwrap();
+            w
+        });
+        let reader = rt::spawn(async move {
+            let mut lines = Vec::new();
+            let mut text = String::new();
+            while lines.len() < 50 {
+                text.clear();
+                let n = futures_util::io::AsyncBufReadExt::read_line(&mut r, &mut text)
+                    .await
+                    .unwrap();
+                assert!(n > 0, "end of stream after {} lines", lines.len());
+                lines.push(text.trim_end().to_owned());
+            }
+            (r, lines)
+        });
+        let w = rt::timeout(LIMIT, writer).await.expect("in time").expect("writer");
+        let (r, lines) = rt::timeout(LIMIT, reader).await.expect("in time").expect("reader");
+        assert_eq!(lines.len(), 50);
+        assert_eq!(lines[49], "line 49");
+        let other = TcpStream::connect(addr).await;
+        // The listener's task took one connection only: this one is refused
+        // or stays unaccepted; either way its halves are another stream's.
+        if let Ok(other) = other {
+            let (or, ow) = other.into_split();
+            let err = r.reunite(ow).expect_err("halves of two streams");
+            let (r, _ow) = (err.0, err.1);
+            let mut stream = r.reunite(w).expect("the halves of one stream");
+            stream.close().await.expect("close");
+            drop(or);
+        } else {
+            let mut stream = r.reunite(w).expect("the halves of one stream");
+            stream.close().await.expect("close");
+        }
+        rt::timeout(LIMIT, echo).await.expect("in time").expect("echo task");
+    });
+    assert_settled(&mut ex);
+}
+
 /// Counts the `Pending`s of the reader it wraps.
 struct CountPending<R> {
     inner: R,
@@ -575,6 +634,7 @@ fn connect_and_bind_take_names_and_pairs(kind: BackendKind) {
 
 #[cfg(unix)]
 contract_tests! {
+    owned_halves_in_two_tasks,
     futures_io_reads_available_data_without_waiting,
     connect_and_bind_take_names_and_pairs,
     tcp_echo,
@@ -596,6 +656,7 @@ contract_tests! {
 
 #[cfg(not(unix))]
 contract_tests! {
+    owned_halves_in_two_tasks,
     futures_io_reads_available_data_without_waiting,
     connect_and_bind_take_names_and_pairs,
     tcp_echo,

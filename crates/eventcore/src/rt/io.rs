@@ -341,6 +341,136 @@ impl<H: StreamHandle> ByteStream<H> {
     pub(crate) fn core(&self) -> &Rc<Core> {
         &self.io.core
     }
+
+    /// Splits the stream into an owned reading half and an owned writing
+    /// half, which can move into two tasks (tokio's `into_split`). Bytes
+    /// already buffered on either side go with their half; dropping both
+    /// halves releases the handle, as dropping the stream would.
+    /// [`OwnedReadHalf::reunite`] puts them back together.
+    pub fn into_split(self) -> (OwnedReadHalf<H>, OwnedWriteHalf<H>) {
+        let io = Rc::new(self.io);
+        (
+            OwnedReadHalf { io: io.clone(), r: self.r },
+            OwnedWriteHalf { io, w: self.w },
+        )
+    }
+}
+
+/// The reading half of a [`ByteStream`] split with
+/// [`ByteStream::into_split`]: [`AsyncRead`] and [`AsyncBufRead`].
+pub struct OwnedReadHalf<H: StreamHandle> {
+    io: Rc<IoCore<H>>,
+    r: ReadState,
+}
+
+/// The writing half of a [`ByteStream`] split with
+/// [`ByteStream::into_split`]: [`AsyncWrite`]. Bytes written and not yet
+/// flushed are lost if it is dropped: flush (or close) first.
+pub struct OwnedWriteHalf<H: StreamHandle> {
+    io: Rc<IoCore<H>>,
+    w: WriteState,
+}
+
+/// [`OwnedReadHalf::reunite`] was given halves of two different streams;
+/// they are handed back.
+pub struct ReuniteError<H: StreamHandle>(pub OwnedReadHalf<H>, pub OwnedWriteHalf<H>);
+
+impl<H: StreamHandle> std::fmt::Debug for ReuniteError<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReuniteError(..)")
+    }
+}
+
+impl<H: StreamHandle> std::fmt::Display for ReuniteError<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the halves belong to different streams")
+    }
+}
+
+impl<H: StreamHandle> std::error::Error for ReuniteError<H> {}
+
+impl<H: StreamHandle> OwnedReadHalf<H> {
+    /// Puts the two halves of one stream back together.
+    pub fn reunite(self, write: OwnedWriteHalf<H>) -> std::result::Result<ByteStream<H>, ReuniteError<H>> {
+        if !Rc::ptr_eq(&self.io, &write.io) {
+            return Err(ReuniteError(self, write));
+        }
+        drop(write.io);
+        let io = Rc::try_unwrap(self.io).unwrap_or_else(|_| unreachable!("the two halves held the only references"));
+        Ok(ByteStream {
+            io,
+            r: self.r,
+            w: write.w,
+        })
+    }
+
+    /// The driver handle.
+    pub fn raw_handle(&self) -> H {
+        self.io.handle
+    }
+}
+
+impl<H: StreamHandle> OwnedWriteHalf<H> {
+    /// Puts the two halves of one stream back together.
+    pub fn reunite(self, read: OwnedReadHalf<H>) -> std::result::Result<ByteStream<H>, ReuniteError<H>> {
+        read.reunite(self)
+    }
+
+    /// The driver handle.
+    pub fn raw_handle(&self) -> H {
+        self.io.handle
+    }
+}
+
+impl<H: StreamHandle> AsyncRead for OwnedReadHalf<H> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.r.poll_read(&this.io, cx, buf)
+    }
+}
+
+impl<H: StreamHandle> AsyncBufRead for OwnedReadHalf<H> {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        this.r.poll_fill_buf(&this.io, cx)
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        self.get_mut().r.consume(amt);
+    }
+}
+
+impl<H: StreamHandle> AsyncWrite for OwnedWriteHalf<H> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.w.poll_write(&this.io, cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.w.poll_flush(&this.io, cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.w.poll_close(&this.io, cx)
+    }
+}
+
+impl<H: StreamHandle> std::fmt::Debug for OwnedReadHalf<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedReadHalf")
+            .field("handle", &self.io.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: StreamHandle> std::fmt::Debug for OwnedWriteHalf<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedWriteHalf")
+            .field("handle", &self.io.handle)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<H: StreamHandle> std::fmt::Debug for ByteStream<H> {

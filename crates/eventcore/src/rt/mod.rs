@@ -93,7 +93,7 @@ pub use executor::{
     quit_message, spawn, spawner, with_driver, yield_now, Executor, JoinError, JoinHandle, RemoteJoinHandle, Spawner,
 };
 pub use fs::File;
-pub use io::{ByteStream, ReadHalf, StreamHandle, WriteHalf};
+pub use io::{ByteStream, OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, StreamHandle, WriteHalf};
 pub use net::{DatagramSocket, Listener, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
 pub use pipe::Pipe;
 pub use process::{Child, ChildStderr, ChildStdin, ChildStdout};
