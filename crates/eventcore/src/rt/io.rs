@@ -391,6 +391,8 @@ impl<H: StreamHandle> std::error::Error for ReuniteError<H> {}
 
 impl<H: StreamHandle> OwnedReadHalf<H> {
     /// Puts the two halves of one stream back together.
+    // The error hands both halves back (as tokio's does): large by design.
+    #[allow(clippy::result_large_err)]
     pub fn reunite(self, write: OwnedWriteHalf<H>) -> std::result::Result<ByteStream<H>, ReuniteError<H>> {
         if !Rc::ptr_eq(&self.io, &write.io) {
             return Err(ReuniteError(self, write));
@@ -412,6 +414,8 @@ impl<H: StreamHandle> OwnedReadHalf<H> {
 
 impl<H: StreamHandle> OwnedWriteHalf<H> {
     /// Puts the two halves of one stream back together.
+    // The error hands both halves back (as tokio's does): large by design.
+    #[allow(clippy::result_large_err)]
     pub fn reunite(self, read: OwnedReadHalf<H>) -> std::result::Result<ByteStream<H>, ReuniteError<H>> {
         read.reunite(self)
     }
