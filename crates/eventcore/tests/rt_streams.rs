@@ -7,7 +7,7 @@ mod util;
 
 use std::time::Duration;
 
-use eventcore::rt::{self, DirectoryWatcher, Listener, Signal, TcpStream};
+use eventcore::rt::{self, DirectoryWatcher, Listener, Signal, TcpStream, UdpSocket};
 use eventcore::{BackendKind, ChangeKind};
 use futures_core::future::FusedFuture;
 use futures_core::stream::FusedStream;
@@ -104,6 +104,34 @@ fn signal_is_a_stream_of_arrivals(kind: BackendKind) {
     assert_settled(&mut ex);
 }
 
+/// Datagrams arrive through the socket's stream, each truncated to its
+/// length, with its sender.
+fn datagrams_are_a_stream(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = receiver.local_addr().unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let from = sender.local_addr().unwrap();
+        for word in ["one", "two", "three"] {
+            let (sent, _) = sender.send_to(word.as_bytes().to_vec(), to.clone()).await;
+            assert_eq!(sent.unwrap(), word.len());
+        }
+        let stream = receiver.datagrams(64);
+        assert!(!stream.is_terminated());
+        let got: Vec<_> = rt::timeout(LIMIT, stream.take(3).collect::<Vec<_>>())
+            .await
+            .expect("in time");
+        let got: Vec<_> = got.into_iter().map(|d| d.expect("datagram")).collect();
+        assert_eq!(
+            got.iter().map(|(d, _)| d.as_slice()).collect::<Vec<_>>(),
+            [&b"one"[..], b"two", b"three"]
+        );
+        assert!(got.iter().all(|(_, f)| *f == from));
+    });
+    assert_settled(&mut ex);
+}
+
 /// A completed sleep and a joined task are terminated fused futures.
 fn sleep_and_join_handle_are_fused(kind: BackendKind) {
     let mut ex = executor(kind);
@@ -126,4 +154,5 @@ contract_tests! {
     watcher_is_a_stream_of_changes,
     signal_is_a_stream_of_arrivals,
     sleep_and_join_handle_are_fused,
+    datagrams_are_a_stream,
 }

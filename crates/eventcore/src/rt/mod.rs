@@ -94,7 +94,7 @@ pub use executor::{
 };
 pub use fs::File;
 pub use io::{ByteStream, OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, StreamHandle, WriteHalf};
-pub use net::{DatagramSocket, Listener, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
+pub use net::{DatagramSocket, Datagrams, Listener, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
 pub use pipe::Pipe;
 pub use process::{Child, ChildStderr, ChildStdin, ChildStdout};
 pub use signal::Signal;

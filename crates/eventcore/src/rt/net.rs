@@ -366,6 +366,54 @@ struct Receive {
     buf: Option<Vec<u8>>,
 }
 
+/// The datagrams a [`DatagramSocket`] receives (see
+/// [`DatagramSocket::datagrams`]): a `Stream` and `FusedStream`.
+pub struct Datagrams<'a> {
+    sock: &'a DatagramSocket,
+    max_len: usize,
+    pending: Option<OpFuture<'a, Receive>>,
+}
+
+impl futures_core::Stream for Datagrams<'_> {
+    type Item = Result<(Vec<u8>, SocketAddress)>;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let sock = this.sock;
+        let max_len = this.max_len;
+        let pending = this.pending.get_or_insert_with(|| {
+            OpFuture::guarded(
+                Receive {
+                    handle: sock.h.handle,
+                    buf: Some(vec![0; max_len]),
+                },
+                &sock.receiving,
+            )
+        });
+        let (result, mut buf) = std::task::ready!(std::pin::Pin::new(pending).poll(cx));
+        this.pending = None;
+        Poll::Ready(Some(result.map(|(n, from)| {
+            buf.truncate(n);
+            (buf, from)
+        })))
+    }
+}
+
+impl futures_core::FusedStream for Datagrams<'_> {
+    fn is_terminated(&self) -> bool {
+        false
+    }
+}
+
+impl std::fmt::Debug for Datagrams<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datagrams")
+            .field("max_len", &self.max_len)
+            .field("pending", &self.pending.is_some())
+            .finish()
+    }
+}
+
 impl Operation for Receive {
     type Output = BufResult<(usize, SocketAddress)>;
     type Token = crate::DatagramSocket;
@@ -477,6 +525,22 @@ impl DatagramSocket {
             },
             &self.receiving,
         )
+    }
+
+    /// The datagrams this socket receives, as a `futures` stream of
+    /// `(datagram, sender)` (each in a buffer of at most `max_len` bytes,
+    /// truncated to the datagram's length). The stream never ends; a receive
+    /// error is an item and the stream goes on.
+    ///
+    /// **Cancel safety:** as [`recv_from`](DatagramSocket::recv_from):
+    /// dropping the stream while a receive is pending may lose the datagram
+    /// the OS was delivering.
+    pub fn datagrams(&self, max_len: usize) -> Datagrams<'_> {
+        Datagrams {
+            sock: self,
+            max_len,
+            pending: None,
+        }
     }
 
     /// The local address.

@@ -9,6 +9,9 @@
 //! - [`Signal`]: the arrivals of the signal; never ends.
 //! - [`DirectoryWatcher`]: the changes (and failures); never ends while the
 //!   watcher lives.
+//! - [`Datagrams`](super::Datagrams) (from
+//!   [`DatagramSocket::datagrams`](super::DatagramSocket::datagrams)): the
+//!   received datagrams with their senders; never ends.
 //! - [`Sleep`] and [`JoinHandle`] are fused futures: terminated once they
 //!   have completed.
 //!
