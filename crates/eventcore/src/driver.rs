@@ -34,14 +34,19 @@ pub enum ExitReason {
     Timeout,
     /// Nothing can ever complete: no pending operation, armed timer, active
     /// listener or queued cross-thread work is left. Checked before waiting, so
-    /// a fresh driver returns this at once.
+    /// a fresh driver returns this at once. Windows: not while the thread owns
+    /// a top-level window (message-only windows do not count) and the driver
+    /// pumps messages — the loop then waits for the window's messages, and a
+    /// GUI program's loop ends with [`ExitReason::Quit`] — nor while a
+    /// `WM_QUIT` is in the thread's queue.
     OutOfWaiters,
     /// [`Driver::exit`] (or [`Remote::exit`]) was called; the request is consumed.
     Exited,
     /// Windows: the thread's message queue delivered `WM_QUIT` (posted by the
-    /// program with `PostQuitMessage`) with this exit code. The message was
-    /// taken off the queue; a program that goes on to run its own
-    /// `GetMessage` loop should post it again. Never returned elsewhere.
+    /// program with `PostQuitMessage`, whenever and from wherever — the last
+    /// callback included) with this exit code. The message was taken off the
+    /// queue; a program that goes on to run its own `GetMessage` loop should
+    /// post it again. Never returned elsewhere.
     Quit(i32),
 }
 
@@ -275,8 +280,8 @@ impl Driver {
             self.exit_requested = false;
             return Ok(ExitReason::Exited);
         }
-        if self.waiter_count() == 0 && self.ready.is_empty() {
-            return Ok(ExitReason::OutOfWaiters);
+        if let Some(reason) = self.nothing_left() {
+            return Ok(reason);
         }
         // Callbacks already queued (operations that finished at once) run
         // without asking the OS first — a chain of immediate completions then
@@ -366,10 +371,23 @@ impl Driver {
         if ran || activity {
             return Some(ExitReason::Idle);
         }
-        if self.waiter_count() == 0 && self.ready.is_empty() {
-            return Some(ExitReason::OutOfWaiters);
+        self.nothing_left()
+    }
+
+    /// With no waiter and nothing queued: `Quit` for a `WM_QUIT` still in
+    /// the thread's queue, `OutOfWaiters` unless the thread owns a window
+    /// whose messages keep the loop going (WinAPI); `None` to go on.
+    fn nothing_left(&mut self) -> Option<ExitReason> {
+        if self.waiter_count() != 0 || !self.ready.is_empty() {
+            return None;
         }
-        None
+        if let Some(code) = self.sys.take_queued_quit() {
+            return Some(ExitReason::Quit(code));
+        }
+        if self.sys.keeps_loop_alive() {
+            return None;
+        }
+        Some(ExitReason::OutOfWaiters)
     }
 
     /// Runs the callbacks queued before this call; returns whether any ran.

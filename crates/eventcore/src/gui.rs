@@ -6,7 +6,13 @@
 //! thread's window messages after each wait, so windows created on the
 //! driver's thread stay responsive while it waits for I/O. A dispatched
 //! message counts as activity (`ExitReason::Idle`). `WM_QUIT` ends
-//! `process_events` with [`ExitReason::Quit`] and its exit code. A
+//! `process_events` with [`ExitReason::Quit`] and its exit code, whenever
+//! it was posted (from the last callback too). The thread's message queue
+//! is a source like any other: while the thread owns a top-level window, a
+//! loop with no pending driver operation waits for that window's messages
+//! instead of returning [`ExitReason::OutOfWaiters`] (message-only windows
+//! do not count), so `while drv.process_events(None)? == ExitReason::Idle {}`
+//! runs a window program until it quits, using no CPU while it is idle. A
 //! [`MessageHook`] sees every message before it is translated and dispatched
 //! (for `IsDialogMessageW` and accelerator tables).
 //!

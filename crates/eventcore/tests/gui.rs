@@ -437,7 +437,145 @@ fn gui_attached_pump_panic_is_resumed_and_the_driver_goes_on(kind: BackendKind) 
     util::assert_no_leaks(&drv);
 }
 
+thread_local! {
+    static CLOSED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// A top-level window's procedure: `WM_CLOSE` destroys it and posts
+/// `WM_QUIT` with code 5, as a program's main window does.
+unsafe extern "system" fn main_window_proc(hwnd: HWND, msg: u32, wparam: WPARAM, lparam: LPARAM) -> LRESULT {
+    if msg == WM_CLOSE {
+        CLOSED.with(|c| c.set(c.get() + 1));
+        // SAFETY: destroys the window whose procedure this is, on its thread.
+        unsafe {
+            DestroyWindow(hwnd);
+            PostQuitMessage(5);
+        }
+        return 0;
+    }
+    // SAFETY: default handling of a message of the test's own window.
+    unsafe { DefWindowProcW(hwnd, msg, wparam, lparam) }
+}
+
+/// A (hidden) top-level window of the calling thread.
+fn main_window() -> HWND {
+    use windows_sys::Win32::UI::WindowsAndMessaging::WS_OVERLAPPEDWINDOW;
+    let class = wide("eventcore-gui-main-window");
+    // SAFETY: registers (once per process; a repeat fails harmlessly) and
+    // creates a top-level window with the procedure above.
+    unsafe {
+        let mut wc: WNDCLASSW = std::mem::zeroed();
+        wc.lpfnWndProc = Some(main_window_proc);
+        wc.hInstance = GetModuleHandleW(std::ptr::null());
+        wc.lpszClassName = class.as_ptr();
+        RegisterClassW(&wc);
+        let hwnd = CreateWindowExW(
+            0,
+            class.as_ptr(),
+            class.as_ptr(),
+            WS_OVERLAPPEDWINDOW,
+            0,
+            0,
+            200,
+            100,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            wc.hInstance,
+            std::ptr::null(),
+        );
+        assert!(!hwnd.is_null(), "CreateWindowExW");
+        hwnd
+    }
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    use windows_sys::Win32::Foundation::FILETIME;
+    use windows_sys::Win32::System::Threading::{GetCurrentThread, GetThreadTimes};
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut a, mut b, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: fills four FILETIMEs for the calling thread's pseudo-handle.
+    let ok = unsafe { GetThreadTimes(GetCurrentThread(), &mut a, &mut b, &mut kernel, &mut user) };
+    assert_ne!(ok, 0, "GetThreadTimes");
+    let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime);
+    Duration::from_nanos((ticks(kernel) + ticks(user)) * 100)
+}
+
+/// A program with a window and no pending driver operation: the loop
+/// written as the docs show (`process_events(None)` until it is not `Idle`)
+/// waits for the window's messages without spinning, dispatches them, and
+/// ends with `Quit` when the window closes — never `OutOfWaiters` while the
+/// window exists.
+fn gui_idle_window_keeps_the_loop_waiting(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let hwnd = main_window();
+    assert_eq!(drv.waiter_count(), 0);
+    let target = WindowOf(hwnd);
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        // SAFETY: posts to a window of another thread.
+        unsafe { PostMessageW(target.hwnd(), WM_CLOSE, 0, 0) };
+    });
+    let (start, cpu) = (Instant::now(), thread_cpu());
+    let reason = loop {
+        let r = drv.process_events(None).expect("process_events");
+        if r != ExitReason::Idle {
+            break r;
+        }
+        assert!(start.elapsed() < LIMIT, "the window never closed");
+    };
+    let (waited, used) = (start.elapsed(), thread_cpu() - cpu);
+    closer.join().unwrap();
+    assert_eq!(reason, ExitReason::Quit(5));
+    assert_eq!(CLOSED.with(Cell::get), 1, "the window procedure got WM_CLOSE");
+    assert!(waited >= Duration::from_millis(300), "returned after {waited:?}");
+    println!("idle window: waited {waited:?} for the close, using {used:?} of CPU");
+    assert!(
+        used < Duration::from_millis(150),
+        "the idle loop used {used:?} of CPU in {waited:?}"
+    );
+    // The window is gone: nothing is left to wait for.
+    assert_eq!(drv.process_events(None).unwrap(), ExitReason::OutOfWaiters);
+    util::assert_no_leaks(&drv);
+}
+
+/// `PostQuitMessage` from the last callback (nothing else is pending, no
+/// window): the next `process_events` returns `Quit`, not `OutOfWaiters`,
+/// and the `WM_QUIT` is off the queue.
+fn gui_quit_from_the_last_callback_is_returned(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let t = drv.timers().create();
+    drv.timers().set(t, Duration::from_millis(5), Duration::ZERO).unwrap();
+    drv.timers()
+        .wait(t, |drv, t, _| {
+            // SAFETY: posts WM_QUIT to this thread's queue.
+            unsafe { PostQuitMessage(3) };
+            drv.release_ref(t).unwrap();
+        })
+        .unwrap();
+    let mut reasons = Vec::new();
+    loop {
+        let r = drv.process_events(Some(LIMIT)).expect("process_events");
+        reasons.push(r);
+        if r != ExitReason::Idle || reasons.len() > 5 {
+            break;
+        }
+    }
+    assert_eq!(reasons.last(), Some(&ExitReason::Quit(3)), "{reasons:?}");
+    assert_eq!(
+        drv.process_events(None).unwrap(),
+        ExitReason::OutOfWaiters,
+        "the quit was taken"
+    );
+    util::assert_no_leaks(&drv);
+}
+
 contract_tests! {
+    gui_idle_window_keeps_the_loop_waiting,
+    gui_quit_from_the_last_callback_is_returned,
     gui_attached_pump_panic_is_resumed_and_the_driver_goes_on,
     gui_window_gets_posted_and_sent_messages_during_io,
     gui_thread_message_from_another_thread_wakes_the_loop,

@@ -90,6 +90,19 @@ pub(crate) trait Backend {
     fn take_quit(&mut self) -> Option<i32> {
         None
     }
+
+    /// A `WM_QUIT` still waiting in the thread's queue, taken off it: the
+    /// driver asks before it reports that nothing is left to wait for, so a
+    /// quit posted by the last callback is not lost (WinAPI only).
+    fn take_queued_quit(&mut self) -> Option<i32> {
+        None
+    }
+
+    /// Whether the loop must go on waiting although no operation is
+    /// pending: a WinAPI thread that owns a window waits for its messages.
+    fn keeps_loop_alive(&mut self) -> bool {
+        false
+    }
     /// Waits at most `timeout` for completions or a wake-up and appends
     /// them; `true` if the backend itself did something that counts as
     /// activity.

@@ -55,12 +55,13 @@ use windows_sys::Win32::Storage::FileSystem::{
 };
 use windows_sys::Win32::System::Pipes::PeekNamedPipe;
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, CreateWaitableTimerExW, SetEvent, SetWaitableTimer, SleepEx, INFINITE,
+    CreateEventW, CreateWaitableTimerExW, GetCurrentThreadId, SetEvent, SetWaitableTimer, SleepEx, INFINITE,
 };
 use windows_sys::Win32::System::IO::{CancelIoEx, OVERLAPPED};
 use windows_sys::Win32::UI::WindowsAndMessaging::{
-    DispatchMessageW, MsgWaitForMultipleObjectsEx, PeekMessageW, PostMessageW, TranslateMessage, MSG, MWMO_ALERTABLE,
-    MWMO_INPUTAVAILABLE, PM_REMOVE, QS_ALLINPUT, WM_QUIT,
+    DispatchMessageW, EnumThreadWindows, GetAncestor, GetDesktopWindow, MsgWaitForMultipleObjectsEx, PeekMessageW,
+    PostMessageW, TranslateMessage, GA_PARENT, MSG, MWMO_ALERTABLE, MWMO_INPUTAVAILABLE, PM_REMOVE, QS_ALLINPUT,
+    WM_QUIT,
 };
 
 use super::overlapped::{self, on_file_done, on_socket_done, Slot, Slots};
@@ -200,6 +201,39 @@ pub(crate) struct Backend {
     quit: Option<i32>,
     /// False while attached to a program's message loop, which dispatches.
     pump_messages: bool,
+}
+
+/// Whether the calling thread owns a top-level window other than `ours`
+/// (message-only windows, the driver's own included, do not count: nobody
+/// closes them).
+fn thread_has_window(ours: HWND) -> bool {
+    struct Search {
+        ours: HWND,
+        desktop: HWND,
+        found: bool,
+    }
+    unsafe extern "system" fn visit(hwnd: HWND, data: isize) -> BOOL {
+        // SAFETY: `data` is the `Search` that `thread_has_window` passes and
+        // keeps alive for the whole enumeration.
+        let search = unsafe { &mut *(data as *mut Search) };
+        // SAFETY: asks for the parent of a window the enumeration gave us.
+        let top_level = unsafe { GetAncestor(hwnd, GA_PARENT) } == search.desktop;
+        if hwnd != search.ours && top_level {
+            search.found = true;
+            return 0;
+        }
+        1
+    }
+    let mut search = Search {
+        ours,
+        // SAFETY: a plain query.
+        desktop: unsafe { GetDesktopWindow() },
+        found: false,
+    };
+    // SAFETY: enumerates this thread's windows with a callback that only
+    // reads them and writes `search`, which outlives the call.
+    unsafe { EnumThreadWindows(GetCurrentThreadId(), Some(visit), &mut search as *mut Search as isize) };
+    search.found
 }
 
 fn last_wsa_error() -> io::Error {
@@ -942,6 +976,25 @@ impl crate::sys::Backend for Backend {
     /// The exit code of a `WM_QUIT` the pump took off the queue, once.
     fn take_quit(&mut self) -> Option<i32> {
         self.quit.take()
+    }
+
+    fn take_queued_quit(&mut self) -> Option<i32> {
+        if let Some(code) = self.quit.take() {
+            return Some(code);
+        }
+        if !self.pump_messages {
+            // Attached: the program's own loop takes its WM_QUIT.
+            return None;
+        }
+        // SAFETY: MSG is plain data; PeekMessageW fills it.
+        let mut msg: MSG = unsafe { std::mem::zeroed() };
+        // SAFETY: removes only a WM_QUIT of this thread's queue, if there is one.
+        let found = unsafe { PeekMessageW(&mut msg, std::ptr::null_mut(), WM_QUIT, WM_QUIT, PM_REMOVE) } != 0;
+        found.then_some(msg.wParam as i32)
+    }
+
+    fn keeps_loop_alive(&mut self) -> bool {
+        self.pump_messages && thread_has_window(self.window.hwnd())
     }
 
     /// Waits, reaps completion routines, pumps messages. Returns whether a
