@@ -158,9 +158,8 @@ mod app {
             s.fonts = Some(create_fonts());
         });
 
-        // The periodic timer: it keeps the loop alive (a GUI program needs a
-        // waiter of its own, or `process_events` would end with
-        // `OutOfWaiters`) and drives the TCP client.
+        // The periodic timer drives the TCP client and refreshes the text
+        // (the window alone keeps the loop waiting for its messages).
         let timer = drv.timers().create();
         drv.timers().set(timer, TICK, TICK).map_err(|e| format!("timer: {e}"))?;
         drv.timers().wait(timer, tick).map_err(|e| format!("timer: {e}"))?;

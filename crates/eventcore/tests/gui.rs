@@ -212,8 +212,8 @@ fn gui_thread_message_from_another_thread_wakes_the_loop(kind: BackendKind) {
 /// returns `Quit` with the exit code.
 fn gui_wm_quit_reaches_the_program(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    // A GUI program keeps its loop alive with a waiter of its own (the loop
-    // would otherwise end with OutOfWaiters before looking at the queue).
+    // A pending wait of its own besides the timer: the quit must end the
+    // loop while waiters are left too.
     let ev = drv.events().create();
     drv.events().wait(ev, |_, _| {}).unwrap();
     let t = drv.timers().create();
