@@ -12,7 +12,10 @@
 //! loop with no pending driver operation waits for that window's messages
 //! instead of returning [`ExitReason::OutOfWaiters`] (message-only windows
 //! do not count), so `while drv.process_events(None)? == ExitReason::Idle {}`
-//! runs a window program until it quits, using no CPU while it is idle. A
+//! runs a window program until it quits, using no CPU while it is idle.
+//! Messages are dispatched for at most 8 ms (or 512 messages) per loop turn,
+//! then I/O and timers get their turn: slow window procedures delay them by
+//! that bound plus one handler's run. A
 //! [`MessageHook`] sees every message before it is translated and dispatched
 //! (for `IsDialogMessageW` and accelerator tables).
 //!

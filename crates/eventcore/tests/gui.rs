@@ -573,7 +573,78 @@ fn gui_quit_from_the_last_callback_is_returned(kind: BackendKind) {
     util::assert_no_leaks(&drv);
 }
 
+const WM_TEST_SLOW: u32 = WM_APP + 4;
+
+/// A message-only window whose `WM_TEST_SLOW` handler takes 1 ms.
+unsafe extern "system" fn slow_window_proc(hwnd: HWND, msg: u32, wparam: WPARAM, lparam: LPARAM) -> LRESULT {
+    if msg == WM_TEST_SLOW {
+        std::thread::sleep(Duration::from_millis(1));
+        return 0;
+    }
+    // SAFETY: default handling of a message of the test's own window.
+    unsafe { DefWindowProcW(hwnd, msg, wparam, lparam) }
+}
+
+/// A flood of slow messages cannot hold timers back: the driver spends a
+/// bounded time (8 ms) on messages per turn, so a timer due while 1,000
+/// messages of 1 ms each wait fires within a few turns, not after them all.
+fn gui_message_flood_does_not_starve_timers(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let class = wide("eventcore-gui-slow");
+    // SAFETY: registers (once per process) and creates a message-only window
+    // with the slow procedure.
+    let hwnd = unsafe {
+        let mut wc: WNDCLASSW = std::mem::zeroed();
+        wc.lpfnWndProc = Some(slow_window_proc);
+        wc.hInstance = GetModuleHandleW(std::ptr::null());
+        wc.lpszClassName = class.as_ptr();
+        RegisterClassW(&wc);
+        CreateWindowExW(
+            0,
+            class.as_ptr(),
+            std::ptr::null(),
+            0,
+            0,
+            0,
+            0,
+            0,
+            HWND_MESSAGE,
+            std::ptr::null_mut(),
+            wc.hInstance,
+            std::ptr::null(),
+        )
+    };
+    assert!(!hwnd.is_null(), "CreateWindowExW");
+    for _ in 0..1000 {
+        // SAFETY: posts to our own window.
+        assert_ne!(unsafe { PostMessageW(hwnd, WM_TEST_SLOW, 0, 0) }, 0, "PostMessageW");
+    }
+    let due = Duration::from_millis(20);
+    let fired: Rc<Cell<Option<Instant>>> = Rc::default();
+    let f = fired.clone();
+    let t = drv.timers().create();
+    let start = Instant::now();
+    drv.timers().set(t, due, Duration::ZERO).unwrap();
+    drv.timers()
+        .wait(t, move |drv, t, _| {
+            f.set(Some(Instant::now()));
+            drv.release_ref(t).unwrap();
+        })
+        .unwrap();
+    util::run_until(&mut drv, LIMIT, |_| fired.get().is_some());
+    let late = fired.get().unwrap().saturating_duration_since(start + due);
+    println!("message flood: the timer fired {late:?} late");
+    assert!(
+        late < Duration::from_millis(150),
+        "the timer fired {late:?} late behind the messages"
+    );
+    // SAFETY: our own window.
+    unsafe { DestroyWindow(hwnd) };
+    util::assert_no_leaks(&drv);
+}
+
 contract_tests! {
+    gui_message_flood_does_not_starve_timers,
     gui_idle_window_keeps_the_loop_waiting,
     gui_quit_from_the_last_callback_is_returned,
     gui_attached_pump_panic_is_resumed_and_the_driver_goes_on,

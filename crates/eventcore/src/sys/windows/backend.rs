@@ -37,7 +37,7 @@ use std::io;
 use std::os::windows::io::FromRawSocket;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::SockAddr;
 use windows_sys::core::BOOL;
@@ -96,6 +96,10 @@ const DIRECTORY_FILTER: u32 = FILE_NOTIFY_CHANGE_FILE_NAME
     | FILE_NOTIFY_CHANGE_CREATION;
 /// Most messages dispatched per poll, so a flood of messages cannot starve I/O.
 const MESSAGE_BUDGET: usize = 512;
+/// Longest time spent dispatching messages per poll (checked after each
+/// message): with slow handlers, completions and timers wait at most this
+/// plus one handler's run behind a flood of messages.
+const MESSAGE_TIME_BUDGET: Duration = Duration::from_millis(8);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -664,7 +668,11 @@ impl Backend {
 
     fn pump_messages(&mut self) -> bool {
         let mut any = false;
+        let started = Instant::now();
         for _ in 0..MESSAGE_BUDGET {
+            if any && started.elapsed() >= MESSAGE_TIME_BUDGET {
+                break;
+            }
             // SAFETY: MSG is plain data; PeekMessageW fills it.
             let mut msg: MSG = unsafe { std::mem::zeroed() };
             // SAFETY: removes the next message of any window of this thread
