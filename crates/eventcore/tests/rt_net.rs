@@ -492,7 +492,21 @@ fn owned_halves_in_two_tasks(kind: BackendKind) {
         let echo = rt::spawn(async move {
             let (conn, _) = listener.next().await.unwrap().unwrap();
             let (mut r, mut w) = conn.into_split();
-            futures_util::io::copy(&mut r, &mut w).await.expect("copy");
+            // Line by line, flushing each (futures' `copy` flushes only at
+            // the end of its input, and the write half buffers).
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if futures_util::io::AsyncBufReadExt::read_line(&mut r, &mut line)
+                    .await
+                    .expect("read")
+                    == 0
+                {
+                    break;
+                }
+                w.write_all(line.as_bytes()).await.expect("write");
+                w.flush().await.expect("flush");
+            }
             w.close().await.expect("close");
         });
         let client = TcpStream::connect(addr).await.unwrap();
