@@ -353,6 +353,9 @@ fn task_panic_is_reported_through_its_handle(kind: BackendKind) {
             rt::sleep(Duration::from_millis(10)).await;
             5
         });
+        let as_io = rt::spawn(async { panic!("another panic") });
+        let io: std::io::Error = as_io.await.unwrap_err().into();
+        assert_eq!(io.to_string(), "the task panicked: another panic");
         let err = bad.await.expect_err("the task panicked");
         assert!(err.is_panic() && !err.is_cancelled());
         assert_eq!(err.to_string(), "the task panicked: task panics");

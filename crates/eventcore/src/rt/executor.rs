@@ -1011,6 +1011,15 @@ impl std::fmt::Display for JoinError {
 
 impl std::error::Error for JoinError {}
 
+/// A task's failure as an `io::Error` (kind `Other`), so `?` works in an
+/// `io::Result` function; the panic's message is kept in its text (the
+/// payload itself is not: use `into_panic` to resume it).
+impl From<JoinError> for std::io::Error {
+    fn from(e: JoinError) -> std::io::Error {
+        std::io::Error::other(e.to_string())
+    }
+}
+
 // ----------------------------------------------------------- remote spawns
 
 /// Spawns tasks onto an executor from any thread (see [`Executor::spawner`]).
