@@ -186,6 +186,7 @@ pub fn run(root: &Path, options: &Options) -> Result<ExitCode> {
         if options.windows && packages_ok {
             // The Windows-only API, documented as docs.rs builds it.
             report.record("rustdoc win", Layout::new(root).cargo_doc().run(root));
+            report.record("other os", Layout::new(root).cargo_check_other_os().run(root));
         }
         heading("Packaging: publish dry run, rust-version, the README's project");
         report.record("publish", package::publish_dry_run(root));

@@ -137,6 +137,26 @@ impl Layout {
         debian_toolchain(job)
     }
 
+    /// A check of the library for a system without a backend yet
+    /// (`x86_64-unknown-freebsd`), through Debian's toolchain and its
+    /// standard library sources: the README promises that the crate builds
+    /// there, without a `Driver`.
+    pub fn cargo_check_other_os(&self) -> Job {
+        let job = Job::new(DEBIAN_CARGO)
+            .args([
+                "check",
+                "-p",
+                "eventcore-driver",
+                "--lib",
+                "--target",
+                "x86_64-unknown-freebsd",
+            ])
+            .arg("-Zbuild-std=std,panic_abort")
+            .arg("--target-dir")
+            .arg(self.root.join("target").join("other-os"));
+        debian_toolchain(job)
+    }
+
     /// A run of Debian's cargo that builds one example of the library for
     /// the target (`cargo xtask screenshot` builds `gui`).
     pub fn cargo_build_example(&self, example: &str) -> Job {

@@ -63,10 +63,12 @@
 //! memory the driver owns and keeps alive as described above.
 
 use std::io;
+#[cfg(eventcore_backend)]
 use std::time::Duration;
 
 use crate::Status;
 
+#[cfg(eventcore_backend)]
 /// What every OS backend does, with the same signatures everywhere (see the
 /// module documentation for the rules each method keeps).
 pub(crate) trait Backend {
@@ -113,7 +115,7 @@ pub(crate) trait Backend {
         requests: &mut dyn FnMut(u64) -> Option<Request>,
     ) -> io::Result<bool>;
 }
-
+#[cfg(eventcore_backend)]
 pub(crate) mod inline_fn;
 
 #[cfg(target_os = "linux")]
@@ -130,10 +132,10 @@ pub(crate) use linux::uring::available as io_uring_available;
 pub(crate) use linux::waker::Waker;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::LinuxBackend as Native;
-#[cfg(unix)]
+#[cfg(all(unix, eventcore_backend))]
 pub(crate) use unix::{pipe, prepare_pipe};
 /// One end of an OS pipe as the platform owns it.
-#[cfg(unix)]
+#[cfg(all(unix, eventcore_backend))]
 pub(crate) type OwnedPipe = std::os::fd::OwnedFd;
 /// One end of an OS pipe as the platform owns it.
 #[cfg(windows)]
@@ -141,18 +143,18 @@ pub(crate) type OwnedPipe = std::os::windows::io::OwnedHandle;
 #[cfg(windows)]
 pub(crate) use windows::pipes::{pipe, prepare_pipe};
 
-#[cfg(unix)]
+#[cfg(all(unix, eventcore_backend))]
 pub(crate) mod unix;
 
 #[cfg(windows)]
 mod windows;
-#[cfg(unix)]
+#[cfg(all(unix, eventcore_backend))]
 pub(crate) use unix::dns::lookup as dns_lookup;
-#[cfg(unix)]
+#[cfg(all(unix, eventcore_backend))]
 pub(crate) use unix::files;
-#[cfg(unix)]
+#[cfg(all(unix, eventcore_backend))]
 pub(crate) use unix::AsSource;
-#[cfg(unix)]
+#[cfg(all(unix, eventcore_backend))]
 pub(crate) use unix::{block_signals_in_worker, socket_options};
 #[cfg(windows)]
 pub(crate) use windows::files;
@@ -185,6 +187,7 @@ pub mod signal_numbers {
     pub const SIGBREAK: i32 = 21;
 }
 
+#[cfg(eventcore_backend)]
 /// Which OS mechanism a driver uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -203,6 +206,7 @@ pub enum BackendKind {
     WinApi,
 }
 
+#[cfg(eventcore_backend)]
 impl BackendKind {
     /// The backends this build can run, the default first.
     ///
@@ -229,6 +233,7 @@ impl BackendKind {
     }
 }
 
+#[cfg(eventcore_backend)]
 /// How a backend performs reads and writes on a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SourceKind {
@@ -239,10 +244,12 @@ pub(crate) enum SourceKind {
     Fd,
 }
 
+#[cfg(eventcore_backend)]
 /// Identifies a source (a socket) registered with a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SourceId(pub u64);
 
+#[cfg(eventcore_backend)]
 /// One operation handed to a backend. Pointers address buffers the driver owns.
 pub(crate) enum Request {
     /// Receive into `ptr[..len]` on a connected stream.
@@ -275,6 +282,7 @@ pub(crate) enum Request {
     DirectoryChanges { ptr: *mut u8, len: usize, recursive: bool },
 }
 
+#[cfg(eventcore_backend)]
 impl Request {
     /// Whether the request uses the source's reading slot (else the writing one).
     pub fn is_reading(&self) -> bool {
@@ -290,6 +298,7 @@ impl Request {
     }
 }
 
+#[cfg(eventcore_backend)]
 /// What an operation produced besides its byte count.
 #[derive(Debug)]
 pub(crate) enum Extra {
@@ -303,6 +312,7 @@ pub(crate) enum Extra {
     Addresses(Vec<std::net::IpAddr>),
 }
 
+#[cfg(eventcore_backend)]
 /// A peer's address, compact: IP addresses inline, anything else (Unix
 /// paths) boxed — a `SockAddr` is 128 bytes of storage, which would make
 /// every completion record that large.
@@ -312,6 +322,7 @@ pub(crate) enum PeerAddr {
     Other(Box<socket2::SockAddr>),
 }
 
+#[cfg(eventcore_backend)]
 impl From<socket2::SockAddr> for PeerAddr {
     fn from(a: socket2::SockAddr) -> PeerAddr {
         match a.as_socket() {
@@ -321,6 +332,7 @@ impl From<socket2::SockAddr> for PeerAddr {
     }
 }
 
+#[cfg(eventcore_backend)]
 /// A finished operation: its token, bytes transferred (or the error) and extras.
 #[derive(Debug)]
 pub(crate) struct Completion {
@@ -329,6 +341,7 @@ pub(crate) struct Completion {
     pub extra: Extra,
 }
 
+#[cfg(eventcore_backend)]
 impl Completion {
     pub fn new(token: u64, result: io::Result<usize>) -> Completion {
         Completion {
@@ -351,6 +364,7 @@ impl Completion {
     }
 }
 
+#[cfg(eventcore_backend)]
 /// Whether a failed stream read is really the end of the stream: Windows
 /// reports a pipe whose writer closed as `ERROR_BROKEN_PIPE`, where POSIX
 /// reads 0 bytes.
@@ -366,7 +380,7 @@ pub(crate) fn read_error_is_end_of_stream(e: &io::Error) -> bool {
 
 /// The contract's status for an OS error.
 pub(crate) fn status_of(e: &io::Error) -> Status {
-    #[cfg(unix)]
+    #[cfg(all(unix, eventcore_backend))]
     if let Some(code) = e.raw_os_error() {
         if let Some(s) = unix::status_of_errno(code) {
             return s;
@@ -398,9 +412,10 @@ pub(crate) fn status_of(e: &io::Error) -> Status {
     }
 }
 
+#[cfg(eventcore_backend)]
 /// The path of a Unix-domain socket address, if it has one.
 pub(crate) fn unix_path(addr: &socket2::SockAddr) -> Option<std::path::PathBuf> {
-    #[cfg(unix)]
+    #[cfg(all(unix, eventcore_backend))]
     return addr.as_pathname().map(std::path::Path::to_path_buf);
     #[cfg(windows)]
     {
