@@ -28,7 +28,9 @@
 //! every wake-up (a `Remote` call posts a message to the window), so I/O
 //! callbacks, timers and cross-thread work keep flowing inside any loop that
 //! dispatches messages — `MessageBoxW` and `DialogBoxW` included. Timer
-//! callbacks are then as late as the pump interval at most.
+//! callbacks are then as late as the pump interval at most. The async
+//! executor attaches the same way
+//! ([`rt::Executor::attach_to_message_loop`](crate::rt::Executor::attach_to_message_loop)).
 //!
 //! Not supported (and reported, never undefined): calling the attached driver
 //! from inside one of its own callbacks ([`AttachedDriver::with`] gives

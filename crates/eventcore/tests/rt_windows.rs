@@ -57,7 +57,67 @@ fn rt_console_ctrl_c_arrives_as_sigint(kind: BackendKind) {
     assert_no_leaks(&ex);
 }
 
+/// An executor attached to the program's own message loop: tasks run
+/// inside that loop — a wake-up from another thread at once (not at the
+/// next pump tick, 100 ms here), a sleep at the latest one tick late — and
+/// the executor is taken back afterwards with nothing left open.
+fn rt_executor_attached_to_the_message_loop(kind: BackendKind) {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::{Duration, Instant};
+    use windows_sys::Win32::UI::WindowsAndMessaging::{DispatchMessageW, GetMessageW, TranslateMessage, MSG};
+
+    let mut ex = executor(kind);
+    let notify = ex.block_on(async { rt::Notify::new() });
+    ex.attach_to_message_loop(Duration::from_millis(100));
+    let handle = notify.handle();
+    let woken_at: Rc<Cell<Option<Instant>>> = Rc::default();
+    let slept: Rc<Cell<bool>> = Rc::default();
+    let (w, s) = (woken_at.clone(), slept.clone());
+    ex.spawn(async move {
+        notify.notified().await;
+        w.set(Some(Instant::now()));
+    });
+    ex.spawn(async move {
+        rt::sleep(Duration::from_millis(20)).await;
+        s.set(true);
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(250));
+        tx.send(Instant::now()).unwrap();
+        handle.notify_one().unwrap();
+    });
+    // The program's own loop.
+    let deadline = Instant::now() + LIMIT;
+    while woken_at.get().is_none() || !slept.get() {
+        assert!(Instant::now() < deadline, "the attached executor did not run the tasks");
+        // SAFETY: a zeroed MSG is a valid out-parameter; dispatching a
+        // message this thread's queue returned.
+        unsafe {
+            let mut msg: MSG = std::mem::zeroed();
+            if GetMessageW(&mut msg, std::ptr::null_mut(), 0, 0) <= 0 {
+                break;
+            }
+            TranslateMessage(&msg);
+            DispatchMessageW(&msg);
+        }
+    }
+    waker.join().unwrap();
+    let sent = rx.recv().unwrap();
+    let latency = woken_at.get().expect("woken").saturating_duration_since(sent);
+    println!("attached executor: a cross-thread wake-up ran its task {latency:?} later");
+    assert!(
+        latency < Duration::from_millis(60),
+        "{latency:?}: the wake-up waited for the pump tick"
+    );
+    ex.detach_from_message_loop();
+    ex.block_on(async {});
+    assert_no_leaks(&ex);
+}
+
 contract_tests! {
+    rt_executor_attached_to_the_message_loop,
     rt_child_exit_code,
     rt_child_piped_stdout,
     rt_console_ctrl_c_arrives_as_sigint,

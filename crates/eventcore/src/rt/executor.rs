@@ -213,6 +213,13 @@ pub(crate) struct Core {
     deferred: RefCell<Vec<Deferred>>,
     /// `WM_QUIT` seen by the driver (Windows), and who waits for it.
     quit: RefCell<QuitState>,
+    /// A panic caught in a turn the thread's message loop ran (Windows,
+    /// attached): resumed by the next `Executor` call.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pump_panic: RefCell<Option<Box<dyn std::any::Any + Send>>>,
+    /// A turn is running (the message loop must not start another inside it).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    in_turn: Cell<bool>,
 }
 
 #[derive(Default)]
@@ -263,6 +270,36 @@ impl Core {
                 f(&mut drv);
             }
         }
+    }
+
+    /// One turn: the woken tasks, one batch of driver events (waiting at
+    /// most `timeout`, or not at all if tasks are runnable), the tasks that
+    /// woke.
+    fn turn_once(self: &Rc<Core>, timeout: Option<Duration>) -> Result<ExitReason> {
+        let _enter = Enter::new(self);
+        self.in_turn.set(true);
+        struct Done<'a>(&'a Cell<bool>);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _done = Done(&self.in_turn);
+        let mut batch = Vec::new();
+        self.run_deferred();
+        self.take_woken(&mut batch);
+        self.run_batch(&mut batch);
+        self.run_deferred();
+        let timeout = if self.has_woken() { Some(Duration::ZERO) } else { timeout };
+        let r = self.driver.borrow_mut().process_events(timeout);
+        if let Ok(ExitReason::Quit(code)) = r {
+            self.quit(code);
+        }
+        self.run_deferred();
+        self.take_woken(&mut batch);
+        self.run_batch(&mut batch);
+        self.run_deferred();
+        r
     }
 
     fn spawn_boxed(&self, future: LocalFuture) -> u64 {
@@ -575,6 +612,8 @@ impl Executor {
                 shared,
                 deferred: RefCell::new(Vec::new()),
                 quit: RefCell::new(QuitState::default()),
+                pump_panic: RefCell::new(None),
+                in_turn: Cell::new(false),
             }),
             _not_send: PhantomData,
         }
@@ -601,6 +640,7 @@ impl Executor {
             try_current().is_none(),
             "eventcore::rt: block_on called inside block_on on the same thread; await the future instead"
         );
+        self.resume_pump_panic();
         let core = self.core.clone();
         let _enter = Enter::new(&core);
         let mut future = std::pin::pin!(future);
@@ -637,27 +677,70 @@ impl Executor {
     /// it. Unlike `block_on`, it returns [`ExitReason::OutOfWaiters`] instead
     /// of parking when nothing can complete.
     pub fn turn(&mut self, timeout: Option<Duration>) -> Result<ExitReason> {
+        self.resume_pump_panic();
         let core = self.core.clone();
-        let _enter = Enter::new(&core);
-        let mut batch = Vec::new();
-        core.run_deferred();
-        core.take_woken(&mut batch);
-        core.run_batch(&mut batch);
-        core.run_deferred();
-        let timeout = if core.has_woken() {
-            Some(Duration::ZERO)
-        } else {
-            timeout
-        };
-        let r = core.driver.borrow_mut().process_events(timeout);
-        if let Ok(ExitReason::Quit(code)) = r {
-            core.quit(code);
+        core.turn_once(timeout)
+    }
+
+    /// Resumes a panic of a task the thread's message loop ran (Windows,
+    /// attached).
+    fn resume_pump_panic(&self) {
+        if let Some(payload) = self.core.pump_panic.borrow_mut().take() {
+            std::panic::resume_unwind(payload);
         }
-        core.run_deferred();
-        core.take_woken(&mut batch);
-        core.run_batch(&mut batch);
-        core.run_deferred();
-        r
+    }
+
+    /// Windows GUI programs: hands the executor to the thread's own message
+    /// loop, as [`Driver::attach_to_message_loop`] does for a driver. From
+    /// now on any loop that dispatches messages on this thread — the
+    /// program's `GetMessageW` loop, `MessageBoxW`, a window being moved —
+    /// runs the executor's tasks and driver callbacks: at once when a task is
+    /// woken (from this thread or another, through the driver's `Remote`),
+    /// and at the latest every `pump_interval` for timers and I/O. A panic of
+    /// a task run there is resumed by the next call of this executor (`turn`,
+    /// `block_on`, `detach_from_message_loop`). Spawn tasks with
+    /// [`Executor::spawn`]; do not call `block_on` or `turn` while attached.
+    #[cfg(windows)]
+    pub fn attach_to_message_loop(&mut self, pump_interval: Duration) {
+        let ms = pump_interval.as_millis().clamp(1, u128::from(u32::MAX / 2)) as u32;
+        let weak = Rc::downgrade(&self.core);
+        let pump = move || {
+            let Some(core) = weak.upgrade() else {
+                return;
+            };
+            if core.in_turn.get() || core.driver.try_borrow_mut().is_err() {
+                // A modal loop inside a task or a driver callback: the turn
+                // that runs it goes on afterwards.
+                return;
+            }
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                core.turn_once(Some(Duration::ZERO))
+            }));
+            match result {
+                Ok(Ok(ExitReason::Quit(code))) => crate::sys::post_quit(code),
+                Ok(_) => {}
+                Err(payload) => {
+                    core.pump_panic.borrow_mut().get_or_insert(payload);
+                }
+            }
+        };
+        let mut drv = self.core.driver.borrow_mut();
+        drv.sys.set_attached(Some(ms));
+        *drv.sys.window_shared().pump.borrow_mut() = Some(Box::new(pump));
+        // Tasks woken before the attach run at the first pump.
+        drop(drv);
+        let _ = self.core.shared.remote.wake();
+    }
+
+    /// Takes the executor back from the thread's message loop (see
+    /// [`Executor::attach_to_message_loop`]).
+    #[cfg(windows)]
+    pub fn detach_from_message_loop(&mut self) {
+        let mut drv = self.core.driver.borrow_mut();
+        *drv.sys.window_shared().pump.borrow_mut() = None;
+        drv.sys.set_attached(None);
+        drop(drv);
+        self.resume_pump_panic();
     }
 
     /// Starts `future` as a task of this executor; it runs while the executor
