@@ -116,7 +116,61 @@ fn rt_executor_attached_to_the_message_loop(kind: BackendKind) {
     assert_no_leaks(&ex);
 }
 
+/// Tasks of an attached executor run inside a modal loop the program
+/// started (`MessageBoxW`): a task sleeps, then closes the box.
+fn rt_executor_attached_runs_inside_a_modal_loop(kind: BackendKind) {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::Duration;
+    use windows_sys::Win32::UI::WindowsAndMessaging::{FindWindowW, MessageBoxW, PostMessageW, MB_OK, WM_CLOSE};
+
+    fn wide(s: &str) -> Vec<u16> {
+        s.encode_utf16().chain(std::iter::once(0)).collect()
+    }
+    let title = wide("eventcore attached executor test");
+    let mut ex = executor(kind);
+    ex.attach_to_message_loop(Duration::from_millis(10));
+    let closed: Rc<Cell<bool>> = Rc::default();
+    let c = closed.clone();
+    let t = title.clone();
+    ex.spawn(async move {
+        rt::sleep(Duration::from_millis(50)).await;
+        loop {
+            // SAFETY: finds the box by its title and closes it.
+            let bx = unsafe { FindWindowW(std::ptr::null(), t.as_ptr()) };
+            if !bx.is_null() {
+                // SAFETY: posts to the box's window.
+                unsafe { PostMessageW(bx, WM_CLOSE, 0, 0) };
+                c.set(true);
+                return;
+            }
+            rt::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    // A watchdog closes the box if the task never does (the test then fails).
+    let watchdog_title = title.clone();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(LIMIT);
+        // SAFETY: finds and closes the box from another thread.
+        unsafe {
+            let bx = FindWindowW(std::ptr::null(), watchdog_title.as_ptr());
+            if !bx.is_null() {
+                PostMessageW(bx, WM_CLOSE, 0, 0);
+            }
+        }
+    });
+    let text = wide("eventcore runs async tasks inside this modal loop");
+    // SAFETY: a modal message box owned by no window.
+    unsafe { MessageBoxW(std::ptr::null_mut(), text.as_ptr(), title.as_ptr(), MB_OK) };
+    assert!(closed.get(), "a task closed the box from inside its modal loop");
+    ex.detach_from_message_loop();
+    ex.block_on(async {});
+    assert_no_leaks(&ex);
+    drop(watchdog);
+}
+
 contract_tests! {
+    rt_executor_attached_runs_inside_a_modal_loop,
     rt_executor_attached_to_the_message_loop,
     rt_child_exit_code,
     rt_child_piped_stdout,
