@@ -216,6 +216,13 @@ struct WriteState {
 /// loses bytes still in the write buffer of the `futures-io` side: flush (or
 /// close) first.
 ///
+/// The `futures-io` [`AsyncWrite`] side buffers like a `BufWriter`: bytes
+/// reach the OS when a write is not already in flight, when the buffer
+/// fills (16 KiB) and on `flush`/`close`. A relay built on `futures`'
+/// `io::copy` flushes only when its input ends, so an echo or proxy that
+/// must answer while its input is still open should write and flush itself
+/// (tokio's `copy` flushes whenever its reader waits).
+///
 /// [`TcpStream`]: super::net::TcpStream
 /// [`UnixStream`]: super::net::UnixStream
 /// [`Pipe`]: crate::rt::Pipe
