@@ -126,7 +126,7 @@ impl Session<'_> {
             .layout
             .wine_env(Job::new("wine"))
             .arg(exe)
-            .args(["--seconds", &RUN_SECONDS.to_string()])
+            .args(["--async", "--seconds", &RUN_SECONDS.to_string()])
             .env("DISPLAY", display);
         gui.echo();
         let started = Instant::now();

@@ -19,8 +19,16 @@
 //!   being moved or resized, during which the default mode's callbacks wait
 //!   until the mouse button is released.
 //!
+//! - With `--async` the TCP client is an `eventcore::rt` task: the driver
+//!   goes into an `rt::Executor`, whose `block_on(rt::quit_message())` runs
+//!   the window (the executor's waits pump the messages too) while the task
+//!   sends a ping every tick and awaits its echo, updating the window as it
+//!   goes; the server, the timer and the watcher stay on the callback API of
+//!   the same driver.
+//!
 //! `--seconds N` closes the window after N seconds (`cargo xtask screenshot`
-//! runs it under Wine with Xvfb that way). Other targets only print a note.
+//! runs it under Wine with Xvfb that way, in `--async` mode). Other targets
+//! only print a note.
 
 #[cfg(not(windows))]
 fn main() {
@@ -74,6 +82,7 @@ mod app {
         started: Option<Instant>,
         close_after: Option<Duration>,
         ticks: u64,
+        async_client: bool,
         server: Option<SocketAddr>,
         accepted: u64,
         client: Option<StreamSocket>,
@@ -117,12 +126,14 @@ mod app {
     struct Options {
         seconds: Option<u64>,
         attached: bool,
+        async_client: bool,
     }
 
     fn parse_args() -> Result<Options, String> {
         let mut options = Options {
             seconds: None,
             attached: false,
+            async_client: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -135,9 +146,10 @@ mod app {
                     options.seconds = Some(seconds);
                 }
                 "--attached" => options.attached = true,
+                "--async" => options.async_client = true,
                 other => {
                     return Err(format!(
-                        "unknown argument {other}; usage: gui [--seconds N] [--attached]"
+                        "unknown argument {other}; usage: gui [--seconds N] [--attached | --async]"
                     ))
                 }
             }
@@ -153,6 +165,7 @@ mod app {
             let mut s = s.borrow_mut();
             s.hwnd = hwnd;
             s.attached = options.attached;
+            s.async_client = options.async_client;
             s.started = Some(Instant::now());
             s.close_after = options.seconds.map(Duration::from_secs);
             s.fonts = Some(create_fonts());
@@ -179,10 +192,29 @@ mod app {
                 .expect("a new timer");
             t
         });
-        let listener = start_tcp(&mut drv)?;
+        let listener = start_tcp(&mut drv, !options.async_client)?;
         let watcher = start_watcher(&mut drv);
 
-        let code = if options.attached {
+        let code = if options.async_client {
+            // The driver goes into an executor; its `block_on` waits in the
+            // driver, which pumps the window's messages as before.
+            let addr = STATE.with(|s| s.borrow().server).ok_or("no server address")?;
+            drv.set_message_hook(|_| {
+                STATE.with(|s| s.borrow_mut().messages += 1);
+                false
+            });
+            let mut ex = eventcore::rt::Executor::new(drv);
+            let client = ex.spawn(async_client(addr));
+            let code = ex.block_on(eventcore::rt::quit_message());
+            client.abort();
+            // Back to the driver for the clean-up below: the executor gives
+            // it up once the task and every handle it held are gone.
+            ex.block_on(async {});
+            return Ok(ex.with_driver(|drv| {
+                drv.clear_message_hook();
+                cleanup(drv, timer, closer, listener, watcher, code)
+            }));
+        } else if options.attached {
             let attached = drv.attach_to_message_loop(Duration::from_millis(10));
             let code = message_loop();
             drv = attached.detach();
@@ -204,8 +236,19 @@ mod app {
             code
         };
 
-        // The window is gone: release everything and let the cancelled
-        // operations finish, so the driver ends without leaks.
+        Ok(cleanup(&mut drv, timer, closer, listener, watcher, code))
+    }
+
+    /// The window is gone: release everything and let the cancelled
+    /// operations finish, so the driver ends without leaks.
+    fn cleanup(
+        drv: &mut Driver,
+        timer: TimerId,
+        closer: Option<TimerId>,
+        listener: eventcore::StreamListener,
+        watcher: Option<WatcherId>,
+        code: i32,
+    ) -> i32 {
         let (client, summary, watched) = STATE.with(|s| {
             let mut s = s.borrow_mut();
             s.hwnd = std::ptr::null_mut();
@@ -246,7 +289,33 @@ mod app {
         }
         println!("gui: {summary}; exit code {code}");
         println!("gui: leak report: {}", drv.leak_report());
-        Ok(code)
+        code
+    }
+
+    /// The `--async` TCP client: a ping every tick, its echo awaited.
+    async fn async_client(addr: SocketAddr) {
+        let stream = match eventcore::rt::TcpStream::connect(addr).await {
+            Ok(stream) => stream,
+            Err(e) => return update(|s| s.tcp_error = Some(format!("connect: {e}"))),
+        };
+        let _ = stream.set_nodelay(true);
+        for n in 1.. {
+            eventcore::rt::sleep(TICK).await;
+            let started = Instant::now();
+            let message = format!("ping {n}").into_bytes();
+            let len = message.len();
+            if let (Err(e), _) = stream.write_all(message).await {
+                return update(|s| s.tcp_error = Some(format!("write: {e}")));
+            }
+            match stream.read_exact(vec![0; len]).await {
+                (Ok(_), buf) => update(|s| {
+                    s.round_trips = n;
+                    s.last_rtt = Some(started.elapsed());
+                    s.last_echo = String::from_utf8_lossy(&buf).into_owned();
+                }),
+                (Err(e), _) => return update(|s| s.tcp_error = Some(format!("read: {e}"))),
+            }
+        }
     }
 
     /// The program's own message loop (`--attached`): the driver's callbacks
@@ -360,7 +429,7 @@ mod app {
     }
 
     /// The echo server on 127.0.0.1 and a client connecting to it.
-    fn start_tcp(drv: &mut Driver) -> Result<eventcore::StreamListener, String> {
+    fn start_tcp(drv: &mut Driver, callback_client: bool) -> Result<eventcore::StreamListener, String> {
         let any: SocketAddr = "127.0.0.1:0".parse().expect("an address");
         let listener = drv
             .sockets()
@@ -379,6 +448,9 @@ mod app {
             .and_then(|a| a.as_inet())
             .ok_or("the listener has no address")?;
         update(|s| s.server = Some(addr));
+        if !callback_client {
+            return Ok(listener);
+        }
         drv.sockets()
             .connect(addr, None, |drv, conn, result| match result {
                 Ok(()) => {
@@ -551,6 +623,8 @@ mod app {
             false,
             if s.attached {
                 "Attached: this program's GetMessageW loop runs the driver's callbacks".to_owned()
+            } else if s.async_client {
+                "Async: an rt task is the TCP client; block_on waits and pumps messages".to_owned()
             } else {
                 "The driver in charge: process_events waits for I/O and pumps messages".to_owned()
             },
