@@ -359,17 +359,29 @@ impl Driver {
             Err(e) => Err(Error::from(e)),
         };
         if let Err(e) = &result {
-            if e.status() == Status::Disconnected {
-                let reset = e.raw_os_error().is_some() && e.to_io().kind() == std::io::ErrorKind::ConnectionReset;
-                if let Some(io) = self.io_slots(owner) {
-                    io.read_closed = true;
-                    if reset {
-                        io.write_closed = true;
-                    }
-                }
-            }
+            self.note_disconnected(owner, true, e);
         }
         result.map_err(|e| e.in_operation(crate::error::Operation::Read))
+    }
+
+    /// A transfer ended with `e`: a disconnect closes the direction it
+    /// happened on, and a reset both (EPIPE after our own shutdown, or the
+    /// end of the stream, ends only the one).
+    fn note_disconnected(&mut self, owner: Owner, reading: bool, e: &Error) {
+        if e.status() != Status::Disconnected {
+            return;
+        }
+        let reset = e
+            .raw_os_error()
+            .is_some_and(|code| std::io::Error::from_raw_os_error(code).kind() == std::io::ErrorKind::ConnectionReset);
+        if let Some(io) = self.io_slots(owner) {
+            if reading || reset {
+                io.read_closed = true;
+            }
+            if !reading || reset {
+                io.write_closed = true;
+            }
+        }
     }
 
     /// Queues `op` to complete with `err` (no slot is taken).
@@ -493,18 +505,8 @@ impl Driver {
             (IoCallback::Read(_) | IoCallback::Write(_), Err(e)) => {
                 let done = op.done;
                 let reading = matches!(op.callback, IoCallback::Read(_));
-                if e.status() == Status::Disconnected && !refused {
-                    // A reset ends both directions; EPIPE after our own
-                    // shutdown (or end of stream) ends only this one.
-                    let reset = e.to_io().kind() == std::io::ErrorKind::ConnectionReset;
-                    if let Some(io) = self.io_slots(owner) {
-                        if reading || reset {
-                            io.read_closed = true;
-                        }
-                        if !reading || reset {
-                            io.write_closed = true;
-                        }
-                    }
+                if !refused {
+                    self.note_disconnected(owner, reading, &e);
                 }
                 Err(e.with_transferred(done))
             }

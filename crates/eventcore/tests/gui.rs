@@ -67,25 +67,34 @@ impl WindowOf {
 
 /// A message-only window of the test's own class, on the calling thread.
 fn test_window() -> HWND {
-    let class = wide("eventcore-gui-test");
-    // SAFETY: registers (once per process; a repeat fails harmlessly) and
-    // creates a message-only window with the test's procedure.
+    window("eventcore-gui-test", test_window_proc, 0, HWND_MESSAGE)
+}
+
+type WindowProc = unsafe extern "system" fn(HWND, u32, WPARAM, LPARAM) -> LRESULT;
+
+/// A window of class `class` (registered on first use; a repeat fails
+/// harmlessly) with procedure `proc`, on the calling thread: message-only
+/// under `HWND_MESSAGE`, top-level under a null parent.
+fn window(class: &str, proc: WindowProc, style: u32, parent: HWND) -> HWND {
+    let class = wide(class);
+    // SAFETY: registers the class and creates a window of it; the class
+    // name outlives both calls.
     unsafe {
         let mut wc: WNDCLASSW = std::mem::zeroed();
-        wc.lpfnWndProc = Some(test_window_proc);
+        wc.lpfnWndProc = Some(proc);
         wc.hInstance = GetModuleHandleW(std::ptr::null());
         wc.lpszClassName = class.as_ptr();
         RegisterClassW(&wc);
         let hwnd = CreateWindowExW(
             0,
             class.as_ptr(),
-            std::ptr::null(),
+            class.as_ptr(),
+            style,
             0,
             0,
-            0,
-            0,
-            0,
-            HWND_MESSAGE,
+            200,
+            100,
+            parent,
             std::ptr::null_mut(),
             wc.hInstance,
             std::ptr::null(),
@@ -460,32 +469,12 @@ unsafe extern "system" fn main_window_proc(hwnd: HWND, msg: u32, wparam: WPARAM,
 /// A (hidden) top-level window of the calling thread.
 fn main_window() -> HWND {
     use windows_sys::Win32::UI::WindowsAndMessaging::WS_OVERLAPPEDWINDOW;
-    let class = wide("eventcore-gui-main-window");
-    // SAFETY: registers (once per process; a repeat fails harmlessly) and
-    // creates a top-level window with the procedure above.
-    unsafe {
-        let mut wc: WNDCLASSW = std::mem::zeroed();
-        wc.lpfnWndProc = Some(main_window_proc);
-        wc.hInstance = GetModuleHandleW(std::ptr::null());
-        wc.lpszClassName = class.as_ptr();
-        RegisterClassW(&wc);
-        let hwnd = CreateWindowExW(
-            0,
-            class.as_ptr(),
-            class.as_ptr(),
-            WS_OVERLAPPEDWINDOW,
-            0,
-            0,
-            200,
-            100,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            wc.hInstance,
-            std::ptr::null(),
-        );
-        assert!(!hwnd.is_null(), "CreateWindowExW");
-        hwnd
-    }
+    window(
+        "eventcore-gui-main-window",
+        main_window_proc,
+        WS_OVERLAPPEDWINDOW,
+        std::ptr::null_mut(),
+    )
 }
 
 /// The CPU time the calling thread has used.
@@ -590,31 +579,7 @@ unsafe extern "system" fn slow_window_proc(hwnd: HWND, msg: u32, wparam: WPARAM,
 /// messages of 1 ms each wait fires within a few turns, not after them all.
 fn gui_message_flood_does_not_starve_timers(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let class = wide("eventcore-gui-slow");
-    // SAFETY: registers (once per process) and creates a message-only window
-    // with the slow procedure.
-    let hwnd = unsafe {
-        let mut wc: WNDCLASSW = std::mem::zeroed();
-        wc.lpfnWndProc = Some(slow_window_proc);
-        wc.hInstance = GetModuleHandleW(std::ptr::null());
-        wc.lpszClassName = class.as_ptr();
-        RegisterClassW(&wc);
-        CreateWindowExW(
-            0,
-            class.as_ptr(),
-            std::ptr::null(),
-            0,
-            0,
-            0,
-            0,
-            0,
-            HWND_MESSAGE,
-            std::ptr::null_mut(),
-            wc.hInstance,
-            std::ptr::null(),
-        )
-    };
-    assert!(!hwnd.is_null(), "CreateWindowExW");
+    let hwnd = window("eventcore-gui-slow", slow_window_proc, 0, HWND_MESSAGE);
     for _ in 0..1000 {
         // SAFETY: posts to our own window.
         assert_ne!(unsafe { PostMessageW(hwnd, WM_TEST_SLOW, 0, 0) }, 0, "PostMessageW");

@@ -123,10 +123,9 @@ fn yield_now_interleaves(kind: BackendKind) {
     assert_eq!(*log.borrow(), vec!["a", "b", "a", "b", "a", "b"]);
 }
 
-/// A `Send` future spawned from this thread onto another thread's executor
-/// runs there (on that thread, with that driver), and its handle delivers
-/// the output back here, waking this loop.
-fn spawner_runs_send_future_on_other_thread(kind: BackendKind) {
+/// A worker thread running an executor of `kind` until `stop` is notified:
+/// its spawner, the stop handle and the thread (which checks for leaks).
+fn worker(kind: BackendKind) -> (rt::Spawner, rt::NotifyHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || {
         let mut ex = Executor::new(util::driver(kind));
@@ -138,6 +137,14 @@ fn spawner_runs_send_future_on_other_thread(kind: BackendKind) {
         assert!(ex.leak_report().is_empty(), "worker leaked");
     });
     let (spawner, stop) = rx.recv().unwrap();
+    (spawner, stop, worker)
+}
+
+/// A `Send` future spawned from this thread onto another thread's executor
+/// runs there (on that thread, with that driver), and its handle delivers
+/// the output back here, waking this loop.
+fn spawner_runs_send_future_on_other_thread(kind: BackendKind) {
+    let (spawner, stop, worker) = worker(kind);
     let mut ex = executor(kind);
     let here = std::thread::current().id();
     let (there, slept) = ex.block_on(async {
@@ -377,16 +384,7 @@ fn task_panic_is_reported_through_its_handle(kind: BackendKind) {
 /// where the handle is awaited (here inside a task, whose handle reports
 /// it).
 fn remote_task_panic_reaches_the_awaiting_side(kind: BackendKind) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let worker = std::thread::spawn(move || {
-        let mut ex = Executor::new(util::driver(kind));
-        ex.block_on(async move {
-            let stop = rt::Notify::new();
-            tx.send((rt::spawner(), stop.handle())).unwrap();
-            stop.notified().await;
-        });
-    });
-    let (spawner, stop) = rx.recv().unwrap();
+    let (spawner, stop, worker) = worker(kind);
     let mut ex = executor(kind);
     ex.block_on(async {
         let bad = spawner.spawn(async { panic!("remote task panics") }).expect("spawn");

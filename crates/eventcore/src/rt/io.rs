@@ -194,6 +194,10 @@ struct ReadState {
     filled: usize,
     pending: Option<Rc<Slot<BufResult<usize>>>>,
     eof: bool,
+    /// The last read moved less than its buffer holds: the stream had
+    /// nothing more then, so the next refill waits for the driver at once
+    /// instead of trying a read that would find nothing.
+    drained: bool,
 }
 
 /// Writes for the `futures-io` traits: bytes accepted but not yet handed to
@@ -248,6 +252,7 @@ impl<H: StreamHandle> ByteStream<H> {
                 filled: 0,
                 pending: None,
                 eof: false,
+                drained: false,
             },
             w: WriteState {
                 buf: Vec::new(),
@@ -433,41 +438,6 @@ impl<H: StreamHandle> OwnedWriteHalf<H> {
     }
 }
 
-impl<H: StreamHandle> AsyncRead for OwnedReadHalf<H> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.r.poll_read(&this.io, cx, buf)
-    }
-}
-
-impl<H: StreamHandle> AsyncBufRead for OwnedReadHalf<H> {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
-        this.r.poll_fill_buf(&this.io, cx)
-    }
-
-    fn consume(self: Pin<&mut Self>, amt: usize) {
-        self.get_mut().r.consume(amt);
-    }
-}
-
-impl<H: StreamHandle> AsyncWrite for OwnedWriteHalf<H> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.w.poll_write(&this.io, cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.w.poll_flush(&this.io, cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.w.poll_close(&this.io, cx)
-    }
-}
-
 impl<H: StreamHandle> std::fmt::Debug for OwnedReadHalf<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OwnedReadHalf")
@@ -511,7 +481,10 @@ impl ReadState {
                 self.pos = 0;
                 self.filled = 0;
                 match res {
-                    Ok(n) => self.filled = n,
+                    Ok(n) => {
+                        self.filled = n;
+                        self.drained = n < self.buf.len();
+                    }
                     Err(e) if is_eof(&e) => self.eof = true,
                     Err(e) => return Poll::Ready(Err(to_io_error(&e))),
                 }
@@ -523,22 +496,25 @@ impl ReadState {
             if self.buf.is_empty() {
                 self.buf = vec![0; BUF_SIZE];
             }
-            // Bytes that are there already are taken now: a refill costs no
-            // executor turn unless the stream must really wait.
+            // Bytes that are there already are taken now (a refill costs no
+            // executor turn unless the stream must really wait) — unless the
+            // last read found the stream drained.
             let handle = io.handle;
             let buf = &mut self.buf;
-            match io.core.with_driver(|drv| handle.try_read(drv, buf)) {
-                Ok(n) => {
+            match (!self.drained).then(|| io.core.with_driver(|drv| handle.try_read(drv, buf))) {
+                Some(Ok(n)) => {
                     self.pos = 0;
                     self.filled = n;
+                    self.drained = n < self.buf.len();
                     continue;
                 }
-                Err(e) if e.status() == Status::WouldBlock => {}
-                Err(e) if is_eof(&e) => {
+                None => {}
+                Some(Err(e)) if e.status() == Status::WouldBlock => {}
+                Some(Err(e)) if is_eof(&e) => {
                     self.eof = true;
                     continue;
                 }
-                Err(e) => return Poll::Ready(Err(to_io_error(&e))),
+                Some(Err(e)) => return Poll::Ready(Err(to_io_error(&e))),
             }
             let slot = Slot::new();
             let buf = std::mem::take(&mut self.buf);
@@ -678,42 +654,56 @@ impl WriteState {
     }
 }
 
-impl<H: StreamHandle> AsyncRead for ByteStream<H> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.r.poll_read(&this.io, cx, buf)
-    }
+/// The `futures-io` traits of a type that has a `ReadState` `r` and a
+/// `WriteState` `w` (each owned or borrowed) and its handle's `io` (owned,
+/// borrowed or shared). `poll_close` flushes, then ends the writing
+/// direction: a socket is shut down for writing (the peer reads end of
+/// stream; reading goes on), a pipe is closed.
+macro_rules! futures_io {
+    (read: $([$($g:tt)*] $ty:ty),*; write: $([$($wg:tt)*] $wty:ty),*) => {
+        $(
+            impl<$($g)*> AsyncRead for $ty {
+                fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+                    let this = self.get_mut();
+                    this.r.poll_read(&this.io, cx, buf)
+                }
+            }
+
+            impl<$($g)*> AsyncBufRead for $ty {
+                fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+                    let this = self.get_mut();
+                    this.r.poll_fill_buf(&this.io, cx)
+                }
+
+                fn consume(self: Pin<&mut Self>, amt: usize) {
+                    self.get_mut().r.consume(amt);
+                }
+            }
+        )*
+        $(
+            impl<$($wg)*> AsyncWrite for $wty {
+                fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+                    let this = self.get_mut();
+                    this.w.poll_write(&this.io, cx, buf)
+                }
+
+                fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                    let this = self.get_mut();
+                    this.w.poll_flush(&this.io, cx)
+                }
+
+                fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                    let this = self.get_mut();
+                    this.w.poll_close(&this.io, cx)
+                }
+            }
+        )*
+    };
 }
 
-impl<H: StreamHandle> AsyncBufRead for ByteStream<H> {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
-        this.r.poll_fill_buf(&this.io, cx)
-    }
-
-    fn consume(self: Pin<&mut Self>, amt: usize) {
-        self.get_mut().r.consume(amt);
-    }
-}
-
-impl<H: StreamHandle> AsyncWrite for ByteStream<H> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.w.poll_write(&this.io, cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.w.poll_flush(&this.io, cx)
-    }
-
-    /// Flushes, then ends the writing direction: a socket is shut down for
-    /// writing (the peer reads end of stream; reading goes on), a pipe is
-    /// closed.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.w.poll_close(&this.io, cx)
-    }
+futures_io! {
+    read: [H: StreamHandle] ByteStream<H>, ['a, H: StreamHandle] ReadHalf<'a, H>, [H: StreamHandle] OwnedReadHalf<H>;
+    write: [H: StreamHandle] ByteStream<H>, ['a, H: StreamHandle] WriteHalf<'a, H>, [H: StreamHandle] OwnedWriteHalf<H>
 }
 
 /// The reading half of a [`ByteStream`] (see [`ByteStream::halves`]):
@@ -728,41 +718,6 @@ pub struct ReadHalf<'a, H: StreamHandle> {
 pub struct WriteHalf<'a, H: StreamHandle> {
     io: &'a IoCore<H>,
     w: &'a mut WriteState,
-}
-
-impl<H: StreamHandle> AsyncRead for ReadHalf<'_, H> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.r.poll_read(this.io, cx, buf)
-    }
-}
-
-impl<H: StreamHandle> AsyncBufRead for ReadHalf<'_, H> {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
-        this.r.poll_fill_buf(this.io, cx)
-    }
-
-    fn consume(self: Pin<&mut Self>, amt: usize) {
-        self.get_mut().r.consume(amt);
-    }
-}
-
-impl<H: StreamHandle> AsyncWrite for WriteHalf<'_, H> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.w.poll_write(this.io, cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.w.poll_flush(this.io, cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.w.poll_close(this.io, cx)
-    }
 }
 
 impl<H: StreamHandle> std::fmt::Debug for ReadHalf<'_, H> {

@@ -67,12 +67,18 @@ fn try_if_ready(
         return None;
     }
     let result = try_perform(fd, kind, req, reserve);
-    match &result {
+    note_readiness(req, &result, ready);
+    result
+}
+
+/// After a try: a direction that would block, or that moved less than asked
+/// (the edge-triggered socket is drained), waits for its next edge.
+fn note_readiness(req: &Request, result: &Option<io::Result<(usize, Extra)>>, ready: &mut bool) {
+    match result {
         None => *ready = false,
         Some(Ok((n, _))) if short(req, *n) => *ready = false,
         _ => {}
     }
-    result
 }
 
 /// What retrying a source's parked requests after an edge needs.
@@ -221,12 +227,19 @@ impl crate::sys::Backend for Backend {
     fn flush(&mut self) {}
 
     fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
-        let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
+        let Some(src) = self.sources.get_mut(Key::from_u64(id.0, 0)) else {
             return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
         };
-        let result = try_perform(src.fd, src.kind, &req, &mut self.reserve)
-            .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()));
-        Completion::of(token, result)
+        let result = try_perform(src.fd, src.kind, &req, &mut self.reserve);
+        // What the try saw is the direction's readiness now: a request
+        // submitted next parks at once instead of trying again.
+        let ready = if req.is_reading() {
+            &mut src.may_read
+        } else {
+            &mut src.may_write
+        };
+        note_readiness(&req, &result, ready);
+        Completion::of(token, result.unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into())))
     }
 
     /// Parked requests never touched their buffer: always reclaimed, 0 bytes.
