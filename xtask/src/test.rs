@@ -277,7 +277,7 @@ fn linux_leg(root: &Path, options: &Options, isolation: &Isolation, limit: Durat
     } else {
         "Linux leg: running the tests on the host network (no namespace)"
     });
-    let mut job = cargo().args(["test", "--workspace", "--offline"]);
+    let mut job = cargo().args(["test", "--workspace", "--offline", "--no-fail-fast"]);
     if !options.harness.is_empty() {
         job = job.arg("--").args(&options.harness);
     }

@@ -80,8 +80,8 @@ fn server(kind: BackendKind, serve: Serve, buf: usize, sunk: Arc<AtomicU64>) -> 
                 let Ok((conn, _)) = accepted else { return };
                 let _ = drv.sockets().set_no_delay(conn, true);
                 match serve {
-                    Serve::Sink => sink(drv, conn, vec![0; buf], sunk.clone()),
-                    _ => echo(drv, conn, vec![0; buf], serve),
+                    Serve::Sink => sink(drv, conn, Vec::with_capacity(buf), sunk.clone()),
+                    _ => echo(drv, conn, Vec::with_capacity(buf), serve),
                 }
             },
         );
@@ -101,31 +101,30 @@ fn server(kind: BackendKind, serve: Serve, buf: usize, sunk: Arc<AtomicU64>) -> 
 }
 
 fn echo(drv: &mut Driver, conn: StreamSocket, buf: Vec<u8>, serve: Serve) {
-    drv.sockets()
-        .read(conn, buf, IoMode::Once, move |drv, conn, res, mut buf| {
-            let Ok(n) = res else {
-                let _ = drv.release_ref(conn);
-                return;
-            };
-            let cap = buf.len();
-            buf.truncate(n);
-            drv.sockets()
-                .write(conn, buf, IoMode::All, move |drv, conn, res, mut buf| {
-                    if res.is_err() || serve == Serve::EchoOnceClose {
-                        let _ = drv.release_ref(conn);
-                        return;
-                    }
-                    buf.resize(cap, 0);
-                    echo(drv, conn, buf, serve);
-                });
-        });
+    drv.sockets().read(conn, buf, IoMode::Once, move |drv, conn, res, buf| {
+        let Ok(n) = res else {
+            let _ = drv.release_ref(conn);
+            return;
+        };
+        debug_assert_eq!(buf.len(), n);
+        drv.sockets()
+            .write(conn, buf, IoMode::All, move |drv, conn, res, mut buf| {
+                if res.is_err() || serve == Serve::EchoOnceClose {
+                    let _ = drv.release_ref(conn);
+                    return;
+                }
+                buf.clear();
+                echo(drv, conn, buf, serve);
+            });
+    });
 }
 
 fn sink(drv: &mut Driver, conn: StreamSocket, buf: Vec<u8>, sunk: Arc<AtomicU64>) {
     drv.sockets()
-        .read(conn, buf, IoMode::Once, move |drv, conn, res, buf| match res {
+        .read(conn, buf, IoMode::Once, move |drv, conn, res, mut buf| match res {
             Ok(n) => {
                 sunk.fetch_add(n as u64, Ordering::Relaxed);
+                buf.clear();
                 sink(drv, conn, buf, sunk);
             }
             Err(_) => {
@@ -202,12 +201,13 @@ fn ping_round(drv: &mut Driver, conn: StreamSocket, st: Rc<Client>, msg: Vec<u8>
             return;
         }
         drv.sockets()
-            .read(conn, reply, IoMode::All, move |drv, conn, res, reply| {
+            .read(conn, reply, IoMode::All, move |drv, conn, res, mut reply| {
                 if let Err(e) = res {
                     st.fail(err(e));
                     let _ = drv.release_ref(conn);
                     return;
                 }
+                reply.clear();
                 if st.tick() {
                     ping_round(drv, conn, st, msg, reply);
                 } else {
@@ -243,7 +243,7 @@ fn ping_pong_run(kind: BackendKind, ctx: &Ctx, conns: usize, size: usize) -> Res
                 } else {
                     vec![b'x'; size]
                 };
-                ping_round(drv, conn, st, msg, vec![0; size]);
+                ping_round(drv, conn, st, msg, Vec::with_capacity(size));
             })
             .map_err(err)?;
     }
@@ -349,12 +349,13 @@ fn pound_one(drv: &mut Driver, addr: SocketAddr, st: Rc<Client>) {
             return;
         }
         drv.sockets()
-            .write(conn, PING.to_vec(), IoMode::All, move |drv, conn, res, buf| {
+            .write(conn, PING.to_vec(), IoMode::All, move |drv, conn, res, mut buf| {
                 if let Err(e) = res {
                     st.fail(err(e));
                     let _ = drv.release_ref(conn);
                     return;
                 }
+                buf.clear();
                 drv.sockets().read(conn, buf, IoMode::All, move |drv, conn, res, _| {
                     let _ = drv.release_ref(conn);
                     if let Err(e) = res {
@@ -394,7 +395,7 @@ pub fn udp_pummel(kind: BackendKind) -> RunFn {
         let st = Client::new(ctx.duration);
         st.open();
         udp_send(&mut drv, tx, rx, DATAGRAM.to_vec(), st.clone());
-        udp_recv(&mut drv, rx, vec![0; 1500], st.clone());
+        udp_recv(&mut drv, rx, Vec::with_capacity(1500), st.clone());
         run(&mut drv)?;
         let m = st.outcome()?;
         Ok(Sample::rate("udp_pummel", "dgram/s", m, 1.0))
@@ -424,16 +425,18 @@ fn udp_send(
 }
 
 fn udp_recv(drv: &mut Driver, rx: eventcore::DatagramSocket, buf: Vec<u8>, st: Rc<Client>) {
-    drv.sockets().receive(rx, buf, IoMode::Once, move |drv, rx, res, buf| {
-        if let Err(e) = res {
-            st.fail(err(e));
-        }
-        if st.tick() {
-            udp_recv(drv, rx, buf, st);
-        } else {
-            let _ = drv.release_ref(rx);
-        }
-    });
+    drv.sockets()
+        .receive(rx, buf, IoMode::Once, move |drv, rx, res, mut buf| {
+            if let Err(e) = res {
+                st.fail(err(e));
+            }
+            buf.clear();
+            if st.tick() {
+                udp_recv(drv, rx, buf, st);
+            } else {
+                let _ = drv.release_ref(rx);
+            }
+        });
 }
 
 /// `loop_count`: empty loop iterations (a zero-timeout `process_events`
@@ -578,7 +581,7 @@ pub fn file_read(kind: BackendKind) -> RunFn {
             file_next(
                 &mut drv,
                 h,
-                vec![0; FILE_CHUNK],
+                Vec::with_capacity(FILE_CHUNK),
                 size,
                 next.clone(),
                 read.clone(),
@@ -612,17 +615,19 @@ fn file_next(
         return;
     }
     next.set(offset + FILE_CHUNK as u64);
-    drv.files().read(h, offset, buf, IoMode::Once, move |drv, h, res, buf| {
-        match res {
-            Ok(n) => read.set(read.get() + n as u64),
-            Err(e) => {
-                failure.borrow_mut().get_or_insert(err(e));
-                let _ = drv.release_ref(h);
-                return;
+    drv.files()
+        .read(h, offset, buf, IoMode::Once, move |drv, h, res, mut buf| {
+            buf.clear();
+            match res {
+                Ok(n) => read.set(read.get() + n as u64),
+                Err(e) => {
+                    failure.borrow_mut().get_or_insert(err(e));
+                    let _ = drv.release_ref(h);
+                    return;
+                }
             }
-        }
-        file_next(drv, h, buf, size, next, read, failure);
-    });
+            file_next(drv, h, buf, size, next, read, failure);
+        });
 }
 
 /// `dns`: lookups of "localhost", ten in flight.
@@ -684,9 +689,10 @@ pub fn idle_connections(kind: BackendKind) -> RunFn {
                     // The smallest useful callback: one pointer to the
                     // connection's state (here the shared counter).
                     let state = a.clone();
-                    drv.sockets().read(conn, Vec::new(), IoMode::Once, move |_, _, _, _| {
-                        drop(state);
-                    });
+                    drv.sockets()
+                        .read(conn, Vec::new(), IoMode::Once, move |_, _, _, _: Vec<u8>| {
+                            drop(state);
+                        });
                 },
             )
             .map_err(err)?;

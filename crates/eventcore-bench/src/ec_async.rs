@@ -32,16 +32,17 @@ pub fn ping_pong(kind: BackendKind, name: &'static str) -> RunFn {
                 let _ = tx.send(addr.as_inet().ok_or_else(|| "not IP".to_string()));
                 let (conn, _) = listener.accept().await.map_err(err)?;
                 conn.set_nodelay(true).map_err(err)?;
-                let mut buf = vec![0u8; 64];
+                let mut buf = Vec::with_capacity(64);
                 loop {
-                    let (res, mut b) = conn.read(buf).await;
-                    let Ok(n) = res else { return Ok(()) };
-                    b.truncate(n);
-                    let (res, mut b) = conn.write_all(b).await;
+                    let (res, b) = conn.read_owned(buf).await;
                     if res.is_err() {
                         return Ok(());
                     }
-                    b.resize(64, 0);
+                    let (res, mut b) = conn.write_all_owned(b).await;
+                    if res.is_err() {
+                        return Ok(());
+                    }
+                    b.clear();
                     buf = b;
                 }
             })
@@ -51,14 +52,15 @@ pub fn ping_pong(kind: BackendKind, name: &'static str) -> RunFn {
         let measured = ex.block_on(async move {
             let conn = TcpStream::connect(addr).await.map_err(err)?;
             conn.set_nodelay(true).map_err(err)?;
-            let (mut msg, mut reply) = (PING.to_vec(), vec![0u8; PING.len()]);
+            let (mut msg, mut reply) = (PING.to_vec(), Vec::with_capacity(PING.len()));
             let w = Window::open();
             let mut n = 0u64;
             loop {
-                let (res, m) = conn.write_all(msg).await;
+                let (res, m) = conn.write_all_owned(msg).await;
                 res.map_err(err)?;
-                let (res, r) = conn.read_exact(reply).await;
+                let (res, mut r) = conn.read_exact_owned(reply).await;
                 res.map_err(err)?;
+                r.clear();
                 (msg, reply) = (m, r);
                 n += 1;
                 if w.started().elapsed() >= ctx.duration {

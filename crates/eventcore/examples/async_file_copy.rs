@@ -15,12 +15,13 @@ async fn copy(from: &PathBuf, to: &PathBuf) -> eventcore::Result<u64> {
     let dst = File::create(to).await?;
     let size = src.size()?;
     let mut offset = 0u64;
-    let mut spare = vec![0u8; CHUNK];
+    // Reads fill a buffer's capacity: nothing needs zeroing.
+    let mut spare = Vec::with_capacity(CHUNK);
     let mut writing = None;
     while offset < size {
         // Read the next chunk while the previous one is being written.
         let read = src.read_at(std::mem::take(&mut spare), offset);
-        let (r, mut buf) = match writing.take() {
+        let (r, buf) = match writing.take() {
             Some(write) => {
                 let (read, written) = futures_util::future::join(read, write).await;
                 let (w, back): (eventcore::Result<usize>, Vec<u8>) = written;
@@ -35,13 +36,13 @@ async fn copy(from: &PathBuf, to: &PathBuf) -> eventcore::Result<u64> {
             Err(e) if e.status() == Status::EndOfFile => break,
             Err(e) => return Err(e),
         };
-        buf.truncate(n);
+        // The read set the buffer's length to what it read.
         writing = Some(dst.write_all_at(buf, offset));
         offset += n as u64;
-        if spare.is_empty() {
-            spare = vec![0u8; CHUNK];
+        if spare.capacity() == 0 {
+            spare = Vec::with_capacity(CHUNK);
         }
-        spare.resize(CHUNK, 0);
+        spare.clear();
     }
     if let Some(write) = writing.take() {
         write.await.0?;

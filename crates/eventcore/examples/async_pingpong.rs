@@ -20,19 +20,19 @@ fn loopback() -> SocketAddr {
 
 /// The server side with callbacks: read at least one byte, echo it, repeat.
 fn echo(drv: &mut Driver, conn: StreamSocket, buf: Vec<u8>) {
-    drv.sockets()
-        .read(conn, buf, IoMode::Once, move |drv, conn, r, mut buf| {
-            let Ok(n) = r else {
-                drv.release_ref(conn).unwrap();
-                return;
-            };
-            buf.truncate(n);
-            drv.sockets()
-                .write(conn, buf, IoMode::All, move |drv, conn, _, mut buf| {
-                    buf.resize(MSG, 0);
-                    echo(drv, conn, buf);
-                });
-        });
+    drv.sockets().read(conn, buf, IoMode::Once, move |drv, conn, r, buf| {
+        if r.is_err() {
+            drv.release_ref(conn).unwrap();
+            return;
+        }
+        // The buffer holds what arrived: echo it, then read again into
+        // the emptied buffer.
+        drv.sockets()
+            .write(conn, buf, IoMode::All, move |drv, conn, _, mut buf| {
+                buf.clear();
+                echo(drv, conn, buf);
+            });
+    });
 }
 
 /// The client side with callbacks: send a message, read its echo whole, repeat.
@@ -43,13 +43,16 @@ fn ping(drv: &mut Driver, conn: StreamSocket, buf: Vec<u8>, left: Rc<Cell<u32>>)
         return;
     }
     left.set(left.get() - 1);
-    drv.sockets().write(conn, buf, IoMode::All, move |drv, conn, r, buf| {
-        r.expect("write");
-        drv.sockets().read(conn, buf, IoMode::All, move |drv, conn, r, buf| {
-            r.expect("read");
-            ping(drv, conn, buf, left);
+    drv.sockets()
+        .write(conn, buf, IoMode::All, move |drv, conn, r, mut buf| {
+            r.expect("write");
+            // Read the echo whole into the emptied buffer (its capacity).
+            buf.clear();
+            drv.sockets().read(conn, buf, IoMode::All, move |drv, conn, r, buf| {
+                r.expect("read");
+                ping(drv, conn, buf, left);
+            });
         });
-    });
 }
 
 fn callbacks(round_trips: u32) -> eventcore::Result<Duration> {
@@ -59,7 +62,7 @@ fn callbacks(round_trips: u32) -> eventcore::Result<Duration> {
         .listen(loopback(), ListenOptions::default(), |drv, _, accepted| {
             let (conn, _) = accepted.expect("accept");
             drv.sockets().set_no_delay(conn, true).unwrap();
-            echo(drv, conn, vec![0; MSG]);
+            echo(drv, conn, Vec::with_capacity(MSG));
         })?;
     let addr = drv.sockets().local_address(listener)?;
     let left = Rc::new(Cell::new(round_trips));
@@ -87,13 +90,14 @@ fn futures(round_trips: u32) -> eventcore::Result<Duration> {
         let server = rt::spawn(async move {
             let (conn, _) = listener.accept().await.expect("accept");
             conn.set_nodelay(true).unwrap();
-            let mut buf = vec![0; MSG];
+            let mut buf = Vec::with_capacity(MSG);
             loop {
-                let (r, mut b) = conn.read(buf).await;
-                let Ok(n) = r else { return };
-                b.truncate(n);
-                let (_, mut b) = conn.write_all(b).await;
-                b.resize(MSG, 0);
+                let (r, b) = conn.read_owned(buf).await;
+                if r.is_err() {
+                    return;
+                }
+                let (_, mut b) = conn.write_all_owned(b).await;
+                b.clear();
                 buf = b;
             }
         });
@@ -102,9 +106,10 @@ fn futures(round_trips: u32) -> eventcore::Result<Duration> {
         let start = Instant::now();
         let mut buf = vec![1; MSG];
         for _ in 0..round_trips {
-            let (r, b) = conn.write_all(buf).await;
+            let (r, mut b) = conn.write_all_owned(buf).await;
             r?;
-            let (r, b) = conn.read_exact(b).await;
+            b.clear();
+            let (r, b) = conn.read_exact_owned(b).await;
             r?;
             buf = b;
         }

@@ -39,9 +39,9 @@ fn copy_from(drv: &mut Driver, src: FileHandle, dst: FileHandle, offset: u64, co
     drv.files().read(
         src,
         offset,
-        vec![0; CHUNK],
+        Vec::with_capacity(CHUNK),
         IoMode::All,
-        move |drv, src, res, mut buf| {
+        move |drv, src, res, buf| {
             let n = match res {
                 Ok(n) => n,
                 Err(e) => e.transferred(), // end of file after a partial chunk
@@ -51,7 +51,7 @@ fn copy_from(drv: &mut Driver, src: FileHandle, dst: FileHandle, offset: u64, co
                 drv.files().close(dst, |_, r| r.expect("close destination"));
                 return;
             }
-            buf.truncate(n);
+            // The buffer's length is what was read.
             drv.files()
                 .write(dst, offset, buf, IoMode::All, move |drv, dst, res, _| {
                     let n = res.expect("write") as u64;

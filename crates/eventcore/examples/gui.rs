@@ -304,10 +304,10 @@ mod app {
             let started = Instant::now();
             let message = format!("ping {n}").into_bytes();
             let len = message.len();
-            if let (Err(e), _) = stream.write_all(message).await {
+            if let (Err(e), _) = stream.write_all_owned(message).await {
                 return update(|s| s.tcp_error = Some(format!("write: {e}")));
             }
-            match stream.read_exact(vec![0; len]).await {
+            match stream.read_exact_owned(Vec::with_capacity(len)).await {
                 (Ok(_), buf) => update(|s| {
                     s.round_trips = n;
                     s.last_rtt = Some(started.elapsed());
@@ -436,7 +436,7 @@ mod app {
             .listen(any, ListenOptions::default(), |drv, _, accepted| match accepted {
                 Ok((conn, _peer)) => {
                     update(|s| s.accepted += 1);
-                    echo(drv, conn, vec![0; 256]);
+                    echo(drv, conn, Vec::with_capacity(256));
                 }
                 Err(e) => update(|s| s.tcp_error = Some(format!("accept: {e}"))),
             })
@@ -469,24 +469,23 @@ mod app {
     /// The server side of one connection: echoes whatever arrives until the
     /// client goes away.
     fn echo(drv: &mut Driver, conn: StreamSocket, buf: Vec<u8>) {
-        drv.sockets()
-            .read(conn, buf, IoMode::Once, |drv, conn, result, mut buf| {
-                let Ok(n) = result else {
-                    // The client closed (or the program is ending).
-                    let _ = drv.release_ref(conn);
-                    return;
-                };
-                buf.truncate(n);
-                drv.sockets()
-                    .write(conn, buf, IoMode::All, |drv, conn, result, mut buf| {
-                        if result.is_err() {
-                            let _ = drv.release_ref(conn);
-                            return;
-                        }
-                        buf.resize(256, 0);
-                        echo(drv, conn, buf);
-                    });
-            });
+        drv.sockets().read(conn, buf, IoMode::Once, |drv, conn, result, buf| {
+            if result.is_err() {
+                // The client closed (or the program is ending).
+                let _ = drv.release_ref(conn);
+                return;
+            }
+            // The buffer holds what arrived.
+            drv.sockets()
+                .write(conn, buf, IoMode::All, |drv, conn, result, mut buf| {
+                    if result.is_err() {
+                        let _ = drv.release_ref(conn);
+                        return;
+                    }
+                    buf.clear();
+                    echo(drv, conn, buf);
+                });
+        });
     }
 
     /// One client round trip: send "ping N", read the echo back.
@@ -499,8 +498,11 @@ mod app {
                 if let Err(e) = result {
                     return client_failed(drv, conn, format!("write: {e}"));
                 }
-                drv.sockets()
-                    .read(conn, vec![0; len], IoMode::All, move |drv, conn, result, buf| {
+                drv.sockets().read(
+                    conn,
+                    Vec::with_capacity(len),
+                    IoMode::All,
+                    move |drv, conn, result, buf| {
                         if let Err(e) = result {
                             return client_failed(drv, conn, format!("read: {e}"));
                         }
@@ -510,7 +512,8 @@ mod app {
                             s.last_rtt = Some(started.elapsed());
                             s.last_echo = String::from_utf8_lossy(&buf).into_owned();
                         });
-                    });
+                    },
+                );
             });
     }
 

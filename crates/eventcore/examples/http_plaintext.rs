@@ -119,7 +119,7 @@ pub fn serve(drv: &mut Driver, addr: SocketAddr) -> eventcore::Result<SocketAddr
         |drv, _listener, accepted| {
             let Ok((conn, _peer)) = accepted else { return };
             let _ = drv.sockets().set_no_delay(conn, true);
-            read(drv, conn, vec![0; READ_SIZE], Conn::new());
+            read(drv, conn, Vec::with_capacity(READ_SIZE), Conn::new());
         },
     )?;
     let local = drv.sockets().local_address(listener)?;
@@ -163,9 +163,11 @@ impl Conn {
     }
 }
 
-/// Reads into `input` (always `READ_SIZE` long: a read fills it from 0),
-/// answers every complete request, and reads again once the answers are out.
-fn read(drv: &mut Driver, conn: StreamSocket, input: Vec<u8>, mut st: Box<Conn>) {
+/// Reads into `input` (empty, with `READ_SIZE` of capacity: a read fills
+/// it from 0), answers every complete request, and reads again once the
+/// answers are out.
+fn read(drv: &mut Driver, conn: StreamSocket, mut input: Vec<u8>, mut st: Box<Conn>) {
+    input.clear();
     drv.sockets()
         .read(conn, input, IoMode::Once, move |drv, conn, res, input| {
             let Ok(n) = res else {
@@ -201,7 +203,8 @@ fn read(drv: &mut Driver, conn: StreamSocket, input: Vec<u8>, mut st: Box<Conn>)
 /// The end of a connection whose answers are all out and whose sending side
 /// is shut down: reads and discards until the client closes, an error, or
 /// [`LINGER_LIMIT`] bytes, then releases the socket.
-fn linger(drv: &mut Driver, conn: StreamSocket, input: Vec<u8>, discarded: usize) {
+fn linger(drv: &mut Driver, conn: StreamSocket, mut input: Vec<u8>, discarded: usize) {
+    input.clear();
     drv.sockets()
         .read(conn, input, IoMode::Once, move |drv, conn, res, input| match res {
             Ok(n) if discarded + n < LINGER_LIMIT => linger(drv, conn, input, discarded + n),

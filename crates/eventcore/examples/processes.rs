@@ -29,8 +29,11 @@ fn main() -> Result<(), eventcore::Error> {
     );
     // Read until end of stream.
     fn read_more(drv: &mut Driver, out: eventcore::PipeHandle, mut text: Vec<u8>) {
-        drv.pipes()
-            .read(out, vec![0; 256], IoMode::Once, move |drv, out, res, buf| match res {
+        drv.pipes().read(
+            out,
+            Vec::with_capacity(256),
+            IoMode::Once,
+            move |drv, out, res, buf| match res {
                 Ok(n) => {
                     text.extend_from_slice(&buf[..n]);
                     read_more(drv, out, text);
@@ -39,7 +42,8 @@ fn main() -> Result<(), eventcore::Error> {
                     println!("child said {:?} (then: {e})", String::from_utf8_lossy(&text));
                     drv.release_ref(out).unwrap();
                 }
-            });
+            },
+        );
     }
     read_more(&mut drv, stdout, Vec::new());
     drv.processes().wait(child.process, |drv, p, status| {

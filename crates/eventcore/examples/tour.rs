@@ -90,7 +90,7 @@ fn tcp(drv: &mut Driver) -> Result<(), eventcore::Error> {
             println!("tcp: accepted {peer}");
             drv.release_ref(listener).unwrap();
             drv.sockets()
-                .read(conn, vec![0; 5], IoMode::All, |drv, conn, res, buf| {
+                .read(conn, Vec::with_capacity(5), IoMode::All, |drv, conn, res, buf| {
                     println!("tcp: server read {:?}: {:?}", res, String::from_utf8_lossy(&buf));
                     drv.sockets().write(conn, buf, IoMode::All, |drv, conn, _, _| {
                         drv.release_ref(conn).unwrap();
@@ -107,7 +107,7 @@ fn tcp(drv: &mut Driver) -> Result<(), eventcore::Error> {
         drv.sockets()
             .write(conn, b"hello".to_vec(), IoMode::All, |drv, conn, _, _| {
                 drv.sockets()
-                    .read(conn, vec![0; 5], IoMode::All, |drv, conn, res, buf| {
+                    .read(conn, Vec::with_capacity(5), IoMode::All, |drv, conn, res, buf| {
                         println!(
                             "tcp: client got the echo {:?}: {:?}",
                             res,
@@ -125,11 +125,12 @@ fn udp(drv: &mut Driver) -> Result<(), eventcore::Error> {
     let a = drv.sockets().create_datagram(any, DatagramOptions::default())?;
     let b = drv.sockets().create_datagram(any, DatagramOptions::default())?;
     let a_addr = drv.sockets().local_address(a)?;
-    drv.sockets().receive(a, vec![0; 64], IoMode::Once, |drv, a, res, buf| {
-        let (n, from) = res.expect("receive");
-        println!("udp: {n} bytes from {from}: {:?}", String::from_utf8_lossy(&buf[..n]));
-        drv.release_ref(a).unwrap();
-    });
+    drv.sockets()
+        .receive(a, Vec::with_capacity(64), IoMode::Once, |drv, a, res, buf| {
+            let (n, from) = res.expect("receive");
+            println!("udp: {n} bytes from {from}: {:?}", String::from_utf8_lossy(&buf[..n]));
+            drv.release_ref(a).unwrap();
+        });
     drv.sockets()
         .send(b, b"datagram".to_vec(), Some(a_addr), IoMode::Once, |drv, b, res, _| {
             println!("udp: sent {res:?}");
@@ -145,9 +146,10 @@ fn unix_sockets(drv: &mut Driver) -> Result<(), eventcore::Error> {
         .write(a, b"over a socketpair".to_vec(), IoMode::All, |drv, a, _, _| {
             drv.release_ref(a).unwrap();
         });
-    drv.sockets().read(b, vec![0; 17], IoMode::All, |drv, b, res, buf| {
-        println!("unix: {res:?}: {:?}", String::from_utf8_lossy(&buf));
-        drv.release_ref(b).unwrap();
-    });
+    drv.sockets()
+        .read(b, Vec::with_capacity(17), IoMode::All, |drv, b, res, buf| {
+            println!("unix: {res:?}: {:?}", String::from_utf8_lossy(&buf));
+            drv.release_ref(b).unwrap();
+        });
     run(drv)
 }

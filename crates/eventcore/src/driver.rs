@@ -637,7 +637,9 @@ mod tests {
     #[test]
     fn operation_records_stay_small() {
         use std::mem::size_of;
-        assert!(size_of::<super::Op>() <= 128, "Op is {} bytes", size_of::<super::Op>());
+        // A `bytes::Bytes` buffer is kept inline: 16 bytes more per op.
+        let limit = if cfg!(feature = "bytes") { 144 } else { 128 };
+        assert!(size_of::<super::Op>() <= limit, "Op is {} bytes", size_of::<super::Op>());
         assert!(
             size_of::<super::Ready>() <= 96,
             "Ready is {} bytes",

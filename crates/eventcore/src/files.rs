@@ -4,10 +4,12 @@
 //! Regular files are always "ready" to the OS's readiness APIs, so on Unix
 //! every blocking call runs on the worker pool: `open`, `pread` / `pwrite`
 //! (positional, so concurrent operations never race on a shared file offset),
-//! `ftruncate` and `close`. A job owns the buffer while it runs and hands it
-//! back with the result; cancelling an operation therefore cannot return the
-//! buffer at once ([`Cancelled::buffer`] is `None`): the driver drops it when
-//! the worker is done, and no memory the caller holds is ever written.
+//! `ftruncate` and `close`. A job reads or writes the buffer's memory while
+//! the driver keeps the buffer itself; cancelling an operation therefore
+//! cannot return the buffer at once ([`Cancelled::buffer`] is `None`): the
+//! driver drops it when the worker is done (a driver dropped meanwhile waits
+//! for that one `pread` / `pwrite`), so no memory the caller holds is ever
+//! written.
 //!
 //! One read and one write may be in flight per file at once.
 //!
@@ -17,13 +19,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 #[cfg(windows)]
 use crate::sys::Backend as _;
 use crate::driver::{Op, Outcome};
 use crate::handle::{define_handle, Key};
-use crate::io::{Cancelled, IoMode};
+use crate::io::{take_back, Cancelled, IoMode};
+#[cfg(unix)]
+use crate::sys::buf::RawWindow;
+use crate::sys::buf::{AnyBuf, IoBuf, IoBufMut};
 use crate::sys::files as sys_files;
 use crate::{Driver, Error, Result, Status};
 
@@ -50,14 +56,14 @@ pub enum OpenMode {
 }
 
 type OpenCallback = Box<dyn FnOnce(&mut Driver, Result<FileHandle>)>;
-type IoDone = Box<dyn FnOnce(&mut Driver, FileHandle, Result<usize>, Vec<u8>)>;
+type IoDone = Box<dyn FnOnce(&mut Driver, FileHandle, Result<usize>, AnyBuf)>;
 type UnitDone = Box<dyn FnOnce(&mut Driver, Result<()>)>;
 
 /// What a file job returns.
 enum JobResult {
     Opened(std::io::Result<File>, bool),
     #[cfg_attr(windows, allow(dead_code))]
-    Transferred(Vec<u8>, std::io::Result<usize>),
+    Transferred(std::io::Result<usize>),
     Unit(std::io::Result<()>),
 }
 
@@ -74,11 +80,64 @@ enum FileCallback {
 pub(crate) struct FileOp {
     file: Key,
     callback: FileCallback,
-    /// The buffer, while no job holds it.
-    buf: Option<Vec<u8>>,
+    /// The buffer, and whether a job is using its memory.
+    buf: PoolBuf,
     offset: u64,
     mode: IoMode,
     done: usize,
+}
+
+/// A file operation's buffer on Unix, whose memory a worker may be using.
+pub(crate) struct PoolBuf {
+    buf: AnyBuf,
+    /// Set while a job holds a window into `buf`; the job's [`JobDone`]
+    /// raises it once the job ran (or was dropped unrun).
+    in_flight: Option<Arc<AtomicBool>>,
+}
+
+/// Goes with a file job: dropped when the job has run (or is dropped
+/// unrun), it tells the buffer's owner that the worker let go of it.
+#[cfg_attr(windows, allow(dead_code))]
+struct JobDone(Arc<AtomicBool>);
+
+impl Drop for JobDone {
+    fn drop(&mut self) {
+        self.0.store(true, AtomicOrdering::Release);
+    }
+}
+
+impl PoolBuf {
+    fn new(buf: AnyBuf) -> PoolBuf {
+        PoolBuf { buf, in_flight: None }
+    }
+
+    /// The buffer, if no job is using it.
+    fn take(&mut self) -> Option<AnyBuf> {
+        self.in_flight.is_none().then(|| std::mem::take(&mut self.buf))
+    }
+
+    /// Lends the buffer's memory to a job: the job keeps the returned guard
+    /// until it is done with it.
+    #[cfg_attr(windows, allow(dead_code))]
+    fn lend(&mut self) -> JobDone {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.in_flight = Some(flag.clone());
+        JobDone(flag)
+    }
+}
+
+impl Drop for PoolBuf {
+    fn drop(&mut self) {
+        if let Some(done) = self.in_flight.take() {
+            // The operation is dropped (the driver is going away) while a
+            // worker may still read or write this memory: wait for that one
+            // `pread` / `pwrite` (a queued job that never runs is dropped,
+            // which raises the flag too) rather than free it under the worker.
+            while !done.load(AtomicOrdering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
 }
 
 pub(crate) struct FileState {
@@ -126,7 +185,7 @@ impl Driver {
         self.ops.insert(Op::File(FileOp {
             file,
             callback,
-            buf: None,
+            buf: PoolBuf::new(AnyBuf::empty()),
             offset: 0,
             mode: IoMode::Once,
             done: 0,
@@ -143,31 +202,34 @@ impl Driver {
             return;
         };
         let file = state.file.clone();
-        let buf = op.buf.take().expect("buffer is home between jobs");
-        let (start, offset, writing, mode) = (
-            op.done,
+        let (offset, writing, mode) = (
             op.offset + op.done as u64,
             matches!(op.callback, FileCallback::Write(_)),
             op.mode,
         );
+        let mut window = if writing {
+            RawWindow::for_write(&op.buf.buf, op.done)
+        } else {
+            RawWindow::for_read(&mut op.buf.buf, op.done)
+        };
         if mode == IoMode::Immediate {
-            let mut buf = buf;
             let r = if writing {
-                sys_files::write_at(&file, &buf[start..], offset)
+                sys_files::write_at(&file, &window, offset)
             } else {
-                sys_files::read_at_nowait(&file, &mut buf[start..], offset)
+                sys_files::read_at_nowait(&file, &mut window, offset)
             };
-            self.push_ready(key, Outcome::Job(Box::new(JobResult::Transferred(buf, r))));
+            self.push_ready(key, Outcome::Job(Box::new(JobResult::Transferred(r))));
             return;
         }
+        let lent = op.buf.lend();
         self.submit_job(key, move || {
-            let mut buf = buf;
+            let _lent = lent;
             let r = if writing {
-                sys_files::write_at(&file, &buf[start..], offset)
+                sys_files::write_at(&file, &window, offset)
             } else {
-                sys_files::read_at(&file, &mut buf[start..], offset)
+                sys_files::read_at(&file, &mut window, offset)
             };
-            Box::new(JobResult::Transferred(buf, r))
+            Box::new(JobResult::Transferred(r))
         });
     }
 
@@ -175,6 +237,10 @@ impl Driver {
         let Some(Op::File(op)) = self.ops.get_mut(key) else {
             return false;
         };
+        if matches!(outcome, Outcome::Job(_)) {
+            // The worker is done with the buffer's memory.
+            op.buf.in_flight = None;
+        }
         let result = match outcome {
             Outcome::Job(out) => match out.downcast::<JobResult>() {
                 Ok(r) => Ok(*r),
@@ -189,10 +255,9 @@ impl Driver {
         }
         // Reads and writes may go on (IoMode::All).
         let io_result = match result {
-            Ok(JobResult::Transferred(buf, r)) => {
-                let requested = buf.len() - op.done;
-                op.buf = Some(buf);
+            Ok(JobResult::Transferred(r)) => {
                 let reading = matches!(op.callback, FileCallback::Read(_));
+                let requested = op.buf.buf.capacity_for(reading) - op.done;
                 match r {
                     Ok(0) if requested > 0 && reading => {
                         Some(Err(Error::new(Status::EndOfFile).with_transferred(op.done)))
@@ -238,7 +303,14 @@ impl Driver {
             }
         }
         let result = io_result.expect("set above");
-        let buf = op.buf.unwrap_or_default();
+        let mut op = op;
+        let mut buf = op.buf.take().unwrap_or_default();
+        if matches!(op.callback, FileCallback::Read(_)) {
+            buf.commit_read(match &result {
+                Ok(n) => *n,
+                Err(e) => e.transferred(),
+            });
+        }
         match op.callback {
             FileCallback::Read(cb) => cb(self, handle, result.map_err(|e| e.in_operation(crate::error::Operation::Read)), buf),
             FileCallback::Write(cb) => cb(self, handle, result.map_err(|e| e.in_operation(crate::error::Operation::Write)), buf),
@@ -286,7 +358,10 @@ impl Driver {
         let transferred = op.done;
         match op.buf.take() {
             // No job holds the buffer (a failure is queued): give it back now.
-            Some(buf) => {
+            Some(mut buf) => {
+                if matches!(op.callback, FileCallback::Read(_)) {
+                    buf.commit_read(transferred);
+                }
                 self.ops.remove(key);
                 Some(Cancelled {
                     buffer: Some(buf),
@@ -398,30 +473,37 @@ impl Files<'_> {
     /// Reads into `buf` from `offset` as `mode` says. Reading at or past the
     /// end of the file is [`Status::EndOfFile`] (with the bytes read before it
     /// in [`Error::transferred`] for [`IoMode::All`]).
-    pub fn read(
+    ///
+    /// The bytes go into the spare room of `buf` (see [`buf`](crate::buf)):
+    /// read into `Vec::with_capacity(n)`, the buffer comes back with its
+    /// length set to what was read. A full buffer is
+    /// [`Status::InvalidArgument`].
+    pub fn read<B: IoBufMut>(
         &mut self,
         file: FileHandle,
         offset: u64,
-        buf: Vec<u8>,
+        buf: B,
         mode: IoMode,
-        callback: impl FnOnce(&mut Driver, FileHandle, Result<usize>, Vec<u8>) + 'static,
+        callback: impl FnOnce(&mut Driver, FileHandle, Result<usize>, B) + 'static,
     ) {
-        self.start(file, offset, buf, mode, FileCallback::Read(Box::new(callback)));
+        let cb = FileCallback::Read(Box::new(move |drv, f, r, b| callback(drv, f, r, take_back(b))));
+        self.start(file, offset, AnyBuf::for_read(buf), mode, cb);
     }
 
     /// Writes `buf` at `offset` as `mode` says.
-    pub fn write(
+    pub fn write<B: IoBuf>(
         &mut self,
         file: FileHandle,
         offset: u64,
-        buf: Vec<u8>,
+        buf: B,
         mode: IoMode,
-        callback: impl FnOnce(&mut Driver, FileHandle, Result<usize>, Vec<u8>) + 'static,
+        callback: impl FnOnce(&mut Driver, FileHandle, Result<usize>, B) + 'static,
     ) {
-        self.start(file, offset, buf, mode, FileCallback::Write(Box::new(callback)));
+        let cb = FileCallback::Write(Box::new(move |drv, f, r, b| callback(drv, f, r, take_back(b))));
+        self.start(file, offset, AnyBuf::for_write(buf), mode, cb);
     }
 
-    fn start(&mut self, file: FileHandle, offset: u64, buf: Vec<u8>, mode: IoMode, callback: FileCallback) {
+    fn start(&mut self, file: FileHandle, offset: u64, buf: AnyBuf, mode: IoMode, callback: FileCallback) {
         #[cfg(windows)]
         {
             // Overlapped ReadFileEx / WriteFileEx at the offset, through the
@@ -451,13 +533,14 @@ impl Files<'_> {
     }
 
     #[cfg(unix)]
-    fn start_on_pool(&mut self, file: FileHandle, offset: u64, buf: Vec<u8>, mode: IoMode, callback: FileCallback) {
+    fn start_on_pool(&mut self, file: FileHandle, offset: u64, mut buf: AnyBuf, mode: IoMode, callback: FileCallback) {
         let reading = matches!(callback, FileCallback::Read(_));
-        let empty = buf.is_empty();
+        let empty = buf.capacity_for(reading) == 0;
+        let full = empty && reading && !buf.is_unallocated();
         let key = self.drv.ops.insert(Op::File(FileOp {
             file: file.0,
             callback,
-            buf: Some(buf),
+            buf: PoolBuf::new(buf),
             offset,
             mode,
             done: 0,
@@ -474,13 +557,12 @@ impl Files<'_> {
             return self.drv.push_ready(key, Outcome::Failed(Error::new(Status::Busy)));
         }
         *slot = Some(key);
+        if full {
+            return self.drv.push_ready(key, Outcome::Failed(Error::new(Status::InvalidArgument)));
+        }
         if empty {
-            let Some(Op::File(op)) = self.drv.ops.get_mut(key) else {
-                unreachable!()
-            };
-            let buf = op.buf.take().unwrap_or_default();
             self.drv
-                .push_ready(key, Outcome::Job(Box::new(JobResult::Transferred(buf, Ok(0)))));
+                .push_ready(key, Outcome::Job(Box::new(JobResult::Transferred(Ok(0)))));
             return;
         }
         self.drv.issue_file_io(key);

@@ -9,6 +9,7 @@
 
 use socket2::SockAddr;
 
+use crate::sys::buf::AnyBuf;
 use crate::sys::Backend as _;
 use crate::driver::{Op, Outcome};
 use crate::handle::{HandleKind, Key};
@@ -36,10 +37,26 @@ pub struct Cancelled {
     /// The operation's buffer, or `None` when the OS (or a worker thread) may
     /// still write into it: the driver then keeps it until the aborted
     /// operation is reaped and drops it. Each cancel call documents when.
-    pub buffer: Option<Vec<u8>>,
+    /// [`AnyBuf::downcast`] gives back the type that went in (a vectored
+    /// write's list comes back as [`Cancelled::buffers`]).
+    pub buffer: Option<AnyBuf>,
     /// Bytes the operation had already transferred (an [`IoMode::All`]
     /// operation may have done part of its work).
     pub transferred: usize,
+}
+
+impl Cancelled {
+    /// The buffer as the type the operation took (`None` if the driver kept
+    /// it, or if `B` is not that type).
+    pub fn buffer_as<B: 'static>(self) -> Option<B> {
+        self.buffer?.downcast().ok()
+    }
+
+    /// The buffers of a cancelled vectored write, as the type they went in
+    /// as (`None` if the driver kept them or `B` is not that type).
+    pub fn buffers<B: 'static>(self) -> Option<Vec<B>> {
+        self.buffer?.downcast_list().ok()
+    }
 }
 
 /// The I/O state every I/O handle embeds.
@@ -94,6 +111,23 @@ pub(crate) enum Internal {
     DirectoryChanges { recursive: bool },
 }
 
+/// The buffer an operation took, handed back as its own type. The driver
+/// stores what the typed call gave it, so the type always matches.
+pub(crate) fn take_back<B: 'static>(buf: AnyBuf) -> B {
+    match buf.downcast() {
+        Ok(b) => b,
+        Err(other) => unreachable!("an operation's buffer changed type: {other:?}"),
+    }
+}
+
+/// The buffers of a vectored write, handed back (see [`take_back`]).
+pub(crate) fn take_back_list<B: 'static>(buf: AnyBuf) -> Vec<B> {
+    match buf.downcast_list() {
+        Ok(b) => b,
+        Err(other) => unreachable!("a vectored write's buffers changed type: {other:?}"),
+    }
+}
+
 /// A read's or write's callback; the key is the handle it ran on.
 pub(crate) type IoDoneFn = crate::sys::inline_fn::BufFn<Driver, Key, Result<usize>>;
 /// A datagram receive's callback; the key is the socket.
@@ -143,7 +177,7 @@ pub(crate) struct IoOp {
     pub owner: Owner,
     pub src: SourceId,
     pub callback: IoCallback,
-    pub buf: Vec<u8>,
+    pub buf: AnyBuf,
     pub mode: IoMode,
     pub done: usize,
     /// Where the transfer goes, besides the handle's stream.
@@ -165,7 +199,7 @@ pub(crate) enum Target {
 }
 
 impl IoOp {
-    pub fn new(owner: Owner, callback: IoCallback, buf: Vec<u8>, mode: IoMode) -> IoOp {
+    pub fn new(owner: Owner, callback: IoCallback, buf: AnyBuf, mode: IoMode) -> IoOp {
         IoOp {
             owner,
             src: SourceId(0),
@@ -193,20 +227,16 @@ impl IoOp {
             _ => None,
         };
         match (&self.callback, at) {
-            (IoCallback::Read(_), _) if self.buf.is_empty() => Request::Readable,
+            (IoCallback::Read(_), _) if self.buf.is_unallocated() => Request::Readable,
             (IoCallback::Read(_), Some(at)) => {
                 let offset = at.saturating_add(self.done as u64);
-                let rest = &mut self.buf[self.done..];
-                Request::ReadAt {
-                    ptr: rest.as_mut_ptr(),
-                    len: rest.len(),
-                    offset,
-                }
+                let (ptr, len) = self.buf.read_window(self.done);
+                Request::ReadAt { ptr, len, offset }
             }
             (IoCallback::Write(_), Some(at)) => {
                 // u64::MAX is "at the end" (appending) and stays so.
                 let offset = at.saturating_add(self.done as u64);
-                let rest = &self.buf[self.done..];
+                let rest = self.buf.write_window(self.done);
                 Request::WriteAt {
                     ptr: rest.as_ptr(),
                     len: rest.len(),
@@ -214,38 +244,41 @@ impl IoOp {
                 }
             }
             (IoCallback::Read(_), _) => {
-                let rest = &mut self.buf[self.done..];
-                Request::Read {
-                    ptr: rest.as_mut_ptr(),
-                    len: rest.len(),
+                let (ptr, len) = self.buf.read_window(self.done);
+                Request::Read { ptr, len }
+            }
+            (IoCallback::Write(_), _) => match self.buf.write_slices(self.done) {
+                Some((slices, count)) => Request::WriteVectored { slices, count },
+                None => {
+                    let rest = self.buf.write_window(self.done);
+                    Request::Write {
+                        ptr: rest.as_ptr(),
+                        len: rest.len(),
+                    }
+                }
+            },
+            (IoCallback::Recv(_), _) => {
+                let (ptr, len) = self.buf.read_window(0);
+                Request::RecvFrom { ptr, len }
+            }
+            (IoCallback::Send(_), _) => {
+                let bytes = self.buf.write_window(0);
+                Request::SendTo {
+                    ptr: bytes.as_ptr(),
+                    len: bytes.len(),
+                    to: match &self.target {
+                        Target::To(a) => &**a as *const SockAddr,
+                        _ => std::ptr::null(),
+                    },
                 }
             }
-            (IoCallback::Write(_), _) => {
-                let rest = &self.buf[self.done..];
-                Request::Write {
-                    ptr: rest.as_ptr(),
-                    len: rest.len(),
-                }
-            }
-            (IoCallback::Recv(_), _) => Request::RecvFrom {
-                ptr: self.buf.as_mut_ptr(),
-                len: self.buf.len(),
-            },
-            (IoCallback::Send(_), _) => Request::SendTo {
-                ptr: self.buf.as_ptr(),
-                len: self.buf.len(),
-                to: match &self.target {
-                    Target::To(a) => &**a as *const SockAddr,
-                    _ => std::ptr::null(),
-                },
-            },
             (IoCallback::Accept, _) => Request::Accept,
             #[cfg(windows)]
-            (IoCallback::Internal(Internal::DirectoryChanges { recursive }), _) => Request::DirectoryChanges {
-                ptr: self.buf.as_mut_ptr(),
-                len: self.buf.len(),
-                recursive: *recursive,
-            },
+            (IoCallback::Internal(Internal::DirectoryChanges { recursive }), _) => {
+                let recursive = *recursive;
+                let (ptr, len) = self.buf.read_window(0);
+                Request::DirectoryChanges { ptr, len, recursive }
+            }
             #[allow(unreachable_patterns)] // Windows may have no readiness-only internal source.
             (IoCallback::Internal(_), _) => Request::Readable,
             (IoCallback::Connect(_) | IoCallback::Orphaned, _) => unreachable!("never re-issued"),
@@ -285,7 +318,13 @@ impl Driver {
             return self.fail_io(op, Error::new(Status::Busy));
         }
         let owner = op.owner;
-        let key = if op.buf.is_empty() && (op.mode == IoMode::Immediate || !reading) {
+        let room = op.buf.capacity_for(reading);
+        if room == 0 && reading && !op.buf.is_unallocated() {
+            // A full buffer: reading nothing into it would look like a
+            // wait for data (or end of stream) and loop forever.
+            return self.fail_io(op, Error::new(Status::InvalidArgument));
+        }
+        let key = if room == 0 && (op.mode == IoMode::Immediate || !reading) {
             // Nothing to move: complete at once (from process_events).
             let key = self.ops.insert(Op::Io(op));
             self.push_ready(key, Outcome::Sys(sys::Completion::new(key.to_u64(), Ok(0))));
@@ -327,11 +366,11 @@ impl Driver {
         }
     }
 
-    /// One non-blocking read into `buf` now, with no callback (the
-    /// `try_read` calls). `WouldBlock` if nothing can be read, `Busy` while
+    /// One non-blocking read into `ptr[..len]` now, with no callback (the
+    /// `try_read` calls; the caller's buffer is valid for `len` writes). `WouldBlock` if nothing can be read, `Busy` while
     /// a read is pending on the handle, end of stream `Disconnected`; the
     /// connection state is updated as a callback read would.
-    pub(crate) fn try_read_now(&mut self, owner: Owner, buf: &mut [u8]) -> Result<usize> {
+    pub(crate) fn try_read_now(&mut self, owner: Owner, ptr: *mut u8, len: usize) -> Result<usize> {
         let io = self.io_slots(owner).ok_or_else(Error::invalid_handle)?;
         if io.connecting || !io.usable {
             return Err(Error::new(Status::Disconnected));
@@ -339,14 +378,11 @@ impl Driver {
         if io.read_op.is_some() {
             return Err(Error::new(Status::Busy));
         }
-        if buf.is_empty() {
+        if len == 0 {
             return Ok(0);
         }
         let src = io.src;
-        let req = Request::Read {
-            ptr: buf.as_mut_ptr(),
-            len: buf.len(),
-        };
+        let req = Request::Read { ptr, len };
         // The token names no operation: the completion comes back here.
         let c = self.sys.attempt(src, u64::MAX, req);
         let result = match c.result {
@@ -424,8 +460,12 @@ impl Driver {
         if let Some(moved) = self.sys.cancel(src, key.to_u64()) {
             transferred += moved;
             let op = self.remove_io(key).expect("checked above");
+            let mut buf = op.buf;
+            if op.callback.is_reading() {
+                buf.commit_read(transferred);
+            }
             Some(Cancelled {
-                buffer: Some(op.buf),
+                buffer: Some(buf),
                 transferred,
             })
         } else {
@@ -474,7 +514,8 @@ impl Driver {
             Outcome::Failed(e) => (Err(e), Extra::None),
             _ => unreachable!("I/O ops complete with I/O outcomes"),
         };
-        let requested = op.buf.len() - op.done;
+        let reading = op.callback.is_reading();
+        let requested = op.buf.capacity_for(reading) - op.done;
         let owner = op.owner;
         // Decide whether the operation goes on (IoMode::All) or ends here.
         let mut result = match (&op.callback, result) {
@@ -495,7 +536,7 @@ impl Driver {
             }
             (IoCallback::Read(_) | IoCallback::Write(_), Ok(n)) => {
                 op.done += n;
-                if op.mode == IoMode::All && op.done < op.buf.len() {
+                if op.mode == IoMode::All && n < requested {
                     let src = op.src;
                     self.issue(key, src, false);
                     return false;
@@ -512,8 +553,15 @@ impl Driver {
             }
             (_, r) => r,
         };
-        let op = self.remove_io(key).expect("checked above");
-        let reading = op.callback.is_reading();
+        let mut op = self.remove_io(key).expect("checked above");
+        if reading {
+            // What arrived becomes part of the buffer (its length grows).
+            let moved = match &result {
+                Ok(n) => *n,
+                Err(e) => e.transferred(),
+            };
+            op.buf.commit_read(moved);
+        }
         Error::name_operation(&mut result, op.callback.operation());
         if let Some(io) = self.io_slots(owner) {
             let slot = if reading { &mut io.read_op } else { &mut io.write_op };
@@ -553,7 +601,7 @@ impl Driver {
 
 impl Driver {
     /// A driver-internal source is ready; returns whether a user callback ran.
-    fn internal_ready(&mut self, which: Internal, owner: Owner, result: Result<usize>, buf: Vec<u8>) -> bool {
+    fn internal_ready(&mut self, which: Internal, owner: Owner, result: Result<usize>, buf: AnyBuf) -> bool {
         let _ = (owner, &result, &buf);
         match which {
             Internal::Signals => self.signals_ready(),

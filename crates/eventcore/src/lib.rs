@@ -22,8 +22,9 @@
 //!     ListenOptions::default(),
 //!     |drv, _listener, accepted| {
 //!         let (conn, _peer) = accepted.expect("accept");
-//!         drv.sockets().read(conn, vec![0; 64], IoMode::Once, |drv, conn, res, mut buf| {
-//!             buf.truncate(res.expect("read"));
+//!         // A read fills the buffer's capacity and sets its length.
+//!         drv.sockets().read(conn, Vec::with_capacity(64), IoMode::Once, |drv, conn, res, buf| {
+//!             res.expect("read");
 //!             drv.sockets().write(conn, buf, IoMode::All, |drv, conn, _, _| {
 //!                 drv.release_ref(conn).unwrap();
 //!             });
@@ -34,8 +35,9 @@
 //! // …and a client that sends "hello" and checks the echo.
 //! drv.sockets().connect(addr, None, |drv, conn, res| {
 //!     res.expect("connect");
-//!     drv.sockets().write(conn, b"hello".to_vec(), IoMode::All, |drv, conn, _, _| {
-//!         drv.sockets().read(conn, vec![0; 5], IoMode::All, |drv, conn, res, buf| {
+//!     // Any owned buffer: a `&'static [u8]`, a `Vec`, a `String`, `Bytes` …
+//!     drv.sockets().write(conn, &b"hello"[..], IoMode::All, |drv, conn, _, _| {
+//!         drv.sockets().read(conn, Vec::with_capacity(5), IoMode::All, |drv, conn, res, buf| {
 //!             assert_eq!(res.unwrap(), 5);
 //!             assert_eq!(&buf, b"hello");
 //!             drv.release_ref(conn).unwrap();
@@ -76,6 +78,7 @@
     clippy::missing_safety_doc
 )]
 
+pub mod buf;
 mod error;
 mod handle;
 mod kinds;
@@ -85,6 +88,7 @@ mod sys;
 #[allow(dead_code)]
 mod timer;
 
+pub use buf::{AnyBuf, IoBuf, IoBufMut};
 pub use error::{Error, Result, Status};
 pub use handle::Handle;
 

@@ -10,7 +10,8 @@ use crate::sys::Backend as _;
 use crate::sys::OwnedPipe;
 
 use crate::handle::{define_handle, HandleKind, Key};
-use crate::io::{Cancelled, IoCallback, IoDoneFn, IoMode, IoOp, IoSlots, Owner};
+use crate::io::{take_back, take_back_list, Cancelled, IoCallback, IoDoneFn, IoMode, IoOp, IoSlots, Owner};
+use crate::sys::buf::{AnyBuf, IoBuf, IoBufMut};
 use crate::sys::SourceKind;
 use crate::{Driver, Error, Result};
 
@@ -90,36 +91,62 @@ impl Pipes<'_> {
     /// Reads what can be read into `buf` now, without waiting and without a
     /// callback; see [`Sockets::try_read`](crate::Sockets::try_read).
     pub fn try_read(&mut self, pipe: PipeHandle, buf: &mut [u8]) -> Result<usize> {
-        self.drv.try_read_now(owner(pipe.0), buf)
+        self.drv.try_read_now(owner(pipe.0), buf.as_mut_ptr(), buf.len())
+    }
+
+    /// Reads what can be read now into the spare room of `buf` (a `Vec`'s
+    /// capacity after its length: see [`buf`](crate::buf)), without waiting,
+    /// and grows its length by the count (tokio's `try_read_buf`); otherwise
+    /// as [`try_read`](Self::try_read). A buffer with no room reads nothing
+    /// (`Ok(0)`).
+    pub fn try_read_buf<B: IoBufMut>(&mut self, pipe: PipeHandle, buf: &mut B) -> Result<usize> {
+        let owner = owner(pipe.0);
+        crate::sys::buf::fill_spare(buf, |ptr, len| self.drv.try_read_now(owner, ptr, len))
     }
 
     /// Reads into `buf` as `mode` says; see [`Sockets::read`](crate::Sockets::read).
     /// End of stream is [`Status::Disconnected`](crate::Status::Disconnected).
-    pub fn read(
+    pub fn read<B: IoBufMut>(
         &mut self,
         pipe: PipeHandle,
-        buf: Vec<u8>,
+        buf: B,
         mode: IoMode,
-        callback: impl FnOnce(&mut Driver, PipeHandle, Result<usize>, Vec<u8>) + 'static,
+        callback: impl FnOnce(&mut Driver, PipeHandle, Result<usize>, B) + 'static,
     ) {
         let cb = IoCallback::Read(IoDoneFn::new(move |drv, key, r, b| {
-            callback(drv, PipeHandle(key), r, b)
+            callback(drv, PipeHandle(key), r, take_back(b))
         }));
-        self.drv.begin_io(IoOp::new(owner(pipe.0), cb, buf, mode));
+        self.drv.begin_io(IoOp::new(owner(pipe.0), cb, AnyBuf::for_read(buf), mode));
     }
 
     /// Writes `buf` as `mode` says; see [`Sockets::write`](crate::Sockets::write).
-    pub fn write(
+    pub fn write<B: IoBuf>(
         &mut self,
         pipe: PipeHandle,
-        buf: Vec<u8>,
+        buf: B,
         mode: IoMode,
-        callback: impl FnOnce(&mut Driver, PipeHandle, Result<usize>, Vec<u8>) + 'static,
+        callback: impl FnOnce(&mut Driver, PipeHandle, Result<usize>, B) + 'static,
     ) {
         let cb = IoCallback::Write(IoDoneFn::new(move |drv, key, r, b| {
-            callback(drv, PipeHandle(key), r, b)
+            callback(drv, PipeHandle(key), r, take_back(b))
         }));
-        self.drv.begin_io(IoOp::new(owner(pipe.0), cb, buf, mode));
+        self.drv.begin_io(IoOp::new(owner(pipe.0), cb, AnyBuf::for_write(buf), mode));
+    }
+
+    /// Writes the buffers one after the other (`writev`, io_uring `WRITEV`;
+    /// Windows pipes have no gathering write, so each transfer there sends
+    /// from one buffer); see [`Sockets::write_vectored`](crate::Sockets::write_vectored).
+    pub fn write_vectored<B: IoBuf>(
+        &mut self,
+        pipe: PipeHandle,
+        bufs: Vec<B>,
+        mode: IoMode,
+        callback: impl FnOnce(&mut Driver, PipeHandle, Result<usize>, Vec<B>) + 'static,
+    ) {
+        let cb = IoCallback::Write(IoDoneFn::new(move |drv, key, r, b| {
+            callback(drv, PipeHandle(key), r, take_back_list(b))
+        }));
+        self.drv.begin_io(IoOp::new(owner(pipe.0), cb, AnyBuf::for_write_list(bufs), mode));
     }
 
     /// Calls `callback` once data or end of stream can be read, consuming nothing.
@@ -128,7 +155,7 @@ impl Pipes<'_> {
         pipe: PipeHandle,
         callback: impl FnOnce(&mut Driver, PipeHandle, Result<()>) + 'static,
     ) {
-        self.read(pipe, Vec::new(), IoMode::Once, move |drv, p, r, _| {
+        self.read(pipe, Vec::new(), IoMode::Once, move |drv, p, r, _: Vec<u8>| {
             callback(drv, p, r.map(drop))
         });
     }

@@ -275,7 +275,7 @@ impl Driver {
         let mut op = IoOp::new(
             owner,
             IoCallback::Internal(Internal::ProcessExit),
-            Vec::new(),
+            crate::sys::buf::AnyBuf::empty(),
             IoMode::Once,
         );
         op.src = src;

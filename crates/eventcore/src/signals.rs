@@ -88,7 +88,7 @@ impl Driver {
         if source.op.is_some() || self.tables.signals.len() == 0 {
             return;
         }
-        let mut op = IoOp::new(owner, IoCallback::Internal(Internal::Signals), Vec::new(), IoMode::Once);
+        let mut op = IoOp::new(owner, IoCallback::Internal(Internal::Signals), crate::sys::buf::AnyBuf::empty(), IoMode::Once);
         op.src = src;
         let key = self.start_io(op, false);
         if let Some(source) = &mut self.signal_source {

@@ -18,7 +18,8 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use crate::sys::Backend as _;
 use crate::driver::{Op, Outcome};
 use crate::handle::{define_handle, Handle, HandleKind, Key};
-use crate::io::{Cancelled, ConnectFn, IoCallback, IoDoneFn, IoMode, IoOp, IoSlots, Owner, RecvFn};
+use crate::io::{take_back, take_back_list, Cancelled, ConnectFn, IoCallback, IoDoneFn, IoMode, IoOp, IoSlots, Owner, RecvFn};
+use crate::sys::buf::{AnyBuf, IoBuf, IoBufMut};
 use crate::sys::{Extra, Request, SourceKind};
 use crate::{Driver, Error, Result, Status};
 
@@ -332,7 +333,7 @@ impl Driver {
             kind: HandleKind::Listener,
             key: listener.0,
         };
-        let mut op = IoOp::new(owner, IoCallback::Accept, Vec::new(), IoMode::Once);
+        let mut op = IoOp::new(owner, IoCallback::Accept, crate::sys::buf::AnyBuf::empty(), IoMode::Once);
         op.src = state.io.src;
         let key = self.start_io(op, false);
         if let Some(state) = self.tables.listeners.get_mut(listener.0) {
@@ -404,7 +405,7 @@ impl<'a> Sockets<'a> {
         let mut op = IoOp::new(
             owner,
             IoCallback::Connect(ConnectFn::new(move |drv, key, r| callback(drv, StreamSocket(key), r))),
-            Vec::new(),
+            crate::sys::buf::AnyBuf::empty(),
             IoMode::Once,
         );
         let state = self.drv.tables.streams.get(sock.0).expect("just inserted");
@@ -551,42 +552,76 @@ impl<'a> Sockets<'a> {
     /// nothing is there, end of stream `Disconnected` (as a read callback
     /// gets it), `Busy` while a [`read`](Sockets::read) is pending.
     pub fn try_read(&mut self, sock: StreamSocket, buf: &mut [u8]) -> Result<usize> {
-        self.drv.try_read_now(stream_owner(sock.0), buf)
+        self.drv.try_read_now(stream_owner(sock.0), buf.as_mut_ptr(), buf.len())
     }
 
-    /// Reads into `buf` (its whole length) as `mode` says, then calls
-    /// `callback` with the byte count or the error, and the buffer. A
-    /// zero-length buffer with [`IoMode::Once`] or [`IoMode::All`] waits until
-    /// data (or end of stream) is available without consuming anything
-    /// ([`Sockets::wait_for_data`]). End of stream is [`Status::Disconnected`],
-    /// with the bytes read before it in [`Error::transferred`].
-    pub fn read(
+    /// Reads what can be read now into the spare room of `buf` (a `Vec`'s
+    /// capacity after its length: see [`buf`](crate::buf)), without waiting,
+    /// and grows its length by the count (tokio's `try_read_buf`); otherwise
+    /// as [`try_read`](Self::try_read). A buffer with no room reads nothing
+    /// (`Ok(0)`).
+    pub fn try_read_buf<B: IoBufMut>(&mut self, sock: StreamSocket, buf: &mut B) -> Result<usize> {
+        let owner = stream_owner(sock.0);
+        crate::sys::buf::fill_spare(buf, |ptr, len| self.drv.try_read_now(owner, ptr, len))
+    }
+
+    /// Reads into the spare room of `buf` (a `Vec`'s capacity after its
+    /// length: see [`buf`](crate::buf)) as `mode` says, then calls `callback`
+    /// with the byte count or the error, and the buffer, whose length has
+    /// grown by what arrived. A buffer with no capacity (`Vec::new()`) with
+    /// [`IoMode::Once`] or [`IoMode::All`] waits until data (or end of
+    /// stream) is available without consuming anything
+    /// ([`Sockets::wait_for_data`]); a full one is
+    /// [`Status::InvalidArgument`]. End of stream is
+    /// [`Status::Disconnected`], with the bytes read before it in
+    /// [`Error::transferred`] (and in the buffer).
+    pub fn read<B: IoBufMut>(
         &mut self,
         sock: StreamSocket,
-        buf: Vec<u8>,
+        buf: B,
         mode: IoMode,
-        callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<u8>) + 'static,
+        callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, B) + 'static,
     ) {
         let cb = IoCallback::Read(IoDoneFn::new(move |drv, key, r, b| {
-            callback(drv, StreamSocket(key), r, b)
+            callback(drv, StreamSocket(key), r, take_back(b))
         }));
-        self.drv.begin_io(IoOp::new(stream_owner(sock.0), cb, buf, mode));
+        self.drv.begin_io(IoOp::new(stream_owner(sock.0), cb, AnyBuf::for_read(buf), mode));
     }
 
     /// Writes `buf` as `mode` says, then calls `callback` with the byte count or
     /// the error (with [`Error::transferred`]), and the buffer. Writing after
     /// this side shut down, or after the peer reset, is [`Status::Disconnected`].
-    pub fn write(
+    pub fn write<B: IoBuf>(
         &mut self,
         sock: StreamSocket,
-        buf: Vec<u8>,
+        buf: B,
         mode: IoMode,
-        callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<u8>) + 'static,
+        callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, B) + 'static,
     ) {
         let cb = IoCallback::Write(IoDoneFn::new(move |drv, key, r, b| {
-            callback(drv, StreamSocket(key), r, b)
+            callback(drv, StreamSocket(key), r, take_back(b))
         }));
-        self.drv.begin_io(IoOp::new(stream_owner(sock.0), cb, buf, mode));
+        self.drv.begin_io(IoOp::new(stream_owner(sock.0), cb, AnyBuf::for_write(buf), mode));
+    }
+
+    /// Writes the buffers one after the other in one system call where the
+    /// OS has one (`sendmsg` with several slices, io_uring `SENDMSG`,
+    /// `WSASend` with several `WSABUF`s), as `mode` says: the callback gets
+    /// the total count and the buffers. With [`IoMode::All`] every byte of
+    /// every buffer is written; [`IoMode::Once`] completes with what one
+    /// transfer moved. A cancel gives the buffers back through
+    /// [`Cancelled::buffers`].
+    pub fn write_vectored<B: IoBuf>(
+        &mut self,
+        sock: StreamSocket,
+        bufs: Vec<B>,
+        mode: IoMode,
+        callback: impl FnOnce(&mut Driver, StreamSocket, Result<usize>, Vec<B>) + 'static,
+    ) {
+        let cb = IoCallback::Write(IoDoneFn::new(move |drv, key, r, b| {
+            callback(drv, StreamSocket(key), r, take_back_list(b))
+        }));
+        self.drv.begin_io(IoOp::new(stream_owner(sock.0), cb, AnyBuf::for_write_list(bufs), mode));
     }
 
     /// Calls `callback` once data or end of stream can be read, consuming
@@ -597,7 +632,7 @@ impl<'a> Sockets<'a> {
         sock: StreamSocket,
         callback: impl FnOnce(&mut Driver, StreamSocket, Result<()>) + 'static,
     ) {
-        self.read(sock, Vec::new(), IoMode::Once, move |drv, s, r, _| {
+        self.read(sock, Vec::new(), IoMode::Once, move |drv, s, r, _: Vec<u8>| {
             callback(drv, s, r.map(drop))
         });
     }
@@ -783,40 +818,42 @@ impl<'a> Sockets<'a> {
         })))
     }
 
-    /// Receives one datagram into `buf`; the callback gets its length and
-    /// sender. [`IoMode::Immediate`] gives [`Status::WouldBlock`] when nothing
-    /// is queued; `Once` and `All` wait for a datagram. A datagram longer than
-    /// `buf` is truncated to it.
-    pub fn receive(
+    /// Receives one datagram into the spare room of `buf` (see
+    /// [`buf`](crate::buf)); the callback gets its length and sender, and the
+    /// buffer with the datagram appended. [`IoMode::Immediate`] gives
+    /// [`Status::WouldBlock`] when nothing is queued; `Once` and `All` wait
+    /// for a datagram. A datagram longer than the room is truncated to it; a
+    /// full buffer is [`Status::InvalidArgument`].
+    pub fn receive<B: IoBufMut>(
         &mut self,
         sock: DatagramSocket,
-        buf: Vec<u8>,
+        buf: B,
         mode: IoMode,
-        callback: impl FnOnce(&mut Driver, DatagramSocket, Result<(usize, SocketAddress)>, Vec<u8>) + 'static,
+        callback: impl FnOnce(&mut Driver, DatagramSocket, Result<(usize, SocketAddress)>, B) + 'static,
     ) {
         let mode = if mode == IoMode::All { IoMode::Once } else { mode };
         let cb = IoCallback::Recv(RecvFn::new(move |drv, key, r, b| {
-            callback(drv, DatagramSocket(key), r, b)
+            callback(drv, DatagramSocket(key), r, take_back(b))
         }));
-        self.drv.begin_io(IoOp::new(datagram_owner(sock.0), cb, buf, mode));
+        self.drv.begin_io(IoOp::new(datagram_owner(sock.0), cb, AnyBuf::for_read(buf), mode));
     }
 
     /// Sends `buf` as one datagram to `to`, or to the default target when `to`
     /// is `None`. [`IoMode::Immediate`] gives [`Status::WouldBlock`] when the
     /// send buffer is full; `Once` and `All` wait for room.
-    pub fn send(
+    pub fn send<B: IoBuf>(
         &mut self,
         sock: DatagramSocket,
-        buf: Vec<u8>,
+        buf: B,
         to: Option<SocketAddress>,
         mode: IoMode,
-        callback: impl FnOnce(&mut Driver, DatagramSocket, Result<usize>, Vec<u8>) + 'static,
+        callback: impl FnOnce(&mut Driver, DatagramSocket, Result<usize>, B) + 'static,
     ) {
         let mode = if mode == IoMode::All { IoMode::Once } else { mode };
         let cb = IoCallback::Send(IoDoneFn::new(move |drv, key, r, b| {
-            callback(drv, DatagramSocket(key), r, b)
+            callback(drv, DatagramSocket(key), r, take_back(b))
         }));
-        let mut op = IoOp::new(datagram_owner(sock.0), cb, buf, mode);
+        let mut op = IoOp::new(datagram_owner(sock.0), cb, AnyBuf::for_write(buf), mode);
         if let Some(to) = to {
             match to.to_sock_addr() {
                 Ok(a) => op.target = crate::io::Target::To(Box::new(a)),

@@ -24,7 +24,7 @@ fn af_unix_stream_exchange(kind: BackendKind) {
             let (conn, _) = res.expect("accept");
             drv.release_ref(listener).unwrap();
             drv.sockets()
-                .read(conn, vec![0; 10], IoMode::All, |drv, conn, res, buf| {
+                .read(conn, Vec::with_capacity(10), IoMode::All, |drv, conn, res, buf| {
                     assert_eq!(res, Ok(10));
                     drv.sockets().write(conn, buf, IoMode::All, |drv, conn, res, _| {
                         assert_eq!(res, Ok(10));
@@ -48,7 +48,7 @@ fn af_unix_stream_exchange(kind: BackendKind) {
             drv.sockets()
                 .write(conn, b"0123456789".to_vec(), IoMode::All, move |drv, conn, _, _| {
                     drv.sockets()
-                        .read(conn, vec![0; 10], IoMode::All, move |drv, conn, res, buf| {
+                        .read(conn, Vec::with_capacity(10), IoMode::All, move |drv, conn, res, buf| {
                             assert_eq!(res, Ok(10));
                             assert_eq!(buf, b"0123456789");
                             d.set(true);

@@ -54,10 +54,11 @@ fn write(drv: &mut Driver, f: FileHandle, offset: u64, data: Vec<u8>, mode: IoMo
 fn read(drv: &mut Driver, f: FileHandle, offset: u64, len: usize, mode: IoMode) -> Transfer {
     let s = slot();
     let s2 = s.clone();
-    drv.files().read(f, offset, vec![0; len], mode, move |_, h, r, b| {
-        assert_eq!(h, f, "the callback gets the file it was started on");
-        *s2.borrow_mut() = Some((r, b));
-    });
+    drv.files()
+        .read(f, offset, Vec::with_capacity(len), mode, move |_, h, r, b| {
+            assert_eq!(h, f, "the callback gets the file it was started on");
+            *s2.borrow_mut() = Some((r, b));
+        });
     assert!(s.borrow().is_none(), "read callback ran inside read()");
     take(drv, &s)
 }
@@ -123,25 +124,31 @@ fn file_positional_io_with_overlapping_writes(kind: BackendKind) {
                     assert_eq!(drv.files().size(f).unwrap(), DATA.len() as u64);
                     log.borrow_mut().push("write 5");
                     let log = log.clone();
-                    drv.files().read(f, 0, vec![0; 7], IoMode::All, move |drv, f, r, head| {
-                        assert_eq!(r.unwrap(), 7);
-                        assert_eq!(head, &DATA[..7]);
-                        log.borrow_mut().push("read 0");
-                        let log = log.clone();
-                        drv.files()
-                            .read(f, 5, vec![0; DATA.len() - 5], IoMode::All, move |drv, f, r, tail| {
-                                assert_eq!(r.unwrap(), DATA.len() - 5);
-                                let mut all = head;
-                                all.truncate(5);
-                                all.extend_from_slice(&tail);
-                                assert_eq!(all, DATA);
-                                log.borrow_mut().push("read 5");
-                                drv.files().close(f, move |_, r| {
-                                    r.expect("close");
-                                    log.borrow_mut().push("closed");
-                                });
-                            });
-                    });
+                    drv.files()
+                        .read(f, 0, Vec::with_capacity(7), IoMode::All, move |drv, f, r, head| {
+                            assert_eq!(r.unwrap(), 7);
+                            assert_eq!(head, &DATA[..7]);
+                            log.borrow_mut().push("read 0");
+                            let log = log.clone();
+                            drv.files().read(
+                                f,
+                                5,
+                                Vec::with_capacity(DATA.len() - 5),
+                                IoMode::All,
+                                move |drv, f, r, tail| {
+                                    assert_eq!(r.unwrap(), DATA.len() - 5);
+                                    let mut all = head;
+                                    all.truncate(5);
+                                    all.extend_from_slice(&tail);
+                                    assert_eq!(all, DATA);
+                                    log.borrow_mut().push("read 5");
+                                    drv.files().close(f, move |_, r| {
+                                        r.expect("close");
+                                        log.borrow_mut().push("closed");
+                                    });
+                                },
+                            );
+                        });
                 });
         });
     assert!(steps.borrow().is_empty(), "a callback ran inside write()");
@@ -215,7 +222,7 @@ fn file_read_past_end_is_end_of_file(kind: BackendKind) {
         let (r, buf) = read(&mut drv, f, offset, 8, mode);
         assert_status(&r, Status::EndOfFile);
         assert_eq!(r.unwrap_err().transferred(), 0);
-        assert_eq!(buf.len(), 8, "the buffer comes back whole");
+        assert!(buf.is_empty() && buf.capacity() >= 8, "the buffer comes back, empty");
     }
     // Just before the end still reads.
     let (r, buf) = read(&mut drv, f, 9, 8, IoMode::Once);
@@ -236,8 +243,8 @@ fn file_read_all_spanning_end_reports_transferred(kind: BackendKind) {
     let (r, buf) = read(&mut drv, f, 4, 16, IoMode::All);
     assert_status(&r, Status::EndOfFile);
     assert_eq!(r.unwrap_err().transferred(), 6);
-    assert_eq!(buf.len(), 16);
-    assert_eq!(&buf[..6], b"456789");
+    assert!(buf.capacity() >= 16);
+    assert_eq!(&buf[..], b"456789", "the length is what was read");
 
     let (r, buf) = read(&mut drv, f, 4, 16, IoMode::Once);
     assert_eq!(r.unwrap(), 6);
@@ -261,10 +268,11 @@ fn file_cancel_read_in_flight(kind: BackendKind) {
     let ran = Rc::new(Cell::new(false));
     let dropped = Rc::new(Cell::new(0));
     let (r, d) = (ran.clone(), DropCounter(dropped.clone()));
-    drv.files().read(f, 0, vec![0; LEN], IoMode::All, move |_, _, _, _| {
-        let _d = &d;
-        r.set(true);
-    });
+    drv.files()
+        .read(f, 0, Vec::with_capacity(LEN), IoMode::All, move |_, _, _, _| {
+            let _d = &d;
+            r.set(true);
+        });
     assert!(drv.waiter_count() > 0, "a pending read is a waiter");
     let c = drv.files().cancel_read(f).expect("the read was pending");
     if matches!(kind, BackendKind::Epoll | BackendKind::IoUring) {
@@ -331,7 +339,9 @@ fn file_driver_dropped_with_read_in_flight(kind: BackendKind) {
         let f = open(&mut drv, &path, OpenMode::Read).unwrap();
         let r = ran.clone();
         drv.files()
-            .read(f, 0, vec![0; 8 << 20], IoMode::All, move |_, _, _, _| r.set(true));
+            .read(f, 0, Vec::with_capacity(8 << 20), IoMode::All, move |_, _, _, _| {
+                r.set(true)
+            });
     }
     std::thread::sleep(Duration::from_millis(100));
     assert!(!ran.get());
@@ -349,7 +359,7 @@ fn file_release_with_operations_in_flight(kind: BackendKind) {
     let ran = Rc::new(Cell::new(0));
     let r = ran.clone();
     drv.files()
-        .read(f, 0, vec![0; 1 << 20], IoMode::All, move |_, _, _, _| {
+        .read(f, 0, Vec::with_capacity(1 << 20), IoMode::All, move |_, _, _, _| {
             r.set(r.get() + 1)
         });
     let r = ran.clone();
@@ -439,18 +449,20 @@ fn file_read_and_write_in_flight_second_read_busy(kind: BackendKind) {
     let read2: Slot<Transfer> = slot();
     let write2: Slot<Transfer> = slot();
     let s = read1.clone();
-    drv.files().read(f, 0, vec![0; LEN], IoMode::All, move |_, _, r, b| {
-        *s.borrow_mut() = Some((r, b))
-    });
+    drv.files()
+        .read(f, 0, Vec::with_capacity(LEN), IoMode::All, move |_, _, r, b| {
+            *s.borrow_mut() = Some((r, b))
+        });
     let s = write1.clone();
     drv.files()
         .write(f, LEN as u64, vec![9; LEN], IoMode::All, move |_, _, r, b| {
             *s.borrow_mut() = Some((r, b))
         });
     let s = read2.clone();
-    drv.files().read(f, 0, vec![0; 3], IoMode::Once, move |_, _, r, b| {
-        *s.borrow_mut() = Some((r, b))
-    });
+    drv.files()
+        .read(f, 0, Vec::with_capacity(3), IoMode::Once, move |_, _, r, b| {
+            *s.borrow_mut() = Some((r, b))
+        });
     let s = write2.clone();
     drv.files()
         .write(f, 0, b"abc".to_vec(), IoMode::Once, move |_, _, r, b| {
@@ -462,7 +474,7 @@ fn file_read_and_write_in_flight_second_read_busy(kind: BackendKind) {
 
     let (r, buf) = read2.take().expect("second read completed");
     assert_status(&r, Status::Busy);
-    assert_eq!(buf.len(), 3);
+    assert!(buf.is_empty() && buf.capacity() >= 3);
     let (r, buf) = write2.take().expect("second write completed");
     assert_status(&r, Status::Busy);
     assert_eq!(buf, b"abc");
@@ -528,18 +540,24 @@ fn file_one_gib_round_trip_in_64_mib_chunks(kind: BackendKind) {
         if index == CHUNKS {
             return;
         }
-        drv.files()
-            .read(f, (index * CHUNK) as u64, buf, IoMode::All, move |drv, f, r, buf| {
+        drv.files().read(
+            f,
+            (index * CHUNK) as u64,
+            buf,
+            IoMode::All,
+            move |drv, f, r, mut buf| {
                 assert_eq!(r.expect("read"), CHUNK);
                 fill_chunk(&mut expected.borrow_mut(), index);
                 assert!(*expected.borrow() == buf, "chunk {index} differs");
+                buf.clear();
                 done.set(index + 1);
                 read_chunk(drv, f, index + 1, buf, expected, done);
-            });
+            },
+        );
     }
     let read_back = Rc::new(Cell::new(0));
     let expected = Rc::new(RefCell::new(vec![0; CHUNK]));
-    read_chunk(&mut drv, f, 0, vec![0; CHUNK], expected, read_back.clone());
+    read_chunk(&mut drv, f, 0, Vec::with_capacity(CHUNK), expected, read_back.clone());
     assert_eq!(run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
     assert_eq!(read_back.get(), CHUNKS);
 
@@ -571,7 +589,7 @@ fn file_many_files_at_once(kind: BackendKind) {
             drv.files().write(f, 0, data, IoMode::All, move |drv, f, r, data| {
                 assert_eq!(r.unwrap(), len);
                 drv.files()
-                    .read(f, 0, vec![0; len], IoMode::All, move |drv, f, r, back| {
+                    .read(f, 0, Vec::with_capacity(len), IoMode::All, move |drv, f, r, back| {
                         assert_eq!(r.unwrap(), len);
                         assert_eq!(back, data, "file {i}");
                         drv.files().close(f, move |_, r| {
@@ -666,7 +684,7 @@ fn file_stale_handle_after_close_is_invalid_handle(kind: BackendKind) {
 
     let (r, buf) = read(&mut drv, f, 0, 5, IoMode::Once);
     assert_status(&r, Status::InvalidHandle);
-    assert_eq!(buf.len(), 5);
+    assert!(buf.is_empty() && buf.capacity() >= 5);
     let (r, buf) = write(&mut drv, f, 0, b"XXXXX".to_vec(), IoMode::All);
     assert_status(&r, Status::InvalidHandle);
     assert_eq!(buf, b"XXXXX");

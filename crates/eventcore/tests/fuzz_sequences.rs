@@ -935,41 +935,53 @@ fn stream_read(st: &mut State, drv: &mut Driver) {
     let (rec, guard) = st.guard("read");
     let shared = st.shared();
     api(|| {
-        drv.sockets().read(sock, vec![0; len], mode, move |drv, s2, res, buf| {
-            let mut s = lock(&shared);
-            if !s.enter(rec, &guard) {
-                return;
-            }
-            s.log(format!("  read {s2:?} #{rec}: {res:?}"));
-            s.check(s2 == sock, || format!("read #{rec} got {s2:?}, started on {sock:?}"));
-            s.check(buf.len() == len, || {
-                format!("read #{rec}: buffer of {} came back, {len} given", buf.len())
-            });
-            s.check_status(rec, &res);
-            if refused.is_none() {
-                if let Some(r) = s.stream_mut(sock) {
-                    if r.read == Some(rec) {
-                        r.read = None;
-                    }
+        drv.sockets()
+            .read(sock, Vec::with_capacity(len), mode, move |drv, s2, res, buf| {
+                let mut s = lock(&shared);
+                if !s.enter(rec, &guard) {
+                    return;
                 }
-                let n = match &res {
-                    Ok(n) => {
-                        let n = *n;
-                        let ok = match mode {
-                            IoMode::All => n == len,
-                            _ => n <= len && (n > 0 || len == 0),
-                        };
-                        s.check(ok, || format!("read #{rec} ({mode:?}, {len} bytes) returned Ok({n})"));
-                        n
-                    }
+                s.log(format!("  read {s2:?} #{rec}: {res:?}"));
+                s.check(s2 == sock, || format!("read #{rec} got {s2:?}, started on {sock:?}"));
+                s.check(buf.capacity() >= len, || {
+                    format!(
+                        "read #{rec}: buffer of capacity {} came back, {len} given",
+                        buf.capacity()
+                    )
+                });
+                // The buffer's length is what the read moved into it.
+                let moved = match &res {
+                    Ok(n) => *n,
                     Err(e) => e.transferred(),
                 };
-                if n <= buf.len() {
-                    s.verify_read(sock, &buf, n);
+                s.check(buf.len() == moved, || {
+                    format!("read #{rec}: {moved} bytes read, buffer length {}", buf.len())
+                });
+                s.check_status(rec, &res);
+                if refused.is_none() {
+                    if let Some(r) = s.stream_mut(sock) {
+                        if r.read == Some(rec) {
+                            r.read = None;
+                        }
+                    }
+                    let n = match &res {
+                        Ok(n) => {
+                            let n = *n;
+                            let ok = match mode {
+                                IoMode::All => n == len,
+                                _ => n <= len && (n > 0 || len == 0),
+                            };
+                            s.check(ok, || format!("read #{rec} ({mode:?}, {len} bytes) returned Ok({n})"));
+                            n
+                        }
+                        Err(e) => e.transferred(),
+                    };
+                    if n <= buf.len() {
+                        s.verify_read(sock, &buf, n);
+                    }
                 }
-            }
-            s.maybe_nested(drv);
-        })
+                s.maybe_nested(drv);
+            })
     });
     st.log(format!("read {sock:?} {len} {mode:?} #{rec} (refused: {refused:?})"));
     finish_io(st, rec, sock, refused, true);
@@ -1060,7 +1072,7 @@ fn stream_cancel(st: &mut State, drv: &mut Driver) {
     st.log(format!(
         "cancel_{} {sock:?} -> {:?}",
         if reading { "read" } else { "write" },
-        r.as_ref().map(|c| (c.buffer.as_ref().map(Vec::len), c.transferred))
+        r.as_ref().map(|c| (c.buffer.as_ref().map(|b| b.len()), c.transferred))
     ));
     let Some(s) = st.stream_mut(sock) else {
         st.check(r.is_none(), || format!("cancel on stale {sock:?} returned something"));
@@ -1083,7 +1095,7 @@ fn stream_cancel(st: &mut State, drv: &mut Driver) {
             match (buffer, reading) {
                 (Some(buf), true) => {
                     if transferred <= buf.len() {
-                        st.verify_read(sock, &buf, transferred);
+                        st.verify_read(sock, &buf[..], transferred);
                     } else {
                         st.bad(format!(
                             "cancel_read {sock:?}: {transferred} transferred into {}",
@@ -1265,27 +1277,28 @@ fn dgram_receive(st: &mut State, drv: &mut Driver) {
     let (rec, guard) = st.guard("receive");
     let shared = st.shared();
     api(|| {
-        drv.sockets().receive(d, vec![0; 2048], mode, move |drv, d2, res, buf| {
-            let mut s = lock(&shared);
-            if !s.enter(rec, &guard) {
-                return;
-            }
-            s.log(format!("  receive {d2:?} #{rec}: {:?}", res.as_ref().map(|x| x.0)));
-            s.check(d2 == d, || format!("receive #{rec} got {d2:?}"));
-            s.check_status(rec, &res);
-            if refused.is_none() {
-                if let Some(x) = s.dgrams.iter_mut().find(|x| x.id == d) {
-                    if x.recv == Some(rec) {
-                        x.recv = None;
+        drv.sockets()
+            .receive(d, Vec::with_capacity(2048), mode, move |drv, d2, res, buf| {
+                let mut s = lock(&shared);
+                if !s.enter(rec, &guard) {
+                    return;
+                }
+                s.log(format!("  receive {d2:?} #{rec}: {:?}", res.as_ref().map(|x| x.0)));
+                s.check(d2 == d, || format!("receive #{rec} got {d2:?}"));
+                s.check_status(rec, &res);
+                if refused.is_none() {
+                    if let Some(x) = s.dgrams.iter_mut().find(|x| x.id == d) {
+                        if x.recv == Some(rec) {
+                            x.recv = None;
+                        }
+                    }
+                    match res {
+                        Ok((n, from)) => check_datagram(&mut s, rec, my_port, &buf[..n.min(buf.len())], from),
+                        Err(e) => s.check(e.status() == Status::WouldBlock, || format!("receive #{rec}: {e:?}")),
                     }
                 }
-                match res {
-                    Ok((n, from)) => check_datagram(&mut s, rec, my_port, &buf[..n.min(buf.len())], from),
-                    Err(e) => s.check(e.status() == Status::WouldBlock, || format!("receive #{rec}: {e:?}")),
-                }
-            }
-            s.maybe_nested(drv);
-        })
+                s.maybe_nested(drv);
+            })
     });
     st.log(format!("receive {d:?} {mode:?} #{rec} (refused: {refused:?})"));
     match refused {
@@ -2005,9 +2018,10 @@ fn refused_io_while_connecting_closes_nothing(kind: BackendKind) {
     let (l, s, accepted) = listener_and_connect(&mut drv, move |_, _, r| flag.set(Some(r.is_ok())));
     let refusals: Rc<RefCell<Vec<Option<Status>>>> = Rc::default();
     let (r1, r2) = (refusals.clone(), refusals.clone());
-    drv.sockets().read(s, vec![0; 4], IoMode::Once, move |_, _, r, _| {
-        r1.borrow_mut().push(r.err().map(|e| e.status()))
-    });
+    drv.sockets()
+        .read(s, Vec::with_capacity(4), IoMode::Once, move |_, _, r, _| {
+            r1.borrow_mut().push(r.err().map(|e| e.status()))
+        });
     drv.sockets().write(s, vec![1; 4], IoMode::Once, move |_, _, r, _| {
         r2.borrow_mut().push(r.err().map(|e| e.status()))
     });

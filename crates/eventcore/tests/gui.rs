@@ -114,7 +114,7 @@ fn start_echo(drv: &mut Driver, done: Rc<Cell<bool>>) {
             let (conn, _) = accepted.expect("accept");
             drv.release_ref(listener).unwrap();
             drv.sockets()
-                .read(conn, vec![0; 5], IoMode::All, |drv, conn, res, buf| {
+                .read(conn, Vec::with_capacity(5), IoMode::All, |drv, conn, res, buf| {
                     assert_eq!(res, Ok(5));
                     drv.sockets().write(conn, buf, IoMode::All, |drv, conn, _, _| {
                         drv.release_ref(conn).unwrap();
@@ -129,7 +129,7 @@ fn start_echo(drv: &mut Driver, done: Rc<Cell<bool>>) {
             drv.sockets()
                 .write(conn, b"hello".to_vec(), IoMode::All, move |drv, conn, _, _| {
                     drv.sockets()
-                        .read(conn, vec![0; 5], IoMode::All, move |drv, conn, res, buf| {
+                        .read(conn, Vec::with_capacity(5), IoMode::All, move |drv, conn, res, buf| {
                             assert_eq!(res, Ok(5));
                             assert_eq!(buf, b"hello");
                             drv.release_ref(conn).unwrap();

@@ -169,8 +169,11 @@ struct Counts {
 
 /// Echoes one message, then waits for the client to go away and releases.
 fn serve(drv: &mut eventcore::Driver, conn: StreamSocket, counts: Rc<Counts>) {
-    drv.sockets()
-        .read(conn, vec![0; MESSAGE], IoMode::All, move |drv, conn, res, buf| {
+    drv.sockets().read(
+        conn,
+        Vec::with_capacity(MESSAGE),
+        IoMode::All,
+        move |drv, conn, res, buf| {
             if let Err(e) = res {
                 counts.failures.borrow_mut().push(format!("read: {e}"));
                 counts.live.set(counts.live.get() - 1);
@@ -184,7 +187,7 @@ fn serve(drv: &mut eventcore::Driver, conn: StreamSocket, counts: Rc<Counts>) {
                 counts.echoed.set(counts.echoed.get() + 1);
                 // Keep a read pending until the client closes.
                 drv.sockets()
-                    .read(conn, vec![0; 1], IoMode::Once, move |drv, conn, res, _| {
+                    .read(conn, Vec::with_capacity(1), IoMode::Once, move |drv, conn, res, _| {
                         if res.is_ok() {
                             counts.failures.borrow_mut().push("bytes after the message".into());
                         }
@@ -193,7 +196,8 @@ fn serve(drv: &mut eventcore::Driver, conn: StreamSocket, counts: Rc<Counts>) {
                         drv.release_ref(conn).unwrap();
                     });
             });
-        });
+        },
+    );
 }
 
 fn ten_thousand_connections(kind: BackendKind) {

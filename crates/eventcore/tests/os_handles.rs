@@ -81,9 +81,10 @@ fn into_socket_gives_the_socket_away(kind: BackendKind) {
         Some(Status::Busy)
     );
     drv.release_ref(sock).unwrap();
-    drv.sockets().read(sock, vec![0; 16], IoMode::Once, |_, _, _, _| {
-        panic!("a cancelled read ran")
-    });
+    drv.sockets()
+        .read(sock, Vec::with_capacity(16), IoMode::Once, |_, _, _, _| {
+            panic!("a cancelled read ran")
+        });
     let socket = drv.sockets().into_socket(sock).expect("into_socket");
     assert!(!drv.is_valid(sock), "the handle is stale");
     socket.set_nonblocking(false).unwrap();

@@ -29,7 +29,7 @@ fn take<T>(drv: &mut Driver, slot: &Slot<T>) -> T {
 fn start_read(drv: &mut Driver, p: PipeHandle, len: usize, mode: IoMode) -> Slot<Transfer> {
     let s = slot();
     let s2 = s.clone();
-    drv.pipes().read(p, vec![0; len], mode, move |_, h, r, b| {
+    drv.pipes().read(p, Vec::with_capacity(len), mode, move |_, h, r, b| {
         assert_eq!(h, p, "the callback gets the pipe it was started on");
         assert!(s2.borrow().is_none(), "a read callback ran twice");
         *s2.borrow_mut() = Some((r, b));
@@ -174,7 +174,7 @@ fn pipe_immediate_read_on_empty_is_would_block(kind: BackendKind) {
     let (r, w) = drv.pipes().create().unwrap();
     let (res, buf) = read(&mut drv, r, 8, IoMode::Immediate);
     assert_status(&res, Status::WouldBlock);
-    assert_eq!(buf.len(), 8);
+    assert!(buf.is_empty() && buf.capacity() >= 8, "the buffer comes back, empty");
     let (res, _) = write(&mut drv, w, b"now", IoMode::Immediate);
     assert_eq!(res.unwrap(), 3);
     let (res, buf) = read(&mut drv, r, 8, IoMode::Immediate);
@@ -254,12 +254,14 @@ fn pipe_cancel_read(kind: BackendKind) {
     let ran = Rc::new(Cell::new(false));
     let ran2 = ran.clone();
     drv.pipes()
-        .read(r, vec![0; 64], IoMode::Once, move |_, _, _, _| ran2.set(true));
+        .read(r, Vec::with_capacity(64), IoMode::Once, move |_, _, _, _| {
+            ran2.set(true)
+        });
     assert_eq!(drv.waiter_count(), 1);
     let c = drv.pipes().cancel_read(r).expect("the read was pending");
     assert_eq!(c.transferred, 0);
     if matches!(kind, BackendKind::Epoll | BackendKind::IoUring) {
-        assert_eq!(c.buffer.as_ref().map(Vec::len), Some(64), "buffer back");
+        assert_eq!(c.buffer_as::<Vec<u8>>().map(|b| b.capacity()), Some(64), "buffer back");
     }
     assert!(drv.pipes().cancel_read(r).is_none());
     assert_out_of_waiters(&mut drv);
@@ -357,7 +359,7 @@ fn pipe_second_read_is_busy(kind: BackendKind) {
     let first = start_read(&mut drv, r, 4, IoMode::All);
     let (res, buf) = read(&mut drv, r, 3, IoMode::Once);
     assert_status(&res, Status::Busy);
-    assert_eq!(buf.len(), 3);
+    assert!(buf.is_empty() && buf.capacity() >= 3, "the buffer comes back, empty");
     assert!(first.borrow().is_none());
     let (res, _) = write(&mut drv, w, b"data", IoMode::All);
     assert_eq!(res.unwrap(), 4);
@@ -377,7 +379,7 @@ fn pipe_close_then_use_is_invalid_handle(kind: BackendKind) {
     let ran = Rc::new(Cell::new(false));
     let ran2 = ran.clone();
     drv.pipes()
-        .read(r, vec![0; 8], IoMode::Once, move |_, _, _, _| ran2.set(true));
+        .read(r, Vec::with_capacity(8), IoMode::Once, move |_, _, _, _| ran2.set(true));
     drv.pipes().close(r).expect("close");
     assert!(!drv.is_valid(r));
     assert_out_of_waiters(&mut drv);
@@ -385,7 +387,7 @@ fn pipe_close_then_use_is_invalid_handle(kind: BackendKind) {
 
     let (res, buf) = read(&mut drv, r, 8, IoMode::Once);
     assert_status(&res, Status::InvalidHandle);
-    assert_eq!(buf.len(), 8);
+    assert!(buf.is_empty() && buf.capacity() >= 8, "the buffer comes back, empty");
     let (res, _) = write(&mut drv, r, b"x", IoMode::All);
     assert_status(&res, Status::InvalidHandle);
     let ready: Slot<Result<()>> = slot();
@@ -414,7 +416,9 @@ fn pipe_release_with_pending_operations(kind: BackendKind) {
     let ran = Rc::new(Cell::new(0));
     let c = ran.clone();
     drv.pipes()
-        .read(r, vec![0; 8], IoMode::All, move |_, _, _, _| c.set(c.get() + 1));
+        .read(r, Vec::with_capacity(8), IoMode::All, move |_, _, _, _| {
+            c.set(c.get() + 1)
+        });
     let c = ran.clone();
     drv.pipes()
         .write(w2, vec![1; 1 << 20], IoMode::All, move |_, _, _, _| c.set(c.get() + 1));

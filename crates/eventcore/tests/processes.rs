@@ -94,8 +94,11 @@ fn read_to_end(drv: &mut Driver, p: PipeHandle) -> Vec<u8> {
     let out: Rc<RefCell<Vec<u8>>> = Rc::default();
     let done = Rc::new(Cell::new(false));
     fn next(drv: &mut Driver, p: PipeHandle, out: Rc<RefCell<Vec<u8>>>, done: Rc<Cell<bool>>) {
-        drv.pipes()
-            .read(p, vec![0; 4096], IoMode::Once, move |drv, p, r, buf| match r {
+        drv.pipes().read(
+            p,
+            Vec::with_capacity(4096),
+            IoMode::Once,
+            move |drv, p, r, buf| match r {
                 Ok(n) => {
                     out.borrow_mut().extend_from_slice(&buf[..n]);
                     next(drv, p, out, done);
@@ -104,7 +107,8 @@ fn read_to_end(drv: &mut Driver, p: PipeHandle) -> Vec<u8> {
                     assert_eq!(e.status(), Status::Disconnected, "{e}");
                     done.set(true);
                 }
-            });
+            },
+        );
     }
     next(drv, p, out.clone(), done.clone());
     run_until(drv, LIMIT, |_| done.get());
@@ -885,15 +889,16 @@ mod windows_only {
         let seen: Rc<RefCell<Vec<u8>>> = Rc::default();
         let done = Rc::new(Cell::new(false));
         fn next(drv: &mut Driver, p: PipeHandle, seen: Rc<RefCell<Vec<u8>>>, done: Rc<Cell<bool>>) {
-            drv.pipes().read(p, vec![0; 256], IoMode::Once, move |drv, p, r, buf| {
-                let n = r.expect("read the child's mark");
-                seen.borrow_mut().extend_from_slice(&buf[..n]);
-                if seen.borrow().windows(MARK.len()).any(|w| w == MARK) {
-                    done.set(true);
-                } else {
-                    next(drv, p, seen, done);
-                }
-            });
+            drv.pipes()
+                .read(p, Vec::with_capacity(256), IoMode::Once, move |drv, p, r, buf| {
+                    let n = r.expect("read the child's mark");
+                    seen.borrow_mut().extend_from_slice(&buf[..n]);
+                    if seen.borrow().windows(MARK.len()).any(|w| w == MARK) {
+                        done.set(true);
+                    } else {
+                        next(drv, p, seen, done);
+                    }
+                });
         }
         next(drv, p, seen, done.clone());
         run_until(drv, Duration::from_secs(20), |_| done.get());

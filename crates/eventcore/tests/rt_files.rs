@@ -26,15 +26,15 @@ fn write_read_size_truncate(kind: BackendKind) {
         let (r, _) = f.write_all_at(b"world".to_vec(), 6).await;
         assert_eq!(r.unwrap(), 5);
         assert_eq!(f.size().unwrap(), 11);
-        let (r, buf) = f.read_exact_at(vec![0; 11], 0).await;
+        let (r, buf) = f.read_exact_at(Vec::with_capacity(11), 0).await;
         assert_eq!((r.unwrap(), &buf[..]), (11, &b"hello world"[..]));
-        let (r, buf) = f.read_at(vec![0; 64], 6).await;
+        let (r, buf) = f.read_at(Vec::with_capacity(64), 6).await;
         assert_eq!(&buf[..r.unwrap()], b"world");
         f.truncate(5).await.expect("truncate");
         assert_eq!(f.size().unwrap(), 5);
-        let (r, _) = f.read_at(vec![0; 4], 5).await;
+        let (r, _) = f.read_at(Vec::with_capacity(4), 5).await;
         assert_eq!(r.unwrap_err().status(), Status::EndOfFile);
-        let (r, _) = f.read_exact_at(vec![0; 8], 0).await;
+        let (r, _) = f.read_exact_at(Vec::with_capacity(8), 0).await;
         let e = r.unwrap_err();
         assert_eq!((e.status(), e.transferred()), (Status::EndOfFile, 5));
         f.close().await.expect("close");
@@ -58,16 +58,16 @@ fn one_read_and_one_write_at_once(kind: BackendKind) {
     let mut ex = executor(kind);
     ex.block_on(async {
         let f = File::open(&path, OpenMode::ReadWrite).await.unwrap();
-        let read = f.read_exact_at(vec![0; 4096], 0);
+        let read = f.read_exact_at(Vec::with_capacity(4096), 0);
         let write = f.write_all_at(vec![2u8; 4096], 4096);
         let (r, w) = futures_util::future::join(read, write).await;
         assert_eq!(r.0.unwrap(), 4096);
         assert_eq!(w.0.unwrap(), 4096);
-        let mut a = Box::pin(f.read_at(vec![0; 4], 0));
+        let mut a = Box::pin(f.read_at(Vec::with_capacity(4), 0));
         assert!(poll_once(&mut a).await.is_pending());
-        let (r, buf) = f.read_at(vec![0; 4], 0).await;
+        let (r, buf) = f.read_at(Vec::with_capacity(4), 0).await;
         assert_eq!(r.unwrap_err().status(), Status::Busy);
-        assert_eq!(buf.len(), 4, "the buffer comes back");
+        assert!(buf.is_empty() && buf.capacity() >= 4, "the buffer comes back, empty");
         let (r, _) = a.await;
         assert_eq!(r.unwrap(), 4);
     });
@@ -115,23 +115,23 @@ fn io_dropped_at_each_state(kind: BackendKind) {
         let f = File::open(&path, OpenMode::ReadWrite).await.unwrap();
         let base = pending_ops();
 
-        drop(f.read_at(vec![0; 1 << 16], 0));
+        drop(f.read_at(Vec::with_capacity(1 << 16), 0));
         drop(f.write_at(vec![1; 8], 0));
         drop(f.truncate(1));
         assert_eq!(pending_ops(), base);
         assert_eq!(f.size().unwrap(), 1 << 16, "nothing happened");
 
-        let mut r = Box::pin(f.read_exact_at(vec![0; 1 << 16], 0));
+        let mut r = Box::pin(f.read_exact_at(Vec::with_capacity(1 << 16), 0));
         assert!(poll_once(&mut r).await.is_pending());
         drop(r);
         let mut w = Box::pin(f.write_all_at(vec![7; 16], 0));
         assert!(poll_once(&mut w).await.is_pending());
         drop(w);
         // The slots are free again at once.
-        let (res, buf) = f.read_exact_at(vec![0; 16], 1 << 15).await;
+        let (res, buf) = f.read_exact_at(Vec::with_capacity(16), 1 << 15).await;
         assert_eq!((res.unwrap(), buf), (16, vec![9; 16]));
 
-        let mut r = Box::pin(f.read_at(vec![0; 16], 0));
+        let mut r = Box::pin(f.read_at(Vec::with_capacity(16), 0));
         assert!(poll_once(&mut r).await.is_pending());
         let mut w = Box::pin(f.write_all_at(vec![5; 16], 100));
         assert!(poll_once(&mut w).await.is_pending());
@@ -140,7 +140,7 @@ fn io_dropped_at_each_state(kind: BackendKind) {
         until("all three complete", || pending_ops() == base).await;
         drop((r, w, t));
         assert_eq!(f.size().unwrap(), 1 << 15, "the truncate happened");
-        let (res, buf) = f.read_exact_at(vec![0; 16], 100).await;
+        let (res, buf) = f.read_exact_at(Vec::with_capacity(16), 100).await;
         assert_eq!((res.unwrap(), buf), (16, vec![5; 16]), "the write happened");
 
         // A dropped truncate still happens.

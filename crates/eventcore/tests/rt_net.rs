@@ -59,7 +59,7 @@ fn tcp_echo(kind: BackendKind) {
                 assert!(matches!(peer, SocketAddress::Inet(a) if a.ip().is_loopback()));
                 rt::spawn(async move {
                     loop {
-                        let (r, mut buf) = conn.read(vec![0; 256]).await;
+                        let (r, mut buf) = conn.read_owned(Vec::with_capacity(256)).await;
                         match r {
                             Ok(n) => buf.truncate(n),
                             Err(e) => {
@@ -67,7 +67,7 @@ fn tcp_echo(kind: BackendKind) {
                                 return;
                             }
                         }
-                        conn.write_all(buf).await.0.expect("echo");
+                        conn.write_all_owned(buf).await.0.expect("echo");
                     }
                 });
             }
@@ -78,8 +78,8 @@ fn tcp_echo(kind: BackendKind) {
                     let c = TcpStream::connect(addr).await.expect("connect");
                     for round in 0..5u8 {
                         let msg = vec![i * 10 + round; 100];
-                        c.write_all(msg.clone()).await.0.expect("write");
-                        let (r, buf) = c.read_exact(vec![0; 100]).await;
+                        c.write_all_owned(msg.clone()).await.0.expect("write");
+                        let (r, buf) = c.read_exact_owned(Vec::with_capacity(100)).await;
                         assert_eq!(r.expect("read"), 100);
                         assert_eq!(buf, msg);
                     }
@@ -171,14 +171,14 @@ fn udp_round_trip(kind: BackendKind) {
         let a = DatagramSocket::bind(loopback()).expect("bind a");
         let b = DatagramSocket::bind(loopback()).expect("bind b");
         let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
-        let recv = b.recv_from(vec![0; 64]);
+        let recv = b.recv_from(Vec::with_capacity(64));
         let (sent, _) = a.send_to(b"ping".to_vec(), b_addr.clone()).await;
         assert_eq!(sent.unwrap(), 4);
         let (r, buf) = rt::timeout(LIMIT, recv).await.expect("in time");
         let (n, from) = r.expect("recv");
         assert_eq!((&buf[..n], from), (&b"ping"[..], a_addr.clone()));
         b.send_to(b"pong".to_vec(), a_addr).await.0.unwrap();
-        let (r, buf) = a.recv_from(vec![0; 64]).await;
+        let (r, buf) = a.recv_from(Vec::with_capacity(64)).await;
         let (n, from) = r.unwrap();
         assert_eq!((&buf[..n], from), (&b"pong"[..], b_addr));
     });
@@ -196,8 +196,8 @@ fn unix_streams(kind: BackendKind) {
         let listener = Listener::bind(path.as_path()).expect("bind");
         let (client, accepted) = futures_util::future::join(UnixStream::connect(path.clone()), listener.accept()).await;
         let (client, (server, _)) = (client.expect("connect"), accepted.expect("accept"));
-        client.write_all(b"over unix".to_vec()).await.0.unwrap();
-        let (r, buf) = server.read_exact(vec![0; 9]).await;
+        client.write_all_owned(b"over unix".to_vec()).await.0.unwrap();
+        let (r, buf) = server.read_exact_owned(Vec::with_capacity(9)).await;
         assert_eq!((r.unwrap(), &buf[..]), (9, &b"over unix"[..]));
 
         let (mut a, mut b) = UnixStream::pair().expect("pair");
@@ -217,7 +217,7 @@ fn unix_datagrams(kind: BackendKind) {
     ex.block_on(async {
         let (a, b) = DatagramSocket::pair().expect("pair");
         a.send(b"one".to_vec()).await.0.unwrap();
-        let (r, buf) = b.recv_from(vec![0; 16]).await;
+        let (r, buf) = b.recv_from(Vec::with_capacity(16)).await;
         assert_eq!(&buf[..r.unwrap().0], b"one");
     });
     assert_settled(&mut ex);
@@ -247,12 +247,12 @@ fn second_read_is_busy(kind: BackendKind) {
     let mut ex = executor(kind);
     ex.block_on(async {
         let (client, server) = tcp_pair().await;
-        let mut first = Box::pin(server.read(vec![0; 16]));
+        let mut first = Box::pin(server.read_owned(Vec::with_capacity(16)));
         assert!(poll_once(&mut first).await.is_pending());
-        let (r, buf) = server.read(vec![0; 8]).await;
+        let (r, buf) = server.read_owned(Vec::with_capacity(8)).await;
         assert_eq!(r.unwrap_err().status(), Status::Busy);
-        assert_eq!(buf.len(), 8);
-        client.write_all(b"data".to_vec()).await.0.unwrap();
+        assert!(buf.is_empty() && buf.capacity() >= 8, "the buffer comes back, empty");
+        client.write_all_owned(b"data".to_vec()).await.0.unwrap();
         let (r, buf) = first.await;
         assert_eq!(&buf[..r.unwrap()], b"data");
     });
@@ -268,25 +268,25 @@ fn read_dropped_at_each_state(kind: BackendKind) {
         let (client, server) = tcp_pair().await;
         let base = pending_ops();
 
-        drop(server.read(vec![0; 16]));
+        drop(server.read_owned(Vec::with_capacity(16)));
         assert_eq!(pending_ops(), base);
 
-        let mut r = Box::pin(server.read(vec![0; 16]));
+        let mut r = Box::pin(server.read_owned(Vec::with_capacity(16)));
         assert!(poll_once(&mut r).await.is_pending());
         assert_eq!(pending_ops(), base + 1);
         drop(r);
         assert_eq!(pending_ops(), base, "the read was withdrawn");
-        client.write_all(b"abc".to_vec()).await.0.unwrap();
-        let (res, buf) = server.read(vec![0; 16]).await;
+        client.write_all_owned(b"abc".to_vec()).await.0.unwrap();
+        let (res, buf) = server.read_owned(Vec::with_capacity(16)).await;
         assert_eq!(&buf[..res.unwrap()], b"abc", "nothing was swallowed");
 
-        let mut r = Box::pin(server.read(vec![0; 16]));
+        let mut r = Box::pin(server.read_owned(Vec::with_capacity(16)));
         assert!(poll_once(&mut r).await.is_pending());
-        client.write_all(b"xyz".to_vec()).await.0.unwrap();
+        client.write_all_owned(b"xyz".to_vec()).await.0.unwrap();
         until_pending_ops(base).await;
         drop(r);
-        client.write_all(b"q".to_vec()).await.0.unwrap();
-        let (res, buf) = server.read(vec![0; 16]).await;
+        client.write_all_owned(b"q".to_vec()).await.0.unwrap();
+        let (res, buf) = server.read_owned(Vec::with_capacity(16)).await;
         assert_eq!(&buf[..res.unwrap()], b"q");
     });
     assert_settled(&mut ex);
@@ -301,24 +301,24 @@ fn write_dropped_at_each_state(kind: BackendKind) {
         let (client, server) = tcp_pair().await;
         let base = pending_ops();
 
-        drop(client.write_all(b"never".to_vec()));
+        drop(client.write_all_owned(b"never".to_vec()));
         assert_eq!(pending_ops(), base);
 
-        let mut w = Box::pin(client.write_all(b"maybe".to_vec()));
+        let mut w = Box::pin(client.write_all_owned(b"maybe".to_vec()));
         assert!(poll_once(&mut w).await.is_pending());
         drop(w);
         assert_eq!(pending_ops(), base);
 
-        let mut w = Box::pin(client.write_all(b"sent".to_vec()));
+        let mut w = Box::pin(client.write_all_owned(b"sent".to_vec()));
         assert!(poll_once(&mut w).await.is_pending());
         until_pending_ops(base).await;
         drop(w);
 
-        client.write_all(b"!".to_vec()).await.0.unwrap();
+        client.write_all_owned(b"!".to_vec()).await.0.unwrap();
         client.shutdown(false, true).unwrap();
         let mut got = Vec::new();
         loop {
-            let (r, buf) = server.read(vec![0; 64]).await;
+            let (r, buf) = server.read_owned(Vec::with_capacity(64)).await;
             match r {
                 Ok(n) => got.extend_from_slice(&buf[..n]),
                 Err(e) => {
@@ -368,7 +368,7 @@ fn connect_dropped_at_each_state(kind: BackendKind) {
             let accepted = rt::timeout(Duration::from_millis(200), listener.accept()).await;
             let Ok(accepted) = accepted else { break };
             let (conn, _) = accepted.expect("accept");
-            let (r, _) = conn.read(vec![0; 8]).await;
+            let (r, _) = conn.read_owned(Vec::with_capacity(8)).await;
             assert_eq!(r.unwrap_err().status(), Status::Disconnected);
         }
     });
@@ -405,7 +405,7 @@ fn accept_dropped_and_listener_dropped(kind: BackendKind) {
             "the queued connections were released with the listener"
         );
         for c in &clients {
-            let (r, _) = c.read(vec![0; 8]).await;
+            let (r, _) = c.read_owned(Vec::with_capacity(8)).await;
             assert_eq!(r.unwrap_err().status(), Status::Disconnected);
         }
     });
@@ -423,22 +423,22 @@ fn recv_dropped_at_each_state(kind: BackendKind) {
         let to = b.local_addr().unwrap();
         let base = pending_ops();
 
-        drop(b.recv_from(vec![0; 16]));
-        let mut r = Box::pin(b.recv_from(vec![0; 16]));
+        drop(b.recv_from(Vec::with_capacity(16)));
+        let mut r = Box::pin(b.recv_from(Vec::with_capacity(16)));
         assert!(poll_once(&mut r).await.is_pending());
         drop(r);
         assert_eq!(pending_ops(), base);
         a.send_to(b"1".to_vec(), to.clone()).await.0.unwrap();
-        let (res, buf) = b.recv_from(vec![0; 16]).await;
+        let (res, buf) = b.recv_from(Vec::with_capacity(16)).await;
         assert_eq!(&buf[..res.unwrap().0], b"1");
 
-        let mut r = Box::pin(b.recv_from(vec![0; 16]));
+        let mut r = Box::pin(b.recv_from(Vec::with_capacity(16)));
         assert!(poll_once(&mut r).await.is_pending());
         a.send_to(b"2".to_vec(), to.clone()).await.0.unwrap();
         until_pending_ops(base).await;
         drop(r);
         a.send_to(b"3".to_vec(), to).await.0.unwrap();
-        let (res, buf) = b.recv_from(vec![0; 16]).await;
+        let (res, buf) = b.recv_from(Vec::with_capacity(16)).await;
         assert_eq!(&buf[..res.unwrap().0], b"3");
     });
     assert_settled(&mut ex);
@@ -453,7 +453,7 @@ fn futures_io_read_is_cancel_safe(kind: BackendKind) {
         let mut buf = [0u8; 16];
         let timed_out = rt::timeout(Duration::from_millis(10), AsyncReadExt::read(&mut server, &mut buf)).await;
         assert!(timed_out.is_err());
-        client.write_all(b"kept".to_vec()).await.0.unwrap();
+        client.write_all_owned(b"kept".to_vec()).await.0.unwrap();
         let n = rt::timeout(LIMIT, AsyncReadExt::read(&mut server, &mut buf))
             .await
             .expect("in time")
@@ -471,11 +471,11 @@ fn task_aborted_mid_read(kind: BackendKind) {
         let (client, server) = tcp_pair().await;
         let server = Rc::new(server);
         let s = server.clone();
-        let reader = rt::spawn(async move { s.read(vec![0; 16]).await.0.is_ok() });
+        let reader = rt::spawn(async move { s.read_owned(Vec::with_capacity(16)).await.0.is_ok() });
         rt::yield_now().await;
         reader.abort();
         drop(server);
-        let (r, _) = client.read(vec![0; 4]).await;
+        let (r, _) = client.read_owned(Vec::with_capacity(4)).await;
         assert_eq!(r.unwrap_err().status(), Status::Disconnected);
     });
     assert_settled(&mut ex);

@@ -15,12 +15,12 @@ fn pipe_round_trip_and_end_of_stream(kind: BackendKind) {
     let mut ex = executor(kind);
     ex.block_on(async {
         let (r, w) = Pipe::create().expect("pipe");
-        let (n, _) = w.write_all(b"through".to_vec()).await;
+        let (n, _) = w.write_all_owned(b"through".to_vec()).await;
         assert_eq!(n.unwrap(), 7);
-        let (n, buf) = r.read_exact(vec![0; 7]).await;
+        let (n, buf) = r.read_exact_owned(Vec::with_capacity(7)).await;
         assert_eq!((n.unwrap(), &buf[..]), (7, &b"through"[..]));
         drop(w);
-        let (n, _) = r.read(vec![0; 7]).await;
+        let (n, _) = r.read_owned(Vec::with_capacity(7)).await;
         let e = n.unwrap_err();
         assert_eq!(e.status(), Status::Disconnected);
         assert_eq!(e.raw_os_error(), None);
@@ -64,23 +64,23 @@ fn pipe_read_dropped_at_each_state(kind: BackendKind) {
     let mut ex = executor(kind);
     ex.block_on(async {
         let (r, w) = Pipe::create().expect("pipe");
-        drop(r.read(vec![0; 8]));
-        let mut f = Box::pin(r.read(vec![0; 8]));
+        drop(r.read_owned(Vec::with_capacity(8)));
+        let mut f = Box::pin(r.read_owned(Vec::with_capacity(8)));
         assert!(poll_once(&mut f).await.is_pending());
         assert_eq!(pending_ops(), 1);
         drop(f);
         assert_eq!(pending_ops(), 0);
-        w.write_all(b"a".to_vec()).await.0.unwrap();
-        let (n, buf) = r.read(vec![0; 8]).await;
+        w.write_all_owned(b"a".to_vec()).await.0.unwrap();
+        let (n, buf) = r.read_owned(Vec::with_capacity(8)).await;
         assert_eq!(&buf[..n.unwrap()], b"a");
 
-        let mut f = Box::pin(r.read(vec![0; 8]));
+        let mut f = Box::pin(r.read_owned(Vec::with_capacity(8)));
         assert!(poll_once(&mut f).await.is_pending());
-        w.write_all(b"b".to_vec()).await.0.unwrap();
+        w.write_all_owned(b"b".to_vec()).await.0.unwrap();
         until("the read completed", || pending_ops() == 0).await;
         drop(f);
-        w.write_all(b"c".to_vec()).await.0.unwrap();
-        let (n, buf) = r.read(vec![0; 8]).await;
+        w.write_all_owned(b"c".to_vec()).await.0.unwrap();
+        let (n, buf) = r.read_owned(Vec::with_capacity(8)).await;
         assert_eq!(&buf[..n.unwrap()], b"c");
     });
     assert_no_leaks(&ex);

@@ -20,7 +20,7 @@ fn child_cat_piped(kind: BackendKind) {
         let mut child = Child::spawn(Command::new("cat").stdin(Stdio::Pipe).stdout(Stdio::Pipe)).expect("spawn cat");
         let stdin = child.stdin.take().expect("stdin");
         let mut stdout = child.stdout.take().expect("stdout");
-        let (n, _) = stdin.write_all(b"echo me\n".to_vec()).await;
+        let (n, _) = stdin.write_all_owned(b"echo me\n".to_vec()).await;
         assert_eq!(n.unwrap(), 8);
         drop(stdin);
         let mut out = String::new();

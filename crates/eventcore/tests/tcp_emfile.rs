@@ -186,7 +186,7 @@ fn tcp_accept_out_of_descriptors(kind: BackendKind) {
     let got: Rc<RefCell<Option<Vec<u8>>>> = Rc::default();
     let g = got.clone();
     drv.sockets()
-        .read(conn, vec![0; 4], IoMode::All, move |_, _, res, buf| {
+        .read(conn, Vec::with_capacity(4), IoMode::All, move |_, _, res, buf| {
             assert_eq!(res, Ok(4));
             *g.borrow_mut() = Some(buf);
         });

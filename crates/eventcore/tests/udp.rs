@@ -74,8 +74,16 @@ fn udp_receive_cancel(kind: BackendKind) {
     let sock = udp(&mut drv, loopback_v4(), DatagramOptions::default());
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
-    drv.sockets()
-        .receive(sock, vec![9; 16], IoMode::Once, move |_, _, _, _| r.set(true));
+    drv.sockets().receive(
+        sock,
+        {
+            let mut b = Vec::with_capacity(32);
+            b.extend_from_slice(&[9u8; 16]);
+            b
+        },
+        IoMode::Once,
+        move |_, _, _, _: Vec<u8>| r.set(true),
+    );
     let c = drv.sockets().cancel_receive(sock).expect("a receive was pending");
     assert_eq!(c.buffer.as_deref(), Some(&[9u8; 16][..]));
     assert_eq!(c.transferred, 0);
@@ -102,7 +110,7 @@ fn udp_receive_cancel_after_datagram_arrived_loses_nothing(kind: BackendKind) {
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
     drv.sockets()
-        .receive(b, vec![0; 64], IoMode::Once, move |_, _, _, _| r.set(true));
+        .receive(b, Vec::with_capacity(64), IoMode::Once, move |_, _, _, _| r.set(true));
     let c = drv.sockets().cancel_receive(b).expect("a receive was pending");
     drv.process_events(Some(Duration::from_millis(20)))
         .expect("process_events");
@@ -129,7 +137,7 @@ fn udp_second_receive_while_pending_is_busy(kind: BackendKind) {
     let (first, calls) = receive_into(&mut drv, b, 32, IoMode::Once);
     let (res, buf) = receive_now(&mut drv, b, 8, IoMode::Once);
     assert_status(&res, Status::Busy);
-    assert_eq!(buf.len(), 8);
+    assert!(buf.is_empty() && buf.capacity() >= 8, "the buffer comes back, empty");
     assert_eq!(calls.get(), 0);
     let (res, _) = send_now(&mut drv, a, b"first", Some(b_addr), IoMode::Once);
     assert_eq!(res, Ok(5));
@@ -148,7 +156,7 @@ fn udp_stale_handle_after_release(kind: BackendKind) {
     assert_eq!(drv.release_ref(sock), Ok(false));
     let (res, buf) = receive_now(&mut drv, sock, 8, IoMode::Once);
     assert_status(&res, Status::InvalidHandle);
-    assert_eq!(buf.len(), 8);
+    assert!(buf.is_empty() && buf.capacity() >= 8, "the buffer comes back, empty");
     let (res, buf) = send_now(&mut drv, sock, b"gone", Some(to), IoMode::Once);
     assert_status(&res, Status::InvalidHandle);
     assert_eq!(buf, b"gone");
@@ -216,7 +224,7 @@ fn udp_send_to_closed_port_refused_on_connected_socket(kind: BackendKind) {
     let (res, buf) = pending.take().unwrap();
     assert_status(&res, Status::Refused);
     assert_eq!(res.unwrap_err().to_io().kind(), ErrorKind::ConnectionRefused);
-    assert_eq!(buf.len(), 16);
+    assert!(buf.is_empty() && buf.capacity() >= 16, "the buffer comes back, empty");
     let (res, _) = send_now(&mut drv, sock, b"again", None, IoMode::Once);
     assert_eq!(res, Ok(5), "the error was consumed by the receive");
     release_all(&mut drv, &[sock]);
@@ -374,9 +382,10 @@ fn udp_receive_callback_panic_keeps_the_socket(kind: BackendKind) {
     let mut drv = util::driver(kind);
     let sock = udp(&mut drv, loopback_v4(), DatagramOptions::default());
     let to = address(&mut drv, sock);
-    drv.sockets().receive(sock, vec![0; 64], IoMode::Once, |_, _, _, _| {
-        panic!("receive callback panics")
-    });
+    drv.sockets()
+        .receive(sock, Vec::with_capacity(64), IoMode::Once, |_, _, _, _| {
+            panic!("receive callback panics")
+        });
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let to = to.as_inet().unwrap();
     sender.send_to(b"first", to).unwrap();

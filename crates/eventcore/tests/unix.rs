@@ -145,8 +145,16 @@ fn unix_datagram_receive_cancel(kind: BackendKind) {
         .expect("datagram socket");
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
-    drv.sockets()
-        .receive(sock, vec![3; 8], IoMode::Once, move |_, _, _, _| r.set(true));
+    drv.sockets().receive(
+        sock,
+        {
+            let mut b = Vec::with_capacity(16);
+            b.extend_from_slice(&[3u8; 8]);
+            b
+        },
+        IoMode::Once,
+        move |_, _, _, _: Vec<u8>| r.set(true),
+    );
     let c = drv.sockets().cancel_receive(sock).expect("pending receive");
     assert_eq!(c.buffer.as_deref(), Some(&[3u8; 8][..]));
     assert_eq!(

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use super::executor::Core;
 use super::op::{Completer, OpFuture, Operation};
 use super::BufResult;
-use crate::{Driver, Error, FileHandle, IoMode, OpenMode, Result, Status};
+use crate::{Driver, Error, FileHandle, IoBuf, IoBufMut, IoMode, OpenMode, Result, Status};
 
 /// An open file of the driver. Dropping it closes the file (on the worker
 /// pool); [`File::close`] does the same and reports the result.
@@ -67,29 +67,40 @@ impl Operation for Open {
     }
 }
 
-struct Transfer {
+/// Starts a positional transfer for its buffer type.
+type StartFn<B> = fn(&mut Driver, FileHandle, u64, B, IoMode, Completer<BufResult<usize, B>>);
+
+fn start_read<B: IoBufMut>(drv: &mut Driver, f: FileHandle, at: u64, buf: B, mode: IoMode, done: Completer<BufResult<usize, B>>) {
+    drv.files().read(f, at, buf, mode, move |_, _, r, b| {
+        let _ = done.complete((r, b));
+    });
+}
+
+fn start_write<B: IoBuf>(drv: &mut Driver, f: FileHandle, at: u64, buf: B, mode: IoMode, done: Completer<BufResult<usize, B>>) {
+    drv.files().write(f, at, buf, mode, move |_, _, r, b| {
+        let _ = done.complete((r, b));
+    });
+}
+
+struct Transfer<B> {
     handle: FileHandle,
-    buf: Option<Vec<u8>>,
+    buf: Option<B>,
     offset: u64,
     mode: IoMode,
     write: bool,
+    start: StartFn<B>,
 }
 
-impl Operation for Transfer {
-    type Output = BufResult<usize>;
+impl<B> Unpin for Transfer<B> {}
+
+impl<B: 'static> Operation for Transfer<B> {
+    type Output = BufResult<usize, B>;
     type Token = (FileHandle, bool);
-    type Ret = BufResult<usize>;
+    type Ret = BufResult<usize, B>;
 
     fn start(&mut self, drv: &mut Driver, done: Completer<Self::Output>) -> Result<Self::Token, Self::Ret> {
         let buf = self.buf.take().expect("started once");
-        let cb = move |_: &mut Driver, _, r, b| {
-            let _ = done.complete((r, b));
-        };
-        if self.write {
-            drv.files().write(self.handle, self.offset, buf, self.mode, cb);
-        } else {
-            drv.files().read(self.handle, self.offset, buf, self.mode, cb);
-        }
+        (self.start)(drv, self.handle, self.offset, buf, self.mode, done);
         Ok((self.handle, self.write))
     }
 
@@ -108,7 +119,7 @@ impl Operation for Transfer {
     }
 
     fn busy(&mut self) -> Self::Ret {
-        (Err(Error::new(Status::Busy)), self.buf.take().unwrap_or_default())
+        (Err(Error::new(Status::Busy)), self.buf.take().expect("refused before it started"))
     }
 }
 
@@ -181,13 +192,14 @@ impl File {
         File::open(path, OpenMode::CreateTruncate)
     }
 
-    fn transfer(
+    fn transfer<B: 'static>(
         &self,
-        buf: Vec<u8>,
+        buf: B,
         offset: u64,
         mode: IoMode,
         write: bool,
-    ) -> impl Future<Output = BufResult<usize>> + '_ {
+        start: StartFn<B>,
+    ) -> impl Future<Output = BufResult<usize, B>> + '_ {
         OpFuture::guarded(
             Transfer {
                 handle: self.handle,
@@ -195,44 +207,46 @@ impl File {
                 offset,
                 mode,
                 write,
+                start,
             },
             if write { &self.writing } else { &self.reading },
         )
     }
 
-    /// Reads into `buf` from `offset`: at least one byte, at most
-    /// `buf.len()`. At or past the end of the file:
-    /// [`Status::EndOfFile`].
+    /// Reads into the spare room of `buf` (a `Vec`'s capacity after its
+    /// length: see [`buf`](crate::buf)) from `offset`: at least one byte, at
+    /// most the room; the buffer's length grows by the count. At or past the
+    /// end of the file: [`Status::EndOfFile`].
     ///
     /// **Cancel safety:** cancel-safe (a positional read changes nothing):
     /// dropping the future withdraws the read; the worker may still be
     /// reading into the buffer, which the driver keeps until it is done.
-    pub fn read_at(&self, buf: Vec<u8>, offset: u64) -> impl Future<Output = BufResult<usize>> + '_ {
-        self.transfer(buf, offset, IoMode::Once, false)
+    pub fn read_at<B: IoBufMut>(&self, buf: B, offset: u64) -> impl Future<Output = BufResult<usize, B>> + '_ {
+        self.transfer(buf, offset, IoMode::Once, false, start_read::<B>)
     }
 
-    /// Fills all of `buf` from `offset`; reaching the end of the file first
+    /// Fills all of the spare room of `buf` from `offset`; reaching the end of the file first
     /// is [`Status::EndOfFile`] with the count in [`Error::transferred`].
     ///
     /// **Cancel safety:** cancel-safe, as [`File::read_at`].
-    pub fn read_exact_at(&self, buf: Vec<u8>, offset: u64) -> impl Future<Output = BufResult<usize>> + '_ {
-        self.transfer(buf, offset, IoMode::All, false)
+    pub fn read_exact_at<B: IoBufMut>(&self, buf: B, offset: u64) -> impl Future<Output = BufResult<usize, B>> + '_ {
+        self.transfer(buf, offset, IoMode::All, false, start_read::<B>)
     }
 
     /// Writes at least one byte of `buf` at `offset`.
     ///
     /// **Cancel safety:** not cancel-safe: dropped while pending, the write
     /// may still happen (the worker may already be writing).
-    pub fn write_at(&self, buf: Vec<u8>, offset: u64) -> impl Future<Output = BufResult<usize>> + '_ {
-        self.transfer(buf, offset, IoMode::Once, true)
+    pub fn write_at<B: IoBuf>(&self, buf: B, offset: u64) -> impl Future<Output = BufResult<usize, B>> + '_ {
+        self.transfer(buf, offset, IoMode::Once, true, start_write::<B>)
     }
 
     /// Writes all of `buf` at `offset`.
     ///
     /// **Cancel safety:** not cancel-safe: dropped while pending, any prefix
     /// of `buf` may have been written.
-    pub fn write_all_at(&self, buf: Vec<u8>, offset: u64) -> impl Future<Output = BufResult<usize>> + '_ {
-        self.transfer(buf, offset, IoMode::All, true)
+    pub fn write_all_at<B: IoBuf>(&self, buf: B, offset: u64) -> impl Future<Output = BufResult<usize, B>> + '_ {
+        self.transfer(buf, offset, IoMode::All, true, start_write::<B>)
     }
 
     /// The file's size in bytes.

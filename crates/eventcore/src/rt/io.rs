@@ -39,7 +39,7 @@ use super::executor::Core;
 use super::op::{Completer, OpFuture, Operation, Slot};
 use super::BufResult;
 use crate::PipeHandle;
-use crate::{Driver, Error, Handle, IoMode, Result, Status, StreamSocket};
+use crate::{Driver, Error, Handle, IoBuf, IoBufMut, IoMode, Result, Status, StreamSocket};
 
 /// Size of the internal buffers behind the `futures-io` traits.
 const BUF_SIZE: usize = 16 * 1024;
@@ -49,9 +49,22 @@ mod sealed {
 
     /// What a byte stream needs from its driver handle.
     pub trait RawStream: Handle + Unpin + 'static {
-        fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static);
-        fn try_read(self, drv: &mut Driver, buf: &mut [u8]) -> Result<usize>;
-        fn write(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static);
+        fn read<B: IoBufMut>(
+            self,
+            drv: &mut Driver,
+            buf: B,
+            mode: IoMode,
+            done: impl FnOnce(BufResult<usize, B>) + 'static,
+        );
+        fn try_read(self, drv: &mut Driver, buf: &mut Vec<u8>) -> Result<usize>;
+        fn write<B: IoBuf>(self, drv: &mut Driver, buf: B, mode: IoMode, done: impl FnOnce(BufResult<usize, B>) + 'static);
+        fn write_vectored<B: IoBuf>(
+            self,
+            drv: &mut Driver,
+            bufs: Vec<B>,
+            mode: IoMode,
+            done: impl FnOnce(BufResult<usize, Vec<B>>) + 'static,
+        );
         fn cancel_read(self, drv: &mut Driver);
         fn cancel_write(self, drv: &mut Driver);
         /// Ends the writing direction. Returns whether the handle is gone
@@ -68,14 +81,23 @@ impl StreamHandle for StreamSocket {}
 impl StreamHandle for PipeHandle {}
 
 impl sealed::RawStream for StreamSocket {
-    fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
+    fn read<B: IoBufMut>(self, drv: &mut Driver, buf: B, mode: IoMode, done: impl FnOnce(BufResult<usize, B>) + 'static) {
         drv.sockets().read(self, buf, mode, move |_, _, r, b| done((r, b)));
     }
-    fn try_read(self, drv: &mut Driver, buf: &mut [u8]) -> Result<usize> {
-        drv.sockets().try_read(self, buf)
+    fn try_read(self, drv: &mut Driver, buf: &mut Vec<u8>) -> Result<usize> {
+        drv.sockets().try_read_buf(self, buf)
     }
-    fn write(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
+    fn write<B: IoBuf>(self, drv: &mut Driver, buf: B, mode: IoMode, done: impl FnOnce(BufResult<usize, B>) + 'static) {
         drv.sockets().write(self, buf, mode, move |_, _, r, b| done((r, b)));
+    }
+    fn write_vectored<B: IoBuf>(
+        self,
+        drv: &mut Driver,
+        bufs: Vec<B>,
+        mode: IoMode,
+        done: impl FnOnce(BufResult<usize, Vec<B>>) + 'static,
+    ) {
+        drv.sockets().write_vectored(self, bufs, mode, move |_, _, r, b| done((r, b)));
     }
     fn cancel_read(self, drv: &mut Driver) {
         drv.sockets().cancel_read(self);
@@ -90,14 +112,23 @@ impl sealed::RawStream for StreamSocket {
 }
 
 impl sealed::RawStream for PipeHandle {
-    fn read(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
+    fn read<B: IoBufMut>(self, drv: &mut Driver, buf: B, mode: IoMode, done: impl FnOnce(BufResult<usize, B>) + 'static) {
         drv.pipes().read(self, buf, mode, move |_, _, r, b| done((r, b)));
     }
-    fn try_read(self, drv: &mut Driver, buf: &mut [u8]) -> Result<usize> {
-        drv.pipes().try_read(self, buf)
+    fn try_read(self, drv: &mut Driver, buf: &mut Vec<u8>) -> Result<usize> {
+        drv.pipes().try_read_buf(self, buf)
     }
-    fn write(self, drv: &mut Driver, buf: Vec<u8>, mode: IoMode, done: impl FnOnce(BufResult<usize>) + 'static) {
+    fn write<B: IoBuf>(self, drv: &mut Driver, buf: B, mode: IoMode, done: impl FnOnce(BufResult<usize, B>) + 'static) {
         drv.pipes().write(self, buf, mode, move |_, _, r, b| done((r, b)));
+    }
+    fn write_vectored<B: IoBuf>(
+        self,
+        drv: &mut Driver,
+        bufs: Vec<B>,
+        mode: IoMode,
+        done: impl FnOnce(BufResult<usize, Vec<B>>) + 'static,
+    ) {
+        drv.pipes().write_vectored(self, bufs, mode, move |_, _, r, b| done((r, b)));
     }
     fn cancel_read(self, drv: &mut Driver) {
         drv.pipes().cancel_read(self);
@@ -140,32 +171,78 @@ impl<H: StreamHandle> Drop for IoCore<H> {
     }
 }
 
-/// An owned-buffer transfer on one direction of a stream.
-struct Transfer<H: StreamHandle> {
-    handle: H,
-    buf: Option<Vec<u8>>,
-    mode: IoMode,
-    write: bool,
+/// What an owned-buffer transfer moves: one buffer to read into or to
+/// write, or a list to write.
+enum Payload<B> {
+    Read(B),
+    Write(B),
+    WriteList(B),
 }
 
-impl<H: StreamHandle> Unpin for Transfer<H> {}
+/// Starts a transfer's driver operation for its buffer type.
+type StartFn<H, B> = fn(Payload<B>, H, &mut Driver, IoMode, Completer<BufResult<usize, B>>);
 
-impl<H: StreamHandle> Operation for Transfer<H> {
-    type Output = BufResult<usize>;
+/// An owned-buffer transfer on one direction of a stream.
+struct Transfer<H: StreamHandle, B> {
+    handle: H,
+    payload: Option<Payload<B>>,
+    mode: IoMode,
+    write: bool,
+    start: StartFn<H, B>,
+}
+
+impl<H: StreamHandle, B> Unpin for Transfer<H, B> {}
+
+fn start_read<H: StreamHandle, B: IoBufMut>(
+    p: Payload<B>,
+    h: H,
+    drv: &mut Driver,
+    mode: IoMode,
+    done: Completer<BufResult<usize, B>>,
+) {
+    if let Payload::Read(buf) = p {
+        h.read(drv, buf, mode, move |r| {
+            let _ = done.complete(r);
+        });
+    }
+}
+
+fn start_write<H: StreamHandle, B: IoBuf>(
+    p: Payload<B>,
+    h: H,
+    drv: &mut Driver,
+    mode: IoMode,
+    done: Completer<BufResult<usize, B>>,
+) {
+    if let Payload::Write(buf) = p {
+        h.write(drv, buf, mode, move |r| {
+            let _ = done.complete(r);
+        });
+    }
+}
+
+fn start_write_list<H: StreamHandle, B: IoBuf>(
+    p: Payload<Vec<B>>,
+    h: H,
+    drv: &mut Driver,
+    mode: IoMode,
+    done: Completer<BufResult<usize, Vec<B>>>,
+) {
+    if let Payload::WriteList(bufs) = p {
+        h.write_vectored(drv, bufs, mode, move |r| {
+            let _ = done.complete(r);
+        });
+    }
+}
+
+impl<H: StreamHandle, B: 'static> Operation for Transfer<H, B> {
+    type Output = BufResult<usize, B>;
     type Token = (H, bool);
-    type Ret = BufResult<usize>;
+    type Ret = BufResult<usize, B>;
 
-    fn start(&mut self, drv: &mut Driver, done: Completer<BufResult<usize>>) -> Result<(H, bool), BufResult<usize>> {
-        let buf = self.buf.take().expect("started once");
-        if self.write {
-            self.handle.write(drv, buf, self.mode, move |r| {
-                let _ = done.complete(r);
-            });
-        } else {
-            self.handle.read(drv, buf, self.mode, move |r| {
-                let _ = done.complete(r);
-            });
-        }
+    fn start(&mut self, drv: &mut Driver, done: Completer<BufResult<usize, B>>) -> Result<(H, bool), BufResult<usize, B>> {
+        let payload = self.payload.take().expect("started once");
+        (self.start)(payload, self.handle, drv, self.mode, done);
         Ok((self.handle, self.write))
     }
 
@@ -177,12 +254,15 @@ impl<H: StreamHandle> Operation for Transfer<H> {
         }
     }
 
-    fn ready(&mut self, _: &Rc<Core>, _: (H, bool), out: BufResult<usize>) -> BufResult<usize> {
+    fn ready(&mut self, _: &Rc<Core>, _: (H, bool), out: BufResult<usize, B>) -> BufResult<usize, B> {
         out
     }
 
-    fn busy(&mut self) -> BufResult<usize> {
-        (Err(Error::new(Status::Busy)), self.buf.take().unwrap_or_default())
+    fn busy(&mut self) -> BufResult<usize, B> {
+        let buf = match self.payload.take().expect("refused before it started") {
+            Payload::Read(b) | Payload::Write(b) | Payload::WriteList(b) => b,
+        };
+        (Err(Error::new(Status::Busy)), buf)
     }
 }
 
@@ -270,41 +350,53 @@ impl<H: StreamHandle> ByteStream<H> {
         self.io.handle
     }
 
-    fn transfer(&self, buf: Vec<u8>, mode: IoMode, write: bool) -> impl Future<Output = BufResult<usize>> + '_ {
+    fn transfer<B: 'static>(
+        &self,
+        payload: Payload<B>,
+        mode: IoMode,
+        start: StartFn<H, B>,
+    ) -> impl Future<Output = BufResult<usize, B>> + '_ {
+        let write = !matches!(payload, Payload::Read(_));
         let guard = if write { &self.io.writing } else { &self.io.reading };
         OpFuture::guarded(
             Transfer {
                 handle: self.io.handle,
-                buf: Some(buf),
+                payload: Some(payload),
                 mode,
                 write,
+                start,
             },
             guard,
         )
     }
 
-    /// Reads at least one byte into `buf` (its whole length is available):
-    /// the count and the buffer. End of stream is
-    /// [`Status::Disconnected`].
+    /// Reads at least one byte into the spare room of `buf` (a `Vec`'s
+    /// capacity after its length; see [`buf`](crate::buf)): the count, and
+    /// the buffer with its length grown by it. `Vec::with_capacity(n)`
+    /// reads up to `n` bytes; a full buffer is [`Status::InvalidArgument`].
+    /// End of stream is [`Status::Disconnected`].
     ///
-    /// Bypasses the internal buffer of the `futures-io` side.
+    /// Bypasses the internal buffer of the `futures-io` side. (Named
+    /// `read_owned` so that futures' `AsyncReadExt::read` stays callable on
+    /// the stream.)
     ///
     /// **Cancel safety:** not cancel-safe once polled: dropping the future
     /// withdraws the read, but bytes the OS already moved into the buffer are
     /// lost with it (a backend may transfer before it reports: epoll tries at
     /// once). For reading that survives being dropped — a `select` loop — use
     /// the `futures-io` side, whose read in flight belongs to the stream.
-    pub fn read(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>> + '_ {
-        self.transfer(buf, IoMode::Once, false)
+    pub fn read_owned<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> + '_ {
+        self.transfer(Payload::Read(buf), IoMode::Once, start_read::<H, B>)
     }
 
-    /// Fills all of `buf`; end of stream first is `Disconnected`, with the
-    /// count read before it in [`Error::transferred`].
+    /// Fills all of the spare room of `buf`; end of stream first is
+    /// `Disconnected`, with the count read before it in
+    /// [`Error::transferred`] (and those bytes in the buffer).
     ///
     /// **Cancel safety:** not cancel-safe: dropped while pending, the bytes
     /// read so far are lost.
-    pub fn read_exact(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>> + '_ {
-        self.transfer(buf, IoMode::All, false)
+    pub fn read_exact_owned<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> + '_ {
+        self.transfer(Payload::Read(buf), IoMode::All, start_read::<H, B>)
     }
 
     /// Writes at least one byte of `buf`: the count and the buffer.
@@ -312,8 +404,8 @@ impl<H: StreamHandle> ByteStream<H> {
     /// **Cancel safety:** not cancel-safe once polled: dropping the future
     /// withdraws the write, but some bytes may already be on their way (the
     /// driver counts them for a cancel; a dropped future cannot tell).
-    pub fn write(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>> + '_ {
-        self.transfer(buf, IoMode::Once, true)
+    pub fn write_owned<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> + '_ {
+        self.transfer(Payload::Write(buf), IoMode::Once, start_write::<H, B>)
     }
 
     /// Writes all of `buf`, or fails with the count written so far in
@@ -321,15 +413,24 @@ impl<H: StreamHandle> ByteStream<H> {
     ///
     /// **Cancel safety:** not cancel-safe: dropped while pending, an unknown
     /// prefix of `buf` may have been written.
-    pub fn write_all(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>> + '_ {
-        self.transfer(buf, IoMode::All, true)
+    pub fn write_all_owned<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> + '_ {
+        self.transfer(Payload::Write(buf), IoMode::All, start_write::<H, B>)
+    }
+
+    /// Writes all of the buffers, in order, gathering them into as few
+    /// system calls as the OS allows (`sendmsg`/`writev`, io_uring, `WSASend`
+    /// with several buffers): the total and the buffers.
+    ///
+    /// **Cancel safety:** as [`write_all_owned`](ByteStream::write_all_owned).
+    pub fn write_vectored_owned<B: IoBuf>(&self, bufs: Vec<B>) -> impl Future<Output = BufResult<usize, Vec<B>>> + '_ {
+        self.transfer(Payload::WriteList(bufs), IoMode::All, start_write_list::<H, B>)
     }
 
     /// Waits until data (or end of stream) can be read, consuming nothing.
     ///
     /// **Cancel safety:** cancel-safe.
     pub async fn readable(&self) -> Result<()> {
-        self.transfer(Vec::new(), IoMode::Once, false).await.0.map(drop)
+        self.read_owned(Vec::new()).await.0.map(drop)
     }
 
     /// Borrows the stream as a reading half and a writing half, which can be
@@ -483,7 +584,7 @@ impl ReadState {
                 match res {
                     Ok(n) => {
                         self.filled = n;
-                        self.drained = n < self.buf.len();
+                        self.drained = n < self.buf.capacity();
                     }
                     Err(e) if is_eof(&e) => self.eof = true,
                     Err(e) => return Poll::Ready(Err(to_io_error(&e))),
@@ -493,9 +594,13 @@ impl ReadState {
             if io.reading.get() {
                 return Poll::Ready(Err(to_io_error(&Error::new(Status::Busy))));
             }
-            if self.buf.is_empty() {
-                self.buf = vec![0; BUF_SIZE];
+            if self.buf.capacity() == 0 {
+                self.buf = Vec::with_capacity(BUF_SIZE);
             }
+            // Everything buffered was consumed: the refill starts afresh.
+            self.buf.clear();
+            self.pos = 0;
+            self.filled = 0;
             // Bytes that are there already are taken now (a refill costs no
             // executor turn unless the stream must really wait) — unless the
             // last read found the stream drained.
@@ -505,7 +610,7 @@ impl ReadState {
                 Some(Ok(n)) => {
                     self.pos = 0;
                     self.filled = n;
-                    self.drained = n < self.buf.len();
+                    self.drained = n < self.buf.capacity();
                     continue;
                 }
                 None => {}

@@ -11,14 +11,14 @@
 //!     let addr = listener.local_addr()?;
 //!     let server = rt::spawn(async move {
 //!         let (conn, _peer) = listener.accept().await?;
-//!         let (n, buf) = conn.read(vec![0; 64]).await;
-//!         let mut buf = buf;
-//!         buf.truncate(n?);
-//!         conn.write_all(buf).await.0
+//!         // The read fills the buffer's capacity and sets its length.
+//!         let (n, buf) = conn.read_owned(Vec::with_capacity(64)).await;
+//!         n?;
+//!         conn.write_all_owned(buf).await.0
 //!     });
 //!     let client = TcpStream::connect(addr).await?;
-//!     client.write_all(b"hello".to_vec()).await.0?;
-//!     let (n, buf) = rt::timeout(Duration::from_secs(5), client.read_exact(vec![0; 5]))
+//!     client.write_all_owned(&b"hello"[..]).await.0?;
+//!     let (n, buf) = rt::timeout(Duration::from_secs(5), client.read_exact_owned(Vec::with_capacity(5)))
 //!         .await
 //!         .expect("echo in time");
 //!     assert_eq!((n?, &buf[..]), (5, &b"hello"[..]));
@@ -42,8 +42,13 @@
 //!   task. Operations need the executor: poll them inside `block_on`.
 //! - **Handles are RAII types** ([`TcpStream`], [`File`], [`Child`] …): dropping
 //!   one releases the driver reference, which cancels what is still pending.
-//! - **Owned buffers**: reads and writes take a `Vec<u8>` and give it back with
-//!   the result, as a [`BufResult`]. Dropping a future cancels its operation
+//! - **Owned buffers**: reads and writes take any buffer of
+//!   [`buf`](crate::buf) (`Vec<u8>`, `Box<[u8]>`, `String`, static bytes,
+//!   `bytes::Bytes` / `BytesMut` with the `bytes` feature) and give it back
+//!   with the result, as a [`BufResult`]; a read fills a `Vec`'s capacity
+//!   after its length. Their names end in `_owned` (`read_owned`,
+//!   `write_all_owned` …) so that futures' `AsyncReadExt::read` and friends
+//!   stay callable on the same stream. Dropping a future cancels its operation
 //!   (`cancel_read`, `cancel_lookup` …); the driver keeps the buffer for as
 //!   long as the OS or a worker may still write into it. Each method documents
 //!   its **cancel safety**: what is lost if its future is dropped.
@@ -101,5 +106,6 @@ pub use signal::Signal;
 pub use time::{interval, sleep, sleep_until, timeout, Elapsed, Interval, Sleep};
 pub use watch::DirectoryWatcher;
 
-/// The result of an owned-buffer operation: its outcome, and the buffer back.
-pub type BufResult<T> = (crate::Result<T>, Vec<u8>);
+/// The result of an owned-buffer operation: its outcome, and the buffer (of
+/// the type the operation took; `Vec<u8>` unless said otherwise) back.
+pub type BufResult<T, B = Vec<u8>> = (crate::Result<T>, B);

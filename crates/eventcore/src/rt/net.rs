@@ -18,6 +18,7 @@ use super::executor::{current, Core, Owned};
 use super::io::ByteStream;
 use super::op::{Completer, OpFuture, Operation, Queue};
 use super::BufResult;
+use crate::{IoBuf, IoBufMut};
 use crate::{
     ConnectionState, DatagramOptions, Driver, Error, ListenOptions, Result, SocketAddress, Status, StreamListener,
     StreamSocket,
@@ -319,22 +320,24 @@ pub struct DatagramSocket {
     sending: Cell<bool>,
 }
 
-struct SendTo {
+struct SendTo<B> {
     handle: crate::DatagramSocket,
-    buf: Option<Vec<u8>>,
+    buf: Option<B>,
     to: Option<SocketAddress>,
 }
 
-impl Operation for SendTo {
-    type Output = BufResult<usize>;
+impl<B> Unpin for SendTo<B> {}
+
+impl<B: IoBuf> Operation for SendTo<B> {
+    type Output = BufResult<usize, B>;
     type Token = crate::DatagramSocket;
-    type Ret = BufResult<usize>;
+    type Ret = BufResult<usize, B>;
 
     fn start(
         &mut self,
         drv: &mut Driver,
-        done: Completer<BufResult<usize>>,
-    ) -> Result<crate::DatagramSocket, BufResult<usize>> {
+        done: Completer<BufResult<usize, B>>,
+    ) -> Result<crate::DatagramSocket, BufResult<usize, B>> {
         let buf = self.buf.take().expect("started once");
         drv.sockets().send(
             self.handle,
@@ -356,22 +359,24 @@ impl Operation for SendTo {
         out
     }
 
-    fn busy(&mut self) -> BufResult<usize> {
-        (Err(Error::new(Status::Busy)), self.buf.take().unwrap_or_default())
+    fn busy(&mut self) -> BufResult<usize, B> {
+        (Err(Error::new(Status::Busy)), self.buf.take().expect("refused before it started"))
     }
 }
 
-struct Receive {
+struct Receive<B> {
     handle: crate::DatagramSocket,
-    buf: Option<Vec<u8>>,
+    buf: Option<B>,
 }
+
+impl<B> Unpin for Receive<B> {}
 
 /// The datagrams a [`DatagramSocket`] receives (see
 /// [`DatagramSocket::datagrams`]): a `Stream` and `FusedStream`.
 pub struct Datagrams<'a> {
     sock: &'a DatagramSocket,
     max_len: usize,
-    pending: Option<OpFuture<'a, Receive>>,
+    pending: Option<OpFuture<'a, Receive<Vec<u8>>>>,
 }
 
 impl futures_core::Stream for Datagrams<'_> {
@@ -385,17 +390,14 @@ impl futures_core::Stream for Datagrams<'_> {
             OpFuture::guarded(
                 Receive {
                     handle: sock.h.handle,
-                    buf: Some(vec![0; max_len]),
+                    buf: Some(Vec::with_capacity(max_len)),
                 },
                 &sock.receiving,
             )
         });
-        let (result, mut buf) = std::task::ready!(std::pin::Pin::new(pending).poll(cx));
+        let (result, buf) = std::task::ready!(std::pin::Pin::new(pending).poll(cx));
         this.pending = None;
-        Poll::Ready(Some(result.map(|(n, from)| {
-            buf.truncate(n);
-            (buf, from)
-        })))
+        Poll::Ready(Some(result.map(|(_, from)| (buf, from))))
     }
 }
 
@@ -414,10 +416,10 @@ impl std::fmt::Debug for Datagrams<'_> {
     }
 }
 
-impl Operation for Receive {
-    type Output = BufResult<(usize, SocketAddress)>;
+impl<B: IoBufMut> Operation for Receive<B> {
+    type Output = BufResult<(usize, SocketAddress), B>;
     type Token = crate::DatagramSocket;
-    type Ret = BufResult<(usize, SocketAddress)>;
+    type Ret = BufResult<(usize, SocketAddress), B>;
 
     fn start(&mut self, drv: &mut Driver, done: Completer<Self::Output>) -> Result<crate::DatagramSocket, Self::Ret> {
         let buf = self.buf.take().expect("started once");
@@ -437,7 +439,7 @@ impl Operation for Receive {
     }
 
     fn busy(&mut self) -> Self::Ret {
-        (Err(Error::new(Status::Busy)), self.buf.take().unwrap_or_default())
+        (Err(Error::new(Status::Busy)), self.buf.take().expect("refused before it started"))
     }
 }
 
@@ -487,7 +489,7 @@ impl DatagramSocket {
     ///
     /// **Cancel safety:** not cancel-safe once polled: dropped while pending,
     /// the datagram may or may not have been sent.
-    pub fn send_to(&self, buf: Vec<u8>, to: impl Into<SocketAddress>) -> impl Future<Output = BufResult<usize>> + '_ {
+    pub fn send_to<B: IoBuf>(&self, buf: B, to: impl Into<SocketAddress>) -> impl Future<Output = BufResult<usize, B>> + '_ {
         OpFuture::guarded(
             SendTo {
                 handle: self.h.handle,
@@ -501,7 +503,7 @@ impl DatagramSocket {
     /// Sends `buf` to the default target (see [`DatagramOptions::target`]).
     ///
     /// **Cancel safety:** as [`DatagramSocket::send_to`].
-    pub fn send(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>> + '_ {
+    pub fn send<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> + '_ {
         OpFuture::guarded(
             SendTo {
                 handle: self.h.handle,
@@ -512,12 +514,14 @@ impl DatagramSocket {
         )
     }
 
-    /// Receives one datagram into `buf` (truncated to its length): the
-    /// length and the sender, and the buffer.
+    /// Receives one datagram into the spare room of `buf` (a `Vec`'s
+    /// capacity after its length: see [`buf`](crate::buf); truncated to
+    /// it): the length and the sender, and the buffer with the datagram
+    /// appended.
     ///
     /// **Cancel safety:** not cancel-safe once polled: dropped while pending,
     /// a datagram the OS already delivered into the buffer is lost.
-    pub fn recv_from(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<(usize, SocketAddress)>> + '_ {
+    pub fn recv_from<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<(usize, SocketAddress), B>> + '_ {
         OpFuture::guarded(
             Receive {
                 handle: self.h.handle,

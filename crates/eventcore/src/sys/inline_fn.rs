@@ -161,8 +161,8 @@ inline_fn!(
 inline_fn!(
     /// A callback of a driver `D` with a handle `H`, an outcome `R` and the
     /// operation's buffer: a read's, write's or receive's, four words inline
-    /// (room for an `Rc` and a `Vec`).
-    BufFn<D, H, R>[4](drv: &mut D, handle: H, result: R, buf: Vec<u8>)
+    /// (room for an `Rc` and the program's callback).
+    BufFn<D, H, R>[4](drv: &mut D, handle: H, result: R, buf: crate::sys::buf::AnyBuf)
 );
 
 inline_fn!(

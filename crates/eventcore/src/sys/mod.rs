@@ -115,6 +115,7 @@ pub(crate) trait Backend {
         requests: &mut dyn FnMut(u64) -> Option<Request>,
     ) -> io::Result<bool>;
 }
+pub(crate) mod buf;
 #[cfg(eventcore_backend)]
 pub(crate) mod inline_fn;
 
@@ -256,6 +257,10 @@ pub(crate) enum Request {
     Read { ptr: *mut u8, len: usize },
     /// Send `ptr[..len]` on a connected stream.
     Write { ptr: *const u8, len: usize },
+    /// Send the `count` slices at `slices` on a connected stream (a
+    /// vectored write; the array stays valid while the request is pending).
+    /// A backend that cannot send several at once sends from the first.
+    WriteVectored { slices: *const buf::IoSlice, count: usize },
     /// Receive one datagram into `ptr[..len]`, with its sender's address.
     RecvFrom { ptr: *mut u8, len: usize },
     /// Send one datagram, to `*to` or (null) to the connected peer. The

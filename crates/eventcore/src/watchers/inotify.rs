@@ -123,7 +123,7 @@ impl Driver {
         let mut op = IoOp::new(
             owner,
             IoCallback::Internal(Internal::Watchers),
-            Vec::new(),
+            crate::sys::buf::AnyBuf::empty(),
             IoMode::Once,
         );
         op.src = source.src;

@@ -84,13 +84,13 @@ impl Driver {
         if state.io.read_op.is_some() {
             return;
         }
-        let buf = state.spare.take().unwrap_or_else(|| vec![0; sys_watch::BUFFER]);
+        let buf = state.spare.take().unwrap_or_else(|| Vec::with_capacity(sys_watch::BUFFER));
         let recursive = state.recursive;
         let src = state.io.src;
         let mut op = IoOp::new(
             owner(key),
             IoCallback::Internal(Internal::DirectoryChanges { recursive }),
-            buf,
+            crate::sys::buf::AnyBuf::for_read(buf),
             IoMode::Once,
         );
         op.src = src;
@@ -101,7 +101,9 @@ impl Driver {
     }
 
     /// A watcher's request completed: deliver its changes, then re-arm.
-    pub(crate) fn directory_changes_ready(&mut self, owner: Owner, result: Result<usize>, buf: Vec<u8>) -> bool {
+    pub(crate) fn directory_changes_ready(&mut self, owner: Owner, result: Result<usize>, buf: crate::sys::buf::AnyBuf) -> bool {
+        // The read set the length to what arrived.
+        let mut buf: Vec<u8> = crate::io::take_back(buf);
         let key = owner.key;
         let Some(state) = self.tables.watchers.get_mut(key) else {
             return false;
@@ -184,6 +186,7 @@ impl Driver {
                 changes.push(Err(e));
             }
         }
+        buf.clear();
         state.spare = Some(buf);
         let ran = self.deliver(key, changes);
         if keep {

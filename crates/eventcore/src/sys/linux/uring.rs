@@ -71,9 +71,10 @@ const CANCEL: u64 = u64::MAX - 1;
 const CANCEL_WAIT: Duration = Duration::from_secs(1);
 
 /// The opcodes this backend issues; the kernel must know all of them.
-const OPCODES: [u8; 10] = [
+const OPCODES: [u8; 11] = [
     opcode::Read::CODE,
     opcode::Write::CODE,
+    opcode::Writev::CODE,
     opcode::Recv::CODE,
     opcode::Send::CODE,
     opcode::RecvMsg::CODE,
@@ -214,7 +215,7 @@ impl Backend {
         let src = self.sources.get_mut(src_key)?;
         let (fd, kind, reading) = (src.fd, src.kind, req.is_reading());
         let storage = match req {
-            Request::RecvFrom { .. } | Request::SendTo { .. } | Request::Accept => {
+            Request::RecvFrom { .. } | Request::SendTo { .. } | Request::Accept | Request::WriteVectored { .. } => {
                 Some(self.spare.pop().unwrap_or_else(MsgStorage::new))
             }
             _ => None,
@@ -319,6 +320,28 @@ impl Backend {
                 SourceKind::Socket => opcode::Send::new(fd, ptr, clamp(len)).flags(libc::MSG_NOSIGNAL).build(),
                 SourceKind::Fd => opcode::Write::new(fd, ptr, clamp(len)).offset(u64::MAX).build(),
             },
+            Request::WriteVectored { slices, count } => {
+                // `IoSlice` has the layout of `iovec`; the op keeps the
+                // array alive until the CQE.
+                let iov = slices.cast::<libc::iovec>();
+                let count = count.min(1024);
+                match rec.kind {
+                    SourceKind::Socket => {
+                        let st = rec.storage.as_deref_mut().expect("storage for sendmsg");
+                        st.hdr.msg_name = std::ptr::null_mut();
+                        st.hdr.msg_namelen = 0;
+                        st.hdr.msg_iov = iov.cast_mut();
+                        st.hdr.msg_iovlen = count as _;
+                        st.hdr.msg_control = std::ptr::null_mut();
+                        st.hdr.msg_controllen = 0;
+                        st.hdr.msg_flags = 0;
+                        opcode::SendMsg::new(fd, &st.hdr)
+                            .flags(libc::MSG_NOSIGNAL as u32)
+                            .build()
+                    }
+                    SourceKind::Fd => opcode::Writev::new(fd, iov, count as u32).offset(u64::MAX).build(),
+                }
+            }
             Request::RecvFrom { ptr, len } => {
                 let st = rec.storage.as_deref_mut().expect("storage for recvmsg");
                 st.iov = libc::iovec {

@@ -4,30 +4,42 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, IntoRawFd};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use crate::sys::buf::RawWindow;
 use crate::sys::unix::syscall;
 
 /// Nothing to add to the open options on Unix.
 pub(crate) fn prepare_options(_o: &mut std::fs::OpenOptions) {}
 
-/// `pread` once (retrying on EINTR).
-pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+/// `pread` once into the window (retrying on EINTR).
+pub(crate) fn read_at(file: &File, buf: &mut RawWindow, offset: u64) -> io::Result<usize> {
+    let (ptr, len) = buf.parts();
+    if len == 0 {
+        return Ok(0);
+    }
     loop {
-        match file.read_at(buf, offset) {
+        // SAFETY: the window addresses `len` writable bytes that only this
+        // call uses meanwhile (`RawWindow`'s contract).
+        match syscall!(pread(file.as_raw_fd(), ptr.cast(), len, offset as libc::off_t)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
+            r => return r.map(|n| n as usize),
         }
     }
 }
 
-/// `pwrite` once (retrying on EINTR).
-pub(crate) fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+/// `pwrite` once from the window (retrying on EINTR).
+pub(crate) fn write_at(file: &File, buf: &RawWindow, offset: u64) -> io::Result<usize> {
+    let (ptr, len) = buf.parts();
+    if len == 0 {
+        return Ok(0);
+    }
     loop {
-        match file.write_at(buf, offset) {
+        // SAFETY: the window addresses `len` initialised bytes that stay
+        // unchanged while this call reads them (`RawWindow`'s contract).
+        match syscall!(pwrite(file.as_raw_fd(), ptr.cast(), len, offset as libc::off_t)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
+            r => return r.map(|n| n as usize),
         }
     }
 }
@@ -35,12 +47,16 @@ pub(crate) fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<usize
 /// A read that only takes what is in the page cache: `preadv2(RWF_NOWAIT)`,
 /// `WouldBlock` if the data would have to come from the device. Kernels or
 /// file systems without `RWF_NOWAIT` get a plain `pread`.
-pub(crate) fn read_at_nowait(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub(crate) fn read_at_nowait(file: &File, buf: &mut RawWindow, offset: u64) -> io::Result<usize> {
+    let (ptr, len) = buf.parts();
+    if len == 0 {
+        return Ok(0);
+    }
     let iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+        iov_base: ptr.cast(),
+        iov_len: len,
     };
-    // SAFETY: one iovec describing `buf`, which is live and exclusively ours.
+    // SAFETY: one iovec describing the window, writable and ours meanwhile.
     match syscall!(preadv2(
         file.as_raw_fd(),
         &iov,

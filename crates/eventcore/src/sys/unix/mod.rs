@@ -77,6 +77,23 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
             };
             Ok((n as usize, Extra::None))
         }
+        Request::WriteVectored { slices, count } => {
+            // At most IOV_MAX slices per call: a partial write is a valid
+            // "at least one byte" transfer, and the driver issues the rest.
+            let count = count.min(1024);
+            let n = match kind {
+                SourceKind::Socket => {
+                    // SAFETY: an all-zero msghdr is valid (no name, no control).
+                    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+                    // `IoSlice` has the layout of `iovec`.
+                    hdr.msg_iov = slices.cast_mut().cast();
+                    hdr.msg_iovlen = count as _;
+                    syscall!(sendmsg(fd, &hdr, libc::MSG_NOSIGNAL))?
+                }
+                SourceKind::Fd => syscall!(writev(fd, slices.cast(), count as libc::c_int))?,
+            };
+            Ok((n as usize, Extra::None))
+        }
         Request::RecvFrom { ptr, len } => {
             // SAFETY: `try_init` hands us zeroed storage and its length to fill;
             // recvfrom writes at most that many bytes of address.

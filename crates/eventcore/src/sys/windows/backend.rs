@@ -469,6 +469,8 @@ impl Backend {
         let reading = req.is_reading();
         let src = self.sources.get(Key::from_u64(id.0, 0)).expect("checked by submit");
         if src.handle {
+            // WriteFileEx has no gathering form: one slice per transfer.
+            let req = first_slice(req);
             return match self.start_handle_request(id, token, &req) {
                 Ok(slot) => {
                     self.park_in_flight(id, token, slot, reading);
@@ -532,6 +534,38 @@ impl Backend {
                         buf: ptr as *mut u8,
                     };
                     WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, Some(on_socket_done))
+                }
+                Request::WriteVectored { slices, count } => {
+                    // `IoSlice` has the layout of `WSABUF`, and the provider
+                    // captures the array before WSASend returns. As many
+                    // slices as fit in MAX_SEND (at least one, clamped).
+                    let all = std::slice::from_raw_parts(slices, count);
+                    let mut total = 0;
+                    let fit = all
+                        .iter()
+                        .take_while(|b| {
+                            total += b.len();
+                            total <= MAX_SEND
+                        })
+                        .count();
+                    if fit == 0 {
+                        let first = all.first().map_or(&[][..], |b| &b[..]);
+                        let buf = WSABUF {
+                            len: first.len().min(MAX_SEND) as u32,
+                            buf: first.as_ptr().cast_mut(),
+                        };
+                        WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, Some(on_socket_done))
+                    } else {
+                        WSASend(
+                            sock,
+                            slices.cast::<WSABUF>(),
+                            fit as u32,
+                            std::ptr::null_mut(),
+                            0,
+                            ov,
+                            Some(on_socket_done),
+                        )
+                    }
                 }
                 Request::RecvFrom { ptr, len } => {
                     s.len = len;
@@ -895,6 +929,8 @@ impl crate::sys::Backend for Backend {
         let Some(src) = self.source(id) else {
             return Completion::new(token, Err(bad_handle()));
         };
+        // One non-blocking try sends from the first slice of a vectored write.
+        let req = first_slice(req);
         if src.handle {
             return self.attempt_handle(id, token, req);
         }
@@ -929,7 +965,9 @@ impl crate::sys::Backend for Backend {
                 | Request::Connect(_)
                 | Request::ReadAt { .. }
                 | Request::WriteAt { .. }
-                | Request::DirectoryChanges { .. } => Err(io::Error::from(io::ErrorKind::Unsupported)),
+                | Request::DirectoryChanges { .. }
+                // Turned into a plain write by `first_slice` above.
+                | Request::WriteVectored { .. } => Err(io::Error::from(io::ErrorKind::Unsupported)),
             }
         };
         let result = match result {
@@ -1097,6 +1135,24 @@ fn clamp_u32(len: usize) -> u32 {
 
 fn clamp(len: usize) -> i32 {
     len.min(i32::MAX as usize) as i32
+}
+
+/// A vectored write as a plain write of its first slice (for the paths that
+/// have no gathering form); any other request unchanged.
+fn first_slice(req: Request) -> Request {
+    match req {
+        Request::WriteVectored { slices, count } => {
+            // SAFETY: the driver's op keeps `count` slices alive at `slices`
+            // while the request exists (see sys/mod.rs).
+            let all = unsafe { std::slice::from_raw_parts(slices, count) };
+            let first = all.first().map_or(&[][..], |b| &b[..]);
+            Request::Write {
+                ptr: first.as_ptr(),
+                len: first.len(),
+            }
+        }
+        other => other,
+    }
 }
 
 fn req_len(req: &Request) -> Option<usize> {
