@@ -71,6 +71,7 @@ const WINDOWS_TEST_TARGETS: &[&str] = &[
     "rt_streams",
     "remote_stress",
     "http_example",
+    "buffers",
 ];
 
 impl Layout {
