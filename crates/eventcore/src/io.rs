@@ -113,11 +113,18 @@ pub(crate) enum Internal {
 
 /// The buffer an operation took, handed back as its own type. The driver
 /// stores what the typed call gave it, so the type always matches.
+#[inline(always)]
 pub(crate) fn take_back<B: 'static>(buf: AnyBuf) -> B {
     match buf.downcast() {
         Ok(b) => b,
-        Err(other) => unreachable!("an operation's buffer changed type: {other:?}"),
+        Err(other) => changed_type(other),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn changed_type(buf: AnyBuf) -> ! {
+    unreachable!("an operation's buffer changed type: {buf:?}")
 }
 
 /// The buffers of a vectored write, handed back (see [`take_back`]).
@@ -230,33 +237,27 @@ impl IoOp {
             (IoCallback::Read(_), _) if self.buf.is_unallocated() => Request::Readable,
             (IoCallback::Read(_), Some(at)) => {
                 let offset = at.saturating_add(self.done as u64);
-                let (ptr, len) = self.buf.read_window(self.done);
+                let (ptr, len) = self.buf.window(true, self.done);
                 Request::ReadAt { ptr, len, offset }
             }
             (IoCallback::Write(_), Some(at)) => {
                 // u64::MAX is "at the end" (appending) and stays so.
                 let offset = at.saturating_add(self.done as u64);
-                let rest = self.buf.write_window(self.done);
-                Request::WriteAt {
-                    ptr: rest.as_ptr(),
-                    len: rest.len(),
-                    offset,
-                }
+                let (ptr, len) = self.buf.window(false, self.done);
+                Request::WriteAt { ptr, len, offset }
             }
             (IoCallback::Read(_), _) => {
-                let (ptr, len) = self.buf.read_window(self.done);
+                let (ptr, len) = self.buf.window(true, self.done);
                 Request::Read { ptr, len }
             }
-            (IoCallback::Write(_), _) => match self.buf.write_slices(self.done) {
-                Some((slices, count)) => Request::WriteVectored { slices, count },
-                None => {
-                    let rest = self.buf.write_window(self.done);
-                    Request::Write {
-                        ptr: rest.as_ptr(),
-                        len: rest.len(),
-                    }
-                }
-            },
+            (IoCallback::Write(_), _) if self.buf.is_list() => {
+                let (slices, count) = self.buf.write_slices(self.done).expect("a list");
+                Request::WriteVectored { slices, count }
+            }
+            (IoCallback::Write(_), _) => {
+                let (ptr, len) = self.buf.window(false, self.done);
+                Request::Write { ptr, len }
+            }
             (IoCallback::Recv(_), _) => {
                 let (ptr, len) = self.buf.read_window(0);
                 Request::RecvFrom { ptr, len }

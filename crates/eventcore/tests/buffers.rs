@@ -13,6 +13,37 @@ use util::{assert_out_of_waiters, assert_status, driver, run_until, slot, Slot};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
+/// A connected pair of loopback TCP streams (every OS has them).
+fn std_tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (b, _) = l.accept().unwrap();
+    (a, b)
+}
+
+/// Two loopback UDP sockets connected to each other.
+fn std_udp_pair() -> (std::net::UdpSocket, std::net::UdpSocket) {
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    a.connect(b.local_addr().unwrap()).unwrap();
+    b.connect(a.local_addr().unwrap()).unwrap();
+    (a, b)
+}
+
+fn stream_pair(drv: &mut Driver) -> (StreamSocket, StreamSocket) {
+    let (a, b) = std_tcp_pair();
+    let a = drv.sockets().adopt_stream(a).unwrap();
+    let b = drv.sockets().adopt_stream(b).unwrap();
+    (a, b)
+}
+
+fn datagram_pair(drv: &mut Driver) -> (eventcore::DatagramSocket, eventcore::DatagramSocket) {
+    let (a, b) = std_udp_pair();
+    let a = drv.sockets().adopt_datagram(a).unwrap();
+    let b = drv.sockets().adopt_datagram(b).unwrap();
+    (a, b)
+}
+
 /// Runs the loop until `s` holds the outcome, then takes it.
 fn wait<T>(drv: &mut Driver, s: &Slot<T>) -> T {
     run_until(drv, LIMIT, |_| s.borrow().is_some());
@@ -23,7 +54,8 @@ fn wait<T>(drv: &mut Driver, s: &Slot<T>) -> T {
 fn read<B: IoBufMut>(drv: &mut Driver, sock: StreamSocket, buf: B, mode: IoMode) -> (Result<usize>, B) {
     let s = slot();
     let s2 = s.clone();
-    drv.sockets().read(sock, buf, mode, move |_, _, r, b| *s2.borrow_mut() = Some((r, b)));
+    drv.sockets()
+        .read(sock, buf, mode, move |_, _, r, b| *s2.borrow_mut() = Some((r, b)));
     wait(drv, &s)
 }
 
@@ -31,8 +63,9 @@ fn read<B: IoBufMut>(drv: &mut Driver, sock: StreamSocket, buf: B, mode: IoMode)
 fn write<B: IoBuf>(drv: &mut Driver, sock: StreamSocket, buf: B) -> (Result<usize>, B) {
     let s = slot();
     let s2 = s.clone();
-    drv.sockets()
-        .write(sock, buf, IoMode::All, move |_, _, r, b| *s2.borrow_mut() = Some((r, b)));
+    drv.sockets().write(sock, buf, IoMode::All, move |_, _, r, b| {
+        *s2.borrow_mut() = Some((r, b))
+    });
     wait(drv, &s)
 }
 
@@ -55,7 +88,7 @@ fn release(drv: &mut Driver, socks: [StreamSocket; 2]) {
 /// already holds bytes appends after them.
 fn read_fills_spare_capacity_and_sets_length(kind: BackendKind) {
     let mut drv = driver(kind);
-    let (a, b) = drv.sockets().stream_pair().unwrap();
+    let (a, b) = stream_pair(&mut drv);
     assert_eq!(write(&mut drv, a, &b"hello world"[..]).0.unwrap(), 11);
     let (r, buf) = read(&mut drv, b, Vec::with_capacity(64 * 1024), IoMode::Once);
     assert_eq!(r.unwrap(), 11);
@@ -76,11 +109,13 @@ fn read_fills_spare_capacity_and_sets_length(kind: BackendKind) {
 /// sockets, pipes and files. A buffer with no capacity at all waits for data.
 fn a_full_buffer_is_refused(kind: BackendKind) {
     let mut drv = driver(kind);
-    let (a, b) = drv.sockets().stream_pair().unwrap();
+    let (a, b) = stream_pair(&mut drv);
     let s = slot();
     let s2 = s.clone();
     drv.sockets()
-        .read(b, vec![1u8, 2, 3], IoMode::Once, move |_, _, r, buf| *s2.borrow_mut() = Some((r, buf)));
+        .read(b, vec![1u8, 2, 3], IoMode::Once, move |_, _, r, buf| {
+            *s2.borrow_mut() = Some((r, buf))
+        });
     assert!(s.borrow().is_none(), "the refusal comes from process_events");
     let (r, buf) = wait(&mut drv, &s);
     assert_status(&r, Status::InvalidArgument);
@@ -90,7 +125,9 @@ fn a_full_buffer_is_refused(kind: BackendKind) {
     let s = slot();
     let s2 = s.clone();
     drv.sockets()
-        .read(b, Vec::new(), IoMode::Once, move |_, _, r, buf: Vec<u8>| *s2.borrow_mut() = Some((r, buf)));
+        .read(b, Vec::new(), IoMode::Once, move |_, _, r, buf: Vec<u8>| {
+            *s2.borrow_mut() = Some((r, buf))
+        });
     write(&mut drv, a, &b"x"[..]).0.unwrap();
     let (r, buf) = wait(&mut drv, &s);
     assert_eq!(r.unwrap(), 0);
@@ -101,8 +138,9 @@ fn a_full_buffer_is_refused(kind: BackendKind) {
     let (r, w) = drv.pipes().create().unwrap();
     let s = slot();
     let s2 = s.clone();
-    drv.pipes()
-        .read(r, vec![9u8; 4], IoMode::All, move |_, _, res, buf| *s2.borrow_mut() = Some((res, buf)));
+    drv.pipes().read(r, vec![9u8; 4], IoMode::All, move |_, _, res, buf| {
+        *s2.borrow_mut() = Some((res, buf))
+    });
     let (res, buf) = wait(&mut drv, &s);
     assert_status(&res, Status::InvalidArgument);
     assert_eq!(buf, [9; 4]);
@@ -120,7 +158,9 @@ fn a_full_buffer_is_refused(kind: BackendKind) {
     let s = slot();
     let s2 = s.clone();
     drv.files()
-        .read(f, 0, vec![0u8; 8], IoMode::Once, move |_, _, res, buf| *s2.borrow_mut() = Some((res, buf)));
+        .read(f, 0, vec![0u8; 8], IoMode::Once, move |_, _, res, buf| {
+            *s2.borrow_mut() = Some((res, buf))
+        });
     let (res, buf) = wait(&mut drv, &s);
     assert_status(&res, Status::InvalidArgument);
     assert_eq!(buf.len(), 8);
@@ -129,8 +169,9 @@ fn a_full_buffer_is_refused(kind: BackendKind) {
     into.extend_from_slice(b"<");
     let s = slot();
     let s2 = s.clone();
-    drv.files()
-        .read(f, 2, into, IoMode::All, move |_, _, res, buf| *s2.borrow_mut() = Some((res, buf)));
+    drv.files().read(f, 2, into, IoMode::All, move |_, _, res, buf| {
+        *s2.borrow_mut() = Some((res, buf))
+    });
     let (res, buf) = wait(&mut drv, &s);
     assert!(res.unwrap() >= 5);
     assert_eq!(&buf[..6], b"<23456");
@@ -141,7 +182,7 @@ fn a_full_buffer_is_refused(kind: BackendKind) {
 /// Every write-side buffer type sends its bytes and comes back as itself.
 fn every_buffer_type_writes_and_comes_back(kind: BackendKind) {
     let mut drv = driver(kind);
-    let (a, b) = drv.sockets().stream_pair().unwrap();
+    let (a, b) = stream_pair(&mut drv);
     let (r, v) = write(&mut drv, a, b"vec;".to_vec());
     assert_eq!((r.unwrap(), &v[..]), (4, &b"vec;"[..]));
     let (r, bx) = write(&mut drv, a, Box::<[u8]>::from(&b"box;"[..]));
@@ -163,7 +204,7 @@ fn every_buffer_type_writes_and_comes_back(kind: BackendKind) {
 /// by the driver) is read into and comes back as itself.
 fn box_and_own_buffers_read(kind: BackendKind) {
     let mut drv = driver(kind);
-    let (a, b) = drv.sockets().stream_pair().unwrap();
+    let (a, b) = stream_pair(&mut drv);
     write(&mut drv, a, &b"xyz"[..]).0.unwrap();
     let (r, bx) = read(&mut drv, b, Box::<[u8]>::from(&[0u8; 8][..]), IoMode::Once);
     assert_eq!(r.unwrap(), 3);
@@ -180,7 +221,7 @@ fn box_and_own_buffers_read(kind: BackendKind) {
 /// backend can give it back at once: always on epoll).
 fn a_cancel_gives_the_buffer_back_as_its_type(kind: BackendKind) {
     let mut drv = driver(kind);
-    let (a, b) = drv.sockets().stream_pair().unwrap();
+    let (a, b) = stream_pair(&mut drv);
     drv.sockets()
         .read(b, Box::<[u8]>::from(&[5u8; 16][..]), IoMode::Once, |_, _, _, _| {
             panic!("a cancelled read's callback ran")
@@ -209,12 +250,18 @@ fn vectored_round_trip(drv: &mut Driver, a: StreamSocket, b: StreamSocket, bufs:
     let s: Slot<(Result<usize>, Vec<Vec<u8>>)> = slot();
     let s2 = s.clone();
     drv.sockets()
-        .write_vectored(a, bufs, IoMode::All, move |_, _, r, back| *s2.borrow_mut() = Some((r, back)));
+        .write_vectored(a, bufs, IoMode::All, move |_, _, r, back| {
+            *s2.borrow_mut() = Some((r, back))
+        });
     // The reader drains concurrently (the total can exceed the socket buffers).
     let got = read_exactly(drv, b, expected.len());
     let (r, back) = wait(drv, &s);
     assert_eq!(r.unwrap(), expected.len());
-    assert_eq!(back.iter().map(Vec::len).collect::<Vec<_>>(), lens, "the buffers came back");
+    assert_eq!(
+        back.iter().map(Vec::len).collect::<Vec<_>>(),
+        lens,
+        "the buffers came back"
+    );
     assert!(got == expected, "the bytes arrived in order");
 }
 
@@ -223,11 +270,25 @@ fn vectored_round_trip(drv: &mut Driver, a: StreamSocket, b: StreamSocket, bufs:
 /// transfers, resumed in the middle of a buffer).
 fn vectored_writes_send_every_buffer_in_order(kind: BackendKind) {
     let mut drv = driver(kind);
-    let (a, b) = drv.sockets().stream_pair().unwrap();
-    vectored_round_trip(&mut drv, a, b, vec![b"GET / HTTP/1.1\r\n".to_vec(), b"Host: x\r\n\r\n".to_vec()]);
-    vectored_round_trip(&mut drv, a, b, vec![Vec::new(), b"a".to_vec(), Vec::new(), b"bc".to_vec()]);
+    let (a, b) = stream_pair(&mut drv);
+    vectored_round_trip(
+        &mut drv,
+        a,
+        b,
+        vec![b"GET / HTTP/1.1\r\n".to_vec(), b"Host: x\r\n\r\n".to_vec()],
+    );
+    vectored_round_trip(
+        &mut drv,
+        a,
+        b,
+        vec![Vec::new(), b"a".to_vec(), Vec::new(), b"bc".to_vec()],
+    );
     let big: Vec<Vec<u8>> = (0..5u8)
-        .map(|i| (0..700_000usize).map(|j| (j as u8).wrapping_mul(31).wrapping_add(i)).collect())
+        .map(|i| {
+            (0..700_000usize)
+                .map(|j| (j as u8).wrapping_mul(31).wrapping_add(i))
+                .collect()
+        })
         .collect();
     vectored_round_trip(&mut drv, a, b, big);
     // `Once`: at least one byte, at most the total.
@@ -254,13 +315,17 @@ fn vectored_writes_on_a_pipe(kind: BackendKind) {
     let s: Slot<(Result<usize>, Vec<Vec<u8>>)> = slot();
     let s2 = s.clone();
     drv.pipes()
-        .write_vectored(w, bufs, IoMode::All, move |_, _, res, back| *s2.borrow_mut() = Some((res, back)));
+        .write_vectored(w, bufs, IoMode::All, move |_, _, res, back| {
+            *s2.borrow_mut() = Some((res, back))
+        });
     let got: Slot<(Result<usize>, Vec<u8>)> = slot();
     let g2 = got.clone();
-    drv.pipes()
-        .read(r, Vec::with_capacity(expected.len()), IoMode::All, move |_, _, res, buf| {
-            *g2.borrow_mut() = Some((res, buf))
-        });
+    drv.pipes().read(
+        r,
+        Vec::with_capacity(expected.len()),
+        IoMode::All,
+        move |_, _, res, buf| *g2.borrow_mut() = Some((res, buf)),
+    );
     let (res, back) = wait(&mut drv, &s);
     assert_eq!(res.unwrap(), expected.len());
     assert_eq!(back.len(), 4);
@@ -277,11 +342,12 @@ fn vectored_writes_on_a_pipe(kind: BackendKind) {
 /// of the file (`EndOfFile` with the count, and those bytes in the buffer).
 fn datagrams_and_files_fill_capacity(kind: BackendKind) {
     let mut drv = driver(kind);
-    let (x, y) = drv.sockets().datagram_pair().unwrap();
+    let (x, y) = datagram_pair(&mut drv);
     let s = slot();
     let s2 = s.clone();
-    drv.sockets()
-        .send(x, "ping", None, IoMode::Once, move |_, _, r, b| *s2.borrow_mut() = Some((r, b)));
+    drv.sockets().send(x, "ping", None, IoMode::Once, move |_, _, r, b| {
+        *s2.borrow_mut() = Some((r, b))
+    });
     assert_eq!(wait(&mut drv, &s).0.unwrap(), 4);
     let s = slot();
     let s2 = s.clone();
@@ -325,7 +391,7 @@ fn datagrams_and_files_fill_capacity(kind: BackendKind) {
 fn bytes_buffers(kind: BackendKind) {
     use bytes::{BufMut, Bytes, BytesMut};
     let mut drv = driver(kind);
-    let (a, b) = drv.sockets().stream_pair().unwrap();
+    let (a, b) = stream_pair(&mut drv);
     let (r, sent) = write(&mut drv, a, Bytes::from_static(b"frame one|"));
     assert_eq!((r.unwrap(), &sent[..]), (10, &b"frame one|"[..]));
     let mut out = BytesMut::with_capacity(32);
@@ -365,10 +431,11 @@ fn rt_takes_owned_buffers(kind: BackendKind) {
     let dir = util::TempDir::new("rt-buffers");
     let path = dir.path().join("r.dat");
     ex.block_on(async {
-        let (a, b) = rt::UnixStream::pair().expect("pair");
-        let (r, back) = a
-            .write_vectored_owned(vec![&b"one "[..], &b""[..], &b"two"[..]])
-            .await;
+        let (a, b) = {
+            let (a, b) = std_tcp_pair();
+            (rt::TcpStream::adopt(a).unwrap(), rt::TcpStream::adopt(b).unwrap())
+        };
+        let (r, back) = a.write_vectored_owned(vec![&b"one "[..], &b""[..], &b"two"[..]]).await;
         assert_eq!((r.unwrap(), back.len()), (7, 3));
         let (r, buf) = b.read_exact_owned(Vec::with_capacity(7)).await;
         assert_eq!((r.unwrap(), &buf[..]), (7, &b"one two"[..]));
@@ -379,7 +446,13 @@ fn rt_takes_owned_buffers(kind: BackendKind) {
         let (r, buf) = b.read_owned(buf).await;
         assert_eq!((r.unwrap(), &buf[..]), (1, &b"one two!"[..]), "appended");
 
-        let (x, y) = rt::DatagramSocket::pair().expect("datagram pair");
+        let (x, y) = {
+            let (x, y) = std_udp_pair();
+            (
+                rt::DatagramSocket::adopt(x).unwrap(),
+                rt::DatagramSocket::adopt(y).unwrap(),
+            )
+        };
         x.send(&b"dgram"[..]).await.0.unwrap();
         let (r, buf) = y.recv_from(Vec::with_capacity(100)).await;
         assert_eq!((r.unwrap().0, &buf[..]), (5, &b"dgram"[..]));

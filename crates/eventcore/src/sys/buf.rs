@@ -13,8 +13,9 @@
 //! and the one place a read's byte count becomes a buffer's length); it
 //! knows nothing of the driver.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::fmt;
+use std::mem::ManuallyDrop;
 
 /// A buffer the driver can send from: the write, send and vectored-write
 /// calls take one and give it back with the result.
@@ -262,28 +263,44 @@ enum Inner {
     Other(Box<dyn Erased>),
 }
 
+/// `a` as a `B`, if `A` and `B` are the same type (a check the compiler
+/// resolves when it instantiates the function: no cost at run time).
+#[inline(always)]
+fn cast<A: 'static, B: 'static>(a: A) -> Result<B, A> {
+    if TypeId::of::<A>() == TypeId::of::<B>() {
+        let a = ManuallyDrop::new(a);
+        // SAFETY: `A` and `B` are the same type (their `TypeId`s are
+        // equal), so this is a move of the value; `a` is not dropped.
+        Ok(unsafe { std::mem::transmute_copy::<A, B>(&a) })
+    } else {
+        Err(a)
+    }
+}
+
 /// Moves `$value` (of the generic type `$t`) into the variant whose type
 /// matches, if one does; evaluates to the value back otherwise.
 macro_rules! store_as {
     ($value:ident: $t:ty; $($variant:ident($ty:ty)),*) => {{
-        let mut slot = Some($value);
-        let any = &mut slot as &mut dyn Any;
+        let value = $value;
         $(
-            if let Some(v) = any.downcast_mut::<Option<$ty>>() {
-                return AnyBuf(Inner::$variant(v.take().expect("just stored")));
-            }
+            let value = match cast::<$t, $ty>(value) {
+                Ok(v) => return AnyBuf(Inner::$variant(v)),
+                Err(v) => v,
+            };
         )*
-        slot.take().expect("just stored")
+        value
     }};
 }
 
 impl AnyBuf {
     /// An empty buffer (a wait that moves no bytes).
+    #[inline]
     pub(crate) fn empty() -> AnyBuf {
         AnyBuf(Inner::Vec(Vec::new()))
     }
 
     /// Keeps `b` for a write.
+    #[inline]
     pub(crate) fn for_write<B: IoBuf>(b: B) -> AnyBuf {
         let b = store_as!(b: B; Vec(Vec<u8>), Boxed(Box<[u8]>), Static(&'static [u8]), StaticStr(&'static str));
         #[cfg(feature = "bytes")]
@@ -292,6 +309,7 @@ impl AnyBuf {
     }
 
     /// Keeps `b` for a read.
+    #[inline]
     pub(crate) fn for_read<B: IoBufMut>(b: B) -> AnyBuf {
         let b = store_as!(b: B; Vec(Vec<u8>), Boxed(Box<[u8]>));
         #[cfg(feature = "bytes")]
@@ -310,16 +328,12 @@ impl AnyBuf {
 
     /// The buffer as the type that went in, or itself if `B` is not that
     /// type.
+    #[inline(always)]
     pub fn downcast<B: 'static>(self) -> Result<B, AnyBuf> {
-        let mut out: Option<B> = None;
-        let slot = &mut out as &mut dyn Any;
-        /// Puts `$v` into `slot` if `B` is `$ty`; else gives the buffer back.
+        /// `$v` as a `B` if `B` is `$ty`; else the buffer back.
         macro_rules! back {
             ($variant:ident, $v:ident: $ty:ty) => {
-                match slot.downcast_mut::<Option<$ty>>() {
-                    Some(o) => *o = Some($v),
-                    None => return Err(AnyBuf(Inner::$variant($v))),
-                }
+                cast::<$ty, B>($v).map_err(|v| AnyBuf(Inner::$variant(v)))
             };
         }
         match self.0 {
@@ -331,14 +345,15 @@ impl AnyBuf {
             Inner::Bytes(v) => back!(Bytes, v: bytes::Bytes),
             #[cfg(feature = "bytes")]
             Inner::BytesMut(v) => back!(BytesMut, v: bytes::BytesMut),
-            Inner::List(list) => return Err(AnyBuf(Inner::List(list))),
+            Inner::List(list) => Err(AnyBuf(Inner::List(list))),
             Inner::Other(v) => {
-                if let Some(v) = v.take_into(slot) {
-                    return Err(AnyBuf(Inner::Other(v)));
+                let mut out: Option<B> = None;
+                match v.take_into(&mut out) {
+                    Some(v) => Err(AnyBuf(Inner::Other(v))),
+                    None => Ok(out.expect("stored by take_into")),
                 }
             }
         }
-        Ok(out.expect("stored above"))
     }
 
     /// The buffers of a vectored write, each as the type that went in.
@@ -356,6 +371,7 @@ impl AnyBuf {
     }
 
     /// The bytes a write sends (all of them, for a list).
+    #[inline]
     fn bytes(&self) -> &[u8] {
         match &self.0 {
             Inner::Vec(v) => v,
@@ -372,6 +388,7 @@ impl AnyBuf {
     }
 
     /// The room a read fills.
+    #[inline]
     fn spare(&mut self) -> (*mut u8, usize) {
         match &mut self.0 {
             Inner::Vec(v) => v.io_spare(),
@@ -385,7 +402,16 @@ impl AnyBuf {
 
     /// How many bytes the operation can move in all: the bytes to write, or
     /// the room to read into.
+    #[inline]
     pub(crate) fn capacity_for(&mut self, reading: bool) -> usize {
+        if let Inner::Vec(v) = &self.0 {
+            return if reading { v.capacity() - v.len() } else { v.len() };
+        }
+        self.capacity_slow(reading)
+    }
+
+    #[cold]
+    fn capacity_slow(&mut self, reading: bool) -> usize {
         match (&self.0, reading) {
             (Inner::List(list), _) => list.bufs.iter().map(|b| b.bytes().len()).sum(),
             (_, true) => self.spare().1,
@@ -395,7 +421,11 @@ impl AnyBuf {
 
     /// Whether a read has no room at all because the buffer holds nothing
     /// and has no capacity (a wait for data) rather than because it is full.
+    #[inline(always)]
     pub(crate) fn is_unallocated(&mut self) -> bool {
+        if let Inner::Vec(v) = &self.0 {
+            return v.capacity() == 0;
+        }
         match &self.0 {
             Inner::Vec(v) => v.capacity() == 0,
             #[cfg(feature = "bytes")]
@@ -405,7 +435,35 @@ impl AnyBuf {
         }
     }
 
+    /// The memory the operation moves next, after the first `done` bytes:
+    /// the rest of the spare room for a read, the rest of the bytes for a
+    /// write (not for a list: see [`write_slices`](AnyBuf::write_slices)).
+    #[inline(always)]
+    pub(crate) fn window(&mut self, reading: bool, done: usize) -> (*mut u8, usize) {
+        if let Inner::Vec(v) = &mut self.0 {
+            let (len, cap) = (v.len(), v.capacity());
+            let (start, end) = if reading { (len, cap) } else { (0, len) };
+            let at = (start + done).min(end);
+            // In bounds of the allocation (or zero on a dangling pointer);
+            // nothing is dereferenced here.
+            return (v.as_mut_ptr().wrapping_add(at), end - at);
+        }
+        if reading {
+            self.read_window(done)
+        } else {
+            let b = self.write_window(done);
+            (b.as_ptr().cast_mut(), b.len())
+        }
+    }
+
+    /// Whether this is a vectored write's list.
+    #[inline(always)]
+    pub(crate) fn is_list(&self) -> bool {
+        matches!(self.0, Inner::List(_))
+    }
+
     /// The memory a read puts its bytes into after the first `done`.
+    #[inline]
     pub(crate) fn read_window(&mut self, done: usize) -> (*mut u8, usize) {
         let (ptr, len) = self.spare();
         let done = done.min(len);
@@ -415,6 +473,7 @@ impl AnyBuf {
     }
 
     /// The bytes a write sends after the first `done`.
+    #[inline]
     pub(crate) fn write_window(&self, done: usize) -> &[u8] {
         let b = self.bytes();
         &b[done.min(b.len())..]
@@ -423,10 +482,20 @@ impl AnyBuf {
     /// The slices of a vectored write after the first `done` bytes, rebuilt
     /// in the list's own array (which the OS reads while the write is
     /// pending). `None` for a buffer that is not a list.
+    #[inline]
     pub(crate) fn write_slices(&mut self, done: usize) -> Option<(*const IoSlice, usize)> {
-        let Inner::List(list) = &mut self.0 else {
-            return None;
-        };
+        match &mut self.0 {
+            Inner::List(list) => Some(list.slices_after(done)),
+            _ => None,
+        }
+    }
+}
+
+impl List {
+    /// The slices after the first `done` bytes, rebuilt in the list's array.
+    #[cold]
+    fn slices_after(&mut self, done: usize) -> (*const IoSlice, usize) {
+        let list = self;
         list.slices.clear();
         let mut skip = done;
         for b in &list.bufs {
@@ -438,15 +507,25 @@ impl AnyBuf {
             list.slices.push(static_slice(&bytes[skip..]));
             skip = 0;
         }
-        Some((list.slices.as_ptr(), list.slices.len()))
+        (list.slices.as_ptr(), list.slices.len())
     }
+}
 
+impl AnyBuf {
     /// Records that a read put `n` bytes into the room
     /// [`read_window(0)`](AnyBuf::read_window) had; `n` is clamped to it.
     ///
     /// The count must be what the OS (or the worker thread) reported for a
     /// read into that memory: that is what makes those bytes initialised.
+    #[inline]
     pub(crate) fn commit_read(&mut self, n: usize) {
+        if let Inner::Vec(v) = &mut self.0 {
+            let n = n.min(v.capacity() - v.len());
+            // SAFETY: `n` is within the spare room (clamped) and the caller
+            // passes what a read into it reported as written.
+            unsafe { v.io_filled(n) };
+            return;
+        }
         let room = self.spare().1;
         let n = n.min(room);
         if n == 0 {
