@@ -74,6 +74,7 @@ mod addr;
 mod dns;
 mod event;
 mod executor;
+mod fd;
 mod fs;
 mod io;
 mod net;
@@ -92,6 +93,9 @@ pub use event::{Event, EventTrigger, Notified, Notify, NotifyHandle, WaitEvent};
 pub use executor::{
     quit_message, spawn, spawner, with_driver, yield_now, Executor, JoinError, JoinHandle, RemoteJoinHandle, Spawner,
 };
+#[cfg(windows)]
+pub use fd::wait_handle;
+pub use fd::{AsyncFd, ReadinessStream};
 pub use fs::File;
 pub use io::{ByteStream, OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, StreamHandle, WriteHalf};
 pub use net::{DatagramSocket, Datagrams, Listener, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};

@@ -159,6 +159,8 @@ pub(crate) use unix::{block_signals_in_worker, socket_options};
 #[cfg(windows)]
 pub(crate) use windows::files;
 #[cfg(windows)]
+pub(crate) use windows::object_wait;
+#[cfg(windows)]
 pub(crate) use windows::watch;
 #[cfg(windows)]
 pub(crate) use windows::AsSource;
@@ -272,6 +274,9 @@ pub(crate) enum Request {
     Connect(Box<socket2::SockAddr>),
     /// Wait until the source is readable, without consuming anything.
     Readable,
+    /// Wait until the source is writable, without writing anything (the
+    /// foreign descriptors of `poll.rs`).
+    Writable,
     /// Read into `ptr[..len]` from a file at `offset` (positional).
     ReadAt { ptr: *mut u8, len: usize, offset: u64 },
     /// Write `ptr[..len]` to a file at `offset` (positional).

@@ -129,19 +129,23 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
             Ok((n as usize, Extra::None))
         }
         Request::DirectoryChanges { .. } => Err(io::ErrorKind::Unsupported.into()),
-        Request::Readable => {
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let n = syscall!(poll(&mut pfd, 1, 0))?;
-            if n == 0 {
-                Err(io::ErrorKind::WouldBlock.into())
-            } else {
-                Ok((0, Extra::None))
-            }
-        }
+        Request::Readable => poll_now(fd, libc::POLLIN),
+        Request::Writable => poll_now(fd, libc::POLLOUT),
+    }
+}
+
+/// Whether `fd` is ready for `events` now (a zero-timeout `poll`): ready,
+/// hung up or failed is `Ok`, nothing yet `WouldBlock`, and a descriptor
+/// that is not open (`POLLNVAL`) `EBADF` — never "ready".
+fn poll_now(fd: RawFd, events: libc::c_short) -> io::Result<(usize, Extra)> {
+    let mut pfd = libc::pollfd { fd, events, revents: 0 };
+    let n = syscall!(poll(&mut pfd, 1, 0))?;
+    if n == 0 {
+        Err(io::ErrorKind::WouldBlock.into())
+    } else if pfd.revents & libc::POLLNVAL != 0 {
+        Err(io::Error::from_raw_os_error(libc::EBADF))
+    } else {
+        Ok((0, Extra::None))
     }
 }
 
