@@ -378,7 +378,10 @@ fn stale_handles_are_invalid(kind: BackendKind) {
     let w = drv.polls().wait_readable(h, |_, _, _| {}).unwrap();
     drv.release_ref(h).unwrap();
     assert_status(&drv.polls().wait_readable(h, |_, _, _| {}), Status::InvalidHandle);
-    assert_status(&drv.polls().watch(h, Interest::BOTH, |_, _, _| {}), Status::InvalidHandle);
+    assert_status(
+        &drv.polls().watch(h, Interest::BOTH, |_, _, _| {}),
+        Status::InvalidHandle,
+    );
     assert!(!drv.polls().cancel(h, w));
     assert!(!drv.polls().unwatch(h));
     assert!(!drv.polls().is_watching(h));
@@ -425,7 +428,10 @@ fn rt_readable_writable_and_stream(kind: BackendKind) {
             peer.write_all(b"one").unwrap();
             peer
         });
-        rt::timeout(Duration::from_secs(5), fd.readable()).await.unwrap().unwrap();
+        rt::timeout(Duration::from_secs(5), fd.readable())
+            .await
+            .unwrap()
+            .unwrap();
         let mut fd = fd;
         assert_eq!(drain(fd.get_mut()), 3);
         let mut peer = writer.join().unwrap();
@@ -556,11 +562,12 @@ mod unix_only {
         let h = drv.polls().register(wf.as_fd()).unwrap();
         let ready = Rc::new(Cell::new(false));
         let rd = ready.clone();
-        drv.polls().wait_writable(h, move |_, _, res| {
-            assert!(res.unwrap().is_writable());
-            rd.set(true);
-        })
-        .unwrap();
+        drv.polls()
+            .wait_writable(h, move |_, _, res| {
+                assert!(res.unwrap().is_writable());
+                rd.set(true);
+            })
+            .unwrap();
         assert_eq!(
             drv.process_events(Some(Duration::from_millis(50))).unwrap(),
             ExitReason::Timeout
@@ -742,7 +749,10 @@ mod unix_only {
             let mut got = Vec::new();
             let mut fd = fd;
             while got.len() < 5 {
-                rt::timeout(Duration::from_secs(5), fd.readable()).await.unwrap().unwrap();
+                rt::timeout(Duration::from_secs(5), fd.readable())
+                    .await
+                    .unwrap()
+                    .unwrap();
                 let mut buf = [0u8; 16];
                 match fd.get_mut().read(&mut buf) {
                     Ok(n) => got.extend_from_slice(&buf[..n]),
@@ -882,7 +892,9 @@ mod windows_only {
         let h = drv.polls().register_object(event.borrow()).unwrap();
         let calls = Rc::new(Cell::new(0));
         let c = calls.clone();
-        drv.polls().watch_signalled(h, move |_, _, _| c.set(c.get() + 1)).unwrap();
+        drv.polls()
+            .watch_signalled(h, move |_, _, _| c.set(c.get() + 1))
+            .unwrap();
         event.set();
         run_until(&mut drv, Duration::from_secs(5), |_| calls.get() >= 3);
         let mut turns = 0;
@@ -910,11 +922,12 @@ mod windows_only {
         for e in &events {
             let h = drv.polls().register_object(e.borrow()).unwrap();
             let d = done.clone();
-            drv.polls().wait_signalled(h, move |_, _, r| {
-                r.unwrap();
-                d.set(d.get() + 1);
-            })
-            .unwrap();
+            drv.polls()
+                .wait_signalled(h, move |_, _, r| {
+                    r.unwrap();
+                    d.set(d.get() + 1);
+                })
+                .unwrap();
             handles.push(h);
         }
         assert_eq!(drv.waiter_count(), 100);
@@ -999,9 +1012,15 @@ mod windows_only {
         let (ours, _peer) = tcp_pair();
         let sock = register(&mut drv, &ours).unwrap();
         assert_status(&drv.polls().wait_readable(obj, |_, _, _| {}), Status::InvalidArgument);
-        assert_status(&drv.polls().watch(obj, Interest::BOTH, |_, _, _| {}), Status::InvalidArgument);
+        assert_status(
+            &drv.polls().watch(obj, Interest::BOTH, |_, _, _| {}),
+            Status::InvalidArgument,
+        );
         assert_status(&drv.polls().wait_signalled(sock, |_, _, _| {}), Status::InvalidArgument);
-        assert_status(&drv.polls().watch_signalled(sock, |_, _, _| {}), Status::InvalidArgument);
+        assert_status(
+            &drv.polls().watch_signalled(sock, |_, _, _| {}),
+            Status::InvalidArgument,
+        );
         drv.release_ref(obj).unwrap();
         drv.release_ref(sock).unwrap();
         assert_no_leaks(&drv);

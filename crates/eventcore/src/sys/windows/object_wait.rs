@@ -24,8 +24,7 @@ use windows_sys::Win32::Foundation::{
     DuplicateHandle, DUPLICATE_SAME_ACCESS, ERROR_INVALID_HANDLE, HANDLE, INVALID_HANDLE_VALUE, WAIT_FAILED,
 };
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, RegisterWaitForSingleObject, UnregisterWaitEx, WaitForSingleObject, INFINITE,
-    WT_EXECUTEONLYONCE,
+    GetCurrentProcess, RegisterWaitForSingleObject, UnregisterWaitEx, WaitForSingleObject, INFINITE, WT_EXECUTEONLYONCE,
 };
 
 /// Called once, from a thread-pool thread, when the object is signalled.
