@@ -580,7 +580,7 @@ impl Polls<'_> {
     /// Errors (the callback is dropped, not called): `InvalidHandle` for a
     /// stale handle, `Busy` if a direction of `interest` has a wait or a
     /// watch already, `InvalidArgument` for a Windows kernel object (use
-    /// [`wait_signalled`](Polls::wait_signalled)). A failure of the OS wait
+    /// `wait_signalled`). A failure of the OS wait
     /// itself (the descriptor was closed) comes to the callback as `Err`.
     pub fn wait(
         &mut self,

@@ -1,6 +1,6 @@
 //! Foreign descriptors as futures: [`AsyncFd`] waits until a descriptor
 //! (Windows: a socket) that another library drives is readable or writable,
-//! and on Windows [`wait_handle`] waits until a kernel object is signalled.
+//! and on Windows `wait_handle` waits until a kernel object is signalled.
 
 use std::future::Future;
 use std::pin::Pin;
