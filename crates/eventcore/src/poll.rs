@@ -124,8 +124,15 @@ impl Dir {
 
 /// What a handle waits on.
 enum Target {
-    /// A descriptor (Windows: a socket) registered with the backend.
-    Source { src: SourceId, raw: u64 },
+    /// A descriptor (Windows: a socket) registered with the backend; on
+    /// Unix with the identity of its file (device, inode), to tell at the
+    /// release whether the program closed it first.
+    Source {
+        src: SourceId,
+        raw: u64,
+        #[cfg(unix)]
+        identity: (u64, u64),
+    },
     /// A Windows kernel object: the driver's duplicate of the program's
     /// handle, and the registered wait while one is armed (declared first:
     /// it goes before the handle it waits on).
@@ -410,8 +417,20 @@ impl Driver {
             return;
         };
         match state.target {
-            Target::Source { src, raw } => {
+            Target::Source {
+                src,
+                raw,
+                #[cfg(unix)]
+                identity,
+            } => {
                 self.poll_registry.remove(&raw);
+                // Closed before its release (a program error): the number
+                // may name another file now, whose registration must stay.
+                #[cfg(unix)]
+                if sys::unix::file_identity(raw as i32).ok() != Some(identity) {
+                    self.sys.forget_source(src);
+                    return;
+                }
                 self.sys.remove_source(src);
             }
             #[cfg(windows)]
@@ -462,6 +481,7 @@ impl Polls<'_> {
         if self.drv.poll_registry.contains_key(&raw) {
             return Err(Error::new(Status::AlreadyExists));
         }
+        let identity = sys::unix::file_identity(fd).map_err(Error::from)?;
         let src = self
             .drv
             .sys
@@ -477,7 +497,7 @@ impl Polls<'_> {
                     _ => e,
                 }
             })?;
-        Ok(self.insert(Target::Source { src, raw }, Some(raw)))
+        Ok(self.insert(Target::Source { src, raw, identity }, Some(raw)))
     }
 
     /// Registers socket `socket`, which the program keeps owning; the

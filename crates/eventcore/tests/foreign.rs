@@ -72,7 +72,111 @@ contract_tests!(
     a_panicking_watch_goes_on,
     rt_readable_writable_and_stream,
     rt_dropped_wait_is_withdrawn,
+    listening_socket_is_readable_with_a_pending_connection,
+    writable_again_once_the_peer_reads,
+    socket_closed_while_registered,
 );
+
+/// A listening socket is readable when a connection waits to be accepted.
+fn listening_socket_is_readable_with_a_pending_connection(kind: BackendKind) {
+    let mut drv = driver(kind);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let h = register(&mut drv, &listener).unwrap();
+    let ready = Rc::new(Cell::new(false));
+    let rd = ready.clone();
+    drv.polls()
+        .wait_readable(h, move |_, _, r| {
+            assert!(r.unwrap().is_readable());
+            rd.set(true);
+        })
+        .unwrap();
+    assert_eq!(
+        drv.process_events(Some(Duration::from_millis(50))).unwrap(),
+        ExitReason::Timeout
+    );
+    let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    run_until(&mut drv, Duration::from_secs(5), |_| ready.get());
+    listener.accept().expect("the connection is there");
+    drv.release_ref(h).unwrap();
+    assert_no_leaks(&drv);
+}
+
+/// A socket whose send buffer is full (the peer does not read) is not
+/// writable; once the peer reads, the wait fires.
+fn writable_again_once_the_peer_reads(kind: BackendKind) {
+    let mut drv = driver(kind);
+    let (mut ours, mut peer) = tcp_pair();
+    let chunk = vec![1u8; 64 * 1024];
+    let mut sent = 0usize;
+    loop {
+        match ours.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(sent < 256 << 20, "the send buffer never filled");
+    }
+    let h = register(&mut drv, &ours).unwrap();
+    let ready = Rc::new(Cell::new(false));
+    let rd = ready.clone();
+    drv.polls()
+        .wait_writable(h, move |_, _, r| {
+            assert!(r.unwrap().is_writable());
+            rd.set(true);
+        })
+        .unwrap();
+    assert_eq!(
+        drv.process_events(Some(Duration::from_millis(50))).unwrap(),
+        ExitReason::Timeout
+    );
+    assert!(!ready.get(), "a full socket is not writable");
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < sent {
+            got += peer.read(&mut buf).unwrap();
+        }
+        peer
+    });
+    run_until(&mut drv, Duration::from_secs(10), |_| ready.get());
+    let _peer = reader.join().unwrap();
+    drv.release_ref(h).unwrap();
+    assert_no_leaks(&drv);
+}
+
+/// A socket closed while registered (a program error): nothing hangs,
+/// the pending wait can still be cancelled (unless it ended), the release
+/// works, and the driver goes on serving other sockets.
+fn socket_closed_while_registered(kind: BackendKind) {
+    let mut drv = driver(kind);
+    let (ours, _peer) = tcp_pair();
+    let h = register(&mut drv, &ours).unwrap();
+    let fired = Rc::new(RefCell::new(None));
+    let f = fired.clone();
+    let wait = drv
+        .polls()
+        .wait_readable(h, move |_, _, r| *f.borrow_mut() = Some(r))
+        .unwrap();
+    drop(ours);
+    drv.process_events(Some(Duration::from_millis(50))).unwrap();
+    eprintln!("{}: after the close, callback: {:?}", kind.name(), fired.borrow());
+    if fired.borrow().is_none() {
+        assert!(drv.polls().cancel(h, wait));
+    }
+    assert!(!drv.release_ref(h).unwrap());
+    // Another registration works as before.
+    let (ours, mut peer) = tcp_pair();
+    let h = register(&mut drv, &ours).unwrap();
+    let ready = Rc::new(Cell::new(false));
+    let rd = ready.clone();
+    drv.polls().wait_readable(h, move |_, _, r| rd.set(r.is_ok())).unwrap();
+    peer.write_all(b"x").unwrap();
+    run_until(&mut drv, Duration::from_secs(5), |_| ready.get());
+    drv.release_ref(h).unwrap();
+    assert_out_of_waiters(&mut drv);
+    assert_no_leaks(&drv);
+}
 
 /// A wait for readability does not complete while nothing arrived, and
 /// completes (from `process_events`) once the peer writes.

@@ -78,6 +78,13 @@ pub(crate) trait Backend {
     fn add_source(&mut self, source: &impl AsSource, kind: SourceKind) -> io::Result<SourceId>;
     /// Forgets a source and whatever is still parked on it.
     fn remove_source(&mut self, id: SourceId);
+    /// Forgets a source whose descriptor the program has closed (and whose
+    /// number may name another file now): like `remove_source`, but without
+    /// asking the OS to forget the number, which could withdraw another
+    /// file's registration (a foreign descriptor closed before its release).
+    fn forget_source(&mut self, id: SourceId) {
+        self.remove_source(id)
+    }
     /// Starts one operation; returns its completion if it finished at once.
     fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion>;
     /// Hands requests that `submit` only queued to the OS now.

@@ -272,6 +272,18 @@ pub(crate) fn block_signals_in_worker() {
     }
 }
 
+/// What identifies the file behind a descriptor: its device and inode
+/// (`fstat`). Telling whether a number still names the file it named.
+pub(crate) fn file_identity(fd: RawFd) -> io::Result<(u64, u64)> {
+    let mut st = MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat fills the live, writable stat buffer.
+    syscall!(fstat(fd, st.as_mut_ptr()))?;
+    // SAFETY: fstat succeeded, so the buffer is initialised.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // The field types differ per platform.
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
 /// Puts a descriptor into non-blocking mode.
 pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     let flags = syscall!(fcntl(fd, libc::F_GETFL))?;

@@ -937,10 +937,13 @@ impl crate::sys::Backend for Backend {
             return;
         };
         let src = entry;
-        if !src.handle {
+        // A foreign socket closed before its release may have lent its
+        // value to a newer socket: leave that one's entry and association.
+        let ours = self.by_socket.get(&src.sock) == Some(&id);
+        if !src.handle && ours {
             self.by_socket.remove(&src.sock);
         }
-        if src.selected {
+        if src.selected && (ours || !src.foreign) {
             // SAFETY: ends the async-select association of a socket we still own.
             unsafe { WSAAsyncSelect(src.sock, self.window.hwnd(), 0, 0) };
         }
