@@ -460,11 +460,12 @@ impl Polls<'_> {
     /// so a parked wait never fires (a new wait fails with `InvalidHandle`);
     /// io_uring keeps the file open while a wait is in flight (the wait
     /// fires if the file becomes ready), and a new wait fails with
-    /// `InvalidHandle`. Cancelling and releasing still work. If the
-    /// descriptor's number is reused by a new descriptor before the handle
-    /// is released, registering that number is `AlreadyExists`, and waits
-    /// of the old handle may report the new descriptor's readiness: release
-    /// first, then close.
+    /// `InvalidHandle` (also a wait queued before the close that had not
+    /// reached the kernel yet). Cancelling and releasing still work, and the
+    /// release leaves alone a new file that got the same number (the file's
+    /// identity is checked). But while the stale handle lives, registering
+    /// that number is `AlreadyExists`, and its waits may report the new
+    /// descriptor's readiness: release first, then close.
     #[cfg(unix)]
     pub fn register(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> Result<PollHandle> {
         self.register_raw(std::os::fd::AsRawFd::as_raw_fd(&fd))

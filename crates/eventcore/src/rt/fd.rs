@@ -31,6 +31,10 @@ use crate::{Driver, Interest, PollHandle, PollWait, Readiness, Result};
 ///
 /// Unix: regular files and directories cannot be registered
 /// (`NotSupported`), nor a descriptor registered already (`AlreadyExists`).
+/// If the `AsyncFd` is dropped while the driver is in use (inside
+/// [`with_driver`](super::with_driver)), the release waits for the next turn
+/// and `T` is closed first; the driver handles that (see
+/// [`Polls::register`](crate::Polls::register)).
 /// Windows: see [`Polls::register`](crate::Polls::register) for what the
 /// registration does to the socket.
 pub struct AsyncFd<T> {

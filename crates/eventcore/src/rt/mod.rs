@@ -55,7 +55,10 @@
 //!   `futures` [`Stream`](futures_core::Stream)s (and `FusedStream`s),
 //!   [`Sleep`] and [`JoinHandle`] `FusedFuture`s; the OS object of a stream,
 //!   listener, datagram socket, pipe or file is reachable through `AsFd` /
-//!   `AsSocket` / `AsHandle` and their raw forms.
+//!   `AsSocket` / `AsHandle` and their raw forms; the other way round,
+//!   [`AsyncFd`] waits until a descriptor another library owns is readable
+//!   or writable (and on Windows `wait_handle` until a kernel object is
+//!   signalled).
 //!
 //! Nothing here is OS-specific: the layer only uses the driver's API, so it
 //! runs on every backend (epoll, io_uring, WinAPI) with every subsystem:
