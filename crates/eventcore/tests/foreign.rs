@@ -805,7 +805,7 @@ mod unix_only {
     fn invalid_descriptors(kind: BackendKind) {
         let mut drv = driver(kind);
         assert_status(&drv.polls().register_raw(-1), Status::InvalidHandle);
-        // Far above any descriptor a test process opens.
+        // Far above any descriptor (or handle value) a test process has.
         assert_status(&drv.polls().register_raw(1_000_000), Status::InvalidHandle);
         assert_no_leaks(&drv);
     }
@@ -1054,7 +1054,7 @@ mod windows_only {
     /// `InvalidHandle`.
     fn invalid_handles(kind: BackendKind) {
         let mut drv = driver(kind);
-        for raw in [std::ptr::null_mut(), INVALID_HANDLE_VALUE, 0x7ff0 as HANDLE] {
+        for raw in [std::ptr::null_mut(), INVALID_HANDLE_VALUE, 0x00ff_fff0 as HANDLE] {
             assert_status(
                 &drv.polls().register_object_raw(raw as RawHandle),
                 Status::InvalidHandle,
@@ -1134,7 +1134,7 @@ mod windows_only {
     /// A value that is no socket is `InvalidHandle`.
     fn not_a_socket(kind: BackendKind) {
         let mut drv = driver(kind);
-        assert_status(&drv.polls().register_raw(0x7ff4), Status::InvalidHandle);
+        assert_status(&drv.polls().register_raw(0x00ff_fff4), Status::InvalidHandle);
         assert_no_leaks(&drv);
     }
 
