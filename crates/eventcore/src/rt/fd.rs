@@ -143,6 +143,34 @@ impl<T> Drop for AsyncFd<T> {
     }
 }
 
+#[cfg(unix)]
+impl<T: std::os::fd::AsFd> std::os::fd::AsFd for AsyncFd<T> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.get_ref().as_fd()
+    }
+}
+
+#[cfg(unix)]
+impl<T: std::os::fd::AsRawFd> std::os::fd::AsRawFd for AsyncFd<T> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.get_ref().as_raw_fd()
+    }
+}
+
+#[cfg(windows)]
+impl<T: std::os::windows::io::AsSocket> std::os::windows::io::AsSocket for AsyncFd<T> {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        self.get_ref().as_socket()
+    }
+}
+
+#[cfg(windows)]
+impl<T: std::os::windows::io::AsRawSocket> std::os::windows::io::AsRawSocket for AsyncFd<T> {
+    fn as_raw_socket(&self) -> std::os::windows::io::RawSocket {
+        self.get_ref().as_raw_socket()
+    }
+}
+
 impl<T: std::fmt::Debug> std::fmt::Debug for AsyncFd<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncFd")
