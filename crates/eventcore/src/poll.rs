@@ -510,7 +510,9 @@ impl Polls<'_> {
     /// non-blocking mode for good and replaces any `WSAAsyncSelect` or
     /// `WSAEventSelect` association the program made on it: a socket that
     /// another library drives with its own select association cannot be
-    /// registered usefully.
+    /// registered usefully. Windows posts `FD_WRITE` for a full send buffer
+    /// once a send has failed with `WSAEWOULDBLOCK`, so wait for
+    /// writability after a send that would block, as WinSock expects.
     ///
     /// Errors: `AlreadyExists` if the socket is registered with this driver
     /// already (or is one of the driver's own); `InvalidHandle` if it is no
