@@ -903,7 +903,76 @@ mod foreign {
             kinds_of_wait_must_match,
             not_a_socket,
             rt_wait_handle,
+            a_child_process_handle,
+            attached_to_the_programs_message_loop,
         );
+
+        /// A process handle is signalled when the process exits (std's
+        /// `Child` lends it; the driver waits on its own duplicate).
+        fn a_child_process_handle(kind: BackendKind) {
+            use std::os::windows::io::AsHandle;
+            let mut drv = driver(kind);
+            let mut child = std::process::Command::new("cmd")
+                .args(["/C", "exit 3"])
+                .spawn()
+                .expect("cmd");
+            let h = drv.polls().register_object(child.as_handle()).unwrap();
+            let exited = Rc::new(Cell::new(false));
+            let e = exited.clone();
+            drv.polls()
+                .wait_signalled(h, move |_, _, r| e.set(r.unwrap().is_signalled()))
+                .unwrap();
+            run_until(&mut drv, Duration::from_secs(10), |_| exited.get());
+            assert_eq!(child.wait().unwrap().code(), Some(3));
+            drv.release_ref(h).unwrap();
+            assert_no_leaks(&drv);
+        }
+
+        /// A driver attached to the program's own `GetMessageW` loop (which
+        /// never calls the driver and is not alertable) still runs the
+        /// wait's callback when another thread sets the event; the callback
+        /// ends the program's loop with `PostQuitMessage`.
+        fn attached_to_the_programs_message_loop(kind: BackendKind) {
+            use windows_sys::Win32::UI::WindowsAndMessaging::{
+                DispatchMessageW, GetMessageW, PostQuitMessage, TranslateMessage, MSG,
+            };
+            let mut drv = driver(kind);
+            let event = Event::new(false);
+            let h = drv.polls().register_object(event.borrow()).unwrap();
+            let ran = Rc::new(Cell::new(false));
+            let r = ran.clone();
+            drv.polls()
+                .wait_signalled(h, move |_, _, res| {
+                    res.unwrap();
+                    r.set(true);
+                    // SAFETY: posts WM_QUIT to this (the loop's) thread.
+                    unsafe { PostQuitMessage(7) };
+                })
+                .unwrap();
+            let attached = drv.attach_to_message_loop(Duration::from_millis(10));
+            let e = event.clone();
+            let setter = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                e.set();
+            });
+            // SAFETY: MSG is plain data that GetMessageW fills.
+            let mut msg: MSG = unsafe { std::mem::zeroed() };
+            // SAFETY: the thread's own message loop, until WM_QUIT.
+            while unsafe { GetMessageW(&mut msg, std::ptr::null_mut(), 0, 0) } > 0 {
+                // SAFETY: dispatching a message this thread took.
+                unsafe {
+                    TranslateMessage(&msg);
+                    DispatchMessageW(&msg);
+                }
+            }
+            setter.join().unwrap();
+            assert_eq!(msg.wParam, 7);
+            assert!(ran.get(), "the callback ran inside the program's loop");
+            let mut drv = attached.detach();
+            drv.release_ref(h).unwrap();
+            assert_out_of_waiters(&mut drv);
+            assert_no_leaks(&drv);
+        }
 
         /// An event handle that any thread may set.
         #[derive(Clone)]
