@@ -190,6 +190,33 @@ impl PollOp {
 }
 
 /// The foreign-descriptor view of a driver (see [`Driver::polls`]).
+///
+/// ```
+/// # #[cfg(unix)] {
+/// use std::io::{Read, Write};
+/// use std::os::fd::AsFd;
+/// use std::os::unix::net::UnixStream;
+/// use std::time::Duration;
+/// use eventcore::{Driver, ExitReason};
+///
+/// // A connection that another library owns and reads itself.
+/// let (mut theirs, mut peer) = UnixStream::pair()?;
+/// theirs.set_nonblocking(true)?;
+/// let mut drv = Driver::new()?;
+/// let h = drv.polls().register(theirs.as_fd())?;
+/// drv.polls().wait_readable(h, move |drv, h, ready| {
+///     assert!(ready.expect("still open").is_readable());
+///     let mut buf = [0u8; 5];
+///     theirs.read_exact(&mut buf).unwrap(); // the library's own read
+///     assert_eq!(&buf, b"hello");
+///     drv.release_ref(h).unwrap(); // before `theirs` is closed (dropped)
+/// })?;
+/// peer.write_all(b"hello")?;
+/// while drv.process_events(Some(Duration::from_secs(5)))? == ExitReason::Idle {}
+/// assert!(drv.leak_report().is_empty());
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Polls<'a> {
     drv: &'a mut Driver,
 }
