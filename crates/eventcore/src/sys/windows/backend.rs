@@ -45,9 +45,9 @@ use windows_sys::Win32::Foundation::ERROR_OPERATION_ABORTED;
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, HWND, WAIT_FAILED};
 use windows_sys::Win32::Networking::WinSock::{
     accept, connect, getsockopt, recv, recvfrom, send, sendto, WSAAsyncSelect, WSAGetLastError, WSAPoll, WSARecv,
-    WSARecvFrom, WSASend, WSASendTo, FD_ACCEPT, FD_CLOSE, FD_CONNECT, FD_OOB, FD_READ, FD_WRITE, INVALID_SOCKET,
-    MSG_PEEK, POLLNVAL, POLLRDNORM, POLLWRNORM, SOCKADDR, SOCKADDR_STORAGE, SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_TYPE,
-    WSABUF, WSAEMSGSIZE, WSAENOTSOCK, WSAEWOULDBLOCK, WSAPOLLFD, WSA_IO_PENDING,
+    WSARecvFrom, WSASend, WSASendTo, FD_ACCEPT, FD_CLOSE, FD_CONNECT, FD_READ, FD_WRITE, INVALID_SOCKET, MSG_PEEK,
+    POLLNVAL, POLLRDNORM, POLLWRNORM, SOCKADDR, SOCKADDR_STORAGE, SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_TYPE, WSABUF,
+    WSAEMSGSIZE, WSAENOTSOCK, WSAEWOULDBLOCK, WSAPOLLFD, WSA_IO_PENDING,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     GetFileType, ReadDirectoryChangesW, ReadFileEx, WriteFileEx, FILE_NOTIFY_CHANGE_CREATION,
@@ -1212,7 +1212,9 @@ impl Drop for Backend {
 fn ready_events(src: &Source) -> u32 {
     let mut mask = 0;
     if matches!(src.read, Some(Parked::Ready { .. })) {
-        mask |= FD_READ | FD_ACCEPT | FD_OOB | FD_CLOSE;
+        // Not FD_OOB: `WSAPoll`'s POLLRDNORM does not report urgent data,
+        // and re-selecting would post the persistent event again at once.
+        mask |= FD_READ | FD_ACCEPT | FD_CLOSE;
     }
     if matches!(src.write, Some(Parked::Ready { .. })) {
         mask |= FD_WRITE | FD_CONNECT | FD_CLOSE;
