@@ -59,6 +59,7 @@ const WINDOWS_TEST_TARGETS: &[&str] = &[
     "processes",
     "signals",
     "watchers",
+    "foreign",
     "rt_executor",
     "rt_time",
     "rt_events",

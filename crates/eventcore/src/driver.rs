@@ -62,6 +62,8 @@ pub(crate) enum Op {
     ProcessWait(crate::processes::ProcessWaitOp),
     File(crate::files::FileOp),
     Walk(crate::watchers::WalkOp),
+    /// A wait for a foreign descriptor or (Windows) kernel object.
+    Poll(crate::poll::PollOp),
 }
 
 /// The outcome of an operation, queued for dispatch.
@@ -147,6 +149,8 @@ pub struct Driver {
     pub(crate) watch_source: Option<crate::watchers::WatchSource>,
     /// Ops in `ops` that are the driver's own (not waiters).
     pub(crate) internal_ops: usize,
+    /// The foreign descriptors registered with `polls()`, by raw value.
+    pub(crate) poll_registry: crate::poll::PollRegistry,
     /// Timer waits registered or queued (they live in the timers, not in `ops`).
     pub(crate) timer_waits: usize,
     /// Batches dispatched from the ready queue without polling the OS.
@@ -191,6 +195,7 @@ impl Driver {
             watch_source: None,
             user_data: Default::default(),
             internal_ops: 0,
+            poll_registry: Default::default(),
             timer_waits: 0,
             batches_without_poll: 0,
             remote,
@@ -316,6 +321,7 @@ impl Driver {
                 &mut completions,
                 &mut |token| match ops.get_mut(Key::from_u64(token, id)) {
                     Some(Op::Io(op)) => op.parked_request(),
+                    Some(Op::Poll(op)) => Some(op.request()),
                     _ => None,
                 },
             );
@@ -427,6 +433,7 @@ impl Driver {
             Some(Op::ProcessWait(_)) => self.complete_process_wait(key),
             Some(Op::File(_)) => self.complete_file(key, outcome),
             Some(Op::Walk(_)) => self.complete_walk(key, outcome),
+            Some(Op::Poll(_)) => self.complete_poll(key, outcome),
             Some(Op::Remote(_)) => {
                 if let Some(Op::Remote(f)) = self.ops.remove(key) {
                     f(self);

@@ -129,4 +129,7 @@ handle_kinds! {
     /// Active directory watchers.
     Watcher => watchers: crate::watchers::WatcherState, destroy: destroy_watcher, close_on_drop: true,
         counted_as: "watchers";
+    /// Registered foreign descriptors (and Windows kernel objects).
+    Poll => polls: crate::poll::PollState, destroy: destroy_poll, close_on_drop: true,
+        counted_as: "foreign descriptors";
 }

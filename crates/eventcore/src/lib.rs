@@ -109,6 +109,7 @@ with_backend! {
     mod gui;
     mod io;
     mod pipes;
+    mod poll;
     mod pool;
     mod processes;
     mod remote;
@@ -128,6 +129,7 @@ with_backend! {
     pub use io::{Cancelled, IoMode};
     pub use kinds::LeakReport;
     pub use pipes::{PipeHandle, Pipes};
+    pub use poll::{Interest, PollHandle, PollWait, Polls, Readiness};
     pub use processes::{Child, Command, ExitStatus, ProcessId, ProcessWait, Processes, Stdio};
     pub use remote::Remote;
     pub use signals::{signal_numbers, SignalListener, Signals};

@@ -60,7 +60,10 @@
 //!   `futures` [`Stream`](futures_core::Stream)s (and `FusedStream`s),
 //!   [`Sleep`] and [`JoinHandle`] `FusedFuture`s; the OS object of a stream,
 //!   listener, datagram socket, pipe or file is reachable through `AsFd` /
-//!   `AsSocket` / `AsHandle` and their raw forms.
+//!   `AsSocket` / `AsHandle` and their raw forms; the other way round,
+//!   [`AsyncFd`] waits until a descriptor another library owns is readable
+//!   or writable (and on Windows `wait_handle` until a kernel object is
+//!   signalled).
 //!
 //! Nothing here is OS-specific: the layer only uses the driver's API, so it
 //! runs on every backend (epoll, io_uring, WinAPI) with every subsystem:
@@ -79,6 +82,7 @@ mod addr;
 mod dns;
 mod event;
 mod executor;
+mod fd;
 mod fs;
 mod io;
 mod net;
@@ -97,6 +101,9 @@ pub use event::{Event, EventTrigger, Notified, Notify, NotifyHandle, WaitEvent};
 pub use executor::{
     quit_message, spawn, spawner, with_driver, yield_now, Executor, JoinError, JoinHandle, RemoteJoinHandle, Spawner,
 };
+#[cfg(windows)]
+pub use fd::wait_handle;
+pub use fd::{AsyncFd, ReadinessStream};
 pub use fs::File;
 pub use io::{ByteStream, OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, StreamHandle, WriteHalf};
 pub use net::{DatagramSocket, Datagrams, Listener, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};

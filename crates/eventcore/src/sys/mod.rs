@@ -78,6 +78,15 @@ pub(crate) trait Backend {
     fn add_source(&mut self, source: &impl AsSource, kind: SourceKind) -> io::Result<SourceId>;
     /// Forgets a source and whatever is still parked on it.
     fn remove_source(&mut self, id: SourceId);
+    /// Forgets a source whose descriptor the program has closed (and whose
+    /// number may name another file now): like `remove_source`, but without
+    /// asking the OS to forget the number, which could withdraw another
+    /// file's registration (a foreign descriptor closed before its release).
+    /// Unix only: a Windows socket has no file identity to check.
+    #[cfg_attr(windows, allow(dead_code))]
+    fn forget_source(&mut self, id: SourceId) {
+        self.remove_source(id)
+    }
     /// Starts one operation; returns its completion if it finished at once.
     fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion>;
     /// Hands requests that `submit` only queued to the OS now.
@@ -159,6 +168,8 @@ pub(crate) use unix::AsSource;
 pub(crate) use unix::{block_signals_in_worker, socket_options};
 #[cfg(windows)]
 pub(crate) use windows::files;
+#[cfg(windows)]
+pub(crate) use windows::object_wait;
 #[cfg(windows)]
 pub(crate) use windows::watch;
 #[cfg(windows)]
@@ -277,6 +288,9 @@ pub(crate) enum Request {
     Connect(Box<socket2::SockAddr>),
     /// Wait until the source is readable, without consuming anything.
     Readable,
+    /// Wait until the source is writable, without writing anything (the
+    /// foreign descriptors of `poll.rs`).
+    Writable,
     /// Read into `ptr[..len]` from a file at `offset` (positional).
     ReadAt { ptr: *mut u8, len: usize, offset: u64 },
     /// Write `ptr[..len]` to a file at `offset` (positional).

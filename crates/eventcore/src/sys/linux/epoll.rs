@@ -188,6 +188,14 @@ impl crate::sys::Backend for Backend {
         }
     }
 
+    /// The descriptor was closed: it left the epoll set with its last
+    /// reference, and `EPOLL_CTL_DEL` on its number could remove another
+    /// file's registration (a number the driver reused for a socket of its
+    /// own).
+    fn forget_source(&mut self, id: SourceId) {
+        self.sources.remove(Key::from_u64(id.0, 0));
+    }
+
     fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
         let Some(src) = self.sources.get_mut(Key::from_u64(id.0, 0)) else {
             return Some(Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF))));

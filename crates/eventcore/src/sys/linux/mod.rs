@@ -56,6 +56,10 @@ impl Backend for LinuxBackend {
         forward!(self.remove_source(id))
     }
 
+    fn forget_source(&mut self, id: SourceId) {
+        forward!(self.forget_source(id))
+    }
+
     #[inline]
     fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
         forward!(self.submit(id, token, req))

@@ -397,6 +397,7 @@ impl Backend {
             }
             Request::Connect(ref addr) => opcode::Connect::new(fd, addr.as_ptr().cast(), addr.len()).build(),
             Request::Readable => opcode::PollAdd::new(fd, libc::POLLIN as u32).build(),
+            Request::Writable => opcode::PollAdd::new(fd, libc::POLLOUT as u32).build(),
             Request::ReadAt { ptr, len, offset } => opcode::Read::new(fd, ptr, clamp(len)).offset(offset).build(),
             Request::WriteAt { ptr, len, offset } => opcode::Write::new(fd, ptr, clamp(len)).offset(offset).build(),
             Request::DirectoryChanges { .. } => unreachable!("refused by submit"),
@@ -527,7 +528,7 @@ impl Backend {
                 return 0;
             }
             match rec.req {
-                Request::Readable | Request::Connect(_) => 0,
+                Request::Readable | Request::Writable | Request::Connect(_) => 0,
                 Request::Accept => {
                     let st = rec.storage.as_deref().expect("storage for accept");
                     // SAFETY: the kernel returned a new descriptor that nothing

@@ -146,19 +146,23 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
             Ok((n as usize, Extra::None))
         }
         Request::DirectoryChanges { .. } => Err(io::ErrorKind::Unsupported.into()),
-        Request::Readable => {
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let n = syscall!(poll(&mut pfd, 1, 0))?;
-            if n == 0 {
-                Err(io::ErrorKind::WouldBlock.into())
-            } else {
-                Ok((0, Extra::None))
-            }
-        }
+        Request::Readable => poll_now(fd, libc::POLLIN),
+        Request::Writable => poll_now(fd, libc::POLLOUT),
+    }
+}
+
+/// Whether `fd` is ready for `events` now (a zero-timeout `poll`): ready,
+/// hung up or failed is `Ok`, nothing yet `WouldBlock`, and a descriptor
+/// that is not open (`POLLNVAL`) `EBADF` — never "ready".
+fn poll_now(fd: RawFd, events: libc::c_short) -> io::Result<(usize, Extra)> {
+    let mut pfd = libc::pollfd { fd, events, revents: 0 };
+    let n = syscall!(poll(&mut pfd, 1, 0))?;
+    if n == 0 {
+        Err(io::ErrorKind::WouldBlock.into())
+    } else if pfd.revents & libc::POLLNVAL != 0 {
+        Err(io::Error::from_raw_os_error(libc::EBADF))
+    } else {
+        Ok((0, Extra::None))
     }
 }
 
@@ -283,6 +287,18 @@ pub(crate) fn block_signals_in_worker() {
         libc::sigfillset(&mut set);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
+}
+
+/// What identifies the file behind a descriptor: its device and inode
+/// (`fstat`). Telling whether a number still names the file it named.
+pub(crate) fn file_identity(fd: RawFd) -> io::Result<(u64, u64)> {
+    let mut st = MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat fills the live, writable stat buffer.
+    syscall!(fstat(fd, st.as_mut_ptr()))?;
+    // SAFETY: fstat succeeded, so the buffer is initialised.
+    let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)] // The field types differ per platform.
+    Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
 /// Puts a descriptor into non-blocking mode.

@@ -44,9 +44,10 @@ use windows_sys::core::BOOL;
 use windows_sys::Win32::Foundation::ERROR_OPERATION_ABORTED;
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, HWND, WAIT_FAILED};
 use windows_sys::Win32::Networking::WinSock::{
-    accept, connect, getsockopt, recv, recvfrom, send, sendto, WSAAsyncSelect, WSAGetLastError, WSARecv, WSARecvFrom,
-    WSASend, WSASendTo, FD_ACCEPT, FD_CONNECT, INVALID_SOCKET, MSG_PEEK, SOCKADDR, SOCKADDR_STORAGE, SOCKET,
-    SOCKET_ERROR, SOL_SOCKET, SO_TYPE, WSABUF, WSAEMSGSIZE, WSAEWOULDBLOCK, WSA_IO_PENDING,
+    accept, connect, getsockopt, recv, recvfrom, send, sendto, WSAAsyncSelect, WSAGetLastError, WSAPoll, WSARecv,
+    WSARecvFrom, WSASend, WSASendTo, FD_ACCEPT, FD_CLOSE, FD_CONNECT, FD_READ, FD_WRITE, INVALID_SOCKET, MSG_PEEK,
+    POLLNVAL, POLLRDNORM, POLLWRNORM, SOCKADDR, SOCKADDR_STORAGE, SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_TYPE, WSABUF,
+    WSAEMSGSIZE, WSAENOTSOCK, WSAEWOULDBLOCK, WSAPOLLFD, WSA_IO_PENDING,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     GetFileType, ReadDirectoryChangesW, ReadFileEx, WriteFileEx, FILE_NOTIFY_CHANGE_CREATION,
@@ -168,12 +169,18 @@ enum Parked {
     Accept { token: u64 },
     /// A connect waiting for `FD_CONNECT`.
     Connect { token: u64 },
+    /// A wait for readiness of a foreign socket (`Readable` / `Writable`):
+    /// `WSAAsyncSelect` notifications, each checked with `WSAPoll`.
+    Ready { token: u64 },
 }
 
 impl Parked {
     fn token(&self) -> u64 {
         match *self {
-            Parked::InFlight { token, .. } | Parked::Accept { token } | Parked::Connect { token } => token,
+            Parked::InFlight { token, .. }
+            | Parked::Accept { token }
+            | Parked::Connect { token }
+            | Parked::Ready { token } => token,
         }
     }
 }
@@ -187,6 +194,9 @@ struct Source {
     pipe: bool,
     datagram: bool,
     selected: bool,
+    /// A socket the program owns (`Polls::register`): only waits for
+    /// readiness, through `WSAAsyncSelect` and `WSAPoll`.
+    foreign: bool,
     read: Option<Parked>,
     write: Option<Parked>,
 }
@@ -304,7 +314,8 @@ impl Backend {
     fn select(&mut self, id: SourceId, events: u32) -> io::Result<()> {
         let hwnd = self.window.hwnd();
         let src = self.source(id).ok_or_else(bad_handle)?;
-        // SAFETY: associates our window with a socket we own.
+        // SAFETY: associates our window with a socket registered with us
+        // (ours, or a foreign one the program keeps open while registered).
         if unsafe { WSAAsyncSelect(src.sock, hwnd, WM_SOCKET, events as i32) } == SOCKET_ERROR {
             return Err(last_wsa_error());
         }
@@ -610,7 +621,10 @@ impl Backend {
                     }
                 }
                 Request::Accept | Request::Connect(_) => unreachable!("handled by submit"),
-                Request::ReadAt { .. } | Request::WriteAt { .. } | Request::DirectoryChanges { .. } => {
+                Request::ReadAt { .. }
+                | Request::WriteAt { .. }
+                | Request::DirectoryChanges { .. }
+                | Request::Writable => {
                     self.slots.free(slot);
                     return Some(Completion::new(token, Err(io::ErrorKind::Unsupported.into())));
                 }
@@ -665,6 +679,95 @@ impl Backend {
         } else {
             src.write = Some(parked);
         }
+    }
+
+    /// Registers a socket the program owns, for readiness waits only
+    /// (`Polls::register`): `WSAENOTSOCK` if `raw` is no socket,
+    /// `ERROR_ALREADY_EXISTS` if the driver knows the socket already (its
+    /// own, or registered before).
+    pub fn add_foreign_socket(&mut self, raw: usize) -> io::Result<SourceId> {
+        let sock = raw as SOCKET;
+        if self.by_socket.contains_key(&sock) {
+            return Err(io::Error::from_raw_os_error(183)); // ERROR_ALREADY_EXISTS
+        }
+        let mut ty: i32 = 0;
+        let mut len = std::mem::size_of::<i32>() as i32;
+        // SAFETY: reads SO_TYPE into an i32 of the given length; a value that
+        // is no socket fails with WSAENOTSOCK.
+        let rc = unsafe { getsockopt(sock, SOL_SOCKET, SO_TYPE, (&mut ty as *mut i32).cast(), &mut len) };
+        if rc == SOCKET_ERROR {
+            return Err(last_wsa_error());
+        }
+        let key = self.sources.insert(Source {
+            sock,
+            handle: false,
+            pipe: false,
+            datagram: ty == 2, // SOCK_DGRAM
+            selected: false,
+            foreign: true,
+            read: None,
+            write: None,
+        });
+        let id = SourceId(key.to_u64());
+        self.by_socket.insert(sock, id);
+        Ok(id)
+    }
+
+    /// Parks a readiness wait (`reading`: readable, else writable) and
+    /// completes it at once if the socket is ready already. The socket is
+    /// selected for the events of every parked wait first and checked
+    /// afterwards, so readiness that comes in between is still posted.
+    fn start_ready(&mut self, id: SourceId, token: u64, reading: bool) -> Option<Completion> {
+        let src = self.source(id)?;
+        let sock = src.sock;
+        *(if reading { &mut src.read } else { &mut src.write }) = Some(Parked::Ready { token });
+        let mask = ready_events(src);
+        let result = match self.select(id, mask) {
+            Ok(()) => match socket_ready(sock, !reading) {
+                Ok(false) => return None,
+                r => r.map(|_| 0),
+            },
+            Err(e) => Err(e),
+        };
+        if let Some(src) = self.source(id) {
+            *(if reading { &mut src.read } else { &mut src.write }) = None;
+        }
+        self.reselect(id);
+        Some(Completion::new(token, result))
+    }
+
+    /// Selects a foreign socket for the events its parked waits need (none:
+    /// the association ends).
+    fn reselect(&mut self, id: SourceId) {
+        if let Some(src) = self.source(id) {
+            let mask = ready_events(src);
+            if mask != 0 || src.selected {
+                let _ = self.select(id, mask);
+            }
+        }
+    }
+
+    /// A notification for a foreign socket: completes the waits whose
+    /// direction `WSAPoll` finds ready (or failed).
+    fn foreign_ready(&mut self, id: SourceId, out: &mut Vec<Completion>) {
+        for reading in [true, false] {
+            let Some(src) = self.source(id) else {
+                return;
+            };
+            let sock = src.sock;
+            let slot = if reading { &mut src.read } else { &mut src.write };
+            let Some(Parked::Ready { token }) = *slot else {
+                continue;
+            };
+            match socket_ready(sock, !reading) {
+                Ok(false) => {}
+                r => {
+                    *slot = None;
+                    out.push(Completion::new(token, r.map(|_| 0)));
+                }
+            }
+        }
+        self.reselect(id);
     }
 
     /// Starts an asynchronous `GetAddrInfoExW` lookup of `name`.
@@ -778,6 +881,10 @@ impl Backend {
             let Some(src) = self.source(id) else {
                 continue;
             };
+            if src.foreign {
+                self.foreign_ready(id, out);
+                continue;
+            }
             if u32::from(event) & FD_ACCEPT != 0 {
                 if let Some(Parked::Accept { token }) = src.read {
                     match accept_now(sock, hwnd) {
@@ -832,6 +939,7 @@ impl crate::sys::Backend for Backend {
                 pipe,
                 datagram: false,
                 selected: false,
+                foreign: false,
                 read: None,
                 write: None,
             });
@@ -849,6 +957,7 @@ impl crate::sys::Backend for Backend {
             pipe: false,
             datagram,
             selected: false,
+            foreign: false,
             read: None,
             write: None,
         });
@@ -862,10 +971,13 @@ impl crate::sys::Backend for Backend {
             return;
         };
         let src = entry;
-        if !src.handle {
+        // A foreign socket closed before its release may have lent its
+        // value to a newer socket: leave that one's entry and association.
+        let ours = self.by_socket.get(&src.sock) == Some(&id);
+        if !src.handle && ours {
             self.by_socket.remove(&src.sock);
         }
-        if src.selected {
+        if src.selected && (ours || !src.foreign) {
             // SAFETY: ends the async-select association of a socket we still own.
             unsafe { WSAAsyncSelect(src.sock, self.window.hwnd(), 0, 0) };
         }
@@ -885,7 +997,7 @@ impl crate::sys::Backend for Backend {
         let Some(src) = self.source(id) else {
             return Some(Completion::new(token, Err(bad_handle())));
         };
-        let sock = src.sock;
+        let (sock, foreign) = (src.sock, src.foreign);
         match req {
             Request::Accept => match accept_now(sock, self.window.hwnd()) {
                 Err(e) if would_block(&e) => {
@@ -920,6 +1032,9 @@ impl crate::sys::Backend for Backend {
                     let _ = self.select(id, 0);
                     Some(Completion::new(token, Err(e)))
                 }
+            }
+            Request::Readable | Request::Writable if foreign || matches!(req, Request::Writable) => {
+                self.start_ready(id, token, req.is_reading())
             }
             req => self.start_overlapped(id, token, req),
         }
@@ -961,6 +1076,7 @@ impl crate::sys::Backend for Backend {
                 }
                 .map(|n| (n, Extra::None)),
                 Request::Readable
+                | Request::Writable
                 | Request::Accept
                 | Request::Connect(_)
                 | Request::ReadAt { .. }
@@ -997,16 +1113,21 @@ impl crate::sys::Backend for Backend {
         let sock = src.sock;
         let mut in_flight = None;
         let mut deselect = false;
+        let mut reselect = false;
         for slot in [&mut src.read, &mut src.write] {
             if slot.as_ref().is_some_and(|p| p.token() == token) {
                 match slot.take().expect("checked") {
                     Parked::InFlight { slot: s, .. } => in_flight = Some(s),
                     Parked::Accept { .. } | Parked::Connect { .. } => deselect = true,
+                    Parked::Ready { .. } => reselect = true,
                 }
             }
         }
         if deselect {
             let _ = self.select(id, 0);
+        }
+        if reselect {
+            self.reselect(id);
         }
         let Some(slot) = in_flight else {
             return Some(0);
@@ -1123,6 +1244,41 @@ impl Drop for Backend {
         // SAFETY: the timer is ours.
         unsafe { CloseHandle(self.timer) };
     }
+}
+
+/// The `WSAAsyncSelect` events the parked readiness waits of a source need.
+fn ready_events(src: &Source) -> u32 {
+    let mut mask = 0;
+    if matches!(src.read, Some(Parked::Ready { .. })) {
+        // Not FD_OOB: `WSAPoll`'s POLLRDNORM does not report urgent data,
+        // and re-selecting would post the persistent event again at once.
+        mask |= FD_READ | FD_ACCEPT | FD_CLOSE;
+    }
+    if matches!(src.write, Some(Parked::Ready { .. })) {
+        mask |= FD_WRITE | FD_CONNECT | FD_CLOSE;
+    }
+    mask
+}
+
+/// Whether a socket is readable (`write` false: data, a connection to
+/// accept, the end of the stream) or writable now, by a zero-timeout
+/// `WSAPoll`; hang-ups and errors count as ready (the next call reports
+/// them), a closed socket is `WSAENOTSOCK`.
+fn socket_ready(sock: SOCKET, write: bool) -> io::Result<bool> {
+    let mut pfd = WSAPOLLFD {
+        fd: sock,
+        events: if write { POLLWRNORM } else { POLLRDNORM },
+        revents: 0,
+    };
+    // SAFETY: one live WSAPOLLFD, a zero timeout.
+    let rc = unsafe { WSAPoll(&mut pfd, 1, 0) };
+    if rc == SOCKET_ERROR {
+        return Err(last_wsa_error());
+    }
+    if pfd.revents & POLLNVAL != 0 {
+        return Err(io::Error::from_raw_os_error(WSAENOTSOCK));
+    }
+    Ok(rc > 0 && pfd.revents != 0)
 }
 
 fn bad_handle() -> io::Error {

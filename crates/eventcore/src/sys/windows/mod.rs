@@ -15,11 +15,14 @@
 //!   wait per process, `TerminateProcess`).
 //! - `signals.rs`: console control events as signals
 //!   (`SetConsoleCtrlHandler`).
+//! - `object_wait.rs`: waits for the program's kernel objects
+//!   (`RegisterWaitForSingleObject` on a duplicate of its handle).
 
 mod backend;
 pub(crate) mod dns;
 mod errors;
 pub(crate) mod files;
+pub(crate) mod object_wait;
 mod overlapped;
 pub(crate) mod pipes;
 pub(crate) mod process;
