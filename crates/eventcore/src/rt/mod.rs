@@ -75,6 +75,8 @@ mod dns;
 mod event;
 mod executor;
 mod fs;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod io;
 mod net;
 mod op;
@@ -84,6 +86,8 @@ mod process;
 mod signal;
 mod stream;
 mod time;
+#[cfg(feature = "tokio-io")]
+mod tokio_io;
 mod watch;
 
 pub use addr::ToAddress;
