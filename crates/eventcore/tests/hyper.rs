@@ -163,7 +163,8 @@ fn chunked_body_echo(kind: BackendKind) {
         let addr = start_server(server::Options::default());
         rt::timeout(LIMIT, async {
             let io = HyperIo::new(TcpStream::connect(addr).await.unwrap());
-            type Chunks = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>>;
+            type Chunks =
+                StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>>;
             let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Chunks>(io).await.unwrap();
             rt::spawn(conn);
             let pieces: Vec<Vec<u8>> = (0..50).map(|i| vec![b'a' + (i % 26) as u8; 1000 + i * 37]).collect();
@@ -191,7 +192,9 @@ fn large_body_echo(kind: BackendKind) {
         let addr = start_server(server::Options::default());
         rt::timeout(LIMIT, async {
             let mut sender = connect(addr).await;
-            let body: Vec<u8> = (0..4 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+            let body: Vec<u8> = (0..4 << 20)
+                .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+                .collect();
             for _ in 0..2 {
                 sender.ready().await.unwrap();
                 let req = Request::post("/echo")
@@ -224,7 +227,9 @@ fn header_read_timeout_closes_slow_client(kind: BackendKind) {
         rt::timeout(LIMIT, async {
             let mut slow = TcpStream::connect(addr).await.unwrap();
             let started = Instant::now();
-            AsyncWriteExt::write_all(&mut slow, b"GET /plaintext HTTP/1.1\r\nHost:").await.unwrap();
+            AsyncWriteExt::write_all(&mut slow, b"GET /plaintext HTTP/1.1\r\nHost:")
+                .await
+                .unwrap();
             AsyncWriteExt::flush(&mut slow).await.unwrap();
             // The server answers (408) or not, then closes: end of stream or a reset.
             let mut rest = Vec::new();
@@ -278,7 +283,9 @@ fn http2_prior_knowledge(kind: BackendKind) {
             }
             let mut sender = sender;
             let body = vec![7u8; 300_000];
-            let req = Request::post("/echo").body(Full::new(Bytes::from(body.clone()))).unwrap();
+            let req = Request::post("/echo")
+                .body(Full::new(Bytes::from(body.clone())))
+                .unwrap();
             let res = sender.send_request(req).await.unwrap();
             assert_eq!(collect(res).await, (StatusCode::OK, body));
         })
@@ -372,7 +379,10 @@ fn dropped_sleeps_release_their_timers(kind: BackendKind) {
         }
         // The request's own timeout and the one waiting for the next head.
         let now = timers();
-        assert!(now <= before + 2, "{now} timers open after 200 requests ({before} before)");
+        assert!(
+            now <= before + 2,
+            "{now} timers open after 200 requests ({before} before)"
+        );
     });
     drop(ex);
 }
