@@ -232,7 +232,7 @@ impl ::hyper::rt::Timer for HyperTimer {
 ///   the sleep may be polled from any thread: it completes when the owning
 ///   executor's driver fires the timer (that executor must keep running). Dropped
 ///   or reset away from its executor, it releases the timer through the
-///   driver's [`Remote`](crate::Remote).
+///   driver's [`Remote`].
 ///
 /// # Panics
 ///

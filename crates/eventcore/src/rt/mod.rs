@@ -56,6 +56,10 @@
 //!   [`Sleep`] and [`JoinHandle`] `FusedFuture`s; the OS object of a stream,
 //!   listener, datagram socket, pipe or file is reachable through `AsFd` /
 //!   `AsSocket` / `AsHandle` and their raw forms.
+//! - **Optional integrations**: with the feature `hyper`, `rt::hyper` runs
+//!   hyper 1.x on this layer (I/O wrapper, executor, timer); with
+//!   `tokio-io`, the byte streams also implement tokio's I/O traits (see
+//!   `rt::tokio_io`).
 //!
 //! Nothing here is OS-specific: the layer only uses the driver's API, so it
 //! runs on every backend (epoll, io_uring, WinAPI) with every subsystem:
@@ -87,7 +91,7 @@ mod signal;
 mod stream;
 mod time;
 #[cfg(feature = "tokio-io")]
-mod tokio_io;
+pub mod tokio_io;
 mod watch;
 
 pub use addr::ToAddress;

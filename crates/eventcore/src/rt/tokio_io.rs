@@ -3,7 +3,8 @@
 //! [`ByteStream`] (TCP and Unix connections, pipes, child stdio), its
 //! borrowed halves ([`ReadHalf`], [`WriteHalf`]) and its owned halves
 //! ([`OwnedReadHalf`], [`OwnedWriteHalf`]), next to the `futures-io` traits
-//! they already have. tokio-util's codecs (`Framed`, `FramedRead`,
+//! they already have. The module has no items of its own: the
+//! implementations are on the types. tokio-util's codecs (`Framed`, `FramedRead`,
 //! `FramedWrite`), tokio-rustls and the rest of tokio's I/O ecosystem take
 //! them as they are; no tokio runtime is involved (the tokio dependency has
 //! no features: the traits and `ReadBuf` only).
