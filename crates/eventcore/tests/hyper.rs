@@ -469,16 +469,35 @@ fn first_poll_without_executor_panics(kind: BackendKind) {
         let mut sleep = HyperSleep::new(Duration::from_secs(1));
         poll_once(&mut sleep).is_pending()
     });
-    let panic = thread.join().expect_err("a panic");
-    let message = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
+    let message = panic_message(thread.join().expect_err("a panic"));
     assert!(message.contains("without a running eventcore executor"), "{message}");
     // An elapsed deadline needs no timer: fine anywhere.
     let mut past = HyperSleep::until(Instant::now());
     assert!(poll_once(&mut past).is_ready());
+}
+
+/// A sleep polled after the executor that held its timer was dropped (and
+/// its driver with it) panics with a message instead of waiting forever.
+fn sleep_outliving_its_executor_panics(kind: BackendKind) {
+    let mut ex = executor(kind);
+    let mut sleep = HyperSleep::new(Duration::from_secs(30));
+    ex.block_on(async {
+        assert!(poll_once(&mut sleep).is_pending());
+    });
+    drop(ex);
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(&mut sleep))).expect_err("a panic");
+    let message = panic_message(panic);
+    assert!(message.contains("whose driver held its timer was dropped"), "{message}");
+    // Dropping it now is fine: the driver is gone, nothing to release.
+    drop(sleep);
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
 
 contract_tests!(
@@ -494,4 +513,5 @@ contract_tests!(
     sleep_completes_and_resets,
     sleep_polled_from_another_thread,
     first_poll_without_executor_panics,
+    sleep_outliving_its_executor_panics,
 );

@@ -238,7 +238,8 @@ impl ::hyper::rt::Timer for HyperTimer {
 ///
 /// The first poll panics (with a message saying so) if the deadline is
 /// still ahead and no executor runs on the polling thread: there is no
-/// driver to take a timer from.
+/// driver to take a timer from. A poll after the executor that holds the
+/// sleep's timer was dropped panics too, instead of waiting forever.
 #[derive(Debug)]
 pub struct HyperSleep {
     deadline: Instant,
@@ -261,7 +262,48 @@ struct Armed {
 #[derive(Debug, Default)]
 struct Wait {
     fired: bool,
+    /// The wait's callback was dropped without running: the driver that
+    /// held the timer is gone (its executor was dropped).
+    orphaned: bool,
     waker: Option<Waker>,
+}
+
+/// The timer callback's hold on the shared state: marks the wait orphaned
+/// (and wakes the sleep's task, so that its poll says so) if it is dropped
+/// without having run.
+struct Notifier {
+    state: Arc<Mutex<Wait>>,
+    ran: bool,
+}
+
+impl Notifier {
+    fn fire(mut self) {
+        self.ran = true;
+        let waker = {
+            let mut w = lock(&self.state);
+            w.fired = true;
+            w.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        if self.ran {
+            return;
+        }
+        let waker = {
+            let mut w = lock(&self.state);
+            w.orphaned = true;
+            w.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
 }
 
 fn lock(state: &Mutex<Wait>) -> MutexGuard<'_, Wait> {
@@ -272,18 +314,12 @@ fn lock(state: &Mutex<Wait>) -> MutexGuard<'_, Wait> {
 
 /// Registers the timer's next firing with `state` (on the driver's thread).
 fn wait_for(drv: &mut Driver, timer: TimerId, state: &Arc<Mutex<Wait>>) {
-    let state = state.clone();
+    let notifier = Notifier {
+        state: state.clone(),
+        ran: false,
+    };
     // The timer is the sleep's own, without another wait: this cannot fail.
-    let _ = drv.timers().wait(timer, move |_, _, _fired| {
-        let waker = {
-            let mut w = lock(&state);
-            w.fired = true;
-            w.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    });
+    let _ = drv.timers().wait(timer, move |_, _, _fired| notifier.fire());
 }
 
 impl HyperSleep {
@@ -337,8 +373,16 @@ impl HyperSleep {
             let _ = drv.timers().set_at(a.timer, deadline, Duration::ZERO);
             // Withdraw the old wait — registered, or fired and queued — and
             // wait for the new deadline.
+            // The waker stays out while the old wait's callback is dropped
+            // (no spurious wake-up), which takes the wait for orphaned.
+            let waker = lock(&a.state).waker.take();
             drv.timers().cancel_wait(a.timer);
-            lock(&a.state).fired = false;
+            {
+                let mut w = lock(&a.state);
+                w.fired = false;
+                w.orphaned = false;
+                w.waker = waker;
+            }
             wait_for(drv, a.timer, &a.state);
         });
     }
@@ -390,6 +434,11 @@ impl Future for HyperSleep {
         }
         if let Some(armed) = &this.armed {
             let mut w = lock(&armed.state);
+            assert!(
+                w.fired || !w.orphaned,
+                "eventcore::rt::hyper: a HyperSleep was polled after the executor whose driver held \
+                 its timer was dropped"
+            );
             if !w.fired {
                 match &mut w.waker {
                     Some(old) if old.will_wake(cx.waker()) => {}
@@ -409,6 +458,9 @@ impl ::hyper::rt::Sleep for HyperSleep {}
 
 impl Drop for Armed {
     fn drop(&mut self) {
+        // Nobody waits any more: the wait's callback, dropped with the
+        // timer, wakes no task.
+        lock(&self.state).waker = None;
         if self.executor == running_executor_id() {
             // Releasing withdraws the pending wait: its callback never runs.
             current().release(self.timer);
