@@ -80,8 +80,10 @@ use crate::{Driver, Remote, TimerId};
 /// [`AsyncBufRead`] and [`AsyncWrite`] — what `hyper_util::rt::TokioIo` is
 /// for tokio's streams.
 ///
-/// hyper needs one object that reads and writes (a connection); a pipe is
-/// one direction only, so it serves where one direction is enough.
+/// hyper needs one object that reads and writes (a connection). A pipe is a
+/// `ByteStream` too, so `HyperIo<Pipe>` builds, but a pipe carries one
+/// direction: HTTP over pipes would need two of them joined into one
+/// duplex type, which this module does not offer.
 ///
 /// **Copies.** A read copies the bytes once, from the stream's internal
 /// buffer into hyper's read buffer (hyper's `ReadBufCursor` takes bytes
@@ -455,6 +457,12 @@ impl Future for HyperSleep {
 }
 
 impl ::hyper::rt::Sleep for HyperSleep {}
+
+impl futures_core::FusedFuture for HyperSleep {
+    fn is_terminated(&self) -> bool {
+        self.done
+    }
+}
 
 impl Drop for Armed {
     fn drop(&mut self) {
