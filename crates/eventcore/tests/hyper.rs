@@ -2,7 +2,7 @@
 //! `hyper_server` example's server with hyper's own client (HTTP/1.1
 //! keep-alive, 100 parallel connections, chunked and 4 MiB bodies, HTTP/2
 //! with prior knowledge), raw clients for pipelining and for the header-read
-//! timeout, a Unix stream pair, and `HyperTimer`'s sleeps: they release
+//! timeout, Unix-domain streams (a path and a pair), and `HyperTimer`'s sleeps: they release
 //! their driver timer when dropped, can be reset, and are `Send + Sync` for
 //! real (polled from another thread they complete; first polled where no
 //! executor runs, they panic with a message).
@@ -295,34 +295,59 @@ fn http2_prior_knowledge(kind: BackendKind) {
     drop(ex);
 }
 
-/// `HyperIo` over a Unix-domain stream pair: a connection served without a
-/// listener.
-#[cfg(unix)]
-fn unix_stream_pair(kind: BackendKind) {
+/// Serves one HTTP/1.1 connection on `conn` (a task), and asks it for the
+/// plaintext answer through `client`.
+async fn one_exchange(conn: rt::UnixStream, client: rt::UnixStream) {
+    rt::spawn(async move {
+        let service = hyper::service::service_fn(server::handle);
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(HyperTimer)
+            .serve_connection(HyperIo::new(conn), service)
+            .await;
+    });
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(HyperIo::new(client))
+        .await
+        .unwrap();
+    rt::spawn(conn);
+    plaintext(&mut sender).await;
+}
+
+/// `HyperIo` over Unix-domain streams: a listener on a path (Linux, and
+/// Windows 10 1803+; Wine has no AF_UNIX and skips), and a socket pair
+/// (Unix).
+fn unix_streams(kind: BackendKind) {
+    let dir = util::TempDir::new("hyper-unix");
+    let path = dir.path().join("http.sock");
     let mut ex = executor(kind);
     ex.block_on(async {
         rt::timeout(LIMIT, async {
-            let (a, b) = rt::UnixStream::pair().unwrap();
-            rt::spawn(async move {
-                let service = hyper::service::service_fn(server::handle);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(HyperTimer)
-                    .serve_connection(HyperIo::new(a), service)
-                    .await;
-            });
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(HyperIo::new(b)).await.unwrap();
-            rt::spawn(conn);
-            plaintext(&mut sender).await;
+            match rt::UnixListener::bind(path.as_path()) {
+                Ok(listener) => {
+                    let (client, accepted) =
+                        futures_util::future::join(rt::UnixStream::connect(path.clone()), listener.accept()).await;
+                    one_exchange(accepted.expect("accept").0, client.expect("connect")).await;
+                }
+                Err(e)
+                    if util::under_wine()
+                        && matches!(
+                            e.status(),
+                            eventcore::Status::NotSupported | eventcore::Status::InvalidArgument
+                        ) =>
+                {
+                    eprintln!("SKIPPED unix_streams (path) under Wine: {e}");
+                }
+                Err(e) => panic!("listen on a Unix socket path: {e}"),
+            }
+            #[cfg(unix)]
+            {
+                let (a, b) = rt::UnixStream::pair().unwrap();
+                one_exchange(a, b).await;
+            }
         })
         .await
         .expect("in time");
     });
     drop(ex);
-}
-
-#[cfg(not(unix))]
-fn unix_stream_pair(_: BackendKind) {
-    eprintln!("SKIPPED unix_stream_pair: no socketpair here");
 }
 
 /// Driver timers open now.
@@ -508,7 +533,7 @@ contract_tests!(
     large_body_echo,
     header_read_timeout_closes_slow_client,
     http2_prior_knowledge,
-    unix_stream_pair,
+    unix_streams,
     dropped_sleeps_release_their_timers,
     sleep_completes_and_resets,
     sleep_polled_from_another_thread,
