@@ -374,9 +374,9 @@ impl HyperSleep {
         current().with_driver(|drv| {
             let _ = drv.timers().set_at(a.timer, deadline, Duration::ZERO);
             // Withdraw the old wait — registered, or fired and queued — and
-            // wait for the new deadline.
-            // The waker stays out while the old wait's callback is dropped
-            // (no spurious wake-up), which takes the wait for orphaned.
+            // wait for the new deadline. The waker stays out while the old
+            // callback is dropped (so it wakes nobody); that drop marks the
+            // state orphaned, which is undone here.
             let waker = lock(&a.state).waker.take();
             drv.timers().cancel_wait(a.timer);
             {
