@@ -28,10 +28,12 @@ fn cargo() -> Job {
     Job::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-/// `cargo test -p eventcore-driver` with AddressSanitizer, followed by `extra`.
+/// `cargo test -p eventcore-driver --all-features` with AddressSanitizer,
+/// followed by `extra`.
 fn asan_cargo_test(extra: &[&str]) -> Job {
     cargo()
-        .args(["test", "-p", "eventcore-driver", "--target", TARGET, "--target-dir"])
+        .args(["test", "-p", "eventcore-driver", "--all-features"])
+        .args(["--target", TARGET, "--target-dir"])
         .arg(Path::new("target").join("asan"))
         .args(extra)
         .env("RUSTC_BOOTSTRAP", "1")

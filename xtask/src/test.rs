@@ -170,7 +170,15 @@ pub fn run(root: &Path, options: &Options) -> Result<ExitCode> {
         report.record(
             "clippy",
             cargo()
-                .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+                .args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--all-features",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
                 .run(root),
         );
         report.record("unsafe docs", package::windows_safety_comments(root));
@@ -267,7 +275,10 @@ fn time_limit() -> Result<Duration> {
 fn linux_leg(root: &Path, options: &Options, isolation: &Isolation, limit: Duration, report: &mut Report) {
     const NAME: &str = "linux leg";
     heading("Linux leg: building the tests (outside the namespace, with registry access)");
-    let build = cargo().args(["test", "--workspace", "--no-run"]).run(root);
+    // Every feature: the optional integrations (hyper, tokio-io) have tests.
+    let build = cargo()
+        .args(["test", "--workspace", "--all-features", "--no-run"])
+        .run(root);
     if let Err(error) = build {
         report.record(NAME, Err(fail!("building the tests failed: {error}")));
         return;
@@ -277,7 +288,7 @@ fn linux_leg(root: &Path, options: &Options, isolation: &Isolation, limit: Durat
     } else {
         "Linux leg: running the tests on the host network (no namespace)"
     });
-    let mut job = cargo().args(["test", "--workspace", "--offline", "--no-fail-fast"]);
+    let mut job = cargo().args(["test", "--workspace", "--all-features", "--offline", "--no-fail-fast"]);
     if !options.harness.is_empty() {
         job = job.arg("--").args(&options.harness);
     }

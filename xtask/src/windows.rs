@@ -73,6 +73,8 @@ const WINDOWS_TEST_TARGETS: &[&str] = &[
     "remote_stress",
     "http_example",
     "buffers",
+    "hyper",
+    "tokio_io",
 ];
 
 impl Layout {
@@ -111,6 +113,8 @@ impl Layout {
     pub fn cargo_test(&self, extra: &[&str], harness: &[String]) -> Job {
         let job = Job::new(DEBIAN_CARGO)
             .args(["test", "-p", "eventcore-driver", "--lib", "--target", TARGET])
+            // The optional integrations (hyper, tokio-io) and their tests.
+            .arg("--all-features")
             .args(WINDOWS_TEST_TARGETS.iter().flat_map(|t| ["--test", t]))
             .arg("-Zbuild-std=std,panic_abort,test")
             .arg("--target-dir")

@@ -1336,3 +1336,12 @@ impl<T> std::fmt::Debug for RemoteJoinHandle<T> {
             .finish_non_exhaustive()
     }
 }
+
+/// The id of the executor whose loop runs on this thread (0: none). A value
+/// that may leave its thread (`rt::hyper`'s `Send` sleeps) records it to
+/// tell later whether it is back with the executor that owns its driver
+/// resources.
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+pub(crate) fn running_executor_id() -> u64 {
+    RUNNING.with(Cell::get)
+}

@@ -64,6 +64,10 @@
 //!   [`AsyncFd`] waits until a descriptor another library owns is readable
 //!   or writable (and on Windows `wait_handle` until a kernel object is
 //!   signalled).
+//! - **Optional integrations**: with the feature `hyper`, `rt::hyper` runs
+//!   hyper 1.x on this layer (I/O wrapper, executor, timer); with
+//!   `tokio-io`, the byte streams also implement tokio's I/O traits (see
+//!   `rt::tokio_io`).
 //!
 //! Nothing here is OS-specific: the layer only uses the driver's API, so it
 //! runs on every backend (epoll, io_uring, WinAPI) with every subsystem:
@@ -84,6 +88,8 @@ mod event;
 mod executor;
 mod fd;
 mod fs;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod io;
 mod net;
 mod op;
@@ -93,6 +99,8 @@ mod process;
 mod signal;
 mod stream;
 mod time;
+#[cfg(feature = "tokio-io")]
+pub mod tokio_io;
 mod watch;
 
 pub use addr::ToAddress;
