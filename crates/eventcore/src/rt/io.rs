@@ -4,23 +4,23 @@
 //! [`ByteStream`] offers two ways in, which should not be mixed on one
 //! stream's direction while either has something in flight:
 //!
-//! - **Owned buffers** ([`ByteStream::read`], [`ByteStream::write_all`] …):
-//!   the buffer moves into the driver and comes back with the result, as
-//!   `(Result<usize>, Vec<u8>)`. These take `&self`, so one read and one write
-//!   can be in flight at once (from two tasks sharing the stream, or joined
-//!   in one); a second read while one is in flight fails with
-//!   [`Status::Busy`] without reaching the driver.
+//! - **Owned buffers** ([`ByteStream::read_owned`],
+//!   [`ByteStream::write_all_owned`], [`ByteStream::write_vectored_owned`] …):
+//!   the buffer (any [`IoBuf`] / [`IoBufMut`]: `Vec<u8>`, `Bytes` …) moves
+//!   into the driver and comes back with the result, as `(Result<usize>, B)`;
+//!   a read fills a `Vec`'s capacity after its length. These take `&self`,
+//!   so one read and one write can be in flight at once (from two tasks
+//!   sharing the stream, or joined in one); a second read while one is in
+//!   flight fails with [`Status::Busy`] without reaching the driver.
 //! - **`futures-io`**: `ByteStream` implements [`AsyncRead`],
 //!   [`AsyncBufRead`] and [`AsyncWrite`] with an internal buffer on each side
 //!   (16 KiB), so the ecosystem's codecs and protocols plug in.
 //!   [`ByteStream::halves`] gives a reading and a writing half that can be
 //!   driven concurrently.
 //!
-//! The owned-buffer methods share their names with methods of futures'
-//! `AsyncReadExt` / `AsyncWriteExt` (`read`, `read_exact`, `write`,
-//! `write_all`), and method lookup finds the inherent ones first: call the
-//! extension traits' versions on the [`ByteStream::halves`], through generic
-//! code, or as `AsyncWriteExt::write_all(&mut stream, ..)`.
+//! The owned-buffer methods end in `_owned`, so futures' `AsyncReadExt` /
+//! `AsyncWriteExt` methods (`read`, `read_exact`, `write`, `write_all`) keep
+//! their usual meaning on a stream once those traits are imported.
 //!
 //! End of stream: the owned-buffer calls report it as the driver does, as
 //! [`Status::Disconnected`] (without an OS
