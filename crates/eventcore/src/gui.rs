@@ -87,7 +87,7 @@ impl Driver {
                 // callbacks): its completions are recorded and run later.
                 return;
             };
-            let result = catch_unwind(AssertUnwindSafe(|| drv.process_events(Some(Duration::ZERO))));
+            let result = catch_unwind(AssertUnwindSafe(|| pump_batches(&mut drv)));
             match result {
                 Ok(Ok(ExitReason::Quit(code))) => {
                     // The program's own loop must see the quit too.
@@ -108,6 +108,32 @@ impl Driver {
 
 fn post_quit(code: i32) {
     crate::sys::post_quit(code);
+}
+
+/// How long one pump of an attached driver runs batches before it yields to
+/// the program's loop (the bound the driver's own loop uses for messages).
+pub(crate) const PUMP_BUDGET: Duration = Duration::from_millis(8);
+
+/// Most batches per pump.
+pub(crate) const PUMP_BATCHES: usize = 64;
+
+/// One pump of an attached driver: zero-timeout batches while callbacks run
+/// (a callback's operation that finished at once runs in the next batch, not
+/// at the next pump), within [`PUMP_BUDGET`]; if work is left then, another
+/// pump is requested. Returns the last batch's reason.
+fn pump_batches(drv: &mut Driver) -> Result<ExitReason> {
+    let started = std::time::Instant::now();
+    for _ in 0..PUMP_BATCHES {
+        let reason = drv.process_events(Some(Duration::ZERO))?;
+        if reason != ExitReason::Idle {
+            return Ok(reason);
+        }
+        if started.elapsed() >= PUMP_BUDGET {
+            break;
+        }
+    }
+    drv.sys.request_pump();
+    Ok(ExitReason::Idle)
 }
 
 /// A driver attached to the thread's message loop (see

@@ -713,8 +713,22 @@ impl Executor {
                 // that runs it goes on afterwards.
                 return;
             }
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                core.turn_once(Some(Duration::ZERO))
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<ExitReason> {
+                // Turns while tasks or callbacks run (what one of them started
+                // and finished at once runs now, not at the next pump), within
+                // the pump's budget; then another pump if work is left.
+                let started = std::time::Instant::now();
+                for _ in 0..crate::gui::PUMP_BATCHES {
+                    let reason = core.turn_once(Some(Duration::ZERO))?;
+                    if reason != ExitReason::Idle {
+                        return Ok(reason);
+                    }
+                    if started.elapsed() >= crate::gui::PUMP_BUDGET {
+                        break;
+                    }
+                }
+                core.driver.borrow().sys.request_pump();
+                Ok(ExitReason::Idle)
             }));
             match result {
                 Ok(Ok(ExitReason::Quit(code))) => crate::sys::post_quit(code),

@@ -35,33 +35,38 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::windows::io::FromRawSocket;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::SockAddr;
 use windows_sys::core::BOOL;
 use windows_sys::Win32::Foundation::ERROR_OPERATION_ABORTED;
-use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, HWND, WAIT_FAILED};
+use windows_sys::Win32::Foundation::{
+    CloseHandle, GetLastError, ERROR_IO_INCOMPLETE, ERROR_IO_PENDING, HANDLE, HWND, INVALID_HANDLE_VALUE,
+    STATUS_PENDING, WAIT_FAILED,
+};
 use windows_sys::Win32::Networking::WinSock::{
-    accept, connect, getsockopt, recv, recvfrom, send, sendto, WSAAsyncSelect, WSAGetLastError, WSARecv, WSARecvFrom,
-    WSASend, WSASendTo, FD_ACCEPT, FD_CONNECT, INVALID_SOCKET, MSG_PEEK, SOCKADDR, SOCKADDR_STORAGE, SOCKET,
-    SOCKET_ERROR, SOL_SOCKET, SO_TYPE, WSABUF, WSAEMSGSIZE, WSAEWOULDBLOCK, WSA_IO_PENDING,
+    accept, connect, getsockopt, recv, recvfrom, send, sendto, WSAAsyncSelect, WSAGetLastError, WSAGetOverlappedResult,
+    WSARecv, WSARecvFrom, WSASend, WSASendTo, FD_ACCEPT, FD_CONNECT, INVALID_SOCKET,
+    LPWSAOVERLAPPED_COMPLETION_ROUTINE, MSG_PEEK, SOCKADDR, SOCKADDR_STORAGE, SOCKET, SOCKET_ERROR, SOL_SOCKET,
+    SO_TYPE, WSABUF, WSAEMSGSIZE, WSAEWOULDBLOCK, WSA_IO_PENDING,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    GetFileType, ReadDirectoryChangesW, ReadFileEx, WriteFileEx, FILE_NOTIFY_CHANGE_CREATION,
+    GetFileType, ReadDirectoryChangesW, ReadFile, ReadFileEx, WriteFile, WriteFileEx, FILE_NOTIFY_CHANGE_CREATION,
     FILE_NOTIFY_CHANGE_DIR_NAME, FILE_NOTIFY_CHANGE_FILE_NAME, FILE_NOTIFY_CHANGE_LAST_WRITE, FILE_NOTIFY_CHANGE_SIZE,
     FILE_TYPE_PIPE,
 };
 use windows_sys::Win32::System::Pipes::PeekNamedPipe;
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, CreateWaitableTimerExW, GetCurrentThreadId, SetEvent, SetWaitableTimer, SleepEx, INFINITE,
+    CreateEventW, CreateWaitableTimerExW, GetCurrentThreadId, RegisterWaitForSingleObject, SetEvent, SetWaitableTimer,
+    SleepEx, UnregisterWaitEx, INFINITE, WT_EXECUTEINWAITTHREAD,
 };
-use windows_sys::Win32::System::IO::{CancelIoEx, OVERLAPPED};
+use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, LPOVERLAPPED_COMPLETION_ROUTINE, OVERLAPPED};
 use windows_sys::Win32::UI::WindowsAndMessaging::{
-    DispatchMessageW, EnumThreadWindows, GetAncestor, GetDesktopWindow, MsgWaitForMultipleObjectsEx, PeekMessageW,
-    PostMessageW, TranslateMessage, GA_PARENT, MSG, MWMO_ALERTABLE, MWMO_INPUTAVAILABLE, PM_REMOVE, QS_ALLINPUT,
-    WM_QUIT,
+    DispatchMessageW, EnumThreadWindows, GetAncestor, GetDesktopWindow, GetQueueStatus, MsgWaitForMultipleObjectsEx,
+    PeekMessageW, PostMessageW, TranslateMessage, GA_PARENT, MSG, MWMO_ALERTABLE, MWMO_INPUTAVAILABLE, PM_REMOVE,
+    QS_ALLINPUT, QS_INPUT, QS_PAINT, WM_QUIT,
 };
 
 use super::overlapped::{self, on_file_done, on_socket_done, Slot, Slots};
@@ -156,6 +161,98 @@ impl Waker {
     }
 }
 
+/// The context of an attached driver's registered wait on the waker's event:
+/// every signal (a finished request started while attached, or a wake-up)
+/// posts `WM_PUMP` to the driver's window, at most one at a time.
+struct PumpSignal {
+    /// The driver's window.
+    hwnd: HWND,
+    /// A `WM_PUMP` of this signal is queued and its pump has not polled yet.
+    posted: AtomicBool,
+}
+
+impl PumpSignal {
+    /// Posts `WM_PUMP` unless one is already on its way.
+    fn post(&self) {
+        if !self.posted.swap(true, Ordering::AcqRel) {
+            // SAFETY: posting to a window is allowed from any thread; the
+            // window outlives the registered wait (unregistered first).
+            if unsafe { PostMessageW(self.hwnd, WM_PUMP, 0, 0) } == 0 {
+                self.posted.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// The callback of the registered wait (runs on the wait thread).
+///
+/// # Safety
+/// `context` is the [`PumpSignal`] passed at registration, which stays
+/// allocated until `UnregisterWaitEx(INVALID_HANDLE_VALUE)` has returned.
+unsafe extern "system" fn post_pump(context: *mut std::ffi::c_void, _timed_out: bool) {
+    // SAFETY: see the function's contract.
+    let signal = unsafe { &*(context as *const PumpSignal) };
+    signal.post();
+}
+
+/// Whether input or paint messages wait in the calling thread's queue (a
+/// posted `WM_PUMP` would be taken before them).
+fn input_waiting() -> bool {
+    // SAFETY: a plain query of the calling thread's queue.
+    let status = unsafe { GetQueueStatus(QS_INPUT | QS_PAINT) };
+    status >> 16 != 0
+}
+
+/// Whether the request of a `signalled` slot has finished; if so, records its
+/// outcome in the slot (as the completion routine does for the others).
+/// `sources` tells a live socket (asked with `WSAGetOverlappedResult`, for
+/// the same WinSock error codes a routine gets) from anything else
+/// (`GetOverlappedResult`).
+fn check_signalled(sources: &Table<Source>, slot: *mut Slot) -> bool {
+    // SAFETY: `slot` is live and in flight (or finished); the OS writes only
+    // its OVERLAPPED, whose status is read volatile, outcome after it.
+    unsafe {
+        if (*slot).done {
+            return true;
+        }
+        let status = std::ptr::read_volatile(std::ptr::addr_of!((*slot).ov.Internal));
+        if status == STATUS_PENDING as usize {
+            return false;
+        }
+        fence(Ordering::Acquire);
+        let ov = std::ptr::addr_of!((*slot).ov);
+        let mut bytes: u32 = 0;
+        let socket = sources
+            .get(Key::from_u64((*slot).source.0, 0))
+            .filter(|src| !src.handle)
+            .map(|src| src.sock);
+        let error = match socket {
+            Some(sock) => {
+                let mut flags: u32 = 0;
+                if WSAGetOverlappedResult(sock, ov, &mut bytes, 0, &mut flags) != 0 {
+                    0
+                } else {
+                    WSAGetLastError() as u32
+                }
+            }
+            None => {
+                if GetOverlappedResult(std::ptr::null_mut(), ov, &mut bytes, 0) != 0 {
+                    0
+                } else {
+                    GetLastError()
+                }
+            }
+        };
+        if error == ERROR_IO_INCOMPLETE {
+            return false;
+        }
+        (*slot).error = error;
+        (*slot).bytes = bytes;
+        (*slot).done = true;
+        true
+    }
+}
+
 enum ReqKind {
     RecvFrom,
     Other,
@@ -205,6 +302,12 @@ pub(crate) struct Backend {
     quit: Option<i32>,
     /// False while attached to a program's message loop, which dispatches.
     pump_messages: bool,
+    /// In-flight requests started while attached (`Slot::signalled`): no
+    /// routine runs for them; `reap` looks at their OVERLAPPED.
+    signalled: Vec<*mut Slot>,
+    /// While attached: the registered wait on the waker's event that posts
+    /// `WM_PUMP`, and its context.
+    pump_wait: Option<(HANDLE, Box<PumpSignal>)>,
 }
 
 /// Whether the calling thread owns a top-level window other than `ours`
@@ -294,6 +397,8 @@ impl Backend {
             lookups: super::dns::Lookups::new(waker.clone()),
             quit: None,
             pump_messages: true,
+            signalled: Vec::new(),
+            pump_wait: None,
         })
     }
 
@@ -315,37 +420,65 @@ impl Backend {
     /// Starts a `ReadFileEx` / `WriteFileEx` / `ReadDirectoryChangesW` on a
     /// handle source; returns the in-flight slot, or the error if the request
     /// did not start (then no routine will run).
-    fn start_handle_request(&mut self, id: SourceId, token: u64, req: &Request) -> io::Result<*mut Slot> {
+    ///
+    /// `signalled`: without a routine, signalling the waker's event (a
+    /// driver attached to a program's message loop; see [`check_signalled`]).
+    fn start_handle_request(
+        &mut self,
+        id: SourceId,
+        token: u64,
+        req: &Request,
+        signalled: bool,
+    ) -> io::Result<*mut Slot> {
         let src = self.sources.get(Key::from_u64(id.0, 0)).ok_or_else(bad_handle)?;
         let h = src.sock as HANDLE;
         let write_cap = if src.pipe { MAX_PIPE_WRITE } else { usize::MAX };
         let slot = self.slots.alloc(token, id, req.is_reading());
+        let event = self.waker.event.0;
+        let routine: LPOVERLAPPED_COMPLETION_ROUTINE = if signalled { None } else { Some(on_file_done) };
         // SAFETY: the slot (and its OVERLAPPED) stays allocated until its
         // routine ran; the buffers belong to the driver, which keeps them
         // alive until the completion is reaped (see sys/mod.rs).
         let ok = unsafe {
             let s = &mut *slot;
+            if signalled {
+                s.signalled = true;
+                s.ov.hEvent = event;
+                s.ov.Internal = STATUS_PENDING as usize;
+            }
             let ov = &mut s.ov as *mut OVERLAPPED;
             let set_offset = |ov: *mut OVERLAPPED, offset: u64| {
                 (*ov).Anonymous.Anonymous.Offset = offset as u32;
                 (*ov).Anonymous.Anonymous.OffsetHigh = (offset >> 32) as u32;
             };
+            let read = |ptr: *mut u8, len: u32, ov: *mut OVERLAPPED| {
+                if signalled {
+                    ReadFile(h, ptr, len, std::ptr::null_mut(), ov)
+                } else {
+                    ReadFileEx(h, ptr, len, ov, routine)
+                }
+            };
+            let write = |ptr: *const u8, len: u32, ov: *mut OVERLAPPED| {
+                if signalled {
+                    WriteFile(h, ptr, len, std::ptr::null_mut(), ov)
+                } else {
+                    WriteFileEx(h, ptr, len, ov, routine)
+                }
+            };
             match *req {
-                Request::Read { ptr, len } => ReadFileEx(h, ptr, clamp_u32(len), ov, Some(on_file_done)),
+                Request::Read { ptr, len } => read(ptr, clamp_u32(len), ov),
                 Request::Readable => {
                     // A zero-byte read completes when data (or the end) arrives.
-                    ReadFileEx(h, s.zero.as_mut_ptr(), 0, ov, Some(on_file_done))
+                    read(s.zero.as_mut_ptr(), 0, ov)
                 }
                 Request::ReadAt { ptr, len, offset } => {
                     set_offset(ov, offset);
-                    ReadFileEx(h, ptr, clamp_u32(len), ov, Some(on_file_done))
+                    read(ptr, clamp_u32(len), ov)
                 }
-                Request::Write { ptr, len } => {
-                    WriteFileEx(h, ptr, clamp_u32(len.min(write_cap)), ov, Some(on_file_done))
-                }
+                Request::Write { ptr, len } => write(ptr, clamp_u32(len.min(write_cap)), ov),
                 Request::WriteAt { ptr, len, offset } => {
                     set_offset(ov, offset);
-                    WriteFileEx(h, ptr, clamp_u32(len), ov, Some(on_file_done))
+                    write(ptr, clamp_u32(len), ov)
                 }
                 Request::DirectoryChanges { ptr, len, recursive } => ReadDirectoryChangesW(
                     h,
@@ -355,7 +488,7 @@ impl Backend {
                     DIRECTORY_FILTER,
                     std::ptr::null_mut(),
                     ov,
-                    Some(on_file_done),
+                    routine,
                 ),
                 _ => {
                     self.slots.free(slot);
@@ -365,8 +498,14 @@ impl Backend {
         };
         if ok == 0 {
             let e = io::Error::last_os_error();
-            self.slots.free(slot);
-            return Err(e);
+            // Without a routine, "pending" is reported as a failure.
+            if !(signalled && e.raw_os_error() == Some(ERROR_IO_PENDING as i32)) {
+                self.slots.free(slot);
+                return Err(e);
+            }
+        }
+        if signalled {
+            self.signalled.push(slot);
         }
         Ok(slot)
     }
@@ -376,10 +515,15 @@ impl Backend {
     /// the routine did not come in time (the slot stays in flight).
     fn wait_slot(&mut self, slot: *mut Slot, limit: Duration) -> Option<(u32, u32)> {
         let deadline = std::time::Instant::now() + limit;
+        // SAFETY: the slot is live; only this thread writes the flag.
+        let signalled = unsafe { (*slot).signalled };
         loop {
             // SAFETY: an alertable zero sleep runs this thread's queued routines.
             unsafe { SleepEx(0, 1) };
-            // SAFETY: the routine sets `done` on this thread.
+            if signalled {
+                check_signalled(&self.sources, slot);
+            }
+            // SAFETY: the routine (or `check_signalled`) sets `done` on this thread.
             if unsafe { (*slot).done } {
                 break;
             }
@@ -389,7 +533,11 @@ impl Backend {
             // SAFETY: as above.
             unsafe { SleepEx(1, 1) };
         }
-        overlapped::take_slot(slot);
+        if signalled {
+            self.signalled.retain(|&s| s != slot);
+        } else {
+            overlapped::take_slot(slot);
+        }
         // SAFETY: the routine has run: the slot is ours again.
         let done = unsafe { ((*slot).error, (*slot).bytes) };
         self.slots.free(slot);
@@ -425,7 +573,7 @@ impl Backend {
             other => other,
         };
         let writing_pipe = matches!(req, Request::Write { .. });
-        let slot = match self.start_handle_request(id, token, &req) {
+        let slot = match self.start_handle_request(id, token, &req, false) {
             Ok(slot) => slot,
             Err(e) => return Completion::new(token, Err(e)),
         };
@@ -468,8 +616,9 @@ impl Backend {
     fn start_overlapped(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
         let reading = req.is_reading();
         let src = self.sources.get(Key::from_u64(id.0, 0)).expect("checked by submit");
+        let signalled = !self.pump_messages;
         if src.handle {
-            return match self.start_handle_request(id, token, &req) {
+            return match self.start_handle_request(id, token, &req, signalled) {
                 Ok(slot) => {
                     self.park_in_flight(id, token, slot, reading);
                     None
@@ -479,6 +628,8 @@ impl Backend {
         }
         let (sock, datagram) = (src.sock, src.datagram);
         let slot = self.slots.alloc(token, id, reading);
+        let event = self.waker.event.0;
+        let routine: LPWSAOVERLAPPED_COMPLETION_ROUTINE = if signalled { None } else { Some(on_socket_done) };
         let req_kind = if matches!(req, Request::RecvFrom { .. }) {
             ReqKind::RecvFrom
         } else {
@@ -489,6 +640,13 @@ impl Backend {
         // keeps them alive until the completion is reaped (see sys/mod.rs).
         let rc = unsafe {
             let s = &mut *slot;
+            if signalled {
+                // Attached: the OS signals the waker's event instead of
+                // queueing a routine (see `check_signalled`).
+                s.signalled = true;
+                s.ov.hEvent = event;
+                s.ov.Internal = STATUS_PENDING as usize;
+            }
             let ov = &mut s.ov as *mut _;
             match req {
                 Request::Read { ptr, len } => {
@@ -497,15 +655,7 @@ impl Backend {
                         len: len.min(u32::MAX as usize) as u32,
                         buf: ptr,
                     };
-                    WSARecv(
-                        sock,
-                        &buf,
-                        1,
-                        std::ptr::null_mut(),
-                        &mut s.flags,
-                        ov,
-                        Some(on_socket_done),
-                    )
+                    WSARecv(sock, &buf, 1, std::ptr::null_mut(), &mut s.flags, ov, routine)
                 }
                 Request::Readable => {
                     let buf = WSABUF {
@@ -516,22 +666,14 @@ impl Backend {
                         s.flags = MSG_PEEK as u32;
                         s.peek = true;
                     }
-                    WSARecv(
-                        sock,
-                        &buf,
-                        1,
-                        std::ptr::null_mut(),
-                        &mut s.flags,
-                        ov,
-                        Some(on_socket_done),
-                    )
+                    WSARecv(sock, &buf, 1, std::ptr::null_mut(), &mut s.flags, ov, routine)
                 }
                 Request::Write { ptr, len } => {
                     let buf = WSABUF {
                         len: len.min(MAX_SEND) as u32,
                         buf: ptr as *mut u8,
                     };
-                    WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, Some(on_socket_done))
+                    WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, routine)
                 }
                 Request::RecvFrom { ptr, len } => {
                     s.len = len;
@@ -549,7 +691,7 @@ impl Backend {
                         (&mut s.from as *mut SOCKADDR_STORAGE).cast::<SOCKADDR>(),
                         &mut s.from_len,
                         ov,
-                        Some(on_socket_done),
+                        routine,
                     )
                 }
                 Request::SendTo { ptr, len, to } => {
@@ -570,9 +712,9 @@ impl Backend {
                             addr.as_ptr().cast(),
                             addr.len(),
                             ov,
-                            Some(on_socket_done),
+                            routine,
                         ),
-                        None => WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, Some(on_socket_done)),
+                        None => WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, routine),
                     }
                 }
                 Request::Accept | Request::Connect(_) => unreachable!("handled by submit"),
@@ -582,6 +724,7 @@ impl Backend {
                 }
             }
         };
+        let mut tracked = false;
         if rc == SOCKET_ERROR {
             let e = last_wsa_error();
             if e.raw_os_error() == Some(WSAEMSGSIZE) {
@@ -590,9 +733,17 @@ impl Backend {
                 // documents that no routine follows an immediate error. Look
                 // for the routine; without it, complete now and leave the
                 // slot to a routine that may still come (its completion then
-                // names no operation and is dropped).
+                // names no operation and is dropped). A signalled request
+                // is looked at the same way.
+                if signalled {
+                    self.signalled.push(slot);
+                    tracked = true;
+                }
                 // SAFETY: an alertable zero sleep runs queued routines.
                 unsafe { SleepEx(0, 1) };
+                if signalled {
+                    check_signalled(&self.sources, slot);
+                }
                 // SAFETY: the routine sets `done` on this thread.
                 if !unsafe { (*slot).done } {
                     // SAFETY: the slot stays allocated; only its token changes.
@@ -617,7 +768,11 @@ impl Backend {
                 return Some(Completion::new(token, Err(e)));
             }
         }
-        // Started (even if it finished at once, its routine is queued).
+        // Started (even if it finished at once, its routine is queued or its
+        // event signalled).
+        if signalled && !tracked {
+            self.signalled.push(slot);
+        }
         self.park_in_flight(id, token, slot, reading);
         None
     }
@@ -654,8 +809,13 @@ impl Backend {
     }
 
     /// Starts or stops pumping from a program's own message loop: the waker
-    /// also posts `WM_PUMP`, and a timer pumps every `interval_ms`.
+    /// also posts `WM_PUMP`, a timer pumps every `interval_ms`, and requests
+    /// started from now on signal the waker's event, on which a registered
+    /// wait posts `WM_PUMP` (so their callbacks run as soon as they finish,
+    /// not at the next tick). If the wait cannot be registered, the timer
+    /// alone pumps.
     pub(crate) fn set_attached(&mut self, interval_ms: Option<u32>) {
+        self.stop_pump_wait();
         let hwnd = if interval_ms.is_some() {
             self.window.hwnd()
         } else {
@@ -664,6 +824,67 @@ impl Backend {
         self.waker.pump_window.store(hwnd, Ordering::Release);
         self.pump_messages = interval_ms.is_none();
         self.window.set_pump_timer(interval_ms);
+        if interval_ms.is_some() {
+            self.start_pump_wait();
+        } else if !self.signalled.is_empty() {
+            // Requests started while attached still signal the event, which
+            // the driver's own wait now sees; a signal the registered wait
+            // took last is given again.
+            // SAFETY: signalling our own event.
+            unsafe { SetEvent(self.waker.event.0) };
+        }
+    }
+
+    /// Registers the wait on the waker's event that posts `WM_PUMP`.
+    fn start_pump_wait(&mut self) {
+        let signal = Box::new(PumpSignal {
+            hwnd: self.window.hwnd(),
+            posted: AtomicBool::new(false),
+        });
+        let mut wait: HANDLE = std::ptr::null_mut();
+        // SAFETY: a wait on our own event, run again after every signal (no
+        // WT_EXECUTEONLYONCE), whose callback only posts a message; its
+        // context is the boxed signal, freed only after the wait is
+        // unregistered (`stop_pump_wait`, also on drop).
+        let ok = unsafe {
+            RegisterWaitForSingleObject(
+                &mut wait,
+                self.waker.event.0,
+                Some(post_pump),
+                &*signal as *const PumpSignal as *const std::ffi::c_void,
+                INFINITE,
+                WT_EXECUTEINWAITTHREAD,
+            )
+        };
+        if ok != 0 {
+            self.pump_wait = Some((wait, signal));
+        }
+    }
+
+    /// Withdraws the registered wait, waiting for a callback that runs.
+    fn stop_pump_wait(&mut self) {
+        if let Some((wait, signal)) = self.pump_wait.take() {
+            // SAFETY: our registered wait; INVALID_HANDLE_VALUE makes the call
+            // return only once no callback runs any more.
+            let ok = unsafe { UnregisterWaitEx(wait, INVALID_HANDLE_VALUE) };
+            if ok == 0 {
+                // A callback might still read the context: never free it.
+                Box::leak(signal);
+            }
+        }
+    }
+
+    /// Asks for another pump of an attached driver (the last one stopped
+    /// with work left); at most one such request is queued, and none while
+    /// input waits (see [`Backend::poll`]).
+    pub(crate) fn request_pump(&self) {
+        match &self.pump_wait {
+            Some((_, signal)) => signal.post(),
+            None => {
+                // SAFETY: posts to our own window.
+                unsafe { PostMessageW(self.window.hwnd(), WM_PUMP, 0, 0) };
+            }
+        }
     }
 
     fn pump_messages(&mut self) -> bool {
@@ -702,6 +923,16 @@ impl Backend {
     /// Turns finished slots into completions and frees them.
     fn reap(&mut self, out: &mut Vec<Completion>) {
         overlapped::take_done(self.id, &mut self.reaped);
+        if !self.signalled.is_empty() {
+            let (sources, reaped) = (&self.sources, &mut self.reaped);
+            self.signalled.retain(|&slot| {
+                let finished = check_signalled(sources, slot);
+                if finished {
+                    reaped.push(slot);
+                }
+                !finished
+            });
+        }
         for slot in self.reaped.drain(..) {
             // SAFETY: the routine has run for this slot; it is ours and live.
             let s = unsafe { &mut *slot };
@@ -1016,6 +1247,15 @@ impl crate::sys::Backend for Backend {
         out: &mut Vec<Completion>,
         _requests: &mut dyn FnMut(u64) -> Option<Request>,
     ) -> io::Result<bool> {
+        if let Some((_, signal)) = &self.pump_wait {
+            // Attached: a pump. Requests that finish from now on post the
+            // next one — unless input or paint messages wait, which a posted
+            // message would keep waiting (they are taken after posted
+            // messages); then the pump timer brings the next pump.
+            if !input_waiting() {
+                signal.posted.store(false, Ordering::Release);
+            }
+        }
         let pending = overlapped::any_done()
             || self.lookups.any_done()
             || !self.window.shared().socket_events.borrow().is_empty();
@@ -1065,6 +1305,8 @@ impl crate::sys::Backend for Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
+        // Dropped while attached: no callback may post to the window any more.
+        self.stop_pump_wait();
         self.lookups.shut_down();
         // Requests still in flight (their sockets are closed by now, so they
         // finish promptly) must complete before their slots are freed: wait

@@ -1,8 +1,8 @@
 //! The driver's message-only window.
 //!
 //! It receives two kinds of messages: `WSAAsyncSelect` notifications
-//! (`FD_ACCEPT`, `FD_CONNECT`), which the window procedure only records for the
-//! backend, and pump requests (a posted `WM_PUMP` or the pump timer's
+//! (`FD_ACCEPT`, `FD_CONNECT`), which the window procedure records for the
+//! backend (and, when attached, follows with a pump), and pump requests (a posted `WM_PUMP` or the pump timer's
 //! `WM_TIMER`), which a driver attached to a program's own message loop uses
 //! to run its callbacks from that loop.
 
@@ -157,6 +157,9 @@ unsafe extern "system" fn window_proc(hwnd: HWND, msg: u32, wparam: WPARAM, lpar
             if let Ok(mut events) = shared.socket_events.try_borrow_mut() {
                 events.push((wparam as SOCKET, event, error));
             }
+            // Attached: the program's loop dispatched it; run the accept or
+            // connect now (the driver's own loop has no pump installed).
+            run_pump(shared);
             0
         }
         WM_PUMP => {
