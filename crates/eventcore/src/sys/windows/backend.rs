@@ -31,6 +31,23 @@
 //! Cancelling an overlapped request is `CancelIoEx`; its routine still runs
 //! (with `ERROR_OPERATION_ABORTED` or the result it had reached), so `cancel`
 //! answers `false` and the driver keeps the buffer until then.
+//!
+//! # Attached to a program's message loop
+//!
+//! That loop's `GetMessage` is not an alertable wait, so completion routines
+//! would wait for the pump timer. Requests started while attached therefore
+//! take no routine: their OVERLAPPED carries the waker's event, which the OS
+//! signals when they finish (from any wait, alertable or not), and a wait
+//! registered on that event (`RegisterWaitForSingleObject`, run in the wait
+//! thread) posts `WM_PUMP` to the driver's window — at most one at a time,
+//! and none while input or paint messages wait, which a posted message
+//! would hold back. `reap` looks at the OVERLAPPED of those requests
+//! (`Slot::signalled`): finished ones are read with `WSAGetOverlappedResult`
+//! / `GetOverlappedResult` without waiting, so they report the codes a
+//! routine would. The driver's own wait keeps the event in its wait set, so
+//! such requests still finish after a detach; requests started before the
+//! attach keep their routines (run at the next pump). docs/design.md has
+//! the reasons and the figures.
 
 use std::collections::HashMap;
 use std::io;
@@ -496,6 +513,9 @@ impl Backend {
                 }
             }
         };
+        if signalled {
+            self.rearm_event();
+        }
         if ok == 0 {
             let e = io::Error::last_os_error();
             // Without a routine, "pending" is reported as a failure.
@@ -724,6 +744,9 @@ impl Backend {
                 }
             }
         };
+        if signalled {
+            self.rearm_event();
+        }
         let mut tracked = false;
         if rc == SOCKET_ERROR {
             let e = last_wsa_error();
@@ -775,6 +798,16 @@ impl Backend {
         }
         self.park_in_flight(id, token, slot, reading);
         None
+    }
+
+    /// Sets the waker's event again after a request that names it was
+    /// started: starting a request clears the event it names (Windows' I/O
+    /// manager does, and so does Wine), which would erase the signal of a
+    /// request that finished just before, not reaped yet, or of a wake-up.
+    /// The cost is at most one spurious pump per pump that starts requests.
+    fn rearm_event(&self) {
+        // SAFETY: signalling our own event.
+        unsafe { SetEvent(self.waker.event.0) };
     }
 
     /// Records a started overlapped request in its source's slot.
@@ -876,7 +909,7 @@ impl Backend {
 
     /// Asks for another pump of an attached driver (the last one stopped
     /// with work left); at most one such request is queued, and none while
-    /// input waits (see [`Backend::poll`]).
+    /// input waits (see `poll`).
     pub(crate) fn request_pump(&self) {
         match &self.pump_wait {
             Some((_, signal)) => signal.post(),
