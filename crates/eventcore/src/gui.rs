@@ -96,6 +96,7 @@ impl Driver {
                 return;
             };
             let result = catch_unwind(AssertUnwindSafe(|| pump_batches(&mut drv)));
+            drv.sys.settle();
             match result {
                 Ok(Ok(ExitReason::Quit(code))) => {
                     // The program's own loop must see the quit too.

@@ -819,7 +819,49 @@ fn gui_attached_echo_round_trip_inside_the_programs_loop(kind: BackendKind) {
     util::assert_no_leaks(&drv);
 }
 
+/// An attached driver dropped (not detached) while requests it started are
+/// in flight: the registered wait is withdrawn before the window goes, the
+/// requests finish while the driver closes its sockets, and the thread's
+/// message loop and a new driver on the thread go on normally.
+fn gui_attached_driver_dropped_with_io_in_flight(kind: BackendKind) {
+    use windows_sys::Win32::UI::WindowsAndMessaging::{DispatchMessageW, PeekMessageW, MSG, PM_REMOVE};
+    let mut drv = util::driver(kind);
+    let (client, server) = connected_pair(&mut drv);
+    let attached = drv.attach_to_message_loop(Duration::from_millis(10));
+    attached
+        .with(|drv| {
+            drv.sockets()
+                .read(client, vec![0; 8], IoMode::All, |_, _, _, _| panic!("no data was sent"));
+            drv.sockets()
+                .read(server, vec![0; 8], IoMode::All, |_, _, _, _| panic!("no data was sent"));
+        })
+        .unwrap();
+    drop(attached);
+    // The program's loop goes on: whatever is still queued for the gone
+    // window is dispatched harmlessly.
+    let until = Instant::now() + Duration::from_millis(50);
+    while Instant::now() < until {
+        // SAFETY: a zeroed MSG is a valid out-parameter; dispatching a
+        // message this thread's queue returned.
+        unsafe {
+            let mut msg: MSG = std::mem::zeroed();
+            while PeekMessageW(&mut msg, std::ptr::null_mut(), 0, 0, PM_REMOVE) != 0 {
+                DispatchMessageW(&msg);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // A new driver on the same thread runs an echo, attached and not.
+    let mut drv = util::driver(kind);
+    let done = Rc::new(Cell::new(false));
+    start_echo(&mut drv, done.clone());
+    util::run_until(&mut drv, LIMIT, |_| done.get());
+    assert_eq!(util::run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
+    util::assert_no_leaks(&drv);
+}
+
 contract_tests! {
+    gui_attached_driver_dropped_with_io_in_flight,
     gui_echo_round_trip_with_the_driver_in_charge,
     gui_attached_echo_round_trip_inside_a_modal_loop,
     gui_attached_echo_round_trip_inside_the_programs_loop,

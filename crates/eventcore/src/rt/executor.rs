@@ -730,6 +730,9 @@ impl Executor {
                 core.driver.borrow().sys.request_pump();
                 Ok(ExitReason::Idle)
             }));
+            if let Ok(mut drv) = core.driver.try_borrow_mut() {
+                drv.sys.settle();
+            }
             match result {
                 Ok(Ok(ExitReason::Quit(code))) => crate::sys::post_quit(code),
                 Ok(_) => {}

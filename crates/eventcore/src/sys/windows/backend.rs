@@ -44,7 +44,10 @@
 //! would hold back. `reap` looks at the OVERLAPPED of those requests
 //! (`Slot::signalled`): finished ones are read with `WSAGetOverlappedResult`
 //! / `GetOverlappedResult` without waiting, so they report the codes a
-//! routine would. The driver's own wait keeps the event in its wait set, so
+//! routine would. Starting a request clears the event it names, which may
+//! erase the signal of a request that finished just before: the backend
+//! notes such starts and looks again before it waits or hands the thread
+//! back (`settle`). The driver's own wait keeps the event in its wait set, so
 //! such requests still finish after a detach; requests started before the
 //! attach keep their routines (run at the next pump). docs/design.md has
 //! the reasons and the figures.
@@ -325,6 +328,9 @@ pub(crate) struct Backend {
     /// While attached: the registered wait on the waker's event that posts
     /// `WM_PUMP`, and its context.
     pump_wait: Option<(HANDLE, Box<PumpSignal>)>,
+    /// A signalled request was started after `reap` last looked at the
+    /// signalled requests (see [`Backend::settle`]).
+    unscanned_start: bool,
 }
 
 /// Whether the calling thread owns a top-level window other than `ours`
@@ -416,6 +422,7 @@ impl Backend {
             pump_messages: true,
             signalled: Vec::new(),
             pump_wait: None,
+            unscanned_start: false,
         })
     }
 
@@ -514,7 +521,7 @@ impl Backend {
             }
         };
         if signalled {
-            self.rearm_event();
+            self.unscanned_start = true;
         }
         if ok == 0 {
             let e = io::Error::last_os_error();
@@ -745,7 +752,7 @@ impl Backend {
             }
         };
         if signalled {
-            self.rearm_event();
+            self.unscanned_start = true;
         }
         let mut tracked = false;
         if rc == SOCKET_ERROR {
@@ -800,14 +807,19 @@ impl Backend {
         None
     }
 
-    /// Sets the waker's event again after a request that names it was
-    /// started: starting a request clears the event it names (Windows' I/O
-    /// manager does, and so does Wine), which would erase the signal of a
-    /// request that finished just before, not reaped yet, or of a wake-up.
-    /// The cost is at most one spurious pump per pump that starts requests.
-    fn rearm_event(&self) {
-        // SAFETY: signalling our own event.
-        unsafe { SetEvent(self.waker.event.0) };
+    /// Called when an attached driver hands the thread back to the
+    /// program's loop (the end of a pump): if a signalled request was
+    /// started after the last look at the signalled requests, sets the
+    /// waker's event again. Starting a request clears the event it names
+    /// (Windows' I/O manager does, and so does Wine), which may have erased
+    /// the signal of a request that finished just before and was not reaped;
+    /// the set event brings a pump that looks. (`poll` does not wait while
+    /// such a start is unseen, for the same reason.)
+    pub(crate) fn settle(&mut self) {
+        if self.unscanned_start {
+            // SAFETY: signalling our own event.
+            unsafe { SetEvent(self.waker.event.0) };
+        }
     }
 
     /// Records a started overlapped request in its source's slot.
@@ -956,7 +968,8 @@ impl Backend {
     /// Turns finished slots into completions and frees them.
     fn reap(&mut self, out: &mut Vec<Completion>) {
         overlapped::take_done(self.id, &mut self.reaped);
-        if !self.signalled.is_empty() {
+        if !self.signalled.is_empty() || self.unscanned_start {
+            self.unscanned_start = false;
             let (sources, reaped) = (&self.sources, &mut self.reaped);
             self.signalled.retain(|&slot| {
                 let finished = check_signalled(sources, slot);
@@ -1290,6 +1303,7 @@ impl crate::sys::Backend for Backend {
             }
         }
         let pending = overlapped::any_done()
+            || self.unscanned_start
             || self.lookups.any_done()
             || !self.window.shared().socket_events.borrow().is_empty();
         let ms = if pending {
