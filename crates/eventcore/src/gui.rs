@@ -76,7 +76,8 @@ impl Driver {
     /// Hands the driver to the thread's own message loop (see the module
     /// docs): from now on any loop that dispatches messages on this thread
     /// runs the driver's callbacks, at the latest every `pump_interval`, and
-    /// at once when a `Remote` wakes it. The program reaches the driver
+    /// at once when a `Remote` wakes it or an I/O request started while
+    /// attached finishes. The program reaches the driver
     /// through [`AttachedDriver::with`] and takes it back with
     /// [`AttachedDriver::detach`].
     pub fn attach_to_message_loop(mut self, pump_interval: Duration) -> AttachedDriver {

@@ -695,8 +695,10 @@ impl Executor {
     /// now on any loop that dispatches messages on this thread — the
     /// program's `GetMessageW` loop, `MessageBoxW`, a window being moved —
     /// runs the executor's tasks and driver callbacks: at once when a task is
-    /// woken (from this thread or another, through the driver's `Remote`),
-    /// and at the latest every `pump_interval` for timers and I/O. A panic of
+    /// woken (from this thread or another, through the driver's `Remote`) or
+    /// an I/O request started while attached finishes, and at the latest
+    /// every `pump_interval` for timers (and for I/O already in flight at the
+    /// attach, or while input messages wait). A panic of
     /// a task run there is resumed by the next call of this executor (`turn`,
     /// `block_on`, `detach_from_message_loop`). Spawn tasks with
     /// [`Executor::spawn`]; do not call `block_on` or `turn` while attached.
