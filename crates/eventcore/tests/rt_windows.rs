@@ -297,7 +297,58 @@ fn rt_executor_echo_round_trip_with_block_on(kind: BackendKind) {
     assert_no_leaks(&ex);
 }
 
+/// An executor dropped while attached, with a task waiting in a read: the
+/// registered wait goes first, the read finishes as the socket closes, and
+/// the thread's loop and a new executor go on.
+fn rt_executor_dropped_while_attached_with_io_in_flight(kind: BackendKind) {
+    use eventcore::rt::{Listener, TcpStream};
+    use std::net::SocketAddr;
+    use windows_sys::Win32::UI::WindowsAndMessaging::{DispatchMessageW, PeekMessageW, MSG, PM_REMOVE};
+
+    let mut ex = executor(kind);
+    let (mut client, server) = ex.block_on(async {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listener = Listener::bind(any).expect("bind");
+        let addr = listener.local_addr().unwrap().as_inet().unwrap();
+        let (client, accepted) = futures_util::future::join(TcpStream::connect(addr), listener.accept()).await;
+        (client.expect("connect"), accepted.expect("accept").0)
+    });
+    ex.attach_to_message_loop(Duration::from_millis(10));
+    ex.spawn(async move {
+        let mut buf = [0u8; 8];
+        let _ = AsyncReadExt::read(&mut client, &mut buf).await;
+        panic!("nothing was sent");
+    });
+    // Let the task start its read from the program's loop.
+    let until = std::time::Instant::now() + Duration::from_millis(50);
+    while std::time::Instant::now() < until {
+        // SAFETY: a zeroed MSG is a valid out-parameter; dispatching a
+        // message this thread's queue returned.
+        unsafe {
+            let mut msg: MSG = std::mem::zeroed();
+            while PeekMessageW(&mut msg, std::ptr::null_mut(), 0, 0, PM_REMOVE) != 0 {
+                DispatchMessageW(&msg);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(server);
+    drop(ex);
+    // SAFETY: as above; whatever is left for the gone window is harmless.
+    unsafe {
+        let mut msg: MSG = std::mem::zeroed();
+        while PeekMessageW(&mut msg, std::ptr::null_mut(), 0, 0, PM_REMOVE) != 0 {
+            DispatchMessageW(&msg);
+        }
+    }
+    let mut ex = executor(kind);
+    let batches = executor_echo(&mut ex, true);
+    assert!(!batches.is_empty());
+    assert_no_leaks(&ex);
+}
+
 contract_tests! {
+    rt_executor_dropped_while_attached_with_io_in_flight,
     rt_executor_echo_round_trip_with_block_on,
     rt_executor_attached_echo_round_trip,
     rt_executor_attached_runs_inside_a_modal_loop,
