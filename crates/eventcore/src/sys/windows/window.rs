@@ -2,9 +2,12 @@
 //!
 //! It receives two kinds of messages: `WSAAsyncSelect` notifications
 //! (`FD_ACCEPT`, `FD_CONNECT`), which the window procedure records for the
-//! backend (and, when attached, follows with a pump), and pump requests (a posted `WM_PUMP` or the pump timer's
-//! `WM_TIMER`), which a driver attached to a program's own message loop uses
-//! to run its callbacks from that loop.
+//! backend (and, when attached, follows with a pump), and pump requests (a
+//! posted `WM_PUMP` or the pump timer's `WM_TIMER`), which a driver attached
+//! to a program's own message loop uses to run its callbacks from that loop.
+//! `WM_PUMP` comes from the waker, from the registered wait on the waker's
+//! event (a request started while attached finished) and from a pump that
+//! stopped with work left.
 
 use std::cell::RefCell;
 use std::io;
