@@ -695,8 +695,10 @@ impl Executor {
     /// now on any loop that dispatches messages on this thread — the
     /// program's `GetMessageW` loop, `MessageBoxW`, a window being moved —
     /// runs the executor's tasks and driver callbacks: at once when a task is
-    /// woken (from this thread or another, through the driver's `Remote`),
-    /// and at the latest every `pump_interval` for timers and I/O. A panic of
+    /// woken (from this thread or another, through the driver's `Remote`) or
+    /// an I/O request started while attached finishes, and at the latest
+    /// every `pump_interval` for timers (and for I/O already in flight at the
+    /// attach, or while input messages wait). A panic of
     /// a task run there is resumed by the next call of this executor (`turn`,
     /// `block_on`, `detach_from_message_loop`). Spawn tasks with
     /// [`Executor::spawn`]; do not call `block_on` or `turn` while attached.
@@ -713,9 +715,26 @@ impl Executor {
                 // that runs it goes on afterwards.
                 return;
             }
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                core.turn_once(Some(Duration::ZERO))
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<ExitReason> {
+                // Turns while tasks or callbacks run (what one of them started
+                // and finished at once runs now, not at the next pump), within
+                // the pump's budget; then another pump if work is left.
+                let started = std::time::Instant::now();
+                for _ in 0..crate::gui::PUMP_BATCHES {
+                    let reason = core.turn_once(Some(Duration::ZERO))?;
+                    if reason != ExitReason::Idle {
+                        return Ok(reason);
+                    }
+                    if started.elapsed() >= crate::gui::PUMP_BUDGET {
+                        break;
+                    }
+                }
+                core.driver.borrow().sys.request_pump();
+                Ok(ExitReason::Idle)
             }));
+            if let Ok(mut drv) = core.driver.try_borrow_mut() {
+                drv.sys.settle();
+            }
             match result {
                 Ok(Ok(ExitReason::Quit(code))) => crate::sys::post_quit(code),
                 Ok(_) => {}

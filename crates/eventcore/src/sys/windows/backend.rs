@@ -31,38 +31,63 @@
 //! Cancelling an overlapped request is `CancelIoEx`; its routine still runs
 //! (with `ERROR_OPERATION_ABORTED` or the result it had reached), so `cancel`
 //! answers `false` and the driver keeps the buffer until then.
+//!
+//! # Attached to a program's message loop
+//!
+//! That loop's `GetMessage` is not an alertable wait, so completion routines
+//! would wait for the pump timer. Requests started while attached therefore
+//! take no routine: their OVERLAPPED carries the waker's event, which the OS
+//! signals when they finish (from any wait, alertable or not), and a wait
+//! registered on that event (`RegisterWaitForSingleObject`, run in the wait
+//! thread) posts `WM_PUMP` to the driver's window — at most one at a time,
+//! and none while input or paint messages wait, which a posted message
+//! would hold back. `reap` looks at the OVERLAPPED of those requests
+//! (`Slot::signalled`): finished ones are read with `WSAGetOverlappedResult`
+//! / `GetOverlappedResult` without waiting, so they report the codes a
+//! routine would. Starting a request clears the event it names, which may
+//! erase the signal of a request that finished just before: the backend
+//! notes such starts and looks again before it waits or hands the thread
+//! back (`settle`). The driver's own wait keeps the event in its wait set, so
+//! such requests still finish after a detach; requests started before the
+//! attach keep their routines (run at the next pump). docs/design.md has
+//! the reasons and the figures.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::windows::io::FromRawSocket;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::SockAddr;
 use windows_sys::core::BOOL;
 use windows_sys::Win32::Foundation::ERROR_OPERATION_ABORTED;
-use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, HWND, WAIT_FAILED};
+use windows_sys::Win32::Foundation::{
+    CloseHandle, GetLastError, ERROR_IO_INCOMPLETE, ERROR_IO_PENDING, HANDLE, HWND, INVALID_HANDLE_VALUE,
+    STATUS_PENDING, WAIT_FAILED,
+};
 use windows_sys::Win32::Networking::WinSock::{
-    accept, connect, getsockopt, recv, recvfrom, send, sendto, WSAAsyncSelect, WSAGetLastError, WSAPoll, WSARecv,
-    WSARecvFrom, WSASend, WSASendTo, FD_ACCEPT, FD_CLOSE, FD_CONNECT, FD_READ, FD_WRITE, INVALID_SOCKET, MSG_PEEK,
-    POLLNVAL, POLLRDNORM, POLLWRNORM, SOCKADDR, SOCKADDR_STORAGE, SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_TYPE, WSABUF,
-    WSAEMSGSIZE, WSAENOTSOCK, WSAEWOULDBLOCK, WSAPOLLFD, WSA_IO_PENDING,
+    accept, connect, getsockopt, recv, recvfrom, send, sendto, WSAAsyncSelect, WSAGetLastError, WSAGetOverlappedResult,
+    WSAPoll, WSARecv, WSARecvFrom, WSASend, WSASendTo, FD_ACCEPT, FD_CLOSE, FD_CONNECT, FD_READ, FD_WRITE,
+    INVALID_SOCKET, LPWSAOVERLAPPED_COMPLETION_ROUTINE, MSG_PEEK, POLLNVAL, POLLRDNORM, POLLWRNORM, SOCKADDR,
+    SOCKADDR_STORAGE, SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_TYPE, WSABUF, WSAEMSGSIZE, WSAENOTSOCK, WSAEWOULDBLOCK,
+    WSAPOLLFD, WSA_IO_PENDING,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    GetFileType, ReadDirectoryChangesW, ReadFileEx, WriteFileEx, FILE_NOTIFY_CHANGE_CREATION,
+    GetFileType, ReadDirectoryChangesW, ReadFile, ReadFileEx, WriteFile, WriteFileEx, FILE_NOTIFY_CHANGE_CREATION,
     FILE_NOTIFY_CHANGE_DIR_NAME, FILE_NOTIFY_CHANGE_FILE_NAME, FILE_NOTIFY_CHANGE_LAST_WRITE, FILE_NOTIFY_CHANGE_SIZE,
     FILE_TYPE_PIPE,
 };
 use windows_sys::Win32::System::Pipes::PeekNamedPipe;
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, CreateWaitableTimerExW, GetCurrentThreadId, SetEvent, SetWaitableTimer, SleepEx, INFINITE,
+    CreateEventW, CreateWaitableTimerExW, GetCurrentThreadId, RegisterWaitForSingleObject, SetEvent, SetWaitableTimer,
+    SleepEx, UnregisterWaitEx, INFINITE, WT_EXECUTEINWAITTHREAD,
 };
-use windows_sys::Win32::System::IO::{CancelIoEx, OVERLAPPED};
+use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, LPOVERLAPPED_COMPLETION_ROUTINE, OVERLAPPED};
 use windows_sys::Win32::UI::WindowsAndMessaging::{
-    DispatchMessageW, EnumThreadWindows, GetAncestor, GetDesktopWindow, MsgWaitForMultipleObjectsEx, PeekMessageW,
-    PostMessageW, TranslateMessage, GA_PARENT, MSG, MWMO_ALERTABLE, MWMO_INPUTAVAILABLE, PM_REMOVE, QS_ALLINPUT,
-    WM_QUIT,
+    DispatchMessageW, EnumThreadWindows, GetAncestor, GetDesktopWindow, GetQueueStatus, MsgWaitForMultipleObjectsEx,
+    PeekMessageW, PostMessageW, TranslateMessage, GA_PARENT, MSG, MWMO_ALERTABLE, MWMO_INPUTAVAILABLE, PM_REMOVE,
+    QS_ALLINPUT, QS_INPUT, QS_PAINT, WM_QUIT,
 };
 
 use super::overlapped::{self, on_file_done, on_socket_done, Slot, Slots};
@@ -157,6 +182,98 @@ impl Waker {
     }
 }
 
+/// The context of an attached driver's registered wait on the waker's event:
+/// every signal (a finished request started while attached, or a wake-up)
+/// posts `WM_PUMP` to the driver's window, at most one at a time.
+struct PumpSignal {
+    /// The driver's window.
+    hwnd: HWND,
+    /// A `WM_PUMP` of this signal is queued and its pump has not polled yet.
+    posted: AtomicBool,
+}
+
+impl PumpSignal {
+    /// Posts `WM_PUMP` unless one is already on its way.
+    fn post(&self) {
+        if !self.posted.swap(true, Ordering::AcqRel) {
+            // SAFETY: posting to a window is allowed from any thread; the
+            // window outlives the registered wait (unregistered first).
+            if unsafe { PostMessageW(self.hwnd, WM_PUMP, 0, 0) } == 0 {
+                self.posted.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// The callback of the registered wait (runs on the wait thread).
+///
+/// # Safety
+/// `context` is the [`PumpSignal`] passed at registration, which stays
+/// allocated until `UnregisterWaitEx(INVALID_HANDLE_VALUE)` has returned.
+unsafe extern "system" fn post_pump(context: *mut std::ffi::c_void, _timed_out: bool) {
+    // SAFETY: see the function's contract.
+    let signal = unsafe { &*(context as *const PumpSignal) };
+    signal.post();
+}
+
+/// Whether input or paint messages wait in the calling thread's queue (a
+/// posted `WM_PUMP` would be taken before them).
+fn input_waiting() -> bool {
+    // SAFETY: a plain query of the calling thread's queue.
+    let status = unsafe { GetQueueStatus(QS_INPUT | QS_PAINT) };
+    status >> 16 != 0
+}
+
+/// Whether the request of a `signalled` slot has finished; if so, records its
+/// outcome in the slot (as the completion routine does for the others).
+/// `sources` tells a live socket (asked with `WSAGetOverlappedResult`, for
+/// the same WinSock error codes a routine gets) from anything else
+/// (`GetOverlappedResult`).
+fn check_signalled(sources: &Table<Source>, slot: *mut Slot) -> bool {
+    // SAFETY: `slot` is live and in flight (or finished); the OS writes only
+    // its OVERLAPPED, whose status is read volatile, outcome after it.
+    unsafe {
+        if (*slot).done {
+            return true;
+        }
+        let status = std::ptr::read_volatile(std::ptr::addr_of!((*slot).ov.Internal));
+        if status == STATUS_PENDING as usize {
+            return false;
+        }
+        fence(Ordering::Acquire);
+        let ov = std::ptr::addr_of!((*slot).ov);
+        let mut bytes: u32 = 0;
+        let socket = sources
+            .get(Key::from_u64((*slot).source.0, 0))
+            .filter(|src| !src.handle)
+            .map(|src| src.sock);
+        let error = match socket {
+            Some(sock) => {
+                let mut flags: u32 = 0;
+                if WSAGetOverlappedResult(sock, ov, &mut bytes, 0, &mut flags) != 0 {
+                    0
+                } else {
+                    WSAGetLastError() as u32
+                }
+            }
+            None => {
+                if GetOverlappedResult(std::ptr::null_mut(), ov, &mut bytes, 0) != 0 {
+                    0
+                } else {
+                    GetLastError()
+                }
+            }
+        };
+        if error == ERROR_IO_INCOMPLETE {
+            return false;
+        }
+        (*slot).error = error;
+        (*slot).bytes = bytes;
+        (*slot).done = true;
+        true
+    }
+}
+
 enum ReqKind {
     RecvFrom,
     Other,
@@ -215,6 +332,15 @@ pub(crate) struct Backend {
     quit: Option<i32>,
     /// False while attached to a program's message loop, which dispatches.
     pump_messages: bool,
+    /// In-flight requests started while attached (`Slot::signalled`): no
+    /// routine runs for them; `reap` looks at their OVERLAPPED.
+    signalled: Vec<*mut Slot>,
+    /// While attached: the registered wait on the waker's event that posts
+    /// `WM_PUMP`, and its context.
+    pump_wait: Option<(HANDLE, Box<PumpSignal>)>,
+    /// A signalled request was started after `reap` last looked at the
+    /// signalled requests (see [`Backend::settle`]).
+    unscanned_start: bool,
 }
 
 /// Whether the calling thread owns a top-level window other than `ours`
@@ -304,6 +430,9 @@ impl Backend {
             lookups: super::dns::Lookups::new(waker.clone()),
             quit: None,
             pump_messages: true,
+            signalled: Vec::new(),
+            pump_wait: None,
+            unscanned_start: false,
         })
     }
 
@@ -326,37 +455,65 @@ impl Backend {
     /// Starts a `ReadFileEx` / `WriteFileEx` / `ReadDirectoryChangesW` on a
     /// handle source; returns the in-flight slot, or the error if the request
     /// did not start (then no routine will run).
-    fn start_handle_request(&mut self, id: SourceId, token: u64, req: &Request) -> io::Result<*mut Slot> {
+    ///
+    /// `signalled`: without a routine, signalling the waker's event (a
+    /// driver attached to a program's message loop; see [`check_signalled`]).
+    fn start_handle_request(
+        &mut self,
+        id: SourceId,
+        token: u64,
+        req: &Request,
+        signalled: bool,
+    ) -> io::Result<*mut Slot> {
         let src = self.sources.get(Key::from_u64(id.0, 0)).ok_or_else(bad_handle)?;
         let h = src.sock as HANDLE;
         let write_cap = if src.pipe { MAX_PIPE_WRITE } else { usize::MAX };
         let slot = self.slots.alloc(token, id, req.is_reading());
+        let event = self.waker.event.0;
+        let routine: LPOVERLAPPED_COMPLETION_ROUTINE = if signalled { None } else { Some(on_file_done) };
         // SAFETY: the slot (and its OVERLAPPED) stays allocated until its
         // routine ran; the buffers belong to the driver, which keeps them
         // alive until the completion is reaped (see sys/mod.rs).
         let ok = unsafe {
             let s = &mut *slot;
+            if signalled {
+                s.signalled = true;
+                s.ov.hEvent = event;
+                s.ov.Internal = STATUS_PENDING as usize;
+            }
             let ov = &mut s.ov as *mut OVERLAPPED;
             let set_offset = |ov: *mut OVERLAPPED, offset: u64| {
                 (*ov).Anonymous.Anonymous.Offset = offset as u32;
                 (*ov).Anonymous.Anonymous.OffsetHigh = (offset >> 32) as u32;
             };
+            let read = |ptr: *mut u8, len: u32, ov: *mut OVERLAPPED| {
+                if signalled {
+                    ReadFile(h, ptr, len, std::ptr::null_mut(), ov)
+                } else {
+                    ReadFileEx(h, ptr, len, ov, routine)
+                }
+            };
+            let write = |ptr: *const u8, len: u32, ov: *mut OVERLAPPED| {
+                if signalled {
+                    WriteFile(h, ptr, len, std::ptr::null_mut(), ov)
+                } else {
+                    WriteFileEx(h, ptr, len, ov, routine)
+                }
+            };
             match *req {
-                Request::Read { ptr, len } => ReadFileEx(h, ptr, clamp_u32(len), ov, Some(on_file_done)),
+                Request::Read { ptr, len } => read(ptr, clamp_u32(len), ov),
                 Request::Readable => {
                     // A zero-byte read completes when data (or the end) arrives.
-                    ReadFileEx(h, s.zero.as_mut_ptr(), 0, ov, Some(on_file_done))
+                    read(s.zero.as_mut_ptr(), 0, ov)
                 }
                 Request::ReadAt { ptr, len, offset } => {
                     set_offset(ov, offset);
-                    ReadFileEx(h, ptr, clamp_u32(len), ov, Some(on_file_done))
+                    read(ptr, clamp_u32(len), ov)
                 }
-                Request::Write { ptr, len } => {
-                    WriteFileEx(h, ptr, clamp_u32(len.min(write_cap)), ov, Some(on_file_done))
-                }
+                Request::Write { ptr, len } => write(ptr, clamp_u32(len.min(write_cap)), ov),
                 Request::WriteAt { ptr, len, offset } => {
                     set_offset(ov, offset);
-                    WriteFileEx(h, ptr, clamp_u32(len), ov, Some(on_file_done))
+                    write(ptr, clamp_u32(len), ov)
                 }
                 Request::DirectoryChanges { ptr, len, recursive } => ReadDirectoryChangesW(
                     h,
@@ -366,7 +523,7 @@ impl Backend {
                     DIRECTORY_FILTER,
                     std::ptr::null_mut(),
                     ov,
-                    Some(on_file_done),
+                    routine,
                 ),
                 _ => {
                     self.slots.free(slot);
@@ -374,10 +531,19 @@ impl Backend {
                 }
             }
         };
+        if signalled {
+            self.unscanned_start = true;
+        }
         if ok == 0 {
             let e = io::Error::last_os_error();
-            self.slots.free(slot);
-            return Err(e);
+            // Without a routine, "pending" is reported as a failure.
+            if !(signalled && e.raw_os_error() == Some(ERROR_IO_PENDING as i32)) {
+                self.slots.free(slot);
+                return Err(e);
+            }
+        }
+        if signalled {
+            self.signalled.push(slot);
         }
         Ok(slot)
     }
@@ -387,10 +553,15 @@ impl Backend {
     /// the routine did not come in time (the slot stays in flight).
     fn wait_slot(&mut self, slot: *mut Slot, limit: Duration) -> Option<(u32, u32)> {
         let deadline = std::time::Instant::now() + limit;
+        // SAFETY: the slot is live; only this thread writes the flag.
+        let signalled = unsafe { (*slot).signalled };
         loop {
             // SAFETY: an alertable zero sleep runs this thread's queued routines.
             unsafe { SleepEx(0, 1) };
-            // SAFETY: the routine sets `done` on this thread.
+            if signalled {
+                check_signalled(&self.sources, slot);
+            }
+            // SAFETY: the routine (or `check_signalled`) sets `done` on this thread.
             if unsafe { (*slot).done } {
                 break;
             }
@@ -400,7 +571,11 @@ impl Backend {
             // SAFETY: as above.
             unsafe { SleepEx(1, 1) };
         }
-        overlapped::take_slot(slot);
+        if signalled {
+            self.signalled.retain(|&s| s != slot);
+        } else {
+            overlapped::take_slot(slot);
+        }
         // SAFETY: the routine has run: the slot is ours again.
         let done = unsafe { ((*slot).error, (*slot).bytes) };
         self.slots.free(slot);
@@ -436,7 +611,7 @@ impl Backend {
             other => other,
         };
         let writing_pipe = matches!(req, Request::Write { .. });
-        let slot = match self.start_handle_request(id, token, &req) {
+        let slot = match self.start_handle_request(id, token, &req, false) {
             Ok(slot) => slot,
             Err(e) => return Completion::new(token, Err(e)),
         };
@@ -479,10 +654,11 @@ impl Backend {
     fn start_overlapped(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
         let reading = req.is_reading();
         let src = self.sources.get(Key::from_u64(id.0, 0)).expect("checked by submit");
+        let signalled = !self.pump_messages;
         if src.handle {
             // WriteFileEx has no gathering form: one slice per transfer.
             let req = first_slice(req);
-            return match self.start_handle_request(id, token, &req) {
+            return match self.start_handle_request(id, token, &req, signalled) {
                 Ok(slot) => {
                     self.park_in_flight(id, token, slot, reading);
                     None
@@ -492,6 +668,8 @@ impl Backend {
         }
         let (sock, datagram) = (src.sock, src.datagram);
         let slot = self.slots.alloc(token, id, reading);
+        let event = self.waker.event.0;
+        let routine: LPWSAOVERLAPPED_COMPLETION_ROUTINE = if signalled { None } else { Some(on_socket_done) };
         let req_kind = if matches!(req, Request::RecvFrom { .. }) {
             ReqKind::RecvFrom
         } else {
@@ -502,6 +680,13 @@ impl Backend {
         // keeps them alive until the completion is reaped (see sys/mod.rs).
         let rc = unsafe {
             let s = &mut *slot;
+            if signalled {
+                // Attached: the OS signals the waker's event instead of
+                // queueing a routine (see `check_signalled`).
+                s.signalled = true;
+                s.ov.hEvent = event;
+                s.ov.Internal = STATUS_PENDING as usize;
+            }
             let ov = &mut s.ov as *mut _;
             match req {
                 Request::Read { ptr, len } => {
@@ -510,15 +695,7 @@ impl Backend {
                         len: len.min(u32::MAX as usize) as u32,
                         buf: ptr,
                     };
-                    WSARecv(
-                        sock,
-                        &buf,
-                        1,
-                        std::ptr::null_mut(),
-                        &mut s.flags,
-                        ov,
-                        Some(on_socket_done),
-                    )
+                    WSARecv(sock, &buf, 1, std::ptr::null_mut(), &mut s.flags, ov, routine)
                 }
                 Request::Readable => {
                     let buf = WSABUF {
@@ -529,22 +706,14 @@ impl Backend {
                         s.flags = MSG_PEEK as u32;
                         s.peek = true;
                     }
-                    WSARecv(
-                        sock,
-                        &buf,
-                        1,
-                        std::ptr::null_mut(),
-                        &mut s.flags,
-                        ov,
-                        Some(on_socket_done),
-                    )
+                    WSARecv(sock, &buf, 1, std::ptr::null_mut(), &mut s.flags, ov, routine)
                 }
                 Request::Write { ptr, len } => {
                     let buf = WSABUF {
                         len: len.min(MAX_SEND) as u32,
                         buf: ptr as *mut u8,
                     };
-                    WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, Some(on_socket_done))
+                    WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, routine)
                 }
                 Request::WriteVectored { slices, count } => {
                     // `IoSlice` has the layout of `WSABUF`, and the provider
@@ -565,7 +734,7 @@ impl Backend {
                             len: first.len().min(MAX_SEND) as u32,
                             buf: first.as_ptr().cast_mut(),
                         };
-                        WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, Some(on_socket_done))
+                        WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, routine)
                     } else {
                         WSASend(
                             sock,
@@ -574,7 +743,7 @@ impl Backend {
                             std::ptr::null_mut(),
                             0,
                             ov,
-                            Some(on_socket_done),
+                            routine,
                         )
                     }
                 }
@@ -594,7 +763,7 @@ impl Backend {
                         (&mut s.from as *mut SOCKADDR_STORAGE).cast::<SOCKADDR>(),
                         &mut s.from_len,
                         ov,
-                        Some(on_socket_done),
+                        routine,
                     )
                 }
                 Request::SendTo { ptr, len, to } => {
@@ -615,9 +784,9 @@ impl Backend {
                             addr.as_ptr().cast(),
                             addr.len(),
                             ov,
-                            Some(on_socket_done),
+                            routine,
                         ),
-                        None => WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, Some(on_socket_done)),
+                        None => WSASend(sock, &buf, 1, std::ptr::null_mut(), 0, ov, routine),
                     }
                 }
                 Request::Accept | Request::Connect(_) => unreachable!("handled by submit"),
@@ -630,6 +799,10 @@ impl Backend {
                 }
             }
         };
+        if signalled {
+            self.unscanned_start = true;
+        }
+        let mut tracked = false;
         if rc == SOCKET_ERROR {
             let e = last_wsa_error();
             if e.raw_os_error() == Some(WSAEMSGSIZE) {
@@ -638,9 +811,17 @@ impl Backend {
                 // documents that no routine follows an immediate error. Look
                 // for the routine; without it, complete now and leave the
                 // slot to a routine that may still come (its completion then
-                // names no operation and is dropped).
+                // names no operation and is dropped). A signalled request
+                // is looked at the same way.
+                if signalled {
+                    self.signalled.push(slot);
+                    tracked = true;
+                }
                 // SAFETY: an alertable zero sleep runs queued routines.
                 unsafe { SleepEx(0, 1) };
+                if signalled {
+                    check_signalled(&self.sources, slot);
+                }
                 // SAFETY: the routine sets `done` on this thread.
                 if !unsafe { (*slot).done } {
                     // SAFETY: the slot stays allocated; only its token changes.
@@ -665,9 +846,28 @@ impl Backend {
                 return Some(Completion::new(token, Err(e)));
             }
         }
-        // Started (even if it finished at once, its routine is queued).
+        // Started (even if it finished at once, its routine is queued or its
+        // event signalled).
+        if signalled && !tracked {
+            self.signalled.push(slot);
+        }
         self.park_in_flight(id, token, slot, reading);
         None
+    }
+
+    /// Called when an attached driver hands the thread back to the
+    /// program's loop (the end of a pump): if a signalled request was
+    /// started after the last look at the signalled requests, sets the
+    /// waker's event again. Starting a request clears the event it names
+    /// (Windows' I/O manager does, and so does Wine), which may have erased
+    /// the signal of a request that finished just before and was not reaped;
+    /// the set event brings a pump that looks. (`poll` does not wait while
+    /// such a start is unseen, for the same reason.)
+    pub(crate) fn settle(&mut self) {
+        if self.unscanned_start {
+            // SAFETY: signalling our own event.
+            unsafe { SetEvent(self.waker.event.0) };
+        }
     }
 
     /// Records a started overlapped request in its source's slot.
@@ -791,8 +991,13 @@ impl Backend {
     }
 
     /// Starts or stops pumping from a program's own message loop: the waker
-    /// also posts `WM_PUMP`, and a timer pumps every `interval_ms`.
+    /// also posts `WM_PUMP`, a timer pumps every `interval_ms`, and requests
+    /// started from now on signal the waker's event, on which a registered
+    /// wait posts `WM_PUMP` (so their callbacks run as soon as they finish,
+    /// not at the next tick). If the wait cannot be registered, the timer
+    /// alone pumps.
     pub(crate) fn set_attached(&mut self, interval_ms: Option<u32>) {
+        self.stop_pump_wait();
         let hwnd = if interval_ms.is_some() {
             self.window.hwnd()
         } else {
@@ -801,6 +1006,67 @@ impl Backend {
         self.waker.pump_window.store(hwnd, Ordering::Release);
         self.pump_messages = interval_ms.is_none();
         self.window.set_pump_timer(interval_ms);
+        if interval_ms.is_some() {
+            self.start_pump_wait();
+        } else if !self.signalled.is_empty() {
+            // Requests started while attached still signal the event, which
+            // the driver's own wait now sees; a signal the registered wait
+            // took last is given again.
+            // SAFETY: signalling our own event.
+            unsafe { SetEvent(self.waker.event.0) };
+        }
+    }
+
+    /// Registers the wait on the waker's event that posts `WM_PUMP`.
+    fn start_pump_wait(&mut self) {
+        let signal = Box::new(PumpSignal {
+            hwnd: self.window.hwnd(),
+            posted: AtomicBool::new(false),
+        });
+        let mut wait: HANDLE = std::ptr::null_mut();
+        // SAFETY: a wait on our own event, run again after every signal (no
+        // WT_EXECUTEONLYONCE), whose callback only posts a message; its
+        // context is the boxed signal, freed only after the wait is
+        // unregistered (`stop_pump_wait`, also on drop).
+        let ok = unsafe {
+            RegisterWaitForSingleObject(
+                &mut wait,
+                self.waker.event.0,
+                Some(post_pump),
+                &*signal as *const PumpSignal as *const std::ffi::c_void,
+                INFINITE,
+                WT_EXECUTEINWAITTHREAD,
+            )
+        };
+        if ok != 0 {
+            self.pump_wait = Some((wait, signal));
+        }
+    }
+
+    /// Withdraws the registered wait, waiting for a callback that runs.
+    fn stop_pump_wait(&mut self) {
+        if let Some((wait, signal)) = self.pump_wait.take() {
+            // SAFETY: our registered wait; INVALID_HANDLE_VALUE makes the call
+            // return only once no callback runs any more.
+            let ok = unsafe { UnregisterWaitEx(wait, INVALID_HANDLE_VALUE) };
+            if ok == 0 {
+                // A callback might still read the context: never free it.
+                Box::leak(signal);
+            }
+        }
+    }
+
+    /// Asks for another pump of an attached driver (the last one stopped
+    /// with work left); at most one such request is queued, and none while
+    /// input waits (see `poll`).
+    pub(crate) fn request_pump(&self) {
+        match &self.pump_wait {
+            Some((_, signal)) => signal.post(),
+            None => {
+                // SAFETY: posts to our own window.
+                unsafe { PostMessageW(self.window.hwnd(), WM_PUMP, 0, 0) };
+            }
+        }
     }
 
     fn pump_messages(&mut self) -> bool {
@@ -839,6 +1105,17 @@ impl Backend {
     /// Turns finished slots into completions and frees them.
     fn reap(&mut self, out: &mut Vec<Completion>) {
         overlapped::take_done(self.id, &mut self.reaped);
+        if !self.signalled.is_empty() || self.unscanned_start {
+            self.unscanned_start = false;
+            let (sources, reaped) = (&self.sources, &mut self.reaped);
+            self.signalled.retain(|&slot| {
+                let finished = check_signalled(sources, slot);
+                if finished {
+                    reaped.push(slot);
+                }
+                !finished
+            });
+        }
         for slot in self.reaped.drain(..) {
             // SAFETY: the routine has run for this slot; it is ours and live.
             let s = unsafe { &mut *slot };
@@ -1175,7 +1452,17 @@ impl crate::sys::Backend for Backend {
         out: &mut Vec<Completion>,
         _requests: &mut dyn FnMut(u64) -> Option<Request>,
     ) -> io::Result<bool> {
+        if let Some((_, signal)) = &self.pump_wait {
+            // Attached: a pump. Requests that finish from now on post the
+            // next one — unless input or paint messages wait, which a posted
+            // message would keep waiting (they are taken after posted
+            // messages); then the pump timer brings the next pump.
+            if !input_waiting() {
+                signal.posted.store(false, Ordering::Release);
+            }
+        }
         let pending = overlapped::any_done()
+            || self.unscanned_start
             || self.lookups.any_done()
             || !self.window.shared().socket_events.borrow().is_empty();
         let ms = if pending {
@@ -1224,6 +1511,8 @@ impl crate::sys::Backend for Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
+        // Dropped while attached: no callback may post to the window any more.
+        self.stop_pump_wait();
         self.lookups.shut_down();
         // Requests still in flight (their sockets are closed by now, so they
         // finish promptly) must complete before their slots are freed: wait

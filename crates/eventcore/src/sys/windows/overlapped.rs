@@ -12,6 +12,11 @@
 //! completions after the wait, from ordinary frames — no user code ever runs
 //! inside a completion routine, so nothing can unwind through it.
 //!
+//! Requests started while the driver is attached to a program's own message
+//! loop (whose `GetMessage` is not an alertable wait) take no routine: the
+//! OS signals the event in their OVERLAPPED instead, and the backend reads
+//! the outcome from the OVERLAPPED (`Slot::signalled`; see `backend.rs`).
+//!
 //! A slot is only freed when its routine has run: after a cancel, a close or
 //! a release the OS may still write into it (and into the request's buffer,
 //! which the driver keeps alive for the same reason).
@@ -52,6 +57,10 @@ pub(crate) struct Slot {
     pub len: usize,
     /// The target of a zero-byte `ReadFileEx` (a wait for data on a pipe).
     pub zero: [u8; 1],
+    /// Started while the driver was attached to a program's message loop:
+    /// no routine runs for it; the OS signals the OVERLAPPED's event (the
+    /// waker's) and the backend looks at the OVERLAPPED to see it finished.
+    pub signalled: bool,
 }
 
 thread_local! {
@@ -176,6 +185,7 @@ impl Slots {
         slot.to = None;
         slot.peek = false;
         slot.len = 0;
+        slot.signalled = false;
         &mut **slot as *mut Slot
     }
 

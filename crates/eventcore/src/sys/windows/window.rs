@@ -1,10 +1,13 @@
 //! The driver's message-only window.
 //!
 //! It receives two kinds of messages: `WSAAsyncSelect` notifications
-//! (`FD_ACCEPT`, `FD_CONNECT`), which the window procedure only records for the
-//! backend, and pump requests (a posted `WM_PUMP` or the pump timer's
-//! `WM_TIMER`), which a driver attached to a program's own message loop uses
-//! to run its callbacks from that loop.
+//! (`FD_ACCEPT`, `FD_CONNECT`), which the window procedure records for the
+//! backend (and, when attached, follows with a pump), and pump requests (a
+//! posted `WM_PUMP` or the pump timer's `WM_TIMER`), which a driver attached
+//! to a program's own message loop uses to run its callbacks from that loop.
+//! `WM_PUMP` comes from the waker, from the registered wait on the waker's
+//! event (a request started while attached finished) and from a pump that
+//! stopped with work left.
 
 use std::cell::RefCell;
 use std::io;
@@ -157,6 +160,9 @@ unsafe extern "system" fn window_proc(hwnd: HWND, msg: u32, wparam: WPARAM, lpar
             if let Ok(mut events) = shared.socket_events.try_borrow_mut() {
                 events.push((wparam as SOCKET, event, error));
             }
+            // Attached: the program's loop dispatched it; run the accept or
+            // connect now (the driver's own loop has no pump installed).
+            run_pump(shared);
             0
         }
         WM_PUMP => {
