@@ -115,6 +115,8 @@ impl Layout {
             .args(["test", "-p", "eventcore-driver", "--lib", "--target", TARGET])
             // The optional integrations (hyper, tokio-io) and their tests.
             .arg("--all-features")
+            // Every test binary runs, also after one failed.
+            .arg("--no-fail-fast")
             .args(WINDOWS_TEST_TARGETS.iter().flat_map(|t| ["--test", t]))
             .arg("-Zbuild-std=std,panic_abort,test")
             .arg("--target-dir")

@@ -658,7 +658,7 @@ fn connected_pair(drv: &mut Driver) -> (StreamSocket, StreamSocket) {
 /// until the client goes away.
 fn serve_echo(drv: &mut Driver, conn: StreamSocket) {
     drv.sockets()
-        .read(conn, vec![0; 8], IoMode::All, |drv, conn, res, buf| {
+        .read(conn, Vec::with_capacity(8), IoMode::All, |drv, conn, res, buf| {
             if res != Ok(8) {
                 drv.release_ref(conn).unwrap();
                 return;
@@ -692,7 +692,7 @@ fn ping(drv: &mut Driver, conn: StreamSocket, pings: Rc<RefCell<Pings>>) {
         .write(conn, vec![7; 8], IoMode::All, move |drv, conn, res, _| {
             assert_eq!(res, Ok(8), "echo write");
             drv.sockets()
-                .read(conn, vec![0; 8], IoMode::All, move |drv, conn, res, buf| {
+                .read(conn, Vec::with_capacity(8), IoMode::All, move |drv, conn, res, buf| {
                     assert_eq!(res, Ok(8), "echo read");
                     assert_eq!(buf, [7; 8]);
                     let mut p = pings.borrow_mut();
@@ -831,9 +831,9 @@ fn gui_attached_driver_dropped_with_io_in_flight(kind: BackendKind) {
     attached
         .with(|drv| {
             drv.sockets()
-                .read(client, vec![0; 8], IoMode::All, |_, _, _, _| panic!("no data was sent"));
+                .read(client, Vec::with_capacity(8), IoMode::All, |_, _, _, _: Vec<u8>| panic!("no data was sent"));
             drv.sockets()
-                .read(server, vec![0; 8], IoMode::All, |_, _, _, _| panic!("no data was sent"));
+                .read(server, Vec::with_capacity(8), IoMode::All, |_, _, _, _: Vec<u8>| panic!("no data was sent"));
         })
         .unwrap();
     drop(attached);
