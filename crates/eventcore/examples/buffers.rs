@@ -32,7 +32,11 @@ fn main() -> eventcore::Result<()> {
         let body = Bytes::from(String::from("and a body").into_bytes());
         drv.sockets()
             .write_vectored(conn, vec![head, body], IoMode::All, |drv, conn, res, bufs| {
-                println!("client: wrote {} bytes from {} buffers", res.expect("write"), bufs.len());
+                println!(
+                    "client: wrote {} bytes from {} buffers",
+                    res.expect("write"),
+                    bufs.len()
+                );
                 drv.sockets().shutdown(conn, false, true).expect("shutdown");
                 drv.release_ref(conn).unwrap();
             });
@@ -42,17 +46,18 @@ fn main() -> eventcore::Result<()> {
 }
 
 fn read_all(drv: &mut Driver, conn: eventcore::StreamSocket, buf: BytesMut) {
-    drv.sockets().read(conn, buf, IoMode::Once, |drv, conn, res, mut buf| match res {
-        Ok(n) => {
-            println!("server: +{n} bytes, {} in the buffer", buf.len());
-            if buf.capacity() == buf.len() {
-                buf.reserve(64);
+    drv.sockets()
+        .read(conn, buf, IoMode::Once, |drv, conn, res, mut buf| match res {
+            Ok(n) => {
+                println!("server: +{n} bytes, {} in the buffer", buf.len());
+                if buf.capacity() == buf.len() {
+                    buf.reserve(64);
+                }
+                read_all(drv, conn, buf);
             }
-            read_all(drv, conn, buf);
-        }
-        Err(e) => {
-            println!("server: {:?} then {e}", String::from_utf8_lossy(&buf));
-            drv.release_ref(conn).unwrap();
-        }
-    });
+            Err(e) => {
+                println!("server: {:?} then {e}", String::from_utf8_lossy(&buf));
+                drv.release_ref(conn).unwrap();
+            }
+        });
 }

@@ -831,9 +831,13 @@ fn gui_attached_driver_dropped_with_io_in_flight(kind: BackendKind) {
     attached
         .with(|drv| {
             drv.sockets()
-                .read(client, Vec::with_capacity(8), IoMode::All, |_, _, _, _: Vec<u8>| panic!("no data was sent"));
+                .read(client, Vec::with_capacity(8), IoMode::All, |_, _, _, _: Vec<u8>| {
+                    panic!("no data was sent")
+                });
             drv.sockets()
-                .read(server, Vec::with_capacity(8), IoMode::All, |_, _, _, _: Vec<u8>| panic!("no data was sent"));
+                .read(server, Vec::with_capacity(8), IoMode::All, |_, _, _, _: Vec<u8>| {
+                    panic!("no data was sent")
+                });
         })
         .unwrap();
     drop(attached);
