@@ -426,6 +426,11 @@ impl AnyBuf {
         if let Inner::Vec(v) = &self.0 {
             return v.capacity() == 0;
         }
+        self.is_unallocated_slow()
+    }
+
+    #[inline(never)]
+    fn is_unallocated_slow(&mut self) -> bool {
         match &self.0 {
             Inner::Vec(v) => v.capacity() == 0,
             #[cfg(feature = "bytes")]
@@ -448,6 +453,11 @@ impl AnyBuf {
             // nothing is dereferenced here.
             return (v.as_mut_ptr().wrapping_add(at), end - at);
         }
+        self.window_slow(reading, done)
+    }
+
+    #[inline(never)]
+    fn window_slow(&mut self, reading: bool, done: usize) -> (*mut u8, usize) {
         if reading {
             self.read_window(done)
         } else {
@@ -526,6 +536,11 @@ impl AnyBuf {
             unsafe { v.io_filled(n) };
             return;
         }
+        self.commit_read_slow(n);
+    }
+
+    #[inline(never)]
+    fn commit_read_slow(&mut self, n: usize) {
         let room = self.spare().1;
         let n = n.min(room);
         if n == 0 {
