@@ -199,6 +199,21 @@ impl Job {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Runs the job without echoing it, discards its standard output and
+    /// returns its standard error; fails unless it exits successfully.
+    pub fn output_with_stderr(&self, dir: &Path) -> Result<String> {
+        let out = self
+            .command(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| fail!("Could not start {}: {e}.", self.program.to_string_lossy()))?;
+        if !out.status.success() {
+            return Err(fail!("`{}` failed ({}).", self.short(), describe(out.status)));
+        }
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
     /// Runs the job without echoing it, sends its output to `log` (or
     /// discards it), and reports whether it succeeded.
     pub fn quiet(&self, dir: &Path, log: Option<&Path>) -> Result<bool> {

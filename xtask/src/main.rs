@@ -4,6 +4,7 @@
 
 mod cmd;
 mod demo;
+mod instructions;
 mod loom;
 mod netns;
 mod package;
@@ -41,6 +42,13 @@ Commands:
         object per figure on stdout; --http: the HTTP plaintext servers
         under wrk instead. A full run writes its table and chart to
         docs/benchmarks/, a quick one to target/eventcore-bench/.
+    bench --instructions [--only a,b] [--seconds S]
+        Instructions per operation under callgrind (each timed window
+        alone, exact operation counts, median and spread of 3 rounds) for
+        eventcore-epoll(-async), tokio, libuv and the floor, and system
+        calls per operation under strace for io_uring; installs valgrind
+        and strace when missing. Writes
+        target/eventcore-bench/instructions/instructions.md.
     screenshot
         Cross-builds the Windows GUI example (examples/gui.rs), runs it
         under Wine on a virtual X server (Xvfb) and saves a picture of its
@@ -60,6 +68,7 @@ fn main() -> ExitCode {
         Some("test") => test::Options::parse(&args[1..]).and_then(|o| test::run(&root, &o)),
         Some("fuzz") => sanitize::FuzzOptions::parse(&args[1..]).and_then(|o| sanitize::fuzz(&root, &o)),
         Some("demo") if args.len() == 1 => demo::demo(&root),
+        Some("bench") if args.iter().any(|a| a == "--instructions") => instructions::run(&root, &args[1..]),
         Some("bench") => demo::bench(&root, &args[1..]),
         Some("screenshot") if args.len() == 1 => screenshot::run(&root),
         // Run by `cargo xtask test` inside the test namespace; not for people.

@@ -47,6 +47,55 @@ pub fn cpu_time() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// Valgrind client requests for callgrind: a window zeroes the counters when
+/// it opens and dumps them when it closes, so a run under
+/// `valgrind --tool=callgrind` gives the instructions of each window alone
+/// (`cargo xtask bench --instructions`). Natively the instruction sequence
+/// is a no-op (four rotations by 128 bits in all, and `xchg rbx, rbx`).
+mod callgrind {
+    /// `VG_USERREQ_TOOL_BASE('C', 'T')`: callgrind's first request.
+    const BASE: u64 = (b'C' as u64) << 24 | (b'T' as u64) << 16;
+    const ZERO_STATS: u64 = BASE + 1;
+    const DUMP_STATS_AT: u64 = BASE + 3;
+
+    #[cfg(target_arch = "x86_64")]
+    fn request(code: u64, arg: u64) {
+        let args: [u64; 6] = [code, arg, 0, 0, 0, 0];
+        let mut result: u64 = 0;
+        // SAFETY: valgrind's "special instruction" preamble (rotations of
+        // rdi that restore it) and a no-op exchange; valgrind reads `args`
+        // through rax and writes its answer to rdx; natively nothing changes.
+        unsafe {
+            std::arch::asm!(
+                "rol rdi, 3",
+                "rol rdi, 13",
+                "rol rdi, 61",
+                "rol rdi, 51",
+                "xchg rbx, rbx",
+                in("rax") args.as_ptr(),
+                inout("rdx") result,
+                options(nostack),
+            );
+        }
+        let _ = result;
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn request(_: u64, _: u64) {}
+
+    /// Zeroes callgrind's counters (all threads).
+    pub fn zero_stats() {
+        request(ZERO_STATS, 0);
+    }
+
+    /// Dumps callgrind's counters with `label` as the dump's trigger, and
+    /// zeroes them.
+    pub fn dump_stats_at(label: &str) {
+        let text = std::ffi::CString::new(label).unwrap_or_default();
+        request(DUMP_STATS_AT, text.as_ptr() as u64);
+    }
+}
+
 /// A timed window: wall clock and process CPU time from `open` to `close`.
 #[derive(Clone, Copy, Debug)]
 pub struct Window {
@@ -68,6 +117,7 @@ pub struct Measured {
 impl Window {
     /// Starts measuring now.
     pub fn open() -> Window {
+        callgrind::zero_stats();
         Window {
             cpu: cpu_time(),
             wall: Instant::now(),
@@ -77,11 +127,18 @@ impl Window {
     /// Stops measuring; `ops` operations were done in the window.
     pub fn close(self, ops: f64) -> Measured {
         let elapsed = self.wall.elapsed();
-        Measured {
+        let measured = Measured {
             elapsed,
             cpu: cpu_time().saturating_sub(self.cpu),
             ops,
+        };
+        callgrind::dump_stats_at(&format!("eventcore-bench window ops={ops}"));
+        if std::env::var_os("EVENTCORE_BENCH_WINDOWS").is_some() {
+            // For counts taken outside the process (`strace -c`): the
+            // exact operations of each window.
+            eprintln!("eventcore-bench window ops={ops}");
         }
+        measured
     }
 
     /// When the window opened.
