@@ -7,9 +7,19 @@
 //! it only polls the driver (a zero timeout), so I/O completions are never
 //! starved by busy tasks.
 //!
+//! **Tasks** live in a slab of slots, addressed by a key (slot index and the
+//! slot's generation). A task is one `Rc::pin` allocation, [`TaskCell`]: its
+//! join state, which the [`JoinHandle`] shares, and its future, polled where
+//! it lies and dropped in place when the task finishes or is cancelled (the
+//! pin projection is `sys::pin_cell`). In the steady state a spawn allocates
+//! that block and nothing else; see [`spawn`] for what the steady state is.
+//!
 //! **Wakers** are `Arc`s of a small record (task key + the executor's shared
 //! queue), built with [`std::task::Wake`], so they are `Send + Sync` as the
-//! standard library requires. Waking pushes the task's key onto a mutex-guarded
+//! standard library requires. There is one per slot, made by the slot's
+//! first task and kept for the next ones while nobody else holds a clone
+//! (see [`TaskWaker`]); `block_on` has one of its own, made with the
+//! executor. Waking pushes the task's key onto a mutex-guarded
 //! queue. A wake from the loop's own thread needs nothing else: the loop looks
 //! at the queue before it waits, and a wake from inside a driver callback makes
 //! `process_events` return anyway (a callback ran). A wake from any other
@@ -930,6 +940,8 @@ impl Executor {
     /// Starts `future` as a task of this executor; it runs while the executor
     /// runs (`block_on`, `turn`). The [`JoinHandle`] gives its output;
     /// dropping the handle detaches the task.
+    ///
+    /// Costs one heap allocation in the steady state (see [`spawn`]).
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
@@ -1017,6 +1029,27 @@ where
 
 /// Starts `future` as a task of the executor running on this thread (see
 /// [`Executor::spawn`]). Panics outside an executor.
+///
+/// **Cost:** one heap allocation in the steady state — the task: its join
+/// state and `future` side by side, the future polled in place (the
+/// executor does not box it again). The steady state is an executor whose
+/// earlier tasks have left what this spawn needs:
+///
+/// - a free slot: one whose task has finished or was aborted. A spawn that
+///   finds none adds a slot (the slab's vector grows now and then) and makes
+///   that slot's waker: a second allocation, once per slot;
+/// - whose waker nobody holds any more: the slot's waker is reused only when
+///   no clone of it is alive (kept by a timer, a channel, another thread, a
+///   future of another executor). Otherwise this spawn makes a new one;
+/// - and a queue of woken tasks with room: it keeps its capacity, and grows
+///   only when more tasks are woken at once than ever before.
+///
+/// So a program that spawns and finishes tasks at a steady rate allocates
+/// once per spawn. The future's own allocations, and the output's, are its
+/// own. A spawn from outside the executor's loop (`Executor::spawn` between
+/// `block_on`s) also queues a wake-up in the driver's [`Remote`], whose
+/// vector keeps its capacity but holds those wake-ups until the next driver
+/// turn.
 #[track_caller]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
