@@ -227,7 +227,88 @@ fn stale_waker_reaches_nobody(kind: BackendKind) {
     assert_no_leaks(&ex);
 }
 
+/// Sets its flag when dropped.
+struct DropFlag(Rc<Cell<bool>>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+/// The task's one block outlives its future: the future is dropped as soon
+/// as the task ends (finished, or aborted — by itself, once its poll
+/// returns), while the handle keeps the output; a detached task's output is
+/// dropped when the task ends.
+fn future_and_output_are_dropped_when_the_task_ends(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        // Finished, handle alive: the future is gone, the output is not.
+        let future_gone = Rc::new(Cell::new(false));
+        let output_gone = Rc::new(Cell::new(false));
+        let handle = rt::spawn({
+            let guard = DropFlag(future_gone.clone());
+            let output = DropFlag(output_gone.clone());
+            async move {
+                rt::yield_now().await;
+                let _guard = &guard;
+                output
+            }
+        });
+        while !handle.is_finished() {
+            rt::yield_now().await;
+        }
+        assert!(future_gone.get(), "the finished task's future is still alive");
+        assert!(!output_gone.get());
+        let output = handle.await.expect("the task");
+        assert!(!output_gone.get());
+        drop(output);
+        assert!(output_gone.get());
+
+        // Detached: the output goes with the task.
+        let output_gone = Rc::new(Cell::new(false));
+        let ended = Rc::new(Cell::new(false));
+        drop(rt::spawn({
+            let output = DropFlag(output_gone.clone());
+            let ended = ended.clone();
+            async move {
+                rt::yield_now().await;
+                ended.set(true);
+                output
+            }
+        }));
+        while !ended.get() {
+            rt::yield_now().await;
+        }
+        rt::yield_now().await;
+        assert!(output_gone.get(), "a detached task's output outlived it");
+
+        // Aborted by itself: dropped once the poll that aborted returns.
+        let future_gone = Rc::new(Cell::new(false));
+        let own: Rc<RefCell<Option<rt::JoinHandle<()>>>> = Rc::default();
+        let handle = rt::spawn({
+            let guard = DropFlag(future_gone.clone());
+            let own = own.clone();
+            let gone = future_gone.clone();
+            async move {
+                let _guard = &guard;
+                rt::yield_now().await;
+                own.borrow_mut().take().expect("its own handle").abort();
+                assert!(!gone.get(), "dropped inside its own poll");
+                std::future::pending::<()>().await;
+            }
+        });
+        *own.borrow_mut() = Some(handle);
+        for _ in 0..4 {
+            rt::yield_now().await;
+        }
+        assert!(future_gone.get(), "the aborted task's future is still alive");
+    });
+    assert_no_leaks(&ex);
+}
+
 contract_tests! {
+    future_and_output_are_dropped_when_the_task_ends,
     stale_waker_reaches_nobody,
     spawn_then_await,
     spawn_batches_detached,

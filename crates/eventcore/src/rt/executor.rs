@@ -212,8 +212,14 @@ impl<F: Future> Task for TaskCell<F> {
         }
         let waker = {
             let mut s = self.head().borrow_mut();
-            s.dropped = true;
-            s.waker.take()
+            // Finished, with the future still there: a poll that unwound
+            // after the output was stored (in the handle's waker).
+            if s.finished {
+                None
+            } else {
+                s.dropped = true;
+                s.waker.take()
+            }
         };
         // Dropped in place; its handles release their driver resources.
         body.set(None);
