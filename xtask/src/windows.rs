@@ -61,6 +61,7 @@ const WINDOWS_TEST_TARGETS: &[&str] = &[
     "watchers",
     "foreign",
     "rt_executor",
+    "rt_alloc",
     "rt_time",
     "rt_events",
     "rt_net",

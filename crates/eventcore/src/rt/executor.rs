@@ -7,9 +7,19 @@
 //! it only polls the driver (a zero timeout), so I/O completions are never
 //! starved by busy tasks.
 //!
+//! **Tasks** live in a slab of slots, addressed by a key (slot index and the
+//! slot's generation). A task is one `Rc::pin` allocation, [`TaskCell`]: its
+//! join state, which the [`JoinHandle`] shares, and its future, polled where
+//! it lies and dropped in place when the task finishes or is cancelled (the
+//! pin projection is `sys::pin_cell`). In the steady state a spawn allocates
+//! that block and nothing else; see [`spawn`] for what the steady state is.
+//!
 //! **Wakers** are `Arc`s of a small record (task key + the executor's shared
 //! queue), built with [`std::task::Wake`], so they are `Send + Sync` as the
-//! standard library requires. Waking pushes the task's key onto a mutex-guarded
+//! standard library requires. There is one per slot, made by the slot's
+//! first task and kept for the next ones while nobody else holds a clone
+//! (see [`TaskWaker`]); `block_on` has one of its own, made with the
+//! executor. Waking pushes the task's key onto a mutex-guarded
 //! queue. A wake from the loop's own thread needs nothing else: the loop looks
 //! at the queue before it waits, and a wake from inside a driver callback makes
 //! `process_events` return anyway (a callback ran). A wake from any other
@@ -34,11 +44,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use crate::sys::pin_cell::PinCell;
 use crate::{Driver, Error, ExitReason, Handle, LeakReport, Remote, Result, Status};
 
-type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
+/// A task as its slot holds it (see [`TaskCell`]).
+type TaskRef = Pin<Rc<dyn Task>>;
 /// A task sent from another thread: makes its future on the executor's thread.
-type Injected = Box<dyn FnOnce() -> LocalFuture + Send>;
+type Injected = Box<dyn FnOnce() -> TaskRef + Send>;
 type Deferred = Box<dyn FnOnce(&mut Driver)>;
 
 /// The key of `block_on`'s own future in the wake queue.
@@ -102,6 +114,11 @@ impl Shared {
 }
 
 /// A task's waker: its key and the queue to push it onto.
+///
+/// One per task slot, kept when the slot is freed and reused by the slot's
+/// next task when no clone of it is left (`Arc::get_mut`: no other strong or
+/// weak reference, on any thread); only then is `key` rewritten, through
+/// that exclusive borrow, so a waker never changes under a holder of it.
 struct TaskWaker {
     key: u64,
     /// Set while the key is in the queue, so a task is queued at most once.
@@ -123,9 +140,126 @@ impl Wake for TaskWaker {
 
 // ------------------------------------------------------------------- tasks
 
+/// One spawned task: its join state (the head, which the [`JoinHandle`]
+/// reads) and its future (the body, pinned in place and dropped — set to
+/// `None` — when the task finishes or is cancelled), in one `Rc::pin`
+/// allocation shared by the slot and the handle.
+type TaskCell<F> = PinCell<RefCell<JoinState<<F as Future>::Output>>, Option<F>>;
+
+/// What the executor does with a task, whatever its future's type.
+trait Task {
+    /// Polls the future once, inside `catch_unwind`. `Ready` once the task
+    /// is done: its output (or panic payload) is in its join state, its
+    /// handle has been woken, and its future has been dropped.
+    fn poll_task(self: Pin<&Self>, cx: &mut Context<'_>) -> Poll<()>;
+
+    /// Drops the future of an unfinished task (aborted, its executor
+    /// dropped, or its poll unwound) and tells its handle. Nothing if the
+    /// task has finished, or if its future is being polled (re-entrant).
+    fn cancel(self: Pin<&Self>);
+}
+
+/// What a [`JoinHandle`] reads, whatever its task's future's type.
+trait Join<T> {
+    fn state(&self) -> &RefCell<JoinState<T>>;
+}
+
+impl<T, B> Join<T> for PinCell<RefCell<JoinState<T>>, B> {
+    fn state(&self) -> &RefCell<JoinState<T>> {
+        self.head()
+    }
+}
+
+impl<F: Future> Task for TaskCell<F> {
+    fn poll_task(self: Pin<&Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(mut body) = self.try_borrow_mut() else {
+            // Polled from inside its own poll: the executor never does.
+            return Poll::Pending;
+        };
+        let Some(future) = body.as_mut().as_pin_mut() else {
+            return Poll::Ready(());
+        };
+        // A panic stops at the task: it is reported through the handle and
+        // the executor goes on with the other tasks.
+        let outcome = match catch_poll(future, cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(outcome) => outcome,
+        };
+        let waker = {
+            let mut s = self.head().borrow_mut();
+            match outcome {
+                Ok(output) => s.output = Some(output),
+                Err(payload) => s.panic = Some(payload),
+            }
+            s.finished = true;
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        // Dropped in place, after the output is out (as a future that ends
+        // drops its locals last).
+        body.set(None);
+        Poll::Ready(())
+    }
+
+    fn cancel(self: Pin<&Self>) {
+        let Some(mut body) = self.try_borrow_mut() else {
+            return;
+        };
+        if body.is_none() {
+            return;
+        }
+        let waker = {
+            let mut s = self.head().borrow_mut();
+            // Finished, with the future still there: a poll that unwound
+            // after the output was stored (in the handle's waker).
+            if s.finished {
+                None
+            } else {
+                s.dropped = true;
+                s.waker.take()
+            }
+        };
+        // Dropped in place; its handles release their driver resources.
+        body.set(None);
+        drop(body);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// Polls `future` inside `catch_unwind`: `Ready(Err(payload))` if it panicked.
+fn catch_poll<F: Future + ?Sized>(
+    future: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<std::thread::Result<F::Output>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.poll(cx))) {
+        Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(payload) => Poll::Ready(Err(payload)),
+    }
+}
+
+/// A task's one allocation: the join state and the future together.
+fn new_task<F: Future>(future: F) -> Pin<Rc<TaskCell<F>>> {
+    Rc::pin(PinCell::new(
+        RefCell::new(JoinState {
+            output: None,
+            panic: None,
+            output_gone: false,
+            waker: None,
+            finished: false,
+            dropped: false,
+        }),
+        Some(future),
+    ))
+}
+
 enum TaskState {
     Free,
-    Idle(LocalFuture),
+    Idle(TaskRef),
     /// Taken out for polling; `aborted` if its JoinHandle aborted it meanwhile.
     Running {
         aborted: bool,
@@ -135,6 +269,7 @@ enum TaskState {
 struct TaskSlot {
     gen: u32,
     state: TaskState,
+    /// The slot's waker: kept while the slot is free, for its next task.
     waker: Option<Arc<TaskWaker>>,
 }
 
@@ -158,16 +293,20 @@ impl Tasks {
         self.slots.get_mut(index).filter(|s| s.gen == gen)
     }
 
-    /// Frees a slot for reuse, unless its generation is used up: a slot is
-    /// retired rather than let its generation wrap, so a stale task key (a
-    /// waker of a finished task) can never reach a later task.
+    /// Frees a slot for reuse (its task already taken out of it), unless its
+    /// generation is used up: a slot is retired rather than let its
+    /// generation wrap, so a stale task key (a waker of a finished task) can
+    /// never reach a later task. A freed slot keeps its waker for its next
+    /// task (see [`TaskWaker`]).
     fn free(&mut self, index: usize) {
         let slot = &mut self.slots[index];
+        debug_assert!(!matches!(slot.state, TaskState::Idle(_)), "a task dropped under the borrow");
         slot.state = TaskState::Free;
-        slot.waker = None;
         if let Some(next) = slot.gen.checked_add(1) {
             slot.gen = next;
             self.free.push(index as u32);
+        } else {
+            slot.waker = None;
         }
     }
 }
@@ -208,6 +347,12 @@ pub(crate) struct Core {
     driver: RefCell<Driver>,
     tasks: RefCell<Tasks>,
     shared: Arc<Shared>,
+    /// `block_on`'s waker (key [`MAIN`]), made once: a `block_on` costs no
+    /// allocation of its own.
+    main: Arc<TaskWaker>,
+    /// The loop's batch of woken keys, kept between `block_on`s and turns
+    /// with its capacity (it trades places with the queue's vector).
+    batch: Cell<Vec<u64>>,
     /// Driver work that came up while the driver was borrowed (a handle
     /// dropped from inside a driver callback); run before the next poll.
     deferred: RefCell<Vec<Deferred>>,
@@ -285,7 +430,7 @@ impl Core {
             }
         }
         let _done = Done(&self.in_turn);
-        let mut batch = Vec::new();
+        let mut batch = self.batch.take();
         self.run_deferred();
         self.take_woken(&mut batch);
         self.run_batch(&mut batch);
@@ -299,10 +444,14 @@ impl Core {
         self.take_woken(&mut batch);
         self.run_batch(&mut batch);
         self.run_deferred();
+        self.batch.set(batch);
         r
     }
 
-    fn spawn_boxed(&self, future: LocalFuture) -> u64 {
+    /// Puts `task` into a free slot (or a new one) and wakes it. In the
+    /// steady state — a freed slot whose waker has no clone left — this
+    /// allocates nothing.
+    fn spawn_task(&self, task: TaskRef) -> u64 {
         let mut tasks = self.tasks.borrow_mut();
         let index = match tasks.free.pop() {
             Some(i) => i as usize,
@@ -317,13 +466,21 @@ impl Core {
         };
         let slot = &mut tasks.slots[index];
         let key = task_key(index as u32, slot.gen);
-        let waker = Arc::new(TaskWaker {
-            key,
-            queued: AtomicBool::new(false),
-            shared: self.shared.clone(),
+        // The slot's waker, if nobody else holds it any more (no clone of it
+        // is alive on any thread, so none can wake the old key through it).
+        let recycled = slot.waker.as_mut().and_then(Arc::get_mut).map(|w| {
+            w.key = key;
+            *w.queued.get_mut() = false;
         });
-        slot.state = TaskState::Idle(future);
-        slot.waker = Some(waker.clone());
+        if recycled.is_none() {
+            slot.waker = Some(Arc::new(TaskWaker {
+                key,
+                queued: AtomicBool::new(false),
+                shared: self.shared.clone(),
+            }));
+        }
+        slot.state = TaskState::Idle(task);
+        let waker = slot.waker.clone().expect("set above");
         drop(tasks);
         waker.wake_by_ref();
         key
@@ -331,13 +488,13 @@ impl Core {
 
     /// Polls one task, if its key is still current.
     fn run_task(&self, key: u64) {
-        let (mut future, waker) = {
+        let (task, waker) = {
             let mut tasks = self.tasks.borrow_mut();
             let Some(slot) = tasks.slot(key) else {
                 return;
             };
             match std::mem::replace(&mut slot.state, TaskState::Running { aborted: false }) {
-                TaskState::Idle(f) => (f, slot.waker.clone().expect("a live task has a waker")),
+                TaskState::Idle(t) => (t, slot.waker.clone().expect("a live task has a waker")),
                 other => {
                     slot.state = other;
                     return;
@@ -346,28 +503,38 @@ impl Core {
         };
         waker.queued.store(false, Ordering::Release);
         let waker = Waker::from(waker);
-        // If the task panics, its slot is freed on the way out (and the panic
-        // goes on through `block_on`).
-        let guard = FreeOnUnwind { core: self, key };
-        let done = future.as_mut().poll(&mut Context::from_waker(&waker)).is_ready();
+        // If the poll unwinds (the task's own panics are caught: this is a
+        // panic while its future is dropped, or in a waker), its slot is
+        // freed on the way out (and the panic goes on through `block_on`).
+        let guard = FreeOnUnwind {
+            core: self,
+            key,
+            task: &task,
+        };
+        let done = task.as_ref().poll_task(&mut Context::from_waker(&waker)).is_ready();
         std::mem::forget(guard);
+        drop(waker);
         let mut tasks = self.tasks.borrow_mut();
         let (index, _) = split_key(key);
         let aborted = matches!(tasks.slots[index].state, TaskState::Running { aborted: true });
         if done || aborted {
             tasks.free(index);
             drop(tasks);
-            // Dropped outside the borrow: the future's handles release their
-            // driver resources, and may spawn or abort other tasks.
-            drop(future);
+            // Outside the borrow: the future's handles release their driver
+            // resources, and may spawn or abort other tasks; so may the
+            // output of a detached task, dropped with the last `Rc`.
+            if !done {
+                task.as_ref().cancel();
+            }
+            drop(task);
         } else {
-            tasks.slots[index].state = TaskState::Idle(future);
+            tasks.slots[index].state = TaskState::Idle(task);
         }
     }
 
     /// Drops a task's future (see [`JoinHandle::abort`]).
     fn abort(&self, key: u64) {
-        let future = {
+        let task = {
             let mut tasks = self.tasks.borrow_mut();
             let Some(slot) = tasks.slot(key) else {
                 return;
@@ -380,14 +547,15 @@ impl Core {
                 TaskState::Free => return,
                 TaskState::Idle(_) => {}
             }
-            let TaskState::Idle(f) = std::mem::replace(&mut slot.state, TaskState::Free) else {
+            let TaskState::Idle(t) = std::mem::replace(&mut slot.state, TaskState::Free) else {
                 unreachable!("checked above")
             };
             let (index, _) = split_key(key);
             tasks.free(index);
-            f
+            t
         };
-        drop(future);
+        task.as_ref().cancel();
+        drop(task);
     }
 
     /// Moves the woken keys into `batch` (empty, keeping both vectors'
@@ -403,7 +571,7 @@ impl Core {
             std::mem::take(&mut s.injected)
         };
         for make in injected {
-            self.spawn_boxed(make());
+            self.spawn_task(make());
         }
     }
 
@@ -470,26 +638,29 @@ impl Core {
     /// Drops every task (the executor is going away).
     fn drop_tasks(&self) {
         loop {
-            let futures: Vec<LocalFuture> = {
+            let cancelled: Vec<TaskRef> = {
                 let mut tasks = self.tasks.borrow_mut();
                 let mut out = Vec::new();
                 for index in 0..tasks.slots.len() {
                     if let TaskState::Idle(_) = tasks.slots[index].state {
-                        let TaskState::Idle(f) = std::mem::replace(&mut tasks.slots[index].state, TaskState::Free)
+                        let TaskState::Idle(t) = std::mem::replace(&mut tasks.slots[index].state, TaskState::Free)
                         else {
                             unreachable!()
                         };
                         tasks.free(index);
-                        out.push(f);
+                        out.push(t);
                     }
                 }
                 out
             };
-            if futures.is_empty() {
+            if cancelled.is_empty() {
                 return;
             }
             // Dropping a future may spawn another: loop until none is left.
-            drop(futures);
+            for task in &cancelled {
+                task.as_ref().cancel();
+            }
+            drop(cancelled);
             self.run_deferred();
         }
     }
@@ -503,10 +674,12 @@ impl std::fmt::Debug for Core {
     }
 }
 
-/// Frees a task's slot if its poll unwinds.
+/// Frees a task's slot, and drops its future if it is still there, if its
+/// poll unwinds.
 struct FreeOnUnwind<'a> {
     core: &'a Core,
     key: u64,
+    task: &'a TaskRef,
 }
 
 impl Drop for FreeOnUnwind<'_> {
@@ -515,6 +688,7 @@ impl Drop for FreeOnUnwind<'_> {
             let (index, _) = split_key(self.key);
             tasks.free(index);
         }
+        self.task.as_ref().cancel();
     }
 }
 
@@ -605,11 +779,18 @@ impl Executor {
             }),
             remote: driver.remote(),
         });
+        let main = Arc::new(TaskWaker {
+            key: MAIN,
+            queued: AtomicBool::new(false),
+            shared: shared.clone(),
+        });
         Executor {
             core: Rc::new(Core {
                 driver: RefCell::new(driver),
                 tasks: RefCell::new(Tasks::default()),
                 shared,
+                main,
+                batch: Cell::new(Vec::new()),
                 deferred: RefCell::new(Vec::new()),
                 quit: RefCell::new(QuitState::default()),
                 pump_panic: RefCell::new(None),
@@ -644,14 +825,13 @@ impl Executor {
         let core = self.core.clone();
         let _enter = Enter::new(&core);
         let mut future = std::pin::pin!(future);
-        let main = Arc::new(TaskWaker {
-            key: MAIN,
-            queued: AtomicBool::new(false),
-            shared: core.shared.clone(),
-        });
+        let main = &core.main;
+        // A clone of it from an earlier `block_on` may have left it marked
+        // queued: the first poll must not depend on that.
+        main.queued.store(false, Ordering::Release);
         let main_waker = Waker::from(main.clone());
         main.wake_by_ref();
-        let mut batch = Vec::new();
+        let mut batch = core.batch.take();
         loop {
             core.run_deferred();
             core.take_woken(&mut batch);
@@ -659,6 +839,7 @@ impl Executor {
                 main.queued.store(false, Ordering::Release);
                 if let Poll::Ready(out) = future.as_mut().poll(&mut Context::from_waker(&main_waker)) {
                     core.run_deferred();
+                    core.batch.set(batch);
                     return out;
                 }
             }
@@ -765,6 +946,8 @@ impl Executor {
     /// Starts `future` as a task of this executor; it runs while the executor
     /// runs (`block_on`, `turn`). The [`JoinHandle`] gives its output;
     /// dropping the handle detaches the task.
+    ///
+    /// Costs one heap allocation in the steady state (see [`spawn`]).
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
@@ -836,68 +1019,15 @@ struct JoinState<T> {
     dropped: bool,
 }
 
-/// Sets the join state's `dropped` flag if the task is dropped unfinished.
-struct JoinGuard<T> {
-    state: Rc<RefCell<JoinState<T>>>,
-}
-
-impl<T> Drop for JoinGuard<T> {
-    fn drop(&mut self) {
-        let waker = {
-            let mut s = self.state.borrow_mut();
-            if s.finished {
-                return;
-            }
-            s.dropped = true;
-            s.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-}
-
 fn spawn_on<F>(core: &Rc<Core>, future: F) -> JoinHandle<F::Output>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let state = Rc::new(RefCell::new(JoinState {
-        output: None,
-        panic: None,
-        output_gone: false,
-        waker: None,
-        finished: false,
-        dropped: false,
-    }));
-    let guard = JoinGuard { state: state.clone() };
-    let key = core.spawn_boxed(Box::pin(async move {
-        let mut future = std::pin::pin!(future);
-        // A panic stops at the task: it is reported through the handle and
-        // the executor goes on with the other tasks.
-        let outcome = std::future::poll_fn(|cx| {
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-                Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-                Ok(Poll::Pending) => Poll::Pending,
-                Err(payload) => Poll::Ready(Err(payload)),
-            }
-        })
-        .await;
-        let waker = {
-            let mut s = guard.state.borrow_mut();
-            match outcome {
-                Ok(output) => s.output = Some(output),
-                Err(payload) => s.panic = Some(payload),
-            }
-            s.finished = true;
-            s.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }));
+    let task = new_task(future);
+    let key = core.spawn_task(task.clone());
     JoinHandle {
-        state,
+        task,
         core: core.clone(),
         key,
     }
@@ -905,6 +1035,27 @@ where
 
 /// Starts `future` as a task of the executor running on this thread (see
 /// [`Executor::spawn`]). Panics outside an executor.
+///
+/// **Cost:** one heap allocation in the steady state — the task: its join
+/// state and `future` side by side, the future polled in place (the
+/// executor does not box it again). The steady state is an executor whose
+/// earlier tasks have left what this spawn needs:
+///
+/// - a free slot: one whose task has finished or was aborted. A spawn that
+///   finds none adds a slot (the slab's vector grows now and then) and makes
+///   that slot's waker: a second allocation, once per slot;
+/// - whose waker nobody holds any more: the slot's waker is reused only when
+///   no clone of it is alive (kept by a timer, a channel, another thread, a
+///   future of another executor). Otherwise this spawn makes a new one;
+/// - and a queue of woken tasks with room: it keeps its capacity, and grows
+///   only when more tasks are woken at once than ever before.
+///
+/// So a program that spawns and finishes tasks at a steady rate allocates
+/// once per spawn. The future's own allocations, and the output's, are its
+/// own. A spawn from outside the executor's loop (`Executor::spawn` between
+/// `block_on`s) also queues a wake-up in the driver's [`Remote`], whose
+/// vector keeps its capacity but holds those wake-ups until the next driver
+/// turn.
 #[track_caller]
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
@@ -974,7 +1125,8 @@ pub async fn yield_now() {
 /// Dropping the handle detaches the task (it goes on running); use
 /// [`JoinHandle::abort`] to stop it.
 pub struct JoinHandle<T> {
-    state: Rc<RefCell<JoinState<T>>>,
+    /// The task itself (its join state is read through it).
+    task: Pin<Rc<dyn Join<T>>>,
     core: Rc<Core>,
     key: u64,
 }
@@ -982,12 +1134,12 @@ pub struct JoinHandle<T> {
 impl<T> JoinHandle<T> {
     /// Whether the task has finished.
     pub fn is_finished(&self) -> bool {
-        self.state.borrow().finished
+        self.task.state().borrow().finished
     }
 
     /// Whether this handle has returned the task's output (or error) already.
     pub(crate) fn output_taken(&self) -> bool {
-        let s = self.state.borrow();
+        let s = self.task.state().borrow();
         s.output_gone || (s.finished && s.output.is_none() && s.panic.is_none())
     }
 
@@ -1006,7 +1158,7 @@ impl<T> Future for JoinHandle<T> {
 
     #[track_caller]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut s = self.state.borrow_mut();
+        let mut s = self.task.state().borrow_mut();
         if let Some(out) = s.output.take() {
             return Poll::Ready(Ok(out));
         }
@@ -1200,9 +1352,13 @@ impl Spawner {
         }));
         let guard = RemoteGuard { state: state.clone() };
         let injected: Injected = Box::new(move || {
-            Box::pin(RemoteTask {
-                future: Box::pin(make()),
-                guard,
+            let future = make();
+            new_task(async move {
+                let mut future = std::pin::pin!(future);
+                // A panic stops at the task (the executor's other tasks go
+                // on) and is resumed where the handle is awaited.
+                let outcome = std::future::poll_fn(|cx| catch_poll(future.as_mut(), cx)).await;
+                guard.finish(outcome);
             })
         });
         let mut refused = None;
@@ -1277,29 +1433,6 @@ impl<T> Drop for RemoteGuard<T> {
         if let Some(w) = waker {
             w.wake();
         }
-    }
-}
-
-/// A task sent by a [`Spawner`], on its executor's thread.
-struct RemoteTask<F: Future> {
-    future: Pin<Box<F>>,
-    guard: RemoteGuard<F::Output>,
-}
-
-impl<F: Future> Future for RemoteTask<F> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // A panic stops at the task (the executor's other tasks go on) and
-        // is resumed where the handle is awaited.
-        let future = &mut self.future;
-        let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(output)) => Ok(output),
-            Err(payload) => Err(payload),
-        };
-        self.guard.finish(outcome);
-        Poll::Ready(())
     }
 }
 

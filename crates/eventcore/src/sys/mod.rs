@@ -127,6 +127,8 @@ pub(crate) trait Backend {
 pub(crate) mod buf;
 #[cfg(eventcore_backend)]
 pub(crate) mod inline_fn;
+#[cfg(eventcore_backend)]
+pub(crate) mod pin_cell;
 
 #[cfg(target_os = "linux")]
 mod linux;
