@@ -15,7 +15,7 @@ pub fn systems(series: &[Series]) -> Vec<String> {
     }
     let rank = |s: &str| match s {
         _ if s.starts_with("eventcore") => 0,
-        "tokio" => 1,
+        _ if s.starts_with("tokio") => 1,
         "libuv" => 2,
         "floor" => 3,
         _ => 4,
@@ -548,6 +548,7 @@ fn colour(system: &str) -> plotters::style::RGBColor {
         s if s.ends_with("-async") => RGBColor(110, 170, 230),
         s if s.starts_with("eventcore") => RGBColor(31, 100, 180),
         "tokio" => RGBColor(230, 120, 40),
+        s if s.starts_with("tokio") => RGBColor(240, 175, 110),
         "libuv" => RGBColor(60, 160, 80),
         "floor" => RGBColor(130, 130, 130),
         _ => RGBColor(160, 80, 160),
