@@ -44,8 +44,10 @@ Usage: eventcore-bench [--quick] [--json] [--http] [--rounds N] [--only a,b]
     --http       run the HTTP servers under wrk instead of the scenarios
     --rounds N   alternating rounds per scenario (default 3); medians of them
     --only LIST  run only these scenarios (comma-separated names)
-    --systems L  run only these systems (eventcore-epoll, tokio, libuv ...)
-    --seconds S  length of each timed run (default 5, --quick 0.4)
+    --systems L  run only these systems (eventcore-epoll, tokio, libuv ...;
+                 with --http also the servers, e.g. tokio-hyper)
+    --seconds S  length of each timed run (default 5, --quick 0.4; with
+                 --http whole seconds of wrk, default 5, --quick 1)
     --out DIR    also write results.md, results.jsonl and chart.svg there
                  (http.md, http.jsonl and http.svg with --http)
 ";

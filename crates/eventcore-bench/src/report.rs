@@ -175,6 +175,13 @@ fn eventcore_systems(series: &[Series]) -> Vec<String> {
         .collect()
 }
 
+/// Whether a ratio of `ec` to `other` means something: hyper servers
+/// (`--http`: `…-hyper`, `…-hyper-cores`, `tokio-hyper`, `tokio-mt-hyper`)
+/// are compared with hyper servers only, the others with the others.
+fn comparable(ec: &str, other: &str) -> bool {
+    ec.contains("hyper") == other.contains("hyper")
+}
+
 fn ratio_table(series: &[Series]) -> Table {
     let others: Vec<String> = systems(series)
         .into_iter()
@@ -192,6 +199,10 @@ fn ratio_table(series: &[Series]) -> Table {
             };
             let mut row = vec![sc.to_string(), ec.clone()];
             for o in &others {
+                if !comparable(&ec, o) {
+                    row.push("—".into());
+                    continue;
+                }
                 row.push(match find(series, sc, o) {
                     Some(s) => format!("{:.2}× (CPU {:.2}×)", e.value() / s.value(), e.cpu() / s.cpu()),
                     None => "—".into(),
@@ -378,7 +389,9 @@ fn target_table(series: &[Series]) -> Table {
         .map(String::from)
         .to_vec();
     let mut rows = Vec::new();
-    for ec in eventcore_systems(series) {
+    // The targets are about eventcore's own servers and loops; the hyper
+    // servers of `--http` have none.
+    for ec in eventcore_systems(series).into_iter().filter(|s| !s.contains("hyper")) {
         for t in TARGETS {
             let Some(e) = find(series, t.scenario, &ec) else {
                 continue;
