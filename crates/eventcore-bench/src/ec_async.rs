@@ -1,5 +1,6 @@
 //! `ping_pong` on eventcore's async layer (`eventcore::rt`): an executor per
-//! thread, owned buffers passed through futures.
+//! thread, owned buffers passed through futures; and `copy`, the
+//! `futures-io` traits of `rt`'s streams under `futures::io::copy`.
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -71,5 +72,50 @@ pub fn ping_pong(kind: BackendKind, name: &'static str) -> RunFn {
         drop(ex);
         server.join().map_err(|_| "server thread panicked")??;
         Ok(Sample::rate(name, "rt/s", measured, 1.0))
+    })
+}
+
+/// `copy`: 1 GiB over one loopback TCP connection with `futures::io::copy`
+/// at both ends, each end an executor on a thread of its own. The sender
+/// copies `futures::io::repeat(..).take(1 GiB)` into its `TcpStream`
+/// (`AsyncWrite`, which gathers writes into the stream's 16 KiB buffer) and
+/// closes it; the receiver copies its `TcpStream` (`AsyncRead`) into
+/// `futures::io::sink()` until end of stream. The window is the receiver's,
+/// from the accepted connection to the end of stream.
+pub fn copy(kind: BackendKind) -> RunFn {
+    use futures_util::io::{self, AsyncReadExt, AsyncWriteExt};
+    Box::new(move |_ctx| {
+        let (tx, rx) = mpsc::channel();
+        let receiver = std::thread::spawn(move || -> Result<Measured> {
+            let mut ex = executor(kind)?;
+            ex.block_on(async move {
+                let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
+                let listener = match Listener::bind(any) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = tx.send(Err(err(e)));
+                        return Err("bind failed".to_string());
+                    }
+                };
+                let addr = listener.local_addr().map_err(err)?;
+                let _ = tx.send(addr.as_inet().ok_or_else(|| "not IP".to_string()));
+                let (mut conn, _) = listener.accept().await.map_err(err)?;
+                let w = Window::open();
+                let n = io::copy(&mut conn, &mut io::sink()).await.map_err(err)?;
+                Ok(w.close(n as f64))
+            })
+        });
+        let addr = rx.recv().map_err(err)??;
+        let mut ex = executor(kind)?;
+        ex.block_on(async move {
+            let mut conn = TcpStream::connect(addr).await.map_err(err)?;
+            io::copy(io::repeat(COPY_FILL).take(COPY_BYTES), &mut conn)
+                .await
+                .map_err(err)?;
+            conn.close().await.map_err(err)
+        })?;
+        drop(ex);
+        let measured = receiver.join().map_err(|_| "receiver thread panicked")??;
+        copy_sample(measured)
     })
 }

@@ -217,3 +217,25 @@ pub fn dns() -> RunFn {
         Ok(Sample::rate("dns", "lookups/s", w.close(done as f64), 1.0))
     })
 }
+
+/// `copy`: `std::io::copy` at both ends, two threads doing blocking reads
+/// and writes (the sender copies `std::io::repeat(..).take(1 GiB)`, the
+/// receiver copies into `std::io::sink()` until end of stream).
+pub fn copy() -> RunFn {
+    Box::new(|_ctx| {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(err)?;
+        let addr = listener.local_addr().map_err(err)?;
+        let receiver = std::thread::spawn(move || -> Result<Measured> {
+            let (mut conn, _) = listener.accept().map_err(err)?;
+            let w = Window::open();
+            let n = std::io::copy(&mut conn, &mut std::io::sink()).map_err(err)?;
+            Ok(w.close(n as f64))
+        });
+        let mut conn = TcpStream::connect(addr).map_err(err)?;
+        std::io::copy(&mut std::io::repeat(COPY_FILL).take(COPY_BYTES), &mut conn).map_err(err)?;
+        conn.shutdown(std::net::Shutdown::Write).map_err(err)?;
+        let measured = receiver.join().map_err(|_| "receiver thread panicked")??;
+        drop(conn);
+        copy_sample(measured)
+    })
+}

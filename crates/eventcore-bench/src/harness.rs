@@ -543,6 +543,32 @@ pub fn file_sample(m: Measured) -> Sample {
     }
 }
 
+/// Bytes `copy` moves from the sender to the receiver: 1 GiB.
+pub const COPY_BYTES: u64 = 1 << 30;
+/// The unit of `copy`'s CPU time per operation: 64 KiB copied.
+pub const COPY_CHUNK: usize = 64 * 1024;
+/// The byte the sender of `copy` sends.
+pub const COPY_FILL: u8 = 0x5a;
+
+/// The `copy` sample from the bytes the receiver counted in a window (ops
+/// are bytes): GiB/s, CPU time per 64 KiB. Fails unless every byte of
+/// [`COPY_BYTES`] arrived.
+pub fn copy_sample(m: Measured) -> Result<Sample> {
+    let bytes = m.ops;
+    if bytes != COPY_BYTES as f64 {
+        return Err(format!("copy: {bytes} bytes arrived, not {COPY_BYTES}"));
+    }
+    Ok(Sample {
+        metrics: vec![Metric {
+            name: "copy",
+            unit: "GiB/s",
+            higher_is_better: true,
+            value: bytes / m.elapsed.as_secs_f64() / (1u64 << 30) as f64,
+        }],
+        cpu_us_per_op: m.cpu.as_secs_f64() * 1e6 / (bytes / COPY_CHUNK as f64),
+    })
+}
+
 /// What a `million_timers` run saw.
 pub struct TimerRun {
     /// Creating and arming every timer.

@@ -457,22 +457,65 @@ fn example_path() -> Result<PathBuf> {
 /// `--http`: every server, every configuration, alternating rounds.
 pub fn run(options: &Options) -> Result<()> {
     let rounds = options.rounds.unwrap_or(if options.quick { 2 } else { 3 }).max(1);
-    let secs = if options.quick { 1 } else { 5 };
+    // wrk takes whole seconds.
+    let secs = match options.seconds {
+        Some(s) => (s.ceil() as u64).max(1),
+        None if options.quick => 1,
+        None => 5,
+    };
     let me = std::env::current_exe().map_err(err)?;
-    let example = example_path()?;
+    // Needed only if a server of the example runs.
+    let example = example_path();
     let script = std::env::temp_dir().join(format!("eventcore-bench-{}.lua", std::process::id()));
     std::fs::write(&script, PIPELINE_LUA).map_err(err)?;
     progress(&format!(
         "HTTP plaintext with wrk -t1, {secs} s per run, {rounds} round(s), on {}.",
         crate::report::machine()
     ));
-    // The example on every backend of the machine, then the references.
-    let mut servers = Vec::new();
-    for kind in eventcore::BackendKind::available() {
-        servers.push(start(&format!("eventcore-{}", kind.name()), &example, &[kind.name()])?);
+    // The example on every backend of the machine, then the references;
+    // then hyper on eventcore (one executor, and one per CPU) and on tokio
+    // (current-thread, and multi-thread). `--systems` picks some of them.
+    // (system, the example's binary or this one, arguments)
+    let mut wanted: Vec<(String, bool, Vec<&str>)> = Vec::new();
+    let kinds = eventcore::BackendKind::available();
+    for kind in kinds {
+        wanted.push((format!("eventcore-{}", kind.name()), true, vec![kind.name()]));
     }
-    servers.push(start("tokio", &me, &["serve-tokio"])?);
-    servers.push(start("floor", &me, &["serve-floor"])?);
+    wanted.push(("tokio".into(), false, vec!["serve-tokio"]));
+    wanted.push(("floor".into(), false, vec!["serve-floor"]));
+    for kind in kinds {
+        wanted.push((
+            format!("eventcore-{}-hyper", kind.name()),
+            false,
+            vec!["serve-hyper", kind.name()],
+        ));
+    }
+    wanted.push(("tokio-hyper".into(), false, vec!["serve-hyper-tokio"]));
+    for kind in kinds {
+        wanted.push((
+            format!("eventcore-{}-hyper-cores", kind.name()),
+            false,
+            vec!["serve-hyper-cores", kind.name()],
+        ));
+    }
+    wanted.push(("tokio-mt-hyper".into(), false, vec!["serve-hyper-tokio-mt"]));
+    let mut servers = Vec::new();
+    for (system, of_example, args) in wanted {
+        if let Some(systems) = &options.systems {
+            if !systems.contains(&system) {
+                continue;
+            }
+        }
+        let program = if of_example {
+            example.as_ref().map_err(Clone::clone)?
+        } else {
+            &me
+        };
+        servers.push(start(&system, program, &args)?);
+    }
+    if servers.is_empty() {
+        return Err("--systems names none of the HTTP servers".into());
+    }
     let mut series: Vec<Series> = Vec::new();
     let configs: [(&'static str, usize, bool); 4] = [
         ("http_plaintext_64", 64, false),
@@ -497,7 +540,7 @@ pub fn run(options: &Options) -> Result<()> {
                 let (requests, secs) = match wrk(s.addr, conns, secs, pipelined.then_some(script.as_path())) {
                     Ok(r) => r,
                     Err(e) => {
-                        progress(&format!("  round {} {:<16} FAILED: {e}", round + 1, s.system));
+                        progress(&format!("  round {} {:<30} FAILED: {e}", round + 1, s.system));
                         continue;
                     }
                 };
@@ -505,7 +548,7 @@ pub fn run(options: &Options) -> Result<()> {
                 let rate = requests / secs;
                 let cpu_us = cpu.as_secs_f64() * 1e6 / requests;
                 progress(&format!(
-                    "  round {} {:<16} {:>12.0} req/s {:>8.2} µs server CPU/req",
+                    "  round {} {:<30} {:>12.0} req/s {:>8.2} µs server CPU/req",
                     round + 1,
                     s.system,
                     rate,

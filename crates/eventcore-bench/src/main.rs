@@ -13,9 +13,17 @@ mod ec_async;
 mod floor;
 mod harness;
 mod http;
+mod http_hyper;
 mod report;
 mod tk;
 mod uv;
+
+// The hyper examples of the library, built into this binary for `--http`
+// (`serve-hyper…`): the servers measured are their code. `hyper_all_cores`
+// brings `hyper_server` in as its module `server`.
+#[path = "../../eventcore/examples/hyper_all_cores.rs"]
+#[allow(dead_code)]
+mod hyper_all_cores;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,8 +44,10 @@ Usage: eventcore-bench [--quick] [--json] [--http] [--rounds N] [--only a,b]
     --http       run the HTTP servers under wrk instead of the scenarios
     --rounds N   alternating rounds per scenario (default 3); medians of them
     --only LIST  run only these scenarios (comma-separated names)
-    --systems L  run only these systems (eventcore-epoll, tokio, libuv ...)
-    --seconds S  length of each timed run (default 5, --quick 0.4)
+    --systems L  run only these systems (eventcore-epoll, tokio, libuv ...;
+                 with --http also the servers, e.g. tokio-hyper)
+    --seconds S  length of each timed run (default 5, --quick 0.4; with
+                 --http whole seconds of wrk, default 5, --quick 1)
     --out DIR    also write results.md, results.jsonl and chart.svg there
                  (http.md, http.jsonl and http.svg with --http)
 ";
@@ -121,6 +131,10 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("serve-tokio") => return http::serve_tokio(args.get(1)),
         Some("serve-floor") => return http::serve_floor(args.get(1)),
+        Some("serve-hyper") => return http_hyper::serve_eventcore(&args[1..]),
+        Some("serve-hyper-cores") => return http_hyper::serve_eventcore_cores(&args[1..]),
+        Some("serve-hyper-tokio") => return http_hyper::serve_tokio(args.get(1), false),
+        Some("serve-hyper-tokio-mt") => return http_hyper::serve_tokio(args.get(1), true),
         Some("chart") => return redraw_chart(&args[1..]),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
@@ -217,6 +231,15 @@ fn scenarios(ctx: &Ctx, rounds: usize, quick: bool) -> Vec<Scenario> {
                 ],
             ),
         ),
+        scenario("copy", false, {
+            let mut e: Vec<Entry> = kinds
+                .iter()
+                .map(|&k| entry(format!("eventcore-{}-async", k.name()), ec_async::copy(k)))
+                .collect();
+            e.push(entry("tokio", tk::copy()));
+            e.push(entry("floor", floor::copy()));
+            e
+        }),
         scenario(
             "pound",
             false,

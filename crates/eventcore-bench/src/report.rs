@@ -15,7 +15,7 @@ pub fn systems(series: &[Series]) -> Vec<String> {
     }
     let rank = |s: &str| match s {
         _ if s.starts_with("eventcore") => 0,
-        "tokio" => 1,
+        _ if s.starts_with("tokio") => 1,
         "libuv" => 2,
         "floor" => 3,
         _ => 4,
@@ -175,6 +175,13 @@ fn eventcore_systems(series: &[Series]) -> Vec<String> {
         .collect()
 }
 
+/// Whether a ratio of `ec` to `other` means something: hyper servers
+/// (`--http`: `…-hyper`, `…-hyper-cores`, `tokio-hyper`, `tokio-mt-hyper`)
+/// are compared with hyper servers only, the others with the others.
+fn comparable(ec: &str, other: &str) -> bool {
+    ec.contains("hyper") == other.contains("hyper")
+}
+
 fn ratio_table(series: &[Series]) -> Table {
     let others: Vec<String> = systems(series)
         .into_iter()
@@ -192,6 +199,10 @@ fn ratio_table(series: &[Series]) -> Table {
             };
             let mut row = vec![sc.to_string(), ec.clone()];
             for o in &others {
+                if !comparable(&ec, o) {
+                    row.push("—".into());
+                    continue;
+                }
                 row.push(match find(series, sc, o) {
                     Some(s) => format!("{:.2}× (CPU {:.2}×)", e.value() / s.value(), e.cpu() / s.cpu()),
                     None => "—".into(),
@@ -378,7 +389,9 @@ fn target_table(series: &[Series]) -> Table {
         .map(String::from)
         .to_vec();
     let mut rows = Vec::new();
-    for ec in eventcore_systems(series) {
+    // The targets are about eventcore's own servers and loops; the hyper
+    // servers of `--http` have none.
+    for ec in eventcore_systems(series).into_iter().filter(|s| !s.contains("hyper")) {
         for t in TARGETS {
             let Some(e) = find(series, t.scenario, &ec) else {
                 continue;
@@ -548,6 +561,7 @@ fn colour(system: &str) -> plotters::style::RGBColor {
         s if s.ends_with("-async") => RGBColor(110, 170, 230),
         s if s.starts_with("eventcore") => RGBColor(31, 100, 180),
         "tokio" => RGBColor(230, 120, 40),
+        s if s.starts_with("tokio") => RGBColor(240, 175, 110),
         "libuv" => RGBColor(60, 160, 80),
         "floor" => RGBColor(130, 130, 130),
         _ => RGBColor(160, 80, 160),

@@ -553,3 +553,42 @@ pub fn idle_connections() -> RunFn {
         Ok(sample)
     })
 }
+
+/// `copy`: `tokio::io::copy` at both ends of one loopback TCP connection,
+/// each end a current-thread runtime on a thread of its own: the sender
+/// copies `tokio::io::repeat(..).take(1 GiB)` into its `TcpStream` and shuts
+/// it down, the receiver copies its `TcpStream` into `tokio::io::sink()`
+/// until end of stream (the window: accepted connection → end of stream).
+pub fn copy() -> RunFn {
+    Box::new(|_ctx| {
+        let (tx, rx) = mpsc::channel();
+        let receiver = std::thread::spawn(move || -> Result<Measured> {
+            let rt = runtime()?;
+            rt.block_on(async move {
+                let listener = match TcpListener::bind(loopback()).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = tx.send(Err(err(e)));
+                        return Err("bind failed".to_string());
+                    }
+                };
+                let _ = tx.send(listener.local_addr().map_err(err));
+                let (mut conn, _) = listener.accept().await.map_err(err)?;
+                let w = Window::open();
+                let n = tokio::io::copy(&mut conn, &mut tokio::io::sink()).await.map_err(err)?;
+                Ok(w.close(n as f64))
+            })
+        });
+        let addr = rx.recv().map_err(err)??;
+        let rt = runtime()?;
+        rt.block_on(async move {
+            let mut conn = TcpStream::connect(addr).await.map_err(err)?;
+            let mut source = tokio::io::repeat(COPY_FILL).take(COPY_BYTES);
+            tokio::io::copy(&mut source, &mut conn).await.map_err(err)?;
+            conn.shutdown().await.map_err(err)
+        })?;
+        drop(rt);
+        let measured = receiver.join().map_err(|_| "receiver thread panicked")??;
+        copy_sample(measured)
+    })
+}
