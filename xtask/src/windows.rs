@@ -74,6 +74,7 @@ const WINDOWS_TEST_TARGETS: &[&str] = &[
     "remote_stress",
     "http_example",
     "buffers",
+    "hyper_all_cores",
     "hyper",
     "tokio_io",
 ];
