@@ -296,7 +296,7 @@ impl Driver {
             HandleKind::Datagram => self.tables.datagrams.get_mut(owner.key).map(|s| &mut s.io),
             HandleKind::Pipe => self.tables.pipes.get_mut(owner.key).map(|s| &mut s.io),
             #[cfg(windows)]
-            HandleKind::File => self.tables.files.get_mut(owner.key).map(|s| &mut s.io),
+            HandleKind::File => self.tables.files.get_mut(owner.key).map(|s| &mut s.io.slots),
             #[cfg(windows)]
             HandleKind::Watcher => self.tables.watchers.get_mut(owner.key).map(|s| &mut s.io),
             _ => None,
