@@ -127,11 +127,11 @@ pub(crate) trait Backend {
 pub(crate) mod buf;
 #[cfg(eventcore_backend)]
 pub(crate) mod inline_fn;
+#[cfg(eventcore_backend)]
+pub(crate) mod watch;
 
 #[cfg(target_os = "linux")]
 mod linux;
-#[cfg(target_os = "linux")]
-pub(crate) use linux::inotify;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::process;
 #[cfg(target_os = "linux")]
@@ -172,8 +172,6 @@ pub(crate) use windows::dns;
 pub(crate) use windows::files;
 #[cfg(windows)]
 pub(crate) use windows::object_wait;
-#[cfg(windows)]
-pub(crate) use windows::watch;
 #[cfg(windows)]
 pub(crate) use windows::AsSource;
 #[cfg(windows)]
