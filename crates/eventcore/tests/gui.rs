@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eventcore::{BackendKind, Driver, ExitReason, IoMode, ListenOptions, StreamSocket};
+use util::windows::{box_watchdog, wide};
 use windows_sys::Win32::Foundation::{HWND, LPARAM, LRESULT, WPARAM};
 use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
 use windows_sys::Win32::System::Threading::GetCurrentThreadId;
@@ -29,10 +30,6 @@ const WM_TEST_THREAD: u32 = WM_APP + 3;
 thread_local! {
     static POSTED: Cell<u32> = const { Cell::new(0) };
     static SENT: Cell<u32> = const { Cell::new(0) };
-}
-
-fn wide(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain(std::iter::once(0)).collect()
 }
 
 unsafe extern "system" fn test_window_proc(hwnd: HWND, msg: u32, wparam: WPARAM, lparam: LPARAM) -> LRESULT {
@@ -165,21 +162,6 @@ fn close_box_when(drv: &mut Driver, done: Rc<Cell<bool>>, title: Vec<u16>, close
     drv.timers()
         .wait(timer, move |drv, t, _| check(drv, t, done, title, closed))
         .unwrap();
-}
-
-/// Starts a thread that closes the window titled `title` after [`LIMIT`], in
-/// case the test never does (it then fails).
-fn box_watchdog(title: Vec<u16>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        std::thread::sleep(LIMIT);
-        // SAFETY: finds and closes the box from another thread.
-        unsafe {
-            let bx = FindWindowW(std::ptr::null(), title.as_ptr());
-            if !bx.is_null() {
-                PostMessageW(bx, WM_CLOSE, 0, 0);
-            }
-        }
-    })
 }
 
 /// A window procedure on the driver's thread receives messages posted and
@@ -343,7 +325,7 @@ fn gui_io_completes_inside_a_modal_loop(kind: BackendKind) {
     close_box_when(&mut drv, d2, t2, c);
     let attached = drv.attach_to_message_loop(Duration::from_millis(10));
     // A watchdog closes the box if the driver never does (the test then fails).
-    let watchdog = box_watchdog(title_w.clone());
+    let watchdog = box_watchdog(title_w.clone(), LIMIT);
     let text = wide("eventcore is running I/O inside this modal loop");
     // SAFETY: a modal message box owned by no window.
     unsafe { MessageBoxW(std::ptr::null_mut(), text.as_ptr(), title_w.as_ptr(), MB_OK) };
@@ -766,7 +748,7 @@ fn gui_attached_echo_round_trip_inside_a_modal_loop(kind: BackendKind) {
     });
     close_box_when(&mut drv, done.clone(), title.clone(), closed.clone());
     let attached = drv.attach_to_message_loop(Duration::from_millis(10));
-    let watchdog = box_watchdog(title.clone());
+    let watchdog = box_watchdog(title.clone(), LIMIT);
     let text = wide("eventcore is echoing over loopback inside this modal loop");
     // SAFETY: a modal message box owned by no window.
     unsafe { MessageBoxW(std::ptr::null_mut(), text.as_ptr(), title.as_ptr(), MB_OK) };
