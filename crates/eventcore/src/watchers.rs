@@ -139,10 +139,14 @@ impl Driver {
             callback: Some(callback),
         });
         let added = self.watches.engine.add(key, prepared, base, recursive);
+        // The read first, then the walk, as the Windows watcher always did:
+        // under Wine, a walk of the tree that ran before the recursive
+        // `ReadDirectoryChangesW` was issued left subdirectories unwatched
+        // (two of three runs of the recursive tests failed that way).
+        self.arm_watch(added.reader);
         if let Some(walk) = added.walk {
             self.start_walk(walk);
         }
-        self.arm_watch(added.reader);
         Ok(key)
     }
 
