@@ -164,7 +164,20 @@ fn close_box_when(drv: &mut Driver, done: Rc<Cell<bool>>, title: Vec<u16>, close
         .unwrap();
 }
 
-/// A window procedure on the driver's thread receives messages posted and
+/// A one-shot timer that posts `WM_QUIT` with `code` to this thread after
+/// `delay`, then releases itself.
+fn quit_after(drv: &mut Driver, delay: Duration, code: i32) {
+    let t = drv.timers().create();
+    drv.timers().set(t, delay, Duration::ZERO).unwrap();
+    drv.timers()
+        .wait(t, move |drv, t, _| {
+            // SAFETY: posts WM_QUIT to this thread's queue.
+            unsafe { PostQuitMessage(code) };
+            drv.release_ref(t).unwrap();
+        })
+        .unwrap();
+}
+
 /// sent to it from another thread while the driver waits for a TCP exchange:
 /// the driver's wait dispatches them (QS_ALLINPUT includes sent messages).
 fn gui_window_gets_posted_and_sent_messages_during_io(kind: BackendKind) {
@@ -249,15 +262,7 @@ fn gui_wm_quit_reaches_the_program(kind: BackendKind) {
     // loop while waiters are left too.
     let ev = drv.events().create();
     drv.events().wait(ev, |_, _| {}).unwrap();
-    let t = drv.timers().create();
-    drv.timers().set(t, Duration::from_millis(10), Duration::ZERO).unwrap();
-    drv.timers()
-        .wait(t, |drv, t, _| {
-            // SAFETY: posts WM_QUIT to this thread's queue.
-            unsafe { PostQuitMessage(7) };
-            drv.release_ref(t).unwrap();
-        })
-        .unwrap();
+    quit_after(&mut drv, Duration::from_millis(10), 7);
     let deadline = Instant::now() + LIMIT;
     loop {
         match drv.process_events(Some(LIMIT)).expect("process_events") {
@@ -523,15 +528,7 @@ fn gui_idle_window_keeps_the_loop_waiting(kind: BackendKind) {
 /// and the `WM_QUIT` is off the queue.
 fn gui_quit_from_the_last_callback_is_returned(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let t = drv.timers().create();
-    drv.timers().set(t, Duration::from_millis(5), Duration::ZERO).unwrap();
-    drv.timers()
-        .wait(t, |drv, t, _| {
-            // SAFETY: posts WM_QUIT to this thread's queue.
-            unsafe { PostQuitMessage(3) };
-            drv.release_ref(t).unwrap();
-        })
-        .unwrap();
+    quit_after(&mut drv, Duration::from_millis(5), 3);
     let mut reasons = Vec::new();
     loop {
         let r = drv.process_events(Some(LIMIT)).expect("process_events");
