@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use crate::driver::{Op, Outcome};
 use crate::handle::Key;
+use crate::sys::{self, LookupStart};
 use crate::{Driver, Error, Result};
 
 /// Identifies a pending lookup, for [`Dns::cancel_lookup`].
@@ -44,12 +45,8 @@ impl Driver {
                 Err(_) => Err(Error::new(crate::Status::Other)),
             },
             Outcome::Failed(e) => Err(e),
-            #[cfg(windows)]
-            Outcome::Sys(c) => match (c.result, c.extra) {
-                (Ok(_), crate::sys::Extra::Addresses(addrs)) => Ok(addrs),
-                (Err(e), _) => Err(crate::sys::resolver_error(&e)),
-                _ => Err(Error::new(crate::Status::Other)),
-            },
+            // A lookup the backend performed (Windows).
+            Outcome::Sys(c) => crate::sys::lookup_result(c),
             _ => Err(Error::new(crate::Status::Other)),
         };
         (op.callback)(self, LookupId(key), result.map_err(|e| e.in_operation(crate::error::Operation::Lookup)));
@@ -70,19 +67,15 @@ impl Dns<'_> {
         let key = self.drv.ops.insert(Op::Dns(DnsOp {
             callback: Box::new(callback),
         }));
-        #[cfg(unix)]
-        {
-            // getaddrinfo blocks: it runs on the worker pool.
-            let name = name.to_owned();
-            self.drv
-                .submit_job(key, move || Box::new(crate::sys::dns_lookup(&name)));
-        }
-        #[cfg(windows)]
-        {
-            // GetAddrInfoExW completes asynchronously through the backend.
-            if let Some(c) = self.drv.sys.start_lookup(key.to_u64(), name) {
-                self.drv.push_ready(key, Outcome::Sys(c));
+        match sys::dns::start(&mut self.drv.sys, key.to_u64(), name) {
+            // A blocking resolver (getaddrinfo): it runs on the worker pool.
+            LookupStart::Pool(resolve) => {
+                let name = name.to_owned();
+                self.drv.submit_job(key, move || Box::new(resolve(&name)));
             }
+            // Asynchronous in the backend (GetAddrInfoExW).
+            LookupStart::Backend(Some(c)) => self.drv.push_ready(key, Outcome::Sys(c)),
+            LookupStart::Backend(None) => {}
         }
         LookupId(key)
     }
@@ -92,8 +85,7 @@ impl Dns<'_> {
     pub fn cancel_lookup(&mut self, id: LookupId) -> bool {
         match self.drv.ops.get(id.0) {
             Some(Op::Dns(_)) => {
-                #[cfg(windows)]
-                self.drv.sys.cancel_lookup(id.0.to_u64());
+                sys::dns::cancel(&mut self.drv.sys, id.0.to_u64());
                 self.drv.ops.remove(id.0).is_some()
             }
             _ => false,

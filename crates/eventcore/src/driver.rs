@@ -145,8 +145,8 @@ pub struct Driver {
     /// The user data of handles ([`Driver::set_user_data`]): kept aside, as
     /// few handles carry any, so that a handle's slot does not pay for it.
     user_data: std::collections::HashMap<(HandleKind, Key), Box<dyn std::any::Any>>,
-    #[cfg_attr(windows, allow(dead_code))]
-    pub(crate) watch_source: Option<crate::watchers::WatchSource>,
+    /// The directory watch engine and its reads in flight.
+    pub(crate) watches: crate::watchers::WatchComponent,
     /// Ops in `ops` that are the driver's own (not waiters).
     pub(crate) internal_ops: usize,
     /// The foreign descriptors registered with `polls()`, by raw value.
@@ -192,7 +192,7 @@ impl Driver {
             timer_queue: Default::default(),
             signal_source: None,
             orphans: Vec::new(),
-            watch_source: None,
+            watches: crate::watchers::WatchComponent::new(),
             user_data: Default::default(),
             internal_ops: 0,
             poll_registry: Default::default(),
@@ -582,8 +582,7 @@ impl Drop for Driver {
         // the callbacks and buffers.
         self.close_all();
         self.drop_signals_and_processes();
-        #[cfg(unix)]
-        self.drop_unix_resources();
+        self.close_watches();
     }
 }
 
@@ -604,13 +603,6 @@ impl Driver {
             if let Some(src) = source.src {
                 self.sys.remove_source(src);
             }
-        }
-    }
-
-    #[cfg(unix)]
-    fn drop_unix_resources(&mut self) {
-        if let Some(source) = self.watch_source.take() {
-            self.sys.remove_source(source.src);
         }
     }
 }

@@ -22,16 +22,23 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
-#[cfg(windows)]
-use crate::sys::Backend as _;
 use crate::driver::{Op, Outcome};
 use crate::handle::{define_handle, Key};
 use crate::io::{take_back, Cancelled, IoMode};
-#[cfg(unix)]
-use crate::sys::buf::RawWindow;
 use crate::sys::buf::{AnyBuf, IoBuf, IoBufMut};
 use crate::sys::files as sys_files;
 use crate::{Driver, Error, Result, Status};
+
+// How a read or write reaches the OS: one module per OS with the same items
+// (`FileIo` with `new` and `finished`; `start`, `issue`, `cancel`,
+// `withdraw`, `forget`). Unix runs transfers on the worker pool, Windows
+// through the overlapped I/O engine.
+#[cfg(unix)]
+#[path = "files/pool.rs"]
+mod transfer;
+#[cfg(windows)]
+#[path = "files/overlapped.rs"]
+mod transfer;
 
 define_handle!(
     /// An open file of a [`Driver`].
@@ -142,19 +149,12 @@ impl Drop for PoolBuf {
 
 pub(crate) struct FileState {
     pub(crate) file: Arc<File>,
-    /// The pool read in flight (Unix).
-    read_op: Option<Key>,
-    /// The pool write in flight (Unix).
-    write_op: Option<Key>,
     /// Truncates in flight (any number; they hold no buffer).
     other_ops: Vec<Key>,
-    /// The overlapped handle's registration and read / write slots (Windows).
-    #[cfg(windows)]
-    pub(crate) io: crate::io::IoSlots,
-    /// Opened for appending: writes go to the end (Windows passes the
-    /// "append" offset explicitly).
-    #[cfg(windows)]
-    append: bool,
+    /// How this OS moves the file's reads and writes: the worker pool's
+    /// read / write in flight (Unix), or the overlapped handle's registration
+    /// and slots (Windows).
+    pub(crate) io: transfer::FileIo,
 }
 
 /// The file view of a driver (see [`Driver::files`]).
@@ -192,47 +192,6 @@ impl Driver {
         }))
     }
 
-    /// Hands the op's buffer to a pread / pwrite job at the op's current offset.
-    #[cfg(unix)]
-    fn issue_file_io(&mut self, key: Key) {
-        let Some(Op::File(op)) = self.ops.get_mut(key) else {
-            return;
-        };
-        let Some(state) = self.tables.files.get(op.file) else {
-            return;
-        };
-        let file = state.file.clone();
-        let (offset, writing, mode) = (
-            op.offset + op.done as u64,
-            matches!(op.callback, FileCallback::Write(_)),
-            op.mode,
-        );
-        let mut window = if writing {
-            RawWindow::for_write(&op.buf.buf, op.done)
-        } else {
-            RawWindow::for_read(&mut op.buf.buf, op.done)
-        };
-        if mode == IoMode::Immediate {
-            let r = if writing {
-                sys_files::write_at(&file, &window, offset)
-            } else {
-                sys_files::read_at_nowait(&file, &mut window, offset)
-            };
-            self.push_ready(key, Outcome::Job(Box::new(JobResult::Transferred(r))));
-            return;
-        }
-        let lent = op.buf.lend();
-        self.submit_job(key, move || {
-            let _lent = lent;
-            let r = if writing {
-                sys_files::write_at(&file, &window, offset)
-            } else {
-                sys_files::read_at(&file, &mut window, offset)
-            };
-            Box::new(JobResult::Transferred(r))
-        });
-    }
-
     pub(crate) fn complete_file(&mut self, key: Key, outcome: Outcome) -> bool {
         let Some(Op::File(op)) = self.ops.get_mut(key) else {
             return false;
@@ -267,9 +226,8 @@ impl Driver {
                         op.done += n;
                         // Pool transfers exist on Unix only (Windows files go
                         // through the backend's I/O engine).
-                        #[cfg(unix)]
                         if op.mode == IoMode::All && n < requested {
-                            self.issue_file_io(key);
+                            transfer::issue(self, key);
                             return false;
                         }
                         Some(Ok(op.done))
@@ -296,11 +254,7 @@ impl Driver {
         };
         let handle = FileHandle(op.file);
         if let Some(state) = self.tables.files.get_mut(op.file) {
-            for slot in [&mut state.read_op, &mut state.write_op] {
-                if *slot == Some(key) {
-                    *slot = None;
-                }
-            }
+            state.io.finished(key);
         }
         let result = io_result.expect("set above");
         let mut op = op;
@@ -336,22 +290,12 @@ impl Driver {
     }
 
     /// Withdraws a file's pending read or write (`Files::cancel_read` /
-    /// `cancel_write`): through the backend on Windows, by orphaning the
-    /// worker's job on Unix.
+    /// `cancel_write`): the OS's way (see [`transfer`]).
     fn cancel_file_op(&mut self, file: FileHandle, write: bool) -> Option<Cancelled> {
-        let state = self.tables.files.get_mut(file.0)?;
-        #[cfg(windows)]
-        let slots = (&mut state.io.read_op, &mut state.io.write_op);
-        #[cfg(unix)]
-        let slots = (&mut state.read_op, &mut state.write_op);
-        let key = if write { slots.1.take()? } else { slots.0.take()? };
-        #[cfg(windows)]
-        return self.cancel_io(key);
-        #[cfg(unix)]
-        return self.orphan_file_op(key);
+        transfer::cancel(self, file, write)
     }
 
-    fn orphan_file_op(&mut self, key: Key) -> Option<Cancelled> {
+    pub(super) fn orphan_file_op(&mut self, key: Key) -> Option<Cancelled> {
         let Some(Op::File(op)) = self.ops.get_mut(key) else {
             return None;
         };
@@ -378,39 +322,24 @@ impl Driver {
         }
     }
 
-    /// Removes a file from the table, orphans its operations, and closes it on
-    /// the pool (or when the last in-flight job lets go of it).
     /// Stores an open file (on Windows, registering its overlapped handle).
     fn insert_file(&mut self, file: File, append: bool) -> Result<FileHandle> {
-        #[cfg(windows)]
-        let io = crate::io::IoSlots::new(self.sys.add_source(&file, crate::sys::SourceKind::Fd)?);
-        let _ = append;
+        let io = transfer::FileIo::new(self, &file, append)?;
         Ok(FileHandle(self.tables.files.insert(FileState {
             file: Arc::new(file),
-            read_op: None,
-            write_op: None,
             other_ops: Vec::new(),
-            #[cfg(windows)]
             io,
-            #[cfg(windows)]
-            append,
         })))
     }
 
+    /// Removes a file from the table, orphans its operations, and returns the
+    /// file, to be closed on the pool (or when the last in-flight job lets go
+    /// of it).
     fn take_file(&mut self, key: Key) -> Option<Arc<File>> {
-        #[cfg(windows)]
-        self.cancel_slots(crate::io::Owner {
-            kind: crate::handle::HandleKind::File,
-            key,
-        });
+        transfer::withdraw(self, key);
         let entry = self.tables.files.remove(key)?;
-        #[cfg(windows)]
-        self.sys.remove_source(entry.io.src);
-        for op in [entry.read_op, entry.write_op]
-            .into_iter()
-            .flatten()
-            .chain(entry.other_ops)
-        {
+        transfer::forget(self, entry.io);
+        for op in entry.other_ops {
             let _ = self.orphan_file_op(op);
         }
         Some(entry.file)
@@ -504,68 +433,7 @@ impl Files<'_> {
     }
 
     fn start(&mut self, file: FileHandle, offset: u64, buf: AnyBuf, mode: IoMode, callback: FileCallback) {
-        #[cfg(windows)]
-        {
-            // Overlapped ReadFileEx / WriteFileEx at the offset, through the
-            // backend, like any other I/O handle.
-            let append = self.drv.tables.files.get(file.0).is_some_and(|s| s.append);
-            let (reading, cb) = match callback {
-                FileCallback::Read(cb) => (true, cb),
-                FileCallback::Write(cb) => (false, cb),
-                _ => unreachable!("only reads and writes start here"),
-            };
-            let done = crate::io::IoDoneFn::new(move |drv, key, r, b| cb(drv, FileHandle(key), r, b));
-            let owner = crate::io::Owner {
-                kind: crate::handle::HandleKind::File,
-                key: file.0,
-            };
-            let cb = if reading {
-                crate::io::IoCallback::Read(done)
-            } else {
-                crate::io::IoCallback::Write(done)
-            };
-            let mut op = crate::io::IoOp::new(owner, cb, buf, mode);
-            op.target = crate::io::Target::At(if append && !reading { u64::MAX } else { offset });
-            self.drv.begin_io(op);
-        }
-        #[cfg(unix)]
-        self.start_on_pool(file, offset, buf, mode, callback);
-    }
-
-    #[cfg(unix)]
-    fn start_on_pool(&mut self, file: FileHandle, offset: u64, mut buf: AnyBuf, mode: IoMode, callback: FileCallback) {
-        let reading = matches!(callback, FileCallback::Read(_));
-        let empty = buf.capacity_for(reading) == 0;
-        let full = empty && reading && !buf.is_unallocated();
-        let key = self.drv.ops.insert(Op::File(FileOp {
-            file: file.0,
-            callback,
-            buf: PoolBuf::new(buf),
-            offset,
-            mode,
-            done: 0,
-        }));
-        let Some(state) = self.drv.tables.files.get_mut(file.0) else {
-            return self.drv.push_ready(key, Outcome::Failed(Error::invalid_handle()));
-        };
-        let slot = if reading {
-            &mut state.read_op
-        } else {
-            &mut state.write_op
-        };
-        if slot.is_some() {
-            return self.drv.push_ready(key, Outcome::Failed(Error::new(Status::Busy)));
-        }
-        *slot = Some(key);
-        if full {
-            return self.drv.push_ready(key, Outcome::Failed(Error::new(Status::InvalidArgument)));
-        }
-        if empty {
-            self.drv
-                .push_ready(key, Outcome::Job(Box::new(JobResult::Transferred(Ok(0)))));
-            return;
-        }
-        self.drv.issue_file_io(key);
+        transfer::start(self.drv, file, offset, buf, mode, callback);
     }
 
     /// Withdraws the pending read: its callback will not run. The buffer stays

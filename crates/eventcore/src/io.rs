@@ -14,6 +14,7 @@ use crate::sys::Backend as _;
 use crate::driver::{Op, Outcome};
 use crate::handle::{HandleKind, Key};
 use crate::sockets::SocketAddress;
+use crate::sys::watch::WatchRead;
 use crate::sys::{self, Extra, Request, SourceId};
 use crate::{Driver, Error, Result, Status};
 
@@ -102,13 +103,12 @@ pub(crate) enum Internal {
     Signals,
     /// A process's exit source (pidfd) became readable: it exited.
     ProcessExit,
-    /// The inotify descriptor became readable.
-    #[cfg(unix)]
-    Watchers,
-    /// A directory watch collected changes into the op's buffer (Windows
-    /// `ReadDirectoryChangesW`).
-    #[cfg(windows)]
-    DirectoryChanges { recursive: bool },
+    /// A directory watch engine's read completed (inotify readable, or
+    /// `ReadDirectoryChangesW` collected changes into the op's buffer).
+    Watch {
+        reader: crate::sys::watch::Reader,
+        read: crate::sys::watch::WatchRead,
+    },
 }
 
 /// The buffer an operation took, handed back as its own type. The driver
@@ -274,13 +274,17 @@ impl IoOp {
                 }
             }
             (IoCallback::Accept, _) => Request::Accept,
-            #[cfg(windows)]
-            (IoCallback::Internal(Internal::DirectoryChanges { recursive }), _) => {
+            (
+                IoCallback::Internal(Internal::Watch {
+                    read: WatchRead::DirectoryChanges { recursive },
+                    ..
+                }),
+                _,
+            ) => {
                 let recursive = *recursive;
                 let (ptr, len) = self.buf.read_window(0);
                 Request::DirectoryChanges { ptr, len, recursive }
             }
-            #[allow(unreachable_patterns)] // Windows may have no readiness-only internal source.
             (IoCallback::Internal(_), _) => Request::Readable,
             (IoCallback::Connect(_) | IoCallback::Orphaned, _) => unreachable!("never re-issued"),
         }
@@ -296,9 +300,7 @@ impl Driver {
             HandleKind::Datagram => self.tables.datagrams.get_mut(owner.key).map(|s| &mut s.io),
             HandleKind::Pipe => self.tables.pipes.get_mut(owner.key).map(|s| &mut s.io),
             #[cfg(windows)]
-            HandleKind::File => self.tables.files.get_mut(owner.key).map(|s| &mut s.io),
-            #[cfg(windows)]
-            HandleKind::Watcher => self.tables.watchers.get_mut(owner.key).map(|s| &mut s.io),
+            HandleKind::File => self.tables.files.get_mut(owner.key).map(|s| &mut s.io.slots),
             _ => None,
         }
     }
@@ -603,14 +605,10 @@ impl Driver {
 impl Driver {
     /// A driver-internal source is ready; returns whether a user callback ran.
     fn internal_ready(&mut self, which: Internal, owner: Owner, result: Result<usize>, buf: AnyBuf) -> bool {
-        let _ = (owner, &result, &buf);
         match which {
             Internal::Signals => self.signals_ready(),
             Internal::ProcessExit => self.process_exit_ready(owner),
-            #[cfg(unix)]
-            Internal::Watchers => self.watchers_ready(),
-            #[cfg(windows)]
-            Internal::DirectoryChanges { .. } => self.directory_changes_ready(owner, result, buf),
+            Internal::Watch { reader, .. } => self.watch_read_done(reader, result, buf),
         }
     }
 }

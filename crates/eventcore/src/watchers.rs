@@ -14,42 +14,29 @@
 //! never blocks the loop. A directory created inside a recursive watch is
 //! watched the same way, and what was created in it before its watch was in
 //! place is reported as `Added`. Events for a subdirectory whose watch is
-//! still being installed are held back and delivered once it is.
+//! still being installed are held back and delivered once it is. Windows:
+//! one `ReadDirectoryChangesW` request per watcher.
+//!
+//! This file owns the handle table, the callbacks and the delivery; what the
+//! OS needs is the engine's (`sys::watch`, one per OS), which the driver
+//! keeps with its reads in flight as [`WatchComponent`].
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::handle::{define_handle, Key};
+use crate::driver::{Op, Outcome};
+use crate::handle::{define_handle, HandleKind, Key};
+use crate::io::{Internal, IoCallback, IoMode, IoOp, Owner};
+use crate::sys::buf::AnyBuf;
+use crate::sys::watch::{Change, Reader, Step, Walk, Watches};
+pub use crate::sys::watch::ChangeKind;
 use crate::{Driver, Result};
-
-#[cfg(unix)]
-mod inotify;
-#[cfg(windows)]
-mod rdcw;
-
-#[cfg(unix)]
-pub(crate) use inotify::{WalkOp, WatchSource, WatcherState};
-#[cfg(windows)]
-pub(crate) use rdcw::{WalkOp, WatchSource, WatcherState};
 
 define_handle!(
     /// A directory watcher of a [`Driver`].
     WatcherId,
     Watcher
 );
-
-/// What happened to a directory entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ChangeKind {
-    /// An entry was created, or renamed / moved to this name.
-    Added,
-    /// An entry was deleted, or renamed / moved away from this name.
-    Removed,
-    /// A file's content changed.
-    Modified,
-    /// The OS dropped changes (its queue overflowed): rescan the tree.
-    Overflow,
-}
 
 /// One change seen by a watcher.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -76,6 +63,35 @@ impl FileChange {
 
 pub(crate) type WatchCallback = Box<dyn FnMut(&mut Driver, WatcherId, Result<FileChange>)>;
 
+/// A watcher's slot in the handle table: what the contract needs of it. What
+/// the OS needs (watch descriptors, directory handles, buffers) is the
+/// engine's, under the same key.
+pub(crate) struct WatcherState {
+    base: PathBuf,
+    pub(crate) callback: Option<WatchCallback>,
+}
+
+/// The driver's watch component: the OS engine and the reads it keeps in
+/// flight (one internal I/O op per [`Reader`]).
+pub(crate) struct WatchComponent {
+    engine: Watches,
+    reads: std::collections::HashMap<Reader, Key>,
+}
+
+impl WatchComponent {
+    pub(crate) fn new() -> WatchComponent {
+        WatchComponent {
+            engine: Watches::new(),
+            reads: std::collections::HashMap::new(),
+        }
+    }
+}
+
+/// A walk of a watcher's tree on the worker pool.
+pub(crate) struct WalkOp {
+    watcher: Key,
+}
+
 /// The watcher view of a driver (see [`Driver::watchers`]).
 pub struct Watchers<'a> {
     pub(crate) drv: &'a mut Driver,
@@ -88,7 +104,7 @@ impl Driver {
     }
 
     /// Calls the watcher's callback for each change, as long as it lives.
-    pub(crate) fn deliver(&mut self, watcher: Key, changes: Vec<Result<FileChange>>) -> bool {
+    fn deliver(&mut self, watcher: Key, changes: Vec<Result<Change>>) -> bool {
         let mut ran = false;
         for change in changes {
             let Some(state) = self.tables.watchers.get_mut(watcher) else {
@@ -97,6 +113,13 @@ impl Driver {
             let Some(mut cb) = state.callback.take() else {
                 break;
             };
+            let change = change.map(|c| FileChange {
+                kind: c.kind,
+                base_directory: state.base.clone(),
+                directory: c.directory,
+                name: c.name,
+                is_directory: c.is_directory,
+            });
             self.guarded(|drv| cb(drv, WatcherId(watcher), change));
             ran = true;
             if let Some(state) = self.tables.watchers.get_mut(watcher) {
@@ -106,6 +129,142 @@ impl Driver {
             }
         }
         ran
+    }
+
+    /// Starts watching `base` (see [`Watchers::watch_directory`]).
+    fn add_watcher(&mut self, base: PathBuf, recursive: bool, callback: WatchCallback) -> Result<Key> {
+        let prepared = self.watches.engine.prepare(&mut self.sys, &base)?;
+        let key = self.tables.watchers.insert(WatcherState {
+            base: base.clone(),
+            callback: Some(callback),
+        });
+        let added = self.watches.engine.add(key, prepared, base, recursive);
+        // The read first, then the walk, as the Windows watcher always did:
+        // under Wine, a walk of the tree that ran before the recursive
+        // `ReadDirectoryChangesW` was issued left subdirectories unwatched
+        // (two of three runs of the recursive tests failed that way).
+        self.arm_watch(added.reader);
+        if let Some(walk) = added.walk {
+            self.start_walk(walk);
+        }
+        Ok(key)
+    }
+
+    /// Keeps the reader's request in flight, if the engine wants one.
+    fn arm_watch(&mut self, reader: Reader) {
+        if self.watches.reads.contains_key(&reader) {
+            return;
+        }
+        let Some(arm) = self.watches.engine.arm(reader) else {
+            return;
+        };
+        let owner = Owner {
+            kind: HandleKind::Watcher,
+            key: match reader {
+                Reader::Own(watcher) => watcher,
+                // Shared by every watcher: no handle's key.
+                Reader::Shared => Key {
+                    index: u32::MAX,
+                    gen: u32::MAX,
+                    driver: self.id,
+                },
+            },
+        };
+        let buf = match arm.buf {
+            Some(buf) => AnyBuf::for_read(buf),
+            None => AnyBuf::empty(),
+        };
+        let mut op = IoOp::new(
+            owner,
+            IoCallback::Internal(Internal::Watch { reader, read: arm.read }),
+            buf,
+            IoMode::Once,
+        );
+        op.src = arm.src;
+        let key = self.start_io(op, false);
+        self.watches.reads.insert(reader, key);
+    }
+
+    fn start_walk(&mut self, walk: Walk) {
+        let key = self.ops.insert(Op::Walk(WalkOp { watcher: walk.watcher }));
+        self.internal_ops += 1;
+        self.submit_job(key, walk.job);
+    }
+
+    /// A reader's request completed: deliver what it found, then re-arm it.
+    pub(crate) fn watch_read_done(&mut self, reader: Reader, result: Result<usize>, buf: AnyBuf) -> bool {
+        self.watches.reads.remove(&reader);
+        // A directory-changes read comes back with its length set to what
+        // arrived; a readiness wait has no buffer.
+        let buf: Vec<u8> = buf.downcast().unwrap_or_default();
+        let rearm = self.watches.engine.read_done(reader, result, buf);
+        let ran = self.run_watch_steps();
+        if rearm {
+            self.arm_watch(reader);
+        }
+        ran
+    }
+
+    /// A walk finished.
+    pub(crate) fn complete_walk(&mut self, key: Key, outcome: Outcome) -> bool {
+        let Some(Op::Walk(op)) = self.ops.remove(key) else {
+            return false;
+        };
+        self.internal_ops -= 1;
+        let output = match outcome {
+            Outcome::Job(out) => Ok(out),
+            Outcome::Failed(e) => Err(e),
+            _ => return false,
+        };
+        self.watches.engine.walk_done(op.watcher, output);
+        self.run_watch_steps()
+    }
+
+    /// Delivers what the engine has, one step at a time.
+    fn run_watch_steps(&mut self) -> bool {
+        let mut ran = false;
+        while let Some(step) = self.watches.engine.next_step() {
+            match step {
+                Step::To {
+                    watcher,
+                    walk,
+                    changes,
+                } => {
+                    if let Some(walk) = walk {
+                        self.start_walk(walk);
+                    }
+                    ran |= self.deliver(watcher, changes);
+                }
+                Step::OverflowAll => {
+                    for key in self.tables.watchers.keys() {
+                        ran |= self.deliver(key, vec![Ok(Change::overflow())]);
+                    }
+                }
+            }
+        }
+        ran
+    }
+
+    pub(crate) fn destroy_watcher(&mut self, key: Key) {
+        if self.tables.watchers.remove(key).is_none() {
+            return;
+        }
+        for reader in self.watches.engine.withdraw(key) {
+            if let Some(op) = self.watches.reads.remove(&reader) {
+                let _ = self.cancel_io(op);
+            }
+        }
+        self.watches.engine.remove(&mut self.sys, key);
+    }
+
+    /// The driver is going: the engine lets go of its sources.
+    pub(crate) fn close_watches(&mut self) {
+        self.watches.engine.close(&mut self.sys);
+    }
+
+    /// The base directory of a live watcher.
+    fn watcher_base(&self, key: Key) -> Option<PathBuf> {
+        self.tables.watchers.get(key).map(|s| s.base.clone())
     }
 }
 

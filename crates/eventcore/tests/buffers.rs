@@ -70,6 +70,15 @@ fn write<B: IoBuf>(drv: &mut Driver, sock: StreamSocket, buf: B) -> (Result<usiz
 }
 
 /// Reads exactly `n` bytes from `sock` (into a fresh buffer).
+/// Opens `path` read-only through the driver and waits for the handle.
+fn open_for_reading(drv: &mut Driver, path: &std::path::Path) -> eventcore::FileHandle {
+    let opened = slot();
+    let o2 = opened.clone();
+    drv.files()
+        .open(path, OpenMode::Read, move |_, f| *o2.borrow_mut() = Some(f));
+    wait(drv, &opened).unwrap()
+}
+
 fn read_exactly(drv: &mut Driver, sock: StreamSocket, n: usize) -> Vec<u8> {
     let (r, buf) = read(drv, sock, Vec::with_capacity(n), IoMode::All);
     assert_eq!(r.expect("read"), n);
@@ -150,11 +159,7 @@ fn a_full_buffer_is_refused(kind: BackendKind) {
     let dir = util::TempDir::new("full-buffer");
     let path = dir.path().join("f.dat");
     std::fs::write(&path, b"0123456789").unwrap();
-    let opened = slot();
-    let o2 = opened.clone();
-    drv.files()
-        .open(&path, OpenMode::Read, move |_, f| *o2.borrow_mut() = Some(f));
-    let f = wait(&mut drv, &opened).unwrap();
+    let f = open_for_reading(&mut drv, &path);
     let s = slot();
     let s2 = s.clone();
     drv.files()
@@ -365,11 +370,7 @@ fn datagrams_and_files_fill_capacity(kind: BackendKind) {
     let path = dir.path().join("f.dat");
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&path, &data).unwrap();
-    let opened = slot();
-    let o2 = opened.clone();
-    drv.files()
-        .open(&path, OpenMode::Read, move |_, f| *o2.borrow_mut() = Some(f));
-    let f = wait(&mut drv, &opened).unwrap();
+    let f = open_for_reading(&mut drv, &path);
     let s = slot();
     let s2 = s.clone();
     drv.files()

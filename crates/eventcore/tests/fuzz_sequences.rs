@@ -39,7 +39,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -1898,23 +1898,13 @@ fn fuzz(kind: BackendKind) {
     let fixed = env_u64("EVENTCORE_FUZZ_SEED");
     // A watchdog: a hang fails the test with the seed instead of the whole run.
     let current = Arc::new(Mutex::new(0u64));
-    let finished = Arc::new(AtomicBool::new(false));
-    {
-        let (current, finished) = (current.clone(), finished.clone());
-        let limit = Duration::from_secs(seconds + 60);
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            while start.elapsed() < limit {
-                if finished.load(Ordering::Acquire) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+    let finished = {
+        let current = current.clone();
+        util::abort_unless_done(Duration::from_secs(seconds + 60), move || {
             let seed = *current.lock().unwrap();
-            eprintln!("watchdog: fuzz_sequences on {} hung; seed {seed}", kind.name());
-            std::process::abort();
-        });
-    }
+            format!("watchdog: fuzz_sequences on {} hung; seed {seed}", kind.name())
+        })
+    };
     let started = Instant::now();
     let base = fixed.unwrap_or_else(|| {
         let t = std::time::SystemTime::now()

@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use eventcore::{BackendKind, Driver, ExitReason, IoMode, ListenOptions, StreamSocket};
+use util::windows::{box_watchdog, wide};
 use windows_sys::Win32::Foundation::{HWND, LPARAM, LRESULT, WPARAM};
 use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
 use windows_sys::Win32::System::Threading::GetCurrentThreadId;
@@ -29,10 +30,6 @@ const WM_TEST_THREAD: u32 = WM_APP + 3;
 thread_local! {
     static POSTED: Cell<u32> = const { Cell::new(0) };
     static SENT: Cell<u32> = const { Cell::new(0) };
-}
-
-fn wide(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain(std::iter::once(0)).collect()
 }
 
 unsafe extern "system" fn test_window_proc(hwnd: HWND, msg: u32, wparam: WPARAM, lparam: LPARAM) -> LRESULT {
@@ -167,22 +164,20 @@ fn close_box_when(drv: &mut Driver, done: Rc<Cell<bool>>, title: Vec<u16>, close
         .unwrap();
 }
 
-/// Starts a thread that closes the window titled `title` after [`LIMIT`], in
-/// case the test never does (it then fails).
-fn box_watchdog(title: Vec<u16>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        std::thread::sleep(LIMIT);
-        // SAFETY: finds and closes the box from another thread.
-        unsafe {
-            let bx = FindWindowW(std::ptr::null(), title.as_ptr());
-            if !bx.is_null() {
-                PostMessageW(bx, WM_CLOSE, 0, 0);
-            }
-        }
-    })
+/// A one-shot timer that posts `WM_QUIT` with `code` to this thread after
+/// `delay`, then releases itself.
+fn quit_after(drv: &mut Driver, delay: Duration, code: i32) {
+    let t = drv.timers().create();
+    drv.timers().set(t, delay, Duration::ZERO).unwrap();
+    drv.timers()
+        .wait(t, move |drv, t, _| {
+            // SAFETY: posts WM_QUIT to this thread's queue.
+            unsafe { PostQuitMessage(code) };
+            drv.release_ref(t).unwrap();
+        })
+        .unwrap();
 }
 
-/// A window procedure on the driver's thread receives messages posted and
 /// sent to it from another thread while the driver waits for a TCP exchange:
 /// the driver's wait dispatches them (QS_ALLINPUT includes sent messages).
 fn gui_window_gets_posted_and_sent_messages_during_io(kind: BackendKind) {
@@ -267,15 +262,7 @@ fn gui_wm_quit_reaches_the_program(kind: BackendKind) {
     // loop while waiters are left too.
     let ev = drv.events().create();
     drv.events().wait(ev, |_, _| {}).unwrap();
-    let t = drv.timers().create();
-    drv.timers().set(t, Duration::from_millis(10), Duration::ZERO).unwrap();
-    drv.timers()
-        .wait(t, |drv, t, _| {
-            // SAFETY: posts WM_QUIT to this thread's queue.
-            unsafe { PostQuitMessage(7) };
-            drv.release_ref(t).unwrap();
-        })
-        .unwrap();
+    quit_after(&mut drv, Duration::from_millis(10), 7);
     let deadline = Instant::now() + LIMIT;
     loop {
         match drv.process_events(Some(LIMIT)).expect("process_events") {
@@ -343,7 +330,7 @@ fn gui_io_completes_inside_a_modal_loop(kind: BackendKind) {
     close_box_when(&mut drv, d2, t2, c);
     let attached = drv.attach_to_message_loop(Duration::from_millis(10));
     // A watchdog closes the box if the driver never does (the test then fails).
-    let watchdog = box_watchdog(title_w.clone());
+    let watchdog = box_watchdog(title_w.clone(), LIMIT);
     let text = wide("eventcore is running I/O inside this modal loop");
     // SAFETY: a modal message box owned by no window.
     unsafe { MessageBoxW(std::ptr::null_mut(), text.as_ptr(), title_w.as_ptr(), MB_OK) };
@@ -541,15 +528,7 @@ fn gui_idle_window_keeps_the_loop_waiting(kind: BackendKind) {
 /// and the `WM_QUIT` is off the queue.
 fn gui_quit_from_the_last_callback_is_returned(kind: BackendKind) {
     let mut drv = util::driver(kind);
-    let t = drv.timers().create();
-    drv.timers().set(t, Duration::from_millis(5), Duration::ZERO).unwrap();
-    drv.timers()
-        .wait(t, |drv, t, _| {
-            // SAFETY: posts WM_QUIT to this thread's queue.
-            unsafe { PostQuitMessage(3) };
-            drv.release_ref(t).unwrap();
-        })
-        .unwrap();
+    quit_after(&mut drv, Duration::from_millis(5), 3);
     let mut reasons = Vec::new();
     loop {
         let r = drv.process_events(Some(LIMIT)).expect("process_events");
@@ -766,7 +745,7 @@ fn gui_attached_echo_round_trip_inside_a_modal_loop(kind: BackendKind) {
     });
     close_box_when(&mut drv, done.clone(), title.clone(), closed.clone());
     let attached = drv.attach_to_message_loop(Duration::from_millis(10));
-    let watchdog = box_watchdog(title.clone());
+    let watchdog = box_watchdog(title.clone(), LIMIT);
     let text = wide("eventcore is echoing over loopback inside this modal loop");
     // SAFETY: a modal message box owned by no window.
     unsafe { MessageBoxW(std::ptr::null_mut(), text.as_ptr(), title.as_ptr(), MB_OK) };

@@ -124,11 +124,9 @@ fn rt_executor_attached_runs_inside_a_modal_loop(kind: BackendKind) {
     use std::cell::Cell;
     use std::rc::Rc;
     use std::time::Duration;
+    use util::windows::{box_watchdog, wide};
     use windows_sys::Win32::UI::WindowsAndMessaging::{FindWindowW, MessageBoxW, PostMessageW, MB_OK, WM_CLOSE};
 
-    fn wide(s: &str) -> Vec<u16> {
-        s.encode_utf16().chain(std::iter::once(0)).collect()
-    }
     let title = wide("eventcore attached executor test");
     let mut ex = executor(kind);
     ex.attach_to_message_loop(Duration::from_millis(10));
@@ -150,17 +148,7 @@ fn rt_executor_attached_runs_inside_a_modal_loop(kind: BackendKind) {
         }
     });
     // A watchdog closes the box if the task never does (the test then fails).
-    let watchdog_title = title.clone();
-    let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(LIMIT);
-        // SAFETY: finds and closes the box from another thread.
-        unsafe {
-            let bx = FindWindowW(std::ptr::null(), watchdog_title.as_ptr());
-            if !bx.is_null() {
-                PostMessageW(bx, WM_CLOSE, 0, 0);
-            }
-        }
-    });
+    let watchdog = box_watchdog(title.clone(), LIMIT);
     let text = wide("eventcore runs async tasks inside this modal loop");
     // SAFETY: a modal message box owned by no window.
     unsafe { MessageBoxW(std::ptr::null_mut(), text.as_ptr(), title.as_ptr(), MB_OK) };

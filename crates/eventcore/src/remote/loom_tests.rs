@@ -289,42 +289,30 @@ fn shutdown_race<B: ModelBackend>() {
     });
 }
 
-#[test]
-fn loom_eventfd_two_senders() {
-    burst::<EventFd>(2, 2);
+/// The same four models for each wake-up design.
+macro_rules! loom_cases {
+    ($design:ty: $two:ident, $three:ident, $ping_pong:ident, $shutdown:ident) => {
+        #[test]
+        fn $two() {
+            burst::<$design>(2, 2);
+        }
+
+        #[test]
+        fn $three() {
+            burst::<$design>(3, 1);
+        }
+
+        #[test]
+        fn $ping_pong() {
+            ping_pong::<$design>(3);
+        }
+
+        #[test]
+        fn $shutdown() {
+            shutdown_race::<$design>();
+        }
+    };
 }
 
-#[test]
-fn loom_eventfd_three_senders() {
-    burst::<EventFd>(3, 1);
-}
-
-#[test]
-fn loom_eventfd_ping_pong() {
-    ping_pong::<EventFd>(3);
-}
-
-#[test]
-fn loom_eventfd_shutdown() {
-    shutdown_race::<EventFd>();
-}
-
-#[test]
-fn loom_uring_two_senders() {
-    burst::<OneShotPoll>(2, 2);
-}
-
-#[test]
-fn loom_uring_three_senders() {
-    burst::<OneShotPoll>(3, 1);
-}
-
-#[test]
-fn loom_uring_ping_pong() {
-    ping_pong::<OneShotPoll>(3);
-}
-
-#[test]
-fn loom_uring_shutdown() {
-    shutdown_race::<OneShotPoll>();
-}
+loom_cases!(EventFd: loom_eventfd_two_senders, loom_eventfd_three_senders, loom_eventfd_ping_pong, loom_eventfd_shutdown);
+loom_cases!(OneShotPoll: loom_uring_two_senders, loom_uring_three_senders, loom_uring_ping_pong, loom_uring_shutdown);

@@ -129,11 +129,11 @@ pub(crate) mod buf;
 pub(crate) mod inline_fn;
 #[cfg(eventcore_backend)]
 pub(crate) mod pin_cell;
+#[cfg(eventcore_backend)]
+pub(crate) mod watch;
 
 #[cfg(target_os = "linux")]
 mod linux;
-#[cfg(target_os = "linux")]
-pub(crate) use linux::inotify;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::process;
 #[cfg(target_os = "linux")]
@@ -161,7 +161,7 @@ pub(crate) mod unix;
 #[cfg(windows)]
 mod windows;
 #[cfg(all(unix, eventcore_backend))]
-pub(crate) use unix::dns::lookup as dns_lookup;
+pub(crate) use unix::dns;
 #[cfg(all(unix, eventcore_backend))]
 pub(crate) use unix::files;
 #[cfg(all(unix, eventcore_backend))]
@@ -169,11 +169,11 @@ pub(crate) use unix::AsSource;
 #[cfg(all(unix, eventcore_backend))]
 pub(crate) use unix::{block_signals_in_worker, socket_options};
 #[cfg(windows)]
+pub(crate) use windows::dns;
+#[cfg(windows)]
 pub(crate) use windows::files;
 #[cfg(windows)]
 pub(crate) use windows::object_wait;
-#[cfg(windows)]
-pub(crate) use windows::watch;
 #[cfg(windows)]
 pub(crate) use windows::AsSource;
 #[cfg(windows)]
@@ -459,11 +459,27 @@ pub(crate) fn unix_path(addr: &socket2::SockAddr) -> Option<std::path::PathBuf> 
     }
 }
 
-/// The resolver error behind an I/O error of a lookup completion (Windows:
-/// its WinSock code).
-#[cfg(windows)]
-pub(crate) fn resolver_error(e: &io::Error) -> crate::Error {
-    windows::dns::resolver_error(e.raw_os_error().unwrap_or(0))
+#[cfg(eventcore_backend)]
+/// How this OS performs a name lookup (`sys::dns::start`).
+#[allow(dead_code)] // Each OS uses one of the two.
+pub(crate) enum LookupStart {
+    /// The driver runs this blocking resolver on its worker pool; the job's
+    /// output is its result (Unix: `getaddrinfo`).
+    Pool(fn(&str) -> crate::Result<Vec<std::net::IpAddr>>),
+    /// The backend started the lookup; its completion comes from `poll`
+    /// with [`Extra::Addresses`], or here if it finished at once (Windows:
+    /// `GetAddrInfoExW`).
+    Backend(Option<Completion>),
+}
+
+#[cfg(eventcore_backend)]
+/// The addresses, or the resolver's error, of a lookup the backend performed.
+pub(crate) fn lookup_result(c: Completion) -> crate::Result<Vec<std::net::IpAddr>> {
+    match (c.result, c.extra) {
+        (Ok(_), Extra::Addresses(addrs)) => Ok(addrs),
+        (Err(e), _) => Err(dns::resolver_error(e)),
+        _ => Err(crate::Error::new(Status::Other)),
+    }
 }
 
 /// How a process ended (both process backends report it this way).

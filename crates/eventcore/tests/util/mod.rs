@@ -16,6 +16,8 @@ use eventcore::{BackendKind, Driver, ExitReason, Result, Status};
 
 pub mod net;
 pub mod rt;
+#[cfg(windows)]
+pub mod windows;
 
 /// Instantiates scenario functions `fn name(kind: BackendKind)` as one `#[test]`
 /// per backend, in a module per backend: `epoll::name`, `uring::name`,
@@ -74,21 +76,31 @@ pub const WATCHDOG: Duration = Duration::from_secs(30);
 /// Runs a scenario under a watchdog: if it has not finished after
 /// [`WATCHDOG`], the process aborts with the scenario's name.
 pub fn run(kind: BackendKind, name: &'static str, scenario: fn(BackendKind)) {
+    let done = abort_unless_done(WATCHDOG, move || {
+        format!("watchdog: {} on {} hung for {:?}", name, kind.name(), WATCHDOG)
+    });
+    scenario(kind);
+    done.store(true, Ordering::Release);
+}
+
+/// A watchdog thread: unless the returned flag is set within `limit`, it
+/// prints `report()` and aborts the process (a hang fails the run with a
+/// line that says where, instead of stalling it).
+pub fn abort_unless_done(limit: Duration, report: impl FnOnce() -> String + Send + 'static) -> Arc<AtomicBool> {
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
     std::thread::spawn(move || {
         let start = Instant::now();
-        while start.elapsed() < WATCHDOG {
+        while start.elapsed() < limit {
             if flag.load(Ordering::Acquire) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        eprintln!("watchdog: {} on {} hung for {:?}", name, kind.name(), WATCHDOG);
+        eprintln!("{}", report());
         std::process::abort();
     });
-    scenario(kind);
-    done.store(true, Ordering::Release);
+    done
 }
 
 /// A fresh driver on `kind`.

@@ -12,6 +12,7 @@ pub(crate) mod process;
 pub(crate) mod signals;
 pub(crate) mod uring;
 pub(crate) mod waker;
+pub(crate) mod watch;
 
 /// The backend of one driver: epoll or io_uring, chosen when the driver is
 /// created. Each call forwards through one `match`.

@@ -4,7 +4,22 @@ use std::ffi::{CStr, CString};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::Error;
+use crate::sys::{LookupStart, Native};
 use crate::Status;
+
+/// Lookups run on the worker pool: `getaddrinfo` blocks.
+pub(crate) fn start(_backend: &mut Native, _token: u64, _name: &str) -> LookupStart {
+    LookupStart::Pool(lookup)
+}
+
+/// Nothing to withdraw: the pool job's result is dropped when it arrives.
+pub(crate) fn cancel(_backend: &mut Native, _token: u64) {}
+
+/// The error of a failed lookup completion (only pool jobs resolve names
+/// here, so the backend never reports one).
+pub(crate) fn resolver_error(e: std::io::Error) -> Error {
+    Error::from(e)
+}
 
 /// Every IPv4 and IPv6 address of `name`, in the resolver's order, without
 /// duplicates. A resolver failure keeps its `EAI_*` code.

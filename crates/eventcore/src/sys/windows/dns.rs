@@ -16,11 +16,27 @@ use windows_sys::Win32::System::IO::OVERLAPPED;
 
 use super::backend::Waker;
 use crate::error::Error;
-use crate::sys::{Completion, Extra};
+use crate::sys::{Completion, Extra, LookupStart};
 use crate::Status;
 
+/// Starts an asynchronous `GetAddrInfoExW` lookup of `name` in the backend.
+pub(crate) fn start(backend: &mut super::Backend, token: u64, name: &str) -> LookupStart {
+    LookupStart::Backend(backend.start_lookup(token, name))
+}
+
+/// Cancels a lookup the backend runs (a completion that still comes is stale).
+pub(crate) fn cancel(backend: &mut super::Backend, token: u64) {
+    backend.cancel_lookup(token);
+}
+
+/// The resolver error behind an I/O error of a lookup completion: its
+/// WinSock code.
+pub(crate) fn resolver_error(e: std::io::Error) -> Error {
+    resolver_error_code(e.raw_os_error().unwrap_or(0))
+}
+
 /// The contract's error for a resolver failure, with its WinSock code.
-pub(crate) fn resolver_error(rc: i32) -> Error {
+fn resolver_error_code(rc: i32) -> Error {
     let status = match rc {
         WSAHOST_NOT_FOUND | WSANO_DATA => Status::NotFound,
         WSATRY_AGAIN => Status::Unreachable,

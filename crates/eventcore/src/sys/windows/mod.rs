@@ -9,7 +9,8 @@
 //! - `window.rs`: the message-only window that receives `WSAAsyncSelect`
 //!   notifications (accept, connect) and the pump requests of a driver that
 //!   is attached to a program's own message loop.
-//! - `dns.rs`: `GetAddrInfoW` for the worker pool.
+//! - `dns.rs`: asynchronous `GetAddrInfoExW`, started and cancelled by the
+//!   backend.
 //! - `errors.rs`: Win32 / WinSock codes → the contract's statuses.
 //! - `process.rs`: child processes (std's `CreateProcessW`, a registered
 //!   wait per process, `TerminateProcess`).

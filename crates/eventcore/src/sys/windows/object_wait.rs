@@ -24,7 +24,8 @@ use windows_sys::Win32::Foundation::{
     DuplicateHandle, DUPLICATE_SAME_ACCESS, ERROR_INVALID_HANDLE, HANDLE, INVALID_HANDLE_VALUE, WAIT_FAILED,
 };
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, RegisterWaitForSingleObject, UnregisterWaitEx, WaitForSingleObject, INFINITE, WT_EXECUTEONLYONCE,
+    GetCurrentProcess, RegisterWaitForSingleObject, UnregisterWaitEx, WaitForSingleObject, INFINITE,
+    WAITORTIMERCALLBACK, WT_EXECUTEONLYONCE,
 };
 
 /// Called once, from a thread-pool thread, when the object is signalled.
@@ -75,14 +76,13 @@ struct Context {
 
 /// One registered one-shot wait, withdrawn on drop.
 pub(crate) struct ObjectWait {
-    wait: HANDLE,
-    context: *mut Context,
+    _wait: RegisteredWait<Context>,
 }
 
 /// The thread-pool callback: the object was signalled (no timeout is set).
 unsafe extern "system" fn on_signalled(context: *mut c_void, _timed_out: bool) {
     // SAFETY: the context stays allocated until UnregisterWaitEx has waited
-    // for this callback (see ObjectWait::drop).
+    // for this callback (see `RegisteredWait`'s drop).
     let context = unsafe { &*context.cast::<Context>() };
     let notify = context.notify.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(notify) = notify {
@@ -94,17 +94,43 @@ impl ObjectWait {
     /// Waits once for `object` (which must stay open until the wait is
     /// dropped) to be signalled; `notify` then runs on a thread-pool thread.
     pub fn register(object: &OwnedHandle, notify: SignalNotify) -> io::Result<ObjectWait> {
-        let context = Box::into_raw(Box::new(Context {
+        let context = Context {
             notify: Mutex::new(Some(notify)),
-        }));
+        };
+        // SAFETY: the caller keeps `object` open until the wait is dropped,
+        // and `on_signalled` reads its context as a `&Context`.
+        let wait = unsafe { RegisteredWait::register(object.as_raw_handle(), Some(on_signalled), context)? };
+        Ok(ObjectWait { _wait: wait })
+    }
+}
+
+/// A one-shot thread-pool wait (`RegisterWaitForSingleObject` with
+/// `WT_EXECUTEONLYONCE`) whose callback borrows a boxed context. Dropping it
+/// withdraws the wait with `UnregisterWaitEx(INVALID_HANDLE_VALUE)`, which
+/// waits for a callback that is running, and only then frees the context.
+/// Object waits and process exits use it.
+pub(crate) struct RegisteredWait<C> {
+    wait: HANDLE,
+    context: *mut C,
+}
+
+impl<C> RegisteredWait<C> {
+    /// Registers the wait on `object` with `context`.
+    ///
+    /// # Safety
+    /// `object` stays open until the returned wait is dropped, and
+    /// `callback` only reads its context argument as a `&C`.
+    pub(crate) unsafe fn register(object: HANDLE, callback: WAITORTIMERCALLBACK, context: C) -> io::Result<Self> {
+        let context = Box::into_raw(Box::new(context));
         let mut wait: HANDLE = std::ptr::null_mut();
         // SAFETY: registers a wait on a handle the caller keeps open until
-        // the wait is withdrawn, with a context that lives until then.
+        // the wait is withdrawn, with a context that lives until then (it is
+        // freed in `drop`, after the withdrawal).
         let ok = unsafe {
             RegisterWaitForSingleObject(
                 &mut wait,
-                object.as_raw_handle(),
-                Some(on_signalled),
+                object,
+                callback,
                 context.cast::<c_void>().cast_const(),
                 INFINITE,
                 WT_EXECUTEONLYONCE,
@@ -116,11 +142,11 @@ impl ObjectWait {
             drop(unsafe { Box::from_raw(context) });
             return Err(e);
         }
-        Ok(ObjectWait { wait, context })
+        Ok(RegisteredWait { wait, context })
     }
 }
 
-impl Drop for ObjectWait {
+impl<C> Drop for RegisteredWait<C> {
     fn drop(&mut self) {
         // SAFETY: `wait` is our registered wait; INVALID_HANDLE_VALUE makes
         // the call wait for a callback that is running, so afterwards no

@@ -32,15 +32,13 @@ use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::sync::Mutex;
 
-use windows_sys::Win32::Foundation::{
-    ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, HANDLE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
-};
+use windows_sys::Win32::Foundation::{ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, HANDLE, WAIT_OBJECT_0};
 use windows_sys::Win32::System::Threading::{
-    GetExitCodeProcess, OpenProcess, RegisterWaitForSingleObject, TerminateProcess, UnregisterWaitEx,
-    WaitForSingleObject, INFINITE, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, PROCESS_TERMINATE,
-    WT_EXECUTEONLYONCE,
+    GetExitCodeProcess, OpenProcess, TerminateProcess, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION,
+    PROCESS_SYNCHRONIZE, PROCESS_TERMINATE,
 };
 
+use super::object_wait::RegisteredWait;
 use crate::sys::signal_numbers::{SIGINT, SIGKILL, SIGQUIT, SIGTERM};
 
 pub(crate) use crate::sys::{Ended, ExitNotify};
@@ -102,32 +100,11 @@ const _: fn() = || {
     used_from_any_thread::<WaitContext>();
 };
 
-/// A registered wait on a process handle, withdrawn on drop.
-struct RegisteredWait {
-    wait: HANDLE,
-    context: *mut WaitContext,
-}
-
-impl Drop for RegisteredWait {
-    fn drop(&mut self) {
-        // SAFETY: `wait` is our registered wait; INVALID_HANDLE_VALUE makes
-        // the call wait for a callback that is running, so afterwards no
-        // callback runs or will run.
-        let ok = unsafe { UnregisterWaitEx(self.wait, INVALID_HANDLE_VALUE) };
-        if ok != 0 {
-            // SAFETY: `context` came from Box::into_raw in `notify_on_exit`,
-            // and no callback can use it any more.
-            drop(unsafe { Box::from_raw(self.context) });
-        }
-        // Otherwise a callback might still read the context: leak it.
-    }
-}
-
 /// The thread-pool callback of a process's registered wait: the process has
 /// exited (the wait has no timeout). Only reads the exit code and notifies.
 unsafe extern "system" fn on_exit(context: *mut c_void, _timed_out: bool) {
     // SAFETY: the context of this wait stays allocated until UnregisterWaitEx
-    // has waited for this callback (see RegisteredWait::drop).
+    // has waited for this callback (see `RegisteredWait`'s drop).
     let context = unsafe { &*context.cast::<WaitContext>() };
     let notify = context.notify.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(notify) = notify {
@@ -152,7 +129,7 @@ fn exit_status(process: HANDLE) -> Ended {
 pub(crate) struct OsProcess {
     pid: u32,
     handle: OwnedHandle,
-    wait: Option<RegisteredWait>,
+    wait: Option<RegisteredWait<WaitContext>>,
 }
 
 impl OsProcess {
@@ -196,30 +173,15 @@ impl OsProcess {
     /// from a thread-pool thread with the exit code once the process exits.
     /// Dropping the process withdraws the wait.
     pub fn notify_on_exit(&mut self, notify: ExitNotify) -> io::Result<()> {
-        let context = Box::into_raw(Box::new(WaitContext {
+        let context = WaitContext {
             process: ProcessHandle(self.raw()),
             notify: Mutex::new(Some(notify)),
-        }));
-        let mut wait: HANDLE = std::ptr::null_mut();
-        // SAFETY: registers a wait on a process handle we hold (closed only
-        // after the wait is withdrawn), with a context that lives until then.
-        let ok = unsafe {
-            RegisterWaitForSingleObject(
-                &mut wait,
-                self.raw(),
-                Some(on_exit),
-                context.cast::<c_void>().cast_const(),
-                INFINITE,
-                WT_EXECUTEONLYONCE,
-            )
         };
-        if ok == 0 {
-            let e = io::Error::last_os_error();
-            // SAFETY: the registration failed, so no callback has the context.
-            drop(unsafe { Box::from_raw(context) });
-            return Err(e);
-        }
-        self.wait = Some(RegisteredWait { wait, context });
+        // SAFETY: a wait on a process handle we hold (closed only after the
+        // wait is withdrawn: see `Drop for OsProcess`); `on_exit` reads its
+        // context as a `&WaitContext`.
+        let wait = unsafe { RegisteredWait::register(self.raw(), Some(on_exit), context)? };
+        self.wait = Some(wait);
         Ok(())
     }
 
