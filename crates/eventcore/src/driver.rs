@@ -475,6 +475,10 @@ impl Driver {
         };
         let mut done = std::mem::take(&mut self.jobs_done);
         pool.take_done(&mut done);
+        if done.is_empty() {
+            self.jobs_done = done;
+            return;
+        }
         for (token, output) in done.drain(..) {
             self.ready.push_back(Ready {
                 op: Key::from_u64(token, self.id),
@@ -485,8 +489,12 @@ impl Driver {
     }
 
     fn drain_remote(&mut self) {
+        self.remote.take_messages(&mut self.inbox);
+        if self.inbox.is_empty() {
+            // Most turns: nothing came from other threads.
+            return;
+        }
         let mut inbox = std::mem::take(&mut self.inbox);
-        self.remote.take_messages(&mut inbox);
         for msg in inbox.drain(..) {
             match msg {
                 Message::Trigger { event, notify_all } => {

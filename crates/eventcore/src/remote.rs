@@ -122,10 +122,18 @@ impl<W: Wake> RemoteShared<W> {
     }
 
     /// Moves every queued message to the end of `out` (on the owner thread).
+    #[inline]
     pub fn take_messages(&self, out: &mut Vec<Message>) {
         // Most loop turns find nothing: look without taking the lock, and
         // without a locked instruction.
-        if !self.queued.load(Ordering::Acquire) || !self.queued.swap(false, Ordering::AcqRel) {
+        if self.queued.load(Ordering::Acquire) {
+            self.take_queued(out);
+        }
+    }
+
+    #[inline(never)]
+    fn take_queued(&self, out: &mut Vec<Message>) {
+        if !self.queued.swap(false, Ordering::AcqRel) {
             return;
         }
         let mut q = self.lock();
