@@ -108,6 +108,23 @@ impl Drop for QuitOnUnwind {
     }
 }
 
+/// The state of each subsystem besides its handle table (`kinds.rs`): one
+/// component per subsystem, each defined in that subsystem's file. The
+/// driver's own fields are the core: the op table, the ready queue, waiter
+/// accounting, the backend, the worker pool and `Remote`.
+pub(crate) struct Subsystems {
+    /// The timer queue and the count of timer waits (`timers.rs`).
+    pub(crate) timers: crate::timers::TimerComponent,
+    /// The signal source, once a listener exists (`signals.rs`).
+    pub(crate) signals: crate::signals::SignalComponent,
+    /// Released processes still being watched until they exit (`processes.rs`).
+    pub(crate) processes: crate::processes::ProcessComponent,
+    /// The directory watch engine and its reads in flight (`watchers.rs`).
+    pub(crate) watches: crate::watchers::WatchComponent,
+    /// The foreign descriptors registered with `polls()`, by raw value (`poll.rs`).
+    pub(crate) polls: crate::poll::PollRegistry,
+}
+
 /// A per-thread event driver.
 ///
 /// All operations are started through the subsystem views ([`Driver::timers`],
@@ -139,20 +156,13 @@ pub struct Driver {
     inbox: Vec<Message>,
     /// The table of every handle kind (`kinds.rs`).
     pub(crate) tables: Tables,
-    pub(crate) timer_queue: crate::timer::TimerQueue,
-    pub(crate) signal_source: Option<crate::signals::SignalSource>,
-    pub(crate) orphans: Vec<crate::processes::Orphan>,
+    /// What each subsystem keeps besides its handle table.
+    pub(crate) subsystems: Subsystems,
     /// The user data of handles ([`Driver::set_user_data`]): kept aside, as
     /// few handles carry any, so that a handle's slot does not pay for it.
     user_data: std::collections::HashMap<(HandleKind, Key), Box<dyn std::any::Any>>,
-    /// The directory watch engine and its reads in flight.
-    pub(crate) watches: crate::watchers::WatchComponent,
     /// Ops in `ops` that are the driver's own (not waiters).
     pub(crate) internal_ops: usize,
-    /// The foreign descriptors registered with `polls()`, by raw value.
-    pub(crate) poll_registry: crate::poll::PollRegistry,
-    /// Timer waits registered or queued (they live in the timers, not in `ops`).
-    pub(crate) timer_waits: usize,
     /// Batches dispatched from the ready queue without polling the OS.
     batches_without_poll: u32,
     remote: Arc<RemoteShared>,
@@ -189,14 +199,15 @@ impl Driver {
             pool: None,
             inbox: Vec::new(),
             tables: Tables::new(id),
-            timer_queue: Default::default(),
-            signal_source: None,
-            orphans: Vec::new(),
-            watches: crate::watchers::WatchComponent::new(),
+            subsystems: Subsystems {
+                timers: Default::default(),
+                signals: Default::default(),
+                processes: Default::default(),
+                watches: crate::watchers::WatchComponent::new(),
+                polls: Default::default(),
+            },
             user_data: Default::default(),
             internal_ops: 0,
-            poll_registry: Default::default(),
-            timer_waits: 0,
             batches_without_poll: 0,
             remote,
             exit_requested: false,
@@ -230,12 +241,12 @@ impl Driver {
     /// Pending one-shot operations, armed timers, active repeating listeners and
     /// queued cross-thread work. Zero means nothing can ever complete.
     pub fn waiter_count(&self) -> usize {
-        self.pending_ops() + self.timer_queue.len() + self.remote.pending() + self.listener_count()
+        self.pending_ops() + self.subsystems.timers.queue.len() + self.remote.pending() + self.listener_count()
     }
 
     /// Callbacks of one-shot operations that have not run.
     fn pending_ops(&self) -> usize {
-        self.ops.len() - self.internal_ops + self.timer_waits
+        self.ops.len() - self.internal_ops + self.subsystems.timers.waits
     }
 
     /// Active repeating listeners that are not an op of their own.
@@ -310,7 +321,7 @@ impl Driver {
             } else {
                 Some(Duration::ZERO)
             };
-            if let Some(next) = self.timer_queue.next_deadline() {
+            if let Some(next) = self.subsystems.timers.queue.next_deadline() {
                 let until = next.saturating_duration_since(now);
                 wait = Some(wait.map_or(until, |w| w.min(until)));
             }
@@ -607,7 +618,7 @@ impl fmt::Debug for Driver {
 impl Driver {
     fn drop_signals_and_processes(&mut self) {
         self.drop_orphans();
-        if let Some(source) = self.signal_source.take() {
+        if let Some(source) = self.subsystems.signals.source.take() {
             if let Some(src) = source.src {
                 self.sys.remove_source(src);
             }

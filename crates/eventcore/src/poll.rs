@@ -450,7 +450,7 @@ impl Driver {
                 #[cfg(unix)]
                 identity,
             } => {
-                self.poll_registry.remove(&raw);
+                self.subsystems.polls.remove(&raw);
                 // Closed before its release (a program error): the number
                 // may name another file now, whose registration must stay.
                 #[cfg(unix)]
@@ -506,7 +506,7 @@ impl Polls<'_> {
             return Err(Error::invalid_handle());
         }
         let raw = fd as u64;
-        if self.drv.poll_registry.contains_key(&raw) {
+        if self.drv.subsystems.polls.contains_key(&raw) {
             return Err(Error::new(Status::AlreadyExists));
         }
         let identity = sys::unix::file_identity(fd).map_err(Error::from)?;
@@ -554,7 +554,7 @@ impl Polls<'_> {
     #[cfg(windows)]
     pub fn register_raw(&mut self, socket: std::os::windows::io::RawSocket) -> Result<PollHandle> {
         let raw = socket;
-        if self.drv.poll_registry.contains_key(&raw) {
+        if self.drv.subsystems.polls.contains_key(&raw) {
             return Err(Error::new(Status::AlreadyExists));
         }
         let src = self.drv.sys.add_foreign_socket(raw as usize).map_err(Error::from)?;
@@ -597,7 +597,7 @@ impl Polls<'_> {
             epochs: 0,
         });
         if let Some(raw) = raw {
-            self.drv.poll_registry.insert(raw, key);
+            self.drv.subsystems.polls.insert(raw, key);
         }
         PollHandle(key)
     }

@@ -217,6 +217,13 @@ pub(crate) struct ProcessState {
     waiters: Vec<Key>,
 }
 
+/// The process subsystem's state besides its handle table.
+#[derive(Default)]
+pub(crate) struct ProcessComponent {
+    /// Released processes whose exit is still watched (reaped when it comes).
+    pub(crate) orphans: Vec<Orphan>,
+}
+
 /// A released process that has not exited yet: still watched, to be reaped
 /// (where the OS needs that, see `sys_process::MUST_REAP`, or its exit
 /// comes through a source in the wait set).
@@ -286,7 +293,7 @@ impl Driver {
     fn process_watch(&self, key: Key) -> Option<&Watch> {
         match self.tables.processes.get(key) {
             Some(state) => state.watch.as_ref(),
-            None => self.orphans.iter().find(|o| o.key == key).map(|o| &o.watch),
+            None => self.subsystems.processes.orphans.iter().find(|o| o.key == key).map(|o| &o.watch),
         }
     }
 
@@ -324,10 +331,10 @@ impl Driver {
             }
             watch
         } else {
-            self.orphans
+            self.subsystems.processes.orphans
                 .iter()
                 .position(|o| o.key == key)
-                .map(|i| self.orphans.swap_remove(i).watch)
+                .map(|i| self.subsystems.processes.orphans.swap_remove(i).watch)
         };
         if let Some(src) = watch.as_ref().and_then(|w| w.src) {
             self.sys.remove_source(src);
@@ -365,7 +372,7 @@ impl Driver {
         if sys_process::MUST_REAP || watch.src.is_some() {
             // Keep watching so the child is reaped when it exits (and the
             // internal read on its exit source completes then).
-            self.orphans.push(Orphan { key, watch });
+            self.subsystems.processes.orphans.push(Orphan { key, watch });
         } else {
             // Nothing to reap (Windows): withdraw the notification now.
             watch.os.abandon();
@@ -377,7 +384,7 @@ impl Driver {
     /// have exited and leaves those still running to a detached thread that
     /// waits for them, so none becomes a zombie.
     pub(crate) fn drop_orphans(&mut self) {
-        for orphan in std::mem::take(&mut self.orphans) {
+        for orphan in std::mem::take(&mut self.subsystems.processes.orphans) {
             if let Some(src) = orphan.watch.src {
                 self.sys.remove_source(src);
             }

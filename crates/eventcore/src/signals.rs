@@ -46,6 +46,13 @@ pub(crate) struct SignalState {
     callback: Option<SignalCallback>,
 }
 
+/// The signal subsystem's state besides its listeners' table.
+#[derive(Default)]
+pub(crate) struct SignalComponent {
+    /// The OS signal source, once a listener exists.
+    pub(crate) source: Option<SignalSource>,
+}
+
 /// The driver's signal set, the registration of its source (if it has one)
 /// and the pending internal read on it.
 pub(crate) struct SignalSource {
@@ -79,7 +86,7 @@ impl Driver {
 
     fn arm_signal_read(&mut self) {
         let owner = internal_owner(self);
-        let Some(source) = &self.signal_source else {
+        let Some(source) = &self.subsystems.signals.source else {
             return;
         };
         let Some(src) = source.src else {
@@ -91,7 +98,7 @@ impl Driver {
         let mut op = IoOp::new(owner, IoCallback::Internal(Internal::Signals), crate::sys::buf::AnyBuf::empty(), IoMode::Once);
         op.src = src;
         let key = self.start_io(op, false);
-        if let Some(source) = &mut self.signal_source {
+        if let Some(source) = &mut self.subsystems.signals.source {
             source.op = Some(key);
         }
     }
@@ -100,7 +107,7 @@ impl Driver {
     /// deliver each to its listeners; returns whether a callback ran.
     pub(crate) fn signals_ready(&mut self) -> bool {
         let mut arrived = Vec::new();
-        if let Some(source) = &mut self.signal_source {
+        if let Some(source) = &mut self.subsystems.signals.source {
             if source.src.is_some() {
                 // Called from the completion of the internal read.
                 source.op = None;
@@ -143,7 +150,7 @@ impl Driver {
             .into_iter()
             .any(|k| self.tables.signals.get(k).is_some_and(|s| s.signo == signo));
         let nobody = self.tables.signals.len() == 0;
-        if let Some(source) = &mut self.signal_source {
+        if let Some(source) = &mut self.subsystems.signals.source {
             if !still_listened {
                 source.set.remove(signo);
             }
@@ -169,7 +176,7 @@ impl Signals<'_> {
         callback: impl FnMut(&mut Driver, SignalListener, i32) + 'static,
     ) -> Result<SignalListener> {
         SignalSet::check(signo).map_err(Error::new)?;
-        if self.drv.signal_source.is_none() {
+        if self.drv.subsystems.signals.source.is_none() {
             let remote = self.drv.remote();
             let notify = Box::new(move || {
                 // If the driver is gone there is nobody to tell.
@@ -180,9 +187,9 @@ impl Signals<'_> {
                 Some(fd) => Some(self.drv.sys.add_source(fd, SourceKind::Fd)?),
                 None => None,
             };
-            self.drv.signal_source = Some(SignalSource { set, src, op: None });
+            self.drv.subsystems.signals.source = Some(SignalSource { set, src, op: None });
         }
-        let source = self.drv.signal_source.as_mut().expect("created above");
+        let source = self.drv.subsystems.signals.source.as_mut().expect("created above");
         source.set.add(signo)?;
         let key = self.drv.tables.signals.insert(SignalState {
             signo,

@@ -14,6 +14,16 @@ use crate::driver::Outcome;
 use crate::handle::{define_handle, Key};
 /// A timer wait's callback, stored inline when small.
 pub(crate) type TimerFn = crate::sys::inline_fn::FlagFn<Driver, TimerId>;
+
+/// The timer subsystem's state besides its handle table.
+#[derive(Default)]
+pub(crate) struct TimerComponent {
+    /// Armed timers by deadline.
+    pub(crate) queue: crate::timer::TimerQueue,
+    /// Timer waits registered or queued (they live in the timers, not in
+    /// the driver's `ops`): waiters.
+    pub(crate) waits: usize,
+}
 use crate::{Driver, Error, Result};
 
 define_handle!(
@@ -75,7 +85,7 @@ impl Driver {
             return false;
         }
         state.queued -= 1;
-        self.timer_waits -= 1;
+        self.subsystems.timers.waits -= 1;
         callback.call(self, TimerId(key), fired);
         true
     }
@@ -92,7 +102,7 @@ impl Driver {
     /// and the ready queue stays small.
     pub(crate) fn expire_timers(&mut self, now: Instant) {
         for _ in 0..EXPIRE_PER_TURN {
-            let Some((index, prev)) = self.timer_queue.pop_expired(now) else {
+            let Some((index, prev)) = self.subsystems.timers.queue.pop_expired(now) else {
                 break;
             };
             let Some((key, state)) = self.tables.timers.at_mut(index) else {
@@ -109,7 +119,7 @@ impl Driver {
                     .ok()
                     .and_then(|step| prev.checked_add(Duration::from_nanos(step)))
                     .unwrap_or(now + Duration::from_nanos(repeat));
-                self.timer_queue.arm(index, next);
+                self.subsystems.timers.queue.arm(index, next);
             }
             if let Some(wait) = taken {
                 self.queue_wait(key, true, wait);
@@ -120,9 +130,9 @@ impl Driver {
     pub(crate) fn destroy_timer(&mut self, key: Key) {
         // The wait is dropped with the slot; queued completions find the key
         // stale and are dropped uncalled.
-        self.timer_queue.disarm(key.index);
+        self.subsystems.timers.queue.disarm(key.index);
         if let Some(state) = self.tables.timers.remove(key) {
-            self.timer_waits -= usize::from(state.wait.is_some()) + state.queued as usize;
+            self.subsystems.timers.waits -= usize::from(state.wait.is_some()) + state.queued as usize;
         }
     }
 }
@@ -145,7 +155,7 @@ impl Timers<'_> {
     pub fn reserve(&mut self, additional: usize) {
         self.drv.tables.timers.reserve(additional);
         let max_index = self.drv.tables.timers.capacity();
-        self.drv.timer_queue.reserve(additional, max_index);
+        self.drv.subsystems.timers.queue.reserve(additional, max_index);
     }
 
     /// Arms `timer` to fire after `timeout`, then every `repeat` if `repeat` is
@@ -153,7 +163,7 @@ impl Timers<'_> {
     /// stays registered.
     pub fn set(&mut self, timer: TimerId, timeout: Duration, repeat: Duration) -> Result<()> {
         self.set_repeat(timer, repeat)?;
-        self.drv.timer_queue.arm_after(timer.0.index, timeout);
+        self.drv.subsystems.timers.queue.arm_after(timer.0.index, timeout);
         Ok(())
     }
 
@@ -164,7 +174,7 @@ impl Timers<'_> {
     /// its cached loop time, and spares a clock read per timer.
     pub fn set_at(&mut self, timer: TimerId, deadline: Instant, repeat: Duration) -> Result<()> {
         self.set_repeat(timer, repeat)?;
-        self.drv.timer_queue.arm(timer.0.index, deadline);
+        self.drv.subsystems.timers.queue.arm(timer.0.index, deadline);
         Ok(())
     }
 
@@ -189,7 +199,7 @@ impl Timers<'_> {
             .get_mut(timer.0)
             .ok_or_else(Error::invalid_handle)?;
         let taken = state.take_wait();
-        self.drv.timer_queue.disarm(timer.0.index);
+        self.drv.subsystems.timers.queue.disarm(timer.0.index);
         if let Some(wait) = taken {
             self.drv.queue_wait(timer.0, false, wait);
         }
@@ -198,7 +208,7 @@ impl Timers<'_> {
 
     /// Whether `timer` is armed (false for an invalid handle).
     pub fn is_pending(&self, timer: TimerId) -> bool {
-        self.drv.tables.timers.contains(timer.0) && self.drv.timer_queue.is_armed(timer.0.index)
+        self.drv.tables.timers.contains(timer.0) && self.drv.subsystems.timers.queue.is_armed(timer.0.index)
     }
 
     /// Whether `timer` was set with a repeat period (false for an invalid handle).
@@ -211,7 +221,7 @@ impl Timers<'_> {
     /// from the next `process_events` with `fired = false`. One wait per timer:
     /// a second wait while one is pending is [`Status::Busy`](crate::Status::Busy).
     pub fn wait(&mut self, timer: TimerId, callback: impl FnOnce(&mut Driver, TimerId, bool) + 'static) -> Result<()> {
-        let armed = self.drv.timer_queue.is_armed(timer.0.index);
+        let armed = self.drv.subsystems.timers.queue.is_armed(timer.0.index);
         let state = self
             .drv
             .tables.timers
@@ -221,7 +231,7 @@ impl Timers<'_> {
             return Err(Error::new(crate::Status::Busy));
         }
         let callback = TimerFn::new(callback);
-        self.drv.timer_waits += 1;
+        self.drv.subsystems.timers.waits += 1;
         if armed {
             state.wait = Some(callback);
         } else {
@@ -241,13 +251,13 @@ impl Timers<'_> {
             return false;
         };
         if state.wait.take().is_some() {
-            self.drv.timer_waits -= 1;
+            self.drv.subsystems.timers.waits -= 1;
             return true;
         }
         if state.queued == 0 {
             return false;
         }
-        self.drv.timer_waits -= state.queued as usize;
+        self.drv.subsystems.timers.waits -= state.queued as usize;
         state.queued = 0;
         state.epoch = state.epoch.checked_add(1).unwrap_or(NonZeroU32::MIN);
         true
@@ -258,7 +268,7 @@ impl Timers<'_> {
         if !self.drv.tables.timers.contains(timer.0) {
             return None;
         }
-        let d = self.drv.timer_queue.deadline(timer.0.index)?;
+        let d = self.drv.subsystems.timers.queue.deadline(timer.0.index)?;
         Some(d.saturating_duration_since(Instant::now()))
     }
 }

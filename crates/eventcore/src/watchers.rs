@@ -133,12 +133,12 @@ impl Driver {
 
     /// Starts watching `base` (see [`Watchers::watch_directory`]).
     fn add_watcher(&mut self, base: PathBuf, recursive: bool, callback: WatchCallback) -> Result<Key> {
-        let prepared = self.watches.engine.prepare(&mut self.sys, &base)?;
+        let prepared = self.subsystems.watches.engine.prepare(&mut self.sys, &base)?;
         let key = self.tables.watchers.insert(WatcherState {
             base: base.clone(),
             callback: Some(callback),
         });
-        let added = self.watches.engine.add(key, prepared, base, recursive);
+        let added = self.subsystems.watches.engine.add(key, prepared, base, recursive);
         // The read first, then the walk, as the Windows watcher always did:
         // under Wine, a walk of the tree that ran before the recursive
         // `ReadDirectoryChangesW` was issued left subdirectories unwatched
@@ -152,10 +152,10 @@ impl Driver {
 
     /// Keeps the reader's request in flight, if the engine wants one.
     fn arm_watch(&mut self, reader: Reader) {
-        if self.watches.reads.contains_key(&reader) {
+        if self.subsystems.watches.reads.contains_key(&reader) {
             return;
         }
-        let Some(arm) = self.watches.engine.arm(reader) else {
+        let Some(arm) = self.subsystems.watches.engine.arm(reader) else {
             return;
         };
         let owner = Owner {
@@ -182,7 +182,7 @@ impl Driver {
         );
         op.src = arm.src;
         let key = self.start_io(op, false);
-        self.watches.reads.insert(reader, key);
+        self.subsystems.watches.reads.insert(reader, key);
     }
 
     fn start_walk(&mut self, walk: Walk) {
@@ -193,11 +193,11 @@ impl Driver {
 
     /// A reader's request completed: deliver what it found, then re-arm it.
     pub(crate) fn watch_read_done(&mut self, reader: Reader, result: Result<usize>, buf: AnyBuf) -> bool {
-        self.watches.reads.remove(&reader);
+        self.subsystems.watches.reads.remove(&reader);
         // A directory-changes read comes back with its length set to what
         // arrived; a readiness wait has no buffer.
         let buf: Vec<u8> = buf.downcast().unwrap_or_default();
-        let rearm = self.watches.engine.read_done(reader, result, buf);
+        let rearm = self.subsystems.watches.engine.read_done(reader, result, buf);
         let ran = self.run_watch_steps();
         if rearm {
             self.arm_watch(reader);
@@ -216,14 +216,14 @@ impl Driver {
             Outcome::Failed(e) => Err(e),
             _ => return false,
         };
-        self.watches.engine.walk_done(op.watcher, output);
+        self.subsystems.watches.engine.walk_done(op.watcher, output);
         self.run_watch_steps()
     }
 
     /// Delivers what the engine has, one step at a time.
     fn run_watch_steps(&mut self) -> bool {
         let mut ran = false;
-        while let Some(step) = self.watches.engine.next_step() {
+        while let Some(step) = self.subsystems.watches.engine.next_step() {
             match step {
                 Step::To {
                     watcher,
@@ -249,17 +249,17 @@ impl Driver {
         if self.tables.watchers.remove(key).is_none() {
             return;
         }
-        for reader in self.watches.engine.withdraw(key) {
-            if let Some(op) = self.watches.reads.remove(&reader) {
+        for reader in self.subsystems.watches.engine.withdraw(key) {
+            if let Some(op) = self.subsystems.watches.reads.remove(&reader) {
                 let _ = self.cancel_io(op);
             }
         }
-        self.watches.engine.remove(&mut self.sys, key);
+        self.subsystems.watches.engine.remove(&mut self.sys, key);
     }
 
     /// The driver is going: the engine lets go of its sources.
     pub(crate) fn close_watches(&mut self) {
-        self.watches.engine.close(&mut self.sys);
+        self.subsystems.watches.engine.close(&mut self.sys);
     }
 
     /// The base directory of a live watcher.
