@@ -94,12 +94,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<ExitCode> {
     );
     let mut calls =
         String::from("| scenario | system | system calls / op | CPU µs / op (native) |\n|---|---|---:|---:|\n");
+    let mut medians: Vec<(String, String, f64)> = Vec::new();
     for scenario in &options.only {
         for system in VALGRIND_SYSTEMS {
             heading(&format!("callgrind: {scenario} on {system}"));
             match callgrind(root, &bench, &out, scenario, system, options.seconds)? {
                 Some(per_op) if !per_op.is_empty() => {
                     let (median, min, max) = spread(&per_op);
+                    medians.push((scenario.clone(), system.to_string(), median));
                     println!("{scenario} {system}: {median:.0} instructions/op ({min:.0}–{max:.0})");
                     report.push_str(&format!(
                         "| {scenario} | {system} | {median:.0} | {min:.0}–{max:.0} | {} |\n",
@@ -122,14 +124,50 @@ pub fn run(root: &Path, args: &[String]) -> Result<ExitCode> {
     }
     let text = format!(
         "# Instructions and system calls per operation\n\nMeasured by `cargo xtask bench --instructions` \
-         (callgrind windows of {s} s, 3 rounds; strace over {s} s and {l} s runs).\n\n{report}\n{calls}",
+         (callgrind windows of {s} s, 3 rounds; strace over {s} s and {l} s runs).\n\n{report}\n{calls}\n{targets}",
         s = options.seconds,
         l = options.seconds * 3.0,
+        targets = targets(&medians),
     );
     std::fs::write(out.join("instructions.md"), &text)?;
     heading(&format!("Wrote {}", out.join("instructions.md").display()));
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The instruction targets: eventcore's figure against a reference system's
+/// in the same run, at most `limit` times it.
+const TARGETS: &[(&str, &str, &str, f64)] = &[
+    ("ping_pong_pinned", "eventcore-epoll", "libuv", 0.8),
+    ("ping_pong_pinned", "eventcore-epoll-async", "tokio", 0.8),
+    ("pound", "eventcore-epoll", "libuv", 0.8),
+    ("loop_count", "eventcore-epoll", "libuv", 1.0),
+];
+
+/// The targets table for the systems measured in this run.
+fn targets(medians: &[(String, String, f64)]) -> String {
+    let find = |scenario: &str, system: &str| {
+        medians
+            .iter()
+            .find(|(sc, sy, _)| sc == scenario && sy == system)
+            .map(|(_, _, m)| *m)
+    };
+    let mut out = String::from("| target | ratio | |\n|---|---:|---|\n");
+    for &(scenario, system, reference, limit) in TARGETS {
+        let (Some(ours), Some(theirs)) = (find(scenario, system), find(scenario, reference)) else {
+            continue;
+        };
+        let ratio = ours / theirs;
+        let verdict = if ratio <= limit {
+            "**hit**".to_owned()
+        } else {
+            format!("MISS by {:.0} %", (ratio / limit - 1.0) * 100.0)
+        };
+        out.push_str(&format!(
+            "| {scenario}: {system} instructions ≤ {limit}× {reference} | {ratio:.2}× | {verdict} |\n"
+        ));
+    }
+    out
 }
 
 fn cargo() -> Job {
