@@ -509,6 +509,11 @@ impl Polls<'_> {
         if self.drv.subsystems.polls.contains_key(&raw) {
             return Err(Error::new(Status::AlreadyExists));
         }
+        if self.drv.sys.has_descriptor(fd) {
+            // A descriptor the driver itself uses (as epoll_ctl's EEXIST
+            // says on the other Linux backend).
+            return Err(Error::new(Status::AlreadyExists));
+        }
         let identity = sys::unix::file_identity(fd).map_err(Error::from)?;
         let src = self
             .drv

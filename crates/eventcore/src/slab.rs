@@ -321,6 +321,14 @@ impl<T, H: Header> Table<T, H> {
         self.live
     }
 
+    /// The live resources.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().filter_map(|s| match &s.state {
+            State::Live(v) => Some(v),
+            State::Free { .. } => None,
+        })
+    }
+
     /// Keys of all live slots.
     pub fn keys(&self) -> Vec<Key> {
         self.slots

@@ -610,6 +610,7 @@ mod foreign {
             timerfd_watch,
             regular_files_and_directories_are_not_supported,
             invalid_descriptors,
+            a_descriptor_of_the_driver_is_already_exists,
             closed_while_registered_neither_hangs_nor_fails_the_release,
             rt_pipe_of_another_library,
         );
@@ -811,6 +812,19 @@ mod foreign {
             assert_status(&drv.polls().register_raw(-1), Status::InvalidHandle);
             // Far above any descriptor (or handle value) a test process has.
             assert_status(&drv.polls().register_raw(1_000_000), Status::InvalidHandle);
+            assert_no_leaks(&drv);
+        }
+
+        /// A descriptor the driver itself uses (here a socket it adopted)
+        /// is `AlreadyExists` on both Linux backends.
+        fn a_descriptor_of_the_driver_is_already_exists(kind: BackendKind) {
+            use std::os::fd::AsRawFd;
+            let mut drv = driver(kind);
+            let (ours, _peer) = tcp_pair();
+            let sock = drv.sockets().adopt_stream(ours).unwrap();
+            let fd = drv.sockets().socket_ref(sock).unwrap().as_raw_fd();
+            assert_status(&drv.polls().register_raw(fd), Status::AlreadyExists);
+            drv.release_ref(sock).unwrap();
             assert_no_leaks(&drv);
         }
 

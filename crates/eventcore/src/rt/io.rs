@@ -171,21 +171,14 @@ impl<H: StreamHandle> Drop for IoCore<H> {
     }
 }
 
-/// What an owned-buffer transfer moves: one buffer to read into or to
-/// write, or a list to write.
-enum Payload<B> {
-    Read(B),
-    Write(B),
-    WriteList(B),
-}
-
-/// Starts a transfer's driver operation for its buffer type.
-type StartFn<H, B> = fn(Payload<B>, H, &mut Driver, IoMode, Completer<BufResult<usize, B>>);
+/// Starts a transfer's driver operation for its buffer type: a read, a
+/// write or a vectored write (the type says which).
+type StartFn<H, B> = fn(B, H, &mut Driver, IoMode, Completer<BufResult<usize, B>>);
 
 /// An owned-buffer transfer on one direction of a stream.
 struct Transfer<H: StreamHandle, B> {
     handle: H,
-    payload: Option<Payload<B>>,
+    buf: Option<B>,
     mode: IoMode,
     write: bool,
     start: StartFn<H, B>,
@@ -194,45 +187,39 @@ struct Transfer<H: StreamHandle, B> {
 impl<H: StreamHandle, B> Unpin for Transfer<H, B> {}
 
 fn start_read<H: StreamHandle, B: IoBufMut>(
-    p: Payload<B>,
+    buf: B,
     h: H,
     drv: &mut Driver,
     mode: IoMode,
     done: Completer<BufResult<usize, B>>,
 ) {
-    if let Payload::Read(buf) = p {
-        h.read(drv, buf, mode, move |r| {
-            let _ = done.complete(r);
-        });
-    }
+    h.read(drv, buf, mode, move |r| {
+        let _ = done.complete(r);
+    });
 }
 
 fn start_write<H: StreamHandle, B: IoBuf>(
-    p: Payload<B>,
+    buf: B,
     h: H,
     drv: &mut Driver,
     mode: IoMode,
     done: Completer<BufResult<usize, B>>,
 ) {
-    if let Payload::Write(buf) = p {
-        h.write(drv, buf, mode, move |r| {
-            let _ = done.complete(r);
-        });
-    }
+    h.write(drv, buf, mode, move |r| {
+        let _ = done.complete(r);
+    });
 }
 
 fn start_write_list<H: StreamHandle, B: IoBuf>(
-    p: Payload<Vec<B>>,
+    bufs: Vec<B>,
     h: H,
     drv: &mut Driver,
     mode: IoMode,
     done: Completer<BufResult<usize, Vec<B>>>,
 ) {
-    if let Payload::WriteList(bufs) = p {
-        h.write_vectored(drv, bufs, mode, move |r| {
-            let _ = done.complete(r);
-        });
-    }
+    h.write_vectored(drv, bufs, mode, move |r| {
+        let _ = done.complete(r);
+    });
 }
 
 impl<H: StreamHandle, B: 'static> Operation for Transfer<H, B> {
@@ -241,8 +228,8 @@ impl<H: StreamHandle, B: 'static> Operation for Transfer<H, B> {
     type Ret = BufResult<usize, B>;
 
     fn start(&mut self, drv: &mut Driver, done: Completer<BufResult<usize, B>>) -> Result<(H, bool), BufResult<usize, B>> {
-        let payload = self.payload.take().expect("started once");
-        (self.start)(payload, self.handle, drv, self.mode, done);
+        let buf = self.buf.take().expect("started once");
+        (self.start)(buf, self.handle, drv, self.mode, done);
         Ok((self.handle, self.write))
     }
 
@@ -259,10 +246,7 @@ impl<H: StreamHandle, B: 'static> Operation for Transfer<H, B> {
     }
 
     fn busy(&mut self) -> BufResult<usize, B> {
-        let buf = match self.payload.take().expect("refused before it started") {
-            Payload::Read(b) | Payload::Write(b) | Payload::WriteList(b) => b,
-        };
-        (Err(Error::new(Status::Busy)), buf)
+        (Err(Error::new(Status::Busy)), self.buf.take().expect("refused before it started"))
     }
 }
 
@@ -352,16 +336,16 @@ impl<H: StreamHandle> ByteStream<H> {
 
     fn transfer<B: 'static>(
         &self,
-        payload: Payload<B>,
+        buf: B,
         mode: IoMode,
+        write: bool,
         start: StartFn<H, B>,
     ) -> impl Future<Output = BufResult<usize, B>> + '_ {
-        let write = !matches!(payload, Payload::Read(_));
         let guard = if write { &self.io.writing } else { &self.io.reading };
         OpFuture::guarded(
             Transfer {
                 handle: self.io.handle,
-                payload: Some(payload),
+                buf: Some(buf),
                 mode,
                 write,
                 start,
@@ -386,7 +370,7 @@ impl<H: StreamHandle> ByteStream<H> {
     /// once). For reading that survives being dropped — a `select` loop — use
     /// the `futures-io` side, whose read in flight belongs to the stream.
     pub fn read_owned<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> + '_ {
-        self.transfer(Payload::Read(buf), IoMode::Once, start_read::<H, B>)
+        self.transfer(buf, IoMode::Once, false, start_read::<H, B>)
     }
 
     /// Fills all of the spare room of `buf`; end of stream first is
@@ -396,7 +380,7 @@ impl<H: StreamHandle> ByteStream<H> {
     /// **Cancel safety:** not cancel-safe: dropped while pending, the bytes
     /// read so far are lost.
     pub fn read_exact_owned<B: IoBufMut>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> + '_ {
-        self.transfer(Payload::Read(buf), IoMode::All, start_read::<H, B>)
+        self.transfer(buf, IoMode::All, false, start_read::<H, B>)
     }
 
     /// Writes at least one byte of `buf`: the count and the buffer.
@@ -405,7 +389,7 @@ impl<H: StreamHandle> ByteStream<H> {
     /// withdraws the write, but some bytes may already be on their way (the
     /// driver counts them for a cancel; a dropped future cannot tell).
     pub fn write_owned<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> + '_ {
-        self.transfer(Payload::Write(buf), IoMode::Once, start_write::<H, B>)
+        self.transfer(buf, IoMode::Once, true, start_write::<H, B>)
     }
 
     /// Writes all of `buf`, or fails with the count written so far in
@@ -414,7 +398,7 @@ impl<H: StreamHandle> ByteStream<H> {
     /// **Cancel safety:** not cancel-safe: dropped while pending, an unknown
     /// prefix of `buf` may have been written.
     pub fn write_all_owned<B: IoBuf>(&self, buf: B) -> impl Future<Output = BufResult<usize, B>> + '_ {
-        self.transfer(Payload::Write(buf), IoMode::All, start_write::<H, B>)
+        self.transfer(buf, IoMode::All, true, start_write::<H, B>)
     }
 
     /// Writes all of the buffers, in order, gathering them into as few
@@ -423,7 +407,7 @@ impl<H: StreamHandle> ByteStream<H> {
     ///
     /// **Cancel safety:** as [`write_all_owned`](ByteStream::write_all_owned).
     pub fn write_vectored_owned<B: IoBuf>(&self, bufs: Vec<B>) -> impl Future<Output = BufResult<usize, Vec<B>>> + '_ {
-        self.transfer(Payload::WriteList(bufs), IoMode::All, start_write_list::<H, B>)
+        self.transfer(bufs, IoMode::All, true, start_write_list::<H, B>)
     }
 
     /// Waits until data (or end of stream) can be read, consuming nothing.

@@ -87,6 +87,16 @@ pub(crate) trait Backend {
     fn forget_source(&mut self, id: SourceId) {
         self.remove_source(id)
     }
+    /// Whether descriptor `fd` is already one of this backend's sources, for
+    /// a backend whose OS does not refuse the second registration itself
+    /// (epoll answers `EEXIST`; io_uring keeps no set). Asked only when a
+    /// program registers a descriptor of its own (`Driver::polls`), so the
+    /// driver's own sources pay nothing for it.
+    #[cfg(unix)]
+    fn has_descriptor(&self, fd: std::os::fd::RawFd) -> bool {
+        let _ = fd;
+        false
+    }
     /// Starts one operation; returns its completion if it finished at once.
     fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion>;
     /// Hands requests that `submit` only queued to the OS now.

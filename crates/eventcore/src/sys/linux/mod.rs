@@ -61,6 +61,10 @@ impl Backend for LinuxBackend {
         forward!(self.forget_source(id))
     }
 
+    fn has_descriptor(&self, fd: std::os::fd::RawFd) -> bool {
+        forward!(self.has_descriptor(fd))
+    }
+
     #[inline]
     fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
         forward!(self.submit(id, token, req))

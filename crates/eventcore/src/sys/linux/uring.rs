@@ -617,6 +617,12 @@ impl crate::sys::Backend for Backend {
         Ok(SourceId(key.to_u64()))
     }
 
+    /// A linear look over the sources: only a program's registration of a
+    /// descriptor of its own asks (see the trait).
+    fn has_descriptor(&self, fd: RawFd) -> bool {
+        self.sources.values().any(|s| s.fd == fd)
+    }
+
     /// Forgets a source. The driver cancels its requests first, but io_uring
     /// holds its own reference to the file, so closing the descriptor would
     /// not end a request still in flight: anything left is cancelled here,
