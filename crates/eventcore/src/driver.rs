@@ -311,17 +311,26 @@ impl Driver {
             }
         }
         self.batches_without_poll = 0;
-        // One clock read before the wait and one after it per turn: the second
-        // serves the timers, the deadline check and the next turn's wait.
-        let mut now = Instant::now();
-        let deadline = timeout.and_then(|t| now.checked_add(t));
+        // The clock is read only for a deadline or an armed timer: once
+        // before the wait and once after it, the second serving the timers,
+        // the deadline check and the next wait. A loop with neither (a
+        // server waiting on sockets) reads no clock at all.
+        let timed = timeout.is_some_and(|t| !t.is_zero()) || self.subsystems.timers.queue.len() != 0;
+        let mut now = if timed { Some(Instant::now()) } else { None };
+        let deadline = match (timeout, now) {
+            (Some(t), Some(now)) => now.checked_add(t),
+            _ => None,
+        };
+        // A zero timeout polls once: it needs no clock to know it is over.
+        let poll_once = timeout == Some(Duration::ZERO);
         loop {
-            let mut wait = if self.ready.is_empty() {
-                deadline.map(|d| d.saturating_duration_since(now))
-            } else {
+            let mut wait = if !self.ready.is_empty() || poll_once {
                 Some(Duration::ZERO)
+            } else {
+                deadline.zip(now).map(|(d, now)| d.saturating_duration_since(now))
             };
             if let Some(next) = self.subsystems.timers.queue.next_deadline() {
+                let now = *now.get_or_insert_with(Instant::now);
                 let until = next.saturating_duration_since(now);
                 wait = Some(wait.map_or(until, |w| w.min(until)));
             }
@@ -359,13 +368,16 @@ impl Driver {
             }
             self.drain_pool();
             self.drain_remote();
-            now = Instant::now();
-            self.expire_timers(now);
+            if deadline.is_some() || self.subsystems.timers.queue.len() != 0 {
+                let at = Instant::now();
+                now = Some(at);
+                self.expire_timers(at);
+            }
 
             if let Some(reason) = self.run_batch(activity) {
                 return Ok(reason);
             }
-            if deadline.is_some_and(|d| now >= d) {
+            if poll_once || deadline.zip(now).is_some_and(|(d, now)| now >= d) {
                 return Ok(ExitReason::Timeout);
             }
         }
@@ -395,7 +407,7 @@ impl Driver {
     /// the thread's queue, `OutOfWaiters` unless the thread owns a window
     /// whose messages keep the loop going (WinAPI); `None` to go on.
     fn nothing_left(&mut self) -> Option<ExitReason> {
-        if self.waiter_count() != 0 || !self.ready.is_empty() {
+        if !self.ready.is_empty() || self.waiter_count() != 0 {
             return None;
         }
         if let Some(code) = self.sys.take_queued_quit() {

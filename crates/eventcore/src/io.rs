@@ -310,6 +310,11 @@ impl Driver {
     /// through the callback from `process_events`.
     pub(crate) fn begin_io(&mut self, mut op: IoOp) {
         let reading = op.callback.is_reading();
+        // The key the op will have, recorded in the handle's slot in the
+        // same look-up that checks the handle.
+        let key = self.ops.next_key();
+        let room = op.buf.capacity_for(reading);
+        let full = room == 0 && reading && !op.buf.is_unallocated();
         let Some(io) = self.io_slots(op.owner) else {
             return self.fail_io(op, Error::invalid_handle());
         };
@@ -317,30 +322,25 @@ impl Driver {
         if io.connecting || !io.usable {
             return self.fail_io(op, Error::new(Status::Disconnected));
         }
-        if (if reading { io.read_op } else { io.write_op }).is_some() {
+        let slot = if reading { &mut io.read_op } else { &mut io.write_op };
+        if slot.is_some() {
             return self.fail_io(op, Error::new(Status::Busy));
         }
-        let owner = op.owner;
-        let room = op.buf.capacity_for(reading);
-        if room == 0 && reading && !op.buf.is_unallocated() {
+        if full {
             // A full buffer: reading nothing into it would look like a
             // wait for data (or end of stream) and loop forever.
             return self.fail_io(op, Error::new(Status::InvalidArgument));
         }
-        let key = if room == 0 && (op.mode == IoMode::Immediate || !reading) {
+        *slot = Some(key);
+        if room == 0 && (op.mode == IoMode::Immediate || !reading) {
             // Nothing to move: complete at once (from process_events).
-            let key = self.ops.insert(Op::Io(op));
+            let stored = self.ops.insert(Op::Io(op));
+            debug_assert_eq!(stored, key);
             self.push_ready(key, Outcome::Sys(sys::Completion::new(key.to_u64(), Ok(0))));
-            key
         } else {
             let immediate = op.mode == IoMode::Immediate;
-            self.start_io(op, immediate)
-        };
-        let io = self.io_slots(owner).expect("checked above");
-        if reading {
-            io.read_op = Some(key);
-        } else {
-            io.write_op = Some(key);
+            let stored = self.start_io(op, immediate);
+            debug_assert_eq!(stored, key);
         }
     }
 

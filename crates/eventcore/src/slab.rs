@@ -237,6 +237,32 @@ impl<T, H: Header> Table<T, H> {
         }
     }
 
+    /// The key the next [`insert`](Table::insert) returns (so that a
+    /// caller can record it before the value exists).
+    pub fn next_key(&self) -> Key {
+        let mut free = self.free;
+        while free != NO_FREE {
+            let slot = self.slots.get(free as usize).expect("free slots exist");
+            match slot.state {
+                // Retired slots (generation 0 on the list) are skipped by
+                // `insert` too.
+                State::Free { next } if slot.gen == 0 => free = next,
+                _ => {
+                    return Key {
+                        index: free,
+                        gen: slot.gen,
+                        driver: self.driver,
+                    }
+                }
+            }
+        }
+        Key {
+            index: self.slots.len() as u32,
+            gen: 0,
+            driver: self.driver,
+        }
+    }
+
     fn slot_mut(&mut self, key: Key) -> Option<(&mut H, &mut T)> {
         if key.driver != self.driver {
             return None;

@@ -312,7 +312,17 @@ impl crate::sys::Backend for Backend {
                     // Round up so a timer is never woken for before its deadline.
                     Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
                 };
-                syscall!(epoll_wait(self.epfd.as_raw_fd(), self.events.as_mut_ptr(), cap, ms))
+                // epoll_pwait without a signal mask is epoll_wait, made
+                // directly: libc's wrapper is a thread-cancellation point.
+                crate::sys::unix::raw_syscall!(SYS_epoll_pwait(
+                    self.epfd.as_raw_fd(),
+                    self.events.as_mut_ptr(),
+                    cap,
+                    ms,
+                    std::ptr::null::<libc::sigset_t>(),
+                    0usize
+                ))
+                .map(|n| n as i32)
             }
         };
         let n = match waited {
