@@ -447,10 +447,17 @@ impl Driver {
         if let Outcome::Timer { fired, epoch, callback } = outcome {
             return self.complete_timer(key, fired, epoch, callback);
         }
-        // The op's kind picks the subsystem that completes it; the op itself
-        // is taken out of the table by that subsystem.
+        // I/O, the common case, is taken out of the table in the look-up
+        // that finds it.
+        if matches!(outcome, Outcome::Sys(_) | Outcome::Failed(_)) {
+            if let Some(Op::Io(op)) = self.ops.remove_if(key, |op| matches!(op, Op::Io(_))) {
+                return self.complete_io(key, op, outcome);
+            }
+        }
+        // Otherwise the op's kind picks the subsystem that completes it; the
+        // op itself is taken out of the table by that subsystem.
         match self.ops.get(key) {
-            Some(Op::Io(_)) => self.complete_io(key, outcome),
+            Some(Op::Io(_)) => unreachable!("taken above"),
             Some(Op::Event(_)) => self.complete_event(key),
             Some(Op::Dns(_)) => self.complete_dns(key, outcome),
             Some(Op::ProcessWait(_)) => self.complete_process_wait(key),

@@ -345,21 +345,24 @@ impl Driver {
     }
 
     /// Stores an operation and hands it to the backend; returns its key.
-    pub(crate) fn start_io(&mut self, op: IoOp, immediate: bool) -> Key {
+    #[inline]
+    pub(crate) fn start_io(&mut self, mut op: IoOp, immediate: bool) -> Key {
         if matches!(op.callback, IoCallback::Internal(_)) {
             self.internal_ops += 1;
         }
         let src = op.src;
+        // The request is built before the op moves into the table: its
+        // pointers address the buffer's heap memory (or the boxed address
+        // of a datagram), which does not move with it.
+        let req = op.request();
         let key = self.ops.insert(Op::Io(op));
-        self.issue(key, src, immediate);
+        self.issue(key, src, req, immediate);
         key
     }
 
-    fn issue(&mut self, key: Key, src: SourceId, immediate: bool) {
-        let Some(Op::Io(op)) = self.ops.get_mut(key) else {
-            return;
-        };
-        let req = op.request();
+    /// Hands `req`, the request of the op `key`, to the backend.
+    #[inline]
+    fn issue(&mut self, key: Key, src: SourceId, req: Request, immediate: bool) {
         let token = key.to_u64();
         if immediate {
             let c = self.sys.attempt(src, token, req);
@@ -495,10 +498,10 @@ impl Driver {
         }
     }
 
-    pub(crate) fn complete_io(&mut self, key: Key, outcome: Outcome) -> bool {
-        let Some(Op::Io(op)) = self.ops.get_mut(key) else {
-            return false;
-        };
+    /// Finishes the I/O operation `op`, already out of the table (`key` was
+    /// its key); an `IoMode::All` transfer that goes on is stored again,
+    /// under a new key. Returns whether a user callback ran.
+    pub(crate) fn complete_io(&mut self, key: Key, mut op: IoOp, outcome: Outcome) -> bool {
         // An operation refused before it reached the backend (stale handle,
         // busy slot, a socket still connecting) says nothing about the
         // connection: it must not mark a direction closed.
@@ -522,10 +525,7 @@ impl Driver {
         let owner = op.owner;
         // Decide whether the operation goes on (IoMode::All) or ends here.
         let mut result = match (&op.callback, result) {
-            (IoCallback::Orphaned, _) => {
-                self.ops.remove(key);
-                return false;
-            }
+            (IoCallback::Orphaned, _) => return false,
             (IoCallback::Read(_), Ok(0)) if requested > 0 && matches!(op.target, Target::At(_)) => {
                 // A positional read at the end of a file.
                 Err(Error::new(Status::EndOfFile).with_transferred(op.done))
@@ -540,8 +540,7 @@ impl Driver {
             (IoCallback::Read(_) | IoCallback::Write(_), Ok(n)) => {
                 op.done += n;
                 if op.mode == IoMode::All && n < requested {
-                    let src = op.src;
-                    self.issue(key, src, false);
+                    self.continue_io(key, op, reading);
                     return false;
                 }
                 Ok(op.done)
@@ -556,7 +555,9 @@ impl Driver {
             }
             (_, r) => r,
         };
-        let mut op = self.remove_io(key).expect("checked above");
+        if matches!(op.callback, IoCallback::Internal(_)) {
+            self.internal_ops -= 1;
+        }
         if reading {
             // What arrived becomes part of the buffer (its length grows).
             let moved = match &result {
@@ -603,6 +604,23 @@ impl Driver {
 }
 
 impl Driver {
+    /// Issues the rest of an `IoMode::All` transfer (`op` was `key`): the op
+    /// goes back into the table under a new key, which the handle's slot
+    /// follows.
+    #[cold]
+    fn continue_io(&mut self, key: Key, mut op: IoOp, reading: bool) {
+        let (src, owner) = (op.src, op.owner);
+        let req = op.request();
+        let new_key = self.ops.insert(Op::Io(op));
+        if let Some(io) = self.io_slots(owner) {
+            let slot = if reading { &mut io.read_op } else { &mut io.write_op };
+            if *slot == Some(key) {
+                *slot = Some(new_key);
+            }
+        }
+        self.issue(new_key, src, req, false);
+    }
+
     /// A driver-internal source is ready; returns whether a user callback ran.
     fn internal_ready(&mut self, which: Internal, owner: Owner, result: Result<usize>, buf: AnyBuf) -> bool {
         match which {

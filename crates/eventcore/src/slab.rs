@@ -318,6 +318,30 @@ impl<T, H: Header> Table<T, H> {
         Some(value)
     }
 
+    /// Frees the slot and returns its resource if the key is current and
+    /// `pred` accepts the resource (one look-up for both); otherwise leaves
+    /// the slot as it is.
+    #[inline]
+    pub fn remove_if(&mut self, key: Key, pred: impl FnOnce(&T) -> bool) -> Option<T> {
+        if key.driver != self.driver {
+            return None;
+        }
+        let free = self.free;
+        let slot = self.slots.get_mut(key.index as usize)?;
+        match &slot.state {
+            State::Live(value) if slot.gen == key.gen && pred(value) => {}
+            _ => return None,
+        }
+        let State::Live(value) = std::mem::replace(&mut slot.state, State::Free { next: free }) else {
+            unreachable!("checked live above");
+        };
+        // Generation 0 on the free list means "used up" (see `insert`).
+        slot.gen = slot.gen.wrapping_add(1);
+        self.free = key.index;
+        self.live -= 1;
+        Some(value)
+    }
+
     /// Sets the generation of slot `index` (tests only: forces the end of a
     /// slot's generations without 2³² reuses).
     #[cfg(test)]
