@@ -387,6 +387,7 @@ impl Driver {
     /// `Exited` if a callback asked to exit, `Idle` if a callback ran (or the
     /// backend had `activity`: Windows dispatched window messages),
     /// `OutOfWaiters` if nothing is left at all; `None` to go on waiting.
+    #[inline]
     fn run_batch(&mut self, activity: bool) -> Option<ExitReason> {
         let ran = !self.ready.is_empty() && self.dispatch();
         if !self.panics.is_empty() {
@@ -443,16 +444,24 @@ impl Driver {
     }
 
     /// Finishes one operation; returns whether a user callback ran.
+    #[inline]
     fn complete(&mut self, key: Key, outcome: Outcome) -> bool {
-        if let Outcome::Timer { fired, epoch, callback } = outcome {
-            return self.complete_timer(key, fired, epoch, callback);
-        }
         // I/O, the common case, is taken out of the table in the look-up
         // that finds it.
         if matches!(outcome, Outcome::Sys(_) | Outcome::Failed(_)) {
             if let Some(Op::Io(op)) = self.ops.remove_if(key, |op| matches!(op, Op::Io(_))) {
                 return self.complete_io(key, op, outcome);
             }
+        }
+        self.complete_other(key, outcome)
+    }
+
+    /// Finishes an operation that is not I/O (or an I/O outcome whose
+    /// operation is gone).
+    #[inline(never)]
+    fn complete_other(&mut self, key: Key, outcome: Outcome) -> bool {
+        if let Outcome::Timer { fired, epoch, callback } = outcome {
+            return self.complete_timer(key, fired, epoch, callback);
         }
         // Otherwise the op's kind picks the subsystem that completes it; the
         // op itself is taken out of the table by that subsystem.
@@ -499,7 +508,16 @@ impl Driver {
         }
     }
 
+    /// Queues the outcomes of finished worker-pool jobs.
+    #[inline]
     fn drain_pool(&mut self) {
+        if self.pool.is_some() {
+            self.drain_pool_jobs();
+        }
+    }
+
+    #[inline(never)]
+    fn drain_pool_jobs(&mut self) {
         let Some(pool) = &self.pool else {
             return;
         };
@@ -518,10 +536,19 @@ impl Driver {
         self.jobs_done = done;
     }
 
+    /// Takes what other threads sent; most turns find nothing, and cost a
+    /// load.
+    #[inline]
     fn drain_remote(&mut self) {
+        if self.remote.has_messages() {
+            self.drain_remote_messages();
+        }
+    }
+
+    #[inline(never)]
+    fn drain_remote_messages(&mut self) {
         self.remote.take_messages(&mut self.inbox);
         if self.inbox.is_empty() {
-            // Most turns: nothing came from other threads.
             return;
         }
         let mut inbox = std::mem::take(&mut self.inbox);

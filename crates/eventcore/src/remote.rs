@@ -121,6 +121,13 @@ impl<W: Wake> RemoteShared<W> {
         Ok(())
     }
 
+    /// Whether messages may be queued (a plain load: most loop turns find
+    /// nothing, without a locked instruction).
+    #[inline]
+    pub fn has_messages(&self) -> bool {
+        self.queued.load(Ordering::Acquire)
+    }
+
     /// Moves every queued message to the end of `out` (on the owner thread).
     #[inline]
     pub fn take_messages(&self, out: &mut Vec<Message>) {

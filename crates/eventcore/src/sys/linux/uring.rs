@@ -152,9 +152,69 @@ struct Source {
     write: Option<Key>,
 }
 
+/// `struct io_uring_rsrc_update` of the kernel's ABI (`IORING_REGISTER_RING_FDS`).
+#[repr(C)]
+struct RsrcUpdate {
+    offset: u32,
+    resv: u32,
+    data: u64,
+}
+
+/// `struct io_uring_getevents_arg` of the kernel's ABI (`IORING_ENTER_EXT_ARG`).
+#[repr(C)]
+struct GeteventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    min_wait_usec: u32,
+    ts: u64,
+}
+
+/// `struct __kernel_timespec`.
+#[repr(C)]
+struct KernelTimespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+const IORING_REGISTER_RING_FDS: libc::c_uint = 20;
+const IORING_UNREGISTER_RING_FDS: libc::c_uint = 21;
+const IORING_ENTER_GETEVENTS: u32 = 1;
+const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
+const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
+
+/// Registers the ring's own descriptor with the kernel (Linux 5.18+) for
+/// the calling thread; its index, or `None` where the kernel cannot.
+fn register_ring_fd(ring: &IoUring) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let mut up = RsrcUpdate {
+        offset: u32::MAX,
+        resv: 0,
+        data: ring.as_raw_fd() as u64,
+    };
+    // SAFETY: `up` is a live, writable `io_uring_rsrc_update` (one entry, as
+    // the count says); `offset = u32::MAX` lets the kernel pick the index,
+    // which it writes back into `up.offset`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring.as_raw_fd(),
+            IORING_REGISTER_RING_FDS,
+            &mut up as *mut RsrcUpdate,
+            1u32,
+        )
+    };
+    (rc == 1).then_some(up.offset)
+}
+
 /// The io_uring backend.
 pub(crate) struct Backend {
     ring: IoUring,
+    /// The ring's descriptor registered with the kernel (its index): the
+    /// waiting `io_uring_enter` names it by index, which spares the kernel a
+    /// file-table look-up (and, in a threaded program, a reference count
+    /// update) on every call. The driver is `!Send`, so the thread that
+    /// registered it is the only one that enters.
+    registered: Option<u32>,
     /// The ring defers completion work to `io_uring_enter` and flags pending
     /// work in the SQ ring (`DEFER_TASKRUN` with `TASKRUN_FLAG`): a poll
     /// that must not wait can then skip the system call when nothing is
@@ -193,8 +253,10 @@ impl Backend {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (IoUring::new(ENTRIES)?, false),
             Err(e) => return Err(e),
         };
+        let registered = register_ring_fd(&ring);
         let mut backend = Backend {
             ring,
+            registered,
             flagged,
             waker: Waker::new()?,
             sources: Table::new(0),
@@ -256,13 +318,18 @@ impl Backend {
                 Err(e) => Err(e),
             };
         }
-        let submitter = self.ring.submitter();
-        let result = match timeout {
-            Some(d) => {
-                let ts = Timespec::from(d);
-                submitter.submit_with_args(1, &SubmitArgs::new().timespec(&ts))
+        let result = match self.registered {
+            Some(index) => self.enter_registered(index, timeout),
+            None => {
+                let submitter = self.ring.submitter();
+                match timeout {
+                    Some(d) => {
+                        let ts = Timespec::from(d);
+                        submitter.submit_with_args(1, &SubmitArgs::new().timespec(&ts))
+                    }
+                    None => submitter.submit_with_args(1, &SubmitArgs::new()),
+                }
             }
-            None => submitter.submit_with_args(1, &SubmitArgs::new()),
         };
         match result {
             Ok(_) => Ok(()),
@@ -271,6 +338,49 @@ impl Backend {
             Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Submits the queue and waits for one CQE (at most `timeout`) through
+    /// the registered ring descriptor `index`.
+    fn enter_registered(&mut self, index: u32, timeout: Option<Duration>) -> io::Result<usize> {
+        let to_submit = self.ring.submission().len() as u32;
+        let ts = timeout.map(|d| KernelTimespec {
+            tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: i64::from(d.subsec_nanos()),
+        });
+        let arg = GeteventsArg {
+            sigmask: 0,
+            sigmask_sz: 0,
+            min_wait_usec: 0,
+            ts: ts.as_ref().map_or(0, |t| t as *const KernelTimespec as u64),
+        };
+        let flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | IORING_ENTER_REGISTERED_RING;
+        // SAFETY: `index` is this thread's registration of this ring; `arg`
+        // (and the timespec it may point to) is a live
+        // `io_uring_getevents_arg` of the size passed, read by the kernel
+        // during the call only; the queued SQEs were published by `push`.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                index,
+                to_submit,
+                1u32,
+                flags,
+                &arg as *const GeteventsArg,
+                std::mem::size_of::<GeteventsArg>(),
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc as usize)
+        }
+    }
+
+    /// Whether the ring's descriptor is registered (tests).
+    #[cfg(test)]
+    pub(crate) fn ring_fd_registered(&self) -> bool {
+        self.registered.is_some()
     }
 
     /// Queues one SQE, handing the queue to the kernel first if it is full.
@@ -758,7 +868,33 @@ impl Drop for Backend {
         for key in self.records.keys() {
             let _ = self.cancel_record(key);
         }
+        if let Some(index) = self.registered.take() {
+            unregister_ring_fd(&self.ring, index);
+        }
     }
+}
+
+/// Gives back this thread's registration `index` of a ring: a registration
+/// holds a reference to the ring (it would outlive the driver until the
+/// thread ends) and takes one of the thread's 16 registration slots.
+fn unregister_ring_fd(ring: &IoUring, index: u32) {
+    use std::os::fd::AsRawFd;
+    let mut up = RsrcUpdate {
+        offset: index,
+        resv: 0,
+        data: 0,
+    };
+    // SAFETY: `up` is a live `io_uring_rsrc_update` naming the index this
+    // thread registered, and the ring is still open.
+    let _ = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring.as_raw_fd(),
+            IORING_UNREGISTER_RING_FDS,
+            &mut up as *mut RsrcUpdate,
+            1u32,
+        )
+    };
 }
 
 /// A CQE result as the byte count / value or the OS error.
@@ -818,6 +954,49 @@ mod tests {
         let (a, b) = UnixStream::pair().expect("socketpair");
         a.set_nonblocking(true).unwrap();
         (a, b)
+    }
+
+    /// The ring's descriptor is registered for the waiting enter, and a
+    /// dropped backend gives its registration back: a thread has 16 slots,
+    /// so forty backends one after the other all get one, and each still
+    /// waits with a timeout and completes a read.
+    #[test]
+    fn the_ring_descriptor_is_registered_and_given_back() {
+        let Some(first) = backend("the_ring_descriptor_is_registered_and_given_back") else {
+            return;
+        };
+        if !first.ring_fd_registered() {
+            eprintln!("SKIPPED: this kernel cannot register a ring descriptor (before 5.18)");
+            return;
+        }
+        drop(first);
+        for i in 0..40 {
+            let mut b = Backend::new().expect("io_uring backend");
+            assert!(b.ring_fd_registered(), "backend {i} got no registration: one leaked");
+            let (a, mut peer) = socket_pair();
+            let id = b.add_source(&a, SourceKind::Socket).unwrap();
+            let mut buf = [0u8; 8];
+            let req = Request::Read {
+                ptr: buf.as_mut_ptr(),
+                len: buf.len(),
+            };
+            assert!(b.submit(id, 1, req).is_none());
+            let started = Instant::now();
+            assert!(
+                poll(&mut b, Duration::from_millis(20)).is_empty(),
+                "nothing to read yet"
+            );
+            assert!(
+                started.elapsed() >= Duration::from_millis(15),
+                "the wait's timeout held"
+            );
+            peer.write_all(b"ping").unwrap();
+            let done = poll(&mut b, Duration::from_secs(5));
+            assert_eq!(done.len(), 1);
+            assert_eq!(done[0].result.as_ref().ok(), Some(&4));
+            assert_eq!(&buf[..4], b"ping");
+            b.remove_source(id);
+        }
     }
 
     /// A read on an empty `O_NONBLOCK` pipe never surfaces `EAGAIN`: it
