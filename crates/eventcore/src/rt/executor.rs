@@ -75,6 +75,11 @@ thread_local! {
 struct Shared {
     id: u64,
     state: Mutex<SharedState>,
+    /// Whether `state` holds woken keys or injected work: set under the
+    /// lock by whoever queues, cleared under it by the loop that takes them,
+    /// so the loop looks without locking (most turns find nothing there:
+    /// its own thread's wake-ups go to the core's local queue).
+    filled: AtomicBool,
     remote: Remote,
 }
 
@@ -101,6 +106,7 @@ impl Shared {
             let mut s = self.lock();
             let was_empty = s.woken.is_empty() && s.injected.is_empty();
             push(&mut s);
+            self.filled.store(true, Ordering::Release);
             was_empty
         };
         if was_empty && RUNNING.with(Cell::get) != self.id {
@@ -132,9 +138,31 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            self.shared.notify(|s| s.woken.push(self.key));
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return;
         }
+        // On the thread whose loop is running this executor (the common
+        // case: a driver callback completing a task's operation), the key
+        // goes to the core's own queue: no lock, no wake-up.
+        if RUNNING.with(Cell::get) == self.shared.id {
+            let key = self.key;
+            // `try_`: a waker may run while the thread's executor is being
+            // swapped or dropped; it then takes the shared queue.
+            let local = CURRENT.with(|c| match c.try_borrow().as_deref() {
+                Ok(Some(core)) if core.shared.id == self.shared.id => match core.local_woken.try_borrow_mut() {
+                    Ok(mut queue) => {
+                        queue.push(key);
+                        true
+                    }
+                    Err(_) => false,
+                },
+                _ => false,
+            });
+            if local {
+                return;
+            }
+        }
+        self.shared.notify(|s| s.woken.push(self.key));
     }
 }
 
@@ -353,6 +381,9 @@ pub(crate) struct Core {
     /// The loop's batch of woken keys, kept between `block_on`s and turns
     /// with its capacity (it trades places with the queue's vector).
     batch: Cell<Vec<u64>>,
+    /// Keys of tasks woken on this thread while this executor runs (see
+    /// `TaskWaker::wake_by_ref`); other threads use `shared`.
+    local_woken: RefCell<Vec<u64>>,
     /// Driver work that came up while the driver was borrowed (a handle
     /// dropped from inside a driver callback); run before the next poll.
     deferred: RefCell<Vec<Deferred>>,
@@ -404,7 +435,16 @@ impl Core {
         });
     }
 
+    #[inline]
     fn run_deferred(&self) {
+        if self.deferred.borrow().is_empty() {
+            return;
+        }
+        self.run_deferred_work();
+    }
+
+    #[inline(never)]
+    fn run_deferred_work(&self) {
         loop {
             let work = std::mem::take(&mut *self.deferred.borrow_mut());
             if work.is_empty() {
@@ -562,9 +602,14 @@ impl Core {
     /// capacity); turns injected work into tasks (which wake themselves, so
     /// they run in the next round).
     fn take_woken(&self, batch: &mut Vec<u64>) {
+        std::mem::swap(&mut *self.local_woken.borrow_mut(), batch);
+        if !self.shared.filled.load(Ordering::Acquire) {
+            return;
+        }
         let injected = {
             let mut s = self.shared.lock();
-            std::mem::swap(&mut s.woken, batch);
+            self.shared.filled.store(false, Ordering::Relaxed);
+            batch.append(&mut s.woken);
             if s.injected.is_empty() {
                 return;
             }
@@ -590,8 +635,7 @@ impl Core {
     }
 
     fn has_woken(&self) -> bool {
-        let s = self.shared.lock();
-        !s.woken.is_empty() || !s.injected.is_empty()
+        !self.local_woken.borrow().is_empty() || self.shared.filled.load(Ordering::Acquire)
     }
 
     /// One batch of driver events: a poll when tasks are runnable, else a wait.
@@ -778,6 +822,7 @@ impl Executor {
                 closed: false,
             }),
             remote: driver.remote(),
+            filled: AtomicBool::new(false),
         });
         let main = Arc::new(TaskWaker {
             key: MAIN,
@@ -791,6 +836,7 @@ impl Executor {
                 shared,
                 main,
                 batch: Cell::new(Vec::new()),
+                local_woken: RefCell::new(Vec::new()),
                 deferred: RefCell::new(Vec::new()),
                 quit: RefCell::new(QuitState::default()),
                 pump_panic: RefCell::new(None),
