@@ -307,7 +307,59 @@ fn future_and_output_are_dropped_when_the_task_ends(kind: BackendKind) {
     assert_no_leaks(&ex);
 }
 
+/// Owned-buffer round trips over a loopback TCP connection, one task per
+/// end: in the steady state a read or a write allocates nothing (its
+/// result slot is the one the stream's previous operation in that
+/// direction used; the buffers travel back and forth).
+fn owned_transfers_allocate_nothing(kind: BackendKind) {
+    const WARM_UP: usize = 64;
+    let mut ex = executor(kind);
+    let n = ex.block_on(async {
+        let listener =
+            rt::TcpListener::bind("127.0.0.1:0".parse::<std::net::SocketAddr>().expect("literal")).expect("bind");
+        let addr = listener
+            .local_addr()
+            .expect("address")
+            .as_inet()
+            .expect("an IP address");
+        let client = rt::spawn(async move {
+            let conn = rt::TcpStream::connect(addr).await.expect("connect");
+            let (mut msg, mut reply) = (b"ping".to_vec(), Vec::with_capacity(4));
+            let mut counted = 0;
+            for i in 0..WARM_UP + ROUNDS as usize {
+                if i == WARM_UP {
+                    start_counting();
+                }
+                let (res, m) = conn.write_all_owned(msg).await;
+                res.expect("write");
+                let (res, mut r) = conn.read_exact_owned(reply).await;
+                res.expect("read");
+                assert_eq!(r, b"ping");
+                r.clear();
+                (msg, reply) = (m, r);
+            }
+            counted += stop_counting();
+            counted
+        });
+        let (conn, _) = listener.accept().await.expect("accept");
+        let mut buf = Vec::with_capacity(4);
+        for _ in 0..WARM_UP + ROUNDS as usize {
+            let (res, b) = conn.read_exact_owned(buf).await;
+            res.expect("server read");
+            let (res, mut b) = conn.write_all_owned(b).await;
+            res.expect("server write");
+            b.clear();
+            buf = b;
+        }
+        client.await.expect("the client task")
+    });
+    println!("{kind:?}: {n} allocations for {ROUNDS} round trips (4 operations each)");
+    assert!(n <= ROUNDS / 10, "{kind:?}: {n} allocations for {ROUNDS} round trips");
+    assert_no_leaks(&ex);
+}
+
 contract_tests! {
+    owned_transfers_allocate_nothing,
     future_and_output_are_dropped_when_the_task_ends,
     stale_waker_reaches_nobody,
     spawn_then_await,

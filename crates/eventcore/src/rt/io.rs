@@ -36,7 +36,7 @@ use std::task::{Context, Poll};
 use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
 
 use super::executor::Core;
-use super::op::{Completer, OpFuture, Operation, Slot};
+use super::op::{Completer, OpFuture, Operation, Slot, SlotCache};
 use super::BufResult;
 use crate::PipeHandle;
 use crate::{Driver, Error, Handle, IoBuf, IoBufMut, IoMode, Result, Status, StreamSocket};
@@ -158,6 +158,9 @@ pub(crate) struct IoCore<H: StreamHandle> {
     pub handle: H,
     reading: Cell<bool>,
     writing: Cell<bool>,
+    /// The slots of the owned-buffer transfers, kept between them.
+    read_slot: SlotCache,
+    write_slot: SlotCache,
     /// The handle was closed through `shutdown_write` (pipes): nothing to release.
     gone: Cell<bool>,
 }
@@ -308,6 +311,8 @@ impl<H: StreamHandle> ByteStream<H> {
                 handle,
                 reading: Cell::new(false),
                 writing: Cell::new(false),
+                read_slot: SlotCache::default(),
+                write_slot: SlotCache::default(),
                 gone: Cell::new(false),
             },
             r: ReadState {
@@ -341,8 +346,12 @@ impl<H: StreamHandle> ByteStream<H> {
         write: bool,
         start: StartFn<H, B>,
     ) -> impl Future<Output = BufResult<usize, B>> + '_ {
-        let guard = if write { &self.io.writing } else { &self.io.reading };
-        OpFuture::guarded(
+        let (guard, cache) = if write {
+            (&self.io.writing, &self.io.write_slot)
+        } else {
+            (&self.io.reading, &self.io.read_slot)
+        };
+        OpFuture::cached(
             Transfer {
                 handle: self.io.handle,
                 buf: Some(buf),
@@ -351,6 +360,7 @@ impl<H: StreamHandle> ByteStream<H> {
                 start,
             },
             guard,
+            cache,
         )
     }
 

@@ -18,6 +18,7 @@
 //! abandoned instead: their callback still runs, finds nobody waiting, and
 //! releases what it was given.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -74,6 +75,14 @@ impl<T> Slot<T> {
         self.state.borrow().value.is_some()
     }
 
+    /// Empties a slot that nobody else holds, for another operation.
+    fn reset(&self) {
+        let mut s = self.state.borrow_mut();
+        s.value = None;
+        s.waker = None;
+        s.abandoned = false;
+    }
+
     fn abandon(&self) {
         let mut s = self.state.borrow_mut();
         s.abandoned = true;
@@ -84,6 +93,29 @@ impl<T> Slot<T> {
 impl<T> std::fmt::Debug for Slot<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Slot").field("filled", &self.is_filled()).finish()
+    }
+}
+
+/// The slot of a handle direction's last finished operation, kept for its
+/// next one: a stream that reads in a loop allocates its slot once, not per
+/// read. Any output type fits (a later operation of another type allocates
+/// anew); a slot is reused only when nothing else holds it.
+#[derive(Default)]
+pub(crate) struct SlotCache(Cell<Option<Rc<dyn Any>>>);
+
+impl SlotCache {
+    fn take<T: 'static>(&self) -> Rc<Slot<T>> {
+        if let Some(Ok(slot)) = self.0.take().map(|any| any.downcast::<Slot<T>>()) {
+            if Rc::strong_count(&slot) == 1 && Rc::weak_count(&slot) == 0 {
+                slot.reset();
+                return slot;
+            }
+        }
+        Slot::new()
+    }
+
+    fn put<T: 'static>(&self, slot: Rc<Slot<T>>) {
+        self.0.set(Some(slot));
     }
 }
 
@@ -162,6 +194,8 @@ enum State<O: Operation> {
 pub(crate) struct OpFuture<'a, O: Operation> {
     op: O,
     guard: Option<&'a Cell<bool>>,
+    /// Where the slot comes from and goes back to (see [`SlotCache`]).
+    cache: Option<&'a SlotCache>,
     owns_guard: bool,
     state: State<O>,
 }
@@ -171,6 +205,7 @@ impl<'a, O: Operation> OpFuture<'a, O> {
         OpFuture {
             op,
             guard: None,
+            cache: None,
             owns_guard: false,
             state: State::Unstarted,
         }
@@ -180,6 +215,19 @@ impl<'a, O: Operation> OpFuture<'a, O> {
         OpFuture {
             op,
             guard: Some(guard),
+            cache: None,
+            owns_guard: false,
+            state: State::Unstarted,
+        }
+    }
+
+    /// [`guarded`](OpFuture::guarded), with the slot taken from and given
+    /// back to `cache`.
+    pub fn cached(op: O, guard: &'a Cell<bool>, cache: &'a SlotCache) -> OpFuture<'a, O> {
+        OpFuture {
+            op,
+            guard: Some(guard),
+            cache: Some(cache),
             owns_guard: false,
             state: State::Unstarted,
         }
@@ -210,7 +258,10 @@ impl<O: Operation> Future for OpFuture<'_, O> {
                 this.owns_guard = true;
             }
             let core = current();
-            let slot = Slot::new();
+            let slot = match this.cache {
+                Some(cache) => cache.take(),
+                None => Slot::new(),
+            };
             let done = Completer(slot.clone());
             match core.with_driver(|drv| this.op.start(drv, done)) {
                 Ok(token) => this.state = State::Started { core, slot, token },
@@ -225,9 +276,12 @@ impl<O: Operation> Future for OpFuture<'_, O> {
             panic!("eventcore::rt: an operation future was polled after it completed");
         };
         let out = std::task::ready!(slot.poll(cx));
-        let State::Started { core, token, .. } = std::mem::replace(&mut this.state, State::Done) else {
+        let State::Started { core, token, slot } = std::mem::replace(&mut this.state, State::Done) else {
             unreachable!("matched above")
         };
+        if let Some(cache) = this.cache {
+            cache.put(slot);
+        }
         this.release_guard();
         Poll::Ready(this.op.ready(&core, token, out))
     }
