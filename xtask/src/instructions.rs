@@ -12,9 +12,18 @@
 //!   (`EVENTCORE_BENCH_WINDOWS`), and system calls per operation as the
 //!   difference of the two runs (the setup's calls cancel out); CPU time per
 //!   operation from a native run.
+//! - The HTTP plaintext servers (scenario `http`): each server runs under
+//!   callgrind; after a warm-up its counters are zeroed
+//!   (`callgrind_control -z`), `wrk` loads it for the window, and the dump
+//!   taken then (`callgrind_control -d`) holds the instructions of exactly
+//!   the requests wrk counted. Server CPU time per request comes from the
+//!   native `cargo xtask bench --http`.
 
+use std::io::BufRead;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::cmd::{heading, Job, Result};
 use crate::fail;
@@ -37,7 +46,23 @@ const OUT: &str = "target/eventcore-bench/instructions";
 /// paths the performance work steers by. (`async_pummel`, cross-thread
 /// wake-ups from busy threads, runs for many minutes under valgrind, which
 /// runs one thread at a time: ask for it with `--only`.)
-const SCENARIOS: &[&str] = &["ping_pong_pinned", "pound", "loop_count"];
+const SCENARIOS: &[&str] = &["ping_pong_pinned", "pound", "loop_count", "http"];
+
+/// The HTTP servers measured by the `http` scenario: (system, whether the
+/// program is the `http_plaintext` example rather than the benchmark, its
+/// arguments before the address).
+const HTTP_SERVERS: &[(&str, bool, &[&str])] = &[
+    ("eventcore-epoll", true, &["epoll"]),
+    ("eventcore-epoll-same", false, &["serve-eventcore", "epoll"]),
+    ("eventcore-epoll-rt-same", false, &["serve-eventcore-rt", "epoll"]),
+    ("tokio", false, &["serve-tokio"]),
+    ("eventcore-epoll-hyper", false, &["serve-hyper", "epoll"]),
+    ("tokio-hyper", false, &["serve-hyper-tokio"]),
+    ("floor", false, &["serve-floor"]),
+];
+
+/// wrk's connections for the `http` scenario.
+const HTTP_CONNECTIONS: usize = 16;
 
 /// Systems valgrind can run.
 const VALGRIND_SYSTEMS: &[&str] = &["eventcore-epoll", "eventcore-epoll-async", "tokio", "libuv", "floor"];
@@ -80,12 +105,30 @@ fn parse(args: &[String]) -> Result<Options> {
 /// Runs the instruction and system-call counts and writes the report.
 pub fn run(root: &Path, args: &[String]) -> Result<ExitCode> {
     let options = parse(args)?;
+    let http = options.only.iter().any(|s| s == "http");
     heading("Packages: valgrind and strace");
-    packages::ensure(&[VALGRIND, STRACE], root)?;
+    let mut wanted = vec![VALGRIND, STRACE];
+    if http {
+        wanted.extend_from_slice(packages::HTTP);
+    }
+    packages::ensure(&wanted, root)?;
     heading("Building the benchmark (release)");
     cargo()
         .args(["build", "--release", "-p", "eventcore-bench"])
         .run(root)?;
+    if http {
+        heading("Building the HTTP example (release)");
+        cargo()
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "eventcore-driver",
+                "--example",
+                "http_plaintext",
+            ])
+            .run(root)?;
+    }
     let bench = root.join("target/release/eventcore-bench");
     let out = root.join(OUT);
     std::fs::create_dir_all(&out)?;
@@ -96,6 +139,24 @@ pub fn run(root: &Path, args: &[String]) -> Result<ExitCode> {
         String::from("| scenario | system | system calls / op | CPU µs / op (native) |\n|---|---|---:|---:|\n");
     let mut medians: Vec<(String, String, f64)> = Vec::new();
     for scenario in &options.only {
+        if scenario == "http" {
+            let example = root.join("target/release/examples/http_plaintext");
+            for &(system, of_example, args) in HTTP_SERVERS {
+                heading(&format!("callgrind: http on {system}"));
+                let program = if of_example { &example } else { &bench };
+                match http_callgrind(root, program, args, &out, system, options.seconds) {
+                    Ok((per_request, requests)) => {
+                        medians.push(("http".into(), system.to_string(), per_request));
+                        println!("http {system}: {per_request:.0} instructions/request ({requests:.0} requests)");
+                        report.push_str(&format!(
+                            "| http ({HTTP_CONNECTIONS} connections) | {system} | {per_request:.0} | {requests:.0} requests | 1 |\n"
+                        ));
+                    }
+                    Err(e) => println!("http {system}: not measured ({e})"),
+                }
+            }
+            continue;
+        }
         for system in VALGRIND_SYSTEMS {
             heading(&format!("callgrind: {scenario} on {system}"));
             match callgrind(root, &bench, &out, scenario, system, options.seconds)? {
@@ -142,6 +203,10 @@ const TARGETS: &[(&str, &str, &str, f64)] = &[
     ("ping_pong_pinned", "eventcore-epoll-async", "tokio", 0.8),
     ("pound", "eventcore-epoll", "libuv", 0.8),
     ("loop_count", "eventcore-epoll", "libuv", 1.0),
+    ("http", "eventcore-epoll", "tokio", 0.8),
+    ("http", "eventcore-epoll-same", "tokio", 0.8),
+    ("http", "eventcore-epoll-rt-same", "tokio", 0.8),
+    ("http", "eventcore-epoll-hyper", "tokio-hyper", 0.8),
 ];
 
 /// The targets table for the systems measured in this run.
@@ -168,6 +233,96 @@ fn targets(medians: &[(String, String, f64)]) -> String {
         ));
     }
     out
+}
+
+/// Instructions per request of one HTTP server under callgrind, and the
+/// requests the window counted (see the module docs).
+fn http_callgrind(
+    root: &Path,
+    program: &Path,
+    args: &[&str],
+    out: &Path,
+    system: &str,
+    seconds: f64,
+) -> Result<(f64, f64)> {
+    let stem = format!("cg.http.{system}");
+    for entry in std::fs::read_dir(out)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&format!("{stem}.")) || n == stem)
+        {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let file = out.join(&stem);
+    let log = std::fs::File::create(out.join(format!("{stem}.log")))?;
+    let mut child = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", file.display()))
+        .arg(program)
+        .args(args)
+        .arg(addr.to_string())
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| fail!("cannot start valgrind: {e}"))?;
+    // Killed (and so dumped by callgrind once more) however this ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().expect("piped");
+    let child = Kill(child);
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            return Err(fail!("{system} did not listen on {addr} under valgrind"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = child.0.id().to_string();
+    let secs = (seconds.ceil() as u64).max(1);
+    wrk(root, addr, 1)?;
+    Job::new("callgrind_control").args(["-z", &pid]).output(root)?;
+    let requests = wrk(root, addr, secs * 3)?;
+    Job::new("callgrind_control").args(["-d", &pid]).output(root)?;
+    drop(child);
+    let text = std::fs::read_to_string(format!("{}.1", file.display()))
+        .map_err(|e| fail!("no callgrind dump for {system}: {e}"))?;
+    let instructions = text
+        .lines()
+        .find_map(|l| l.strip_prefix("summary:"))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .ok_or_else(|| fail!("no total in the callgrind dump for {system}"))?;
+    if requests <= 0.0 {
+        return Err(fail!("wrk counted no request on {system}"));
+    }
+    Ok((instructions / requests, requests))
+}
+
+/// Runs wrk (one thread, [`HTTP_CONNECTIONS`] connections) against `addr`
+/// for `secs` seconds; the requests it counted.
+fn wrk(root: &Path, addr: SocketAddr, secs: u64) -> Result<f64> {
+    let text = Job::new("wrk")
+        .args(["-t1", &format!("-c{HTTP_CONNECTIONS}"), &format!("-d{secs}s")])
+        .arg(format!("http://{addr}/plaintext"))
+        .output(root)?;
+    // "  123456 requests in 5.00s, 17.00MB read"
+    text.lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .ok_or_else(|| fail!("unexpected wrk output: {text}"))
 }
 
 fn cargo() -> Job {

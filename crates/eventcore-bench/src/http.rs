@@ -160,6 +160,191 @@ pub fn serve_tokio(addr: Option<&String>) -> ExitCode {
     }
 }
 
+// ----------------------------------------- eventcore servers, the same logic
+
+/// A backend by name, for the `serve-eventcore…` commands.
+fn backend_named(name: Option<&String>) -> std::result::Result<eventcore::BackendKind, String> {
+    let name = name.ok_or("a backend name is needed")?;
+    eventcore::BackendKind::available()
+        .iter()
+        .copied()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| format!("no backend {name:?} on this machine"))
+}
+
+/// A connection of [`serve_eventcore`]: the buffer not lent to the driver
+/// waits here (the input while a response is written, the output while a
+/// request is read), so each callback captures one pointer.
+struct EcConn {
+    input: std::cell::Cell<Vec<u8>>,
+    out: std::cell::Cell<Vec<u8>>,
+    head: std::rc::Rc<[u8]>,
+    date: std::rc::Rc<std::cell::Cell<[u8; 29]>>,
+}
+
+fn ec_read(drv: &mut eventcore::Driver, conn: eventcore::StreamSocket, state: std::rc::Rc<EcConn>) {
+    let mut input = state.input.take();
+    if input.len() == input.capacity() {
+        input.reserve(input.capacity().max(4096));
+    }
+    drv.sockets().read(
+        conn,
+        input,
+        eventcore::IoMode::Once,
+        move |drv, conn, res, mut input| {
+            if res.is_err() {
+                let _ = drv.release_ref(conn);
+                return;
+            }
+            let mut out = state.out.take();
+            let mut start = 0;
+            respond(&input, &mut start, &mut out, &state.head, &state.date.get());
+            input.drain(..start);
+            state.input.set(input);
+            if out.is_empty() {
+                state.out.set(out);
+                return ec_read(drv, conn, state);
+            }
+            drv.sockets()
+                .write(conn, out, eventcore::IoMode::All, move |drv, conn, res, mut out| {
+                    if res.is_err() {
+                        let _ = drv.release_ref(conn);
+                        return;
+                    }
+                    out.clear();
+                    state.out.set(out);
+                    ec_read(drv, conn, state);
+                });
+        },
+    );
+}
+
+/// `eventcore-bench serve-eventcore BACKEND ADDR`: the tokio server's logic
+/// (`respond`) on eventcore's callback API, so that the two runtimes are
+/// compared on the same request handling (the `http_plaintext` example
+/// parses each request in full).
+pub fn serve_eventcore(args: &[String]) -> ExitCode {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let r = (|| -> std::result::Result<(), String> {
+        let kind = backend_named(args.first())?;
+        let addr = parse_addr(args.get(1));
+        let mut drv = eventcore::Driver::with_backend(kind).map_err(|e| e.to_string())?;
+        let date = Rc::new(Cell::new(http_date(now_secs())));
+        let tick = drv.timers().create();
+        drv.timers()
+            .set(tick, Duration::from_secs(1), Duration::from_secs(1))
+            .map_err(|e| e.to_string())?;
+        fn on_tick(drv: &mut eventcore::Driver, tick: eventcore::TimerId, date: Rc<Cell<[u8; 29]>>) {
+            let _ = drv.timers().wait(tick, move |drv, tick, _| {
+                date.set(http_date(now_secs()));
+                on_tick(drv, tick, date);
+            });
+        }
+        on_tick(&mut drv, tick, date.clone());
+        let head: Rc<[u8]> = head("eventcore").into();
+        let options = eventcore::ListenOptions {
+            backlog: 1024,
+            ..eventcore::ListenOptions::default()
+        };
+        drv.sockets()
+            .listen(addr, options, move |drv, _, res| {
+                let Ok((conn, _)) = res else { return };
+                let _ = drv.sockets().set_no_delay(conn, true);
+                let state = Rc::new(EcConn {
+                    input: Cell::new(Vec::with_capacity(4096)),
+                    out: Cell::new(Vec::with_capacity(4096)),
+                    head: head.clone(),
+                    date: date.clone(),
+                });
+                ec_read(drv, conn, state);
+            })
+            .map_err(|e| e.to_string())?;
+        println!("listening on {addr}");
+        loop {
+            drv.process_events(None).map_err(|e| e.to_string())?;
+        }
+    })();
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serve-eventcore: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `eventcore-bench serve-eventcore-rt BACKEND ADDR`: the tokio server's
+/// code on eventcore's async layer (a task per connection, owned buffers).
+pub fn serve_eventcore_rt(args: &[String]) -> ExitCode {
+    use eventcore::rt;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let r = (|| -> std::result::Result<(), String> {
+        let kind = backend_named(args.first())?;
+        let addr = parse_addr(args.get(1));
+        let mut ex = rt::Executor::new(eventcore::Driver::with_backend(kind).map_err(|e| e.to_string())?);
+        ex.block_on(async move {
+            let listener = rt::TcpListener::bind_with(
+                addr,
+                eventcore::ListenOptions {
+                    backlog: 1024,
+                    ..eventcore::ListenOptions::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            let date = Rc::new(Cell::new(http_date(now_secs())));
+            let d = date.clone();
+            rt::spawn(async move {
+                let mut tick = rt::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    d.set(http_date(now_secs()));
+                }
+            });
+            println!("listening on {addr}");
+            let head: Rc<[u8]> = head("eventcore").into();
+            loop {
+                let Ok((s, _)) = listener.accept().await else { continue };
+                let _ = s.set_nodelay(true);
+                let (date, head) = (date.clone(), head.clone());
+                rt::spawn(async move {
+                    let mut input = Vec::with_capacity(4096);
+                    let mut out = Vec::with_capacity(4096);
+                    loop {
+                        if input.len() == input.capacity() {
+                            input.reserve(input.capacity());
+                        }
+                        let (res, buf) = s.read_owned(input).await;
+                        input = buf;
+                        if res.is_err() {
+                            return;
+                        }
+                        let mut start = 0;
+                        respond(&input, &mut start, &mut out, &head, &date.get());
+                        input.drain(..start);
+                        if !out.is_empty() {
+                            let (res, buf) = s.write_all_owned(out).await;
+                            out = buf;
+                            if res.is_err() {
+                                return;
+                            }
+                            out.clear();
+                        }
+                    }
+                });
+            }
+        })
+    })();
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serve-eventcore-rt: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 // -------------------------------------------------------------- epoll floor
 
 struct FloorConn {
@@ -480,6 +665,18 @@ pub fn run(options: &Options) -> Result<()> {
     let kinds = eventcore::BackendKind::available();
     for kind in kinds {
         wanted.push((format!("eventcore-{}", kind.name()), true, vec![kind.name()]));
+    }
+    for kind in kinds {
+        wanted.push((
+            format!("eventcore-{}-same", kind.name()),
+            false,
+            vec!["serve-eventcore", kind.name()],
+        ));
+        wanted.push((
+            format!("eventcore-{}-rt-same", kind.name()),
+            false,
+            vec!["serve-eventcore-rt", kind.name()],
+        ));
     }
     wanted.push(("tokio".into(), false, vec!["serve-tokio"]));
     wanted.push(("floor".into(), false, vec!["serve-floor"]));

@@ -131,6 +131,8 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("serve-tokio") => return http::serve_tokio(args.get(1)),
         Some("serve-floor") => return http::serve_floor(args.get(1)),
+        Some("serve-eventcore") => return http::serve_eventcore(&args[1..]),
+        Some("serve-eventcore-rt") => return http::serve_eventcore_rt(&args[1..]),
         Some("serve-hyper") => return http_hyper::serve_eventcore(&args[1..]),
         Some("serve-hyper-cores") => return http_hyper::serve_eventcore_cores(&args[1..]),
         Some("serve-hyper-tokio") => return http_hyper::serve_tokio(args.get(1), false),
