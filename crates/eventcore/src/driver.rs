@@ -311,28 +311,33 @@ impl Driver {
             }
         }
         self.batches_without_poll = 0;
-        // The clock is read only for a deadline or an armed timer: once
-        // before the wait and once after it, the second serving the timers,
-        // the deadline check and the next wait. A loop with neither (a
-        // server waiting on sockets) reads no clock at all.
-        let timed = timeout.is_some_and(|t| !t.is_zero()) || self.subsystems.timers.queue.len() != 0;
-        let mut now = if timed { Some(Instant::now()) } else { None };
+        // The clock is read only where it is needed: before the wait for a
+        // deadline, or for an armed timer that bounds a wait that is not
+        // already zero; after it for the timers and the deadline check (that
+        // reading also serves the next wait). A loop with neither (a server
+        // waiting on sockets) reads no clock at all, and a zero-timeout poll
+        // with armed timers reads it once.
+        let poll_once = timeout == Some(Duration::ZERO);
+        let mut now = match timeout {
+            Some(t) if !t.is_zero() => Some(Instant::now()),
+            _ => None,
+        };
         let deadline = match (timeout, now) {
             (Some(t), Some(now)) => now.checked_add(t),
             _ => None,
         };
-        // A zero timeout polls once: it needs no clock to know it is over.
-        let poll_once = timeout == Some(Duration::ZERO);
         loop {
             let mut wait = if !self.ready.is_empty() || poll_once {
                 Some(Duration::ZERO)
             } else {
                 deadline.zip(now).map(|(d, now)| d.saturating_duration_since(now))
             };
-            if let Some(next) = self.subsystems.timers.queue.next_deadline() {
-                let now = *now.get_or_insert_with(Instant::now);
-                let until = next.saturating_duration_since(now);
-                wait = Some(wait.map_or(until, |w| w.min(until)));
+            if wait != Some(Duration::ZERO) {
+                if let Some(next) = self.subsystems.timers.queue.next_deadline() {
+                    let now = *now.get_or_insert_with(Instant::now);
+                    let until = next.saturating_duration_since(now);
+                    wait = Some(wait.map_or(until, |w| w.min(until)));
+                }
             }
             let mut completions = std::mem::take(&mut self.completions);
             let (id, ops) = (self.id, &mut self.ops);
@@ -346,11 +351,13 @@ impl Driver {
                 },
             );
             let mut activity = false;
-            for c in completions.drain(..) {
-                self.ready.push_back(Ready {
-                    op: Key::from_u64(c.token, self.id),
-                    outcome: Outcome::Sys(c),
-                });
+            if !completions.is_empty() {
+                for c in completions.drain(..) {
+                    self.ready.push_back(Ready {
+                        op: Key::from_u64(c.token, self.id),
+                        outcome: Outcome::Sys(c),
+                    });
+                }
             }
             self.completions = completions;
             activity |= polled?;

@@ -147,8 +147,21 @@ impl TimerQueue {
     /// Removes and returns the earliest timer and its deadline if that deadline
     /// is at or before `now`.
     pub fn pop_expired(&mut self, now: Instant) -> Option<(u32, Instant)> {
+        let now = self.ticks(now);
+        self.pop_expired_ticks(now)
+    }
+
+    /// `now` in the queue's own units, for [`pop_expired_ticks`]
+    /// (`TimerQueue::pop_expired_ticks`): converted once for a run of pops.
+    pub fn now_ticks(&self, now: Instant) -> u64 {
+        self.ticks(now)
+    }
+
+    /// [`pop_expired`](TimerQueue::pop_expired) with `now` already
+    /// converted by [`now_ticks`](TimerQueue::now_ticks).
+    pub fn pop_expired_ticks(&mut self, now: u64) -> Option<(u32, Instant)> {
         let first = *self.heap.first()?;
-        if first.deadline > self.ticks(now) {
+        if first.deadline > now {
             return None;
         }
         self.remove_at(0);

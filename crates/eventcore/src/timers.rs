@@ -101,8 +101,9 @@ impl Driver {
     /// the next turn, which then does not sleep; meanwhile I/O is polled
     /// and the ready queue stays small.
     pub(crate) fn expire_timers(&mut self, now: Instant) {
+        let now_ticks = self.subsystems.timers.queue.now_ticks(now);
         for _ in 0..EXPIRE_PER_TURN {
-            let Some((index, prev)) = self.subsystems.timers.queue.pop_expired(now) else {
+            let Some((index, prev)) = self.subsystems.timers.queue.pop_expired_ticks(now_ticks) else {
                 break;
             };
             let Some((key, state)) = self.tables.timers.at_mut(index) else {
