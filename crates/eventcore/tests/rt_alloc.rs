@@ -358,8 +358,52 @@ fn owned_transfers_allocate_nothing(kind: BackendKind) {
     assert_no_leaks(&ex);
 }
 
+/// The same round trips through the `futures-io` traits (`write_all` +
+/// `flush`, `read_exact`), whose reads and writes go through the stream's
+/// internal buffers: no allocation per operation either.
+fn futures_io_transfers_allocate_nothing(kind: BackendKind) {
+    use futures_util::io::{AsyncReadExt, AsyncWriteExt};
+    const WARM_UP: usize = 64;
+    let mut ex = executor(kind);
+    let n = ex.block_on(async {
+        let listener =
+            rt::TcpListener::bind("127.0.0.1:0".parse::<std::net::SocketAddr>().expect("literal")).expect("bind");
+        let addr = listener
+            .local_addr()
+            .expect("address")
+            .as_inet()
+            .expect("an IP address");
+        let client = rt::spawn(async move {
+            let mut conn = rt::TcpStream::connect(addr).await.expect("connect");
+            let mut reply = [0u8; 4];
+            for i in 0..WARM_UP + ROUNDS as usize {
+                if i == WARM_UP {
+                    start_counting();
+                }
+                conn.write_all(b"ping").await.expect("write");
+                conn.flush().await.expect("flush");
+                conn.read_exact(&mut reply).await.expect("read");
+                assert_eq!(&reply, b"ping");
+            }
+            stop_counting()
+        });
+        let (mut conn, _) = listener.accept().await.expect("accept");
+        let mut buf = [0u8; 4];
+        for _ in 0..WARM_UP + ROUNDS as usize {
+            conn.read_exact(&mut buf).await.expect("server read");
+            conn.write_all(&buf).await.expect("server write");
+            conn.flush().await.expect("server flush");
+        }
+        client.await.expect("the client task")
+    });
+    println!("{kind:?}: {n} allocations for {ROUNDS} futures-io round trips");
+    assert!(n <= ROUNDS / 10, "{kind:?}: {n} allocations for {ROUNDS} round trips");
+    assert_no_leaks(&ex);
+}
+
 contract_tests! {
     owned_transfers_allocate_nothing,
+    futures_io_transfers_allocate_nothing,
     future_and_output_are_dropped_when_the_task_ends,
     stale_waker_reaches_nobody,
     spawn_then_await,

@@ -570,7 +570,9 @@ impl ReadState {
             }
             if let Some(slot) = &self.pending {
                 let (res, buf) = std::task::ready!(slot.poll(cx));
-                self.pending = None;
+                if let Some(slot) = self.pending.take() {
+                    io.read_slot.put(slot);
+                }
                 io.reading.set(false);
                 self.buf = buf;
                 self.pos = 0;
@@ -615,7 +617,7 @@ impl ReadState {
                 }
                 Some(Err(e)) => return Poll::Ready(Err(to_io_error(&e))),
             }
-            let slot = Slot::new();
+            let slot = io.read_slot.take();
             let buf = std::mem::take(&mut self.buf);
             io.reading.set(true);
             let done = Completer(slot.clone());
@@ -659,7 +661,9 @@ impl WriteState {
     fn poll_in_flight<H: StreamHandle>(&mut self, io: &IoCore<H>, cx: &mut Context<'_>) -> Poll<()> {
         if let Some(slot) = &self.pending {
             let (res, mut buf) = std::task::ready!(slot.poll(cx));
-            self.pending = None;
+            if let Some(slot) = self.pending.take() {
+                io.write_slot.put(slot);
+            }
             io.writing.set(false);
             if let Err(e) = res {
                 self.error.get_or_insert(e);
@@ -676,7 +680,7 @@ impl WriteState {
             return Err(to_io_error(&Error::new(Status::Busy)));
         }
         let data = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
-        let slot = Slot::new();
+        let slot = io.write_slot.take();
         io.writing.set(true);
         let done = Completer(slot.clone());
         io.core.with_driver(|drv| {

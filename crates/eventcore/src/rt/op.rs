@@ -104,7 +104,8 @@ impl<T> std::fmt::Debug for Slot<T> {
 pub(crate) struct SlotCache(Cell<Option<Rc<dyn Any>>>);
 
 impl SlotCache {
-    fn take<T: 'static>(&self) -> Rc<Slot<T>> {
+    /// The cached slot if it fits and is free, else a new one.
+    pub(crate) fn take<T: 'static>(&self) -> Rc<Slot<T>> {
         if let Some(Ok(slot)) = self.0.take().map(|any| any.downcast::<Slot<T>>()) {
             if Rc::strong_count(&slot) == 1 && Rc::weak_count(&slot) == 0 {
                 slot.reset();
@@ -114,7 +115,8 @@ impl SlotCache {
         Slot::new()
     }
 
-    fn put<T: 'static>(&self, slot: Rc<Slot<T>>) {
+    /// Keeps `slot` (its value taken) for the next operation.
+    pub(crate) fn put<T: 'static>(&self, slot: Rc<Slot<T>>) {
         self.0.set(Some(slot));
     }
 }
