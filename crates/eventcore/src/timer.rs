@@ -151,8 +151,9 @@ impl TimerQueue {
         self.pop_expired_ticks(now)
     }
 
-    /// `now` in the queue's own units, for [`pop_expired_ticks`]
-    /// (`TimerQueue::pop_expired_ticks`): converted once for a run of pops.
+    /// `now` in the queue's own units, for
+    /// [`pop_expired_ticks`](TimerQueue::pop_expired_ticks): converted once
+    /// for a run of pops.
     pub fn now_ticks(&self, now: Instant) -> u64 {
         self.ticks(now)
     }
