@@ -406,6 +406,37 @@ impl Driver {
         result.map_err(|e| e.in_operation(crate::error::Operation::Read))
     }
 
+    /// One non-blocking write of `ptr[..len]` now, with no callback (the
+    /// `try_write` calls; the caller's bytes are valid for `len` reads):
+    /// the count, `WouldBlock` if nothing can be written, `Busy` while a
+    /// write is pending on the handle (bytes must not overtake it); the
+    /// connection state is updated as a callback write would.
+    pub(crate) fn try_write_now(&mut self, owner: Owner, ptr: *const u8, len: usize) -> Result<usize> {
+        let io = self.io_slots(owner).ok_or_else(Error::invalid_handle)?;
+        if io.connecting || !io.usable {
+            return Err(Error::new(Status::Disconnected));
+        }
+        if io.write_op.is_some() {
+            return Err(Error::new(Status::Busy));
+        }
+        if len == 0 {
+            return Ok(0);
+        }
+        let src = io.src;
+        // The token names no operation: the completion comes back here.
+        let c = self.sys.attempt(src, u64::MAX, Request::Write { ptr, len });
+        match c.result {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let e = Error::from(e);
+                if e.status() != Status::WouldBlock {
+                    self.note_disconnected(owner, false, &e);
+                }
+                Err(e.in_operation(crate::error::Operation::Write))
+            }
+        }
+    }
+
     /// A transfer ended with `e`: a disconnect closes the direction it
     /// happened on, and a reset both (EPIPE after our own shutdown, or the
     /// end of the stream, ends only the one).

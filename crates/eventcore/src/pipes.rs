@@ -94,6 +94,14 @@ impl Pipes<'_> {
         self.drv.try_read_now(owner(pipe.0), buf.as_mut_ptr(), buf.len())
     }
 
+    /// Writes what can be written from `buf` now, without waiting and
+    /// without a callback; see [`Sockets::try_write`](crate::Sockets::try_write).
+    /// Windows: a pipe write that does not finish at once is withdrawn, and
+    /// what it wrote by then is the count.
+    pub fn try_write(&mut self, pipe: PipeHandle, buf: &[u8]) -> Result<usize> {
+        self.drv.try_write_now(owner(pipe.0), buf.as_ptr(), buf.len())
+    }
+
     /// Reads what can be read now into the spare room of `buf` (a `Vec`'s
     /// capacity after its length: see [`buf`](crate::buf)), without waiting,
     /// and grows its length by the count (tokio's `try_read_buf`); otherwise

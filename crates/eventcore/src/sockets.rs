@@ -555,6 +555,15 @@ impl<'a> Sockets<'a> {
         self.drv.try_read_now(stream_owner(sock.0), buf.as_mut_ptr(), buf.len())
     }
 
+    /// Writes what can be written from `buf` now, without waiting and
+    /// without a callback (tokio's `try_write`): the byte count (possibly
+    /// less than `buf.len()`), `WouldBlock` if the socket cannot take any,
+    /// `Busy` while a [`write`](Sockets::write) is pending (its bytes go
+    /// first), `Disconnected` after a reset or this side's shutdown.
+    pub fn try_write(&mut self, sock: StreamSocket, buf: &[u8]) -> Result<usize> {
+        self.drv.try_write_now(stream_owner(sock.0), buf.as_ptr(), buf.len())
+    }
+
     /// Reads what can be read now into the spare room of `buf` (a `Vec`'s
     /// capacity after its length: see [`buf`](crate::buf)), without waiting,
     /// and grows its length by the count (tokio's `try_read_buf`); otherwise

@@ -1431,7 +1431,92 @@ fn tcp_try_read_takes_what_is_there(kind: BackendKind) {
     util::assert_no_leaks(&drv);
 }
 
+/// `try_write` writes what the socket takes now: the peer reads those
+/// bytes; a socket whose peer does not read fills up and says
+/// `WouldBlock`; a pending callback write makes it `Busy` (its bytes go
+/// first); after this side's shutdown it is `Disconnected`; a released
+/// handle is `InvalidHandle`.
+fn tcp_try_write_writes_what_the_socket_takes(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connected = Rc::new(Cell::new(false));
+    let c = connected.clone();
+    let sock = drv
+        .sockets()
+        .connect(addr, None, move |_, _, r| c.set(r.is_ok()))
+        .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    util::run_until(&mut drv, LIMIT, |_| connected.get());
+    let status = |r: Result<usize>| r.err().map(|e| e.status());
+
+    // Written at once, and what the peer reads.
+    assert_eq!(drv.sockets().try_write(sock, b"hello").unwrap(), 5);
+    assert_eq!(drv.sockets().try_write(sock, b"").unwrap(), 0);
+    let mut got = [0u8; 5];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello");
+
+    // A peer that does not read: the socket fills, then refuses.
+    let chunk = vec![7u8; 64 * 1024];
+    let mut total = 0usize;
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match drv.sockets().try_write(sock, &chunk) {
+            Ok(n) => {
+                assert!(n > 0 && n <= chunk.len());
+                total += n;
+            }
+            Err(e) if e.status() == Status::WouldBlock => break,
+            Err(e) => panic!("try_write: {e}"),
+        }
+        assert!(Instant::now() < deadline, "the socket never filled ({total} bytes)");
+    }
+    assert!(total > 0);
+
+    // A pending write goes first: try_write is Busy until it is done.
+    let wrote = Rc::new(Cell::new(None));
+    let w = wrote.clone();
+    drv.sockets()
+        .write(sock, b"tail".to_vec(), IoMode::All, move |_, _, r, _| {
+            w.set(Some(r.is_ok()))
+        });
+    assert_eq!(status(drv.sockets().try_write(sock, b"x")), Some(Status::Busy));
+    // The peer drains everything; the pending write then completes.
+    let mut sink = vec![0u8; 64 * 1024];
+    let mut drained = 0usize;
+    peer.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while wrote.get().is_none() || drained < total + 4 {
+        assert!(Instant::now() < deadline, "drained {drained} of {}", total + 4);
+        match peer.read(&mut sink) {
+            Ok(n) => drained += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("peer read: {e}"),
+        }
+        drv.process_events(Some(Duration::ZERO)).unwrap();
+    }
+    assert_eq!(wrote.get(), Some(true));
+    assert_eq!(drained, total + 4);
+    assert_eq!(drv.sockets().try_write(sock, b"again").unwrap(), 5);
+
+    // After this side's shutdown: Disconnected.
+    drv.sockets().shutdown(sock, false, true).unwrap();
+    assert_eq!(
+        status(drv.sockets().try_write(sock, b"late")),
+        Some(Status::Disconnected)
+    );
+    drv.release_ref(sock).unwrap();
+    assert_eq!(
+        status(drv.sockets().try_write(sock, b"stale")),
+        Some(Status::InvalidHandle)
+    );
+    assert_eq!(util::run_until_not_idle(&mut drv, LIMIT), ExitReason::OutOfWaiters);
+    util::assert_no_leaks(&drv);
+}
+
 contract_tests! {
+    tcp_try_write_writes_what_the_socket_takes,
     tcp_try_read_takes_what_is_there,
     tcp_accept_callback_panic_keeps_listening,
     tcp_connect_and_exchange,

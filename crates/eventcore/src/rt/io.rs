@@ -57,6 +57,7 @@ mod sealed {
             done: impl FnOnce(BufResult<usize, B>) + 'static,
         );
         fn try_read(self, drv: &mut Driver, buf: &mut Vec<u8>) -> Result<usize>;
+        fn try_write(self, drv: &mut Driver, data: &[u8]) -> Result<usize>;
         fn write<B: IoBuf>(self, drv: &mut Driver, buf: B, mode: IoMode, done: impl FnOnce(BufResult<usize, B>) + 'static);
         fn write_vectored<B: IoBuf>(
             self,
@@ -86,6 +87,9 @@ impl sealed::RawStream for StreamSocket {
     }
     fn try_read(self, drv: &mut Driver, buf: &mut Vec<u8>) -> Result<usize> {
         drv.sockets().try_read_buf(self, buf)
+    }
+    fn try_write(self, drv: &mut Driver, data: &[u8]) -> Result<usize> {
+        drv.sockets().try_write(self, data)
     }
     fn write<B: IoBuf>(self, drv: &mut Driver, buf: B, mode: IoMode, done: impl FnOnce(BufResult<usize, B>) + 'static) {
         drv.sockets().write(self, buf, mode, move |_, _, r, b| done((r, b)));
@@ -117,6 +121,9 @@ impl sealed::RawStream for PipeHandle {
     }
     fn try_read(self, drv: &mut Driver, buf: &mut Vec<u8>) -> Result<usize> {
         drv.pipes().try_read_buf(self, buf)
+    }
+    fn try_write(self, drv: &mut Driver, data: &[u8]) -> Result<usize> {
+        drv.pipes().try_write(self, data)
     }
     fn write<B: IoBuf>(self, drv: &mut Driver, buf: B, mode: IoMode, done: impl FnOnce(BufResult<usize, B>) + 'static) {
         drv.pipes().write(self, buf, mode, move |_, _, r, b| done((r, b)));
@@ -679,6 +686,29 @@ impl WriteState {
         if io.writing.get() {
             return Err(to_io_error(&Error::new(Status::Busy)));
         }
+        // What the stream takes now is written at once (a flush of a
+        // response costs no driver operation and no executor turn unless the
+        // stream must really wait); the rest goes to the driver.
+        let handle = io.handle;
+        let mut written = 0;
+        while written < self.buf.len() {
+            let rest = &self.buf[written..];
+            match io.core.with_driver(|drv| handle.try_write(drv, rest)) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.status() == Status::WouldBlock => break,
+                Err(e) => {
+                    self.buf.clear();
+                    self.error.get_or_insert(e.clone());
+                    return Err(to_io_error(&e));
+                }
+            }
+        }
+        if written == self.buf.len() {
+            self.buf.clear();
+            return Ok(());
+        }
+        self.buf.drain(..written);
         let data = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
         let slot = io.write_slot.take();
         io.writing.set(true);
