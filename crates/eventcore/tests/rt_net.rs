@@ -646,8 +646,61 @@ fn connect_and_bind_take_names_and_pairs(kind: BackendKind) {
     assert_settled(&mut ex);
 }
 
+/// A flush the socket takes at once finishes without the driver, but only
+/// so many times per batch of task polls: a task writing in a loop to a
+/// stream that always has room still yields (its flush goes through the
+/// driver and returns `Pending`), so other tasks and the driver run.
+fn flushes_at_once_are_budgeted(kind: BackendKind) {
+    use futures_util::io::AsyncWrite;
+    use std::pin::Pin;
+    use std::task::Poll;
+    let mut ex = executor(kind);
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = peer.local_addr().expect("address");
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = peer.accept().expect("accept");
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut s, &mut all).expect("read");
+        all.len()
+    });
+    let written = ex.block_on(async {
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        conn.set_nodelay(true).expect("nodelay");
+        const FLUSHES: usize = 1000;
+        let (at_once, yielded) = std::future::poll_fn(|cx| {
+            let mut at_once = 0;
+            for _ in 0..FLUSHES {
+                match Pin::new(&mut conn).poll_write(cx, b"x") {
+                    Poll::Ready(Ok(1)) => {}
+                    other => panic!("poll_write: {other:?}"),
+                }
+                match Pin::new(&mut conn).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => at_once += 1,
+                    Poll::Pending => return Poll::Ready((at_once, true)),
+                    Poll::Ready(Err(e)) => panic!("poll_flush: {e}"),
+                }
+            }
+            Poll::Ready((at_once, false))
+        })
+        .await;
+        assert!(
+            yielded,
+            "{FLUSHES} flushes finished at once in one poll: the task never yields"
+        );
+        assert!(
+            at_once > 0 && at_once <= 128,
+            "{at_once} flushes at once before the first wait"
+        );
+        conn.flush().await.expect("the flush that waited");
+        conn.close().await.expect("close");
+        at_once + 1
+    });
+    assert_eq!(reader.join().expect("the reader"), written, "every byte arrived, once");
+}
+
 #[cfg(unix)]
 contract_tests! {
+    flushes_at_once_are_budgeted,
     owned_halves_in_two_tasks,
     futures_io_reads_available_data_without_waiting,
     connect_and_bind_take_names_and_pairs,
@@ -670,6 +723,7 @@ contract_tests! {
 
 #[cfg(not(unix))]
 contract_tests! {
+    flushes_at_once_are_budgeted,
     owned_halves_in_two_tasks,
     futures_io_reads_available_data_without_waiting,
     connect_and_bind_take_names_and_pairs,

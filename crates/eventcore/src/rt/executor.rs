@@ -60,6 +60,14 @@ const MAIN: u64 = u64::MAX;
 /// [`Core::park`]); when it expires the executor simply parks again.
 const PARK_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// Transfers a batch of task polls may finish at once, without the driver
+/// (a stream's `futures-io` reads and flushes that the socket answers
+/// immediately); after that they go through the driver, which makes the
+/// task wait for the next turn — so a task that reads or writes in a loop
+/// on a stream that is always ready still lets the other tasks and the
+/// driver run (tokio's cooperative budget does the same).
+const SYNC_BUDGET: u32 = 128;
+
 static NEXT_EXECUTOR_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
@@ -381,6 +389,8 @@ pub(crate) struct Core {
     /// The loop's batch of woken keys, kept between `block_on`s and turns
     /// with its capacity (it trades places with the queue's vector).
     batch: Cell<Vec<u64>>,
+    /// What is left of [`SYNC_BUDGET`] in this batch of task polls.
+    sync_budget: Cell<u32>,
     /// Keys of tasks woken on this thread while this executor runs (see
     /// `TaskWaker::wake_by_ref`); other threads use `shared`.
     local_woken: RefCell<Vec<u64>>,
@@ -409,6 +419,17 @@ impl Core {
     /// which only happens when this is called from inside a driver callback
     /// (that callback already has the `&mut Driver` to use).
     #[track_caller]
+    /// Takes one unit of the batch's budget for a transfer finished at once;
+    /// `false` once it is spent (the transfer then goes through the driver).
+    pub(crate) fn take_sync_budget(&self) -> bool {
+        let left = self.sync_budget.get();
+        if left == 0 {
+            return false;
+        }
+        self.sync_budget.set(left - 1);
+        true
+    }
+
     pub(crate) fn with_driver<R>(&self, f: impl FnOnce(&mut Driver) -> R) -> R {
         let mut drv = self.driver.try_borrow_mut().expect(
             "eventcore::rt: the driver is in use: an async operation was started from inside a \
@@ -623,6 +644,7 @@ impl Core {
     /// Polls every task in `batch`, emptying it; returns whether `block_on`'s
     /// own future was among them.
     fn run_batch(&self, batch: &mut Vec<u64>) -> bool {
+        self.sync_budget.set(SYNC_BUDGET);
         let mut main = false;
         for key in batch.drain(..) {
             if key == MAIN {
@@ -837,6 +859,7 @@ impl Executor {
                 main,
                 batch: Cell::new(Vec::new()),
                 local_woken: RefCell::new(Vec::new()),
+                sync_budget: Cell::new(SYNC_BUDGET),
                 deferred: RefCell::new(Vec::new()),
                 quit: RefCell::new(QuitState::default()),
                 pump_panic: RefCell::new(None),

@@ -609,7 +609,8 @@ impl ReadState {
             // last read found the stream drained.
             let handle = io.handle;
             let buf = &mut self.buf;
-            match (!self.drained).then(|| io.core.with_driver(|drv| handle.try_read(drv, buf))) {
+            let try_now = !self.drained && io.core.take_sync_budget();
+            match try_now.then(|| io.core.with_driver(|drv| handle.try_read(drv, buf))) {
                 Some(Ok(n)) => {
                     self.pos = 0;
                     self.filled = n;
@@ -691,7 +692,8 @@ impl WriteState {
         // stream must really wait); the rest goes to the driver.
         let handle = io.handle;
         let mut written = 0;
-        while written < self.buf.len() {
+        let try_now = io.core.take_sync_budget();
+        while try_now && written < self.buf.len() {
             let rest = &self.buf[written..];
             match io.core.with_driver(|drv| handle.try_write(drv, rest)) {
                 Ok(0) => break,
