@@ -55,6 +55,17 @@ fn cargo() -> Job {
 
 /// Runs `cargo xtask demo`: every part in turn, stopping at the first one
 /// that fails.
+/// The cargo arguments that build the HTTP example the `--http` benchmark
+/// and `--instructions` run.
+pub const HTTP_EXAMPLE_BUILD: &[&str] = &[
+    "build",
+    "--release",
+    "-p",
+    "eventcore-driver",
+    "--example",
+    "http_plaintext",
+];
+
 pub fn demo(root: &Path) -> Result<ExitCode> {
     for part in PARTS {
         heading(part.title);
@@ -103,14 +114,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<ExitCode> {
     }
     if http {
         say("Building the HTTP example (crates/eventcore/examples/http_plaintext.rs)");
-        let build = cargo().args([
-            "build",
-            "--release",
-            "-p",
-            "eventcore-driver",
-            "--example",
-            "http_plaintext",
-        ]);
+        let build = cargo().args(HTTP_EXAMPLE_BUILD);
         run(&build, root, json)?;
     }
     let mut bench_args: Vec<&str> = Vec::new();

@@ -118,16 +118,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<ExitCode> {
         .run(root)?;
     if http {
         heading("Building the HTTP example (release)");
-        cargo()
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "eventcore-driver",
-                "--example",
-                "http_plaintext",
-            ])
-            .run(root)?;
+        cargo().args(crate::demo::HTTP_EXAMPLE_BUILD).run(root)?;
     }
     let bench = root.join("target/release/eventcore-bench");
     let out = root.join(OUT);
@@ -246,16 +237,7 @@ fn http_callgrind(
     seconds: f64,
 ) -> Result<(f64, f64)> {
     let stem = format!("cg.http.{system}");
-    for entry in std::fs::read_dir(out)? {
-        let path = entry?.path();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(&format!("{stem}.")) || n == stem)
-        {
-            std::fs::remove_file(path)?;
-        }
-    }
+    remove_dumps(out, &stem)?;
     let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let file = out.join(&stem);
     let log = std::fs::File::create(out.join(format!("{stem}.log")))?;
@@ -299,11 +281,7 @@ fn http_callgrind(
     drop(child);
     let text = std::fs::read_to_string(format!("{}.1", file.display()))
         .map_err(|e| fail!("no callgrind dump for {system}: {e}"))?;
-    let instructions = text
-        .lines()
-        .find_map(|l| l.strip_prefix("summary:"))
-        .and_then(|n| n.trim().parse::<f64>().ok())
-        .ok_or_else(|| fail!("no total in the callgrind dump for {system}"))?;
+    let instructions = dump_total(&text).ok_or_else(|| fail!("no total in the callgrind dump for {system}"))?;
     if requests <= 0.0 {
         return Err(fail!("wrk counted no request on {system}"));
     }
@@ -323,6 +301,36 @@ fn wrk(root: &Path, addr: SocketAddr, secs: u64) -> Result<f64> {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse::<f64>().ok())
         .ok_or_else(|| fail!("unexpected wrk output: {text}"))
+}
+
+/// Removes the callgrind dumps of `stem` (`STEM`, `STEM.N`, `STEM.log`)
+/// left by an earlier run — and only those: the stem of one system is a
+/// prefix of another's (`eventcore-epoll`, `eventcore-epoll-async`).
+fn remove_dumps(out: &Path, stem: &str) -> Result<()> {
+    for entry in std::fs::read_dir(out)? {
+        let path = entry?.path();
+        let ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(stem))
+            .is_some_and(|rest| {
+                let part = rest
+                    .strip_prefix('.')
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                rest.is_empty() || rest == ".log" || part
+            });
+        if ours {
+            std::fs::remove_file(path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The instructions a callgrind dump counted (its `summary:` line).
+fn dump_total(text: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("summary:"))
+        .and_then(|n| n.trim().parse::<f64>().ok())
 }
 
 fn cargo() -> Job {
@@ -347,16 +355,7 @@ fn callgrind(
     seconds: f64,
 ) -> Result<Option<Vec<f64>>> {
     let stem = format!("cg.{scenario}.{system}");
-    for entry in std::fs::read_dir(out)? {
-        let path = entry?.path();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(&stem))
-        {
-            std::fs::remove_file(path)?;
-        }
-    }
+    remove_dumps(out, &stem)?;
     let file = out.join(&stem);
     let log = out.join(format!("{stem}.log"));
     let ok = Job::new("valgrind")
@@ -380,10 +379,7 @@ fn callgrind(
             .lines()
             .find_map(|l| l.split("eventcore-bench window ops=").nth(1))
             .and_then(|n| n.trim().parse::<f64>().ok());
-        let instructions = text
-            .lines()
-            .find_map(|l| l.strip_prefix("summary:"))
-            .and_then(|n| n.trim().parse::<f64>().ok());
+        let instructions = dump_total(&text);
         if let (Some(ops), Some(i)) = (ops, instructions) {
             if ops > 0.0 {
                 per_op.push(i / ops);

@@ -372,22 +372,29 @@ impl Driver {
         }
     }
 
+    /// The checks of a transfer without a callback (`try_read` /
+    /// `try_write`) in one direction: the handle's source, `None` for an
+    /// empty transfer, `InvalidHandle`, `Disconnected` for a socket that is
+    /// connecting or failed, `Busy` behind a pending operation.
+    fn immediate_source(&mut self, owner: Owner, reading: bool, len: usize) -> Result<Option<SourceId>> {
+        let io = self.io_slots(owner).ok_or_else(Error::invalid_handle)?;
+        if io.connecting || !io.usable {
+            return Err(Error::new(Status::Disconnected));
+        }
+        if (if reading { io.read_op } else { io.write_op }).is_some() {
+            return Err(Error::new(Status::Busy));
+        }
+        Ok((len > 0).then_some(io.src))
+    }
+
     /// One non-blocking read into `ptr[..len]` now, with no callback (the
     /// `try_read` calls; the caller's buffer is valid for `len` writes). `WouldBlock` if nothing can be read, `Busy` while
     /// a read is pending on the handle, end of stream `Disconnected`; the
     /// connection state is updated as a callback read would.
     pub(crate) fn try_read_now(&mut self, owner: Owner, ptr: *mut u8, len: usize) -> Result<usize> {
-        let io = self.io_slots(owner).ok_or_else(Error::invalid_handle)?;
-        if io.connecting || !io.usable {
-            return Err(Error::new(Status::Disconnected));
-        }
-        if io.read_op.is_some() {
-            return Err(Error::new(Status::Busy));
-        }
-        if len == 0 {
+        let Some(src) = self.immediate_source(owner, true, len)? else {
             return Ok(0);
-        }
-        let src = io.src;
+        };
         let req = Request::Read { ptr, len };
         // The token names no operation: the completion comes back here.
         let c = self.sys.attempt(src, u64::MAX, req);
@@ -412,17 +419,9 @@ impl Driver {
     /// write is pending on the handle (bytes must not overtake it); the
     /// connection state is updated as a callback write would.
     pub(crate) fn try_write_now(&mut self, owner: Owner, ptr: *const u8, len: usize) -> Result<usize> {
-        let io = self.io_slots(owner).ok_or_else(Error::invalid_handle)?;
-        if io.connecting || !io.usable {
-            return Err(Error::new(Status::Disconnected));
-        }
-        if io.write_op.is_some() {
-            return Err(Error::new(Status::Busy));
-        }
-        if len == 0 {
+        let Some(src) = self.immediate_source(owner, false, len)? else {
             return Ok(0);
-        }
-        let src = io.src;
+        };
         // The token names no operation: the completion comes back here.
         let c = self.sys.attempt(src, u64::MAX, Request::Write { ptr, len });
         match c.result {

@@ -182,6 +182,25 @@ const IORING_ENTER_GETEVENTS: u32 = 1;
 const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
 const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
 
+/// One `IORING_REGISTER_RING_FDS` / `IORING_UNREGISTER_RING_FDS` call on
+/// `ring` for one entry; the kernel's return value.
+fn ring_fds(ring: &IoUring, op: libc::c_uint, up: &mut RsrcUpdate) -> libc::c_long {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `up` is a live, writable `io_uring_rsrc_update` (one entry, as
+    // the count says) and `ring` is open; the kernel reads it and, when
+    // registering with `offset = u32::MAX`, writes the index it picked back
+    // into `up.offset`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring.as_raw_fd(),
+            op,
+            up as *mut RsrcUpdate,
+            1u32,
+        )
+    }
+}
+
 /// Registers the ring's own descriptor with the kernel (Linux 5.18+) for
 /// the calling thread; its index, or `None` where the kernel cannot.
 fn register_ring_fd(ring: &IoUring) -> Option<u32> {
@@ -191,19 +210,7 @@ fn register_ring_fd(ring: &IoUring) -> Option<u32> {
         resv: 0,
         data: ring.as_raw_fd() as u64,
     };
-    // SAFETY: `up` is a live, writable `io_uring_rsrc_update` (one entry, as
-    // the count says); `offset = u32::MAX` lets the kernel pick the index,
-    // which it writes back into `up.offset`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_register,
-            ring.as_raw_fd(),
-            IORING_REGISTER_RING_FDS,
-            &mut up as *mut RsrcUpdate,
-            1u32,
-        )
-    };
-    (rc == 1).then_some(up.offset)
+    (ring_fds(ring, IORING_REGISTER_RING_FDS, &mut up) == 1).then_some(up.offset)
 }
 
 /// The io_uring backend.
@@ -878,23 +885,12 @@ impl Drop for Backend {
 /// holds a reference to the ring (it would outlive the driver until the
 /// thread ends) and takes one of the thread's 16 registration slots.
 fn unregister_ring_fd(ring: &IoUring, index: u32) {
-    use std::os::fd::AsRawFd;
     let mut up = RsrcUpdate {
         offset: index,
         resv: 0,
         data: 0,
     };
-    // SAFETY: `up` is a live `io_uring_rsrc_update` naming the index this
-    // thread registered, and the ring is still open.
-    let _ = unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_register,
-            ring.as_raw_fd(),
-            IORING_UNREGISTER_RING_FDS,
-            &mut up as *mut RsrcUpdate,
-            1u32,
-        )
-    };
+    let _ = ring_fds(ring, IORING_UNREGISTER_RING_FDS, &mut up);
 }
 
 /// A CQE result as the byte count / value or the OS error.
