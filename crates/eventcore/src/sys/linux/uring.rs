@@ -43,6 +43,7 @@
 //! but the driver sends files to its worker pool on Unix, so on Linux it
 //! never reaches this backend.
 
+use std::collections::VecDeque;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
@@ -104,6 +105,29 @@ fn probe() -> io::Result<bool> {
     Ok(OPCODES.iter().all(|&code| probe.is_supported(code)))
 }
 
+/// Whether the running kernel is at least `major.minor` (from `uname`),
+/// for features the kernel announces no other way. Probed once.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    static VERSION: OnceLock<(u32, u32)> = OnceLock::new();
+    let &(have_major, have_minor) = VERSION.get_or_init(|| {
+        let mut name = MaybeUninit::<libc::utsname>::zeroed();
+        // SAFETY: uname fills the live, writable utsname.
+        if unsafe { libc::uname(name.as_mut_ptr()) } != 0 {
+            return (0, 0);
+        }
+        // SAFETY: uname succeeded, so the struct is initialised; `release`
+        // is a NUL-terminated string within its array.
+        let release = unsafe { std::ffi::CStr::from_ptr(name.assume_init_ref().release.as_ptr()) };
+        let mut parts = release
+            .to_str()
+            .unwrap_or("")
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|p| p.parse().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    });
+    (have_major, have_minor) >= (major, minor)
+}
+
 /// The kernel-visible storage of a `recvmsg`, `sendmsg` or `accept`: boxed, so
 /// it keeps its address while the record moves in its table.
 struct MsgStorage {
@@ -111,13 +135,34 @@ struct MsgStorage {
     iov: libc::iovec,
     addr: libc::sockaddr_storage,
     addr_len: libc::socklen_t,
+    /// A multishot accept's results that came while the driver had no
+    /// accept waiting (a new descriptor, or the negated error that ended
+    /// the accept), oldest first.
+    backlog: VecDeque<i32>,
 }
 
 impl MsgStorage {
     fn new() -> Box<MsgStorage> {
-        // SAFETY: every field is a plain C struct or integer, for which all
-        // zero bytes are a valid value (null pointers, zero lengths).
-        Box::new(unsafe { MaybeUninit::<MsgStorage>::zeroed().assume_init() })
+        Box::new(MsgStorage {
+            // SAFETY: plain C structs, for which all zero bytes are a valid
+            // value (null pointers, zero lengths).
+            hdr: unsafe { MaybeUninit::zeroed().assume_init() },
+            // SAFETY: as above.
+            iov: unsafe { MaybeUninit::zeroed().assume_init() },
+            // SAFETY: as above.
+            addr: unsafe { MaybeUninit::zeroed().assume_init() },
+            addr_len: 0,
+            backlog: VecDeque::new(),
+        })
+    }
+
+    /// Closes the descriptors of accepted connections nobody took.
+    fn drop_backlog(&mut self) {
+        for fd in self.backlog.drain(..) {
+            if fd >= 0 {
+                close_accepted(fd);
+            }
+        }
     }
 }
 
@@ -141,8 +186,22 @@ struct Record {
     stage: Stage,
     /// `ASYNC_CANCEL` was sent: the next CQE ends the record, whatever it says.
     cancelled: bool,
+    /// A multishot accept's state ([`MULTI`], [`NO_OP`], [`ENDED`]); 0 for
+    /// every other request.
+    shot: u8,
     storage: Option<Box<MsgStorage>>,
 }
+
+/// [`Record::shot`]: the record is a multishot accept, which stays in the
+/// kernel across connections; the next `submit` of an accept on its source
+/// takes its next result instead of a new SQE.
+const MULTI: u8 = 1;
+/// [`Record::shot`]: the driver has no accept waiting; results go to the
+/// backlog (and the record's token is stale).
+const NO_OP: u8 = 2;
+/// [`Record::shot`]: the kernel is done with the request (its last CQE came
+/// without `IORING_CQE_F_MORE`); the record only holds a backlog.
+const ENDED: u8 = 4;
 
 struct Source {
     fd: RawFd,
@@ -232,8 +291,13 @@ pub(crate) struct Backend {
     records: Table<Record>,
     /// Completions reaped while `cancel` waited, for the next `poll`.
     stash: Vec<Completion>,
-    /// CQEs copied out of the ring before they are handled.
-    cqes: Vec<(u64, i32)>,
+    /// CQEs copied out of the ring before they are handled: user data,
+    /// result, flags.
+    cqes: Vec<(u64, i32, u32)>,
+    /// Accepts are multishot (Linux 5.19+): one SQE accepts every
+    /// connection until the listener goes. Turned off for good when the
+    /// kernel refuses the flag.
+    multishot_accept: bool,
     /// Recycled storage boxes: boxed because each moves into a record, where
     /// the kernel needs it at a fixed address.
     #[allow(clippy::vec_box)]
@@ -271,6 +335,7 @@ impl Backend {
             stash: Vec::new(),
             cqes: Vec::with_capacity(ENTRIES as usize * 2),
             spare: Vec::new(),
+            multishot_accept: kernel_at_least(5, 19),
             reserve: ReserveFd::new(),
         };
         backend.arm_waker()?;
@@ -289,6 +354,11 @@ impl Backend {
             }
             _ => None,
         };
+        let shot = if matches!(req, Request::Accept) && self.multishot_accept {
+            MULTI
+        } else {
+            0
+        };
         let key = self.records.insert(Record {
             token,
             src: src_key,
@@ -297,6 +367,7 @@ impl Backend {
             req,
             stage: Stage::Issued,
             cancelled: false,
+            shot,
             storage,
         });
         let slot = if reading { &mut src.read } else { &mut src.write };
@@ -501,6 +572,11 @@ impl Backend {
                     .flags(libc::MSG_NOSIGNAL as u32)
                     .build()
             }
+            // The kernel writes no address for a multishot accept (each
+            // connection would overwrite the last): `accepted` asks for it.
+            Request::Accept if rec.shot & MULTI != 0 => opcode::AcceptMulti::new(fd)
+                .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                .build(),
             Request::Accept => {
                 let st = rec.storage.as_deref_mut().expect("storage for accept");
                 st.addr_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -542,11 +618,11 @@ impl Backend {
         cqes.extend(
             self.ring
                 .completion()
-                .map(|c: cqueue::Entry| (c.user_data(), c.result())),
+                .map(|c: cqueue::Entry| (c.user_data(), c.result(), c.flags())),
         );
         let mut found = None;
-        for (data, res) in cqes.drain(..) {
-            if let Some((key, c)) = self.handle(data, res) {
+        for (data, res, flags) in cqes.drain(..) {
+            if let Some((key, c)) = self.handle(data, res, cqueue::more(flags)) {
                 if Some(key) == target {
                     found = Some(c);
                 } else {
@@ -558,8 +634,9 @@ impl Backend {
         found
     }
 
-    /// Handles one CQE: re-arms what must wait, finishes the rest.
-    fn handle(&mut self, data: u64, res: i32) -> Option<(Key, Completion)> {
+    /// Handles one CQE (`more`: the request stays in the kernel): re-arms
+    /// what must wait, finishes the rest.
+    fn handle(&mut self, data: u64, res: i32, more: bool) -> Option<(Key, Completion)> {
         match data {
             WAKE => {
                 self.waker.drain();
@@ -574,6 +651,9 @@ impl Backend {
         }
         let key = Key::from_u64(data, 0);
         let rec = self.records.get_mut(key)?;
+        if rec.shot & MULTI != 0 && rec.stage == Stage::Issued {
+            return self.multishot_accepted(key, res, more);
+        }
         let result = match (rec.stage, rec.cancelled) {
             // Cancelled: whatever the CQE says ends the record.
             (_, true) => errno(res),
@@ -617,18 +697,106 @@ impl Backend {
         Some((key, self.finish(key, result)))
     }
 
+    /// One CQE of a multishot accept (`more`: it goes on accepting). A new
+    /// connection, or the error that ended the accept, goes to the driver's
+    /// waiting accept, or into the backlog while it has none.
+    fn multishot_accepted(&mut self, key: Key, res: i32, more: bool) -> Option<(Key, Completion)> {
+        let rec = self.records.get_mut(key)?;
+        if rec.cancelled {
+            if res >= 0 && rec.stage == Stage::Issued {
+                close_accepted(res);
+            }
+            if more {
+                return None;
+            }
+            return Some((
+                key,
+                self.finish(key, Err(io::Error::from_raw_os_error(libc::ECANCELED))),
+            ));
+        }
+        if rec.stage == Stage::Waiting {
+            if res >= 0 {
+                // The listener is readable again: accept again.
+                rec.stage = Stage::Issued;
+                let entry = self.entry(key);
+                return match self.push(&entry) {
+                    Ok(()) => None,
+                    Err(e) => self.deliver_accept(key, -e.raw_os_error().unwrap_or(libc::EIO), false),
+                };
+            }
+        } else if !more && res < 0 {
+            match -res {
+                libc::EAGAIN => return self.wait(key),
+                // As for a single accept (see `handle`): report it only if a
+                // connection had to be dropped, else wait for the next one.
+                libc::EMFILE | libc::ENFILE if self.reserve.shed_connections(rec.fd) == 0 => return self.wait(key),
+                _ => {}
+            }
+        }
+        self.deliver_accept(key, res, more)
+    }
+
+    /// Hands a multishot accept's result (a descriptor or a negated error)
+    /// to the driver's waiting accept, or keeps it in the backlog. A record
+    /// whose request ended (`!more`) goes once its backlog is empty.
+    fn deliver_accept(&mut self, key: Key, res: i32, more: bool) -> Option<(Key, Completion)> {
+        let rec = self.records.get_mut(key).expect("a live record");
+        if !more {
+            rec.shot |= ENDED;
+        }
+        let st = rec.storage.as_deref_mut().expect("storage for accept");
+        if rec.shot & NO_OP != 0 {
+            st.backlog.push_back(res);
+            return None;
+        }
+        rec.shot |= NO_OP;
+        let done = accept_completion(rec.token, res);
+        if rec.shot & ENDED != 0 && st.backlog.is_empty() {
+            self.retire(key);
+        }
+        Some((key, done))
+    }
+
+    /// A new accept on a source whose multishot accept is still there
+    /// (`None` if it has none): the backlog's oldest result at once, or
+    /// the kernel's next one when it comes.
+    fn accept_again(&mut self, id: SourceId, token: u64) -> Option<Option<Completion>> {
+        let key = self.sources.get(Key::from_u64(id.0, 0))?.read?;
+        let rec = self.records.get_mut(key)?;
+        if rec.shot & (MULTI | NO_OP) != MULTI | NO_OP || rec.cancelled {
+            return None;
+        }
+        rec.token = token;
+        rec.shot &= !NO_OP;
+        let st = rec.storage.as_deref_mut().expect("storage for accept");
+        let Some(res) = st.backlog.pop_front() else {
+            // An ended request always leaves something in the backlog.
+            debug_assert_eq!(rec.shot & ENDED, 0, "an ended accept without a backlog");
+            return Some(None);
+        };
+        rec.shot |= NO_OP;
+        let done = accept_completion(token, res);
+        if rec.shot & ENDED != 0 && st.backlog.is_empty() {
+            self.retire(key);
+        }
+        Some(Some(done))
+    }
+
     /// Puts a record in the waiting stage with a poll for its direction.
     fn wait(&mut self, key: Key) -> Option<(Key, Completion)> {
         let entry = self.wait_entry(key);
-        self.records.get_mut(key).expect("a live record").stage = Stage::Waiting;
+        let rec = self.records.get_mut(key).expect("a live record");
+        rec.stage = Stage::Waiting;
+        let multishot = rec.shot & MULTI != 0;
         match self.push(&entry) {
             Ok(()) => None,
+            Err(e) if multishot => self.deliver_accept(key, -e.raw_os_error().unwrap_or(libc::EIO), false),
             Err(e) => Some((key, self.finish(key, Err(e)))),
         }
     }
 
-    /// Frees a record and turns its CQE result into the driver's completion.
-    fn finish(&mut self, key: Key, result: io::Result<i32>) -> Completion {
+    /// Takes a record out of its table and its source's slot.
+    fn take_record(&mut self, key: Key) -> Record {
         let rec = self.records.remove(key).expect("a live record");
         if let Some(src) = self.sources.get_mut(rec.src) {
             for slot in [&mut src.read, &mut src.write] {
@@ -637,6 +805,28 @@ impl Backend {
                 }
             }
         }
+        rec
+    }
+
+    /// Keeps a record's storage for the next request that needs one (what a
+    /// multishot accept's backlog still holds is closed).
+    fn recycle(&mut self, storage: Option<Box<MsgStorage>>) {
+        if let Some(mut st) = storage {
+            st.drop_backlog();
+            self.spare.push(st);
+        }
+    }
+
+    /// Frees a record without a completion (a multishot accept whose last
+    /// result was taken, or one nobody waits for).
+    fn retire(&mut self, key: Key) {
+        let rec = self.take_record(key);
+        self.recycle(rec.storage);
+    }
+
+    /// Frees a record and turns its CQE result into the driver's completion.
+    fn finish(&mut self, key: Key, result: io::Result<i32>) -> Completion {
+        let rec = self.take_record(key);
         let waited = rec.stage == Stage::Waiting;
         let mut extra = Extra::None;
         let result = result.map(|res| {
@@ -646,6 +836,12 @@ impl Backend {
             }
             match rec.req {
                 Request::Readable | Request::Writable | Request::Connect(_) => 0,
+                Request::Accept if rec.shot & MULTI != 0 => {
+                    // Not reached: multishot results go through
+                    // `deliver_accept`. The descriptor is not leaked.
+                    close_accepted(res);
+                    0
+                }
                 Request::Accept => {
                     let st = rec.storage.as_deref().expect("storage for accept");
                     // SAFETY: the kernel returned a new descriptor that nothing
@@ -667,9 +863,7 @@ impl Backend {
                 _ => res as usize,
             }
         });
-        if let Some(st) = rec.storage {
-            self.spare.push(st);
-        }
+        self.recycle(rec.storage);
         Completion {
             token: rec.token,
             result,
@@ -682,6 +876,15 @@ impl Backend {
     /// its completion is delivered by a later `poll`).
     fn cancel_record(&mut self, key: Key) -> Option<Completion> {
         let rec = self.records.get_mut(key)?;
+        if rec.shot & ENDED != 0 {
+            // A multishot accept's backlog: nothing of it is in the kernel.
+            let token = rec.token;
+            self.retire(key);
+            return Some(Completion::new(
+                token,
+                Err(io::Error::from_raw_os_error(libc::ECANCELED)),
+            ));
+        }
         if !rec.cancelled {
             rec.cancelled = true;
             let entry = opcode::AsyncCancel::new(key.to_u64()).build().user_data(CANCEL);
@@ -776,6 +979,11 @@ impl crate::sys::Backend for Backend {
                 }
             }
         }
+        if matches!(req, Request::Accept) {
+            if let Some(done) = self.accept_again(id, token) {
+                return done;
+            }
+        }
         let Some(key) = self.add_record(id, token, req) else {
             return Some(Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF))));
         };
@@ -828,10 +1036,11 @@ impl crate::sys::Backend for Backend {
     fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
         let src_key = Key::from_u64(id.0, 0);
         let record = self.sources.get(src_key).and_then(|src| {
-            [src.read, src.write]
-                .into_iter()
-                .flatten()
-                .find(|&k| self.records.get(k).is_some_and(|r| r.token == token))
+            [src.read, src.write].into_iter().flatten().find(|&k| {
+                self.records
+                    .get(k)
+                    .is_some_and(|r| r.token == token && r.shot & NO_OP == 0)
+            })
         });
         let Some(key) = record else {
             // Already reaped: its completion may still wait in the stash (a
@@ -891,6 +1100,34 @@ fn unregister_ring_fd(ring: &IoUring, index: u32) {
         data: 0,
     };
     let _ = ring_fds(ring, IORING_UNREGISTER_RING_FDS, &mut up);
+}
+
+/// Closes a descriptor the kernel accepted that nobody will take.
+fn close_accepted(fd: i32) {
+    // SAFETY: the kernel handed us this new descriptor, which nothing else
+    // owns; dropping the socket closes it.
+    drop(unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+}
+
+/// The driver's completion of a multishot accept's result: the new
+/// connection with its peer's address (asked with `getpeername`: the
+/// kernel writes none for a multishot accept), or the error. A peer that
+/// reset the connection before its address was asked is `ECONNABORTED`,
+/// as `accept4` reports a connection reset before it was taken.
+fn accept_completion(token: u64, res: i32) -> Completion {
+    if res < 0 {
+        return Completion::new(token, Err(io::Error::from_raw_os_error(-res)));
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    let sock = unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(res) };
+    match sock.peer_addr() {
+        Ok(addr) => Completion {
+            token,
+            result: Ok(0),
+            extra: Extra::Accepted(sock, addr.into()),
+        },
+        Err(_) => Completion::new(token, Err(io::Error::from_raw_os_error(libc::ECONNABORTED))),
+    }
 }
 
 /// A CQE result as the byte count / value or the OS error.
@@ -1045,7 +1282,7 @@ mod tests {
         };
         let key = b.add_record(id, 8, req).expect("a live source");
         assert!(
-            b.handle(key.to_u64(), -libc::EAGAIN).is_none(),
+            b.handle(key.to_u64(), -libc::EAGAIN, false).is_none(),
             "EAGAIN is not reported"
         );
         assert_eq!(b.records.get(key).unwrap().stage, Stage::Waiting);
@@ -1171,5 +1408,145 @@ mod tests {
             assert!(out.is_empty());
             t.join().unwrap();
         }
+    }
+
+    /// A listening socket (non-blocking, as the driver makes it) on a free
+    /// loopback port, registered with `b`.
+    fn listener(b: &mut Backend) -> (std::net::TcpListener, SourceId) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).unwrap();
+        let id = b.add_source(&l, SourceKind::Socket).unwrap();
+        (l, id)
+    }
+
+    /// The connection of an accept's completion, checked against the client
+    /// whose local address it must name.
+    fn accepted_from(c: Completion, client: &std::net::TcpStream) -> socket2::Socket {
+        assert_eq!(c.result.as_ref().ok(), Some(&0), "{:?}", c.result);
+        let super::Extra::Accepted(sock, addr) = c.extra else {
+            panic!("no connection in {:?}", c.extra);
+        };
+        let crate::sys::PeerAddr::Ip(peer) = addr else {
+            panic!("not an IP address");
+        };
+        assert_eq!(peer, client.local_addr().unwrap(), "the peer's address");
+        sock
+    }
+
+    /// One multishot accept takes every connection: connections that come
+    /// while the driver has no accept waiting wait in the backlog, in order,
+    /// and the next accepts take them at once with their peers' addresses;
+    /// the one SQE stays in the kernel for the next connection.
+    #[test]
+    fn a_multishot_accept_takes_every_connection_in_order() {
+        let Some(mut b) = backend("a_multishot_accept_takes_every_connection_in_order") else {
+            return;
+        };
+        if !b.multishot_accept {
+            eprintln!("SKIPPED: multishot accept needs Linux 5.19");
+            return;
+        }
+        let (l, id) = listener(&mut b);
+        let addr = l.local_addr().unwrap();
+        assert!(b.submit(id, 1, Request::Accept).is_none());
+        let clients: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        let mut got = poll_until_some(&mut b);
+        // All three are accepted by the one request; only the first has a
+        // driver accept to go to.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b
+            .records
+            .values()
+            .next()
+            .map_or(0, |r| r.storage.as_ref().unwrap().backlog.len())
+            < 2
+        {
+            assert!(Instant::now() < deadline, "the kernel did not accept the other two");
+            got.extend(poll(&mut b, Duration::from_millis(10)));
+        }
+        assert_eq!(got.len(), 1, "one completion per driver accept");
+        assert_eq!(got[0].token, 1);
+        let first = accepted_from(got.remove(0), &clients[0]);
+        for (i, client) in clients.iter().enumerate().skip(1) {
+            let token = 1 + i as u64;
+            let c = b
+                .submit(id, token, Request::Accept)
+                .expect("taken from the backlog at once");
+            assert_eq!(c.token, token);
+            drop(accepted_from(c, client));
+        }
+        assert_eq!(b.records.len(), 1, "one request for all of them");
+        // The next connection comes through the same request.
+        assert!(b.submit(id, 9, Request::Accept).is_none());
+        let late = std::net::TcpStream::connect(addr).unwrap();
+        let got = poll_until_some(&mut b);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].token, 9);
+        drop(first);
+        b.remove_source(id);
+        drop(late);
+        assert_eq!(b.records.len(), 0);
+    }
+
+    /// Connections the kernel accepted that the driver never took are
+    /// closed when the listener's source goes (the client reads the end of
+    /// the stream, or a reset), and nothing is delivered afterwards.
+    #[test]
+    fn a_removed_listener_closes_its_backlog() {
+        let Some(mut b) = backend("a_removed_listener_closes_its_backlog") else {
+            return;
+        };
+        let (l, id) = listener(&mut b);
+        let addr = l.local_addr().unwrap();
+        assert!(b.submit(id, 1, Request::Accept).is_none());
+        let mut first = std::net::TcpStream::connect(addr).unwrap();
+        let got = poll_until_some(&mut b);
+        assert_eq!(got.len(), 1);
+        let mut second = std::net::TcpStream::connect(addr).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        if b.multishot_accept {
+            while b
+                .records
+                .values()
+                .next()
+                .map_or(0, |r| r.storage.as_ref().unwrap().backlog.len())
+                < 1
+            {
+                assert!(Instant::now() < deadline, "the kernel did not accept the second");
+                assert!(poll(&mut b, Duration::from_millis(10)).is_empty(), "no accept waits");
+            }
+        }
+        drop(got);
+        b.remove_source(id);
+        assert_eq!(b.records.len(), 0);
+        for client in [&mut first, &mut second] {
+            client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut byte = [0u8; 1];
+            match client.read(&mut byte) {
+                Ok(0) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                other => panic!("the accepted connection was not closed: {other:?}"),
+            }
+        }
+        assert!(poll(&mut b, Duration::from_millis(20)).is_empty());
+    }
+
+    /// Cancelling the waiting accept ends the multishot request: `Some(0)`,
+    /// no record left, and a later connection is not delivered.
+    #[test]
+    fn cancelling_a_multishot_accept_ends_it() {
+        let Some(mut b) = backend("cancelling_a_multishot_accept_ends_it") else {
+            return;
+        };
+        let (l, id) = listener(&mut b);
+        assert!(b.submit(id, 4, Request::Accept).is_none());
+        assert!(poll(&mut b, Duration::ZERO).is_empty());
+        assert_eq!(b.cancel(id, 4), Some(0));
+        assert_eq!(b.records.len(), 0);
+        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert!(poll(&mut b, Duration::from_millis(50)).is_empty(), "nothing delivered");
+        // A stale token cancels nothing.
+        assert_eq!(b.cancel(id, 4), Some(0));
+        b.remove_source(id);
     }
 }
