@@ -12,8 +12,36 @@ use eventcore::{BackendKind, DatagramOptions, Driver, ExitReason, IoMode, Listen
 
 use crate::harness::*;
 
-fn driver(kind: BackendKind) -> Result<Driver> {
-    Driver::with_backend(kind).map_err(err)
+/// A driver configuration the scenarios run on: a backend and its tuning
+/// (the io_uring options are measured as systems of their own).
+#[derive(Clone, Copy, Debug)]
+pub struct Setup {
+    pub kind: BackendKind,
+    /// io_uring: a submission-queue polling thread.
+    pub sqpoll: bool,
+    /// io_uring: multishot accepts.
+    pub multishot_accept: bool,
+}
+
+impl From<BackendKind> for Setup {
+    fn from(kind: BackendKind) -> Setup {
+        Setup {
+            kind,
+            sqpoll: false,
+            multishot_accept: false,
+        }
+    }
+}
+
+fn driver(setup: Setup) -> Result<Driver> {
+    let mut b = Driver::builder().backend(setup.kind);
+    if setup.sqpoll {
+        b = b.io_uring_sqpoll(Duration::from_millis(10));
+    }
+    if setup.multishot_accept {
+        b = b.io_uring_multishot_accept(true);
+    }
+    b.build().map_err(err)
 }
 
 /// Runs the loop until nothing is left to wait for (or an exit request).
@@ -60,7 +88,7 @@ impl Server {
 }
 
 /// Starts a server thread with its own driver.
-fn server(kind: BackendKind, serve: Serve, buf: usize, sunk: Arc<AtomicU64>) -> Result<Server> {
+fn server(kind: Setup, serve: Serve, buf: usize, sunk: Arc<AtomicU64>) -> Result<Server> {
     let stop = StopFlag::default();
     let (tx, rx) = mpsc::channel();
     let flag = stop.clone();
@@ -218,7 +246,7 @@ fn ping_round(drv: &mut Driver, conn: StreamSocket, st: Rc<Client>, msg: Vec<u8>
 }
 
 /// `conns` connections doing `size`-byte round trips until the time is up.
-fn ping_pong_run(kind: BackendKind, ctx: &Ctx, conns: usize, size: usize) -> Result<Measured> {
+fn ping_pong_run(kind: Setup, ctx: &Ctx, conns: usize, size: usize) -> Result<Measured> {
     let server = server(kind, Serve::Echo, size.max(64), Arc::default())?;
     let mut drv = driver(kind)?;
     let st = Client::new(ctx.duration);
@@ -253,7 +281,7 @@ fn ping_pong_run(kind: BackendKind, ctx: &Ctx, conns: usize, size: usize) -> Res
 }
 
 /// `ping_pong`: one connection, "PING\n" round trips.
-pub fn ping_pong(kind: BackendKind, name: &'static str) -> RunFn {
+pub fn ping_pong(kind: Setup, name: &'static str) -> RunFn {
     Box::new(move |ctx| {
         let m = ping_pong_run(kind, ctx, 1, PING.len())?;
         Ok(Sample::rate(name, "rt/s", m, 1.0))
@@ -261,7 +289,7 @@ pub fn ping_pong(kind: BackendKind, name: &'static str) -> RunFn {
 }
 
 /// `ping_pong_many`: 100 connections, 1 KiB round trips.
-pub fn ping_pong_many(kind: BackendKind) -> RunFn {
+pub fn ping_pong_many(kind: Setup) -> RunFn {
     Box::new(move |ctx| {
         let m = ping_pong_run(kind, ctx, MANY, MANY_SIZE)?;
         Ok(Sample::rate("ping_pong_many", "rt/s", m, 1.0))
@@ -269,7 +297,7 @@ pub fn ping_pong_many(kind: BackendKind) -> RunFn {
 }
 
 /// `pump`: one connection, 8 KiB writes, 64 KiB reads.
-pub fn pump(kind: BackendKind) -> RunFn {
+pub fn pump(kind: Setup) -> RunFn {
     Box::new(move |ctx| {
         let sunk = Arc::new(AtomicU64::new(0));
         let server = server(kind, Serve::Sink, PUMP_READ, sunk.clone())?;
@@ -324,7 +352,7 @@ fn pump_write(
 }
 
 /// `pound`: 100 concurrent connect / write / read / close.
-pub fn pound(kind: BackendKind) -> RunFn {
+pub fn pound(kind: Setup) -> RunFn {
     Box::new(move |ctx| {
         let server = server(kind, Serve::EchoOnceClose, 64, Arc::default())?;
         let mut drv = driver(kind)?;
@@ -373,7 +401,7 @@ fn pound_one(drv: &mut Driver, addr: SocketAddr, st: Rc<Client>) {
 }
 
 /// `udp_pummel`: one sender, one receiver, in one loop.
-pub fn udp_pummel(kind: BackendKind) -> RunFn {
+pub fn udp_pummel(kind: Setup) -> RunFn {
     Box::new(move |ctx| {
         let mut drv = driver(kind)?;
         let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
@@ -441,7 +469,7 @@ fn udp_recv(drv: &mut Driver, rx: eventcore::DatagramSocket, buf: Vec<u8>, st: R
 
 /// `loop_count`: empty loop iterations (a zero-timeout `process_events`
 /// with one armed timer keeping the loop alive).
-pub fn loop_count(kind: BackendKind) -> RunFn {
+pub fn loop_count(kind: Setup) -> RunFn {
     Box::new(move |ctx| {
         let mut drv = driver(kind)?;
         let t = drv.timers().create();
@@ -467,7 +495,7 @@ const STOPPED: u8 = 2;
 
 /// `async_pummel`: another thread triggers an event through a `Remote` in a
 /// tight loop until the loop has run the wanted number of callbacks.
-pub fn async_pummel(kind: BackendKind) -> RunFn {
+pub fn async_pummel(kind: Setup) -> RunFn {
     Box::new(move |ctx| {
         let mut drv = driver(kind)?;
         let ev = drv.events().create();
@@ -513,7 +541,7 @@ fn pummel_wait(drv: &mut Driver, ev: eventcore::EventId, count: Rc<Cell<u64>>, w
 /// as libuv's benchmark allocates its handle array; and every deadline is
 /// `base + timeout` from one clock reading (`set_at`), as libuv's timeouts
 /// count from its loop time, read once before the loop.
-pub fn million_timers(kind: BackendKind) -> RunFn {
+pub fn million_timers(kind: Setup) -> RunFn {
     struct Count {
         n: usize,
         fired: Cell<usize>,
@@ -567,7 +595,7 @@ pub fn million_timers(kind: BackendKind) -> RunFn {
 
 /// `file_read`: the whole file in 64 KiB positional reads, four in flight
 /// (one file handle each: a handle has one read slot).
-pub fn file_read(kind: BackendKind) -> RunFn {
+pub fn file_read(kind: Setup) -> RunFn {
     Box::new(move |ctx| {
         let mut drv = driver(kind)?;
         let file = std::fs::File::open(&ctx.file_path).map_err(err)?;
@@ -631,7 +659,7 @@ fn file_next(
 }
 
 /// `dns`: lookups of "localhost", ten in flight.
-pub fn dns(kind: BackendKind) -> RunFn {
+pub fn dns(kind: Setup) -> RunFn {
     Box::new(move |ctx| {
         let mut drv = driver(kind)?;
         let left = Rc::new(Cell::new(ctx.dns_lookups));
@@ -669,7 +697,7 @@ fn lookup(drv: &mut Driver, left: Rc<Cell<usize>>, done: Rc<Cell<usize>>, failur
 
 /// `idle_connections`: RSS growth per accepted connection that waits for
 /// data (a zero-length read: no buffer).
-pub fn idle_connections(kind: BackendKind) -> RunFn {
+pub fn idle_connections(kind: Setup) -> RunFn {
     Box::new(move |ctx| {
         let n = ctx.idle_connections;
         let mut drv = driver(kind)?;

@@ -45,7 +45,9 @@ Usage: eventcore-bench [--quick] [--json] [--http] [--rounds N] [--only a,b]
     --rounds N   alternating rounds per scenario (default 3); medians of them
     --only LIST  run only these scenarios (comma-separated names)
     --systems L  run only these systems (eventcore-epoll, tokio, libuv ...;
-                 with --http also the servers, e.g. tokio-hyper)
+                 with --http also the servers, e.g. tokio-hyper); naming
+                 eventcore-io_uring-sqpoll or eventcore-io_uring-multishot
+                 adds those io_uring tunings (not run otherwise)
     --seconds S  length of each timed run (default 5, --quick 0.4; with
                  --http whole seconds of wrk, default 5, --quick 1)
     --out DIR    also write results.md, results.jsonl and chart.svg there
@@ -173,12 +175,35 @@ fn entry(system: impl Into<String>, run: RunFn) -> Entry {
 }
 
 /// The scenarios, in the order they run.
-fn scenarios(ctx: &Ctx, rounds: usize, quick: bool) -> Vec<Scenario> {
+///
+/// `tuned`: also the io_uring tuning options as systems of their own
+/// (`eventcore-io_uring-sqpoll`, `eventcore-io_uring-multishot`), which
+/// run only when `--systems` names them.
+fn scenarios(ctx: &Ctx, rounds: usize, quick: bool, tuned: bool) -> Vec<Scenario> {
     let kinds = BackendKind::available();
-    let ec = |f: &dyn Fn(BackendKind) -> RunFn| -> Vec<Entry> {
+    let uring = kinds.contains(&BackendKind::IoUring) && tuned;
+    let tuning = |sqpoll, multishot_accept| ec::Setup {
+        kind: BackendKind::IoUring,
+        sqpoll,
+        multishot_accept,
+    };
+    let ec_with = |f: &dyn Fn(ec::Setup) -> RunFn, multishot: bool| -> Vec<Entry> {
+        let mut e: Vec<Entry> = kinds
+            .iter()
+            .map(|&k| entry(format!("eventcore-{}", k.name()), f(k.into())))
+            .collect();
+        if uring {
+            e.push(entry("eventcore-io_uring-sqpoll", f(tuning(true, false))));
+            if multishot {
+                e.push(entry("eventcore-io_uring-multishot", f(tuning(false, true))));
+            }
+        }
+        e
+    };
+    let ec = |f: &dyn Fn(ec::Setup) -> RunFn| -> Vec<Entry> {
         kinds
             .iter()
-            .map(|&k| entry(format!("eventcore-{}", k.name()), f(k)))
+            .map(|&k| entry(format!("eventcore-{}", k.name()), f(k.into())))
             .collect()
     };
     let scenario = |name, pinned, entries: Vec<Entry>| Scenario {
@@ -188,7 +213,7 @@ fn scenarios(ctx: &Ctx, rounds: usize, quick: bool) -> Vec<Scenario> {
         entries,
     };
     let ping = |name: &'static str| {
-        let mut e = ec(&|k| ec::ping_pong(k, name));
+        let mut e = ec_with(&|k| ec::ping_pong(k, name), false);
         e.extend(
             kinds
                 .iter()
@@ -214,7 +239,7 @@ fn scenarios(ctx: &Ctx, rounds: usize, quick: bool) -> Vec<Scenario> {
             "ping_pong_many",
             false,
             with(
-                ec(&ec::ping_pong_many),
+                ec_with(&ec::ping_pong_many, false),
                 vec![
                     entry("tokio", tk::ping_pong_many()),
                     entry("libuv", uv::ping_pong_many()),
@@ -225,7 +250,7 @@ fn scenarios(ctx: &Ctx, rounds: usize, quick: bool) -> Vec<Scenario> {
             "pump",
             false,
             with(
-                ec(&ec::pump),
+                ec_with(&ec::pump, false),
                 vec![
                     entry("tokio", tk::pump()),
                     entry("libuv", uv::pump()),
@@ -246,7 +271,7 @@ fn scenarios(ctx: &Ctx, rounds: usize, quick: bool) -> Vec<Scenario> {
             "pound",
             false,
             with(
-                ec(&ec::pound),
+                ec_with(&ec::pound, true),
                 vec![entry("tokio", tk::pound()), entry("libuv", uv::pound())],
             ),
         ),
@@ -442,7 +467,11 @@ fn run(options: &Options) -> Result<(), String> {
             "Descriptor limit {fd_limit}: idle_connections uses {idle} connections."
         ));
     }
-    let mut all = scenarios(&ctx, rounds, quick);
+    let tuned = options.systems.as_ref().is_some_and(|s| {
+        s.iter()
+            .any(|x| x == "eventcore-io_uring-sqpoll" || x == "eventcore-io_uring-multishot")
+    });
+    let mut all = scenarios(&ctx, rounds, quick, tuned);
     if let Some(systems) = &options.systems {
         for sc in &mut all {
             sc.entries.retain(|e| systems.contains(&e.system));

@@ -174,6 +174,73 @@ pub struct Driver {
     _not_send: PhantomData<*const ()>,
 }
 
+/// How to make a [`Driver`]: which backend, and the backend's tuning.
+/// Options of a backend the driver does not use are ignored, so one
+/// builder serves every platform.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use eventcore::{BackendKind, Driver};
+///
+/// # fn main() -> eventcore::Result<()> {
+/// let backend = *BackendKind::available().last().unwrap(); // io_uring where there is one
+/// let drv = Driver::builder()
+///     .backend(backend)
+///     .io_uring_sqpoll(Duration::from_millis(50))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct DriverBuilder {
+    backend: BackendKind,
+    tuning: sys::Tuning,
+}
+
+impl DriverBuilder {
+    /// The backend (the platform's default, `BackendKind::available()[0]`,
+    /// unless set).
+    pub fn backend(mut self, kind: BackendKind) -> DriverBuilder {
+        self.backend = kind;
+        self
+    }
+
+    /// io_uring: a kernel thread takes the submission queue
+    /// (`IORING_SETUP_SQPOLL`), so starting an operation needs no system
+    /// call while the thread is awake; it sleeps after `idle` without work
+    /// and is woken by the next loop turn that queues something (rounded
+    /// to whole milliseconds, at least one). The thread spins on a CPU of
+    /// its own while awake: it pays where the machine has cores to spare,
+    /// and loses where the loops already use them all (see the
+    /// benchmarks). Waiting for completions is still one `io_uring_enter`.
+    /// Such a driver cannot listen to signals ([`Signals::listen`](crate::Signals::listen)
+    /// is `NotSupported`): a signalfd is ready only for the thread that
+    /// polls it, and here that is the kernel's. Off by default.
+    pub fn io_uring_sqpoll(mut self, idle: Duration) -> DriverBuilder {
+        self.tuning.uring_sqpoll = Some(idle);
+        self
+    }
+
+    /// io_uring: one multishot accept per listener (Linux 5.19+; ignored
+    /// before) instead of one accept request per connection. The kernel
+    /// then takes every connection as it comes, and the peer's address is
+    /// asked with `getpeername`. Fewer system calls per connection, but a
+    /// wake-up for every connection even while the loop is busy: in the
+    /// `pound` benchmark (100 concurrent connections) it was slower, so it
+    /// is off by default.
+    pub fn io_uring_multishot_accept(mut self, enable: bool) -> DriverBuilder {
+        self.tuning.uring_multishot_accept = enable;
+        self
+    }
+
+    /// The driver; [`Status::NotSupported`](crate::Status::NotSupported) if
+    /// this build or kernel does not have the backend, or the OS error if
+    /// it refuses the tuning (a kernel that cannot poll the submission
+    /// queue, for one).
+    pub fn build(self) -> Result<Driver> {
+        Driver::build(self.backend, &self.tuning)
+    }
+}
+
 impl Driver {
     /// A driver on the platform's default backend.
     pub fn new() -> Result<Driver> {
@@ -183,10 +250,23 @@ impl Driver {
     /// A driver on a chosen backend; [`Status::NotSupported`](crate::Status::NotSupported)
     /// if this build or kernel does not have it.
     pub fn with_backend(kind: BackendKind) -> Result<Driver> {
+        Driver::builder().backend(kind).build()
+    }
+
+    /// A [`DriverBuilder`]: a driver with a chosen backend and that
+    /// backend's tuning.
+    pub fn builder() -> DriverBuilder {
+        DriverBuilder {
+            backend: BackendKind::available()[0],
+            tuning: sys::Tuning::default(),
+        }
+    }
+
+    fn build(kind: BackendKind, tuning: &sys::Tuning) -> Result<Driver> {
         if !BackendKind::available().contains(&kind) {
             return Err(Error::new(crate::Status::NotSupported));
         }
-        let sys = sys::Native::new(kind)?;
+        let sys = sys::Native::new(kind, tuning)?;
         let id = NEXT_DRIVER_ID.fetch_add(1, Ordering::Relaxed);
         let remote = Arc::new(RemoteShared::new(sys.waker()));
         Ok(Driver {

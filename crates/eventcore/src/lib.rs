@@ -120,7 +120,7 @@ with_backend! {
     mod watchers;
 
     pub use dns::{Dns, LookupId};
-    pub use driver::{Driver, ExitReason};
+    pub use driver::{Driver, DriverBuilder, ExitReason};
     pub use sys::BackendKind;
     pub use events::{EventId, EventWait, Events};
     pub use files::{FileHandle, Files, OpenMode};

@@ -169,13 +169,19 @@ impl Signals<'_> {
     /// called. `InvalidArgument` for a number that is not a catchable signal
     /// (`SIGKILL`, `SIGSTOP`, 0, out of range). Windows: `SIGINT`, `SIGBREAK`
     /// and `SIGHUP` (see [`signal_numbers`]); other signals are
-    /// `NotSupported` there.
+    /// `NotSupported` there. `NotSupported` on an io_uring driver built with
+    /// [`io_uring_sqpoll`](crate::DriverBuilder::io_uring_sqpoll), where
+    /// the kernel's polling thread, not the driver's, would look for them.
     pub fn listen(
         &mut self,
         signo: i32,
         callback: impl FnMut(&mut Driver, SignalListener, i32) + 'static,
     ) -> Result<SignalListener> {
         SignalSet::check(signo).map_err(Error::new)?;
+        if !self.drv.sys.thread_signals() {
+            // io_uring with SQPOLL: the signals would never be seen.
+            return Err(Error::new(crate::Status::NotSupported));
+        }
         if self.drv.subsystems.signals.source.is_none() {
             let remote = self.drv.remote();
             let notify = Box::new(move || {

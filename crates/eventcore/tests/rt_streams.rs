@@ -82,6 +82,9 @@ fn watcher_is_a_stream_of_changes(kind: BackendKind) {
 
 /// Signal arrivals through `StreamExt::next`.
 fn signal_is_a_stream_of_arrivals(kind: BackendKind) {
+    if crate::util::signals_refused(kind, "signal_is_a_stream_of_arrivals") {
+        return;
+    }
     #[cfg(unix)]
     let signo = libc::SIGUSR2;
     #[cfg(windows)]

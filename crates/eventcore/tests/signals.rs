@@ -101,6 +101,9 @@ fn listen(drv: &mut Driver, signo: i32, log: &Rc<RefCell<Vec<(SignalListener, i3
 /// `OutOfWaiters`. Unix: afterwards the signal is unblocked again and not
 /// pending.
 fn signal_raised_from_timer_callback(kind: BackendKind) {
+    if crate::util::signals_refused(kind, "signal_raised_from_timer_callback") {
+        return;
+    }
     let _serial = serial();
     let mut drv = driver(kind);
     #[cfg(unix)]
@@ -151,6 +154,9 @@ fn signal_raised_from_timer_callback(kind: BackendKind) {
 /// Several listeners of one signal are all called for each arrival (each
 /// with its own id); after one is released only the others are.
 fn signal_several_listeners_all_called(kind: BackendKind) {
+    if crate::util::signals_refused(kind, "signal_several_listeners_all_called") {
+        return;
+    }
     let _serial = serial();
     let mut drv = driver(kind);
     let log = Rc::new(RefCell::new(Vec::new()));
@@ -190,6 +196,9 @@ fn signal_several_listeners_all_called(kind: BackendKind) {
 
 /// Listeners of two different signals each get only their own signal.
 fn signal_two_different_signals(kind: BackendKind) {
+    if crate::util::signals_refused(kind, "signal_two_different_signals") {
+        return;
+    }
     let _serial = serial();
     let mut drv = driver(kind);
     let log = Rc::new(RefCell::new(Vec::new()));
@@ -224,6 +233,9 @@ fn signal_two_different_signals(kind: BackendKind) {
 /// `listen`: 0, negative, SIGKILL, SIGSTOP (Unix), 1000. Nothing is created
 /// (or blocked), and the loop has no waiter.
 fn signal_invalid_numbers_are_invalid_argument(kind: BackendKind) {
+    if crate::util::signals_refused(kind, "signal_invalid_numbers_are_invalid_argument") {
+        return;
+    }
     let _serial = serial();
     let mut drv = driver(kind);
     #[cfg(unix)]
@@ -255,6 +267,9 @@ fn signal_invalid_numbers_are_invalid_argument(kind: BackendKind) {
 /// An active listener keeps the loop alive (`Timeout`, not `OutOfWaiters`)
 /// without a callback; after release the handle is stale.
 fn signal_listener_is_a_waiter_until_released(kind: BackendKind) {
+    if crate::util::signals_refused(kind, "signal_listener_is_a_waiter_until_released") {
+        return;
+    }
     let _serial = serial();
     let mut drv = driver(kind);
     let log = Rc::new(RefCell::new(Vec::new()));
@@ -277,6 +292,9 @@ fn signal_listener_is_a_waiter_until_released(kind: BackendKind) {
 /// After the last listener is gone, listening again works: the new listener
 /// gets the next signal.
 fn signal_listen_again_after_release(kind: BackendKind) {
+    if crate::util::signals_refused(kind, "signal_listen_again_after_release") {
+        return;
+    }
     let _serial = serial();
     let mut drv = driver(kind);
     let log = Rc::new(RefCell::new(Vec::new()));
@@ -298,6 +316,9 @@ fn signal_listen_again_after_release(kind: BackendKind) {
 /// signal, both listeners stay registered (and count as waiters), and the
 /// next signal reaches both again, the panicking one included.
 fn signal_listener_panic_keeps_listening(kind: BackendKind) {
+    if crate::util::signals_refused(kind, "signal_listener_panic_keeps_listening") {
+        return;
+    }
     let _serial = serial();
     let mut drv = driver(kind);
     let calls = Rc::new(Cell::new(0));
@@ -337,6 +358,48 @@ contract_tests! {
     signal_listen_again_after_release,
 }
 
+/// An io_uring driver whose submission queue a kernel thread polls
+/// (`SQPOLL`) cannot see signals sent to its thread — a signalfd is ready
+/// only for the thread that polls it — so it refuses listeners with
+/// `NotSupported`, on the callback API and on `rt`, and leaves the signal's
+/// mask alone; the same builder without the option listens.
+#[cfg(target_os = "linux")]
+#[test]
+fn sqpoll_drivers_refuse_signal_listeners() {
+    let _serial = serial();
+    if util::io_uring_missing("sqpoll_drivers_refuse_signal_listeners") {
+        return;
+    }
+    let mut drv = eventcore::Driver::builder()
+        .backend(BackendKind::IoUring)
+        .io_uring_sqpoll(Duration::from_millis(1))
+        .build()
+        .expect("an SQPOLL driver");
+    let err = drv.signals().listen(SIG_A, |_, _, _| {}).unwrap_err();
+    assert_eq!(err.status(), Status::NotSupported);
+    // SAFETY: an initialised set; pthread_sigmask only reads this thread's mask.
+    let blocked = unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old);
+        libc::sigismember(&old, SIG_A) == 1
+    };
+    assert!(!blocked, "a refused listener blocks nothing");
+    let mut ex = eventcore::rt::Executor::new(drv);
+    let refused = ex.block_on(async { eventcore::rt::Signal::listen(SIG_A).map(|_| ()) });
+    assert_eq!(refused.unwrap_err().status(), Status::NotSupported);
+    drop(ex);
+
+    let mut plain = eventcore::Driver::builder()
+        .backend(BackendKind::IoUring)
+        .build()
+        .expect("a driver");
+    let listener = plain
+        .signals()
+        .listen(SIG_A, |_, _, _| {})
+        .expect("listening without SQPOLL");
+    plain.release_ref(listener).unwrap();
+}
+
 /// Scenarios about the POSIX signal mask.
 #[cfg(unix)]
 mod unix_only {
@@ -370,6 +433,9 @@ mod unix_only {
     /// last of two listeners goes); a signal the program had blocked itself
     /// stays blocked.
     fn signal_release_restores_blocked_state(kind: BackendKind) {
+        if crate::util::signals_refused(kind, "signal_release_restores_blocked_state") {
+            return;
+        }
         let _serial = serial();
         let mut drv = driver(kind);
         let log = Rc::new(RefCell::new(Vec::new()));
@@ -402,6 +468,9 @@ mod unix_only {
     /// Dropping a driver with an active listener restores the signal's blocked
     /// state too.
     fn signal_driver_drop_restores_blocked_state(kind: BackendKind) {
+        if crate::util::signals_refused(kind, "signal_driver_drop_restores_blocked_state") {
+            return;
+        }
         let _serial = serial();
         let mut drv = driver(kind);
         let log = Rc::new(RefCell::new(Vec::new()));

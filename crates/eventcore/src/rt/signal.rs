@@ -21,7 +21,8 @@ impl Signal {
     /// Listens for `signo` (`libc::SIGUSR1`, `SIGINT` …; on Windows the
     /// console control events `SIGINT`, `SIGBREAK`, `SIGHUP`, see
     /// [`signal_numbers`](crate::signal_numbers)). `InvalidArgument` for a
-    /// number that is not a catchable signal.
+    /// number that is not a catchable signal; `NotSupported` where
+    /// [`Signals::listen`](crate::Signals::listen) says.
     pub fn listen(signo: i32) -> Result<Signal> {
         let core = current();
         let queue = Queue::new();

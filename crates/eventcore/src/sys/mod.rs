@@ -97,6 +97,14 @@ pub(crate) trait Backend {
         let _ = fd;
         false
     }
+
+    /// Whether signals sent to the driver's thread reach it (a signalfd's
+    /// readiness is that of the thread that polls it). Not with io_uring's
+    /// `SQPOLL`, whose kernel thread polls every descriptor; signal
+    /// listeners are refused there.
+    fn thread_signals(&self) -> bool {
+        true
+    }
     /// Starts one operation; returns its completion if it finished at once.
     fn submit(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion>;
     /// Hands requests that `submit` only queued to the OS now.
@@ -209,6 +217,20 @@ pub mod signal_numbers {
     /// runtime and libuv. (21 is `SIGTTIN` on Linux.)
     #[cfg(windows)]
     pub const SIGBREAK: i32 = 21;
+}
+
+#[cfg(eventcore_backend)]
+/// A backend's tuning, from [`DriverBuilder`](crate::DriverBuilder); each
+/// backend reads what concerns it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tuning {
+    /// io_uring: a kernel thread polls the submission queue
+    /// (`IORING_SETUP_SQPOLL`), going to sleep after this long without work.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub uring_sqpoll: Option<std::time::Duration>,
+    /// io_uring: one multishot accept per listener.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub uring_multishot_accept: bool,
 }
 
 #[cfg(eventcore_backend)]

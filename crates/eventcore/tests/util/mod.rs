@@ -1,6 +1,7 @@
 //! The contract-test harness: every scenario is written once, as a function of
 //! the backend, and [`contract_tests!`] instantiates it for every backend this
-//! target has (`epoll` and `io_uring` on Linux, `winapi` on Windows).
+//! target has (`epoll`, `io_uring` and io_uring tuned on Linux, `winapi` on
+//! Windows).
 //! Each instance runs with a watchdog, so a hang fails the test instead of the
 //! whole run.
 
@@ -44,6 +45,21 @@ macro_rules! contract_tests {
                         return;
                     }
                     $crate::util::run(eventcore::BackendKind::IoUring, stringify!($name), super::$name);
+                }
+            )*
+        }
+        /// io_uring with its tuning on: a submission-queue thread and
+        /// multishot accepts (`util::driver` builds such drivers on this
+        /// thread).
+        #[cfg(target_os = "linux")]
+        mod uring_tuned {
+            $(
+                #[test]
+                fn $name() {
+                    if $crate::util::io_uring_missing(stringify!($name)) {
+                        return;
+                    }
+                    $crate::util::run_tuned(stringify!($name), super::$name);
                 }
             )*
         }
@@ -103,8 +119,41 @@ pub fn abort_unless_done(limit: Duration, report: impl FnOnce() -> String + Send
     done
 }
 
-/// A fresh driver on `kind`.
+thread_local! {
+    /// Whether [`driver`] tunes io_uring drivers on this thread ([`run_tuned`]).
+    static TUNED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs an io_uring scenario as [`run`] does, with every driver that
+/// [`driver`] makes on this thread tuned: a submission-queue polling thread
+/// (sleeping after 1 ms idle, so that parallel tests do not starve the
+/// machine) and multishot accepts.
+pub fn run_tuned(name: &'static str, scenario: fn(BackendKind)) {
+    TUNED.with(|t| t.set(true));
+    run(BackendKind::IoUring, name, scenario);
+}
+
+/// Whether the drivers of this scenario refuse signal listeners (io_uring
+/// with `SQPOLL`, under [`run_tuned`]; `tests/signals.rs` checks the
+/// refusal); then prints that the scenario is skipped.
+pub fn signals_refused(kind: BackendKind, scenario: &str) -> bool {
+    let refused = kind == BackendKind::IoUring && TUNED.with(|t| t.get());
+    if refused {
+        eprintln!("SKIPPED {scenario} on tuned io_uring: SQPOLL drivers refuse signal listeners");
+    }
+    refused
+}
+
+/// A fresh driver on `kind` (tuned under [`run_tuned`]).
 pub fn driver(kind: BackendKind) -> Driver {
+    if kind == BackendKind::IoUring && TUNED.with(|t| t.get()) {
+        return Driver::builder()
+            .backend(kind)
+            .io_uring_sqpoll(Duration::from_millis(1))
+            .io_uring_multishot_accept(true)
+            .build()
+            .expect("tuned io_uring driver");
+    }
     Driver::with_backend(kind).expect("driver")
 }
 

@@ -34,11 +34,12 @@ macro_rules! forward {
 }
 
 impl LinuxBackend {
-    /// A backend of `kind` (`Unsupported` for a kind Linux does not have).
-    pub fn new(kind: BackendKind) -> io::Result<LinuxBackend> {
+    /// A backend of `kind` with `tuning` (`Unsupported` for a kind Linux
+    /// does not have).
+    pub fn new(kind: BackendKind, tuning: &super::Tuning) -> io::Result<LinuxBackend> {
         match kind {
             BackendKind::Epoll => Ok(LinuxBackend::Epoll(epoll::Backend::new()?)),
-            BackendKind::IoUring => Ok(LinuxBackend::Uring(Box::new(uring::Backend::new()?))),
+            BackendKind::IoUring => Ok(LinuxBackend::Uring(Box::new(uring::Backend::with_tuning(tuning)?))),
             _ => Err(io::ErrorKind::Unsupported.into()),
         }
     }
@@ -63,6 +64,10 @@ impl Backend for LinuxBackend {
 
     fn has_descriptor(&self, fd: std::os::fd::RawFd) -> bool {
         forward!(self.has_descriptor(fd))
+    }
+
+    fn thread_signals(&self) -> bool {
+        forward!(self.thread_signals())
     }
 
     #[inline]

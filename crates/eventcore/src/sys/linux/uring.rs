@@ -238,6 +238,7 @@ struct KernelTimespec {
 const IORING_REGISTER_RING_FDS: libc::c_uint = 20;
 const IORING_UNREGISTER_RING_FDS: libc::c_uint = 21;
 const IORING_ENTER_GETEVENTS: u32 = 1;
+const IORING_ENTER_SQ_WAKEUP: u32 = 1 << 1;
 const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
 const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
 
@@ -294,10 +295,12 @@ pub(crate) struct Backend {
     /// CQEs copied out of the ring before they are handled: user data,
     /// result, flags.
     cqes: Vec<(u64, i32, u32)>,
-    /// Accepts are multishot (Linux 5.19+): one SQE accepts every
-    /// connection until the listener goes. Turned off for good when the
-    /// kernel refuses the flag.
+    /// Accepts are multishot (Linux 5.19+, when the tuning asks): one SQE
+    /// accepts every connection until the listener goes.
     multishot_accept: bool,
+    /// A kernel thread takes the submission queue (`SQPOLL`): queued SQEs
+    /// are issued without a system call while it is awake.
+    sqpoll: bool,
     /// Recycled storage boxes: boxed because each moves into a record, where
     /// the kernel needs it at a fixed address.
     #[allow(clippy::vec_box)]
@@ -310,19 +313,33 @@ impl Backend {
     /// from 6.1 get `SINGLE_ISSUER | DEFER_TASKRUN` (completion work runs
     /// only when we wait, on our thread: the driver is `!Send`, so only its
     /// thread ever submits); older ones a plain ring.
+    #[cfg(test)]
     pub fn new() -> io::Result<Backend> {
+        Backend::with_tuning(&crate::sys::Tuning::default())
+    }
+
+    /// A ring as [`new`](Backend::new) makes it, with `tuning`: a
+    /// submission-queue polling thread (`SQPOLL`, which excludes
+    /// `DEFER_TASKRUN`), multishot accepts.
+    pub fn with_tuning(tuning: &crate::sys::Tuning) -> io::Result<Backend> {
         if !available() {
             return Err(io::ErrorKind::Unsupported.into());
         }
-        let (ring, flagged) = match IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_taskrun_flag()
-            .build(ENTRIES)
-        {
-            Ok(ring) => (ring, true),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (IoUring::new(ENTRIES)?, false),
-            Err(e) => return Err(e),
+        let (ring, flagged) = match tuning.uring_sqpoll {
+            Some(idle) => {
+                let idle_ms = idle.as_millis().clamp(1, u128::from(u32::MAX)) as u32;
+                (IoUring::builder().setup_sqpoll(idle_ms).build(ENTRIES)?, false)
+            }
+            None => match IoUring::builder()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag()
+                .build(ENTRIES)
+            {
+                Ok(ring) => (ring, true),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (IoUring::new(ENTRIES)?, false),
+                Err(e) => return Err(e),
+            },
         };
         let registered = register_ring_fd(&ring);
         let mut backend = Backend {
@@ -335,7 +352,8 @@ impl Backend {
             stash: Vec::new(),
             cqes: Vec::with_capacity(ENTRIES as usize * 2),
             spare: Vec::new(),
-            multishot_accept: kernel_at_least(5, 19),
+            multishot_accept: tuning.uring_multishot_accept && kernel_at_least(5, 19),
+            sqpoll: tuning.uring_sqpoll.is_some(),
             reserve: ReserveFd::new(),
         };
         backend.arm_waker()?;
@@ -432,7 +450,10 @@ impl Backend {
             min_wait_usec: 0,
             ts: ts.as_ref().map_or(0, |t| t as *const KernelTimespec as u64),
         };
-        let flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | IORING_ENTER_REGISTERED_RING;
+        let mut flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | IORING_ENTER_REGISTERED_RING;
+        if self.sqpoll && self.sq_thread_asleep() {
+            flags |= IORING_ENTER_SQ_WAKEUP;
+        }
         // SAFETY: `index` is this thread's registration of this ring; `arg`
         // (and the timespec it may point to) is a live
         // `io_uring_getevents_arg` of the size passed, read by the kernel
@@ -455,6 +476,29 @@ impl Backend {
         }
     }
 
+    /// Whether the submission-queue thread sleeps and must be woken for
+    /// what is queued (`SQPOLL` only).
+    fn sq_thread_asleep(&mut self) -> bool {
+        // The fence orders our tail update before the flag's load, as the
+        // kernel orders its flag update before its look at the tail (the
+        // io-uring crate's `need_wakeup` explains the pairing).
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        self.ring.submission().need_wakeup()
+    }
+
+    /// With `SQPOLL`: waits (at most [`CANCEL_WAIT`]) until the kernel's
+    /// thread has taken every queued SQE — it issues each as it takes it —
+    /// waking it if it sleeps.
+    fn wait_taken(&mut self) {
+        let deadline = Instant::now() + CANCEL_WAIT;
+        while !self.ring.submission().is_empty() && Instant::now() < deadline {
+            if self.sq_thread_asleep() {
+                let _ = self.ring.submit();
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// Whether the ring's descriptor is registered (tests).
     #[cfg(test)]
     pub(crate) fn ring_fd_registered(&self) -> bool {
@@ -471,6 +515,16 @@ impl Backend {
             // nothing at all (polls, cancels).
             if unsafe { self.ring.submission().push(entry) }.is_ok() {
                 return Ok(());
+            }
+            if self.sqpoll {
+                // The kernel's thread empties the queue by itself; if it
+                // does not in time, the request fails rather than spin.
+                self.wait_taken();
+                // SAFETY: as above.
+                if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                    return Ok(());
+                }
+                return Err(io::Error::from_raw_os_error(libc::EBUSY));
             }
             match self.ring.submit() {
                 Ok(_) => {}
@@ -943,6 +997,13 @@ impl crate::sys::Backend for Backend {
         self.sources.values().any(|s| s.fd == fd)
     }
 
+    /// The signalfd's readiness is that of the thread that polls it: with
+    /// `SQPOLL` the kernel's thread, which never has the driver thread's
+    /// signals pending.
+    fn thread_signals(&self) -> bool {
+        !self.sqpoll
+    }
+
     /// Forgets a source. The driver cancels its requests first, but io_uring
     /// holds its own reference to the file, so closing the descriptor would
     /// not end a request still in flight: anything left is cancelled here,
@@ -1001,11 +1062,16 @@ impl crate::sys::Backend for Backend {
         None
     }
 
-    /// Submits the queued SQEs without waiting. The kernel issues each one
-    /// as it takes it, so a send on a socket with room has sent its bytes
+    /// Submits the queued SQEs without waiting (with `SQPOLL`: waits until
+    /// the kernel's thread has taken them). The kernel issues each one as
+    /// it takes it, so a send on a socket with room has sent its bytes
     /// when this returns. A failure is left for the next `poll` to report.
     fn flush(&mut self) {
         if self.ring.submission().is_empty() {
+            return;
+        }
+        if self.sqpoll {
+            self.wait_taken();
             return;
         }
         if let Err(e) = self.ring.submit() {
@@ -1169,11 +1235,25 @@ mod tests {
 
     /// A backend, or `None` (with a notice) where io_uring is missing.
     fn backend(test: &str) -> Option<Backend> {
+        tuned(test, &crate::sys::Tuning::default())
+    }
+
+    /// A backend with `tuning`, or `None` as for [`backend`].
+    fn tuned(test: &str, tuning: &crate::sys::Tuning) -> Option<Backend> {
         if !super::available() {
             eprintln!("SKIPPED {test}: io_uring is not available on this kernel");
             return None;
         }
-        Some(Backend::new().expect("io_uring backend"))
+        Some(Backend::with_tuning(tuning).expect("io_uring backend"))
+    }
+
+    /// A backend with multishot accepts.
+    fn multishot(test: &str) -> Option<Backend> {
+        let tuning = crate::sys::Tuning {
+            uring_multishot_accept: true,
+            ..Default::default()
+        };
+        tuned(test, &tuning)
     }
 
     fn poll(b: &mut Backend, timeout: Duration) -> Vec<Completion> {
@@ -1439,7 +1519,7 @@ mod tests {
     /// the one SQE stays in the kernel for the next connection.
     #[test]
     fn a_multishot_accept_takes_every_connection_in_order() {
-        let Some(mut b) = backend("a_multishot_accept_takes_every_connection_in_order") else {
+        let Some(mut b) = multishot("a_multishot_accept_takes_every_connection_in_order") else {
             return;
         };
         if !b.multishot_accept {
@@ -1493,7 +1573,7 @@ mod tests {
     /// the stream, or a reset), and nothing is delivered afterwards.
     #[test]
     fn a_removed_listener_closes_its_backlog() {
-        let Some(mut b) = backend("a_removed_listener_closes_its_backlog") else {
+        let Some(mut b) = multishot("a_removed_listener_closes_its_backlog") else {
             return;
         };
         let (l, id) = listener(&mut b);
@@ -1535,7 +1615,7 @@ mod tests {
     /// no record left, and a later connection is not delivered.
     #[test]
     fn cancelling_a_multishot_accept_ends_it() {
-        let Some(mut b) = backend("cancelling_a_multishot_accept_ends_it") else {
+        let Some(mut b) = multishot("cancelling_a_multishot_accept_ends_it") else {
             return;
         };
         let (l, id) = listener(&mut b);
@@ -1547,6 +1627,87 @@ mod tests {
         assert!(poll(&mut b, Duration::from_millis(50)).is_empty(), "nothing delivered");
         // A stale token cancels nothing.
         assert_eq!(b.cancel(id, 4), Some(0));
+        b.remove_source(id);
+    }
+
+    /// Without the tuning, an accept is one request per connection: the
+    /// second connection waits in the kernel's queue, not in a backlog.
+    #[test]
+    fn accepts_are_single_unless_tuned() {
+        let Some(mut b) = backend("accepts_are_single_unless_tuned") else {
+            return;
+        };
+        assert!(!b.multishot_accept);
+        let (l, id) = listener(&mut b);
+        let addr = l.local_addr().unwrap();
+        assert!(b.submit(id, 1, Request::Accept).is_none());
+        let first = std::net::TcpStream::connect(addr).unwrap();
+        let got = poll_until_some(&mut b);
+        drop(accepted_from(got.into_iter().next().unwrap(), &first));
+        assert_eq!(b.records.len(), 0, "the request ended with its connection");
+        b.remove_source(id);
+    }
+
+    /// A backend whose submission queue a kernel thread takes (1 ms idle).
+    fn sqpoll(test: &str) -> Option<Backend> {
+        let tuning = crate::sys::Tuning {
+            uring_sqpoll: Some(Duration::from_millis(1)),
+            ..Default::default()
+        };
+        tuned(test, &tuning)
+    }
+
+    /// With `SQPOLL`, requests go in without a system call of ours while
+    /// the kernel's thread is awake and are still issued after it fell
+    /// asleep (the next enter wakes it); a flushed send has left when
+    /// `flush` returns, as without it.
+    #[test]
+    fn sqpoll_issues_requests_before_and_after_the_thread_sleeps() {
+        let Some(mut b) = sqpoll("sqpoll_issues_requests_before_and_after_the_thread_sleeps") else {
+            return;
+        };
+        assert!(b.sqpoll);
+        let (ours, mut peer) = socket_pair();
+        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
+        for round in 0..3u8 {
+            // Round 0 with the thread just started, then after it slept.
+            std::thread::sleep(Duration::from_millis(if round == 0 { 0 } else { 20 }));
+            let mut buf = [0u8; 8];
+            let req = Request::Read {
+                ptr: buf.as_mut_ptr(),
+                len: buf.len(),
+            };
+            assert!(b.submit(id, 10 + u64::from(round), req).is_none());
+            peer.write_all(&[round; 3]).unwrap();
+            let got = poll_until_some(&mut b);
+            assert_eq!(got.len(), 1, "round {round}");
+            assert_eq!(got[0].result.as_ref().ok(), Some(&3));
+            assert_eq!(&buf[..3], &[round; 3]);
+
+            // A write queued behind another request goes to the ring;
+            // `flush` returns once it was issued.
+            let mut sink = [0u8; 8];
+            let read = Request::Read {
+                ptr: sink.as_mut_ptr(),
+                len: sink.len(),
+            };
+            assert!(b.submit(id, 20 + u64::from(round), read).is_none());
+            let data = [b'w', round];
+            let write = Request::Write {
+                ptr: data.as_ptr(),
+                len: data.len(),
+            };
+            assert!(b.submit(id, 30 + u64::from(round), write).is_none());
+            b.flush();
+            peer.set_nonblocking(true).unwrap();
+            let mut got = [0u8; 2];
+            assert_eq!(peer.read(&mut got).unwrap(), 2, "sent by the time flush returned");
+            assert_eq!(got, data);
+            peer.set_nonblocking(false).unwrap();
+            let done = poll_until_some(&mut b);
+            assert!(done.iter().any(|c| c.token == 30 + u64::from(round)));
+            assert_eq!(b.cancel(id, 20 + u64::from(round)), Some(0));
+        }
         b.remove_source(id);
     }
 }

@@ -388,7 +388,7 @@ fn would_block(e: &io::Error) -> bool {
 impl Backend {
     /// The Windows backend; `_kind` is always [`BackendKind::WinApi`](crate::sys::BackendKind::WinApi),
     /// the only kind Windows has.
-    pub fn new(_kind: crate::sys::BackendKind) -> io::Result<Backend> {
+    pub fn new(_kind: crate::sys::BackendKind, _tuning: &crate::sys::Tuning) -> io::Result<Backend> {
         super::wsa_startup();
         let waker = Waker::new()?;
         // SAFETY: an unnamed waitable timer; the high-resolution kind first
