@@ -78,7 +78,8 @@ pub fn ping_pong(kind: BackendKind, name: &'static str) -> RunFn {
 /// `copy`: 1 GiB over one loopback TCP connection with `futures::io::copy`
 /// at both ends, each end an executor on a thread of its own. The sender
 /// copies `futures::io::repeat(..).take(1 GiB)` into its `TcpStream`
-/// (`AsyncWrite`, which gathers writes into the stream's 16 KiB buffer) and
+/// (`AsyncWrite`, write-through: what the socket takes at once, else a
+/// copy lent to the driver) and
 /// closes it; the receiver copies its `TcpStream` (`AsyncRead`) into
 /// `futures::io::sink()` until end of stream. The window is the receiver's,
 /// from the accepted connection to the end of stream.

@@ -492,8 +492,8 @@ fn owned_halves_in_two_tasks(kind: BackendKind) {
         let echo = rt::spawn(async move {
             let (conn, _) = listener.next().await.unwrap().unwrap();
             let (mut r, mut w) = conn.into_split();
-            // Line by line, flushing each (futures' `copy` flushes only at
-            // the end of its input, and the write half buffers).
+            // Line by line, flushing each (a flush is a no-op for the
+            // write-through half, but keeps the echo right for any writer).
             let mut line = String::new();
             loop {
                 line.clear();
@@ -698,8 +698,66 @@ fn flushes_at_once_are_budgeted(kind: BackendKind) {
     assert_eq!(reader.join().expect("the reader"), written, "every byte arrived, once");
 }
 
+/// Bytes that `poll_write` accepted reach the peer without a flush, even
+/// when they were accepted behind a write still in flight: a relay built
+/// on `futures`' `io::copy` (which flushes only when its input ends) must
+/// not keep an echo's tail. The writer fills the connection until a
+/// `poll_write` waits, then the peer reads exactly what was accepted.
+fn accepted_bytes_leave_without_a_flush(kind: BackendKind) {
+    let mut ex = executor(kind);
+    ex.block_on(async {
+        let (mut client, mut server) = tcp_pair().await;
+        let chunk = vec![7u8; 48 * 1024];
+        let mut accepted = 0usize;
+        loop {
+            assert!(accepted < 256 << 20, "the connection never filled");
+            let mut write = AsyncWriteExt::write(&mut client, &chunk);
+            match poll_once(&mut write).await {
+                std::task::Poll::Ready(n) => accepted += n.expect("write"),
+                std::task::Poll::Pending => break,
+            }
+        }
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        while got < accepted {
+            let n = rt::timeout(Duration::from_secs(5), AsyncReadExt::read(&mut server, &mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{got} of {accepted} accepted bytes arrived; the rest waits for a flush"))
+                .expect("read");
+            assert!(n > 0, "end of stream after {got} bytes");
+            got += n;
+        }
+        assert_eq!(got, accepted);
+        // A copy-based echo answers while its input is still open.
+        let (mut r, mut w) = server.into_split();
+        let echo = rt::spawn(async move {
+            let _ = futures_util::io::copy(&mut r, &mut w).await;
+        });
+        let (mut cr, mut cw) = client.into_split();
+        let data: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 253) as u8).collect();
+        let expected = data.clone();
+        let sender = rt::spawn(async move {
+            for piece in data.chunks(10_007) {
+                cw.write_all(piece).await.expect("write");
+            }
+            cw.flush().await.expect("flush");
+            cw
+        });
+        let mut back = vec![0u8; expected.len()];
+        rt::timeout(LIMIT, AsyncReadExt::read_exact(&mut cr, &mut back))
+            .await
+            .expect("the echo came back whole while the connection stayed open")
+            .expect("read");
+        assert!(back == expected);
+        drop(sender.await);
+        drop(cr);
+        echo.abort();
+    });
+}
+
 #[cfg(unix)]
 contract_tests! {
+    accepted_bytes_leave_without_a_flush,
     flushes_at_once_are_budgeted,
     owned_halves_in_two_tasks,
     futures_io_reads_available_data_without_waiting,
@@ -723,6 +781,7 @@ contract_tests! {
 
 #[cfg(not(unix))]
 contract_tests! {
+    accepted_bytes_leave_without_a_flush,
     flushes_at_once_are_budgeted,
     owned_halves_in_two_tasks,
     futures_io_reads_available_data_without_waiting,

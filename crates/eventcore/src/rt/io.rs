@@ -13,8 +13,9 @@
 //!   sharing the stream, or joined in one); a second read while one is in
 //!   flight fails with [`Status::Busy`] without reaching the driver.
 //! - **`futures-io`**: `ByteStream` implements [`AsyncRead`],
-//!   [`AsyncBufRead`] and [`AsyncWrite`] with an internal buffer on each side
-//!   (16 KiB), so the ecosystem's codecs and protocols plug in.
+//!   [`AsyncBufRead`] (over a 16 KiB internal buffer) and [`AsyncWrite`]
+//!   (write-through: accepted bytes leave without a flush), so the
+//!   ecosystem's codecs and protocols plug in.
 //!   [`ByteStream::halves`] gives a reading and a writing half that can be
 //!   driven concurrently.
 //!
@@ -294,12 +295,13 @@ struct WriteState {
 /// loses bytes still in the write buffer of the `futures-io` side: flush (or
 /// close) first.
 ///
-/// The `futures-io` [`AsyncWrite`] side buffers like a `BufWriter`: bytes
-/// reach the OS when a write is not already in flight, when the buffer
-/// fills (16 KiB) and on `flush`/`close`. A relay built on `futures`'
-/// `io::copy` flushes only when its input ends, so an echo or proxy that
-/// must answer while its input is still open should write and flush itself
-/// (tokio's `copy` flushes whenever its reader waits).
+/// The `futures-io` [`AsyncWrite`] side writes through, as tokio's streams
+/// do: what `poll_write` accepts reaches the OS without a flush (written at
+/// once where the stream has room, else lent to the driver, up to 16 KiB
+/// at a time), and a `poll_write` while such a write is in flight waits for
+/// it. So a relay built on `futures`' `io::copy`, which flushes only when
+/// its input ends, answers while its input is still open. Wrap the stream
+/// in a `BufWriter` to gather small writes.
 ///
 /// [`TcpStream`]: super::net::TcpStream
 /// [`UnixStream`]: super::net::UnixStream
@@ -682,7 +684,8 @@ impl WriteState {
         Poll::Ready(())
     }
 
-    /// Hands the buffered bytes to the driver as one `All` write.
+    /// Writes the buffered bytes: what the stream takes at once, the rest
+    /// lent to the driver as one `All` write.
     fn start_write<H: StreamHandle>(&mut self, io: &IoCore<H>) -> io::Result<()> {
         if io.writing.get() {
             return Err(to_io_error(&Error::new(Status::Busy)));
@@ -711,6 +714,12 @@ impl WriteState {
             return Ok(());
         }
         self.buf.drain(..written);
+        self.lend(io);
+        Ok(())
+    }
+
+    /// Lends the buffered bytes to the driver as one `All` write.
+    fn lend<H: StreamHandle>(&mut self, io: &IoCore<H>) {
         let data = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
         let slot = io.write_slot.take();
         io.writing.set(true);
@@ -721,7 +730,6 @@ impl WriteState {
             })
         });
         self.pending = Some(slot);
-        Ok(())
     }
 
     fn check(&self) -> io::Result<()> {
@@ -737,6 +745,10 @@ impl WriteState {
         Ok(())
     }
 
+    /// Write-through, as tokio's streams are: one write in flight at a
+    /// time, and the next `poll_write` waits for it. Bytes the stream takes
+    /// now are written straight from `data`; otherwise up to 16 KiB are
+    /// copied and lent to the driver, which sends them without a flush.
     fn poll_write<H: StreamHandle>(
         &mut self,
         io: &IoCore<H>,
@@ -747,17 +759,35 @@ impl WriteState {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if self.buf.len() >= BUF_SIZE {
+        std::task::ready!(self.poll_in_flight(io, cx));
+        self.check()?;
+        if !self.buf.is_empty() {
+            // Left by a write that failed to start: it goes first.
+            self.start_write(io)?;
             std::task::ready!(self.poll_in_flight(io, cx));
             self.check()?;
-            self.start_write(io)?;
         }
-        let n = data.len().min(BUF_SIZE - self.buf.len());
+        let handle = io.handle;
+        let mut written = 0;
+        if io.core.take_sync_budget() {
+            while written < data.len() {
+                match io.core.with_driver(|drv| handle.try_write(drv, &data[written..])) {
+                    Ok(0) => break,
+                    Ok(n) => written += n,
+                    Err(e) if e.status() == Status::WouldBlock => break,
+                    Err(e) => {
+                        self.error.get_or_insert(e.clone());
+                        return Poll::Ready(Err(to_io_error(&e)));
+                    }
+                }
+            }
+        }
+        if written > 0 {
+            return Poll::Ready(Ok(written));
+        }
+        let n = data.len().min(BUF_SIZE);
         self.buf.extend_from_slice(&data[..n]);
-        if self.pending.is_none() {
-            // Nothing in flight: send now; later writes gather behind it.
-            self.start_write(io)?;
-        }
+        self.lend(io);
         Poll::Ready(Ok(n))
     }
 
