@@ -2,10 +2,18 @@
 //!
 //! # Design
 //!
-//! Every submitted request becomes an *in-flight record* in a table; the
-//! record's key (index and generation) is the `user_data` of the SQE, so a
-//! CQE finds its record in O(1) and a stale CQE (of a record already freed)
-//! finds nothing. A record holds the driver's token, its source, the request
+//! Every submitted request but a readiness wait becomes an *in-flight
+//! record* in a table; the record's key (index and generation) is the
+//! `user_data` of the SQE, so a CQE finds its record in O(1) and a stale CQE
+//! (of a record already freed) finds nothing. A readiness wait (`Readable`,
+//! `Writable`: a read into no buffer, a foreign descriptor's poll, the
+//! driver's own signalfd, pidfd and inotify) has no record: its token sits
+//! in the source's direction, and its `POLL_ADD`'s user data is the source's
+//! key tagged with [`WAIT`] and the direction, so an idle connection costs
+//! its source only. Such a user data repeats from one wait to the next on a
+//! source; a wait is therefore always reaped before the next one starts
+//! (a cancel waits for its CQE, and one whose CQE is late becomes an
+//! orphan whose user data no new wait takes). A record holds the driver's token, its source, the request
 //! itself (the driver's buffer pointers, or the boxed address of a connect)
 //! and, for `recvmsg` / `sendmsg` / `accept`, a boxed [`MsgStorage`] with the
 //! `msghdr`, `iovec` and `sockaddr_storage` the kernel reads and writes. All
@@ -206,9 +214,36 @@ const ENDED: u8 = 4;
 struct Source {
     fd: RawFd,
     kind: SourceKind,
-    /// The records of the reading and the writing request, if any.
-    read: Option<Key>,
-    write: Option<Key>,
+    /// Per direction: [`EMPTY`], the key of the request's record
+    /// (`Key::to_u64`), or `WAIT | token`: a readiness wait, which has no
+    /// record (its `POLL_ADD` names the source and direction, see
+    /// [`wait_data`]).
+    read: u64,
+    write: u64,
+}
+
+/// An empty direction of a [`Source`].
+const EMPTY: u64 = u64::MAX;
+/// In a [`Source`]'s direction: a readiness wait's token follows. In user
+/// data: a readiness wait's CQE (with [`DIR`] and the source's key).
+/// Tokens and keys never have it (their generations stay below 2^30).
+const WAIT: u64 = 1 << 63;
+/// In a readiness wait's user data: the writing direction.
+const DIR: u64 = 1 << 62;
+
+/// The record a direction holds, if it holds one.
+fn record_in(slot: u64) -> Option<Key> {
+    (slot != EMPTY && slot & WAIT == 0).then(|| Key::from_u64(slot, 0))
+}
+
+/// The token of the readiness wait a direction holds, if it holds one.
+fn wait_in(slot: u64) -> Option<u64> {
+    (slot != EMPTY && slot & WAIT != 0).then_some(slot & !WAIT)
+}
+
+/// The user data of a readiness wait on source `src`.
+fn wait_data(src: Key, write: bool) -> u64 {
+    WAIT | if write { DIR } else { 0 } | src.to_u64()
 }
 
 /// `struct io_uring_rsrc_update` of the kernel's ABI (`IORING_REGISTER_RING_FDS`).
@@ -292,6 +327,9 @@ pub(crate) struct Backend {
     records: Table<Record>,
     /// Completions reaped while `cancel` waited, for the next `poll`.
     stash: Vec<Completion>,
+    /// Readiness waits whose cancel did not see their CQE in time: the
+    /// user data the late CQE will carry, and the token it completes.
+    orphans: Vec<(u64, u64)>,
     /// CQEs copied out of the ring before they are handled: user data,
     /// result, flags.
     cqes: Vec<(u64, i32, u32)>,
@@ -350,6 +388,7 @@ impl Backend {
             sources: Table::new(0),
             records: Table::new(0),
             stash: Vec::new(),
+            orphans: Vec::new(),
             cqes: Vec::with_capacity(ENTRIES as usize * 2),
             spare: Vec::new(),
             multishot_accept: tuning.uring_multishot_accept && kernel_at_least(5, 19),
@@ -389,8 +428,8 @@ impl Backend {
             storage,
         });
         let slot = if reading { &mut src.read } else { &mut src.write };
-        debug_assert!(slot.is_none(), "one request per slot");
-        *slot = Some(key);
+        debug_assert!(*slot == EMPTY, "one request per slot");
+        *slot = key.to_u64();
         Some(key)
     }
 
@@ -667,7 +706,7 @@ impl Backend {
 
     /// Moves every CQE out of the ring and handles it. The completion of
     /// record `target` (if given) is returned instead of being appended.
-    fn reap(&mut self, out: &mut Vec<Completion>, target: Option<Key>) -> Option<Completion> {
+    fn reap(&mut self, out: &mut Vec<Completion>, target: Option<u64>) -> Option<Completion> {
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.extend(
             self.ring
@@ -689,8 +728,9 @@ impl Backend {
     }
 
     /// Handles one CQE (`more`: the request stays in the kernel): re-arms
-    /// what must wait, finishes the rest.
-    fn handle(&mut self, data: u64, res: i32, more: bool) -> Option<(Key, Completion)> {
+    /// what must wait, finishes the rest; a completion comes with the user
+    /// data of the CQE that finished it.
+    fn handle(&mut self, data: u64, res: i32, more: bool) -> Option<(u64, Completion)> {
         match data {
             WAKE => {
                 self.waker.drain();
@@ -701,8 +741,14 @@ impl Backend {
                 return None;
             }
             CANCEL => return None,
+            _ if data & WAIT != 0 => return self.waited(data, res).map(|c| (data, c)),
             _ => {}
         }
+        self.handle_record(data, res, more).map(|(key, c)| (key.to_u64(), c))
+    }
+
+    /// Handles the CQE of a record's request.
+    fn handle_record(&mut self, data: u64, res: i32, more: bool) -> Option<(Key, Completion)> {
         let key = Key::from_u64(data, 0);
         let rec = self.records.get_mut(key)?;
         if rec.shot & MULTI != 0 && rec.stage == Stage::Issued {
@@ -815,7 +861,7 @@ impl Backend {
     /// (`None` if it has none): the backlog's oldest result at once, or
     /// the kernel's next one when it comes.
     fn accept_again(&mut self, id: SourceId, token: u64) -> Option<Option<Completion>> {
-        let key = self.sources.get(Key::from_u64(id.0, 0))?.read?;
+        let key = record_in(self.sources.get(Key::from_u64(id.0, 0))?.read)?;
         let rec = self.records.get_mut(key)?;
         if rec.shot & (MULTI | NO_OP) != MULTI | NO_OP || rec.cancelled {
             return None;
@@ -854,8 +900,8 @@ impl Backend {
         let rec = self.records.remove(key).expect("a live record");
         if let Some(src) = self.sources.get_mut(rec.src) {
             for slot in [&mut src.read, &mut src.write] {
-                if *slot == Some(key) {
-                    *slot = None;
+                if *slot == key.to_u64() {
+                    *slot = EMPTY;
                 }
             }
         }
@@ -946,19 +992,106 @@ impl Backend {
                 return None;
             }
         }
+        self.await_cqe(key.to_u64())
+    }
+
+    /// Waits (at most [`CANCEL_WAIT`]) for the CQE with user data `target`
+    /// and returns its completion; whatever else is reaped meanwhile waits
+    /// in the stash for the next `poll`.
+    fn await_cqe(&mut self, target: u64) -> Option<Completion> {
         let deadline = Instant::now() + CANCEL_WAIT;
         let mut out = Vec::new();
         let found = loop {
-            if let Some(c) = self.reap(&mut out, Some(key)) {
+            if let Some(c) = self.reap(&mut out, Some(target)) {
                 break Some(c);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || self.enter(Some(left)).is_err() {
-                break self.reap(&mut out, Some(key));
+                break self.reap(&mut out, Some(target));
             }
         };
         self.stash.append(&mut out);
         found
+    }
+
+    /// Starts a readiness wait (`Readable` / `Writable`) without a record:
+    /// the token goes into the source's direction and the `POLL_ADD`'s user
+    /// data names the source and direction. `None` where it cannot (an
+    /// unknown source, a key too large to tag, or a late CQE of an earlier
+    /// wait with the same user data still due): the caller makes a record.
+    fn start_wait(&mut self, id: SourceId, token: u64, write: bool) -> Option<Option<Completion>> {
+        let src_key = Key::from_u64(id.0, 0);
+        if src_key.to_u64() >= DIR || token >= DIR {
+            return None;
+        }
+        let data = wait_data(src_key, write);
+        if self.orphans.iter().any(|&(d, _)| d == data) {
+            return None;
+        }
+        let src = self.sources.get_mut(src_key)?;
+        let slot = if write { &mut src.write } else { &mut src.read };
+        debug_assert!(*slot == EMPTY, "one request per slot");
+        *slot = WAIT | token;
+        let events = if write { libc::POLLOUT } else { libc::POLLIN };
+        let entry = opcode::PollAdd::new(Fd(src.fd), events as u32).build().user_data(data);
+        if let Err(e) = self.push(&entry) {
+            if let Some(src) = self.sources.get_mut(src_key) {
+                *(if write { &mut src.write } else { &mut src.read }) = EMPTY;
+            }
+            return Some(Some(Completion::new(token, Err(e))));
+        }
+        Some(None)
+    }
+
+    /// A readiness wait's CQE: the poll fired (or failed, or was
+    /// cancelled). `None` for a wait nobody holds any more.
+    fn waited(&mut self, data: u64, res: i32) -> Option<Completion> {
+        let result = if res < 0 {
+            Err(io::Error::from_raw_os_error(-res))
+        } else {
+            Ok(0)
+        };
+        if let Some(i) = self.orphans.iter().position(|&(d, _)| d == data) {
+            let (_, token) = self.orphans.swap_remove(i);
+            return Some(Completion::new(token, result));
+        }
+        let src = self.sources.get_mut(Key::from_u64(data & !(WAIT | DIR), 0))?;
+        let slot = if data & DIR != 0 { &mut src.write } else { &mut src.read };
+        let token = wait_in(*slot)?;
+        *slot = EMPTY;
+        Some(Completion::new(token, result))
+    }
+
+    /// Cancels the readiness wait `token` in direction `write` of source
+    /// `src` and waits for its CQE; `None` if it did not come in time (the
+    /// wait is then an orphan, completed by its late CQE).
+    fn cancel_wait(&mut self, src: Key, write: bool, token: u64) -> Option<Completion> {
+        let data = wait_data(src, write);
+        let entry = opcode::AsyncCancel::new(data).build().user_data(CANCEL);
+        if self.push(&entry).is_ok() {
+            if let Some(c) = self.await_cqe(data) {
+                return Some(c);
+            }
+        }
+        // Still in the kernel: its CQE must not complete a later wait.
+        if let Some(s) = self.sources.get_mut(src) {
+            *(if write { &mut s.write } else { &mut s.read }) = EMPTY;
+        }
+        self.orphans.push((data, token));
+        None
+    }
+
+    /// Cancels every readiness wait of source `src` (and waits for them).
+    fn cancel_waits(&mut self, src: Key) {
+        let Some(s) = self.sources.get(src) else {
+            return;
+        };
+        let waits = [(wait_in(s.read), false), (wait_in(s.write), true)];
+        for (token, write) in waits {
+            if let Some(token) = token {
+                let _ = self.cancel_wait(src, write, token);
+            }
+        }
     }
 }
 
@@ -985,8 +1118,8 @@ impl crate::sys::Backend for Backend {
         let key = self.sources.insert(Source {
             fd,
             kind,
-            read: None,
-            write: None,
+            read: EMPTY,
+            write: EMPTY,
         });
         Ok(SourceId(key.to_u64()))
     }
@@ -1009,10 +1142,13 @@ impl crate::sys::Backend for Backend {
     /// not end a request still in flight: anything left is cancelled here,
     /// and waited for like in [`cancel`](crate::sys::Backend::cancel).
     fn remove_source(&mut self, id: SourceId) {
-        let Some(src) = self.sources.remove(Key::from_u64(id.0, 0)) else {
+        let src_key = Key::from_u64(id.0, 0);
+        // Waits first: their CQEs find the source by its key.
+        self.cancel_waits(src_key);
+        let Some(src) = self.sources.remove(src_key) else {
             return;
         };
-        for key in [src.read, src.write].into_iter().flatten() {
+        for key in [src.read, src.write].into_iter().filter_map(record_in) {
             // A late completion (after the wait) reaches the driver under its
             // token and is ignored there, as its operation is gone.
             let _ = self.cancel_record(key);
@@ -1042,6 +1178,11 @@ impl crate::sys::Backend for Backend {
         }
         if matches!(req, Request::Accept) {
             if let Some(done) = self.accept_again(id, token) {
+                return done;
+            }
+        }
+        if matches!(req, Request::Readable | Request::Writable) {
+            if let Some(done) = self.start_wait(id, token, matches!(req, Request::Writable)) {
                 return done;
             }
         }
@@ -1101,8 +1242,15 @@ impl crate::sys::Backend for Backend {
     /// [`CANCEL_WAIT`] (the completion then comes from `poll`).
     fn cancel(&mut self, id: SourceId, token: u64) -> Option<usize> {
         let src_key = Key::from_u64(id.0, 0);
+        if let Some(src) = self.sources.get(src_key) {
+            for (slot, write) in [(src.read, false), (src.write, true)] {
+                if wait_in(slot) == Some(token) {
+                    return self.cancel_wait(src_key, write, token).map(|c| c.result.unwrap_or(0));
+                }
+            }
+        }
         let record = self.sources.get(src_key).and_then(|src| {
-            [src.read, src.write].into_iter().flatten().find(|&k| {
+            [src.read, src.write].into_iter().filter_map(record_in).find(|&k| {
                 self.records
                     .get(k)
                     .is_some_and(|r| r.token == token && r.shot & NO_OP == 0)
@@ -1147,6 +1295,9 @@ impl Drop for Backend {
     /// kernel is done with every buffer before the driver frees them (the
     /// driver drops its backend before its operations).
     fn drop(&mut self) {
+        for src in self.sources.keys() {
+            self.cancel_waits(src);
+        }
         for key in self.records.keys() {
             let _ = self.cancel_record(key);
         }
@@ -1697,17 +1848,77 @@ mod tests {
                 ptr: data.as_ptr(),
                 len: data.len(),
             };
-            assert!(b.submit(id, 30 + u64::from(round), write).is_none());
+            // (If the kernel's thread took the read already, the queue is
+            // empty and the write is tried at once instead.)
+            let queued = match b.submit(id, 30 + u64::from(round), write) {
+                None => true,
+                Some(c) => {
+                    assert_eq!(c.result.as_ref().ok(), Some(&2));
+                    false
+                }
+            };
             b.flush();
             peer.set_nonblocking(true).unwrap();
             let mut got = [0u8; 2];
             assert_eq!(peer.read(&mut got).unwrap(), 2, "sent by the time flush returned");
             assert_eq!(got, data);
             peer.set_nonblocking(false).unwrap();
-            let done = poll_until_some(&mut b);
-            assert!(done.iter().any(|c| c.token == 30 + u64::from(round)));
+            if queued {
+                let done = poll_until_some(&mut b);
+                assert!(done.iter().any(|c| c.token == 30 + u64::from(round)));
+            }
             assert_eq!(b.cancel(id, 20 + u64::from(round)), Some(0));
         }
         b.remove_source(id);
+    }
+
+    /// A readiness wait keeps no record: its token sits in the source and
+    /// its CQE names the source. It completes when the socket becomes
+    /// readable; cancelled, it answers `Some(0)` at once and never
+    /// completes later; a source removed with a wait pending delivers
+    /// nothing either.
+    #[test]
+    fn readiness_waits_have_no_record() {
+        let Some(mut b) = backend("readiness_waits_have_no_record") else {
+            return;
+        };
+        let (ours, mut peer) = socket_pair();
+        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
+        assert!(b.submit(id, 5, Request::Readable).is_none());
+        assert_eq!(b.records.len(), 0, "no record for a wait");
+        assert!(poll(&mut b, Duration::from_millis(20)).is_empty());
+        peer.write_all(b"x").unwrap();
+        let got = poll_until_some(&mut b);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].token, 5);
+        assert_eq!(got[0].result.as_ref().ok(), Some(&0));
+
+        // Cancelled (the byte is read first, so the socket is not readable).
+        let mut byte = [0u8; 1];
+        assert_eq!((&ours).read(&mut byte).unwrap(), 1);
+        assert!(b.submit(id, 6, Request::Readable).is_none());
+        assert!(poll(&mut b, Duration::ZERO).is_empty());
+        assert_eq!(b.cancel(id, 6), Some(0));
+        peer.write_all(b"y").unwrap();
+        assert!(
+            poll(&mut b, Duration::from_millis(50)).is_empty(),
+            "a cancelled wait stays quiet"
+        );
+
+        // A writing wait completes at once on a socket with room; then one
+        // reading wait is left in flight when the source goes.
+        assert!(b.submit(id, 7, Request::Writable).is_none());
+        let got = poll_until_some(&mut b);
+        assert_eq!(got[0].token, 7);
+        assert_eq!((&ours).read(&mut byte).unwrap(), 1);
+        assert!(b.submit(id, 8, Request::Readable).is_none());
+        assert!(poll(&mut b, Duration::ZERO).is_empty());
+        b.remove_source(id);
+        peer.write_all(b"z").unwrap();
+        assert!(
+            poll(&mut b, Duration::from_millis(50)).is_empty(),
+            "nothing from a removed source"
+        );
+        assert!(b.orphans.is_empty());
     }
 }
