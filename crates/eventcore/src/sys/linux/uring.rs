@@ -347,18 +347,18 @@ pub(crate) struct Backend {
 }
 
 impl Backend {
-    /// A ring of [`ENTRIES`] entries, with the waker's poll armed. Kernels
-    /// from 6.1 get `SINGLE_ISSUER | DEFER_TASKRUN` (completion work runs
-    /// only when we wait, on our thread: the driver is `!Send`, so only its
-    /// thread ever submits); older ones a plain ring.
+    /// A ring with the default tuning (tests).
     #[cfg(test)]
     pub fn new() -> io::Result<Backend> {
         Backend::with_tuning(&crate::sys::Tuning::default())
     }
 
-    /// A ring as [`new`](Backend::new) makes it, with `tuning`: a
-    /// submission-queue polling thread (`SQPOLL`, which excludes
-    /// `DEFER_TASKRUN`), multishot accepts.
+    /// A ring of [`ENTRIES`] entries, with the waker's poll armed. Kernels
+    /// from 6.1 get `SINGLE_ISSUER | DEFER_TASKRUN` (completion work runs
+    /// only when we wait, on our thread: the driver is `!Send`, so only its
+    /// thread ever submits); older ones a plain ring. `tuning` may ask for
+    /// a submission-queue polling thread (`SQPOLL`, which excludes
+    /// `DEFER_TASKRUN`) and multishot accepts.
     pub fn with_tuning(tuning: &crate::sys::Tuning) -> io::Result<Backend> {
         if !available() {
             return Err(io::ErrorKind::Unsupported.into());
