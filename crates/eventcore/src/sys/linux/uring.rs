@@ -2,18 +2,18 @@
 //!
 //! # Design
 //!
-//! Every submitted request but a readiness wait becomes an *in-flight
-//! record* in a table; the record's key (index and generation) is the
-//! `user_data` of the SQE, so a CQE finds its record in O(1) and a stale CQE
-//! (of a record already freed) finds nothing. A readiness wait (`Readable`,
-//! `Writable`: a read into no buffer, a foreign descriptor's poll, the
-//! driver's own signalfd, pidfd and inotify) has no record: its token sits
-//! in the source's direction, and its `POLL_ADD`'s user data is the source's
-//! key tagged with [`WAIT`] and the direction, so an idle connection costs
-//! its source only. Such a user data repeats from one wait to the next on a
-//! source; a wait is therefore always reaped before the next one starts
-//! (a cancel waits for its CQE, and one whose CQE is late becomes an
-//! orphan whose user data no new wait takes). A record holds the driver's token, its source, the request
+//! Every submitted request but a readiness wait becomes an *in-flight record*
+//! in a table; the record's key (index and generation) is the `user_data` of
+//! the SQE, so a CQE finds its record in O(1) and a stale CQE (of a record
+//! already freed) finds nothing. A readiness wait (`Readable`, `Writable`: a
+//! read into no buffer, a foreign descriptor's poll, the driver's own
+//! signalfd, pidfd and inotify) has no record: its token sits in the source's
+//! direction, and its `POLL_ADD`'s user data is the source's key tagged with
+//! [`WAIT`] and the direction, so an idle connection costs its source only.
+//! Such a user data repeats from one wait to the next on a source; a wait is
+//! therefore always reaped before the next one starts (a cancel waits for its
+//! CQE, and one whose CQE is late becomes an orphan whose user data no new
+//! wait takes). A record holds the driver's token, its source, the request
 //! itself (the driver's buffer pointers, or the boxed address of a connect)
 //! and, for `recvmsg` / `sendmsg` / `accept`, a boxed [`MsgStorage`] with the
 //! `msghdr`, `iovec` and `sockaddr_storage` the kernel reads and writes. All
@@ -43,6 +43,13 @@
 //! bytes it moved are reported. Only if the CQE does not come in time does
 //! `cancel` return `None`; the record then stays, and its late completion is
 //! delivered under the driver's token, which frees the orphaned buffer.
+//!
+//! Two tunings (`DriverBuilder`, both off by default): a multishot accept
+//! stays in the kernel across connections, its record in the listener's
+//! reading direction, and connections that come while the driver has no
+//! accept waiting wait in the record's backlog for the next one; with
+//! `SQPOLL` a kernel thread takes the submission queue, and `flush` waits
+//! until it has.
 //!
 //! The cross-thread [`Waker`] (an eventfd) always has a `POLL_ADD` in flight;
 //! its CQE drains the counter and re-arms the poll.
