@@ -436,6 +436,44 @@ impl Driver {
         }
     }
 
+    /// One non-blocking receive of a datagram into `ptr[..len]` now, with
+    /// no callback (`try_receive`; the caller's buffer is valid for `len`
+    /// writes): its size and sender, `WouldBlock` if none is queued, `Busy`
+    /// while a receive is pending on the socket.
+    pub(crate) fn try_receive_now(&mut self, owner: Owner, ptr: *mut u8, len: usize) -> Result<(usize, SocketAddress)> {
+        // A datagram may be empty: the length is no reason to skip the call.
+        let src = self.immediate_source(owner, true, 1)?.expect("a source for a non-empty length");
+        let c = self.sys.attempt(src, u64::MAX, Request::RecvFrom { ptr, len });
+        match c.result {
+            Ok(n) => {
+                let from = match &c.extra {
+                    Extra::From(a) => SocketAddress::from_peer(a),
+                    _ => SocketAddress::Unnamed,
+                };
+                Ok((n, from))
+            }
+            Err(e) => Err(Error::from(e).in_operation(crate::error::Operation::Receive)),
+        }
+    }
+
+    /// One non-blocking send of `ptr[..len]` as a datagram now, to `to` or
+    /// the socket's target, with no callback (`try_send`; the bytes are
+    /// valid for `len` reads): the size sent, `WouldBlock` if the send
+    /// buffer is full, `Busy` while a send is pending on the socket.
+    pub(crate) fn try_send_now(
+        &mut self,
+        owner: Owner,
+        ptr: *const u8,
+        len: usize,
+        to: Option<&SockAddr>,
+    ) -> Result<usize> {
+        let src = self.immediate_source(owner, false, 1)?.expect("a source for a non-empty length");
+        let to = to.map_or(std::ptr::null(), |a| a as *const SockAddr);
+        let c = self.sys.attempt(src, u64::MAX, Request::SendTo { ptr, len, to });
+        c.result
+            .map_err(|e| Error::from(e).in_operation(crate::error::Operation::Send))
+    }
+
     /// A transfer ended with `e`: a disconnect closes the direction it
     /// happened on, and a reset both (EPIPE after our own shutdown, or the
     /// end of the stream, ends only the one).

@@ -872,6 +872,26 @@ impl<'a> Sockets<'a> {
         self.drv.begin_io(op);
     }
 
+    /// Receives one datagram into `buf` now, without waiting and without a
+    /// callback (tokio's `try_recv_from`): its size and its sender, as a
+    /// [`receive`](Sockets::receive) gets them (a datagram larger than
+    /// `buf` is cut to it); `WouldBlock` if none is queued, `Busy` while a
+    /// `receive` is pending (it is owed the next datagram).
+    pub fn try_receive(&mut self, sock: DatagramSocket, buf: &mut [u8]) -> Result<(usize, SocketAddress)> {
+        self.drv
+            .try_receive_now(datagram_owner(sock.0), buf.as_mut_ptr(), buf.len())
+    }
+
+    /// Sends `buf` as one datagram now, to `to` or to the default target
+    /// when `to` is `None`, without waiting and without a callback (tokio's
+    /// `try_send_to`): the size sent; `WouldBlock` if the send buffer is
+    /// full, `Busy` while a [`send`](Sockets::send) is pending.
+    pub fn try_send(&mut self, sock: DatagramSocket, buf: &[u8], to: Option<SocketAddress>) -> Result<usize> {
+        let to = to.map(|a| a.to_sock_addr()).transpose()?;
+        self.drv
+            .try_send_now(datagram_owner(sock.0), buf.as_ptr(), buf.len(), to.as_ref())
+    }
+
     /// Withdraws the pending receive: its callback will not run.
     pub fn cancel_receive(&mut self, sock: DatagramSocket) -> Option<Cancelled> {
         let key = self.drv.tables.datagrams.get_mut(sock.0)?.io.read_op.take()?;

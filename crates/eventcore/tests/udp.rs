@@ -397,7 +397,76 @@ fn udp_receive_callback_panic_keeps_the_socket(kind: BackendKind) {
     release_all(&mut drv, &[sock]);
 }
 
+/// `try_receive` / `try_send` (tokio's `try_recv_from` / `try_send_to`):
+/// nothing queued is `WouldBlock`; a datagram sent without a callback to an
+/// address, or to the default target, arrives with its sender's address and
+/// is taken without a callback, cut to the buffer when larger; a pending
+/// callback receive makes `try_receive` `Busy` and gets the datagram
+/// itself; a released socket is an invalid handle.
+fn udp_try_send_and_try_receive(kind: BackendKind) {
+    let mut drv = util::driver(kind);
+    let rx = udp(&mut drv, loopback_v4(), DatagramOptions::default());
+    let rx_addr = address(&mut drv, rx);
+    let tx = udp(
+        &mut drv,
+        loopback_v4(),
+        DatagramOptions {
+            target: Some(rx_addr.clone()),
+            ..DatagramOptions::default()
+        },
+    );
+    let tx_addr = address(&mut drv, tx);
+    let mut buf = [0u8; 64];
+    assert_status(&drv.sockets().try_receive(rx, &mut buf), Status::WouldBlock);
+
+    // Delivery over loopback may take a moment (Windows): retry briefly.
+    let take = |drv: &mut Driver, buf: &mut [u8]| {
+        let deadline = std::time::Instant::now() + LIMIT;
+        loop {
+            match drv.sockets().try_receive(rx, buf) {
+                Err(e) if e.status() == Status::WouldBlock && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                other => return other.expect("a datagram"),
+            }
+        }
+    };
+    assert_eq!(
+        drv.sockets().try_send(tx, b"to an address", Some(rx_addr.clone())),
+        Ok(13)
+    );
+    let (n, from) = take(&mut drv, &mut buf);
+    assert_eq!(&buf[..n], b"to an address");
+    assert_eq!(from, tx_addr);
+    assert_eq!(drv.sockets().try_send(tx, b"to the target", None), Ok(13));
+    let (n, from) = take(&mut drv, &mut buf);
+    assert_eq!(&buf[..n], b"to the target");
+    assert_eq!(from, tx_addr);
+    assert_eq!(drv.sockets().try_send(tx, b"longer than four", None), Ok(16));
+    let mut small = [0u8; 4];
+    let (n, from) = take(&mut drv, &mut small);
+    assert_eq!((n, &small), (4, b"long"));
+    assert_eq!(from, tx_addr);
+
+    let got = Rc::new(Cell::new(0usize));
+    let g = got.clone();
+    drv.sockets()
+        .receive(rx, Vec::with_capacity(64), IoMode::Once, move |_, _, r, b: Vec<u8>| {
+            let (n, _) = r.expect("receive");
+            assert_eq!(&b[..n], b"owed");
+            g.set(n);
+        });
+    assert_status(&drv.sockets().try_receive(rx, &mut buf), Status::Busy);
+    assert_eq!(drv.sockets().try_send(tx, b"owed", None), Ok(4));
+    util::run_until(&mut drv, LIMIT, |_| got.get() == 4);
+
+    release_all(&mut drv, &[rx, tx]);
+    assert_status(&drv.sockets().try_receive(rx, &mut buf), Status::InvalidHandle);
+    assert_status(&drv.sockets().try_send(tx, b"x", None), Status::InvalidHandle);
+}
+
 contract_tests! {
+    udp_try_send_and_try_receive,
     udp_receive_callback_panic_keeps_the_socket,
     udp_send_and_receive,
     udp_receive_cancel,

@@ -1337,15 +1337,22 @@ impl crate::sys::Backend for Backend {
                 Request::RecvFrom { ptr, len } => {
                     let mut from: SOCKADDR_STORAGE = std::mem::zeroed();
                     let mut from_len = std::mem::size_of::<SOCKADDR_STORAGE>() as i32;
-                    check(recvfrom(
+                    let got = check(recvfrom(
                         sock,
                         ptr,
                         clamp(len),
                         0,
                         (&mut from as *mut SOCKADDR_STORAGE).cast(),
                         &mut from_len,
-                    ))
-                    .map(|n| (n, Extra::From(sock_addr(&from, from_len).into())))
+                    ));
+                    // A datagram larger than the buffer fails the call but
+                    // fills the buffer and names the sender: truncated, as
+                    // on POSIX, with its address.
+                    let got = match got {
+                        Err(e) if e.raw_os_error() == Some(WSAEMSGSIZE) => Ok(len),
+                        r => r,
+                    };
+                    got.map(|n| (n, Extra::From(sock_addr(&from, from_len).into())))
                 }
                 Request::SendTo { ptr, len, to } => match to.as_ref() {
                     Some(addr) => check(sendto(sock, ptr, clamp(len), 0, addr.as_ptr().cast(), addr.len())),
