@@ -177,10 +177,25 @@ fn udp_round_trip(kind: BackendKind) {
         let (r, buf) = rt::timeout(LIMIT, recv).await.expect("in time");
         let (n, from) = r.expect("recv");
         assert_eq!((&buf[..n], from), (&b"ping"[..], a_addr.clone()));
-        b.send_to(b"pong".to_vec(), a_addr).await.0.unwrap();
+        b.send_to(b"pong".to_vec(), a_addr.clone()).await.0.unwrap();
         let (r, buf) = a.recv_from(Vec::with_capacity(64)).await;
         let (n, from) = r.unwrap();
-        assert_eq!((&buf[..n], from), (&b"pong"[..], b_addr));
+        assert_eq!((&buf[..n], from), (&b"pong"[..], b_addr.clone()));
+        // Without waiting: nothing queued is WouldBlock; a datagram sent at
+        // once is taken at once (after loopback delivered it).
+        let mut small = [0u8; 16];
+        assert_eq!(b.try_recv_from(&mut small).unwrap_err().status(), Status::WouldBlock);
+        assert_eq!(a.try_send_to(b"now", Some(b_addr)).expect("try_send_to"), 3);
+        let deadline = Instant::now() + LIMIT;
+        let (n, from) = loop {
+            match b.try_recv_from(&mut small) {
+                Err(e) if e.status() == Status::WouldBlock && Instant::now() < deadline => {
+                    rt::sleep(Duration::from_millis(1)).await;
+                }
+                other => break other.expect("try_recv_from"),
+            }
+        };
+        assert_eq!((&small[..n], from), (&b"now"[..], a_addr));
     });
     assert_settled(&mut ex);
 }

@@ -531,6 +531,24 @@ impl DatagramSocket {
         )
     }
 
+    /// Sends `buf` as one datagram now, to `to` or to the default target
+    /// when `to` is `None`, without waiting (tokio's `try_send_to`): the
+    /// size sent; `WouldBlock` if the send buffer is full, `Busy` while a
+    /// [`send_to`](DatagramSocket::send_to) is pending.
+    pub fn try_send_to(&self, buf: &[u8], to: Option<SocketAddress>) -> Result<usize> {
+        let h = self.h.handle;
+        self.h.core.with_driver(|drv| drv.sockets().try_send(h, buf, to))
+    }
+
+    /// Receives one datagram into `buf` now, without waiting (tokio's
+    /// `try_recv_from`): its size (cut to `buf`) and its sender;
+    /// `WouldBlock` if none is queued, `Busy` while a
+    /// [`recv_from`](DatagramSocket::recv_from) is pending.
+    pub fn try_recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddress)> {
+        let h = self.h.handle;
+        self.h.core.with_driver(|drv| drv.sockets().try_receive(h, buf))
+    }
+
     /// The datagrams this socket receives, as a `futures` stream of
     /// `(datagram, sender)` (each in a buffer of at most `max_len` bytes,
     /// truncated to the datagram's length). The stream never ends; a receive
