@@ -767,6 +767,11 @@ impl WriteState {
             std::task::ready!(self.poll_in_flight(io, cx));
             self.check()?;
         }
+        if io.writing.get() {
+            // An owned-buffer write of the stream is in flight: its bytes
+            // go first (and a failed try must not poison this side).
+            return Poll::Ready(Err(to_io_error(&Error::new(Status::Busy))));
+        }
         let handle = io.handle;
         let mut written = 0;
         if io.core.take_sync_budget() {
