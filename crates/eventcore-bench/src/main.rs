@@ -187,11 +187,16 @@ fn scenarios(ctx: &Ctx, rounds: usize, quick: bool, tuned: bool) -> Vec<Scenario
         sqpoll,
         multishot_accept,
     };
-    let ec_with = |f: &dyn Fn(ec::Setup) -> RunFn, multishot: bool| -> Vec<Entry> {
-        let mut e: Vec<Entry> = kinds
+    let ec = |f: &dyn Fn(ec::Setup) -> RunFn| -> Vec<Entry> {
+        kinds
             .iter()
             .map(|&k| entry(format!("eventcore-{}", k.name()), f(k.into())))
-            .collect();
+            .collect()
+    };
+    // The plain backends, and where `tuned` the io_uring tunings (multishot
+    // accept only where the scenario accepts many connections).
+    let ec_with = |f: &dyn Fn(ec::Setup) -> RunFn, multishot: bool| -> Vec<Entry> {
+        let mut e = ec(f);
         if uring {
             e.push(entry("eventcore-io_uring-sqpoll", f(tuning(true, false))));
             if multishot {
@@ -199,12 +204,6 @@ fn scenarios(ctx: &Ctx, rounds: usize, quick: bool, tuned: bool) -> Vec<Scenario
             }
         }
         e
-    };
-    let ec = |f: &dyn Fn(ec::Setup) -> RunFn| -> Vec<Entry> {
-        kinds
-            .iter()
-            .map(|&k| entry(format!("eventcore-{}", k.name()), f(k.into())))
-            .collect()
     };
     let scenario = |name, pinned, entries: Vec<Entry>| Scenario {
         name,

@@ -111,6 +111,14 @@ pub(crate) enum Internal {
     },
 }
 
+/// The sender of a received datagram, as the backend reported it.
+fn sender(extra: &Extra) -> SocketAddress {
+    match extra {
+        Extra::From(a) => SocketAddress::from_peer(a),
+        _ => SocketAddress::Unnamed,
+    }
+}
+
 /// The buffer an operation took, handed back as its own type. The driver
 /// stores what the typed call gave it, so the type always matches.
 #[inline(always)]
@@ -445,13 +453,7 @@ impl Driver {
         let src = self.immediate_source(owner, true, 1)?.expect("a source for a non-empty length");
         let c = self.sys.attempt(src, u64::MAX, Request::RecvFrom { ptr, len });
         match c.result {
-            Ok(n) => {
-                let from = match &c.extra {
-                    Extra::From(a) => SocketAddress::from_peer(a),
-                    _ => SocketAddress::Unnamed,
-                };
-                Ok((n, from))
-            }
+            Ok(n) => Ok((n, sender(&c.extra))),
             Err(e) => Err(Error::from(e).in_operation(crate::error::Operation::Receive)),
         }
     }
@@ -653,13 +655,7 @@ impl Driver {
                 cb.call(self, owner.key, result, op.buf)
             }
             IoCallback::Recv(cb) => {
-                let result = result.map(|n| {
-                    let from = match &extra {
-                        Extra::From(a) => SocketAddress::from_peer(a),
-                        _ => SocketAddress::Unnamed,
-                    };
-                    (n, from)
-                });
+                let result = result.map(|n| (n, sender(&extra)));
                 cb.call(self, owner.key, result, op.buf);
             }
             IoCallback::Accept => self.accepted(owner.key, result, extra),

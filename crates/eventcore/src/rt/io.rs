@@ -275,11 +275,11 @@ struct ReadState {
     drained: bool,
 }
 
-/// Writes for the `futures-io` traits: bytes accepted but not yet handed to
-/// the driver, and the write in flight.
+/// Writes for the `futures-io` traits: the write in flight (write-through:
+/// no bytes wait here for a flush).
 struct WriteState {
-    buf: Vec<u8>,
-    /// A buffer that came back from the driver, reused for the next batch.
+    /// A buffer that came back from the driver, reused for the next copy
+    /// lent to it.
     spare: Vec<u8>,
     pending: Option<Rc<Slot<BufResult<usize>>>>,
     /// A failed write; every later write and flush reports it.
@@ -291,9 +291,8 @@ struct WriteState {
 /// [`UnixStream`]) or a pipe ([`Pipe`], and a child's standard streams).
 ///
 /// Dropping it releases the handle, which cancels operations still in
-/// flight (their buffers stay with the driver until the OS is done) and
-/// loses bytes still in the write buffer of the `futures-io` side: flush (or
-/// close) first.
+/// flight (their buffers stay with the driver until the OS is done), the
+/// `futures-io` side's write included: flush (or close) first.
 ///
 /// The `futures-io` [`AsyncWrite`] side writes through, as tokio's streams
 /// do: what `poll_write` accepts reaches the OS without a flush (written at
@@ -333,7 +332,6 @@ impl<H: StreamHandle> ByteStream<H> {
                 drained: false,
             },
             w: WriteState {
-                buf: Vec::new(),
                 spare: Vec::new(),
                 pending: None,
                 error: None,
@@ -563,7 +561,7 @@ impl<H: StreamHandle> std::fmt::Debug for ByteStream<H> {
         f.debug_struct("ByteStream")
             .field("handle", &self.io.handle)
             .field("buffered_in", &(self.r.filled - self.r.pos))
-            .field("buffered_out", &self.w.buf.len())
+            .field("writing", &self.w.pending.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -684,43 +682,10 @@ impl WriteState {
         Poll::Ready(())
     }
 
-    /// Writes the buffered bytes: what the stream takes at once, the rest
-    /// lent to the driver as one `All` write.
-    fn start_write<H: StreamHandle>(&mut self, io: &IoCore<H>) -> io::Result<()> {
-        if io.writing.get() {
-            return Err(to_io_error(&Error::new(Status::Busy)));
-        }
-        // What the stream takes now is written at once (a flush of a
-        // response costs no driver operation and no executor turn unless the
-        // stream must really wait); the rest goes to the driver.
-        let handle = io.handle;
-        let mut written = 0;
-        let try_now = io.core.take_sync_budget();
-        while try_now && written < self.buf.len() {
-            let rest = &self.buf[written..];
-            match io.core.with_driver(|drv| handle.try_write(drv, rest)) {
-                Ok(0) => break,
-                Ok(n) => written += n,
-                Err(e) if e.status() == Status::WouldBlock => break,
-                Err(e) => {
-                    self.buf.clear();
-                    self.error.get_or_insert(e.clone());
-                    return Err(to_io_error(&e));
-                }
-            }
-        }
-        if written == self.buf.len() {
-            self.buf.clear();
-            return Ok(());
-        }
-        self.buf.drain(..written);
-        self.lend(io);
-        Ok(())
-    }
-
-    /// Lends the buffered bytes to the driver as one `All` write.
-    fn lend<H: StreamHandle>(&mut self, io: &IoCore<H>) {
-        let data = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
+    /// Lends a copy of `bytes` to the driver as one `All` write.
+    fn lend<H: StreamHandle>(&mut self, io: &IoCore<H>, bytes: &[u8]) {
+        let mut data = std::mem::take(&mut self.spare);
+        data.extend_from_slice(bytes);
         let slot = io.write_slot.take();
         io.writing.set(true);
         let done = Completer(slot.clone());
@@ -761,12 +726,6 @@ impl WriteState {
         }
         std::task::ready!(self.poll_in_flight(io, cx));
         self.check()?;
-        if !self.buf.is_empty() {
-            // Left by a write that failed to start: it goes first.
-            self.start_write(io)?;
-            std::task::ready!(self.poll_in_flight(io, cx));
-            self.check()?;
-        }
         if io.writing.get() {
             // An owned-buffer write of the stream is in flight: its bytes
             // go first (and a failed try must not poison this side).
@@ -791,21 +750,16 @@ impl WriteState {
             return Poll::Ready(Ok(written));
         }
         let n = data.len().min(BUF_SIZE);
-        self.buf.extend_from_slice(&data[..n]);
-        self.lend(io);
+        self.lend(io, &data[..n]);
         Poll::Ready(Ok(n))
     }
 
+    /// Waits for the write in flight: nothing else is held back.
     fn poll_flush<H: StreamHandle>(&mut self, io: &IoCore<H>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            std::task::ready!(self.poll_in_flight(io, cx));
-            if let Some(e) = &self.error {
-                return Poll::Ready(Err(to_io_error(e)));
-            }
-            if self.buf.is_empty() {
-                return Poll::Ready(Ok(()));
-            }
-            self.start_write(io)?;
+        std::task::ready!(self.poll_in_flight(io, cx));
+        match &self.error {
+            Some(e) => Poll::Ready(Err(to_io_error(e))),
+            None => Poll::Ready(Ok(())),
         }
     }
 

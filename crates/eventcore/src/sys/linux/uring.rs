@@ -229,6 +229,17 @@ struct Source {
     write: u64,
 }
 
+impl Source {
+    /// The direction `write` (else reading).
+    fn slot(&mut self, write: bool) -> &mut u64 {
+        if write {
+            &mut self.write
+        } else {
+            &mut self.read
+        }
+    }
+}
+
 /// An empty direction of a [`Source`].
 const EMPTY: u64 = u64::MAX;
 /// In a [`Source`]'s direction: a readiness wait's token follows. In user
@@ -434,7 +445,7 @@ impl Backend {
             shot,
             storage,
         });
-        let slot = if reading { &mut src.read } else { &mut src.write };
+        let slot = src.slot(!reading);
         debug_assert!(*slot == EMPTY, "one request per slot");
         *slot = key.to_u64();
         Some(key)
@@ -673,7 +684,8 @@ impl Backend {
                     .build()
             }
             // The kernel writes no address for a multishot accept (each
-            // connection would overwrite the last): `accepted` asks for it.
+            // connection would overwrite the last): `accept_completion`
+            // asks for it.
             Request::Accept if rec.shot & MULTI != 0 => opcode::AcceptMulti::new(fd)
                 .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
                 .build(),
@@ -712,7 +724,8 @@ impl Backend {
     }
 
     /// Moves every CQE out of the ring and handles it. The completion of
-    /// record `target` (if given) is returned instead of being appended.
+    /// the CQE with user data `target` (if given) is returned instead of
+    /// being appended.
     fn reap(&mut self, out: &mut Vec<Completion>, target: Option<u64>) -> Option<Completion> {
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.extend(
@@ -758,7 +771,7 @@ impl Backend {
     fn handle_record(&mut self, data: u64, res: i32, more: bool) -> Option<(Key, Completion)> {
         let key = Key::from_u64(data, 0);
         let rec = self.records.get_mut(key)?;
-        if rec.shot & MULTI != 0 && rec.stage == Stage::Issued {
+        if rec.shot & MULTI != 0 {
             return self.multishot_accepted(key, res, more);
         }
         let result = match (rec.stage, rec.cancelled) {
@@ -851,17 +864,29 @@ impl Backend {
         if !more {
             rec.shot |= ENDED;
         }
-        let st = rec.storage.as_deref_mut().expect("storage for accept");
         if rec.shot & NO_OP != 0 {
-            st.backlog.push_back(res);
+            rec.storage
+                .as_deref_mut()
+                .expect("storage for accept")
+                .backlog
+                .push_back(res);
             return None;
         }
+        let token = rec.token;
+        Some((key, self.hand_over(key, token, res)))
+    }
+
+    /// Completes the accept `token`, which waits on multishot record `key`,
+    /// with `res`; the record goes once its request has ended and its
+    /// backlog is empty.
+    fn hand_over(&mut self, key: Key, token: u64, res: i32) -> Completion {
+        let rec = self.records.get_mut(key).expect("a live record");
         rec.shot |= NO_OP;
-        let done = accept_completion(rec.token, res);
-        if rec.shot & ENDED != 0 && st.backlog.is_empty() {
+        let drained = rec.storage.as_ref().is_none_or(|st| st.backlog.is_empty());
+        if rec.shot & ENDED != 0 && drained {
             self.retire(key);
         }
-        Some((key, done))
+        accept_completion(token, res)
     }
 
     /// A new accept on a source whose multishot accept is still there
@@ -881,12 +906,7 @@ impl Backend {
             debug_assert_eq!(rec.shot & ENDED, 0, "an ended accept without a backlog");
             return Some(None);
         };
-        rec.shot |= NO_OP;
-        let done = accept_completion(token, res);
-        if rec.shot & ENDED != 0 && st.backlog.is_empty() {
-            self.retire(key);
-        }
-        Some(Some(done))
+        Some(Some(self.hand_over(key, token, res)))
     }
 
     /// Puts a record in the waiting stage with a poll for its direction.
@@ -1036,14 +1056,14 @@ impl Backend {
             return None;
         }
         let src = self.sources.get_mut(src_key)?;
-        let slot = if write { &mut src.write } else { &mut src.read };
+        let slot = src.slot(write);
         debug_assert!(*slot == EMPTY, "one request per slot");
         *slot = WAIT | token;
         let events = if write { libc::POLLOUT } else { libc::POLLIN };
         let entry = opcode::PollAdd::new(Fd(src.fd), events as u32).build().user_data(data);
         if let Err(e) = self.push(&entry) {
             if let Some(src) = self.sources.get_mut(src_key) {
-                *(if write { &mut src.write } else { &mut src.read }) = EMPTY;
+                *src.slot(write) = EMPTY;
             }
             return Some(Some(Completion::new(token, Err(e))));
         }
@@ -1063,7 +1083,7 @@ impl Backend {
             return Some(Completion::new(token, result));
         }
         let src = self.sources.get_mut(Key::from_u64(data & !(WAIT | DIR), 0))?;
-        let slot = if data & DIR != 0 { &mut src.write } else { &mut src.read };
+        let slot = src.slot(data & DIR != 0);
         let token = wait_in(*slot)?;
         *slot = EMPTY;
         Some(Completion::new(token, result))
@@ -1082,7 +1102,7 @@ impl Backend {
         }
         // Still in the kernel: its CQE must not complete a later wait.
         if let Some(s) = self.sources.get_mut(src) {
-            *(if write { &mut s.write } else { &mut s.read }) = EMPTY;
+            *s.slot(write) = EMPTY;
         }
         self.orphans.push((data, token));
         None

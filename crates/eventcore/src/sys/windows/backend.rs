@@ -1327,7 +1327,6 @@ impl crate::sys::Backend for Backend {
             return self.attempt_handle(id, token, req);
         }
         let sock = src.sock;
-        let len_hint = req_len(&req);
         // SAFETY: plain non-blocking calls on a socket we own, with buffers the
         // driver owns for the duration of the call.
         let result = unsafe {
@@ -1369,15 +1368,6 @@ impl crate::sys::Backend for Backend {
                 // Turned into a plain write by `first_slice` above.
                 | Request::WriteVectored { .. } => Err(io::Error::from(io::ErrorKind::Unsupported)),
             }
-        };
-        let result = match result {
-            // A datagram larger than the buffer: Windows fails the call but
-            // has filled the buffer; the contract truncates, like POSIX.
-            Err(e) if e.raw_os_error() == Some(WSAEMSGSIZE) => match len_hint {
-                Some(len) => Ok((len, Extra::None)),
-                None => Err(e),
-            },
-            r => r,
         };
         Completion::of(token, result)
     }
@@ -1604,13 +1594,6 @@ fn first_slice(req: Request) -> Request {
             }
         }
         other => other,
-    }
-}
-
-fn req_len(req: &Request) -> Option<usize> {
-    match *req {
-        Request::RecvFrom { len, .. } | Request::Read { len, .. } => Some(len),
-        _ => None,
     }
 }
 
