@@ -341,19 +341,25 @@ impl Driver {
         }
         *slot = Some(key);
         if room == 0 && (op.mode == IoMode::Immediate || !reading) {
-            // Nothing to move: complete at once (from process_events).
-            let stored = self.ops.insert(Op::Io(op));
-            debug_assert_eq!(stored, key);
-            self.push_ready(key, Outcome::Sys(sys::Completion::new(key.to_u64(), Ok(0))));
-        } else {
-            let immediate = op.mode == IoMode::Immediate;
-            let stored = self.start_io(op, immediate);
-            debug_assert_eq!(stored, key);
+            return self.complete_empty(key, op);
         }
+        let immediate = op.mode == IoMode::Immediate;
+        let stored = self.start_io(op, immediate);
+        debug_assert_eq!(stored, key);
+    }
+
+    /// Nothing to move (an empty write, an empty immediate read): the
+    /// operation completes at once (from process_events).
+    #[cold]
+    #[inline(never)]
+    fn complete_empty(&mut self, key: Key, op: IoOp) {
+        let stored = self.ops.insert(Op::Io(op));
+        debug_assert_eq!(stored, key);
+        self.push_ready(key, Outcome::Sys(sys::Completion::new(key.to_u64(), Ok(0))));
     }
 
     /// Stores an operation and hands it to the backend; returns its key.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn start_io(&mut self, mut op: IoOp, immediate: bool) -> Key {
         if matches!(op.callback, IoCallback::Internal(_)) {
             self.internal_ops += 1;
@@ -497,6 +503,8 @@ impl Driver {
     }
 
     /// Queues `op` to complete with `err` (no slot is taken).
+    #[cold]
+    #[inline(never)]
     pub(crate) fn fail_io(&mut self, op: IoOp, err: Error) {
         let key = self.ops.insert(Op::Io(op));
         self.push_ready(key, Outcome::Failed(err));
@@ -572,6 +580,71 @@ impl Driver {
     /// its key); an `IoMode::All` transfer that goes on is stored again,
     /// under a new key. Returns whether a user callback ran.
     pub(crate) fn complete_io(&mut self, key: Key, mut op: IoOp, outcome: Outcome) -> bool {
+        // The common case first: a transfer the OS finished with a count.
+        if let Outcome::Sys(sys::Completion { result: Ok(n), .. }) = outcome {
+            let stream = matches!(op.target, Target::Stream);
+            match op.callback {
+                // A read of 0 bytes (the end of the stream, or a wait for
+                // readability) and positional transfers take the general path.
+                IoCallback::Read(_) if stream && n > 0 => return self.transferred(key, op, n, true),
+                IoCallback::Write(_) if stream => return self.transferred(key, op, n, false),
+                IoCallback::Send(_) | IoCallback::Recv(_) => {
+                    let reading = matches!(op.callback, IoCallback::Recv(_));
+                    if reading {
+                        op.buf.commit_read(n);
+                    }
+                    self.release_slot(op.owner, reading, key);
+                    let Outcome::Sys(c) = outcome else {
+                        unreachable!("matched above")
+                    };
+                    match op.callback {
+                        IoCallback::Send(cb) => cb.call(self, op.owner.key, Ok(n), op.buf),
+                        IoCallback::Recv(cb) => cb.call(self, op.owner.key, Ok((n, sender(&c.extra))), op.buf),
+                        _ => unreachable!("matched above"),
+                    }
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        self.complete_io_general(key, op, outcome)
+    }
+
+    /// A stream read or write moved `n` bytes: it goes on (`IoMode::All`
+    /// with room left) or its callback runs with the total.
+    #[inline(always)]
+    fn transferred(&mut self, key: Key, mut op: IoOp, n: usize, reading: bool) -> bool {
+        op.done += n;
+        if op.mode == IoMode::All && op.done < op.buf.capacity_for(reading) {
+            self.continue_io(key, op, reading);
+            return false;
+        }
+        if reading {
+            op.buf.commit_read(op.done);
+        }
+        self.release_slot(op.owner, reading, key);
+        match op.callback {
+            IoCallback::Read(cb) | IoCallback::Write(cb) => cb.call(self, op.owner.key, Ok(op.done), op.buf),
+            _ => unreachable!("a stream transfer"),
+        }
+        true
+    }
+
+    /// Empties the handle's slot in one direction if it still holds `key`.
+    #[inline(always)]
+    fn release_slot(&mut self, owner: Owner, reading: bool, key: Key) {
+        if let Some(io) = self.io_slots(owner) {
+            let slot = if reading { &mut io.read_op } else { &mut io.write_op };
+            if *slot == Some(key) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// [`complete_io`](Driver::complete_io) for every other outcome:
+    /// errors, the end of a stream, accepts, connects, internal sources.
+    #[inline(never)]
+    fn complete_io_general(&mut self, key: Key, mut op: IoOp, outcome: Outcome) -> bool {
         // An operation refused before it reached the backend (stale handle,
         // busy slot, a socket still connecting) says nothing about the
         // connection: it must not mark a direction closed.
@@ -637,12 +710,7 @@ impl Driver {
             op.buf.commit_read(moved);
         }
         Error::name_operation(&mut result, op.callback.operation());
-        if let Some(io) = self.io_slots(owner) {
-            let slot = if reading { &mut io.read_op } else { &mut io.write_op };
-            if *slot == Some(key) {
-                *slot = None;
-            }
-        }
+        self.release_slot(owner, reading, key);
         match op.callback {
             IoCallback::Connect(cb) => {
                 if let Some(io) = self.io_slots(owner) {

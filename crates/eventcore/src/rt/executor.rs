@@ -152,23 +152,21 @@ impl Wake for TaskWaker {
         // On the thread whose loop is running this executor (the common
         // case: a driver callback completing a task's operation), the key
         // goes to the core's own queue: no lock, no wake-up.
-        if RUNNING.with(Cell::get) == self.shared.id {
-            let key = self.key;
-            // `try_`: a waker may run while the thread's executor is being
-            // swapped or dropped; it then takes the shared queue.
-            let local = CURRENT.with(|c| match c.try_borrow().as_deref() {
-                Ok(Some(core)) if core.shared.id == self.shared.id => match core.local_woken.try_borrow_mut() {
-                    Ok(mut queue) => {
-                        queue.push(key);
-                        true
-                    }
-                    Err(_) => false,
-                },
-                _ => false,
-            });
-            if local {
-                return;
-            }
+        // `try_`: a waker may run while the thread's executor is being
+        // swapped or dropped; it then takes the shared queue.
+        let key = self.key;
+        let local = CURRENT.with(|c| match c.try_borrow().as_deref() {
+            Ok(Some(core)) if core.shared.id == self.shared.id => match core.local_woken.try_borrow_mut() {
+                Ok(mut queue) => {
+                    queue.push(key);
+                    true
+                }
+                Err(_) => false,
+            },
+            _ => false,
+        });
+        if local {
+            return;
         }
         self.shared.notify(|s| s.woken.push(self.key));
     }

@@ -368,6 +368,7 @@ impl<H: StreamHandle> ByteStream<H> {
             },
             guard,
             cache,
+            &self.io.core,
         )
     }
 

@@ -75,11 +75,13 @@ impl<T> Slot<T> {
         self.state.borrow().value.is_some()
     }
 
-    /// Empties a slot that nobody else holds, for another operation.
+    /// Empties a slot that nobody else holds, for another operation. The
+    /// waker stays: the next operation of the handle is most often awaited
+    /// by the same task, whose poll then finds it in place
+    /// (`Waker::will_wake`) instead of cloning it again.
     fn reset(&self) {
         let mut s = self.state.borrow_mut();
         s.value = None;
-        s.waker = None;
         s.abandoned = false;
     }
 
@@ -136,8 +138,12 @@ impl<T> Completer<T> {
             s.value = Some(v);
             s.waker.take()
         };
+        // Woken outside the borrow (a waker may do anything), and kept for
+        // the slot's next operation (see `reset`) unless the future
+        // registered another meanwhile.
         if let Some(w) = waker {
-            w.wake();
+            w.wake_by_ref();
+            self.0.state.borrow_mut().waker.get_or_insert(w);
         }
         None
     }
@@ -180,11 +186,37 @@ pub(crate) trait Operation: Unpin {
 enum State<O: Operation> {
     Unstarted,
     Started {
-        core: Rc<Core>,
         slot: Rc<Slot<O::Output>>,
         token: O::Token,
     },
     Done,
+}
+
+/// The executor an [`OpFuture`] runs on: lent by the handle the operation
+/// belongs to, or the thread's current one, taken at the first poll.
+enum CoreRef<'a> {
+    Unknown,
+    Lent(&'a Rc<Core>),
+    Current(Rc<Core>),
+}
+
+impl CoreRef<'_> {
+    /// The executor (the thread's current one if none was lent).
+    #[inline]
+    fn get(&mut self) -> &Rc<Core> {
+        match self {
+            CoreRef::Lent(core) => core,
+            CoreRef::Current(core) => core,
+            CoreRef::Unknown => self.take_current(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_current(&mut self) -> &Rc<Core> {
+        *self = CoreRef::Current(current());
+        self.get()
+    }
 }
 
 /// A future over one driver operation (see the module docs).
@@ -199,6 +231,7 @@ pub(crate) struct OpFuture<'a, O: Operation> {
     /// Where the slot comes from and goes back to (see [`SlotCache`]).
     cache: Option<&'a SlotCache>,
     owns_guard: bool,
+    core: CoreRef<'a>,
     state: State<O>,
 }
 
@@ -209,6 +242,7 @@ impl<'a, O: Operation> OpFuture<'a, O> {
             guard: None,
             cache: None,
             owns_guard: false,
+            core: CoreRef::Unknown,
             state: State::Unstarted,
         }
     }
@@ -219,18 +253,20 @@ impl<'a, O: Operation> OpFuture<'a, O> {
             guard: Some(guard),
             cache: None,
             owns_guard: false,
+            core: CoreRef::Unknown,
             state: State::Unstarted,
         }
     }
 
     /// [`guarded`](OpFuture::guarded), with the slot taken from and given
-    /// back to `cache`.
-    pub fn cached(op: O, guard: &'a Cell<bool>, cache: &'a SlotCache) -> OpFuture<'a, O> {
+    /// back to `cache`, on the executor `core` of the handle.
+    pub fn cached(op: O, guard: &'a Cell<bool>, cache: &'a SlotCache, core: &'a Rc<Core>) -> OpFuture<'a, O> {
         OpFuture {
             op,
             guard: Some(guard),
             cache: Some(cache),
             owns_guard: false,
+            core: CoreRef::Lent(core),
             state: State::Unstarted,
         }
     }
@@ -259,14 +295,14 @@ impl<O: Operation> Future for OpFuture<'_, O> {
                 g.set(true);
                 this.owns_guard = true;
             }
-            let core = current();
+            let core = this.core.get();
             let slot = match this.cache {
                 Some(cache) => cache.take(),
                 None => Slot::new(),
             };
             let done = Completer(slot.clone());
             match core.with_driver(|drv| this.op.start(drv, done)) {
-                Ok(token) => this.state = State::Started { core, slot, token },
+                Ok(token) => this.state = State::Started { slot, token },
                 Err(ret) => {
                     this.state = State::Done;
                     this.release_guard();
@@ -278,23 +314,24 @@ impl<O: Operation> Future for OpFuture<'_, O> {
             panic!("eventcore::rt: an operation future was polled after it completed");
         };
         let out = std::task::ready!(slot.poll(cx));
-        let State::Started { core, token, slot } = std::mem::replace(&mut this.state, State::Done) else {
+        let State::Started { token, slot } = std::mem::replace(&mut this.state, State::Done) else {
             unreachable!("matched above")
         };
         if let Some(cache) = this.cache {
             cache.put(slot);
         }
         this.release_guard();
-        Poll::Ready(this.op.ready(&core, token, out))
+        Poll::Ready(this.op.ready(this.core.get(), token, out))
     }
 }
 
 impl<O: Operation> Drop for OpFuture<'_, O> {
     fn drop(&mut self) {
-        if let State::Started { core, slot, token } = std::mem::replace(&mut self.state, State::Done) {
+        if let State::Started { slot, token } = std::mem::replace(&mut self.state, State::Done) {
+            let core = self.core.get();
             slot.abandon();
             match slot.take() {
-                Some(out) => O::discard(&core, token, out),
+                Some(out) => O::discard(core, token, out),
                 None => {
                     let cancel: fn(&mut Driver, O::Token) = O::cancel;
                     core.run_or_defer(move |drv| cancel(drv, token));

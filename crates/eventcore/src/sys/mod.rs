@@ -405,6 +405,7 @@ impl Completion {
     }
 
     /// The completion of a transfer that may have produced an [`Extra`].
+    #[cfg(windows)]
     pub fn of(token: u64, result: io::Result<(usize, Extra)>) -> Completion {
         match result {
             Ok((n, extra)) => Completion {

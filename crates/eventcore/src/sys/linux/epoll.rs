@@ -62,21 +62,22 @@ fn try_if_ready(
     ready: &mut bool,
     hung_up: bool,
     reserve: &mut ReserveFd,
-) -> Option<io::Result<(usize, Extra)>> {
+    extra: &mut Extra,
+) -> Option<io::Result<usize>> {
     if !*ready && !hung_up {
         return None;
     }
-    let result = try_perform(fd, kind, req, reserve);
+    let result = try_perform(fd, kind, req, reserve, extra);
     note_readiness(req, &result, ready);
     result
 }
 
 /// After a try: a direction that would block, or that moved less than asked
 /// (the edge-triggered socket is drained), waits for its next edge.
-fn note_readiness(req: &Request, result: &Option<io::Result<(usize, Extra)>>, ready: &mut bool) {
+fn note_readiness(req: &Request, result: &Option<io::Result<usize>>, ready: &mut bool) {
     match result {
         None => *ready = false,
-        Some(Ok((n, _))) if short(req, *n) => *ready = false,
+        Some(Ok(n)) if short(req, *n) => *ready = false,
         _ => {}
     }
 }
@@ -104,9 +105,10 @@ impl Edge<'_> {
             *slot = NONE;
             return;
         };
-        if let Some(result) = try_if_ready(self.fd, self.kind, &req, ready, self.hung_up, self.reserve) {
+        let mut extra = Extra::None;
+        if let Some(result) = try_if_ready(self.fd, self.kind, &req, ready, self.hung_up, self.reserve, &mut extra) {
             *slot = NONE;
-            self.out.push(Completion::of(token, result));
+            self.out.push(Completion { token, result, extra });
         }
     }
 }
@@ -216,8 +218,17 @@ impl crate::sys::Backend for Backend {
         } else {
             &mut src.may_write
         };
-        match try_if_ready(src.fd, src.kind, &req, ready, src.hung_up, &mut self.reserve) {
-            Some(result) => Some(Completion::of(token, result)),
+        let mut extra = Extra::None;
+        match try_if_ready(
+            src.fd,
+            src.kind,
+            &req,
+            ready,
+            src.hung_up,
+            &mut self.reserve,
+            &mut extra,
+        ) {
+            Some(result) => Some(Completion { token, result, extra }),
             None => {
                 let slot = if req.is_reading() {
                     &mut src.read
@@ -238,7 +249,8 @@ impl crate::sys::Backend for Backend {
         let Some(src) = self.sources.get_mut(Key::from_u64(id.0, 0)) else {
             return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
         };
-        let result = try_perform(src.fd, src.kind, &req, &mut self.reserve);
+        let mut extra = Extra::None;
+        let result = try_perform(src.fd, src.kind, &req, &mut self.reserve, &mut extra);
         // What the try saw is the direction's readiness now: a request
         // submitted next parks at once instead of trying again.
         let ready = if req.is_reading() {
@@ -247,7 +259,11 @@ impl crate::sys::Backend for Backend {
             &mut src.may_write
         };
         note_readiness(&req, &result, ready);
-        Completion::of(token, result.unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into())))
+        Completion {
+            token,
+            result: result.unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into())),
+            extra,
+        }
     }
 
     /// Parked requests never touched their buffer: always reclaimed, 0 bytes.
@@ -368,15 +384,11 @@ impl crate::sys::Backend for Backend {
                     // (or failed) means the handshake is over, and SO_ERROR
                     // alone says how. Anything else gets the full check.
                     let over = flags & (libc::EPOLLOUT | libc::EPOLLERR) as u32 != 0;
-                    let result = if over {
-                        connect_error(fd).map(|()| (0, Extra::None))
-                    } else {
-                        connect_result(fd)
-                    };
+                    let result = if over { connect_error(fd) } else { connect_result(fd) };
                     match result {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         result => {
-                            edge.out.push(Completion::of(src.write, result));
+                            edge.out.push(Completion::new(src.write, result.map(|()| 0)));
                             src.write = NONE;
                             src.connecting = false;
                         }

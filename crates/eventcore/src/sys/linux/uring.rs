@@ -1198,8 +1198,9 @@ impl crate::sys::Backend for Backend {
             // (EAGAIN) goes to the ring.
             // (An unknown source falls through to the EBADF below.)
             if let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) {
-                if let Some(result) = try_perform(src.fd, src.kind, &req, &mut self.reserve) {
-                    return Some(Completion::of(token, result));
+                let mut extra = Extra::None;
+                if let Some(result) = try_perform(src.fd, src.kind, &req, &mut self.reserve, &mut extra) {
+                    return Some(Completion { token, result, extra });
                 }
             }
         }
@@ -1259,9 +1260,10 @@ impl crate::sys::Backend for Backend {
         let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
             return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
         };
-        let result = try_perform(src.fd, src.kind, &req, &mut self.reserve)
+        let mut extra = Extra::None;
+        let result = try_perform(src.fd, src.kind, &req, &mut self.reserve, &mut extra)
             .unwrap_or_else(|| Err(io::ErrorKind::WouldBlock.into()));
-        Completion::of(token, result)
+        Completion { token, result, extra }
     }
 
     /// Withdraws the request `token` on `id`: `Some(bytes it had moved)` once

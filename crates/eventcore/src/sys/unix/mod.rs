@@ -125,20 +125,21 @@ pub(crate) fn status_of_errno(code: i32) -> Option<Status> {
     })
 }
 
-/// Performs `req` once on the non-blocking socket `fd`. Nothing possible is an
+/// Performs `req` once on the non-blocking socket `fd`, writing what it
+/// produced besides the count to `extra`. Nothing possible is an
 /// error of kind `WouldBlock`. `Connect` here means "the connection attempt has
 /// finished: collect its result".
 ///
 /// The caller guarantees that the pointers in `req` address live memory of at
 /// least `len` bytes that nothing else touches during the call.
-pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<(usize, Extra)> {
+pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request, extra: &mut Extra) -> io::Result<usize> {
     match *req {
         Request::Read { ptr, len } => {
             let n = match kind {
                 SourceKind::Socket => recv(fd, ptr, len)?,
                 SourceKind::Fd => read(fd, ptr, len)?,
             };
-            Ok((n as usize, Extra::None))
+            Ok(n as usize)
         }
         Request::Write { ptr, len } => {
             let n = match kind {
@@ -147,7 +148,7 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
                 // reader gives EPIPE here rather than killing the process.
                 SourceKind::Fd => write(fd, ptr, len)?,
             };
-            Ok((n as usize, Extra::None))
+            Ok(n as usize)
         }
         Request::WriteVectored { slices, count } => {
             // At most IOV_MAX slices per call: a partial write is a valid
@@ -164,7 +165,7 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
                 }
                 SourceKind::Fd => syscall!(writev(fd, slices.cast(), count as libc::c_int))?,
             };
-            Ok((n as usize, Extra::None))
+            Ok(n as usize)
         }
         Request::RecvFrom { ptr, len } => {
             // SAFETY: `try_init` hands us zeroed storage and its length to fill;
@@ -174,7 +175,8 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
                     syscall!(recvfrom(fd, ptr.cast(), len, 0, storage.cast(), addr_len)).map(|n| n as usize)
                 })
             }?;
-            Ok((n, Extra::From(addr.into())))
+            *extra = Extra::From(addr.into());
+            Ok(n)
         }
         Request::SendTo { ptr, len, to } => {
             // SAFETY: a non-null `to` points to the op's boxed address, alive
@@ -190,7 +192,7 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
                 ))?,
                 None => send(fd, ptr, len)? as _,
             };
-            Ok((n as usize, Extra::None))
+            Ok(n as usize)
         }
         Request::Accept => {
             // SAFETY: as above, `try_init` provides the address storage.
@@ -206,27 +208,28 @@ pub(crate) fn perform(fd: RawFd, kind: SourceKind, req: &Request) -> io::Result<
             }?;
             // SAFETY: accept4 returned a new descriptor that nothing else owns.
             let sock = unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(sock) };
-            Ok((0, Extra::Accepted(sock, addr.into())))
+            *extra = Extra::Accepted(sock, addr.into());
+            Ok(0)
         }
-        Request::Connect(_) => connect_result(fd),
+        Request::Connect(_) => connect_result(fd).map(|()| 0),
         Request::ReadAt { ptr, len, offset } => {
             let n = syscall!(pread(fd, ptr.cast(), len, offset as libc::off_t))?;
-            Ok((n as usize, Extra::None))
+            Ok(n as usize)
         }
         Request::WriteAt { ptr, len, offset } => {
             let n = syscall!(pwrite(fd, ptr.cast(), len, offset as libc::off_t))?;
-            Ok((n as usize, Extra::None))
+            Ok(n as usize)
         }
         Request::DirectoryChanges { .. } => Err(io::ErrorKind::Unsupported.into()),
-        Request::Readable => poll_now(fd, libc::POLLIN),
-        Request::Writable => poll_now(fd, libc::POLLOUT),
+        Request::Readable => poll_now(fd, libc::POLLIN).map(|()| 0),
+        Request::Writable => poll_now(fd, libc::POLLOUT).map(|()| 0),
     }
 }
 
 /// Whether `fd` is ready for `events` now (a zero-timeout `poll`): ready,
 /// hung up or failed is `Ok`, nothing yet `WouldBlock`, and a descriptor
 /// that is not open (`POLLNVAL`) `EBADF` — never "ready".
-fn poll_now(fd: RawFd, events: libc::c_short) -> io::Result<(usize, Extra)> {
+fn poll_now(fd: RawFd, events: libc::c_short) -> io::Result<()> {
     let mut pfd = libc::pollfd { fd, events, revents: 0 };
     let n = syscall!(poll(&mut pfd, 1, 0))?;
     if n == 0 {
@@ -234,24 +237,68 @@ fn poll_now(fd: RawFd, events: libc::c_short) -> io::Result<(usize, Extra)> {
     } else if pfd.revents & libc::POLLNVAL != 0 {
         Err(io::Error::from_raw_os_error(libc::EBADF))
     } else {
-        Ok((0, Extra::None))
+        Ok(())
     }
 }
 
 /// One non-blocking attempt at `req` (retried on `EINTR`); `None` means
-/// "nothing possible now". An accept that fails with EMFILE or ENFILE is
+/// "nothing possible now". What the transfer produced besides its count
+/// (an accepted socket, a datagram's sender) goes to `extra`: the result
+/// itself stays two words, returned in registers on the hot path. An accept that fails with EMFILE or ENFILE is
 /// reported only when a pending connection had to be shed: `accept4` needs a
 /// free descriptor before it even looks at the backlog, so the error also
 /// comes with an empty backlog, and reporting it then would make a loop
 /// spin on a listener that stays readable.
+#[inline]
 pub(crate) fn try_perform(
     fd: RawFd,
     kind: SourceKind,
     req: &Request,
     reserve: &mut ReserveFd,
-) -> Option<io::Result<(usize, Extra)>> {
+    extra: &mut Extra,
+) -> Option<io::Result<usize>> {
+    // The stream transfers of sockets, nearly every request, go straight
+    // to their system call; only an error takes the general path below.
+    let fast = match *req {
+        Request::Read { ptr, len } if kind == SourceKind::Socket => recv(fd, ptr, len),
+        Request::Write { ptr, len } if kind == SourceKind::Socket => send(fd, ptr, len),
+        _ => return try_perform_any(fd, kind, req, reserve, extra),
+    };
+    match fast {
+        Ok(n) => Some(Ok(n as usize)),
+        Err(e) => transfer_failed(fd, kind, req, reserve, extra, e),
+    }
+}
+
+/// A socket's stream transfer failed with `e`: `None` for "would block",
+/// the error, or (`EINTR`) the outcome of trying again.
+#[cold]
+#[inline(never)]
+fn transfer_failed(
+    fd: RawFd,
+    kind: SourceKind,
+    req: &Request,
+    reserve: &mut ReserveFd,
+    extra: &mut Extra,
+    e: io::Error,
+) -> Option<io::Result<usize>> {
+    match e.raw_os_error() {
+        Some(libc::EINTR) => try_perform_any(fd, kind, req, reserve, extra),
+        Some(libc::EAGAIN) => None,
+        _ => Some(Err(e)),
+    }
+}
+
+/// `try_perform` for any request.
+fn try_perform_any(
+    fd: RawFd,
+    kind: SourceKind,
+    req: &Request,
+    reserve: &mut ReserveFd,
+    extra: &mut Extra,
+) -> Option<io::Result<usize>> {
     loop {
-        return match perform(fd, kind, req) {
+        return match perform(fd, kind, req, extra) {
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) || e.kind() == io::ErrorKind::WouldBlock => None,
             Err(e)
@@ -270,14 +317,14 @@ pub(crate) fn try_perform(
 
 /// The outcome of a non-blocking connect once the socket became writable:
 /// `WouldBlock` while it is still in progress.
-pub(crate) fn connect_result(fd: RawFd) -> io::Result<(usize, Extra)> {
+pub(crate) fn connect_result(fd: RawFd) -> io::Result<()> {
     connect_error(fd)?;
     // SO_ERROR is 0 both when connected and while still connecting;
     // only a peer name tells them apart.
     let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     match syscall!(getpeername(fd, storage.as_mut_ptr().cast(), &mut len)) {
-        Ok(_) => Ok((0, Extra::None)),
+        Ok(_) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
         Err(e) => Err(e),
     }
