@@ -149,6 +149,11 @@ impl Wake for TaskWaker {
         if self.queued.swap(true, Ordering::AcqRel) {
             return;
         }
+        if self.key == MAIN && RUNNING.with(Cell::get) == self.shared.id {
+            // `block_on`'s own future, woken on the thread that runs it:
+            // the loop reads the flag itself, no queue needed.
+            return;
+        }
         // On the thread whose loop is running this executor (the common
         // case: a driver callback completing a task's operation), the key
         // goes to the core's own queue: no lock, no wake-up.
@@ -413,10 +418,6 @@ struct QuitState {
 }
 
 impl Core {
-    /// Runs `f` with the driver. Panics if the driver is already borrowed,
-    /// which only happens when this is called from inside a driver callback
-    /// (that callback already has the `&mut Driver` to use).
-    #[track_caller]
     /// Takes one unit of the batch's budget for a transfer finished at once;
     /// `false` once it is spent (the transfer then goes through the driver).
     pub(crate) fn take_sync_budget(&self) -> bool {
@@ -428,6 +429,11 @@ impl Core {
         true
     }
 
+    /// Runs `f` with the driver. Panics if the driver is already borrowed,
+    /// which only happens when this is called from inside a driver callback
+    /// (that callback already has the `&mut Driver` to use).
+    #[inline]
+    #[track_caller]
     pub(crate) fn with_driver<R>(&self, f: impl FnOnce(&mut Driver) -> R) -> R {
         let mut drv = self.driver.try_borrow_mut().expect(
             "eventcore::rt: the driver is in use: an async operation was started from inside a \
@@ -621,7 +627,12 @@ impl Core {
     /// capacity); turns injected work into tasks (which wake themselves, so
     /// they run in the next round).
     fn take_woken(&self, batch: &mut Vec<u64>) {
-        std::mem::swap(&mut *self.local_woken.borrow_mut(), batch);
+        {
+            let mut local = self.local_woken.borrow_mut();
+            if !local.is_empty() {
+                std::mem::swap(&mut *local, batch);
+            }
+        }
         if !self.shared.filled.load(Ordering::Acquire) {
             return;
         }
@@ -902,7 +913,9 @@ impl Executor {
         loop {
             core.run_deferred();
             core.take_woken(&mut batch);
-            if core.run_batch(&mut batch) {
+            // Woken through the queue from another thread, or by the flag
+            // alone on this one (see `TaskWaker::wake_by_ref`).
+            if core.run_batch(&mut batch) | main.queued.load(Ordering::Acquire) {
                 main.queued.store(false, Ordering::Release);
                 if let Poll::Ready(out) = future.as_mut().poll(&mut Context::from_waker(&main_waker)) {
                     core.run_deferred();
@@ -911,7 +924,7 @@ impl Executor {
                 }
             }
             core.run_deferred();
-            core.process(core.has_woken());
+            core.process(core.has_woken() || main.queued.load(Ordering::Acquire));
         }
     }
 
