@@ -197,6 +197,30 @@ impl<T, H: Header> Table<T, H> {
 
     /// Stores `value` (with a new header: one reference) and returns its key.
     pub fn insert(&mut self, value: T) -> Key {
+        // The common case, a freed slot to reuse, in a small frame; growing
+        // the table and skipping retired slots out of line.
+        let index = self.free;
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            if let State::Free { next } = slot.state {
+                if slot.gen != 0 {
+                    self.free = next;
+                    self.live += 1;
+                    slot.header = H::NEW;
+                    slot.state = State::Live(value);
+                    return Key {
+                        index,
+                        gen: slot.gen,
+                        driver: self.driver,
+                    };
+                }
+            }
+        }
+        self.insert_slow(value)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert_slow(&mut self, value: T) -> Key {
         self.live += 1;
         while self.free != NO_FREE {
             let index = self.free;
@@ -219,21 +243,19 @@ impl<T, H: Header> Table<T, H> {
                 driver: self.driver,
             };
         }
-        {
-            let index = u32::try_from(self.slots.len())
-                .ok()
-                .filter(|&i| i != NO_FREE)
-                .expect("more than 2^32 - 1 handles");
-            self.slots.push(Slot {
-                gen: 0,
-                header: H::NEW,
-                state: State::Live(value),
-            });
-            Key {
-                index,
-                gen: 0,
-                driver: self.driver,
-            }
+        let index = u32::try_from(self.slots.len())
+            .ok()
+            .filter(|&i| i != NO_FREE)
+            .expect("more than 2^32 - 1 handles");
+        self.slots.push(Slot {
+            gen: 0,
+            header: H::NEW,
+            state: State::Live(value),
+        });
+        Key {
+            index,
+            gen: 0,
+            driver: self.driver,
         }
     }
 
@@ -306,16 +328,7 @@ impl<T, H: Header> Table<T, H> {
     /// reuses) is retired by `insert` instead of reused, so no stale key can
     /// ever name a later resource.
     pub fn remove(&mut self, key: Key) -> Option<T> {
-        self.slot_mut(key)?;
-        let slot = self.slots.get_mut(key.index as usize).expect("checked live above");
-        let State::Live(value) = std::mem::replace(&mut slot.state, State::Free { next: self.free }) else {
-            unreachable!("checked live above");
-        };
-        // Generation 0 on the free list means "used up" (see `insert`).
-        slot.gen = slot.gen.wrapping_add(1);
-        self.free = key.index;
-        self.live -= 1;
-        Some(value)
+        self.remove_if(key, |_| true)
     }
 
     /// Frees the slot and returns its resource if the key is current and
