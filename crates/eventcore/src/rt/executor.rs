@@ -652,8 +652,17 @@ impl Core {
 
     /// Polls every task in `batch`, emptying it; returns whether `block_on`'s
     /// own future was among them.
+    #[inline]
     fn run_batch(&self, batch: &mut Vec<u64>) -> bool {
         self.sync_budget.set(SYNC_BUDGET);
+        // `block_on`'s own future alone, woken by its flag, leaves it empty.
+        if batch.is_empty() {
+            return false;
+        }
+        self.run_tasks(batch)
+    }
+
+    fn run_tasks(&self, batch: &mut Vec<u64>) -> bool {
         let mut main = false;
         for key in batch.drain(..) {
             if key == MAIN {
