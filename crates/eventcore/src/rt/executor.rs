@@ -689,11 +689,12 @@ impl Core {
         match r {
             Ok(ExitReason::Quit(code)) => self.quit(code),
             Ok(_) => {}
-            Err(e) => panic!("eventcore::rt: process_events failed: {e}"),
+            Err(e) => process_events_failed(e),
         }
     }
 
     /// The thread's message queue delivered `WM_QUIT` (Windows).
+    #[cold]
     fn quit(&self, code: i32) {
         let wakers = {
             let mut q = self.quit.borrow_mut();
@@ -710,6 +711,8 @@ impl Core {
     /// can make progress now. An armed timer keeps the driver's wait alive
     /// until such a wake-up arrives (a future that nobody ever wakes blocks
     /// forever, as on any executor).
+    #[cold]
+    #[inline(never)]
     fn park(&self) -> Result<ExitReason> {
         let mut drv = self.driver.borrow_mut();
         let keep_alive = drv.timers().create();
@@ -756,6 +759,13 @@ impl std::fmt::Debug for Core {
             .field("executor", &self.shared.id)
             .finish_non_exhaustive()
     }
+}
+
+/// The driver's wait failed: the executor cannot go on.
+#[cold]
+#[inline(never)]
+fn process_events_failed(e: crate::Error) -> ! {
+    panic!("eventcore::rt: process_events failed: {e}")
 }
 
 /// Frees a task's slot, and drops its future if it is still there, if its

@@ -107,6 +107,7 @@ pub(crate) struct SlotCache(Cell<Option<Rc<dyn Any>>>);
 
 impl SlotCache {
     /// The cached slot if it fits and is free, else a new one.
+    #[inline]
     pub(crate) fn take<T: 'static>(&self) -> Rc<Slot<T>> {
         if let Some(Ok(slot)) = self.0.take().map(|any| any.downcast::<Slot<T>>()) {
             if Rc::strong_count(&slot) == 1 && Rc::weak_count(&slot) == 0 {
@@ -114,13 +115,21 @@ impl SlotCache {
                 return slot;
             }
         }
-        Slot::new()
+        new_slot()
     }
 
     /// Keeps `slot` (its value taken) for the next operation.
     pub(crate) fn put<T: 'static>(&self, slot: Rc<Slot<T>>) {
         self.0.set(Some(slot));
     }
+}
+
+/// A slot for a stream's operation that found none to reuse (out of the
+/// reusing path's frame).
+#[cold]
+#[inline(never)]
+fn new_slot<T>() -> Rc<Slot<T>> {
+    Slot::new()
 }
 
 /// The callback's end of a [`Slot`].
