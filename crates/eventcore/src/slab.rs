@@ -218,30 +218,23 @@ impl<T, H: Header> Table<T, H> {
         self.insert_slow(value)
     }
 
+    /// `insert` when the free list's head cannot be reused: retired slots
+    /// leave the list, then the next freed slot is taken or one appended.
     #[cold]
     #[inline(never)]
     fn insert_slow(&mut self, value: T) -> Key {
-        self.live += 1;
         while self.free != NO_FREE {
-            let index = self.free;
-            let slot = self.slots.get_mut(index as usize).expect("free slots exist");
+            let slot = self.slots.get(self.free as usize).expect("free slots exist");
             let State::Free { next } = slot.state else {
                 unreachable!("the free list links vacant slots only");
             };
-            self.free = next;
-            if slot.gen == 0 {
-                // A freed slot has generation 0 only when its generations
-                // wrapped: it is retired (left vacant, off the list), so no
-                // stale key can ever name a new resource.
-                continue;
+            if slot.gen != 0 {
+                return self.insert(value);
             }
-            slot.header = H::NEW;
-            slot.state = State::Live(value);
-            return Key {
-                index,
-                gen: slot.gen,
-                driver: self.driver,
-            };
+            // A freed slot has generation 0 only when its generations
+            // wrapped: it is retired (left vacant, off the list), so no
+            // stale key can ever name a new resource.
+            self.free = next;
         }
         let index = u32::try_from(self.slots.len())
             .ok()
@@ -252,6 +245,7 @@ impl<T, H: Header> Table<T, H> {
             header: H::NEW,
             state: State::Live(value),
         });
+        self.live += 1;
         Key {
             index,
             gen: 0,

@@ -243,54 +243,13 @@ fn poll_now(fd: RawFd, events: libc::c_short) -> io::Result<()> {
 
 /// One non-blocking attempt at `req` (retried on `EINTR`); `None` means
 /// "nothing possible now". What the transfer produced besides its count
-/// (an accepted socket, a datagram's sender) goes to `extra`: the result
-/// itself stays two words, returned in registers on the hot path. An accept that fails with EMFILE or ENFILE is
-/// reported only when a pending connection had to be shed: `accept4` needs a
-/// free descriptor before it even looks at the backlog, so the error also
-/// comes with an empty backlog, and reporting it then would make a loop
-/// spin on a listener that stays readable.
-#[inline]
+/// (an accepted socket, a datagram's sender) goes to `extra`, so that the
+/// result stays two words, returned in registers. An accept that fails
+/// with EMFILE or ENFILE is reported only when a pending connection had to
+/// be shed: `accept4` needs a free descriptor before it even looks at the
+/// backlog, so the error also comes with an empty backlog, and reporting
+/// it then would make a loop spin on a listener that stays readable.
 pub(crate) fn try_perform(
-    fd: RawFd,
-    kind: SourceKind,
-    req: &Request,
-    reserve: &mut ReserveFd,
-    extra: &mut Extra,
-) -> Option<io::Result<usize>> {
-    // The stream transfers of sockets, nearly every request, go straight
-    // to their system call; only an error takes the general path below.
-    let fast = match *req {
-        Request::Read { ptr, len } if kind == SourceKind::Socket => recv(fd, ptr, len),
-        Request::Write { ptr, len } if kind == SourceKind::Socket => send(fd, ptr, len),
-        _ => return try_perform_any(fd, kind, req, reserve, extra),
-    };
-    match fast {
-        Ok(n) => Some(Ok(n as usize)),
-        Err(e) => transfer_failed(fd, kind, req, reserve, extra, e),
-    }
-}
-
-/// A socket's stream transfer failed with `e`: `None` for "would block",
-/// the error, or (`EINTR`) the outcome of trying again.
-#[cold]
-#[inline(never)]
-fn transfer_failed(
-    fd: RawFd,
-    kind: SourceKind,
-    req: &Request,
-    reserve: &mut ReserveFd,
-    extra: &mut Extra,
-    e: io::Error,
-) -> Option<io::Result<usize>> {
-    match e.raw_os_error() {
-        Some(libc::EINTR) => try_perform_any(fd, kind, req, reserve, extra),
-        Some(libc::EAGAIN) => None,
-        _ => Some(Err(e)),
-    }
-}
-
-/// `try_perform` for any request.
-fn try_perform_any(
     fd: RawFd,
     kind: SourceKind,
     req: &Request,
