@@ -588,20 +588,18 @@ impl Driver {
                 // readability) and positional transfers take the general path.
                 IoCallback::Read(_) if stream && n > 0 => return self.transferred(key, op, n, true),
                 IoCallback::Write(_) if stream => return self.transferred(key, op, n, false),
-                IoCallback::Send(_) | IoCallback::Recv(_) => {
-                    let reading = matches!(op.callback, IoCallback::Recv(_));
-                    if reading {
-                        op.buf.commit_read(n);
-                    }
-                    self.release_slot(op.owner, reading, key);
+                IoCallback::Send(cb) => {
+                    self.release_slot(op.owner, false, key);
+                    cb.call(self, op.owner.key, Ok(n), op.buf);
+                    return true;
+                }
+                IoCallback::Recv(cb) => {
+                    op.buf.commit_read(n);
+                    self.release_slot(op.owner, true, key);
                     let Outcome::Sys(c) = outcome else {
                         unreachable!("matched above")
                     };
-                    match op.callback {
-                        IoCallback::Send(cb) => cb.call(self, op.owner.key, Ok(n), op.buf),
-                        IoCallback::Recv(cb) => cb.call(self, op.owner.key, Ok((n, sender(&c.extra))), op.buf),
-                        _ => unreachable!("matched above"),
-                    }
+                    cb.call(self, op.owner.key, Ok((n, sender(&c.extra))), op.buf);
                     return true;
                 }
                 _ => {}

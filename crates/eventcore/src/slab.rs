@@ -198,7 +198,8 @@ impl<T, H: Header> Table<T, H> {
     /// Stores `value` (with a new header: one reference) and returns its key.
     pub fn insert(&mut self, value: T) -> Key {
         // The common case, a freed slot to reuse, in a small frame; growing
-        // the table and skipping retired slots out of line.
+        // the table and skipping retired slots out of line. An empty free
+        // list (`NO_FREE`) names no slot: no table reaches that index.
         let index = self.free;
         if let Some(slot) = self.slots.get_mut(index as usize) {
             if let State::Free { next } = slot.state {
