@@ -21,7 +21,15 @@ pub struct Setup {
     pub sqpoll: bool,
     /// io_uring: multishot accepts.
     pub multishot_accept: bool,
+    /// io_uring: multishot receives into [`RECV_BUFFERS`].
+    pub multishot_recv: bool,
 }
+
+/// The provided buffers of a driver with multishot receives (the
+/// `eventcore-io_uring-recv` systems): count and size. Big enough that a
+/// `pump` read takes a buffer's worth per completion, and enough of them
+/// for every connection of the scenarios to hold one.
+pub const RECV_BUFFERS: (u16, u32) = (256, 16 * 1024);
 
 impl From<BackendKind> for Setup {
     fn from(kind: BackendKind) -> Setup {
@@ -29,17 +37,22 @@ impl From<BackendKind> for Setup {
             kind,
             sqpoll: false,
             multishot_accept: false,
+            multishot_recv: false,
         }
     }
 }
 
-fn driver(setup: Setup) -> Result<Driver> {
+/// A driver of `setup`.
+pub fn driver(setup: Setup) -> Result<Driver> {
     let mut b = Driver::builder().backend(setup.kind);
     if setup.sqpoll {
         b = b.io_uring_sqpoll(Duration::from_millis(10));
     }
     if setup.multishot_accept {
         b = b.io_uring_multishot_accept(true);
+    }
+    if setup.multishot_recv {
+        b = b.io_uring_multishot_recv(RECV_BUFFERS.0, RECV_BUFFERS.1);
     }
     b.build().map_err(err)
 }

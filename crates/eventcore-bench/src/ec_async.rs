@@ -5,17 +5,16 @@
 use std::net::SocketAddr;
 use std::sync::mpsc;
 
-use eventcore::rt::{Executor, Listener, TcpStream};
-use eventcore::{BackendKind, Driver};
-
+use crate::ec::Setup;
 use crate::harness::*;
+use eventcore::rt::{Executor, Listener, TcpStream};
 
-fn executor(kind: BackendKind) -> Result<Executor> {
-    Ok(Executor::new(Driver::with_backend(kind).map_err(err)?))
+fn executor(setup: Setup) -> Result<Executor> {
+    Ok(Executor::new(crate::ec::driver(setup)?))
 }
 
 /// `ping_pong` (and `ping_pong_pinned` under the name given).
-pub fn ping_pong(kind: BackendKind, name: &'static str) -> RunFn {
+pub fn ping_pong(kind: Setup, name: &'static str) -> RunFn {
     Box::new(move |ctx| {
         let (tx, rx) = mpsc::channel();
         let server = std::thread::spawn(move || -> Result<()> {
@@ -83,7 +82,7 @@ pub fn ping_pong(kind: BackendKind, name: &'static str) -> RunFn {
 /// closes it; the receiver copies its `TcpStream` (`AsyncRead`) into
 /// `futures::io::sink()` until end of stream. The window is the receiver's,
 /// from the accepted connection to the end of stream.
-pub fn copy(kind: BackendKind) -> RunFn {
+pub fn copy(kind: Setup) -> RunFn {
     use futures_util::io::{self, AsyncReadExt, AsyncWriteExt};
     Box::new(move |_ctx| {
         let (tx, rx) = mpsc::channel();

@@ -162,14 +162,28 @@ pub fn serve_tokio(addr: Option<&String>) -> ExitCode {
 
 // ----------------------------------------- eventcore servers, the same logic
 
-/// A backend by name, for the `serve-eventcore…` commands.
-fn backend_named(name: Option<&String>) -> std::result::Result<eventcore::BackendKind, String> {
+/// A backend by name, for the `serve-…` commands.
+pub fn backend_named(name: Option<&String>) -> std::result::Result<eventcore::BackendKind, String> {
     let name = name.ok_or("a backend name is needed")?;
+    let name = name.strip_suffix("-recv").unwrap_or(name);
     eventcore::BackendKind::available()
         .iter()
         .copied()
         .find(|k| k.name() == name)
         .ok_or_else(|| format!("no backend {name:?} on this machine"))
+}
+
+/// A driver for the `serve-…` commands on the backend named (a name
+/// ending in `-recv`, such as `io_uring-recv`: with multishot receives
+/// into [`RECV_BUFFERS`](crate::ec::RECV_BUFFERS)).
+pub fn driver_named(name: Option<&String>) -> std::result::Result<eventcore::Driver, String> {
+    let kind = backend_named(name)?;
+    let mut builder = eventcore::Driver::builder().backend(kind);
+    if name.is_some_and(|n| n.ends_with("-recv")) {
+        let (buffers, size) = crate::ec::RECV_BUFFERS;
+        builder = builder.io_uring_multishot_recv(buffers, size);
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// A connection of [`serve_eventcore`]: the buffer not lent to the driver
@@ -227,9 +241,8 @@ pub fn serve_eventcore(args: &[String]) -> ExitCode {
     use std::cell::Cell;
     use std::rc::Rc;
     let r = (|| -> std::result::Result<(), String> {
-        let kind = backend_named(args.first())?;
+        let mut drv = driver_named(args.first())?;
         let addr = parse_addr(args.get(1));
-        let mut drv = eventcore::Driver::with_backend(kind).map_err(|e| e.to_string())?;
         let date = Rc::new(Cell::new(http_date(now_secs())));
         let tick = drv.timers().create();
         drv.timers()
@@ -281,9 +294,8 @@ pub fn serve_eventcore_rt(args: &[String]) -> ExitCode {
     use std::cell::Cell;
     use std::rc::Rc;
     let r = (|| -> std::result::Result<(), String> {
-        let kind = backend_named(args.first())?;
+        let mut ex = rt::Executor::new(driver_named(args.first())?);
         let addr = parse_addr(args.get(1));
-        let mut ex = rt::Executor::new(eventcore::Driver::with_backend(kind).map_err(|e| e.to_string())?);
         ex.block_on(async move {
             let listener = rt::TcpListener::bind_with(
                 addr,
@@ -678,6 +690,24 @@ pub fn run(options: &Options) -> Result<()> {
             vec!["serve-eventcore-rt", kind.name()],
         ));
     }
+    // Multishot receives (io_uring), only when `--systems` names them.
+    if kinds.contains(&eventcore::BackendKind::IoUring) {
+        wanted.push((
+            "eventcore-io_uring-recv-same".into(),
+            false,
+            vec!["serve-eventcore", "io_uring-recv"],
+        ));
+        wanted.push((
+            "eventcore-io_uring-recv-rt-same".into(),
+            false,
+            vec!["serve-eventcore-rt", "io_uring-recv"],
+        ));
+        wanted.push((
+            "eventcore-io_uring-recv-hyper".into(),
+            false,
+            vec!["serve-hyper", "io_uring-recv"],
+        ));
+    }
     wanted.push(("tokio".into(), false, vec!["serve-tokio"]));
     wanted.push(("floor".into(), false, vec!["serve-floor"]));
     for kind in kinds {
@@ -698,10 +728,10 @@ pub fn run(options: &Options) -> Result<()> {
     wanted.push(("tokio-mt-hyper".into(), false, vec!["serve-hyper-tokio-mt"]));
     let mut servers = Vec::new();
     for (system, of_example, args) in wanted {
-        if let Some(systems) = &options.systems {
-            if !systems.contains(&system) {
-                continue;
-            }
+        match &options.systems {
+            Some(systems) if !systems.contains(&system) => continue,
+            None if system.contains("-recv") => continue,
+            _ => {}
         }
         let program = if of_example {
             example.as_ref().map_err(Clone::clone)?

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use eventcore::rt::{Executor, TcpListener};
-use eventcore::{BackendKind, Driver, ListenOptions};
+use eventcore::ListenOptions;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::hyper_all_cores::server;
@@ -26,15 +26,6 @@ use crate::hyper_all_cores::server;
 fn parse_addr(arg: Option<&String>) -> SocketAddr {
     arg.and_then(|a| a.parse().ok())
         .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("literal"))
-}
-
-fn backend(name: Option<&String>) -> Result<BackendKind, String> {
-    let name = name.ok_or("a backend name is needed")?;
-    BackendKind::available()
-        .iter()
-        .copied()
-        .find(|k| k.name() == name)
-        .ok_or_else(|| format!("no backend {name:?} on this machine"))
 }
 
 fn exit(what: &str, r: Result<(), String>) -> ExitCode {
@@ -51,9 +42,8 @@ fn exit(what: &str, r: Result<(), String>) -> ExitCode {
 /// executor.
 pub fn serve_eventcore(args: &[String]) -> ExitCode {
     let r = (|| -> Result<(), String> {
-        let kind = backend(args.first())?;
+        let mut ex = Executor::new(crate::http::driver_named(args.first())?);
         let addr = parse_addr(args.get(1));
-        let mut ex = Executor::new(Driver::with_backend(kind).map_err(|e| e.to_string())?);
         ex.block_on(async move {
             let listener = TcpListener::bind_with(
                 addr,
@@ -75,7 +65,7 @@ pub fn serve_eventcore(args: &[String]) -> ExitCode {
 /// example, an executor per CPU.
 pub fn serve_eventcore_cores(args: &[String]) -> ExitCode {
     let r = (|| -> Result<(), String> {
-        let kind = backend(args.first())?;
+        let kind = crate::http::backend_named(args.first())?;
         let addr = parse_addr(args.get(1));
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         crate::hyper_all_cores::run(addr, kind, threads, |bound| println!("listening on {bound}"))

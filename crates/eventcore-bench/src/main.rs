@@ -46,8 +46,11 @@ Usage: eventcore-bench [--quick] [--json] [--http] [--rounds N] [--only a,b]
     --only LIST  run only these scenarios (comma-separated names)
     --systems L  run only these systems (eventcore-epoll, tokio, libuv ...;
                  with --http also the servers, e.g. tokio-hyper); naming
-                 eventcore-io_uring-sqpoll or eventcore-io_uring-multishot
-                 adds those io_uring tunings (not run otherwise)
+                 eventcore-io_uring-sqpoll, eventcore-io_uring-multishot,
+                 eventcore-io_uring-recv or eventcore-io_uring-async-recv
+                 adds those io_uring tunings (not run otherwise; with
+                 --http eventcore-io_uring-recv-same, -recv-rt-same and
+                 -recv-hyper)
     --seconds S  length of each timed run (default 5, --quick 0.4; with
                  --http whole seconds of wrk, default 5, --quick 1)
     --out DIR    also write results.md, results.jsonl and chart.svg there
@@ -177,15 +180,17 @@ fn entry(system: impl Into<String>, run: RunFn) -> Entry {
 /// The scenarios, in the order they run.
 ///
 /// `tuned`: also the io_uring tuning options as systems of their own
-/// (`eventcore-io_uring-sqpoll`, `eventcore-io_uring-multishot`), which
+/// (`eventcore-io_uring-sqpoll`, `eventcore-io_uring-multishot`,
+/// `eventcore-io_uring-recv` and `eventcore-io_uring-async-recv`), which
 /// run only when `--systems` names them.
 fn scenarios(ctx: &Ctx, rounds: usize, quick: bool, tuned: bool) -> Vec<Scenario> {
     let kinds = BackendKind::available();
     let uring = kinds.contains(&BackendKind::IoUring) && tuned;
-    let tuning = |sqpoll, multishot_accept| ec::Setup {
+    let tuning = |sqpoll, multishot_accept, multishot_recv| ec::Setup {
         kind: BackendKind::IoUring,
         sqpoll,
         multishot_accept,
+        multishot_recv,
     };
     let ec = |f: &dyn Fn(ec::Setup) -> RunFn| -> Vec<Entry> {
         kinds
@@ -198,9 +203,10 @@ fn scenarios(ctx: &Ctx, rounds: usize, quick: bool, tuned: bool) -> Vec<Scenario
     let ec_with = |f: &dyn Fn(ec::Setup) -> RunFn, multishot: bool| -> Vec<Entry> {
         let mut e = ec(f);
         if uring {
-            e.push(entry("eventcore-io_uring-sqpoll", f(tuning(true, false))));
+            e.push(entry("eventcore-io_uring-sqpoll", f(tuning(true, false, false))));
+            e.push(entry("eventcore-io_uring-recv", f(tuning(false, false, true))));
             if multishot {
-                e.push(entry("eventcore-io_uring-multishot", f(tuning(false, true))));
+                e.push(entry("eventcore-io_uring-multishot", f(tuning(false, true, false))));
             }
         }
         e
@@ -213,11 +219,18 @@ fn scenarios(ctx: &Ctx, rounds: usize, quick: bool, tuned: bool) -> Vec<Scenario
     };
     let ping = |name: &'static str| {
         let mut e = ec_with(&|k| ec::ping_pong(k, name), false);
-        e.extend(
-            kinds
-                .iter()
-                .map(|&k| entry(format!("eventcore-{}-async", k.name()), ec_async::ping_pong(k, name))),
-        );
+        e.extend(kinds.iter().map(|&k| {
+            entry(
+                format!("eventcore-{}-async", k.name()),
+                ec_async::ping_pong(k.into(), name),
+            )
+        }));
+        if uring {
+            e.push(entry(
+                "eventcore-io_uring-async-recv",
+                ec_async::ping_pong(tuning(false, false, true), name),
+            ));
+        }
         e.push(entry("tokio", tk::ping_pong(name)));
         e.push(entry("libuv", uv::ping_pong(name)));
         e.push(entry("floor", floor::ping_pong(name)));
@@ -260,8 +273,14 @@ fn scenarios(ctx: &Ctx, rounds: usize, quick: bool, tuned: bool) -> Vec<Scenario
         scenario("copy", false, {
             let mut e: Vec<Entry> = kinds
                 .iter()
-                .map(|&k| entry(format!("eventcore-{}-async", k.name()), ec_async::copy(k)))
+                .map(|&k| entry(format!("eventcore-{}-async", k.name()), ec_async::copy(k.into())))
                 .collect();
+            if uring {
+                e.push(entry(
+                    "eventcore-io_uring-async-recv",
+                    ec_async::copy(tuning(false, false, true)),
+                ));
+            }
             e.push(entry("tokio", tk::copy()));
             e.push(entry("floor", floor::copy()));
             e
@@ -467,8 +486,10 @@ fn run(options: &Options) -> Result<(), String> {
         ));
     }
     let tuned = options.systems.as_ref().is_some_and(|s| {
-        s.iter()
-            .any(|x| x == "eventcore-io_uring-sqpoll" || x == "eventcore-io_uring-multishot")
+        s.iter().any(|x| {
+            x.starts_with("eventcore-io_uring-")
+                && (x.ends_with("sqpoll") || x.ends_with("multishot") || x.ends_with("recv"))
+        })
     });
     let mut all = scenarios(&ctx, rounds, quick, tuned);
     if let Some(systems) = &options.systems {

@@ -232,6 +232,24 @@ impl DriverBuilder {
         self
     }
 
+    /// io_uring: stream sockets receive through one multishot receive each
+    /// (Linux 6.0+; ignored before), into a ring of `buffers` provided
+    /// buffers of `size` bytes that all sockets of the driver share. The
+    /// kernel then receives whenever data comes, without a request per
+    /// read; a read takes what has come (copied out of the provided
+    /// buffers into its own) or waits for the next data. The buffers are
+    /// anonymous memory (`buffers × size` bytes of address space, paged in
+    /// as the kernel fills them); data that no read has taken yet holds its
+    /// buffer, and a read that finds the ring empty receives by itself
+    /// instead. A read that is cancelled leaves the data for the next one.
+    /// `buffers` must be a power of two up to 32768 and `size` at least 1
+    /// ([`Status::InvalidArgument`](crate::Status::InvalidArgument)
+    /// otherwise, from [`build`](DriverBuilder::build)). Off by default.
+    pub fn io_uring_multishot_recv(mut self, buffers: u16, size: u32) -> DriverBuilder {
+        self.tuning.uring_recv_buffers = Some((buffers, size));
+        self
+    }
+
     /// The driver; [`Status::NotSupported`](crate::Status::NotSupported) if
     /// this build or kernel does not have the backend, or the OS error if
     /// it refuses the tuning (a kernel that cannot poll the submission
@@ -265,6 +283,11 @@ impl Driver {
     fn build(kind: BackendKind, tuning: &sys::Tuning) -> Result<Driver> {
         if !BackendKind::available().contains(&kind) {
             return Err(Error::new(crate::Status::NotSupported));
+        }
+        if let Some((buffers, size)) = tuning.uring_recv_buffers {
+            if !buffers.is_power_of_two() || buffers > 32768 || size == 0 {
+                return Err(Error::new(crate::Status::InvalidArgument));
+            }
         }
         let sys = sys::Native::new(kind, tuning)?;
         let id = NEXT_DRIVER_ID.fetch_add(1, Ordering::Relaxed);

@@ -629,7 +629,33 @@ fn driver_drop_with_pending_callbacks_runs_none(kind: BackendKind) {
     assert_status(&remote.wake(), Status::DriverGone);
 }
 
+/// The multishot-receive tuning checks its buffer ring on every backend
+/// (elsewhere than io_uring it is ignored once valid): a count that is not
+/// a power of two, above the kernel's 32768, or a size of zero is an
+/// invalid argument, not a panic or a silently odd ring.
+fn builder_refuses_bad_receive_buffers(kind: BackendKind) {
+    for (buffers, size) in [(0, 4096), (3, 4096), (u16::MAX, 4096), (8, 0)] {
+        let built = Driver::builder()
+            .backend(kind)
+            .io_uring_multishot_recv(buffers, size)
+            .build();
+        assert_status(&built.map(|_| ()), Status::InvalidArgument);
+    }
+    for (buffers, size) in [(1, 1), (8, 4096), (32768, 16)] {
+        let mut drv = Driver::builder()
+            .backend(kind)
+            .io_uring_multishot_recv(buffers, size)
+            .build()
+            .unwrap_or_else(|e| panic!("{buffers} buffers of {size} bytes: {e}"));
+        assert_eq!(
+            drv.process_events(Some(Duration::ZERO)).unwrap(),
+            ExitReason::OutOfWaiters
+        );
+    }
+}
+
 contract_tests! {
+    builder_refuses_bad_receive_buffers,
     fresh_driver_returns_out_of_waiters_at_once,
     exit_before_process_events_returns_exited_once,
     exit_from_callback_returns_exited,

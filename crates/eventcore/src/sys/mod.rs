@@ -231,6 +231,10 @@ pub(crate) struct Tuning {
     /// io_uring: one multishot accept per listener.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub uring_multishot_accept: bool,
+    /// io_uring: stream sockets receive through one multishot receive
+    /// each, into a ring of this many provided buffers of this many bytes.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub uring_recv_buffers: Option<(u16, u32)>,
 }
 
 #[cfg(eventcore_backend)]

@@ -48,9 +48,9 @@ macro_rules! contract_tests {
                 }
             )*
         }
-        /// io_uring with its tuning on: a submission-queue thread and
-        /// multishot accepts (`util::driver` builds such drivers on this
-        /// thread).
+        /// io_uring with its tuning on: a submission-queue thread,
+        /// multishot accepts and multishot receives (`util::driver` builds
+        /// such drivers on this thread).
         #[cfg(target_os = "linux")]
         mod uring_tuned {
             $(
@@ -123,6 +123,12 @@ pub fn abort_unless_done(limit: Duration, report: impl FnOnce() -> String + Send
 const TUNED_SQPOLL: u8 = 1;
 /// [`TUNED`]: io_uring drivers accept with one multishot accept.
 const TUNED_MULTISHOT: u8 = 2;
+/// [`TUNED`]: io_uring drivers receive on stream sockets with one multishot
+/// receive each, into a ring of [`TUNED_RECV_BUFFERS`] small buffers (so
+/// that data spans buffers and busy tests run the ring dry).
+const TUNED_RECV: u8 = 4;
+/// The provided buffers of a [`TUNED_RECV`] driver: count and size.
+pub const TUNED_RECV_BUFFERS: (u16, u32) = (16, 1024);
 
 thread_local! {
     /// How [`driver`] tunes io_uring drivers on this thread ([`run_tuned`]).
@@ -141,9 +147,9 @@ pub fn without_sqpoll() {
 /// Runs an io_uring scenario as [`run`] does, with every driver that
 /// [`driver`] makes on this thread tuned: a submission-queue polling thread
 /// (sleeping after 1 ms idle, so that parallel tests do not starve the
-/// machine) and multishot accepts.
+/// machine), multishot accepts and multishot receives.
 pub fn run_tuned(name: &'static str, scenario: fn(BackendKind)) {
-    TUNED.with(|t| t.set(TUNED_SQPOLL | TUNED_MULTISHOT));
+    TUNED.with(|t| t.set(TUNED_SQPOLL | TUNED_MULTISHOT | TUNED_RECV));
     run(BackendKind::IoUring, name, scenario);
 }
 
@@ -165,6 +171,10 @@ pub fn driver(kind: BackendKind) -> Driver {
         let mut builder = Driver::builder()
             .backend(kind)
             .io_uring_multishot_accept(tuned & TUNED_MULTISHOT != 0);
+        if tuned & TUNED_RECV != 0 {
+            let (buffers, size) = TUNED_RECV_BUFFERS;
+            builder = builder.io_uring_multishot_recv(buffers, size);
+        }
         if tuned & TUNED_SQPOLL != 0 {
             builder = builder.io_uring_sqpoll(Duration::from_millis(1));
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::sys::{AsSource, Backend, BackendKind, Completion, Request, SourceId, SourceKind, Waker};
 
+pub(crate) mod bufring;
 pub(crate) mod epoll;
 pub(crate) mod inotify;
 pub(crate) mod process;

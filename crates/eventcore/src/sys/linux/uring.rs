@@ -68,6 +68,7 @@ use std::time::{Duration, Instant};
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
+use super::bufring::{self, BufRing};
 use crate::slab::{Key, Table};
 use crate::sys::unix::{connect_result, try_perform, ReserveFd};
 use crate::sys::{AsSource, Completion, Extra, Request, SourceId, SourceKind, Waker};
@@ -154,6 +155,19 @@ struct MsgStorage {
     /// accept waiting (a new descriptor, or the negated error that ended
     /// the accept), oldest first.
     backlog: VecDeque<i32>,
+    /// A multishot receive's data that no read has taken yet, oldest first.
+    chunks: VecDeque<Chunk>,
+    /// How a multishot receive ended, once no read took it: 0 for the end
+    /// of the stream, else the negated error.
+    end: Option<i32>,
+}
+
+/// Bytes `start..end` of provided buffer `bid`, received and not yet read.
+#[derive(Clone, Copy, Debug)]
+struct Chunk {
+    bid: u16,
+    start: u32,
+    end: u32,
 }
 
 impl MsgStorage {
@@ -168,6 +182,8 @@ impl MsgStorage {
             addr: unsafe { MaybeUninit::zeroed().assume_init() },
             addr_len: 0,
             backlog: VecDeque::new(),
+            chunks: VecDeque::new(),
+            end: None,
         })
     }
 
@@ -201,8 +217,9 @@ struct Record {
     stage: Stage,
     /// `ASYNC_CANCEL` was sent: the next CQE ends the record, whatever it says.
     cancelled: bool,
-    /// A multishot accept's state ([`MULTI`], [`NO_OP`], [`ENDED`]); 0 for
-    /// every other request.
+    /// A multishot request's state: [`MULTI`] (an accept) or [`RECV`] (a
+    /// stream socket's receive), with [`NO_OP`] and [`ENDED`]; 0 for every
+    /// other request.
     shot: u8,
     storage: Option<Box<MsgStorage>>,
 }
@@ -211,12 +228,18 @@ struct Record {
 /// kernel across connections; the next `submit` of an accept on its source
 /// takes its next result instead of a new SQE.
 const MULTI: u8 = 1;
-/// [`Record::shot`]: the driver has no accept waiting; results go to the
-/// backlog (and the record's token is stale).
+/// [`Record::shot`]: the driver has no accept (or read) waiting; results go
+/// to the backlog (and the record's token is stale).
 const NO_OP: u8 = 2;
 /// [`Record::shot`]: the kernel is done with the request (its last CQE came
 /// without `IORING_CQE_F_MORE`); the record only holds a backlog.
 const ENDED: u8 = 4;
+/// [`Record::shot`]: the record is a stream socket's multishot receive into
+/// the provided buffers, which stays in the kernel across reads; a read
+/// (the driver's `Read`, or a `Readable` wait) on its source takes what the
+/// backlog holds, or waits in the record (its token and request) for the
+/// kernel's next data.
+const RECV: u8 = 8;
 
 struct Source {
     fd: RawFd,
@@ -354,6 +377,9 @@ pub(crate) struct Backend {
     /// Accepts are multishot (Linux 5.19+, when the tuning asks): one SQE
     /// accepts every connection until the listener goes.
     multishot_accept: bool,
+    /// Stream sockets receive through one multishot receive each, into
+    /// these provided buffers (Linux 6.0+, when the tuning asks).
+    recv_ring: Option<BufRing>,
     /// A kernel thread takes the submission queue (`SQPOLL`): queued SQEs
     /// are issued without a system call while it is awake.
     sqpoll: bool,
@@ -398,6 +424,10 @@ impl Backend {
             },
         };
         let registered = register_ring_fd(&ring);
+        let recv_ring = match tuning.uring_recv_buffers {
+            Some((count, size)) if kernel_at_least(6, 0) => Some(BufRing::new(&ring, count, size)?),
+            _ => None,
+        };
         let mut backend = Backend {
             ring,
             registered,
@@ -410,6 +440,7 @@ impl Backend {
             cqes: Vec::with_capacity(ENTRIES as usize * 2),
             spare: Vec::new(),
             multishot_accept: tuning.uring_multishot_accept && kernel_at_least(5, 19),
+            recv_ring,
             sqpoll: tuning.uring_sqpoll.is_some(),
             reserve: ReserveFd::new(),
         };
@@ -610,6 +641,9 @@ impl Backend {
         let fd = Fd(rec.fd);
         let clamp = |len: usize| len.min(u32::MAX as usize) as u32;
         let entry = match rec.req {
+            Request::Read { .. } | Request::Readable if rec.shot & RECV != 0 => {
+                opcode::RecvMulti::new(fd, bufring::GROUP).build()
+            }
             Request::Read { ptr, len } => match rec.kind {
                 SourceKind::Socket => opcode::Recv::new(fd, ptr, clamp(len)).build(),
                 // Offset -1: the file position (pipes have none).
@@ -735,7 +769,7 @@ impl Backend {
         );
         let mut found = None;
         for (data, res, flags) in cqes.drain(..) {
-            if let Some((key, c)) = self.handle(data, res, cqueue::more(flags)) {
+            if let Some((key, c)) = self.handle(data, res, flags) {
                 if Some(key) == target {
                     found = Some(c);
                 } else {
@@ -747,10 +781,11 @@ impl Backend {
         found
     }
 
-    /// Handles one CQE (`more`: the request stays in the kernel): re-arms
-    /// what must wait, finishes the rest; a completion comes with the user
-    /// data of the CQE that finished it.
-    fn handle(&mut self, data: u64, res: i32, more: bool) -> Option<(u64, Completion)> {
+    /// Handles one CQE (its `flags` say whether the request stays in the
+    /// kernel, and which provided buffer it filled): re-arms what must
+    /// wait, finishes the rest; a completion comes with the user data of
+    /// the CQE that finished it.
+    fn handle(&mut self, data: u64, res: i32, flags: u32) -> Option<(u64, Completion)> {
         match data {
             WAKE => {
                 self.waker.drain();
@@ -764,15 +799,25 @@ impl Backend {
             _ if data & WAIT != 0 => return self.waited(data, res).map(|c| (data, c)),
             _ => {}
         }
-        self.handle_record(data, res, more).map(|(key, c)| (key.to_u64(), c))
+        self.handle_record(data, res, flags).map(|(key, c)| (key.to_u64(), c))
     }
 
     /// Handles the CQE of a record's request.
-    fn handle_record(&mut self, data: u64, res: i32, more: bool) -> Option<(Key, Completion)> {
+    fn handle_record(&mut self, data: u64, res: i32, flags: u32) -> Option<(Key, Completion)> {
         let key = Key::from_u64(data, 0);
-        let rec = self.records.get_mut(key)?;
+        let more = cqueue::more(flags);
+        let Some(rec) = self.records.get_mut(key) else {
+            // A stale CQE: a buffer it names goes back to the ring.
+            if let (Some(bid), Some(ring)) = (cqueue::buffer_select(flags), self.recv_ring.as_mut()) {
+                ring.give_back(bid);
+            }
+            return None;
+        };
         if rec.shot & MULTI != 0 {
             return self.multishot_accepted(key, res, more);
+        }
+        if rec.shot & RECV != 0 {
+            return self.multishot_received(key, res, flags);
         }
         let result = match (rec.stage, rec.cancelled) {
             // Cancelled: whatever the CQE says ends the record.
@@ -909,15 +954,220 @@ impl Backend {
         Some(Some(self.hand_over(key, token, res)))
     }
 
+    /// One CQE of a multishot receive (see [`RECV`]; `flags` name the
+    /// buffer and whether the request goes on).
+    fn multishot_received(&mut self, key: Key, res: i32, flags: u32) -> Option<(Key, Completion)> {
+        let more = cqueue::more(flags);
+        let bid = cqueue::buffer_select(flags);
+        let rec = self.records.get_mut(key)?;
+        if rec.cancelled {
+            if let (Some(bid), Some(ring)) = (bid, self.recv_ring.as_mut()) {
+                ring.give_back(bid);
+            }
+            if more {
+                return None;
+            }
+            return Some((
+                key,
+                self.finish(key, Err(io::Error::from_raw_os_error(libc::ECANCELED))),
+            ));
+        }
+        if rec.stage == Stage::Waiting {
+            if res < 0 {
+                return self.received(key, res, false, None);
+            }
+            // The socket is readable again: receive again.
+            rec.stage = Stage::Issued;
+            let entry = self.entry(key);
+            return match self.push(&entry) {
+                Ok(()) => None,
+                Err(e) => self.received(key, -e.raw_os_error().unwrap_or(libc::EIO), false, None),
+            };
+        }
+        if !more && res == -libc::EAGAIN {
+            return self.wait(key);
+        }
+        self.received(key, res, more, bid)
+    }
+
+    /// A multishot receive's result (`res` bytes in buffer `bid`, the end
+    /// of the stream, or an error; `more`: the request goes on) goes into
+    /// its backlog, and from there to the read that waits, if one does.
+    fn received(&mut self, key: Key, res: i32, more: bool, bid: Option<u16>) -> Option<(Key, Completion)> {
+        let rec = self.records.get_mut(key).expect("a live record");
+        let st = rec.storage.as_deref_mut().expect("storage for a receive");
+        match (res, bid) {
+            (1.., Some(bid)) => st.chunks.push_back(Chunk {
+                bid,
+                start: 0,
+                end: res as u32,
+            }),
+            // Out of provided buffers: the request ended with nothing to
+            // tell; the next read starts another one (or reads by itself).
+            (_, _) if res == -libc::ENOBUFS => {}
+            (1.., None) => st.end = Some(-libc::EIO),
+            _ => st.end = Some(res),
+        }
+        if !more {
+            rec.shot |= ENDED;
+        }
+        if rec.shot & NO_OP != 0 {
+            return None;
+        }
+        if st.chunks.is_empty() && st.end.is_none() {
+            // A read waits and the request is over without a word for it.
+            return self.fall_back(key);
+        }
+        Some((key, self.take_received(key)))
+    }
+
+    /// Completes the read that waits on multishot receive `key` from its
+    /// backlog (which holds data or the request's end): a `Read` takes as
+    /// many bytes as its buffer holds, a `Readable` takes nothing. The
+    /// record goes once the request has ended and the backlog is empty.
+    fn take_received(&mut self, key: Key) -> Completion {
+        let rec = self.records.get_mut(key).expect("a live record");
+        let ring = self.recv_ring.as_mut().expect("a multishot receive has its ring");
+        rec.shot |= NO_OP;
+        let st = rec.storage.as_deref_mut().expect("storage for a receive");
+        let result = match rec.req {
+            Request::Readable => Ok(0),
+            Request::Read { ptr, len } if !st.chunks.is_empty() => Ok(copy_out(ring, &mut st.chunks, ptr, len)),
+            _ => errno(st.end.take().unwrap_or(-libc::EIO)).map(|n| n as usize),
+        };
+        let token = rec.token;
+        if rec.shot & ENDED != 0 && st.chunks.is_empty() && st.end.is_none() {
+            self.retire(key);
+        }
+        Completion::new(token, result)
+    }
+
+    /// The read waiting on multishot receive `key`, which ended with
+    /// nothing for it (the ring ran out of buffers), becomes a one-shot
+    /// request of its own: a `recv` into the read's buffer, or a poll.
+    fn fall_back(&mut self, key: Key) -> Option<(Key, Completion)> {
+        let rec = self.records.get_mut(key).expect("a live record");
+        rec.shot = 0;
+        rec.stage = Stage::Issued;
+        let entry = self.entry(key);
+        match self.push(&entry) {
+            Ok(()) => None,
+            Err(e) => Some((key, self.finish(key, Err(e)))),
+        }
+    }
+
+    /// A read (`Read`, or a `Readable` wait) on a stream socket while
+    /// multishot receives are on: what the socket's multishot receive holds
+    /// at once, else the read waits in it (a `Read` on a socket without one
+    /// starts one). `None` where this path does not apply (not a socket, a
+    /// `Readable` on a socket without a multishot receive): the caller
+    /// submits the request as usual.
+    fn receive(&mut self, id: SourceId, token: u64, req: &Request) -> Option<Option<Completion>> {
+        let src = self.sources.get(Key::from_u64(id.0, 0))?;
+        if src.kind != SourceKind::Socket {
+            return None;
+        }
+        let req = match *req {
+            Request::Read { ptr, len } => Request::Read { ptr, len },
+            Request::Readable => Request::Readable,
+            _ => return None,
+        };
+        let Some(key) = record_in(src.read) else {
+            if matches!(req, Request::Readable) || src.read != EMPTY {
+                return None;
+            }
+            return Some(self.start_receive(id, token, req));
+        };
+        let rec = self.records.get_mut(key)?;
+        if rec.shot & (RECV | NO_OP) != RECV | NO_OP || rec.cancelled {
+            return None;
+        }
+        let st = rec.storage.as_deref().expect("storage for a receive");
+        let held = !st.chunks.is_empty() || st.end.is_some();
+        let again = match req {
+            Request::Read { ptr, len } => Some(Request::Read { ptr, len }),
+            _ => None,
+        };
+        rec.token = token;
+        rec.req = req;
+        rec.shot &= !NO_OP;
+        if held {
+            return Some(Some(self.take_received(key)));
+        }
+        if rec.shot & ENDED != 0 {
+            // Ended with nothing to tell (out of buffers): start afresh.
+            self.retire(key);
+            return again.map(|req| self.start_receive(id, token, req));
+        }
+        Some(None)
+    }
+
+    /// Starts a multishot receive on socket `id` with read `token` waiting
+    /// in it; its completion if that failed at once.
+    fn start_receive(&mut self, id: SourceId, token: u64, req: Request) -> Option<Completion> {
+        let Some(key) = self.add_record(id, token, req) else {
+            return Some(Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF))));
+        };
+        let rec = self.records.get_mut(key).expect("a live record");
+        rec.shot = RECV;
+        rec.storage = Some(self.spare.pop().unwrap_or_else(MsgStorage::new));
+        let entry = self.entry(key);
+        if let Err(e) = self.push(&entry) {
+            return Some(self.finish(key, Err(e)));
+        }
+        None
+    }
+
+    /// A non-blocking read on a socket with a multishot receive: the bytes
+    /// its backlog holds, after the CQEs the kernel has posted (their data
+    /// came before whatever the socket still holds). `None` if the socket
+    /// has no multishot receive, or its backlog is empty on a ring that
+    /// receives only inside this thread's `io_uring_enter` (`DEFER_TASKRUN`):
+    /// then reading the socket directly cannot overtake the kernel.
+    fn try_receive(&mut self, id: SourceId, token: u64, ptr: *mut u8, len: usize) -> Option<Completion> {
+        let key = record_in(self.sources.get(Key::from_u64(id.0, 0))?.read)?;
+        if self.records.get(key)?.shot & RECV == 0 {
+            return None;
+        }
+        if !self.ring.completion().is_empty() {
+            let mut out = Vec::new();
+            self.reap(&mut out, None);
+            self.stash.append(&mut out);
+        }
+        let would_block = || Completion::new(token, Err(io::ErrorKind::WouldBlock.into()));
+        let rec = self.records.get_mut(key)?;
+        if rec.shot & NO_OP == 0 {
+            // A read waits in it: this one cannot go first.
+            return Some(would_block());
+        }
+        let st = rec.storage.as_deref_mut().expect("storage for a receive");
+        if !st.chunks.is_empty() {
+            let ring = self.recv_ring.as_mut().expect("a multishot receive has its ring");
+            return Some(Completion::new(token, Ok(copy_out(ring, &mut st.chunks, ptr, len))));
+        }
+        if let Some(end) = st.end.take() {
+            if rec.shot & ENDED != 0 {
+                self.retire(key);
+            }
+            return Some(Completion::new(token, errno(end).map(|n| n as usize)));
+        }
+        if rec.shot & ENDED != 0 {
+            self.retire(key);
+            return None;
+        }
+        (!self.flagged).then(would_block)
+    }
+
     /// Puts a record in the waiting stage with a poll for its direction.
     fn wait(&mut self, key: Key) -> Option<(Key, Completion)> {
         let entry = self.wait_entry(key);
         let rec = self.records.get_mut(key).expect("a live record");
         rec.stage = Stage::Waiting;
-        let multishot = rec.shot & MULTI != 0;
+        let shot = rec.shot;
         match self.push(&entry) {
             Ok(()) => None,
-            Err(e) if multishot => self.deliver_accept(key, -e.raw_os_error().unwrap_or(libc::EIO), false),
+            Err(e) if shot & MULTI != 0 => self.deliver_accept(key, -e.raw_os_error().unwrap_or(libc::EIO), false),
+            Err(e) if shot & RECV != 0 => self.received(key, -e.raw_os_error().unwrap_or(libc::EIO), false, None),
             Err(e) => Some((key, self.finish(key, Err(e)))),
         }
     }
@@ -936,10 +1186,17 @@ impl Backend {
     }
 
     /// Keeps a record's storage for the next request that needs one (what a
-    /// multishot accept's backlog still holds is closed).
+    /// multishot accept's backlog still holds is closed, what a multishot
+    /// receive's holds goes back to the ring unread).
     fn recycle(&mut self, storage: Option<Box<MsgStorage>>) {
         if let Some(mut st) = storage {
             st.drop_backlog();
+            st.end = None;
+            for chunk in st.chunks.drain(..) {
+                if let Some(ring) = self.recv_ring.as_mut() {
+                    ring.give_back(chunk.bid);
+                }
+            }
             self.spare.push(st);
         }
     }
@@ -1204,6 +1461,11 @@ impl crate::sys::Backend for Backend {
                 }
             }
         }
+        if self.recv_ring.is_some() && matches!(req, Request::Read { .. } | Request::Readable) {
+            if let Some(done) = self.receive(id, token, &req) {
+                return done;
+            }
+        }
         if matches!(req, Request::Accept) {
             if let Some(done) = self.accept_again(id, token) {
                 return done;
@@ -1257,6 +1519,11 @@ impl crate::sys::Backend for Backend {
     /// One synchronous, non-blocking try (the descriptors are non-blocking):
     /// nothing to submit to the ring, and nothing ever parks.
     fn attempt(&mut self, id: SourceId, token: u64, req: Request) -> Completion {
+        if let (Some(_), Request::Read { ptr, len }) = (&self.recv_ring, &req) {
+            if let Some(done) = self.try_receive(id, token, *ptr, *len) {
+                return done;
+            }
+        }
         let Some(src) = self.sources.get(Key::from_u64(id.0, 0)) else {
             return Completion::new(token, Err(io::Error::from_raw_os_error(libc::EBADF)));
         };
@@ -1285,6 +1552,14 @@ impl crate::sys::Backend for Backend {
                     .is_some_and(|r| r.token == token && r.shot & NO_OP == 0)
             })
         });
+        if let Some(rec) = record.and_then(|key| self.records.get_mut(key)) {
+            if rec.shot & RECV != 0 {
+                // A read waiting on a multishot receive: the kernel never
+                // saw its buffer, so it just leaves; the receive goes on.
+                rec.shot |= NO_OP;
+                return Some(0);
+            }
+        }
         let Some(key) = record else {
             // Already reaped: its completion may still wait in the stash (a
             // wait for another cancel took it); take it back so the caller
@@ -1330,6 +1605,9 @@ impl Drop for Backend {
         for key in self.records.keys() {
             let _ = self.cancel_record(key);
         }
+        if let Some(ring) = &self.recv_ring {
+            ring.unregister(&self.ring);
+        }
         if let Some(index) = self.registered.take() {
             unregister_ring_fd(&self.ring, index);
         }
@@ -1374,6 +1652,31 @@ fn accept_completion(token: u64, res: i32) -> Completion {
         },
         Err(_) => Completion::new(token, Err(io::Error::from_raw_os_error(libc::ECONNABORTED))),
     }
+}
+
+/// Moves up to `len` bytes from the front of `chunks` into `ptr[..len]`,
+/// giving each buffer it empties back to `ring`; the number of bytes.
+fn copy_out(ring: &mut BufRing, chunks: &mut VecDeque<Chunk>, ptr: *mut u8, len: usize) -> usize {
+    let mut n = 0;
+    while let Some(chunk) = chunks.front_mut() {
+        if n == len {
+            break;
+        }
+        let bytes = ring.bytes(chunk.bid, chunk.start, chunk.end);
+        let take = bytes.len().min(len - n);
+        // SAFETY: `ptr[..len]` is the read's buffer, which the driver keeps
+        // alive and lends to no one else while its request is with the
+        // backend; `n + take <= len`, and a provided buffer never overlaps it.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.add(n), take) };
+        n += take;
+        chunk.start += take as u32;
+        if chunk.start == chunk.end {
+            let bid = chunk.bid;
+            chunks.pop_front();
+            ring.give_back(bid);
+        }
+    }
+    n
 }
 
 /// A CQE result as the byte count / value or the OS error.
@@ -1542,7 +1845,7 @@ mod tests {
         };
         let key = b.add_record(id, 8, req).expect("a live source");
         assert!(
-            b.handle(key.to_u64(), -libc::EAGAIN, false).is_none(),
+            b.handle(key.to_u64(), -libc::EAGAIN, 0).is_none(),
             "EAGAIN is not reported"
         );
         assert_eq!(b.records.get(key).unwrap().stage, Stage::Waiting);
@@ -1949,5 +2252,171 @@ mod tests {
             "nothing from a removed source"
         );
         assert!(b.orphans.is_empty());
+    }
+
+    /// A backend whose stream sockets receive through multishot receives
+    /// into `count` provided buffers of `size` bytes; `None` (with a
+    /// notice) where io_uring or the kernel's multishot receive is missing.
+    fn receiving(test: &str, count: u16, size: u32) -> Option<Backend> {
+        if !super::kernel_at_least(6, 0) {
+            eprintln!("SKIPPED {test}: multishot receives need Linux 6.0");
+            return None;
+        }
+        let tuning = crate::sys::Tuning {
+            uring_recv_buffers: Some((count, size)),
+            ..Default::default()
+        };
+        tuned(test, &tuning)
+    }
+
+    /// A read request into `buf`.
+    fn read_into(buf: &mut [u8]) -> Request {
+        Request::Read {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        }
+    }
+
+    /// Whether source `id`'s reading direction holds a multishot receive.
+    fn has_multishot_receive(b: &Backend, id: SourceId) -> bool {
+        let src = b.sources.get(super::Key::from_u64(id.0, 0)).expect("source");
+        super::record_in(src.read)
+            .and_then(|k| b.records.get(k))
+            .is_some_and(|r| r.shot & super::RECV != 0)
+    }
+
+    /// Reads (with `attempt`, then `submit` and `poll`) until `want` bytes
+    /// came, at most `chunk` per read; what came, in order.
+    fn read_all(b: &mut Backend, id: SourceId, want: usize, chunk: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut token = 100;
+        while got.len() < want && Instant::now() < deadline {
+            token += 1;
+            let mut buf = vec![0u8; chunk];
+            let n = match b.attempt(id, token, read_into(&mut buf)).result {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let done = match b.submit(id, token, read_into(&mut buf)) {
+                        Some(c) => c,
+                        None => poll_until_some(b).pop().expect("a completion"),
+                    };
+                    assert_eq!(done.token, token);
+                    done.result.expect("read")
+                }
+                Err(e) => panic!("read failed: {e}"),
+            };
+            assert!(n > 0, "no end of stream before {want} bytes");
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    /// A read smaller than what came takes its part; the rest waits in the
+    /// multishot receive's backlog (across buffers, in order) for the next
+    /// reads, which take it at once, and the receive stays for later data.
+    #[test]
+    fn multishot_receive_keeps_what_a_read_did_not_take() {
+        let Some(mut b) = receiving("multishot_receive_keeps_what_a_read_did_not_take", 4, 8) else {
+            return;
+        };
+        let (ours, mut peer) = socket_pair();
+        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
+        let mut first = [0u8; 3];
+        assert!(b.submit(id, 1, read_into(&mut first)).is_none());
+        assert!(has_multishot_receive(&b, id));
+        peer.write_all(b"hello, multishot").unwrap();
+        let done = poll_until_some(&mut b);
+        assert_eq!((done[0].token, done[0].result.as_ref().ok()), (1, Some(&3)));
+        assert_eq!(&first, b"hel");
+        let rest = read_all(&mut b, id, 13, 5);
+        assert_eq!(rest, b"lo, multishot");
+        assert!(has_multishot_receive(&b, id), "the receive goes on");
+        peer.write_all(b"more").unwrap();
+        assert_eq!(read_all(&mut b, id, 4, 64), b"more");
+        // The end of the stream reaches a read, and every read after it.
+        drop(peer);
+        for token in [7, 8] {
+            let mut buf = [0u8; 4];
+            let done = match b.submit(id, token, read_into(&mut buf)) {
+                Some(c) => c,
+                None => poll_until_some(&mut b).pop().unwrap(),
+            };
+            assert_eq!((done.token, done.result.as_ref().ok()), (token, Some(&0)));
+        }
+        b.remove_source(id);
+        assert_eq!(b.records.len(), 0);
+    }
+
+    /// Cancelling a read that waits on a multishot receive is immediate
+    /// (the kernel never had its buffer) and loses nothing: data that
+    /// comes afterwards waits for the next read; a readiness wait sees it
+    /// without taking it.
+    #[test]
+    fn a_cancelled_read_leaves_the_data_to_the_next() {
+        let Some(mut b) = receiving("a_cancelled_read_leaves_the_data_to_the_next", 4, 64) else {
+            return;
+        };
+        let (ours, mut peer) = socket_pair();
+        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(b.submit(id, 1, read_into(&mut buf)).is_none());
+        assert_eq!(b.cancel(id, 1), Some(0));
+        peer.write_all(b"kept").unwrap();
+        assert!(poll(&mut b, Duration::from_millis(50)).is_empty(), "no read waits");
+        let ready = b.submit(id, 2, Request::Readable).expect("readable at once");
+        assert_eq!((ready.token, ready.result.as_ref().ok()), (2, Some(&0)));
+        let done = b.attempt(id, 3, read_into(&mut buf));
+        assert_eq!(done.result.as_ref().ok(), Some(&4));
+        assert_eq!(&buf[..4], b"kept");
+        b.remove_source(id);
+        assert_eq!(b.records.len(), 0);
+    }
+
+    /// When the ring runs dry, a read on another socket receives by itself
+    /// into its own buffer; the dry socket's data comes in order once read,
+    /// and what is left in its socket comes through a new multishot
+    /// receive. Removing a source gives its buffers back.
+    #[test]
+    fn a_dry_ring_falls_back_to_plain_reads() {
+        let Some(mut b) = receiving("a_dry_ring_falls_back_to_plain_reads", 2, 4) else {
+            return;
+        };
+        let (a, mut peer_a) = socket_pair();
+        let (c, mut peer_c) = socket_pair();
+        let id_a = b.add_source(&a, SourceKind::Socket).unwrap();
+        let id_c = b.add_source(&c, SourceKind::Socket).unwrap();
+        let mut one = [0u8; 1];
+        assert!(b.submit(id_a, 1, read_into(&mut one)).is_none());
+        peer_a.write_all(b"0123456789").unwrap();
+        let done = poll_until_some(&mut b);
+        assert_eq!((done[0].token, done[0].result.as_ref().ok()), (1, Some(&1)));
+        // Both buffers now hold socket a's data: the ring is dry.
+        let _ = poll(&mut b, Duration::from_millis(20));
+        let mut buf = [0u8; 8];
+        assert!(b.submit(id_c, 2, read_into(&mut buf)).is_none());
+        peer_c.write_all(b"xy").unwrap();
+        let done = poll_until_some(&mut b);
+        assert_eq!((done[0].token, done[0].result.as_ref().ok()), (2, Some(&2)));
+        assert_eq!(&buf[..2], b"xy");
+        assert!(!has_multishot_receive(&b, id_c), "the plain read is over");
+        assert_eq!(&one, b"0");
+        assert_eq!(read_all(&mut b, id_a, 9, 3), b"123456789");
+        // Buffers of data nobody read go back with their source.
+        peer_c.write_all(b"abcdefgh").unwrap();
+        let mut buf = [0u8; 1];
+        assert!(b.submit(id_c, 3, read_into(&mut buf)).is_none());
+        let _ = poll_until_some(&mut b);
+        let _ = poll(&mut b, Duration::from_millis(20));
+        b.remove_source(id_c);
+        let mut buf = [0u8; 8];
+        assert!(b.submit(id_a, 4, read_into(&mut buf)).is_none());
+        peer_a.write_all(b"four").unwrap();
+        let done = poll_until_some(&mut b);
+        assert_eq!((done[0].token, done[0].result.as_ref().ok()), (4, Some(&4)));
+        assert_eq!(&buf[..4], b"four");
+        assert!(has_multishot_receive(&b, id_a), "buffers were there again");
+        b.remove_source(id_a);
+        assert_eq!(b.records.len(), 0);
     }
 }
