@@ -871,22 +871,14 @@ impl Backend {
             if res >= 0 && rec.stage == Stage::Issued {
                 close_accepted(res);
             }
-            if more {
-                return None;
-            }
-            return Some((
-                key,
-                self.finish(key, Err(io::Error::from_raw_os_error(libc::ECANCELED))),
-            ));
+            return self.cancelled_cqe(key, more);
         }
         if rec.stage == Stage::Waiting {
             if res >= 0 {
                 // The listener is readable again: accept again.
-                rec.stage = Stage::Issued;
-                let entry = self.entry(key);
-                return match self.push(&entry) {
+                return match self.reissue(key) {
                     Ok(()) => None,
-                    Err(e) => self.deliver_accept(key, -e.raw_os_error().unwrap_or(libc::EIO), false),
+                    Err(res) => self.deliver_accept(key, res, false),
                 };
             }
         } else if !more && res < 0 {
@@ -954,6 +946,25 @@ impl Backend {
         Some(Some(self.hand_over(key, token, res)))
     }
 
+    /// A CQE of a cancelled multishot request: the last one (without
+    /// `IORING_CQE_F_MORE`) ends the record.
+    fn cancelled_cqe(&mut self, key: Key, more: bool) -> Option<(Key, Completion)> {
+        (!more).then(|| {
+            let done = self.finish(key, Err(io::Error::from_raw_os_error(libc::ECANCELED)));
+            (key, done)
+        })
+    }
+
+    /// Issues a waiting multishot record's request again (its poll
+    /// fired); the negated error if its SQE could not be queued.
+    fn reissue(&mut self, key: Key) -> Result<(), i32> {
+        if let Some(rec) = self.records.get_mut(key) {
+            rec.stage = Stage::Issued;
+        }
+        let entry = self.entry(key);
+        self.push(&entry).map_err(|e| -e.raw_os_error().unwrap_or(libc::EIO))
+    }
+
     /// One CQE of a multishot receive (see [`RECV`]; `flags` name the
     /// buffer and whether the request goes on).
     fn multishot_received(&mut self, key: Key, res: i32, flags: u32) -> Option<(Key, Completion)> {
@@ -964,24 +975,16 @@ impl Backend {
             if let (Some(bid), Some(ring)) = (bid, self.recv_ring.as_mut()) {
                 ring.give_back(bid);
             }
-            if more {
-                return None;
-            }
-            return Some((
-                key,
-                self.finish(key, Err(io::Error::from_raw_os_error(libc::ECANCELED))),
-            ));
+            return self.cancelled_cqe(key, more);
         }
         if rec.stage == Stage::Waiting {
             if res < 0 {
                 return self.received(key, res, false, None);
             }
             // The socket is readable again: receive again.
-            rec.stage = Stage::Issued;
-            let entry = self.entry(key);
-            return match self.push(&entry) {
+            return match self.reissue(key) {
                 Ok(()) => None,
-                Err(e) => self.received(key, -e.raw_os_error().unwrap_or(libc::EIO), false, None),
+                Err(res) => self.received(key, res, false, None),
             };
         }
         if !more && res == -libc::EAGAIN {
@@ -2269,6 +2272,15 @@ mod tests {
         tuned(test, &tuning)
     }
 
+    /// A [`receiving`] backend with one socket pair: the backend, our end,
+    /// the peer and our end's source.
+    fn receiving_pair(test: &str, count: u16, size: u32) -> Option<(Backend, UnixStream, UnixStream, SourceId)> {
+        let mut b = receiving(test, count, size)?;
+        let (ours, peer) = socket_pair();
+        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
+        Some((b, ours, peer, id))
+    }
+
     /// A read request into `buf`.
     fn read_into(buf: &mut [u8]) -> Request {
         Request::Read {
@@ -2317,11 +2329,11 @@ mod tests {
     /// reads, which take it at once, and the receive stays for later data.
     #[test]
     fn multishot_receive_keeps_what_a_read_did_not_take() {
-        let Some(mut b) = receiving("multishot_receive_keeps_what_a_read_did_not_take", 4, 8) else {
+        let Some((mut b, _ours, mut peer, id)) =
+            receiving_pair("multishot_receive_keeps_what_a_read_did_not_take", 4, 8)
+        else {
             return;
         };
-        let (ours, mut peer) = socket_pair();
-        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
         let mut first = [0u8; 3];
         assert!(b.submit(id, 1, read_into(&mut first)).is_none());
         assert!(has_multishot_receive(&b, id));
@@ -2354,11 +2366,10 @@ mod tests {
     /// without taking it.
     #[test]
     fn a_cancelled_read_leaves_the_data_to_the_next() {
-        let Some(mut b) = receiving("a_cancelled_read_leaves_the_data_to_the_next", 4, 64) else {
+        let Some((mut b, _ours, mut peer, id)) = receiving_pair("a_cancelled_read_leaves_the_data_to_the_next", 4, 64)
+        else {
             return;
         };
-        let (ours, mut peer) = socket_pair();
-        let id = b.add_source(&ours, SourceKind::Socket).unwrap();
         let mut buf = [0u8; 16];
         assert!(b.submit(id, 1, read_into(&mut buf)).is_none());
         assert_eq!(b.cancel(id, 1), Some(0));
