@@ -164,6 +164,83 @@ fn tcp_large_transfer_futures_io(kind: BackendKind) {
     assert_settled(&mut ex);
 }
 
+/// A driver with io_uring's multishot receives into a ring too small for
+/// the traffic (4 buffers of 512 bytes for six connections: data spans
+/// buffers, waits in backlogs and runs the ring dry, so multishot
+/// receives end and start again), on a ring without `SQPOLL` (where
+/// `try_read` may read the socket directly). Every reading style — `futures-io`
+/// reads through the internal buffer, owned-buffer reads, exact reads, a
+/// read given up while it waits — gets every stream's bytes in order.
+/// Elsewhere the option is ignored and the same must hold.
+fn multishot_receives_keep_every_stream_intact(kind: BackendKind) {
+    const SIZE: usize = 96 * 1024;
+    let drv = eventcore::Driver::builder()
+        .backend(kind)
+        .io_uring_multishot_recv(4, 512)
+        .build()
+        .expect("driver");
+    let mut ex = rt::Executor::new(drv);
+    ex.block_on(async {
+        let mut tasks = Vec::new();
+        for conn in 0..6usize {
+            let (mut client, server) = tcp_pair().await;
+            let data: Vec<u8> = (0..SIZE).map(|i| ((i * 7 + conn * 13) % 251) as u8).collect();
+            let expected = data.clone();
+            let _writer = rt::spawn(async move {
+                for chunk in data.chunks(1_000 + conn * 333) {
+                    AsyncWriteExt::write_all(&mut client, chunk).await.expect("write");
+                }
+                client.close().await.expect("close");
+            });
+            tasks.push(rt::spawn(async move {
+                let mut server = server;
+                let mut got = Vec::with_capacity(SIZE);
+                // A read that waits and is given up takes nothing away.
+                if conn == 0 {
+                    let _ = rt::timeout(Duration::from_micros(1), server.read_owned(Vec::with_capacity(64))).await;
+                }
+                let mut round = 0usize;
+                while got.len() < SIZE {
+                    round += 1;
+                    let left = SIZE - got.len();
+                    match (conn + round) % 3 {
+                        0 => {
+                            let mut piece = vec![0u8; 700];
+                            let n = AsyncReadExt::read(&mut server, &mut piece).await.expect("read");
+                            assert!(n > 0, "no end before {SIZE} bytes");
+                            got.extend_from_slice(&piece[..n]);
+                        }
+                        1 => {
+                            let (r, buf) = server.read_owned(Vec::with_capacity(1_500)).await;
+                            assert!(r.expect("read_owned") > 0, "no end before {SIZE} bytes");
+                            got.extend_from_slice(&buf);
+                        }
+                        _ => {
+                            let want = left.min(900);
+                            let (r, buf) = server.read_exact_owned(Vec::with_capacity(want)).await;
+                            assert_eq!(r.expect("read_exact_owned"), want);
+                            got.extend_from_slice(&buf);
+                        }
+                    }
+                }
+                let (r, _) = server.read_owned(Vec::with_capacity(16)).await;
+                assert_eq!(r.expect("end of stream"), 0);
+                assert!(
+                    got == expected,
+                    "connection {conn}: the bytes arrive in order and intact"
+                );
+            }));
+        }
+        for t in tasks {
+            rt::timeout(LIMIT * 3, t)
+                .await
+                .expect("in time")
+                .expect("the reader did not panic");
+        }
+    });
+    assert_settled(&mut ex);
+}
+
 /// UDP: datagrams both ways with their senders' addresses.
 fn udp_round_trip(kind: BackendKind) {
     let mut ex = executor(kind);
@@ -780,6 +857,7 @@ contract_tests! {
     tcp_echo,
     tcp_lines_through_futures_io,
     tcp_large_transfer_futures_io,
+    multishot_receives_keep_every_stream_intact,
     udp_round_trip,
     unix_streams,
     unix_datagrams,
@@ -804,6 +882,7 @@ contract_tests! {
     tcp_echo,
     tcp_lines_through_futures_io,
     tcp_large_transfer_futures_io,
+    multishot_receives_keep_every_stream_intact,
     udp_round_trip,
     tcp_connect_refused,
     second_read_is_busy,
