@@ -168,9 +168,10 @@ fn tcp_large_transfer_futures_io(kind: BackendKind) {
 /// the traffic (4 buffers of 512 bytes for six connections: data spans
 /// buffers, waits in backlogs and runs the ring dry, so multishot
 /// receives end and start again), on a ring without `SQPOLL` (where
-/// `try_read` may read the socket directly). Every reading style — `futures-io`
-/// reads through the internal buffer, owned-buffer reads, exact reads, a
-/// read given up while it waits — gets every stream's bytes in order.
+/// `try_read` may read the socket directly). Both reading styles —
+/// `futures-io` reads through the internal buffer, owned-buffer reads —
+/// single and exact, and a read given up while it waits, get every
+/// stream's bytes in order.
 /// Elsewhere the option is ignored and the same must hold.
 fn multishot_receives_keep_every_stream_intact(kind: BackendKind) {
     const SIZE: usize = 96 * 1024;
@@ -195,36 +196,58 @@ fn multishot_receives_keep_every_stream_intact(kind: BackendKind) {
             tasks.push(rt::spawn(async move {
                 let mut server = server;
                 let mut got = Vec::with_capacity(SIZE);
-                // A read that waits and is given up takes nothing away.
+                // A `futures-io` read given up while it waits takes nothing
+                // away (what it did read, it returned).
                 if conn == 0 {
-                    let _ = rt::timeout(Duration::from_micros(1), server.read_owned(Vec::with_capacity(64))).await;
+                    let mut piece = vec![0u8; 64];
+                    let read = AsyncReadExt::read(&mut server, &mut piece);
+                    if let Ok(n) = rt::timeout(Duration::from_micros(1), read).await {
+                        got.extend_from_slice(&piece[..n.expect("read")]);
+                    }
                 }
+                // Even connections read through `futures-io`, odd ones with
+                // owned buffers (which bypass its internal buffer), each
+                // alternating single and exact reads.
                 let mut round = 0usize;
                 while got.len() < SIZE {
                     round += 1;
-                    let left = SIZE - got.len();
-                    match (conn + round) % 3 {
-                        0 => {
+                    let want = (SIZE - got.len()).min(900);
+                    match (conn % 2, round % 2) {
+                        (0, 0) => {
                             let mut piece = vec![0u8; 700];
                             let n = AsyncReadExt::read(&mut server, &mut piece).await.expect("read");
                             assert!(n > 0, "no end before {SIZE} bytes");
                             got.extend_from_slice(&piece[..n]);
                         }
-                        1 => {
+                        (0, _) => {
+                            let mut piece = vec![0u8; want];
+                            AsyncReadExt::read_exact(&mut server, &mut piece)
+                                .await
+                                .expect("read_exact");
+                            got.extend_from_slice(&piece);
+                        }
+                        (_, 0) => {
                             let (r, buf) = server.read_owned(Vec::with_capacity(1_500)).await;
                             assert!(r.expect("read_owned") > 0, "no end before {SIZE} bytes");
                             got.extend_from_slice(&buf);
                         }
                         _ => {
-                            let want = left.min(900);
                             let (r, buf) = server.read_exact_owned(Vec::with_capacity(want)).await;
                             assert_eq!(r.expect("read_exact_owned"), want);
                             got.extend_from_slice(&buf);
                         }
                     }
                 }
-                let (r, _) = server.read_owned(Vec::with_capacity(16)).await;
-                assert_eq!(r.expect("end of stream"), 0);
+                // Then the end of the stream: 0 from `futures-io`,
+                // `Disconnected` from an owned read.
+                if conn % 2 == 0 {
+                    let mut rest = vec![0u8; 16];
+                    let n = AsyncReadExt::read(&mut server, &mut rest).await.expect("end of stream");
+                    assert_eq!(n, 0, "connection {conn}: nothing after the data");
+                } else {
+                    let (r, _) = server.read_owned(Vec::with_capacity(16)).await;
+                    assert_eq!(r.unwrap_err().status(), Status::Disconnected, "connection {conn}");
+                }
                 assert!(
                     got == expected,
                     "connection {conn}: the bytes arrive in order and intact"
