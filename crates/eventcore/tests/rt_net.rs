@@ -159,7 +159,7 @@ fn tcp_large_transfer_futures_io(kind: BackendKind) {
         }
         assert_eq!(got.len(), SIZE);
         assert!(got == expected, "the bytes arrive in order and intact");
-        drop(writer.await);
+        writer.await.expect("the writer finished");
     });
     assert_settled(&mut ex);
 }
@@ -864,7 +864,7 @@ fn accepted_bytes_leave_without_a_flush(kind: BackendKind) {
             .expect("the echo came back whole while the connection stayed open")
             .expect("read");
         assert!(back == expected);
-        drop(sender.await);
+        sender.await.expect("the sender finished");
         drop(cr);
         echo.abort();
     });

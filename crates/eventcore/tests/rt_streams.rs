@@ -38,7 +38,7 @@ fn listener_is_a_stream_of_connections(kind: BackendKind) {
             assert!(peer.as_inet().unwrap().ip().is_loopback());
         }
         assert!(!listener.is_terminated());
-        drop(clients.await);
+        clients.await.expect("the clients connected");
     });
     assert_settled(&mut ex);
 }
