@@ -285,7 +285,8 @@ impl Driver {
             return Err(Error::new(crate::Status::NotSupported));
         }
         if let Some((buffers, size)) = tuning.uring_recv_buffers {
-            if !buffers.is_power_of_two() || buffers > 32768 || size == 0 {
+            // A power of two in a `u16` is at most 32768, the kernel's limit.
+            if !buffers.is_power_of_two() || size == 0 {
                 return Err(Error::new(crate::Status::InvalidArgument));
             }
         }

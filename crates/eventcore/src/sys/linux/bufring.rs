@@ -64,11 +64,10 @@ pub(crate) struct BufRing {
 impl BufRing {
     /// Maps the ring and its buffers, fills the ring with every buffer and
     /// registers it with `ring` as [`GROUP`]. `count` must be a power of
-    /// two no larger than 32768 (the kernel's limit), `size` at least 1.
+    /// two (as a `u16`, at most the kernel's limit of 32768), `size` at
+    /// least 1: the driver's builder refuses anything else.
     pub fn new(ring: &IoUring, count: u16, size: u32) -> io::Result<BufRing> {
-        if !count.is_power_of_two() || count > 32768 || size == 0 {
-            return Err(io::ErrorKind::InvalidInput.into());
-        }
+        debug_assert!(count.is_power_of_two() && size > 0, "checked by the builder");
         let entries = Mapping::new(usize::from(count) * std::mem::size_of::<BufRingEntry>())?;
         let buffers = Mapping::new(usize::from(count) * size as usize)?;
         let mut me = BufRing {

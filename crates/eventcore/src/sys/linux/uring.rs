@@ -1087,20 +1087,20 @@ impl Backend {
         }
         let st = rec.storage.as_deref().expect("storage for a receive");
         let held = !st.chunks.is_empty() || st.end.is_some();
-        let again = match req {
-            Request::Read { ptr, len } => Some(Request::Read { ptr, len }),
-            _ => None,
-        };
+        if !held && rec.shot & ENDED != 0 {
+            // Ended with nothing to tell (out of buffers): a read starts
+            // afresh, a readiness wait polls as usual.
+            self.retire(key);
+            return match req {
+                Request::Read { .. } => Some(self.start_receive(id, token, req)),
+                _ => None,
+            };
+        }
         rec.token = token;
         rec.req = req;
         rec.shot &= !NO_OP;
         if held {
             return Some(Some(self.take_received(key)));
-        }
-        if rec.shot & ENDED != 0 {
-            // Ended with nothing to tell (out of buffers): start afresh.
-            self.retire(key);
-            return again.map(|req| self.start_receive(id, token, req));
         }
         Some(None)
     }
@@ -1143,16 +1143,11 @@ impl Backend {
             // A read waits in it: this one cannot go first.
             return Some(would_block());
         }
-        let st = rec.storage.as_deref_mut().expect("storage for a receive");
-        if !st.chunks.is_empty() {
-            let ring = self.recv_ring.as_mut().expect("a multishot receive has its ring");
-            return Some(Completion::new(token, Ok(copy_out(ring, &mut st.chunks, ptr, len))));
-        }
-        if let Some(end) = st.end.take() {
-            if rec.shot & ENDED != 0 {
-                self.retire(key);
-            }
-            return Some(Completion::new(token, errno(end).map(|n| n as usize)));
+        let st = rec.storage.as_deref().expect("storage for a receive");
+        if !st.chunks.is_empty() || st.end.is_some() {
+            rec.token = token;
+            rec.req = Request::Read { ptr, len };
+            return Some(self.take_received(key));
         }
         if rec.shot & ENDED != 0 {
             self.retire(key);
